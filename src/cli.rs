@@ -1,0 +1,237 @@
+//! The command line of CLI.md: the argument structs, and the dispatch to one module per
+//! subcommand. Arguments are parsed from an iterator so the CLI is testable in-process.
+
+mod capture;
+mod inspect;
+mod output;
+mod restore;
+mod snapshots;
+mod status;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Target};
+use crate::error::{Error, Exit};
+use crate::sys::Root;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "carryover",
+    version,
+    about = "Carries a server's settings and data safely across a cloud Change OS",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Resolve every system path under this directory.
+    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// The config file (default <root>/etc/carryover/config.toml, then config.d/*.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format of the result.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the system state exactly as `capture` would record it (no data files).
+    Inspect,
+    /// Preflight: print findings; changes nothing.
+    Check(CheckArgs),
+    /// The pre hook: check, record state, snapshot data paths, verify, seal.
+    Capture(CaptureArgs),
+    /// The post hook: plan, apply (journaled, resumable), health checks, report.
+    Restore(RestoreArgs),
+    /// Where this machine stands in the cycle.
+    Status(StoreArg),
+    /// The store's snapshots.
+    Snapshots {
+        #[command(subcommand)]
+        command: SnapshotsCommand,
+    },
+    /// Send what is waiting in the outbox.
+    Report(ReportArgs),
+    /// Identify filesystem and volume signatures on block devices or image files.
+    Probe {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the user-data for the cloud's Change OS call.
+    Userdata {
+        #[arg(long, value_enum, default_value_t = Target::Linux)]
+        os: Target,
+    },
+}
+
+impl ValueEnum for Target {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Target::Linux, Target::Windows]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            Target::Linux => "linux",
+            Target::Windows => "windows",
+        }))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArg {
+    /// The store: a directory (or file:// URL) on a data disk, or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+    /// Accept a preflight finding by key (repeatable).
+    #[arg(long = "ack", value_name = "KEY")]
+    pub ack: Vec<String>,
+    /// Add a data path (repeatable).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot to restore (default: the newest of this instance).
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Print the plan and what each step would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsCommand {
+    /// List the snapshots.
+    List(StoreArg),
+    /// Show one snapshot's manifest and state.
+    Show {
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Re-read every object and check every checksum.
+    Verify {
+        id: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Send one event by hand (phase:state, e.g. restore:ready).
+    #[arg(long)]
+    pub event: Option<String>,
+}
+
+/// What every subcommand gets: the parsed globals, the root and the config.
+pub struct Ctx {
+    pub root: Root,
+    pub config: Config,
+    pub format: Format,
+}
+
+impl Cli {
+    /// Parses arguments (the first is the program name).
+    pub fn parse_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Cli::try_parse_from(args)
+    }
+
+    /// Runs the command and returns the exit code it earned.
+    pub fn run(self) -> Result<Exit> {
+        let root = Root::new(&self.root).map_err(|e| Error::Usage(format!("--root: {e}")))?;
+        let config = Config::load(&root, self.config.as_deref())?;
+        let ctx = Ctx {
+            root,
+            config,
+            format: self.format,
+        };
+        match self.command {
+            Command::Inspect => inspect::run(&ctx),
+            Command::Capture(a) => capture::run(&ctx, a),
+            Command::Restore(a) => restore::run(&ctx, a),
+            Command::Status(a) => status::run(&ctx, a),
+            Command::Snapshots { command } => snapshots::run(&ctx, command),
+            Command::Check(_) => Err(Error::NotAvailable("check").into()),
+            Command::Report(_) => Err(Error::NotAvailable("report").into()),
+            Command::Probe { .. } => Err(Error::NotAvailable("probe").into()),
+            Command::Userdata { .. } => Err(Error::NotAvailable("userdata").into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_go_anywhere() {
+        let c =
+            Cli::parse_from_args(["carryover", "inspect", "--root", "/tmp", "--format", "json"])
+                .unwrap();
+        assert_eq!(c.root, PathBuf::from("/tmp"));
+        assert_eq!(c.format, Format::Json);
+        let c = Cli::parse_from_args([
+            "carryover",
+            "capture",
+            "--ack",
+            "a",
+            "--ack",
+            "b",
+            "--path",
+            "/srv",
+        ])
+        .unwrap();
+        match c.command {
+            Command::Capture(a) => {
+                assert_eq!(a.ack, vec!["a", "b"]);
+                assert_eq!(a.paths, vec![PathBuf::from("/srv")]);
+            }
+            _ => panic!(),
+        }
+    }
+}

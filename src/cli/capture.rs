@@ -1,0 +1,111 @@
+//! `carryover capture`: record the system state into the store and seal the snapshot.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::output::{emit, field};
+use super::{CaptureArgs, Ctx};
+use crate::error::{Error, Exit};
+use crate::local::{CaptureRecord, LocalState};
+use crate::state::{self, Problem};
+use crate::store::{self, Manifest, Store};
+
+#[derive(Debug, Serialize)]
+struct CaptureResult {
+    snapshot_id: String,
+    instance_id: Option<String>,
+    store: String,
+    files: u64,
+    bytes: u64,
+    stored_bytes: u64,
+    skipped: Vec<Problem>,
+    findings: Vec<serde_json::Value>,
+}
+
+pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
+    let mut data_paths = ctx.config.data_paths.clone();
+    for p in &args.paths {
+        if !p.is_absolute() {
+            return Err(
+                Error::Usage(format!("--path {}: not an absolute path", p.display())).into(),
+            );
+        }
+        data_paths.push(p.clone());
+    }
+    if !data_paths.is_empty() {
+        // Refuse rather than seal a snapshot that silently lacks the data.
+        return Err(Error::NotAvailable("capturing data paths ([data] paths, --path)").into());
+    }
+    let url = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
+    let store = Store::open(&url, &ctx.config, true)?;
+
+    let (state, secrets) = state::gather(&ctx.root, &ctx.config);
+    let id = store::new_snapshot_id();
+    let state_ref = store
+        .put_object(&id, "state.json", &serde_json::to_vec_pretty(&state)?)
+        .context("storing the state")?;
+    let secrets_ref = if secrets.ssh_host_keys.is_empty() && secrets.shadow.is_empty() {
+        None
+    } else {
+        Some(
+            store
+                .put_object(&id, "secrets.json", &serde_json::to_vec(&secrets)?)
+                .context("storing the secrets")?,
+        )
+    };
+    let manifest = Manifest {
+        id: id.clone(),
+        instance_id: state.identity.instance_id.clone(),
+        hostname: state.identity.hostname.clone(),
+        created_at: store::now_rfc3339(),
+        stored_bytes: state_ref.size + secrets_ref.as_ref().map_or(0, |r| r.size),
+        state: Some(state_ref),
+        secrets: secrets_ref,
+        skipped: state.problems.clone(),
+        ..Manifest::default()
+    };
+    store.commit(&manifest)?;
+    let exit = if state.problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Degraded
+    };
+
+    let mut local = LocalState::load(&ctx.root).unwrap_or_default();
+    local.last_capture = Some(CaptureRecord {
+        snapshot_id: id.clone(),
+        store: url.clone(),
+        at: manifest.created_at.clone(),
+        exit: exit.code(),
+    });
+    if let Err(e) = local.save(&ctx.root) {
+        tracing::warn!("could not record the capture locally: {e:#}");
+    }
+
+    let result = CaptureResult {
+        snapshot_id: id,
+        instance_id: manifest.instance_id.clone(),
+        store: store.describe(),
+        files: manifest.files,
+        bytes: manifest.bytes,
+        stored_bytes: manifest.stored_bytes,
+        skipped: state.problems.clone(),
+        findings: Vec::new(),
+    };
+    emit(ctx.format, &result, || {
+        let mut o = String::new();
+        field(&mut o, "snapshot", &result.snapshot_id);
+        field(
+            &mut o,
+            "instance",
+            result.instance_id.as_deref().unwrap_or("-"),
+        );
+        field(&mut o, "store", &result.store);
+        field(&mut o, "stored bytes", result.stored_bytes);
+        for p in &result.skipped {
+            field(&mut o, "NOT CAPTURED", format!("{}: {}", p.path, p.error));
+        }
+        o
+    })?;
+    Ok(exit)
+}

@@ -1,0 +1,123 @@
+//! `carryover inspect`: the system state of a root, as capture would record it.
+
+use anyhow::Result;
+
+use super::Ctx;
+use super::output::{emit, field, list};
+use crate::error::Exit;
+use crate::state::{self, SystemState};
+
+pub fn run(ctx: &Ctx) -> Result<Exit> {
+    let (state, _secrets) = state::gather(&ctx.root, &ctx.config);
+    emit(ctx.format, &state, || render(&state))?;
+    Ok(if state.problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Degraded
+    })
+}
+
+/// The human summary of a state.
+pub fn render(s: &SystemState) -> String {
+    let mut o = String::new();
+    let id = &s.identity;
+    field(&mut o, "hostname", &id.hostname);
+    field(&mut o, "fqdn", id.fqdn.as_deref().unwrap_or("-"));
+    field(
+        &mut o,
+        "instance id",
+        format!(
+            "{} ({})",
+            id.instance_id.as_deref().unwrap_or("-"),
+            id.instance_id_source.as_deref().unwrap_or("unknown")
+        ),
+    );
+    field(
+        &mut o,
+        "os",
+        id.os
+            .pretty_name
+            .clone()
+            .unwrap_or_else(|| id.os.id.clone()),
+    );
+    field(&mut o, "kernel", id.kernel.as_deref().unwrap_or("-"));
+    field(&mut o, "dns manager", &s.dns.manager);
+    field(&mut o, "nameservers", list(&s.dns.nameservers));
+    field(&mut o, "search", list(&s.dns.search));
+    let hosts: Vec<String> = s
+        .hosts
+        .iter()
+        .map(|h| format!("{} {}", h.address, h.names.join(" ")))
+        .collect();
+    field(&mut o, "hosts", list(&hosts));
+    for m in &s.mounts {
+        let role = if m.root {
+            "root"
+        } else if m.system {
+            "system"
+        } else if m.pseudo {
+            "pseudo"
+        } else {
+            "data"
+        };
+        field(
+            &mut o,
+            "mount",
+            format!("{} on {} ({}, {role})", m.spec, m.mountpoint, m.fstype),
+        );
+    }
+    let users: Vec<String> = s
+        .users
+        .iter()
+        .map(|u| format!("{}({})", u.name, u.uid))
+        .collect();
+    field(&mut o, "users", list(&users));
+    let groups: Vec<String> = s
+        .groups
+        .iter()
+        .map(|g| format!("{}({})", g.name, g.gid))
+        .collect();
+    field(&mut o, "groups", list(&groups));
+    let enabled: Vec<&str> = s.services.enabled.iter().map(|e| e.unit.as_str()).collect();
+    field(&mut o, "enabled units", list(&enabled));
+    let files: Vec<&str> = s
+        .services
+        .unit_files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    field(&mut o, "unit files", list(&files));
+    field(&mut o, "masked", list(&s.services.masked));
+    let cron: Vec<&str> = s
+        .cron
+        .iter()
+        .filter(|c| !c.vendor)
+        .map(|c| c.path.as_str())
+        .collect();
+    field(&mut o, "cron", list(&cron));
+    let keys: Vec<String> = s
+        .ssh_host_keys
+        .iter()
+        .map(|k| format!("{} {}", k.key_type, k.fingerprint.as_deref().unwrap_or("?")))
+        .collect();
+    field(&mut o, "ssh host keys", list(&keys));
+    field(&mut o, "timezone", s.timezone.as_deref().unwrap_or("-"));
+    let ntp: Vec<&str> = s.ntp.servers.iter().map(|n| n.host.as_str()).collect();
+    field(&mut o, "ntp", format!("{} ({})", list(&ntp), s.ntp.manager));
+    let sysctl: Vec<&str> = s
+        .sysctl
+        .iter()
+        .filter(|f| !f.vendor)
+        .map(|f| f.path.as_str())
+        .collect();
+    field(&mut o, "sysctl", list(&sysctl));
+    field(
+        &mut o,
+        "packages",
+        format!("{} ({})", s.packages.names.len(), s.packages.manager),
+    );
+    for p in &s.problems {
+        field(&mut o, "PROBLEM", format!("{}: {}", p.path, p.error));
+    }
+    o
+}

@@ -1,0 +1,107 @@
+//! `carryover restore`: choose the snapshot of this instance, run the plan, report.
+
+use anyhow::Result;
+
+use super::output::{emit, field};
+use super::{Ctx, RestoreArgs};
+use crate::error::{Error, Exit};
+use crate::local::{LocalState, RestoreRecord};
+use crate::restore::{self, RestoreReport};
+use crate::state::{Gather, identity};
+use crate::store::{self, Manifest, Store};
+
+pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
+    let url = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
+    let store = Store::open(&url, &ctx.config, false)?;
+    let g = Gather::new(&ctx.root, &ctx.config);
+    let (instance, _) = identity::local_instance_id(&g);
+    let manifest = choose(&store, args.snapshot.as_deref(), instance.as_deref())?;
+    let target = format!(
+        "{}@{}",
+        instance.as_deref().unwrap_or("unknown"),
+        ctx.root.dir().display()
+    );
+    let report = restore::run(&store, &manifest, &ctx.root, &target, args.dry_run)?;
+    if !args.dry_run {
+        let mut local = LocalState::load(&ctx.root).unwrap_or_default();
+        local.last_restore = Some(RestoreRecord {
+            snapshot_id: manifest.id.clone(),
+            store: url,
+            at: store::now_rfc3339(),
+            state: report.state.clone(),
+        });
+        if let Err(e) = local.save(&ctx.root) {
+            tracing::warn!("could not record the restore locally: {e:#}");
+        }
+    }
+    emit(ctx.format, &report, || render(&report))?;
+    Ok(match report.state.as_str() {
+        "ready" | "planned" => Exit::Success,
+        "degraded" => Exit::Degraded,
+        _ => Exit::Failure,
+    })
+}
+
+/// The named snapshot, or the newest one of this instance.
+fn choose(store: &Store, named: Option<&str>, instance: Option<&str>) -> Result<Manifest> {
+    if let Some(id) = named {
+        return store.manifest(id);
+    }
+    let all = store.list()?;
+    let Some(instance) = instance else {
+        return Err(Error::Usage(
+            "this machine's instance id is unknown: name the snapshot with --snapshot".into(),
+        )
+        .into());
+    };
+    match all
+        .iter()
+        .rev()
+        .find(|m| m.instance_id.as_deref() == Some(instance))
+    {
+        Some(m) => Ok(m.clone()),
+        None => {
+            let others: Vec<String> = all
+                .iter()
+                .map(|m| format!("{} ({})", m.id, m.instance_id.as_deref().unwrap_or("?")))
+                .collect();
+            Err(Error::Usage(format!(
+                "no snapshot of instance {instance} in {}; snapshots there: {}. Name one with --snapshot to restore it here",
+                store.describe(),
+                if others.is_empty() { "none".into() } else { others.join(", ") }
+            ))
+            .into())
+        }
+    }
+}
+
+fn render(r: &RestoreReport) -> String {
+    let mut o = String::new();
+    field(&mut o, "snapshot", &r.snapshot_id);
+    for s in &r.steps {
+        o.push_str(&format!(
+            "  {:<18} {:<13} {}\n",
+            s.name,
+            s.status.as_str(),
+            s.detail
+        ));
+        for w in &s.warnings {
+            o.push_str(&format!("  {:<18} {:<13} {w}\n", "", "warning"));
+        }
+    }
+    for h in r.health.iter().filter(|h| !h.ok) {
+        o.push_str(&format!(
+            "  health {:<11} FAILED        {}\n",
+            h.name, h.detail
+        ));
+    }
+    if r.resumed {
+        field(
+            &mut o,
+            "resumed",
+            "yes: an interrupted restore was picked up",
+        );
+    }
+    field(&mut o, "state", &r.state);
+    o
+}

@@ -1,0 +1,105 @@
+//! `carryover snapshots list|show|verify`: what the store holds, and whether every byte of
+//! it is still as written.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::output::{emit, field};
+use super::{Ctx, SnapshotsCommand};
+use crate::error::Exit;
+use crate::store::{self, Store};
+
+#[derive(Debug, Serialize)]
+struct Verified {
+    snapshot_id: String,
+    ok: bool,
+    damaged: Vec<String>,
+}
+
+pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
+    match cmd {
+        SnapshotsCommand::List(s) => {
+            let store = open(ctx, s.store.as_deref())?;
+            let list = store.list()?;
+            emit(ctx.format, &list, || {
+                let mut o = String::new();
+                for m in &list {
+                    o.push_str(&format!(
+                        "{}  {}  {}  {}\n",
+                        m.id,
+                        m.created_at,
+                        m.instance_id.as_deref().unwrap_or("-"),
+                        m.hostname
+                    ));
+                }
+                o
+            })?;
+            Ok(Exit::Success)
+        }
+        SnapshotsCommand::Show { id, store } => {
+            let store = open(ctx, store.store.as_deref())?;
+            let m = store.manifest(&id)?;
+            let loaded = crate::restore::load(&store, &m);
+            let value =
+                serde_json::json!({"manifest": m, "state": loaded.state, "damaged": loaded.broken});
+            emit(ctx.format, &value, || {
+                let mut o = String::new();
+                field(&mut o, "snapshot", &m.id);
+                field(&mut o, "created", &m.created_at);
+                field(&mut o, "agent", &m.agent_version);
+                o.push_str(&super::inspect::render(&loaded.state));
+                for (k, v) in &loaded.broken {
+                    field(&mut o, "DAMAGED", format!("{k}: {v}"));
+                }
+                o
+            })?;
+            Ok(if loaded.broken.is_empty() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            })
+        }
+        SnapshotsCommand::Verify { id, store } => {
+            let store = open(ctx, store.store.as_deref())?;
+            let manifests = match id {
+                Some(id) => vec![store.manifest(&id)?],
+                None => store.list()?,
+            };
+            let mut results = Vec::new();
+            for m in &manifests {
+                let mut damaged = Vec::new();
+                for r in m.state.iter().chain(m.secrets.iter()) {
+                    if let Err(e) = store.get_object(r) {
+                        damaged.push(format!("{e:#}"));
+                    }
+                }
+                results.push(Verified {
+                    snapshot_id: m.id.clone(),
+                    ok: damaged.is_empty(),
+                    damaged,
+                });
+            }
+            let all_ok = results.iter().all(|r| r.ok);
+            emit(ctx.format, &results, || {
+                let mut o = String::new();
+                for r in &results {
+                    o.push_str(&format!(
+                        "{}  {}\n",
+                        r.snapshot_id,
+                        if r.ok { "ok" } else { "DAMAGED" }
+                    ));
+                    for d in &r.damaged {
+                        o.push_str(&format!("    {d}\n"));
+                    }
+                }
+                o
+            })?;
+            Ok(if all_ok { Exit::Success } else { Exit::Failure })
+        }
+    }
+}
+
+fn open(ctx: &Ctx, cli: Option<&str>) -> Result<Store> {
+    let url = store::resolve_url(cli, &ctx.config)?;
+    Store::open(&url, &ctx.config, false)
+}

@@ -1,0 +1,454 @@
+//! The configuration: `config.toml` then `config.d/*.toml` in name order, read as
+//! all-optional fragments, merged, then validated into settings. A typo or a wrong type
+//! is an error that names the file, the line and the key — never a silent default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::sys::Root;
+
+/// The OS family a server changes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Linux,
+    Windows,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Linux => "linux",
+            Target::Windows => "windows",
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fragment {
+    store: Option<StoreFragment>,
+    data: Option<DataFragment>,
+    check: Option<CheckFragment>,
+    report: Option<ReportFragment>,
+    identity: Option<IdentityFragment>,
+    hooks: Option<HooksFragment>,
+    capture: Option<CaptureFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFragment {
+    url: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    encryption_key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataFragment {
+    paths: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckFragment {
+    target: Option<Target>,
+    ack: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportFragment {
+    url: Option<String>,
+    token_file: Option<String>,
+    send_timeout_seconds: Option<u64>,
+    budget_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityFragment {
+    metadata_url: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HooksFragment {
+    timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureFragment {
+    password_hashes: Option<bool>,
+}
+
+/// Where snapshots go.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreSettings {
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    #[serde(skip)]
+    pub access_key_id: Option<String>,
+    #[serde(skip)]
+    pub secret_access_key: Option<String>,
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+/// The validated settings every command works from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub store: StoreSettings,
+    pub data_paths: Vec<PathBuf>,
+    pub data_exclude: Vec<String>,
+    pub target: Target,
+    pub ack: Vec<String>,
+    pub report_url: Option<String>,
+    pub token_file: PathBuf,
+    pub report_send_timeout_seconds: u64,
+    pub report_budget_seconds: u64,
+    pub metadata_url: String,
+    pub metadata_timeout_ms: u64,
+    pub hooks_timeout_seconds: u64,
+    pub password_hashes: bool,
+    /// The files the settings were read from, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreSettings::default(),
+            data_paths: Vec::new(),
+            data_exclude: Vec::new(),
+            target: Target::Linux,
+            ack: Vec::new(),
+            report_url: None,
+            token_file: PathBuf::from("/etc/carryover/token"),
+            report_send_timeout_seconds: 30,
+            report_budget_seconds: 24 * 3600,
+            metadata_url: "http://169.254.169.254".into(),
+            metadata_timeout_ms: 2000,
+            hooks_timeout_seconds: 300,
+            password_hashes: false,
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// The default place of the main config file, in-root.
+pub const DEFAULT_CONFIG: &str = "/etc/carryover/config.toml";
+
+impl Config {
+    /// Loads the configuration: `explicit` (taken as given) or `<root>/etc/carryover/config.toml`,
+    /// then the `config.d/*.toml` beside it in name order. A missing default file means
+    /// defaults; a missing explicit file is an error.
+    pub fn load(root: &Root, explicit: Option<&Path>) -> Result<Config, Error> {
+        let main = match explicit {
+            Some(p) => {
+                if !p.is_file() {
+                    return Err(Error::Config {
+                        file: p.to_path_buf(),
+                        message: "no such config file".into(),
+                    });
+                }
+                p.to_path_buf()
+            }
+            None => root.follow(DEFAULT_CONFIG),
+        };
+        let mut files = Vec::new();
+        if main.is_file() {
+            files.push(main.clone());
+        }
+        if let Some(dir) = main.parent() {
+            let dropins =
+                crate::sys::list_dir(&dir.join("config.d")).map_err(|e| Error::Config {
+                    file: dir.join("config.d"),
+                    message: e.to_string(),
+                })?;
+            files.extend(
+                dropins
+                    .into_iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file()),
+            );
+        }
+        let mut cfg = Config::default();
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::Config {
+                file: file.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
+            let frag = parse_fragment(&text).map_err(|message| Error::Config {
+                file: file.clone(),
+                message,
+            })?;
+            cfg.merge(frag, file)?;
+        }
+        cfg.sources = files;
+        Ok(cfg)
+    }
+
+    /// Parses one file's text on top of the defaults (for tests and `--config` checks).
+    pub fn from_str(text: &str, name: &Path) -> Result<Config, Error> {
+        let mut cfg = Config::default();
+        let frag = parse_fragment(text).map_err(|message| Error::Config {
+            file: name.to_path_buf(),
+            message,
+        })?;
+        cfg.merge(frag, name)?;
+        Ok(cfg)
+    }
+
+    /// Applies one fragment: scalars replace, lists (`data.paths`, `data.exclude`,
+    /// `check.ack`) accumulate so a drop-in can add a data path without repeating the rest.
+    fn merge(&mut self, f: Fragment, file: &Path) -> Result<(), Error> {
+        let bad = |key: &str, message: String| Error::Config {
+            file: file.to_path_buf(),
+            message: format!("key `{key}`: {message}"),
+        };
+        if let Some(s) = f.store {
+            if let Some(url) = s.url {
+                if url.trim().is_empty() {
+                    return Err(bad("store.url", "must not be empty".into()));
+                }
+                self.store.url = Some(url);
+            }
+            set_opt(&mut self.store.endpoint, s.endpoint);
+            set_opt(&mut self.store.region, s.region);
+            set_opt(&mut self.store.access_key_id, s.access_key_id);
+            set_opt(&mut self.store.secret_access_key, s.secret_access_key);
+            if let Some(k) = s.encryption_key_file {
+                self.store.encryption_key_file = Some(PathBuf::from(k));
+            }
+        }
+        if let Some(d) = f.data {
+            for p in d.paths.unwrap_or_default() {
+                if !p.starts_with('/') {
+                    return Err(bad("data.paths", format!("'{p}' is not an absolute path")));
+                }
+                let p = PathBuf::from(p);
+                if !self.data_paths.contains(&p) {
+                    self.data_paths.push(p);
+                }
+            }
+            self.data_exclude.extend(d.exclude.unwrap_or_default());
+        }
+        if let Some(c) = f.check {
+            set(&mut self.target, c.target);
+            for k in c.ack.unwrap_or_default() {
+                if !self.ack.contains(&k) {
+                    self.ack.push(k);
+                }
+            }
+        }
+        if let Some(r) = f.report {
+            if let Some(url) = r.url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad("report.url", format!("'{url}' is not an http(s) URL")));
+                }
+                self.report_url = Some(url.trim_end_matches('/').to_string());
+            }
+            if let Some(t) = r.token_file {
+                self.token_file = PathBuf::from(t);
+            }
+            set(
+                &mut self.report_send_timeout_seconds,
+                r.send_timeout_seconds,
+            );
+            set(&mut self.report_budget_seconds, r.budget_seconds);
+        }
+        if let Some(i) = f.identity {
+            if let Some(url) = i.metadata_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad(
+                        "identity.metadata_url",
+                        format!("'{url}' is not an http(s) URL"),
+                    ));
+                }
+                self.metadata_url = url.trim_end_matches('/').to_string();
+            }
+            set(&mut self.metadata_timeout_ms, i.timeout_ms);
+        }
+        if let Some(h) = f.hooks {
+            if h.timeout_seconds == Some(0) {
+                return Err(bad("hooks.timeout_seconds", "must be at least 1".into()));
+            }
+            set(&mut self.hooks_timeout_seconds, h.timeout_seconds);
+        }
+        if let Some(c) = f.capture {
+            set(&mut self.password_hashes, c.password_hashes);
+        }
+        Ok(())
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn set_opt<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
+    }
+}
+
+/// Parses a TOML fragment; the error says `line N: key `a.b`: what is wrong`.
+fn parse_fragment(text: &str) -> Result<Fragment, String> {
+    let de = toml::Deserializer::parse(text).map_err(|e| describe(text, "", &e))?;
+    serde_path_to_error::deserialize::<_, Fragment>(de).map_err(|e| {
+        let path = e.path().to_string();
+        describe(text, &path, e.inner())
+    })
+}
+
+fn describe(text: &str, path: &str, e: &toml::de::Error) -> String {
+    let mut out = String::new();
+    if let Some(span) = e.span() {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        out.push_str(&format!("line {line}: "));
+    }
+    let msg = e.message().trim();
+    // serde names an unknown field in the message; put it on the key path.
+    let key = match (path, unknown_field(msg)) {
+        ("." | "", Some(f)) => f.to_string(),
+        (p, Some(f)) if !p.ends_with(f) => format!("{p}.{f}"),
+        ("." | "", None) => String::new(),
+        (p, _) => p.to_string(),
+    };
+    if !key.is_empty() {
+        out.push_str(&format!("key `{key}`: "));
+    }
+    out.push_str(msg);
+    out
+}
+
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_str(text, Path::new("/etc/carryover/config.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = Config::from_str(
+            include_str!("../packaging/config.toml"),
+            Path::new("config.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.target, Target::Linux);
+        assert_eq!(c.hooks_timeout_seconds, 300);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err("[store]\nurl = \"/mnt\"\n\n[data]\npath = [\"/srv\"]\n");
+        assert!(e.starts_with("/etc/carryover/config.toml: line 5: "), "{e}");
+        assert!(e.contains("key `data.path`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let e = err("[stor]\nurl = \"/mnt\"\n");
+        assert!(e.contains("line 1"), "{e}");
+        assert!(e.contains("key `stor`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let e = err("[data]\npaths = \"/srv\"\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("key `data.paths`"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_is_explained() {
+        let e = err("[check]\ntarget = \"macos\"\n");
+        assert!(e.contains("key `check.target`"), "{e}");
+        assert!(e.contains("linux"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = err("[data]\npaths = [\"/srv\"\n");
+        assert!(e.contains("line "), "{e}");
+    }
+
+    #[test]
+    fn relative_data_path_is_refused() {
+        let e = err("[data]\npaths = [\"srv\"]\n");
+        assert!(
+            e.contains("key `data.paths`") && e.contains("absolute"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dropins_accumulate_lists_and_override_scalars() {
+        let t = tempfile::tempdir().unwrap();
+        let etc = t.path().join("etc/carryover");
+        std::fs::create_dir_all(etc.join("config.d")).unwrap();
+        std::fs::write(
+            etc.join("config.toml"),
+            "[data]\npaths=[\"/srv\"]\n[hooks]\ntimeout_seconds=10\n",
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("config.d/20-b.toml"),
+            "[hooks]\ntimeout_seconds=30\n",
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("config.d/10-a.toml"),
+            "[data]\npaths=[\"/var/lib/mysql\"]\n[hooks]\ntimeout_seconds=20\n",
+        )
+        .unwrap();
+        std::fs::write(etc.join("config.d/ignored.bak"), "garbage").unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let c = Config::load(&root, None).unwrap();
+        assert_eq!(
+            c.data_paths,
+            vec![PathBuf::from("/srv"), PathBuf::from("/var/lib/mysql")]
+        );
+        assert_eq!(c.hooks_timeout_seconds, 30);
+        assert_eq!(c.sources.len(), 3);
+    }
+
+    #[test]
+    fn missing_default_config_means_defaults() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let c = Config::load(&root, None).unwrap();
+        assert!(c.sources.is_empty());
+        assert_eq!(c.metadata_url, "http://169.254.169.254");
+    }
+
+    #[test]
+    fn secrets_are_not_serialized() {
+        let c = Config::from_str(
+            "[store]\nurl=\"s3://b/p\"\nsecret_access_key=\"SECRET123\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert!(!serde_json::to_string(&c).unwrap().contains("SECRET123"));
+    }
+}

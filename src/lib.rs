@@ -1,0 +1,11 @@
+//! carryover: the guest agent that carries a server's settings and data across a cloud
+//! Change OS. The library holds everything; `main.rs` only parses and maps errors.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod local;
+pub mod restore;
+pub mod state;
+pub mod store;
+pub mod sys;

@@ -1,0 +1,284 @@
+//! Restore: load a snapshot, run the plan of ordered idempotent steps with a journal in
+//! the store (so a crash or reboot resumes where it stopped), verify the result, and
+//! decide `ready`, `degraded` or `failed`.
+
+pub mod apply;
+pub mod steps;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Secrets, SystemState};
+use crate::store::{Manifest, Store};
+use crate::sys::Root;
+use apply::{Apply, Outcome, Status};
+
+/// A snapshot's state as restore sees it: each section parsed on its own, so a damaged
+/// section fails only the steps that need it.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub state: SystemState,
+    pub secrets: Secrets,
+    /// Section name → why it could not be read.
+    pub broken: BTreeMap<String, String>,
+}
+
+/// Parses a state document section by section.
+pub fn parse_state_lenient(bytes: &[u8]) -> (SystemState, BTreeMap<String, String>) {
+    let mut broken = BTreeMap::new();
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            broken.insert("*".into(), format!("state.json is not valid JSON: {e}"));
+            return (SystemState::default(), broken);
+        }
+    };
+    let Some(obj) = value.as_object() else {
+        broken.insert("*".into(), "state.json is not a JSON object".into());
+        return (SystemState::default(), broken);
+    };
+    let mut good = serde_json::Map::new();
+    for (k, v) in obj {
+        let single = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+        match serde_json::from_value::<SystemState>(single) {
+            Ok(_) => {
+                good.insert(k.clone(), v.clone());
+            }
+            Err(e) => {
+                broken.insert(
+                    k.clone(),
+                    format!("section `{k}` of state.json cannot be read: {e}"),
+                );
+            }
+        }
+    }
+    let state = serde_json::from_value(serde_json::Value::Object(good)).unwrap_or_default();
+    (state, broken)
+}
+
+/// Loads the state and secrets of a snapshot; damage is recorded, not fatal.
+pub fn load(store: &Store, m: &Manifest) -> Loaded {
+    let mut loaded = Loaded::default();
+    match &m.state {
+        Some(r) => match store.get_object(r) {
+            Ok(bytes) => {
+                let (state, broken) = parse_state_lenient(&bytes);
+                loaded.state = state;
+                loaded.broken = broken;
+            }
+            Err(e) => {
+                // A checksum mismatch: still try the sections that parse, but say so.
+                let raw = store.get_doc(&r.key).ok().flatten();
+                loaded.broken.insert("*".into(), format!("{e:#}"));
+                if let Some(bytes) = raw {
+                    let (state, broken) = parse_state_lenient(&bytes);
+                    loaded.state = state;
+                    loaded.broken.extend(broken);
+                }
+            }
+        },
+        None => {
+            loaded
+                .broken
+                .insert("*".into(), "the snapshot has no state object".into());
+        }
+    }
+    if let Some(r) = &m.secrets {
+        match store.get_object(r).and_then(|b| {
+            serde_json::from_slice::<Secrets>(&b).context("secrets.json cannot be read")
+        }) {
+            Ok(s) => loaded.secrets = s,
+            Err(e) => {
+                loaded
+                    .broken
+                    .insert("ssh_host_keys".into(), format!("{e:#}"));
+            }
+        }
+    }
+    loaded
+}
+
+/// One step's line in the report and the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepReport {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The journal of a restore, kept in the store and rewritten after every step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub snapshot_id: String,
+    pub target: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub steps: Vec<StepReport>,
+}
+
+/// The result of a restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub snapshot_id: String,
+    /// `ready`, `degraded` or `failed` (`planned` for a dry run).
+    pub state: String,
+    pub steps: Vec<StepReport>,
+    pub failed_files: Vec<String>,
+    pub health: Vec<HealthCheck>,
+    /// True when this run picked up an interrupted restore.
+    pub resumed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn journal_key(snapshot: &str) -> String {
+    format!("journal/{snapshot}.json")
+}
+
+/// Test hook: `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process right after the
+/// N-th step has been journaled, as a crash or power loss would.
+const CRASH_HOOK: &str = "CARRYOVER_TEST_CRASH_AFTER_STEP";
+
+/// Runs the plan against `root`.
+pub fn run(
+    store: &Store,
+    manifest: &Manifest,
+    root: &Root,
+    target_id: &str,
+    dry_run: bool,
+) -> Result<RestoreReport> {
+    let loaded = load(store, manifest);
+    let a = Apply::new(root, &manifest.id, dry_run);
+    let key = journal_key(&manifest.id);
+    let previous: Option<Journal> = store
+        .get_doc(&key)?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let resume = previous.filter(|j| j.finished_at.is_none() && j.target == target_id && !dry_run);
+    let resumed = resume.is_some();
+    let mut journal = resume.unwrap_or_else(|| Journal {
+        snapshot_id: manifest.id.clone(),
+        target: target_id.to_string(),
+        started_at: crate::store::now_rfc3339(),
+        finished_at: None,
+        steps: Vec::new(),
+    });
+    let crash_after: Option<usize> = std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok());
+    let done_before: BTreeMap<String, StepReport> = journal
+        .steps
+        .iter()
+        .filter(|s| s.status != Status::Failed)
+        .map(|s| (s.name.clone(), s.clone()))
+        .collect();
+    journal.steps.retain(|s| s.status != Status::Failed);
+    let mut reports = Vec::new();
+    for (i, step) in steps::STEPS.iter().enumerate() {
+        if let Some(prev) = done_before.get(step.name) {
+            tracing::info!(step = step.name, "done before the restart; not run again");
+            reports.push(prev.clone());
+            continue;
+        }
+        let outcome = run_step(&a, &loaded, step);
+        tracing::info!(
+            step = step.name,
+            status = outcome.status.as_str(),
+            "{}",
+            outcome.detail
+        );
+        let report = StepReport {
+            name: step.name.to_string(),
+            status: outcome.status,
+            detail: outcome.detail,
+            warnings: outcome.warnings,
+        };
+        reports.push(report.clone());
+        if !dry_run {
+            journal.steps.push(report);
+            store.put_doc(&key, &serde_json::to_vec_pretty(&journal)?)?;
+            if crash_after == Some(i + 1) {
+                eprintln!(
+                    "{CRASH_HOOK}: aborting after step {} ({})",
+                    i + 1,
+                    step.name
+                );
+                std::process::abort();
+            }
+        }
+    }
+    let health = if dry_run {
+        Vec::new()
+    } else {
+        health_checks(root, &manifest.id, &loaded)
+    };
+    let failed = reports.iter().any(|r| r.status == Status::Failed);
+    let unhealthy = health.iter().any(|h| !h.ok);
+    let state = if dry_run {
+        "planned"
+    } else if reports.iter().all(|r| r.status == Status::Failed) {
+        "failed"
+    } else if failed || unhealthy {
+        "degraded"
+    } else {
+        "ready"
+    };
+    if !dry_run {
+        journal.finished_at = Some(crate::store::now_rfc3339());
+        journal.steps = reports.clone();
+        store.put_doc(&key, &serde_json::to_vec_pretty(&journal)?)?;
+    }
+    Ok(RestoreReport {
+        snapshot_id: manifest.id.clone(),
+        state: state.into(),
+        steps: reports,
+        failed_files: Vec::new(),
+        health,
+        resumed,
+    })
+}
+
+fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
+    let damaged: Vec<&String> = step
+        .needs
+        .iter()
+        .filter_map(|n| loaded.broken.get(*n).or(loaded.broken.get("*")))
+        .collect();
+    if let Some(why) = damaged.first() {
+        return Outcome::failed(format!("the snapshot is damaged: {why}"));
+    }
+    a.begin();
+    match (step.run)(a, loaded) {
+        Ok(o) => o,
+        Err(e) => Outcome::failed(format!("{e:#}")),
+    }
+}
+
+/// After the steps: every verifiable step, run again as a dry run, must find nothing to
+/// change (a first-boot tool or a failed write would show up here).
+fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthCheck> {
+    let a = Apply::new(root, snapshot, true);
+    steps::STEPS
+        .iter()
+        .filter(|s| s.verify)
+        .map(|s| {
+            let o = run_step(&a, loaded, s);
+            let ok = matches!(o.status, Status::Unchanged | Status::Skipped);
+            HealthCheck {
+                name: s.name.to_string(),
+                ok: ok || o.status == Status::Failed,
+                detail: if o.status == Status::WouldChange {
+                    "not as restored: something changed it after the step".into()
+                } else {
+                    o.detail
+                },
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,198 @@
+//! The ordered list of restore steps. Each is idempotent: run twice, the second run
+//! changes nothing; each names the state sections it needs, so a damaged section fails
+//! only the steps that depend on it.
+
+mod accounts;
+mod cron;
+mod disks;
+mod identity;
+mod network;
+mod services;
+mod system;
+
+use anyhow::{Result, bail};
+
+use super::Loaded;
+use super::apply::{Apply, Outcome};
+
+/// One step of the plan.
+pub struct StepDef {
+    pub name: &'static str,
+    /// What it does, for `--dry-run` and the report.
+    pub about: &'static str,
+    /// The sections of the state it reads.
+    pub needs: &'static [&'static str],
+    pub run: fn(&Apply, &Loaded) -> Result<Outcome>,
+    /// Part of the post-restore health check (re-run as a dry run, must be unchanged).
+    pub verify: bool,
+}
+
+/// The plan, in the order it runs.
+pub const STEPS: &[StepDef] = &[
+    StepDef {
+        name: "cloud-init-guard",
+        about: "tell cloud-init to keep the restored hostname, hosts and SSH host keys",
+        needs: &[],
+        run: identity::cloud_init_guard,
+        verify: true,
+    },
+    StepDef {
+        name: "hostname",
+        about: "set the hostname",
+        needs: &["identity"],
+        run: identity::hostname,
+        verify: true,
+    },
+    StepDef {
+        name: "hosts",
+        about: "merge the /etc/hosts entries",
+        needs: &["hosts"],
+        run: identity::hosts,
+        verify: true,
+    },
+    StepDef {
+        name: "dns",
+        about: "set DNS servers and search domains through the new OS's resolver manager",
+        needs: &["dns"],
+        run: network::dns,
+        verify: true,
+    },
+    StepDef {
+        name: "accounts",
+        about: "recreate local groups and users with the same names and ids",
+        needs: &["users", "groups"],
+        run: accounts::accounts,
+        verify: true,
+    },
+    StepDef {
+        name: "fstab",
+        about: "merge the data-disk mounts into fstab (nofail) and create their mountpoints",
+        needs: &["mounts"],
+        run: disks::fstab,
+        verify: true,
+    },
+    StepDef {
+        name: "ssh-host-keys",
+        about: "put back the SSH host keys",
+        needs: &["ssh_host_keys"],
+        run: system::ssh_host_keys,
+        verify: true,
+    },
+    StepDef {
+        name: "unit-files",
+        about: "install custom systemd unit files and drop-ins",
+        needs: &["services"],
+        run: services::unit_files,
+        verify: true,
+    },
+    StepDef {
+        name: "enable-units",
+        about: "enable and mask units as on the old OS",
+        needs: &["services"],
+        run: services::enable_units,
+        verify: true,
+    },
+    StepDef {
+        name: "cron",
+        about: "restore crontabs and cron.d jobs",
+        needs: &["cron"],
+        run: cron::cron,
+        verify: true,
+    },
+    StepDef {
+        name: "timezone",
+        about: "set the timezone",
+        needs: &["timezone"],
+        run: system::timezone,
+        verify: true,
+    },
+    StepDef {
+        name: "ntp",
+        about: "set the NTP servers through the new OS's time client",
+        needs: &["ntp"],
+        run: system::ntp,
+        verify: true,
+    },
+    StepDef {
+        name: "sysctl",
+        about: "install sysctl drop-ins",
+        needs: &["sysctl"],
+        run: system::sysctl,
+        verify: true,
+    },
+    StepDef {
+        name: "packages",
+        about: "compare the old OS's packages with the new OS's",
+        needs: &["packages"],
+        run: system::packages,
+        verify: false,
+    },
+    StepDef {
+        name: "activate",
+        about: "on the live system: reload systemd, apply sysctl, mount, start enabled units",
+        needs: &["services"],
+        run: system::activate,
+        verify: false,
+    },
+];
+
+/// Refuses a path from the snapshot unless it is absolute, has only plain components and
+/// lies below one of `prefixes`: a hostile snapshot cannot aim a write elsewhere.
+pub fn safe_path<'p>(path: &'p str, prefixes: &[&str]) -> Result<&'p str> {
+    let plain = path.starts_with('/')
+        && path[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+    if !plain
+        || !prefixes
+            .iter()
+            .any(|pre| path.starts_with(pre) && path.len() > pre.len())
+    {
+        bail!(
+            "refusing the path '{path}' from the snapshot: not below {}",
+            prefixes.join(" or ")
+        );
+    }
+    Ok(path)
+}
+
+/// Refuses a name from the snapshot that is not a single plain file name.
+pub fn safe_name(name: &str) -> Result<&str> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        bail!("refusing the name '{name}' from the snapshot");
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        let pre = &["/etc/systemd/system/"];
+        assert!(safe_path("/etc/systemd/system/app.service", pre).is_ok());
+        assert!(
+            safe_path(
+                "/etc/systemd/system/multi-user.target.wants/app.service",
+                pre
+            )
+            .is_ok()
+        );
+        assert!(safe_path("/etc/systemd/system/../../shadow", pre).is_err());
+        assert!(safe_path("/etc/systemd/system/./x", pre).is_err());
+        assert!(safe_path("etc/systemd/system/x", pre).is_err());
+        assert!(safe_path("/etc/systemd/systemx", pre).is_err());
+        assert!(safe_path("/etc/systemd/system/", pre).is_err());
+        assert!(safe_name("../x").is_err());
+        assert!(safe_name("alice").is_ok());
+    }
+
+    #[test]
+    fn step_names_are_unique() {
+        let mut names: Vec<_> = STEPS.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), STEPS.len());
+    }
+}

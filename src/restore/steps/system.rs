@@ -1,0 +1,257 @@
+//! Restore steps for the rest of the system's settings: SSH host keys, timezone, NTP,
+//! sysctl, the package comparison, and the live activation of all of it.
+
+use anyhow::Result;
+
+use crate::restore::Loaded;
+use crate::restore::apply::{Apply, Outcome, set_block};
+use crate::state::clock::NtpSource;
+use crate::state::packages;
+use crate::state::services::UNIT_DIRS;
+use crate::state::sysctl::SYSCTL_CONF_DROPIN;
+
+pub fn ssh_host_keys(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let keys = &l.secrets.ssh_host_keys;
+    if keys.is_empty() {
+        return Ok(Outcome::skipped("no SSH host keys were captured"));
+    }
+    let mut warnings = Vec::new();
+    if !a.is_dir("/etc/ssh") {
+        warnings.push(
+            "OpenSSH is not installed on the new OS: the host keys are in place for when it is"
+                .into(),
+        );
+        a.mkdir("/etc/ssh", 0o755, None)?;
+    }
+    for k in keys {
+        let path = super::safe_path(&k.path, &["/etc/ssh/"])?;
+        a.install(path, k.content.as_bytes(), 0o600, Some((0, 0)))?;
+        if let Some(public) = l.state.ssh_host_keys.iter().find(|p| p.path == k.path)
+            && !public.public.is_empty()
+        {
+            a.install(
+                &format!("{path}.pub"),
+                format!("{}\n", public.public).as_bytes(),
+                0o644,
+                Some((0, 0)),
+            )?;
+        }
+    }
+    let types: Vec<&str> = l
+        .state
+        .ssh_host_keys
+        .iter()
+        .map(|k| k.key_type.as_str())
+        .collect();
+    Ok(a.finish(types.join(", "), warnings))
+}
+
+pub fn timezone(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let Some(zone) = l.state.timezone.as_deref() else {
+        return Ok(Outcome::skipped("no timezone was captured"));
+    };
+    let zone_path = format!("/usr/share/zoneinfo/{zone}");
+    if super::safe_path(&zone_path, &["/usr/share/zoneinfo/"]).is_err() {
+        return Ok(Outcome::failed(format!("refusing the timezone '{zone}'")));
+    }
+    if !a.root.follow(&zone_path).is_file() {
+        return Ok(Outcome::failed(format!(
+            "timezone {zone} is not installed on the new OS (install tzdata, then restore again)"
+        )));
+    }
+    a.link("/etc/localtime", &format!("../usr/share/zoneinfo/{zone}"))?;
+    if a.exists("/etc/timezone") || a.os().is_debian_like() {
+        a.install("/etc/timezone", format!("{zone}\n").as_bytes(), 0o644, None)?;
+    }
+    Ok(a.finish(zone.to_string(), vec![]))
+}
+
+fn unit_installed(a: &Apply, unit: &str) -> bool {
+    UNIT_DIRS
+        .iter()
+        .any(|d| a.root.follow(format!("{d}/{unit}")).is_file())
+}
+
+fn source_lines(servers: &[NtpSource]) -> Result<String> {
+    let mut out = String::new();
+    for s in servers {
+        let ok = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_graphic());
+        if !(s.kind == "server" || s.kind == "pool")
+            || !ok(&s.host)
+            || !s.options.iter().all(|o| ok(o))
+        {
+            anyhow::bail!("refusing the NTP source '{} {}'", s.kind, s.host);
+        }
+        out.push_str(&format!("{} {}", s.kind, s.host));
+        for o in &s.options {
+            out.push(' ');
+            out.push_str(o);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+pub fn ntp(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let servers = &l.state.ntp.servers;
+    if servers.is_empty() {
+        return Ok(Outcome::skipped(
+            "no NTP servers beyond the distribution's defaults",
+        ));
+    }
+    let lines = source_lines(servers)?;
+    let chrony_conf = ["/etc/chrony/chrony.conf", "/etc/chrony.conf"]
+        .into_iter()
+        .find(|p| a.exists(p));
+    let ntp_conf = ["/etc/ntpsec/ntp.conf", "/etc/ntp.conf"]
+        .into_iter()
+        .find(|p| a.exists(p));
+    let target = if let Some(conf) = chrony_conf {
+        if a.is_dir("/etc/chrony/sources.d") {
+            let p = "/etc/chrony/sources.d/carryover.sources";
+            a.install(p, lines.as_bytes(), 0o644, None)?;
+            format!("chrony ({p})")
+        } else {
+            let cur = a.read(conf).unwrap_or_default();
+            a.rewrite(conf, &set_block(&cur, &lines))?;
+            format!("chrony ({conf})")
+        }
+    } else if unit_installed(a, "systemd-timesyncd.service") {
+        let p = "/etc/systemd/timesyncd.conf.d/90-carryover.conf";
+        let hosts: Vec<&str> = servers.iter().map(|s| s.host.as_str()).collect();
+        let body = format!("# Written by carryover\n[Time]\nNTP={}\n", hosts.join(" "));
+        a.install(p, body.as_bytes(), 0o644, None)?;
+        format!("systemd-timesyncd ({p})")
+    } else if let Some(conf) = ntp_conf {
+        let cur = a.read(conf).unwrap_or_default();
+        a.rewrite(conf, &set_block(&cur, &lines))?;
+        format!("ntpd ({conf})")
+    } else {
+        return Ok(Outcome::failed(
+            "no NTP client (chrony, systemd-timesyncd, ntpd) is installed on the new OS",
+        ));
+    };
+    let hosts: Vec<&str> = servers.iter().map(|s| s.host.as_str()).collect();
+    Ok(a.finish(format!("{} via {target}", hosts.join(", ")), vec![]))
+}
+
+pub fn sysctl(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let files = &l.state.sysctl;
+    if files.is_empty() {
+        return Ok(Outcome::skipped("no sysctl settings"));
+    }
+    let mut done = 0;
+    let mut vendor = 0;
+    for f in files {
+        if f.vendor {
+            vendor += 1;
+            continue;
+        }
+        let path = if f.path == "/etc/sysctl.conf" {
+            SYSCTL_CONF_DROPIN
+        } else {
+            super::safe_path(&f.path, &["/etc/sysctl.d/"])?
+        };
+        a.install(path, f.content.as_bytes(), 0o644, None)?;
+        done += 1;
+    }
+    Ok(a.finish(
+        format!("{done} files ({vendor} belonging to packages left to them)"),
+        vec![],
+    ))
+}
+
+pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let old = &l.state.packages;
+    if old.names.is_empty() {
+        return Ok(Outcome::skipped("no package list was captured"));
+    }
+    let g_cfg = crate::config::Config::default();
+    let g = crate::state::Gather::new(a.root, &g_cfg);
+    let new = packages::gather(&g);
+    if new.manager != old.manager {
+        return Ok(Outcome::skipped(format!(
+            "the old OS used {}, the new one {}: package names are not comparable",
+            old.manager, new.manager
+        )));
+    }
+    let missing: Vec<&str> = old
+        .names
+        .iter()
+        .filter(|n| !new.names.contains(n))
+        .map(String::as_str)
+        .collect();
+    let mut detail = format!(
+        "{} of the old OS's {} packages are not installed on the new OS",
+        missing.len(),
+        old.names.len()
+    );
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(30).copied().collect();
+        detail.push_str(&format!(": {}", shown.join(" ")));
+        if missing.len() > shown.len() {
+            detail.push_str(&format!(" … (+{})", missing.len() - shown.len()));
+        }
+    }
+    Ok(a.finish(detail, vec![]))
+}
+
+/// On the live system only: make the restored files take effect now.
+pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    if !a.root.is_live() {
+        return Ok(Outcome::skipped("not the live system (--root is not /)"));
+    }
+    if a.dry_run {
+        return Ok(Outcome::skipped("dry run"));
+    }
+    let mut warnings = Vec::new();
+    let mut failures = Vec::new();
+    let mut run = |what: &str, args: &[&str], fatal: bool| {
+        if let Err(e) = crate::sys::run(args[0], &args[1..]) {
+            if fatal {
+                failures.push(format!("{what}: {e}"));
+            } else {
+                warnings.push(format!("{what}: {e}"));
+            }
+        }
+    };
+    run("reloading systemd", &["systemctl", "daemon-reload"], false);
+    run("applying sysctl", &["sysctl", "--system"], false);
+    run(
+        "restarting the resolver",
+        &[
+            "systemctl",
+            "try-restart",
+            "systemd-resolved.service",
+            "NetworkManager.service",
+        ],
+        false,
+    );
+    run("mounting data disks", &["mount", "-a"], true);
+    for e in &l.state.services.enabled {
+        if e.origin == "custom"
+            && (e.dir == "multi-user.target.wants"
+                || e.dir == "default.target.wants"
+                || e.dir == "timers.target.wants")
+        {
+            if !unit_installed(a, &e.unit) {
+                continue;
+            }
+            run(
+                &format!("starting {}", e.unit),
+                &["systemctl", "start", "--no-block", &e.unit],
+                true,
+            );
+        }
+    }
+    if !failures.is_empty() {
+        let mut o = Outcome::failed(failures.join("; "));
+        o.warnings = warnings;
+        return Ok(o);
+    }
+    Ok(Outcome {
+        status: crate::restore::apply::Status::Changed,
+        detail: "systemd reloaded, sysctl applied, data disks mounted, custom units started".into(),
+        warnings,
+    })
+}

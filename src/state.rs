@@ -1,0 +1,196 @@
+//! The system state that survives a Change OS: what `inspect` prints and `capture`
+//! records. Each section lives in its own module with a pure parser and a `gather`
+//! that reads the real files under the root; a file that cannot be read or parsed is
+//! named in `problems` and the rest goes on.
+
+pub mod accounts;
+pub mod clock;
+pub mod cron;
+pub mod dns;
+pub mod hosts;
+pub mod identity;
+pub mod ini;
+pub mod mounts;
+pub mod packages;
+pub mod services;
+pub mod ssh;
+pub mod sysctl;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::sys::Root;
+
+/// The version of the state format; bumped when a field changes meaning. Old states keep
+/// loading: every field has a default.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Everything `capture` records about the system, bulk data aside.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SystemState {
+    pub format: u32,
+    pub identity: identity::Identity,
+    pub dns: dns::Dns,
+    pub hosts: Vec<hosts::HostsEntry>,
+    pub mounts: Vec<mounts::MountEntry>,
+    pub lvm: mounts::Lvm,
+    pub users: Vec<accounts::User>,
+    pub groups: Vec<accounts::Group>,
+    pub services: services::Services,
+    pub cron: Vec<cron::CronTable>,
+    pub ssh_host_keys: Vec<ssh::HostKey>,
+    pub timezone: Option<String>,
+    pub ntp: clock::Ntp,
+    pub sysctl: Vec<sysctl::SysctlFile>,
+    pub packages: packages::Packages,
+    /// Files that could not be read or understood; the state is partial for them.
+    pub problems: Vec<Problem>,
+}
+
+/// Private material: stored root-only, never printed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Secrets {
+    pub ssh_host_keys: Vec<ssh::PrivateKey>,
+    pub shadow: Vec<accounts::ShadowEntry>,
+}
+
+/// A file that could not be read or parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub path: String,
+    pub error: String,
+}
+
+/// What the section gatherers share: the root, the config and the list of problems.
+pub struct Gather<'a> {
+    pub root: &'a Root,
+    pub config: &'a Config,
+    problems: RefCell<Vec<Problem>>,
+}
+
+impl<'a> Gather<'a> {
+    pub fn new(root: &'a Root, config: &'a Config) -> Self {
+        Gather {
+            root,
+            config,
+            problems: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Notes a problem with an in-root path.
+    pub fn problem(&self, path: impl AsRef<Path>, error: impl std::fmt::Display) {
+        self.problems.borrow_mut().push(Problem {
+            path: path.as_ref().display().to_string(),
+            error: error.to_string(),
+        });
+    }
+
+    /// Reads an in-root text file; absent → `None`; unreadable or not UTF-8 → a problem
+    /// and `None`.
+    pub fn read(&self, abs: &str) -> Option<String> {
+        self.read_path(Path::new(abs))
+    }
+
+    pub fn read_path(&self, abs: &Path) -> Option<String> {
+        match crate::sys::read_opt(&self.root.follow(abs)) {
+            Ok(None) => None,
+            Ok(Some(bytes)) => match String::from_utf8(bytes) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    self.problem(abs, "not valid UTF-8 text");
+                    None
+                }
+            },
+            Err(e) => {
+                self.problem(abs, e);
+                None
+            }
+        }
+    }
+
+    /// The entries of an in-root directory (host paths), sorted; problems noted.
+    pub fn list(&self, abs: &str) -> Vec<PathBuf> {
+        match crate::sys::list_dir(&self.root.follow(abs)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problem(abs, e);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The in-root name of a host path.
+    pub fn inner(&self, host: &Path) -> PathBuf {
+        self.root.inner(host)
+    }
+
+    pub fn exists(&self, abs: &str) -> bool {
+        std::fs::symlink_metadata(self.root.path(abs)).is_ok()
+    }
+
+    fn take_problems(&self) -> Vec<Problem> {
+        std::mem::take(&mut self.problems.borrow_mut())
+    }
+}
+
+/// Reads the whole state of the system under `root`.
+pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
+    let g = Gather::new(root, config);
+    let mut secrets = Secrets::default();
+    let identity = identity::gather(&g);
+    let hosts = hosts::gather(&g, &identity.hostname);
+    let (users, groups, shadow) = accounts::gather(&g);
+    secrets.shadow = shadow;
+    let (ssh_host_keys, private) = ssh::gather(&g);
+    secrets.ssh_host_keys = private;
+    let state = SystemState {
+        format: STATE_FORMAT,
+        dns: dns::gather(&g),
+        hosts,
+        mounts: mounts::gather(&g),
+        lvm: mounts::Lvm::default(),
+        users,
+        groups,
+        services: services::gather(&g),
+        cron: cron::gather(&g),
+        ssh_host_keys,
+        timezone: clock::gather_timezone(&g),
+        ntp: clock::gather_ntp(&g),
+        sysctl: sysctl::gather(&g),
+        packages: packages::gather(&g),
+        identity,
+        problems: Vec::new(),
+    };
+    let mut state = state;
+    state.problems = g.take_problems();
+    (state, secrets)
+}
+
+/// Splits a line into whitespace-separated words after dropping a `#` comment.
+pub fn words(line: &str) -> Vec<&str> {
+    let line = line.split('#').next().unwrap_or("");
+    line.split_whitespace().collect()
+}
+
+/// Strips one level of matching single or double quotes.
+pub fn unquote(s: &str) -> &str {
+    let s = s.trim();
+    for q in ['"', '\''] {
+        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
+            return &s[1..s.len() - 1];
+        }
+    }
+    s
+}
+
+/// Pushes `item` unless it is already there (keeps first-seen order).
+pub fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !item.is_empty() && !list.iter().any(|x| x == item) {
+        list.push(item.to_string());
+    }
+}

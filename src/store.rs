@@ -1,0 +1,253 @@
+//! The store that survives a Change OS: snapshots (a manifest written last and atomically,
+//! so a snapshot is either complete and listed or absent), their objects, and the restore
+//! journal. Objects go through a `Backend`, so a directory on a data disk and S3-compatible
+//! object storage look the same to everything above.
+
+pub mod backend;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub use backend::{Backend, LocalBackend};
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// The version of the store layout.
+pub const STORE_FORMAT: u32 = 1;
+/// The version of the snapshot manifest.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+const MARKER: &str = "carryover-store.json";
+
+/// A reference to one object of a snapshot, with its checksum.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub key: String,
+    pub size: u64,
+    pub blake3: String,
+}
+
+/// The manifest of a snapshot: the last thing written; its presence commits the snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub hostname: String,
+    pub created_at: String,
+    pub agent_version: String,
+    /// The state object and, when there is one, the root-only secrets object.
+    pub state: Option<ObjectRef>,
+    pub secrets: Option<ObjectRef>,
+    /// Data-path statistics (the data engine fills these in).
+    pub files: u64,
+    pub bytes: u64,
+    pub stored_bytes: u64,
+    /// Things that could not be captured, by path.
+    pub skipped: Vec<crate::state::Problem>,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id: String::new(),
+            instance_id: None,
+            hostname: String::new(),
+            created_at: String::new(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            state: None,
+            secrets: None,
+            files: 0,
+            bytes: 0,
+            stored_bytes: 0,
+            skipped: Vec::new(),
+        }
+    }
+}
+
+/// An opened store.
+pub struct Store {
+    backend: Box<dyn Backend>,
+}
+
+/// Where the store is: `file:///dir`, a plain path, or `s3://bucket/prefix`.
+pub fn resolve_url(cli: Option<&str>, config: &Config) -> Result<String, Error> {
+    cli.map(str::to_string)
+        .or_else(|| config.store.url.clone())
+        .ok_or_else(|| {
+            Error::Usage("no store: give --store URL or set [store] url in the config".into())
+        })
+}
+
+impl Store {
+    /// Opens the store at `url`; `create` makes a local one that does not exist yet.
+    pub fn open(url: &str, _config: &Config, create: bool) -> Result<Store> {
+        if url.starts_with("s3://") {
+            return Err(Error::NotAvailable("the S3 store").into());
+        }
+        let path = match url.strip_prefix("file://") {
+            Some(p) => p,
+            None if url.contains("://") => {
+                return Err(Error::Usage(format!("unsupported store URL '{url}'")).into());
+            }
+            None => url,
+        };
+        let backend = LocalBackend::open(std::path::Path::new(path), create)?;
+        let store = Store {
+            backend: Box::new(backend),
+        };
+        store.check_marker(create)?;
+        Ok(store)
+    }
+
+    fn check_marker(&self, create: bool) -> Result<()> {
+        match self.backend.get(MARKER)? {
+            Some(bytes) => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is damaged", MARKER))?;
+                let format = v["format"].as_u64().unwrap_or(0);
+                if format > STORE_FORMAT as u64 {
+                    bail!(
+                        "the store has format {format}, newer than this carryover understands ({STORE_FORMAT})"
+                    );
+                }
+            }
+            None if create => {
+                let marker = serde_json::json!({"format": STORE_FORMAT, "created_by": "carryover"});
+                self.backend.put(MARKER, marker.to_string().as_bytes())?;
+            }
+            None => bail!(
+                "{} is not a carryover store (no {MARKER})",
+                self.backend.describe()
+            ),
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Writes an object of a snapshot that is being built; returns its checksummed reference.
+    pub fn put_object(&self, snapshot: &str, name: &str, data: &[u8]) -> Result<ObjectRef> {
+        let key = format!("objects/{snapshot}/{name}");
+        self.backend.put(&key, data)?;
+        Ok(ObjectRef {
+            key,
+            size: data.len() as u64,
+            blake3: blake3::hash(data).to_hex().to_string(),
+        })
+    }
+
+    /// Reads an object and checks its size and checksum.
+    pub fn get_object(&self, r: &ObjectRef) -> Result<Vec<u8>> {
+        let data = self
+            .backend
+            .get(&r.key)?
+            .with_context(|| format!("object {} is missing from the store", r.key))?;
+        let hash = blake3::hash(&data).to_hex().to_string();
+        if data.len() as u64 != r.size || hash != r.blake3 {
+            bail!(
+                "object {} is damaged: checksum {} does not match the manifest's {}",
+                r.key,
+                hash,
+                r.blake3
+            );
+        }
+        Ok(data)
+    }
+
+    /// Commits a snapshot: the manifest is written last, atomically.
+    pub fn commit(&self, manifest: &Manifest) -> Result<()> {
+        let json = serde_json::to_vec_pretty(manifest)?;
+        self.backend
+            .put(&format!("snapshots/{}.json", manifest.id), &json)
+            .context("committing the snapshot manifest")
+    }
+
+    /// All committed snapshots, oldest first.
+    pub fn list(&self) -> Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for key in self.backend.list("snapshots/")? {
+            let Some(id) = key
+                .strip_prefix("snapshots/")
+                .and_then(|k| k.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            match self.manifest(id) {
+                Ok(m) => out.push(m),
+                Err(e) => tracing::warn!("snapshot {id}: {e:#}"),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// One snapshot's manifest.
+    pub fn manifest(&self, id: &str) -> Result<Manifest> {
+        backend::check_name(id)?;
+        let bytes = self
+            .backend
+            .get(&format!("snapshots/{id}.json"))?
+            .with_context(|| format!("no snapshot '{id}' in {}", self.describe()))?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("the manifest of snapshot {id} is damaged"))?;
+        if m.format > MANIFEST_FORMAT {
+            bail!(
+                "snapshot {id} has manifest format {}, newer than this carryover",
+                m.format
+            );
+        }
+        if m.id != id {
+            bail!(
+                "the manifest of snapshot {id} names another snapshot ({})",
+                m.id
+            );
+        }
+        Ok(m)
+    }
+
+    /// Objects of snapshots that were never committed (a capture killed mid-way):
+    /// removed, so they cannot pile up.
+    pub fn remove_orphans(&self) -> Result<Vec<String>> {
+        let committed: Vec<String> = self.list()?.into_iter().map(|m| m.id).collect();
+        let mut removed = Vec::new();
+        for key in self.backend.list("objects/")? {
+            let id = key.split('/').nth(1).unwrap_or("");
+            if !id.is_empty() && !committed.iter().any(|c| c == id) {
+                self.backend.delete(&key)?;
+                removed.push(key);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Reads a small named document (journal, status) — `None` when absent.
+    pub fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.backend.get(key)
+    }
+
+    /// Writes a small named document atomically.
+    pub fn put_doc(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.backend.put(key, data)
+    }
+}
+
+/// A new snapshot id: sortable by time, unique by a random suffix.
+pub fn new_snapshot_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let suffix: u32 = rand::random();
+    format!("{}-{suffix:08x}", now.format(&fmt).unwrap_or_default())
+}
+
+/// The current time as RFC 3339.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,164 @@
+//! Object backends of the store: named blobs put atomically, read, listed and deleted.
+//! The local one keeps them as root-only files in a directory on a data disk.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Where the store keeps its objects. `put` must be atomic: a reader sees the whole
+/// object or none of it.
+pub trait Backend: Send + Sync {
+    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Every key that starts with `prefix`, in name order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    fn delete(&self, key: &str) -> Result<()>;
+    fn describe(&self) -> String;
+}
+
+/// Checks one component of a key: letters, digits, `.`, `_`, `-`; never `.`/`..`.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        bail!("'{name}' is not a valid store name");
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<()> {
+    for part in key.split('/') {
+        check_name(part)?;
+    }
+    Ok(())
+}
+
+/// A store in a local directory (a data disk). Files 0600, directories 0700.
+pub struct LocalBackend {
+    dir: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn open(dir: &Path, create: bool) -> Result<LocalBackend> {
+        if !dir.is_dir() {
+            if !create {
+                bail!("store {} does not exist", dir.display());
+            }
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the store {}", dir.display()))?;
+            crate::sys::set_mode(dir, 0o700)?;
+        }
+        Ok(LocalBackend {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.dir.join(key))
+    }
+}
+
+impl Backend for LocalBackend {
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(key)?;
+        let mut missing = Vec::new();
+        let mut d = path.parent();
+        while let Some(dir) = d {
+            if dir.exists() {
+                break;
+            }
+            missing.push(dir.to_path_buf());
+            d = dir.parent();
+        }
+        for dir in missing.iter().rev() {
+            crate::sys::create_dir_durable(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            crate::sys::set_mode(dir, 0o700)?;
+        }
+        crate::sys::write_atomic(&path, data, 0o600)
+            .with_context(|| format!("writing {key} to the store"))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key)?;
+        crate::sys::read_opt(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let base = self.dir.join(prefix.trim_end_matches('/'));
+        let start = if prefix.ends_with('/') || base.is_dir() {
+            base
+        } else {
+            base.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        if !start.is_dir() {
+            return Ok(out);
+        }
+        for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("listing {}", start.display()))?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy();
+            if crate::sys::is_temp_name(&name) {
+                continue;
+            }
+            let rel = entry.path().strip_prefix(&self.dir).unwrap_or(entry.path());
+            let key = rel.to_string_lossy().replace('\\', "/");
+            if key.starts_with(prefix) {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape() {
+        let t = tempfile::tempdir().unwrap();
+        let b = LocalBackend::open(t.path(), false).unwrap();
+        assert!(b.put("../x", b"1").is_err());
+        assert!(b.put("a//b", b"1").is_err());
+        assert!(b.put("/abs", b"1").is_err());
+        assert!(b.get("a/../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn put_get_list_delete() {
+        let t = tempfile::tempdir().unwrap();
+        let b = LocalBackend::open(&t.path().join("s"), true).unwrap();
+        b.put("snapshots/a.json", b"1").unwrap();
+        b.put("objects/a/state.json", b"2").unwrap();
+        std::fs::write(t.path().join("s/snapshots/.b.json.carryover-tmp-1"), b"x").unwrap();
+        assert_eq!(b.list("snapshots/").unwrap(), vec!["snapshots/a.json"]);
+        assert_eq!(b.get("objects/a/state.json").unwrap().unwrap(), b"2");
+        b.delete("snapshots/a.json").unwrap();
+        assert!(b.get("snapshots/a.json").unwrap().is_none());
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(t.path().join("s/objects/a/state.json")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    }
+}

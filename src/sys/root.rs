@@ -1,0 +1,202 @@
+//! Resolves system paths under a root directory the way a chroot would, so that a
+//! captured or restored system can be a directory tree and absolute symlinks inside it
+//! (`/etc/resolv.conf -> /run/systemd/resolve/stub-resolv.conf`) never escape it.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// How many symlinks one resolution may follow before it is called a loop (as Linux).
+const MAX_LINKS: usize = 40;
+
+/// A root directory that every system path is resolved under.
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    /// A root at `dir`; it must exist and be a directory.
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Root> {
+        let dir = dir.into();
+        let meta = std::fs::metadata(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("root {}: {e}", dir.display())))?;
+        if !meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("root {} is not a directory", dir.display()),
+            ));
+        }
+        let dir = std::fs::canonicalize(&dir)?;
+        Ok(Root { dir })
+    }
+
+    /// The root directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True when the root is the running system's `/`: only then may carryover touch
+    /// live state (the kernel hostname, systemctl).
+    pub fn is_live(&self) -> bool {
+        self.dir == Path::new("/")
+    }
+
+    /// The host path of `abs` with every directory component resolved inside the root
+    /// and the last component left as it is (not followed): the place to write to, or
+    /// to `lstat`.
+    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let mut parts = normal_parts(abs.as_ref());
+        let last = parts.pop();
+        let mut dir = self
+            .resolve_parts(parts, 0)
+            .unwrap_or_else(|_| self.dir.clone());
+        if let Some(last) = last {
+            dir.push(last);
+        }
+        dir
+    }
+
+    /// The host path of `abs` with every component resolved, symlinks followed inside the
+    /// root: the place to read from.
+    pub fn follow(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let parts = normal_parts(abs.as_ref());
+        match self.resolve_parts(parts, 0) {
+            Ok(p) => p,
+            Err(_) => self.path(abs),
+        }
+    }
+
+    /// The absolute in-root name of a host path below the root (the inverse of `path`).
+    pub fn inner(&self, host: &Path) -> PathBuf {
+        match host.strip_prefix(&self.dir) {
+            Ok(rel) => Path::new("/").join(rel),
+            Err(_) => host.to_path_buf(),
+        }
+    }
+
+    fn resolve_parts(&self, parts: Vec<OsString>, mut hops: usize) -> io::Result<PathBuf> {
+        // `stack` holds the in-root components resolved so far.
+        let mut stack: Vec<OsString> = Vec::new();
+        let mut todo: Vec<OsString> = parts.into_iter().rev().collect();
+        while let Some(part) = todo.pop() {
+            if part == ".." {
+                stack.pop();
+                continue;
+            }
+            if part == "." {
+                continue;
+            }
+            let mut candidate = self.dir.clone();
+            candidate.extend(stack.iter());
+            candidate.push(&part);
+            match std::fs::symlink_metadata(&candidate) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    hops += 1;
+                    if hops > MAX_LINKS {
+                        return Err(io::Error::other("too many levels of symbolic links"));
+                    }
+                    let target = std::fs::read_link(&candidate)?;
+                    if target.is_absolute() {
+                        stack.clear();
+                    }
+                    for c in normal_parts_keep_dots(&target).into_iter().rev() {
+                        todo.push(c);
+                    }
+                }
+                _ => stack.push(part),
+            }
+        }
+        let mut out = self.dir.clone();
+        out.extend(stack.iter());
+        Ok(out)
+    }
+}
+
+/// The components of a path that name something: root and prefix dropped, `.` and `..`
+/// resolved lexically without ever rising above the root.
+fn normal_parts(p: &Path) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s.to_os_string()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Like `normal_parts` but keeps `..` so that a relative symlink target climbs from the
+/// link's own directory during resolution.
+fn normal_parts_keep_dots(p: &Path) -> Vec<OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn absolute_symlinks_stay_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::create_dir_all(t.path().join("run/systemd/resolve")).unwrap();
+        symlink(
+            "/run/systemd/resolve/stub-resolv.conf",
+            t.path().join("etc/resolv.conf"),
+        )
+        .unwrap();
+        assert_eq!(
+            root.follow("/etc/resolv.conf"),
+            root.dir().join("run/systemd/resolve/stub-resolv.conf")
+        );
+        assert_eq!(
+            root.path("/etc/resolv.conf"),
+            root.dir().join("etc/resolv.conf")
+        );
+    }
+
+    #[test]
+    fn dotdot_never_climbs_above_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        symlink("../../../../etc/passwd", t.path().join("etc/evil")).unwrap();
+        assert_eq!(root.follow("/etc/evil"), root.dir().join("etc/passwd"));
+        assert_eq!(root.path("/../../x"), root.dir().join("x"));
+    }
+
+    #[test]
+    fn directory_symlinks_are_followed_relative() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
+        symlink("usr/lib", t.path().join("lib")).unwrap();
+        assert_eq!(root.path("/lib/x"), root.dir().join("usr/lib/x"));
+    }
+
+    #[test]
+    fn link_loops_do_not_hang() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        symlink("/b", t.path().join("a")).unwrap();
+        symlink("/a", t.path().join("b")).unwrap();
+        let _ = root.follow("/a");
+    }
+
+    #[test]
+    fn a_missing_root_is_an_error() {
+        assert!(Root::new("/nonexistent/carryover-root").is_err());
+    }
+}
