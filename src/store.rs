@@ -240,7 +240,9 @@ impl Store {
 /// A new snapshot id: sortable by time, unique by a random suffix.
 pub fn new_snapshot_id() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let fmt = time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second][subsecond digits:3]Z"
+    );
     let suffix: u32 = rand::random();
     format!("{}-{suffix:08x}", now.format(&fmt).unwrap_or_default())
 }

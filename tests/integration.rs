@@ -1,0 +1,10 @@
+//! The integration tests: the real `carryover` binary driven as a user would, on
+//! directory trees shaped like real servers.
+
+#[path = "integration/fixtures.rs"]
+mod fixtures;
+
+#[path = "integration/bad_input.rs"]
+mod bad_input;
+#[path = "integration/cycle.rs"]
+mod cycle;

@@ -1,0 +1,379 @@
+//! Bad input gets a clear error and nothing is lost: broken configs, a missing root,
+//! unreadable or garbage system files, damaged and hostile snapshots, another instance's
+//! snapshot.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::fixtures::*;
+
+#[test]
+fn a_broken_config_names_file_line_and_key_and_exits_2() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(t.path());
+    old.file(
+        "/etc/carryover/config.toml",
+        "[store]\nurl = \"/mnt/data\"\n\n[data]\npaths = \"/srv\"\n",
+    );
+    let o = carryover(&["inspect", "--root", old.dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("etc/carryover/config.toml") && e.contains("line 5") && e.contains("data.paths"),
+        "{e}"
+    );
+
+    old.file(
+        "/etc/carryover/config.toml",
+        "[store]\nurl = \"/mnt/data\"\n",
+    );
+    old.file(
+        "/etc/carryover/config.d/50-typo.toml",
+        "[report]\ntoken_fil = \"/etc/carryover/token\"\n",
+    );
+    let o = carryover(&["inspect", "--root", old.dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("50-typo.toml") && e.contains("line 2") && e.contains("report.token_fil"),
+        "{e}"
+    );
+
+    let o = carryover(&[
+        "inspect",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--config",
+        "/nonexistent/carryover.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/carryover.toml"));
+}
+
+#[test]
+fn a_missing_root_is_a_usage_error() {
+    let o = carryover(&["inspect", "--root", "/nonexistent/old-os"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/old-os"), "{}", stderr(&o));
+}
+
+#[test]
+fn commands_of_later_work_say_so() {
+    for args in [
+        vec!["check"],
+        vec!["probe", "/dev/null"],
+        vec!["userdata"],
+        vec!["report"],
+    ] {
+        let mut full = vec!["--root", "/"];
+        full.extend(args.iter());
+        let o = carryover(&full);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&o).contains("not available yet"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn data_paths_are_refused_rather_than_silently_left_out() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--path",
+        "/srv",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("data paths"), "{}", stderr(&o));
+    assert!(
+        !store.join("snapshots").exists(),
+        "no snapshot sealed without its data"
+    );
+}
+
+#[test]
+fn unreadable_and_garbage_files_are_named_and_the_capture_goes_on() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    // garbage passwd lines, a cron file that is not text, a netplan file that is not YAML,
+    // and a hostname that cannot be read (a directory where a file should be)
+    old.file(
+        "/etc/passwd",
+        &format!("{}this is not a passwd line\n", old.read("/etc/passwd")),
+    );
+    std::fs::write(old.p("/etc/cron.d/binary"), b"\xff\xfe\x00garbage").unwrap();
+    old.file("/etc/netplan/01-broken.yaml", "network: [unclosed\n");
+    std::fs::remove_file(old.p("/etc/timezone")).unwrap();
+    std::fs::create_dir(old.p("/etc/timezone")).unwrap();
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "degraded: {}", stderr(&o));
+    let v = json(&o);
+    let skipped = v["skipped"].to_string();
+    for name in [
+        "/etc/passwd",
+        "/etc/cron.d/binary",
+        "/etc/netplan/01-broken.yaml",
+    ] {
+        assert!(skipped.contains(name), "{name} not named in {skipped}");
+    }
+    // the rest was captured and the snapshot is complete
+    let id = v["snapshot_id"].as_str().unwrap();
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = carryover(&[
+        "restore",
+        "--root",
+        new.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--snapshot",
+        id,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(new.read("/etc/passwd").contains("alice:x:1000"));
+}
+
+fn tamper(store: &std::path::Path, id: &str, edit: impl Fn(&mut serde_json::Value), rehash: bool) {
+    let state_path = store.join(format!("objects/{id}/state.json"));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    edit(&mut v);
+    let bytes = serde_json::to_vec(&v).unwrap();
+    std::fs::write(&state_path, &bytes).unwrap();
+    if rehash {
+        let mpath = store.join(format!("snapshots/{id}.json"));
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        m["state"]["size"] = bytes.len().into();
+        m["state"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
+        std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_section_fails_only_its_steps_and_verify_names_it() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    tamper(
+        &store,
+        &id,
+        |v| v["users"] = serde_json::json!("garbage"),
+        false,
+    );
+
+    let o = carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(&format!("objects/{id}/state.json")) && stdout(&o).contains("DAMAGED"),
+        "{}",
+        stdout(&o)
+    );
+
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = carryover(&[
+        "restore",
+        "--root",
+        new.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["state"], "degraded");
+    let steps = v["steps"].as_array().unwrap();
+    let accounts = steps.iter().find(|s| s["name"] == "accounts").unwrap();
+    assert_eq!(accounts["status"], "failed");
+    assert!(
+        accounts["detail"].as_str().unwrap().contains("damaged"),
+        "{accounts}"
+    );
+    assert!(!new.read("/etc/passwd").contains("alice"));
+}
+
+#[test]
+fn a_hostile_snapshot_never_writes_outside_its_targets() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    // A planted snapshot with valid checksums: paths that climb out, a zone that climbs
+    // out, a crontab owner with a slash, a nameserver that injects a line.
+    tamper(
+        &store,
+        &id,
+        |v| {
+            v["services"]["unit_files"][0]["path"] = "/etc/systemd/system/../../shadow".into();
+            v["services"]["enabled"][0]["unit"] = "../../../etc/passwd".into();
+            v["timezone"] = "../../../../etc/shadow".into();
+            v["sysctl"][0]["path"] = "/etc/sysctl.d/../../etc/passwd".into();
+            for c in v["cron"].as_array_mut().unwrap() {
+                if c["kind"] == "user" {
+                    c["user"] = "../../../../etc/sudoers".into();
+                }
+            }
+            v["dns"]["nameservers"][0] = "10.0.0.2\nnameserver 6.6.6.6".into();
+            v["hostname"] = serde_json::json!(null);
+            v["identity"]["hostname"] = "evil\nhost".into();
+        },
+        true,
+    );
+    let outside = t.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let new = new_ubuntu(&t.path().join("new"));
+    let shadow_before = new.read("/etc/shadow");
+    let passwd_before = new.read("/etc/passwd");
+    let o = carryover(&[
+        "restore",
+        "--root",
+        new.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    let v = json(&o);
+    for name in [
+        "unit-files",
+        "enable-units",
+        "timezone",
+        "sysctl",
+        "cron",
+        "dns",
+        "hostname",
+    ] {
+        let s = v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        assert_eq!(s["status"], "failed", "{name}: {s}");
+    }
+    let shadow = new.read("/etc/shadow");
+    assert!(
+        shadow.starts_with(&shadow_before) && !shadow.contains("[Unit]"),
+        "{shadow}"
+    );
+    assert!(
+        new.read("/etc/passwd").starts_with(&passwd_before),
+        "only appended to, never replaced"
+    );
+    assert!(!new.p("/etc/sudoers").exists());
+    assert!(!new.read("/etc/hostname").contains("evil"));
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::metadata(new.p("/etc/shadow"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+}
+
+#[test]
+fn another_instances_snapshot_is_refused_unless_named() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    let new = new_ubuntu(&t.path().join("new"));
+    new.file(
+        "/sys/class/dmi/id/product_uuid",
+        "11111111-2222-3333-4444-555555555555\n",
+    );
+    let o = carryover(&[
+        "restore",
+        "--root",
+        new.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no snapshot of instance 11111111-2222-3333-4444-555555555555"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(new.read("/etc/hostname"), "ubuntu\n");
+    let o = carryover(&[
+        "restore",
+        "--root",
+        new.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--snapshot",
+        &id,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(new.read("/etc/hostname"), "web01\n");
+}
+
+#[test]
+fn a_store_that_is_not_a_store_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = carryover(&[
+        "restore",
+        "--root",
+        new.dir.to_str().unwrap(),
+        "--store",
+        new.dir.join("etc").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not a carryover store"),
+        "{}",
+        stderr(&o)
+    );
+    let o = carryover(&["restore", "--root", new.dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no store"), "{}", stderr(&o));
+}

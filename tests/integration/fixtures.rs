@@ -1,0 +1,213 @@
+//! Directory trees shaped like real servers: an old OS (Debian 12 on an ECS, customised
+//! the way operators do) and fresh new-OS images (Ubuntu 22.04 cloud image, Rocky 9).
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const INSTANCE: &str = "4c4c4544-0042-3510-8053-b4c04f4a4d32";
+pub const ED25519_PUB: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIELFsTTm6AGMDspKDm0h2i3V9DvYKztJcBi8EG7O2iTP root@web01";
+pub const ED25519_FP: &str = "SHA256:16m0RK1avw93Jyt93KdQDaoe3MkkYQgvCMHSnjbJy/g";
+pub const ED25519_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nOLD-OS-HOST-KEY-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/// A tree under construction.
+pub struct Tree {
+    pub dir: PathBuf,
+}
+
+impl Tree {
+    pub fn new(dir: &Path) -> Tree {
+        std::fs::create_dir_all(dir).unwrap();
+        Tree {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn p(&self, abs: &str) -> PathBuf {
+        self.dir.join(abs.trim_start_matches('/'))
+    }
+
+    pub fn file(&self, abs: &str, content: &str) -> &Self {
+        self.file_mode(abs, content, 0o644)
+    }
+
+    pub fn file_mode(&self, abs: &str, content: &str, mode: u32) -> &Self {
+        let p = self.p(abs);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        self
+    }
+
+    pub fn link(&self, abs: &str, target: &str) -> &Self {
+        let p = self.p(abs);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&p);
+        symlink(target, &p).unwrap();
+        self
+    }
+
+    pub fn dir(&self, abs: &str) -> &Self {
+        std::fs::create_dir_all(self.p(abs)).unwrap();
+        self
+    }
+
+    pub fn read(&self, abs: &str) -> String {
+        std::fs::read_to_string(self.p(abs)).unwrap_or_else(|e| panic!("{abs}: {e}"))
+    }
+}
+
+/// Runs the carryover binary.
+pub fn carryover(args: &[&str]) -> Output {
+    carryover_env(args, &[])
+}
+
+pub fn carryover_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_carryover"));
+    c.args(args).env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
+}
+
+/// A Debian 12 ECS that an operator has set up over the years.
+pub fn old_debian(dir: &Path) -> Tree {
+    let t = Tree::new(dir);
+    t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nID=debian\n")
+        .file("/sys/class/dmi/id/product_uuid", "4C4C4544-0042-3510-8053-B4C04F4A4D32\n")
+        .file("/etc/machine-id", "0123456789abcdef0123456789abcdef\n")
+        .file("/proc/sys/kernel/osrelease", "6.1.0-18-cloud-amd64\n")
+        .file("/etc/hostname", "web01\n")
+        .file("/etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tweb01.prod.example.com\tweb01\n10.0.0.5\tdb01.internal db01\n\n# The following lines are desirable for IPv6 capable hosts\n::1     localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n")
+        .file("/etc/resolv.conf", "domain prod.example.com\nsearch prod.example.com\nnameserver 10.0.0.2\nnameserver 10.0.0.3\noptions timeout:2\n")
+        .file("/etc/network/interfaces", "source /etc/network/interfaces.d/*\nauto lo\niface lo inet loopback\n")
+        .file("/etc/network/interfaces.d/50-cloud-init", "auto eth0\niface eth0 inet dhcp\n    dns-nameservers 10.0.0.2 10.0.0.3\n    dns-search prod.example.com\n")
+        .file("/etc/fstab", "# /etc/fstab: static file system information.\nUUID=0a1b2c3d-1111-2222-3333-444455556666 / ext4 rw,discard,errors=remount-ro,x-systemd.growfs 0 1\nUUID=7E1F-1A2B /boot/efi vfat defaults 0 0\nUUID=aaaaaaaa-1111-4222-8333-bbbbbbbbbbbb /srv ext4 defaults 0 2\n/dev/mapper/datavg-lvdata /data ext4 defaults,noatime 0 2\nUUID=5F1E3C2B4A596D70 /mnt/win ntfs-3g defaults,uid=1000 0 0\n/dev/vdc2 none swap sw 0 0\ntmpfs /tmp tmpfs defaults,size=1g 0 0\n")
+        .file("/etc/login.defs", "MAIL_DIR        /var/mail\nUID_MIN                  1000\nUID_MAX                 60000\nGID_MIN                  1000\nGID_MAX                 60000\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n_chrony:x:100:102:Chrony daemon,,,:/var/lib/chrony:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nalice:x:1000:1000:Alice Ops,,,:/home/alice:/bin/bash\nbob:x:1001:1001::/home/bob:/bin/sh\n")
+        .file("/etc/group", "root:x:0:\nsudo:x:27:alice\ncrontab:x:101:\n_chrony:x:102:\nusers:x:100:\nnogroup:x:65534:\nalice:x:1000:\nbob:x:1001:\ndevs:x:2000:alice,bob\n")
+        .file_mode("/etc/shadow", "root:*:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\nalice:$6$rounds=5000$salt$HASHEDPASSWORD:19750:0:99999:7:::\nbob:!:19750:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nsudo:*::alice\nalice:!::\nbob:!::\ndevs:!::alice,bob\n", 0o640)
+        // systemd: a custom service, a custom timer, a drop-in on a vendor unit, a mask
+        .file("/lib/systemd/system/ssh.service", "[Unit]\nDescription=OpenBSD Secure Shell server\n[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n")
+        .file("/lib/systemd/system/getty@.service", "[Unit]\nDescription=Getty on %I\n")
+        .file("/lib/systemd/system/networking.service", "[Unit]\nDescription=Raise network interfaces\n")
+        .file("/lib/systemd/system/chrony.service", "[Unit]\nDescription=chrony\n")
+        .file("/lib/systemd/system/nginx.service", "[Unit]\nDescription=nginx\n")
+        .file("/etc/systemd/system/app.service", "[Unit]\nDescription=The business app\nAfter=network-online.target\n[Service]\nExecStart=/srv/app/bin/app --config /srv/app/app.toml\nUser=alice\n[Install]\nWantedBy=multi-user.target\n")
+        .file("/etc/systemd/system/backup.service", "[Unit]\nDescription=Nightly backup\n[Service]\nType=oneshot\nExecStart=/usr/local/bin/backup.sh\n")
+        .file("/etc/systemd/system/backup.timer", "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n")
+        .file("/etc/systemd/system/nginx.service.d/override.conf", "[Service]\nLimitNOFILE=65536\n")
+        .link("/etc/systemd/system/multi-user.target.wants/app.service", "/etc/systemd/system/app.service")
+        .link("/etc/systemd/system/multi-user.target.wants/ssh.service", "/lib/systemd/system/ssh.service")
+        .link("/etc/systemd/system/multi-user.target.wants/networking.service", "/lib/systemd/system/networking.service")
+        .link("/etc/systemd/system/multi-user.target.wants/chrony.service", "/lib/systemd/system/chrony.service")
+        .link("/etc/systemd/system/getty.target.wants/getty@tty1.service", "/lib/systemd/system/getty@.service")
+        .link("/etc/systemd/system/timers.target.wants/backup.timer", "/etc/systemd/system/backup.timer")
+        .link("/etc/systemd/system/sshd.service", "/lib/systemd/system/ssh.service")
+        .link("/etc/systemd/system/apt-daily.service", "/dev/null")
+        // cron
+        .file("/etc/crontab", "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin\n17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly\n30 2 * * * root /usr/local/bin/rotate-app-logs\n")
+        .file("/etc/cron.d/app-backup", "MAILTO=ops@example.com\n15 3 * * * root /usr/local/bin/backup.sh\n")
+        .file("/etc/cron.d/e2scrub_all", "30 3 * * 0 root test -e /run/systemd/system || SERVICE_MODE=1 /usr/lib/x86_64-linux-gnu/e2fsprogs/e2scrub_all_cron\n")
+        .file_mode("/etc/cron.daily/app-report", "#!/bin/sh\n/srv/app/bin/report\n", 0o755)
+        .file_mode("/var/spool/cron/crontabs/alice", "# DO NOT EDIT THIS FILE\n*/10 * * * * /home/alice/bin/poll\n", 0o600)
+        .file("/var/lib/dpkg/info/e2fsprogs.list", "/.\n/etc\n/etc/cron.d\n/etc/cron.d/e2scrub_all\n")
+        .file("/var/lib/dpkg/info/procps.list", "/etc/sysctl.d\n/etc/sysctl.d/README.sysctl\n")
+        .file("/var/lib/dpkg/status", "Package: bash\nStatus: install ok installed\n\nPackage: nginx\nStatus: install ok installed\n\nPackage: chrony\nStatus: install ok installed\n\nPackage: removed-one\nStatus: deinstall ok config-files\n")
+        // ssh host keys
+        .file_mode("/etc/ssh/ssh_host_ed25519_key", ED25519_KEY, 0o600)
+        .file("/etc/ssh/ssh_host_ed25519_key.pub", &format!("{ED25519_PUB}\n"))
+        // time
+        .file("/usr/share/zoneinfo/Asia/Shanghai", "TZif2-shanghai")
+        .link("/etc/localtime", "/usr/share/zoneinfo/Asia/Shanghai")
+        .file("/etc/timezone", "Asia/Shanghai\n")
+        .file("/etc/chrony/chrony.conf", "# Use Debian vendor zone.\npool 2.debian.pool.ntp.org iburst\nserver ntp.myhuaweicloud.com iburst\nkeyfile /etc/chrony/chrony.keys\n")
+        // sysctl
+        .file("/etc/sysctl.d/60-app.conf", "net.core.somaxconn = 4096\nvm.max_map_count = 262144\n")
+        .link("/etc/sysctl.d/99-sysctl.conf", "../sysctl.conf")
+        .file("/etc/sysctl.conf", "# /etc/sysctl.conf - Configuration file\n#kernel.domainname = example.com\nvm.swappiness = 10\n");
+    t
+}
+
+/// A fresh Ubuntu 22.04 cloud image, before its first boot: systemd-resolved with the
+/// stub, netplan, timesyncd, cloud-init.
+pub fn new_ubuntu(dir: &Path) -> Tree {
+    let t = Tree::new(dir);
+    t.file("/etc/os-release", "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n")
+        .file("/sys/class/dmi/id/product_uuid", "4C4C4544-0042-3510-8053-B4C04F4A4D32\n")
+        .file("/etc/hostname", "ubuntu\n")
+        .file("/etc/hosts", "127.0.0.1 localhost\n127.0.1.1 ubuntu\n\n# The following lines are desirable for IPv6 capable hosts\n::1 ip6-localhost ip6-loopback\nfe00::0 ip6-localnet\nff00::0 ip6-mcastprefix\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n")
+        .file("/run/systemd/resolve/stub-resolv.conf", "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n")
+        .link("/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
+        .file("/etc/netplan/50-cloud-init.yaml", "network:\n    ethernets:\n        eth0:\n            dhcp4: true\n    version: 2\n")
+        .file("/etc/cloud/cloud.cfg", "users:\n   - default\n")
+        .dir("/etc/cloud/cloud.cfg.d")
+        .file("/etc/fstab", "LABEL=cloudimg-rootfs\t/\t ext4\tdiscard,errors=remount-ro\t0 1\nLABEL=UEFI\t/boot/efi\tvfat\tumask=0077\t0 1\n")
+        .file("/etc/login.defs", "UID_MIN 1000\nUID_MAX 60000\nGID_MIN 1000\nGID_MAX 60000\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nsystemd-timesync:x:104:105::/run/systemd:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+        .file("/etc/group", "root:x:0:\nsudo:x:27:\nusers:x:100:\ncrontab:x:107:\nsystemd-timesync:x:105:\nnogroup:x:65534:\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\ndaemon:*:19800:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nsudo:*::\ncrontab:*::\n", 0o640)
+        .link("/lib", "usr/lib")
+        .file("/usr/lib/systemd/system/ssh.service", "[Unit]\nDescription=OpenBSD Secure Shell server\n")
+        .file("/usr/lib/systemd/system/getty@.service", "[Unit]\nDescription=Getty on %I\n")
+        .file("/usr/lib/systemd/system/nginx.service", "[Unit]\nDescription=nginx\n")
+        .file("/usr/lib/systemd/system/systemd-timesyncd.service", "[Unit]\nDescription=Network Time Synchronization\n")
+        .file("/usr/lib/systemd/system/systemd-resolved.service", "[Unit]\nDescription=Network Name Resolution\n")
+        .link("/etc/systemd/system/multi-user.target.wants/systemd-resolved.service", "/lib/systemd/system/systemd-resolved.service")
+        .link("/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service", "/lib/systemd/system/systemd-timesyncd.service")
+        .file("/etc/crontab", "SHELL=/bin/sh\n17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly\n")
+        .file("/usr/sbin/cron", "")
+        .dir("/var/spool/cron/crontabs")
+        .file_mode("/etc/ssh/ssh_host_ed25519_key", "IMAGE-KEY\n", 0o600)
+        .file("/etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAIMAGE image\n")
+        .file("/usr/share/zoneinfo/Asia/Shanghai", "TZif2-shanghai")
+        .file("/usr/share/zoneinfo/Etc/UTC", "TZif2-utc")
+        .link("/etc/localtime", "/usr/share/zoneinfo/Etc/UTC")
+        .file("/etc/timezone", "Etc/UTC\n")
+        .file("/etc/sysctl.d/10-network-security.conf", "net.ipv4.conf.default.rp_filter=2\n")
+        .file("/var/lib/dpkg/status", "Package: bash\nStatus: install ok installed\n\nPackage: cloud-init\nStatus: install ok installed\n");
+    t
+}
+
+/// A fresh Rocky Linux 9 image: NetworkManager writes resolv.conf, chrony, Red Hat's
+/// cron spool, and a default user that already has uid 1000.
+pub fn new_rocky(dir: &Path) -> Tree {
+    let t = Tree::new(dir);
+    t.file("/etc/os-release", "NAME=\"Rocky Linux\"\nVERSION_ID=\"9.3\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n")
+        .file("/sys/class/dmi/id/product_uuid", "4C4C4544-0042-3510-8053-B4C04F4A4D32\n")
+        .file("/etc/hostname", "localhost.localdomain\n")
+        .file("/etc/hosts", "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4\n::1         localhost localhost.localdomain localhost6 localhost6.localdomain6\n")
+        .file("/etc/resolv.conf", "# Generated by NetworkManager\nnameserver 100.125.1.250\n")
+        .file("/etc/NetworkManager/NetworkManager.conf", "[main]\n")
+        .file("/etc/fstab", "UUID=9e0b6f3e-rocky-root / xfs defaults 0 0\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nrocky:x:1000:1000:Cloud User:/home/rocky:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nwheel:x:10:rocky\nrocky:x:1000:\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\nrocky:!!:19800:0:99999:7:::\n", 0o000)
+        .file("/usr/lib/systemd/system/sshd.service", "[Unit]\nDescription=OpenSSH server daemon\n")
+        .file("/usr/lib/systemd/system/chronyd.service", "[Unit]\nDescription=NTP client/server\n")
+        .file("/etc/chrony.conf", "pool 2.rocky.pool.ntp.org iburst\ndriftfile /var/lib/chrony/drift\n")
+        .file("/etc/crontab", "SHELL=/bin/bash\nPATH=/sbin:/bin:/usr/sbin:/usr/bin\nMAILTO=root\n")
+        .file("/usr/sbin/crond", "")
+        .dir("/var/spool/cron")
+        .dir("/etc/ssh")
+        .file("/usr/share/zoneinfo/Asia/Shanghai", "TZif2-shanghai")
+        .link("/etc/localtime", "../usr/share/zoneinfo/UTC");
+    t
+}
