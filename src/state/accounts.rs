@@ -263,19 +263,14 @@ pub fn merge(
             }
             continue;
         }
-        let gid = if used_gids.contains(&g.gid) {
-            let free = (range.gid_min..=range.gid_max).find(|x| !used_gids.contains(x));
-            let Some(free) = free else {
-                notes.push(format!("group {}: no free gid in the range", g.name));
-                continue;
-            };
-            notes.push(format!(
-                "group {}: gid {} is taken on the new OS, created with gid {free}",
-                g.name, g.gid
-            ));
-            free
-        } else {
-            g.gid
+        let Some(gid) = pick_id(
+            g.gid,
+            &used_gids,
+            (range.gid_min, range.gid_max),
+            &format!("group {}: gid", g.name),
+            &mut notes,
+        ) else {
+            continue;
         };
         used_gids.insert(gid);
         group_lines.push(format!("{}:x:{}:", g.name, gid));
@@ -298,19 +293,14 @@ pub fn merge(
                 ));
             }
         } else {
-            let uid = if used_uids.contains(&u.uid) {
-                let free = (range.uid_min..=range.uid_max).find(|x| !used_uids.contains(x));
-                let Some(free) = free else {
-                    notes.push(format!("user {}: no free uid in the range", u.name));
-                    continue;
-                };
-                notes.push(format!(
-                    "user {}: uid {} is taken on the new OS, created with uid {free}",
-                    u.name, u.uid
-                ));
-                free
-            } else {
-                u.uid
+            let Some(uid) = pick_id(
+                u.uid,
+                &used_uids,
+                (range.uid_min, range.uid_max),
+                &format!("user {}: uid", u.name),
+                &mut notes,
+            ) else {
+                continue;
             };
             used_uids.insert(uid);
             let gid = u
@@ -372,6 +362,34 @@ pub fn merge(
         },
         notes,
     )
+}
+
+/// The id to create an account with: the old one when free on the new OS, else the
+/// first free one in the range (noted), or `None` when the range is full (noted).
+fn pick_id(
+    wanted: u32,
+    used: &BTreeSet<u32>,
+    (min, max): (u32, u32),
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Option<u32> {
+    if !used.contains(&wanted) {
+        return Some(wanted);
+    }
+    match (min..=max).find(|x| !used.contains(x)) {
+        Some(free) => {
+            notes.push(format!(
+                "{what} {wanted} is taken on the new OS, created with {free}"
+            ));
+            Some(free)
+        }
+        None => {
+            notes.push(format!(
+                "{what} {wanted} is taken and no id is free in {min}..={max}"
+            ));
+            None
+        }
+    }
 }
 
 /// Adds a member to the last field of a group or gshadow line (idempotent).

@@ -170,16 +170,7 @@ fn a_damaged_section_fails_only_its_steps_and_verify_names_it() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(&t.path().join("old"));
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    let id = capture(&old.dir, &store);
     tamper(
         &store,
         &id,
@@ -223,16 +214,7 @@ fn a_hostile_snapshot_never_writes_outside_its_targets() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(&t.path().join("old"));
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    let id = capture(&old.dir, &store);
     // A planted snapshot with valid checksums: paths that climb out, a zone that climbs
     // out, a crontab owner with a slash, a nameserver that injects a line.
     tamper(
@@ -314,16 +296,7 @@ fn another_instances_snapshot_is_refused_unless_named() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(&t.path().join("old"));
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    let id = capture(&old.dir, &store);
     let new = new_ubuntu(&t.path().join("new"));
     new.file(
         "/sys/class/dmi/id/product_uuid",

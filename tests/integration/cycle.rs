@@ -7,39 +7,6 @@ use std::path::Path;
 
 use super::fixtures::*;
 
-fn capture(old: &Path, store: &Path) -> String {
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "capture: {}\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    let v = json(&o);
-    assert_eq!(v["instance_id"], INSTANCE);
-    for k in [
-        "snapshot_id",
-        "instance_id",
-        "files",
-        "bytes",
-        "stored_bytes",
-        "skipped",
-        "findings",
-    ] {
-        assert!(v.get(k).is_some(), "capture JSON lacks {k}");
-    }
-    v["snapshot_id"].as_str().unwrap().to_string()
-}
-
 fn restore(new: &Path, store: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut args = vec![
         "restore",

@@ -85,6 +85,40 @@ pub fn json(o: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
 
+/// Captures `old` into `store`, checks the result's shape, returns the snapshot id.
+pub fn capture(old: &Path, store: &Path) -> String {
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "capture: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let v = json(&o);
+    assert_eq!(v["instance_id"], INSTANCE);
+    for k in [
+        "snapshot_id",
+        "instance_id",
+        "files",
+        "bytes",
+        "stored_bytes",
+        "skipped",
+        "findings",
+    ] {
+        assert!(v.get(k).is_some(), "capture JSON lacks {k}");
+    }
+    v["snapshot_id"].as_str().unwrap().to_string()
+}
+
 /// A Debian 12 ECS that an operator has set up over the years.
 pub fn old_debian(dir: &Path) -> Tree {
     let t = Tree::new(dir);
