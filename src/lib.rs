@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod local;
 pub mod restore;

@@ -23,6 +23,8 @@ pub struct Loaded {
     pub secrets: Secrets,
     /// Section name → why it could not be read.
     pub broken: BTreeMap<String, String>,
+    /// The store and the data part of the snapshot, when it has data paths.
+    pub data: Option<(Store, crate::data::DataManifest)>,
 }
 
 /// Parses a state document section by section.
@@ -60,7 +62,10 @@ pub fn parse_state_lenient(bytes: &[u8]) -> (SystemState, BTreeMap<String, Strin
 
 /// Loads the state and secrets of a snapshot; damage is recorded, not fatal.
 pub fn load(store: &Store, m: &Manifest) -> Loaded {
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded {
+        data: m.data.clone().map(|d| (store.clone(), d)),
+        ..Loaded::default()
+    };
     match &m.state {
         Some(r) => match store.get_object(r) {
             Ok(bytes) => {
@@ -108,6 +113,8 @@ pub struct StepReport {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_files: Vec<String>,
 }
 
 /// The journal of a restore, kept in the store and rewritten after every step.
@@ -198,6 +205,7 @@ pub fn run(
             status: outcome.status,
             detail: outcome.detail,
             warnings: outcome.warnings,
+            failed_files: outcome.failed_files,
         };
         reports.push(report.clone());
         if !dry_run {
@@ -237,8 +245,11 @@ pub fn run(
     Ok(RestoreReport {
         snapshot_id: manifest.id.clone(),
         state: state.into(),
+        failed_files: reports
+            .iter()
+            .flat_map(|r| r.failed_files.clone())
+            .collect(),
         steps: reports,
-        failed_files: Vec::new(),
         health,
         resumed,
     })

@@ -47,6 +47,8 @@ pub struct Manifest {
     pub stored_bytes: u64,
     /// Things that could not be captured, by path.
     pub skipped: Vec<crate::state::Problem>,
+    /// The data paths, when any were captured.
+    pub data: Option<crate::data::DataManifest>,
 }
 
 impl Default for Manifest {
@@ -64,13 +66,15 @@ impl Default for Manifest {
             bytes: 0,
             stored_bytes: 0,
             skipped: Vec::new(),
+            data: None,
         }
     }
 }
 
-/// An opened store.
+/// An opened store (cheap to clone: the backend is shared).
+#[derive(Clone)]
 pub struct Store {
-    backend: Box<dyn Backend>,
+    backend: std::sync::Arc<dyn Backend>,
 }
 
 /// Where the store is: `file:///dir`, a plain path, or `s3://bucket/prefix`.
@@ -80,6 +84,12 @@ pub fn resolve_url(cli: Option<&str>, config: &Config) -> Result<String, Error> 
         .ok_or_else(|| {
             Error::Usage("no store: give --store URL or set [store] url in the config".into())
         })
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.backend.describe())
+    }
 }
 
 impl Store {
@@ -97,7 +107,7 @@ impl Store {
         };
         let backend = LocalBackend::open(std::path::Path::new(path), create)?;
         let store = Store {
-            backend: Box::new(backend),
+            backend: std::sync::Arc::new(backend),
         };
         store.check_marker(create)?;
         Ok(store)
@@ -129,6 +139,11 @@ impl Store {
 
     pub fn describe(&self) -> String {
         self.backend.describe()
+    }
+
+    /// The backend, for the snapshot engine's packs and indexes.
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
     }
 
     /// Writes an object of a snapshot that is being built; returns its checksummed reference.
@@ -211,6 +226,26 @@ impl Store {
         Ok(m)
     }
 
+    /// Packs without an index (a capture killed before it wrote the index): removed.
+    /// Only called under the store lock.
+    pub fn remove_unindexed_packs(&self) -> Result<Vec<String>> {
+        let indexed: std::collections::HashSet<String> = self
+            .backend
+            .list("index/")?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix("index/").map(str::to_string))
+            .collect();
+        let mut removed = Vec::new();
+        for key in self.backend.list("packs/")? {
+            let id = key.rsplit('/').next().unwrap_or("");
+            if !indexed.contains(id) {
+                self.backend.delete(&key)?;
+                removed.push(key);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Objects of snapshots that were never committed (a capture killed mid-way):
     /// removed, so they cannot pile up.
     pub fn remove_orphans(&self) -> Result<Vec<String>> {
@@ -252,4 +287,15 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// A Unix time as RFC 3339.
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
 }

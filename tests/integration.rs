@@ -8,3 +8,5 @@ mod fixtures;
 mod bad_input;
 #[path = "integration/cycle.rs"]
 mod cycle;
+#[path = "integration/data.rs"]
+mod data;

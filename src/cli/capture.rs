@@ -3,8 +3,13 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use std::io::IsTerminal;
+
 use super::output::{emit, field};
-use super::{CaptureArgs, Ctx};
+use super::{CaptureArgs, Ctx, Format};
+use crate::data::lock::StoreLock;
+use crate::data::repo::Index;
+use crate::data::{self, Progress};
 use crate::error::{Error, Exit};
 use crate::local::{CaptureRecord, LocalState};
 use crate::state::{self, Problem};
@@ -32,14 +37,52 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         }
         data_paths.push(p.clone());
     }
-    if !data_paths.is_empty() {
-        // Refuse rather than seal a snapshot that silently lacks the data.
-        return Err(Error::NotAvailable("capturing data paths ([data] paths, --path)").into());
-    }
     let url = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
     let store = Store::open(&url, &ctx.config, true)?;
+    let _lock = StoreLock::acquire(&store)?;
+    for key in store
+        .remove_orphans()?
+        .into_iter()
+        .chain(store.remove_unindexed_packs()?)
+    {
+        tracing::info!("removed {key}, left by a capture that did not finish");
+    }
 
     let (state, secrets) = state::gather(&ctx.root, &ctx.config);
+    let mut skipped = state.problems.clone();
+    let data = if data_paths.is_empty() {
+        None
+    } else {
+        let (index, warnings) = Index::load(&store)?;
+        for w in warnings {
+            tracing::warn!("store index {w}: its blobs will be stored again");
+        }
+        let parent = store
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|m| m.instance_id == state.identity.instance_id && m.data.is_some())
+            .and_then(|m| m.data);
+        let skip_host = vec![store_host_dir(&url)];
+        let progress = Progress::new(
+            ctx.format == Format::Text && std::io::stderr().is_terminal(),
+            None,
+            "capture",
+        );
+        let out = data::capture::capture(
+            &store,
+            index,
+            &ctx.root,
+            &data_paths,
+            &ctx.config.data_exclude,
+            &skip_host,
+            parent.as_ref(),
+            &progress,
+        )?;
+        progress.finish();
+        skipped.extend(out.problems);
+        Some(out.manifest)
+    };
     let id = store::new_snapshot_id();
     let state_ref = store
         .put_object(&id, "state.json", &serde_json::to_vec_pretty(&state)?)
@@ -58,14 +101,19 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         instance_id: state.identity.instance_id.clone(),
         hostname: state.identity.hostname.clone(),
         created_at: store::now_rfc3339(),
-        stored_bytes: state_ref.size + secrets_ref.as_ref().map_or(0, |r| r.size),
+        files: data.as_ref().map_or(0, |d| d.files),
+        bytes: data.as_ref().map_or(0, |d| d.bytes),
+        stored_bytes: state_ref.size
+            + secrets_ref.as_ref().map_or(0, |r| r.size)
+            + data.as_ref().map_or(0, |d| d.stored_bytes),
+        data,
         state: Some(state_ref),
         secrets: secrets_ref,
-        skipped: state.problems.clone(),
+        skipped: skipped.clone(),
         ..Manifest::default()
     };
     store.commit(&manifest)?;
-    let exit = if state.problems.is_empty() {
+    let exit = if skipped.is_empty() {
         Exit::Success
     } else {
         Exit::Degraded
@@ -89,7 +137,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         files: manifest.files,
         bytes: manifest.bytes,
         stored_bytes: manifest.stored_bytes,
-        skipped: state.problems.clone(),
+        skipped,
         findings: Vec::new(),
     };
     emit(ctx.format, &result, || {
@@ -101,6 +149,8 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
             result.instance_id.as_deref().unwrap_or("-"),
         );
         field(&mut o, "store", &result.store);
+        field(&mut o, "files", result.files);
+        field(&mut o, "bytes", result.bytes);
         field(&mut o, "stored bytes", result.stored_bytes);
         for p in &result.skipped {
             field(&mut o, "NOT CAPTURED", format!("{}: {}", p.path, p.error));
@@ -108,4 +158,11 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         o
     })?;
     Ok(exit)
+}
+
+/// The store's directory on this machine, so a store inside a data path is not captured
+/// into itself.
+fn store_host_dir(url: &str) -> std::path::PathBuf {
+    let p = url.strip_prefix("file://").unwrap_or(url);
+    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::PathBuf::from(p))
 }

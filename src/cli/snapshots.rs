@@ -7,6 +7,10 @@ use serde::Serialize;
 use super::output::{emit, field};
 use super::{Ctx, SnapshotsCommand};
 use crate::error::Exit;
+use std::sync::{Arc, Mutex};
+
+use crate::data::repo::Index;
+use crate::data::verify;
 use crate::store::{self, Store};
 
 #[derive(Debug, Serialize)]
@@ -66,18 +70,33 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
                 None => store.list()?,
             };
             let mut results = Vec::new();
+            let needs_data = manifests.iter().any(|m| m.data.is_some());
+            let (index, warnings) = if needs_data {
+                Index::load(&store)?
+            } else {
+                (Index::default(), Vec::new())
+            };
+            let damage = verify::check_packs(&store, &index);
+            let index = Arc::new(Mutex::new(index));
             for m in &manifests {
-                let mut damaged = Vec::new();
+                let mut damaged: Vec<String> =
+                    warnings.iter().map(|w| format!("index {w}")).collect();
                 for r in m.state.iter().chain(m.secrets.iter()) {
                     if let Err(e) = store.get_object(r) {
                         damaged.push(format!("{e:#}"));
                     }
+                }
+                if let Some(d) = &m.data {
+                    damaged.extend(verify::check_snapshot(&store, &index, d, &damage));
                 }
                 results.push(Verified {
                     snapshot_id: m.id.clone(),
                     ok: damaged.is_empty(),
                     damaged,
                 });
+            }
+            if !damage.blobs.is_empty() {
+                tracing::warn!("{} damaged blobs in the store", damage.blobs.len());
             }
             let all_ok = results.iter().all(|r| r.ok);
             emit(ctx.format, &results, || {

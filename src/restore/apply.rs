@@ -42,6 +42,9 @@ pub struct Outcome {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Files that could not be restored (`path: reason`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_files: Vec<String>,
 }
 
 impl Outcome {
@@ -50,6 +53,7 @@ impl Outcome {
             status: Status::Skipped,
             detail: detail.into(),
             warnings: Vec::new(),
+            failed_files: Vec::new(),
         }
     }
 
@@ -58,6 +62,7 @@ impl Outcome {
             status: Status::Failed,
             detail: detail.into(),
             warnings: Vec::new(),
+            failed_files: Vec::new(),
         }
     }
 }
@@ -99,6 +104,7 @@ impl<'a> Apply<'a> {
             status,
             detail: detail.into(),
             warnings,
+            failed_files: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod cron;
+mod data;
 mod disks;
 mod identity;
 mod network;
@@ -70,6 +71,13 @@ pub const STEPS: &[StepDef] = &[
         needs: &["mounts"],
         run: disks::fstab,
         verify: true,
+    },
+    StepDef {
+        name: "data",
+        about: "restore the data paths: contents, owners by name, modes, times, xattrs, links",
+        needs: &[],
+        run: data::data,
+        verify: false,
     },
     StepDef {
         name: "ssh-host-keys",

@@ -10,6 +10,19 @@ use anyhow::{Context, Result, bail};
 pub trait Backend: Send + Sync {
     fn put(&self, key: &str, data: &[u8]) -> Result<()>;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// `len` bytes of an object from `offset`.
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let all = self
+            .get(key)?
+            .with_context(|| format!("{key} is missing from the store"))?;
+        let end = offset.checked_add(len).filter(|e| *e <= all.len() as u64);
+        match end {
+            Some(end) => Ok(all[offset as usize..end as usize].to_vec()),
+            None => bail!("{key} is shorter than the index says"),
+        }
+    }
+    /// Put-if-absent: false when the key exists already (the store's lock).
+    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool>;
     /// Every key that starts with `prefix`, in name order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     fn delete(&self, key: &str) -> Result<()>;
@@ -116,6 +129,41 @@ impl Backend for LocalBackend {
             }
         }
         Ok(out)
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        let f =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let size = f.metadata()?.len();
+        if offset.checked_add(len).is_none_or(|e| e > size) {
+            bail!("{key} is shorter than the index says");
+        }
+        let mut buf = vec![0u8; len as usize];
+        crate::sys::read_at(&f, &mut buf, offset)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(buf)
+    }
+
+    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
+        use std::io::Write;
+        let path = self.path(key)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        };
+        crate::sys::set_mode(&path, 0o600)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        Ok(true)
     }
 
     fn delete(&self, key: &str) -> Result<()> {

@@ -67,3 +67,147 @@ pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The metadata of a file as the snapshot engine records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_ns: u32,
+    pub ctime: i64,
+    pub ctime_ns: u32,
+    pub ino: u64,
+    pub dev: u64,
+    pub nlink: u64,
+    pub rdev: u64,
+    /// Bytes allocated on disk (512-byte blocks × 512).
+    pub allocated: u64,
+}
+
+pub fn file_meta(m: &std::fs::Metadata) -> FileMeta {
+    use std::os::unix::fs::MetadataExt;
+    FileMeta {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        size: m.size(),
+        mtime: m.mtime(),
+        mtime_ns: m.mtime_nsec() as u32,
+        ctime: m.ctime(),
+        ctime_ns: m.ctime_nsec() as u32,
+        ino: m.ino(),
+        dev: m.dev(),
+        nlink: m.nlink(),
+        rdev: m.rdev(),
+        allocated: m.blocks() * 512,
+    }
+}
+
+/// Is this a FIFO, character device, block device or socket?
+pub fn special_kind(ft: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        Some("fifo")
+    } else if ft.is_char_device() {
+        Some("char")
+    } else if ft.is_block_device() {
+        Some("block")
+    } else if ft.is_socket() {
+        Some("socket")
+    } else {
+        None
+    }
+}
+
+/// Sets access and modification time of a path without following a symlink.
+pub fn set_times_nofollow(path: &Path, secs: i64, nsecs: u32) -> io::Result<()> {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let ts = TimeSpec::new(secs, nsecs as i64);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &ts,
+        &ts,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+/// The extended attributes of a path (not followed), names and values as bytes.
+pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for name in names {
+        if let Some(v) = xattr::get(path, &name)? {
+            out.push((name.as_bytes().to_vec(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Sets one extended attribute on a path (not followed).
+pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    xattr::set(path, std::ffi::OsStr::from_bytes(name), value)
+}
+
+/// Creates a FIFO or a device node.
+pub fn make_special(path: &Path, kind: &str, mode: u32, rdev: u64) -> io::Result<()> {
+    use nix::sys::stat::{Mode, SFlag, mknod};
+    let perm = Mode::from_bits_truncate(mode & 0o7777);
+    let r = match kind {
+        "fifo" => nix::unistd::mkfifo(path, perm),
+        "char" => mknod(path, SFlag::S_IFCHR, perm, rdev as nix::libc::dev_t),
+        "block" => mknod(path, SFlag::S_IFBLK, perm, rdev as nix::libc::dev_t),
+        other => return Err(io::Error::other(format!("cannot create a {other}"))),
+    };
+    r.map_err(io::Error::from)
+}
+
+/// The data regions of a file with holes (SEEK_DATA/SEEK_HOLE), or `None` when the file
+/// is fully allocated (the common case, decided from the block count first).
+pub fn data_extents(f: &File, meta: &FileMeta) -> io::Result<Option<Vec<(u64, u64)>>> {
+    use nix::unistd::{Whence, lseek};
+    if meta.allocated >= meta.size || meta.size == 0 {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    let mut pos: i64 = 0;
+    let size = meta.size as i64;
+    while pos < size {
+        let start = match lseek(f, pos, Whence::SeekData) {
+            Ok(s) => s,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let end = lseek(f, start, Whence::SeekHole).map_err(io::Error::from)?;
+        if end > start {
+            out.push((start as u64, (end - start) as u64));
+        }
+        pos = end;
+    }
+    lseek(f, 0, Whence::SeekSet).map_err(io::Error::from)?;
+    Ok(Some(out))
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(buf, offset)
+}
+
+/// Writes all of `buf` at `offset`.
+pub fn write_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(buf, offset)
+}

@@ -77,28 +77,6 @@ fn commands_of_later_work_say_so() {
 }
 
 #[test]
-fn data_paths_are_refused_rather_than_silently_left_out() {
-    let t = tempfile::tempdir().unwrap();
-    let old = old_debian(&t.path().join("old"));
-    let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--path",
-        "/srv",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("data paths"), "{}", stderr(&o));
-    assert!(
-        !store.join("snapshots").exists(),
-        "no snapshot sealed without its data"
-    );
-}
-
-#[test]
 fn unreadable_and_garbage_files_are_named_and_the_capture_goes_on() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(&t.path().join("old"));

@@ -253,5 +253,6 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
         status: crate::restore::apply::Status::Changed,
         detail: "systemd reloaded, sysctl applied, data disks mounted, custom units started".into(),
         warnings,
+        failed_files: Vec::new(),
     })
 }

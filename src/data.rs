@@ -1,0 +1,117 @@
+//! Data snapshots of the configured paths: the only bulk part of a capture. Content is
+//! chunked, deduplicated, compressed and packed into the store; trees stream through
+//! it; restore writes it back bit for bit under the target root.
+
+pub mod capture;
+pub mod lock;
+pub mod node;
+pub mod repo;
+pub mod restore;
+pub mod tree;
+pub mod verify;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use node::BlobId;
+
+/// The data part of a snapshot manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataManifest {
+    pub roots: Vec<DataRoot>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Content bytes this capture had to store (not already in the store).
+    pub new_bytes: u64,
+    /// Bytes this capture added to the store (compressed, packed).
+    pub stored_bytes: u64,
+}
+
+/// One captured data path and its tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataRoot {
+    pub path: String,
+    /// The tree blobs, in order (hex ids).
+    pub tree: Vec<String>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl DataRoot {
+    pub fn tree_ids(&self) -> Result<Vec<BlobId>> {
+        self.tree
+            .iter()
+            .map(|h| {
+                let v = hex::decode(h).ok().filter(|v| v.len() == 32);
+                let v = v.with_context(|| format!("'{h}' is not a blob id"))?;
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&v);
+                Ok(id)
+            })
+            .collect()
+    }
+}
+
+/// Counters of a running capture or restore, drawn as a progress bar on a terminal.
+pub struct Progress {
+    files: AtomicU64,
+    bytes: AtomicU64,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// A bar when `show` (stderr is a terminal and the output is not JSON), else counters.
+    pub fn new(show: bool, total_bytes: Option<u64>, what: &str) -> Progress {
+        let bar = show.then(|| {
+            let b = match total_bytes {
+                Some(t) => indicatif::ProgressBar::new(t),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            let style = indicatif::ProgressStyle::with_template(&format!(
+                "{what} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}} {{msg}}"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            b.set_style(style);
+            b
+        });
+        Progress {
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            bar,
+        }
+    }
+
+    pub fn hidden() -> Progress {
+        Progress::new(false, None, "")
+    }
+
+    pub fn file(&self) {
+        let n = self.files.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(b) = self.bar.as_ref().filter(|_| n.is_multiple_of(512)) {
+            b.set_message(format!("{n} files"));
+        }
+    }
+
+    pub fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+
+    /// Bytes of unchanged files that were not read again.
+    pub fn skipped(&self, n: u64) {
+        self.bytes(n);
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

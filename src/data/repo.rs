@@ -1,0 +1,217 @@
+//! The content-addressed part of the store: blobs (chunks of files and of trees),
+//! compressed with zstd, grouped in pack files of ~16 MiB (few large objects — matters
+//! on S3), and one index object per pack written after the pack, so a pack is usable
+//! only once it is whole.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::node::BlobId;
+use crate::store::Store;
+
+/// Packs are sealed once they reach this size.
+pub const PACK_TARGET: usize = 16 << 20;
+const ZSTD_LEVEL: i32 = 3;
+
+/// Where a blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLoc {
+    pub pack: u32,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+    pub compressed: bool,
+}
+
+/// The index object of one pack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PackIndex {
+    pub pack: String,
+    pub blobs: Vec<IndexEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexEntry {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+    pub compressed: bool,
+}
+
+/// The in-memory index of every blob in the store.
+#[derive(Default)]
+pub struct Index {
+    pub packs: Vec<String>,
+    pub blobs: HashMap<BlobId, BlobLoc>,
+}
+
+impl Index {
+    /// Reads every pack index of the store. An index that cannot be read is skipped (its
+    /// blobs are then written again) and named in the returned warnings.
+    pub fn load(store: &Store) -> Result<(Index, Vec<String>)> {
+        let mut idx = Index::default();
+        let mut warnings = Vec::new();
+        for key in store.backend().list("index/")? {
+            let loaded = store
+                .backend()
+                .get(&key)?
+                .context("vanished")
+                .and_then(|b| {
+                    ciborium::from_reader::<PackIndex, _>(&b[..]).context("cannot be decoded")
+                });
+            match loaded {
+                Ok(pi) => idx.add(pi),
+                Err(e) => warnings.push(format!("{key}: {e:#}")),
+            }
+        }
+        Ok((idx, warnings))
+    }
+
+    pub fn add(&mut self, pi: PackIndex) {
+        let n = self.packs.len() as u32;
+        self.packs.push(pi.pack);
+        for e in pi.blobs {
+            if let Ok(id) = <BlobId>::try_from(&e.id[..]) {
+                self.blobs.entry(id).or_insert(BlobLoc {
+                    pack: n,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                    compressed: e.compressed,
+                });
+            }
+        }
+    }
+
+    pub fn pack_key(&self, loc: &BlobLoc) -> String {
+        pack_key(&self.packs[loc.pack as usize])
+    }
+}
+
+pub fn pack_key(pack: &str) -> String {
+    format!("packs/{}/{pack}", &pack[..2])
+}
+
+/// Compresses a blob (stored raw when zstd does not make it smaller).
+pub fn encode(raw: &[u8], zstd: &mut zstd::bulk::Compressor<'_>) -> Result<(Vec<u8>, bool)> {
+    let c = zstd.compress(raw).context("compressing")?;
+    if c.len() < raw.len() {
+        Ok((c, true))
+    } else {
+        Ok((raw.to_vec(), false))
+    }
+}
+
+/// A new compressor at the store's level.
+pub fn compressor() -> Result<zstd::bulk::Compressor<'static>> {
+    zstd::bulk::Compressor::new(ZSTD_LEVEL).context("creating a zstd compressor")
+}
+
+/// Where a blob is: its pack's key and place in it.
+pub fn locate(index: &Index, id: &BlobId) -> Result<(String, BlobLoc)> {
+    let loc = index
+        .blobs
+        .get(id)
+        .with_context(|| format!("blob {} is not in the store's index", hex::encode(id)))?;
+    Ok((index.pack_key(loc), *loc))
+}
+
+/// Reads a located blob, decompresses it and checks it against its id.
+pub fn read_at(store: &Store, (key, loc): &(String, BlobLoc), id: &BlobId) -> Result<Vec<u8>> {
+    let stored = store
+        .backend()
+        .get_range(key, loc.offset as u64, loc.length as u64)?;
+    decode(&stored, loc, id).with_context(|| format!("in {key}"))
+}
+
+/// Decompresses a stored blob and checks its id.
+pub fn decode(stored: &[u8], loc: &BlobLoc, id: &BlobId) -> Result<Vec<u8>> {
+    let raw = if loc.compressed {
+        zstd::bulk::decompress(stored, loc.raw_length as usize)
+            .with_context(|| format!("blob {} cannot be decompressed", hex::encode(id)))?
+    } else {
+        stored.to_vec()
+    };
+    if raw.len() != loc.raw_length as usize || blake3::hash(&raw).as_bytes() != id {
+        bail!("blob {} is damaged (checksum mismatch)", hex::encode(id));
+    }
+    Ok(raw)
+}
+
+/// A blob on its way into a pack.
+pub struct Sealed {
+    pub id: BlobId,
+    pub data: Vec<u8>,
+    pub raw_length: u32,
+    pub compressed: bool,
+}
+
+/// Collects blobs into packs and writes each pack, then its index, to the store.
+pub struct PackWriter {
+    store: Store,
+    buf: Vec<u8>,
+    entries: Vec<IndexEntry>,
+    index: Arc<Mutex<Index>>,
+    pub packs_written: u64,
+    pub bytes_written: u64,
+}
+
+impl PackWriter {
+    pub fn new(store: Store, index: Arc<Mutex<Index>>) -> PackWriter {
+        PackWriter {
+            store,
+            buf: Vec::with_capacity(PACK_TARGET + (1 << 20)),
+            entries: Vec::new(),
+            index,
+            packs_written: 0,
+            bytes_written: 0,
+        }
+    }
+
+    pub fn add(&mut self, b: Sealed) -> Result<()> {
+        self.entries.push(IndexEntry {
+            id: b.id.to_vec(),
+            offset: self.buf.len() as u32,
+            length: b.data.len() as u32,
+            raw_length: b.raw_length,
+            compressed: b.compressed,
+        });
+        self.buf.extend_from_slice(&b.data);
+        if self.buf.len() >= PACK_TARGET {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending pack and its index.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        let id = blake3::hash(&self.buf).to_hex().to_string();
+        self.store
+            .backend()
+            .put(&pack_key(&id), &self.buf)
+            .context("writing a pack")?;
+        let pi = PackIndex {
+            pack: id.clone(),
+            blobs: std::mem::take(&mut self.entries),
+        };
+        let mut enc = Vec::new();
+        ciborium::into_writer(&pi, &mut enc).context("encoding a pack index")?;
+        self.store
+            .backend()
+            .put(&format!("index/{id}"), &enc)
+            .context("writing a pack index")?;
+        self.packs_written += 1;
+        self.bytes_written += self.buf.len() as u64;
+        self.buf.clear();
+        self.index.lock().expect("index lock").add(pi);
+        Ok(())
+    }
+}

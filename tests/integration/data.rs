@@ -1,0 +1,570 @@
+//! Data snapshots through the CLI: fidelity checked by rsync (a tool we did not write),
+//! owners by name, holes, hard links; incremental captures; kill -9 at any moment;
+//! corrupted packs; hostile trees; a full store; the writer lock.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::fixtures::*;
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+/// An old root with /etc/passwd (alice = 1000) and a /srv with every hard case.
+fn data_tree(dir: &Path) -> Tree {
+    let t = Tree::new(dir);
+    t.file(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n",
+    )
+    .file("/etc/group", "root:x:0:\nalice:x:1000:\n")
+    .file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
+    .file("/srv/app/config.toml", "[app]\nport = 8080\n")
+    .file("/srv/app/empty", "")
+    .dir("/srv/app/empty-dir")
+    .dir("/srv/tmp");
+    let mut big = Vec::new();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for _ in 0..(3 << 20) / 8 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(t.p("/srv/app/random.bin"), &big).unwrap();
+    let text: String = (0..60000)
+        .map(|i| format!("line {i} of a log that compresses well\n"))
+        .collect();
+    std::fs::write(t.p("/srv/app/log.txt"), &text).unwrap();
+    for i in 0..300 {
+        t.file(
+            &format!("/srv/small/d{}/f{i}.txt", i % 7),
+            &format!("small file {i}\n"),
+        );
+    }
+    let srv = t.p("/srv");
+    let s = srv.display();
+    sh(&format!(
+        "cd {s} && ln app/config.toml app/hardlink && ln -s config.toml app/link && ln -s /etc/passwd app/abs-link \
+         && ln -s nowhere app/dangling && mkfifo app/fifo && mknod app/null c 1 3 \
+         && truncate -s 64M app/sparse.img && printf 'data' | dd of=app/sparse.img bs=1 seek=10000000 conv=notrunc 2>/dev/null \
+         && touch \"$(printf 'app/bad\\377name')\" \"$(printf 'app/new\\nline')\" 'app/with space' \
+         && chown 1000:1000 app/config.toml app/log.txt && chown 4242:4343 app/random.bin \
+         && chmod 4755 app/random.bin && chmod 1777 tmp && chmod 0600 app/log.txt \
+         && setfattr -n user.carryover -v 'hello' app/config.toml \
+         && setfacl -m u:1000:rwx app/random.bin \
+         && touch -h -d '2021-05-06 07:08:09.123456789' app/link \
+         && touch -d '2020-01-02 03:04:05.987654321' app/config.toml app"
+    ));
+    t
+}
+
+/// A new root where alice has uid 1005.
+fn new_root(dir: &Path) -> Tree {
+    let t = Tree::new(dir);
+    t.file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\nalice:x:1005:1005::/home/alice:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nubuntu:x:1000:\nalice:x:1005:\n")
+        .file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"));
+    t
+}
+
+fn capture_paths(old: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "capture",
+        "--root",
+        old.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--path",
+        "/srv",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    carryover(&args)
+}
+
+fn restore_into(new: &Path, store: &Path) -> std::process::Output {
+    carryover(&[
+        "restore",
+        "--root",
+        new.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ])
+}
+
+/// `rsync -rlptDHAXn --checksum --itemize-changes` prints nothing when the trees agree.
+fn rsync_diff(a: &Path, b: &Path) -> String {
+    let o = Command::new("rsync")
+        .args(["-rlptDHAXn", "--checksum", "--itemize-changes"])
+        .arg(format!("{}/", a.display()))
+        .arg(format!("{}/", b.display()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "rsync: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn round_trip_keeps_every_byte_and_bit_of_metadata() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let v = json(&o);
+    assert!(v["files"].as_u64().unwrap() >= 308, "{v}");
+    assert!(
+        v["stored_bytes"].as_u64().unwrap() < 5 << 20,
+        "the log compresses and holes are not stored: {v}"
+    );
+
+    let new = new_root(&t.path().join("new"));
+    let o = restore_into(&new.dir, &store);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let diff = rsync_diff(&old.p("/srv"), &new.p("/srv"));
+    assert_eq!(diff, "", "rsync sees differences");
+
+    let m = |p: &str| std::fs::symlink_metadata(new.p(p)).unwrap();
+    // owners by name in the target's passwd, numeric ids where there is no name
+    assert_eq!(
+        (
+            m("/srv/app/config.toml").uid(),
+            m("/srv/app/config.toml").gid()
+        ),
+        (1005, 1005)
+    );
+    assert_eq!(
+        (
+            m("/srv/app/random.bin").uid(),
+            m("/srv/app/random.bin").gid()
+        ),
+        (4242, 4343)
+    );
+    let old_mode = std::fs::metadata(old.p("/srv/app/random.bin"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(old_mode & 0o4000, 0o4000);
+    assert_eq!(
+        m("/srv/app/random.bin").permissions().mode(),
+        old_mode,
+        "setuid kept after chown"
+    );
+    assert_eq!(m("/srv/tmp").permissions().mode() & 0o7777, 0o1777);
+    // hard links, holes, nanosecond mtimes (symlinks too)
+    assert_eq!(
+        m("/srv/app/config.toml").ino(),
+        m("/srv/app/hardlink").ino()
+    );
+    let sparse = m("/srv/app/sparse.img");
+    assert_eq!(sparse.len(), 64 << 20);
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "the holes came back as holes: {} bytes allocated",
+        sparse.blocks() * 512
+    );
+    let o = std::fs::symlink_metadata(old.p("/srv/app/link")).unwrap();
+    assert_eq!(
+        (m("/srv/app/link").mtime(), m("/srv/app/link").mtime_nsec()),
+        (o.mtime(), o.mtime_nsec())
+    );
+    assert_eq!(m("/srv/app/config.toml").mtime_nsec(), 987654321);
+    assert_eq!(
+        std::fs::read_link(new.p("/srv/app/abs-link")).unwrap(),
+        PathBuf::from("/etc/passwd")
+    );
+    let out = Command::new("getfattr")
+        .args(["-n", "user.carryover", "--only-values"])
+        .arg(new.p("/srv/app/config.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello");
+}
+
+#[test]
+fn incremental_captures_read_only_what_changed() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    let first = json(&capture_paths(&old.dir, &store, &[]));
+    assert!(first["stored_bytes"].as_u64().unwrap() > 0);
+    let again = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(again.status.code(), Some(0));
+    let again = json(&again);
+    let m = |id: &str| {
+        json(&carryover(&[
+            "snapshots",
+            "show",
+            id,
+            "--store",
+            store.to_str().unwrap(),
+            "--format",
+            "json",
+        ]))
+    };
+    let second = m(again["snapshot_id"].as_str().unwrap());
+    assert_eq!(
+        second["manifest"]["data"]["new_bytes"], 0,
+        "a no-op capture read nothing new: {}",
+        second["manifest"]["data"]
+    );
+    assert_eq!(second["manifest"]["data"]["stored_bytes"], 0);
+    // one file changes: only it is stored
+    std::fs::write(old.p("/srv/app/config.toml"), "[app]\nport = 9090\n").unwrap();
+    let third = json(&capture_paths(&old.dir, &store, &[]));
+    let third = m(third["snapshot_id"].as_str().unwrap());
+    assert_eq!(
+        third["manifest"]["data"]["new_bytes"], 18,
+        "{}",
+        third["manifest"]["data"]
+    );
+    // the newest snapshot restores the new content
+    let new = new_root(&t.path().join("new"));
+    assert_eq!(restore_into(&new.dir, &store).status.code(), Some(0));
+    assert_eq!(new.read("/srv/app/config.toml"), "[app]\nport = 9090\n");
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+}
+
+#[test]
+fn excludes_and_a_store_inside_a_data_path_are_left_out() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    old.file("/srv/app/cache.tmp", "scratch");
+    old.file(
+        "/etc/carryover/config.toml",
+        "[data]\nexclude = [\"*.tmp\", \"/srv/small/d1\"]\n",
+    );
+    let store = old.p("/srv/carryover-store");
+    let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let new = new_root(&t.path().join("new"));
+    assert_eq!(restore_into(&new.dir, &store).status.code(), Some(0));
+    assert!(!new.p("/srv/app/cache.tmp").exists());
+    assert!(!new.p("/srv/small/d1").exists());
+    assert!(new.p("/srv/small/d2").is_dir());
+    assert!(
+        !new.p("/srv/carryover-store").exists(),
+        "the store captured itself"
+    );
+}
+
+#[test]
+fn a_file_that_keeps_changing_or_cannot_be_read_is_named() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    // unreadable: capture as an unprivileged user who cannot read one file
+    old.file_mode("/srv/app/secret", "no", 0o000);
+    sh(&format!(
+        "chmod -R a+rX {0}/srv && chmod 000 {0}/srv/app/secret && chmod 0644 {0}/srv/app/log.txt",
+        old.dir.display()
+    ));
+    let store = t.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    sh(&format!("chown 65534:65534 {}", store.display()));
+    let o = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_carryover"))
+        .args(["capture", "--root"])
+        .arg(&old.dir)
+        .args(["--store"])
+        .arg(&store)
+        .args(["--path", "/srv", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    let v = json(&o);
+    assert!(
+        v["skipped"].to_string().contains("/srv/app/secret"),
+        "{}",
+        v["skipped"]
+    );
+    assert!(v["files"].as_u64().unwrap() > 300, "the rest was captured");
+
+    // changing: a writer appends while the capture reads
+    let grow = old.p("/srv/app/growing.log");
+    std::fs::write(&grow, vec![b'x'; 8 << 20]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let g2 = grow.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&g2).unwrap();
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            f.write_all(b"more\n").unwrap();
+        }
+    });
+    let store2 = t.path().join("store2");
+    let o = capture_paths(&old.dir, &store2, &[]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    let v = json(&o);
+    assert!(
+        v["skipped"].to_string().contains("growing.log")
+            && v["skipped"].to_string().contains("changing"),
+        "{}",
+        v["skipped"]
+    );
+}
+
+fn snapshot_ids(store: &Path) -> Vec<String> {
+    let v = json(&carryover(&[
+        "snapshots",
+        "list",
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn kill_9_at_any_moment_leaves_the_store_consistent() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let mut x: u64 = 7;
+    for i in 0..6 {
+        let data: Vec<u8> = (0..(6 << 20))
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 33) as u8
+            })
+            .collect();
+        std::fs::write(old.p(&format!("/srv/bulk/{i}.bin")).as_path(), &data).unwrap_or_else(
+            |_| {
+                std::fs::create_dir_all(old.p("/srv/bulk")).unwrap();
+                std::fs::write(old.p(&format!("/srv/bulk/{i}.bin")), &data).unwrap();
+            },
+        );
+    }
+    let store = t.path().join("store");
+    let first = json(&capture_paths(&old.dir, &store, &[]));
+    let first_id = first["snapshot_id"].as_str().unwrap().to_string();
+    std::fs::write(old.p("/srv/bulk/new.bin"), vec![3u8; 1 << 20]).unwrap();
+    for i in 0..6u32 {
+        let bulk = old.p(&format!("/srv/bulk/{i}.bin"));
+        let mut d = std::fs::read(&bulk).unwrap();
+        d[17] ^= 0xff;
+        std::fs::write(&bulk, d).unwrap();
+    }
+    for delay_ms in [5u64, 40, 120, 300, 800] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_carryover"))
+            .args(["capture", "--root"])
+            .arg(&old.dir)
+            .arg("--store")
+            .arg(&store)
+            .args(["--path", "/srv", "-q"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let st = child.wait().unwrap();
+        let ids = snapshot_ids(&store);
+        if st.code() == Some(0) {
+            // it finished before the kill: a complete snapshot
+            assert_eq!(ids.len(), 2, "{ids:?}");
+            break;
+        }
+        assert_eq!(
+            ids,
+            vec![first_id.clone()],
+            "killed after {delay_ms} ms: a partial snapshot is listed"
+        );
+        let v = carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()]);
+        assert_eq!(
+            v.status.code(),
+            Some(0),
+            "killed after {delay_ms} ms: {}",
+            stdout(&v)
+        );
+    }
+    let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the next capture succeeds: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    // a restore killed mid-way finishes on the rerun
+    let new = new_root(&t.path().join("new"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_carryover"))
+        .args(["restore", "--root"])
+        .arg(&new.dir)
+        .arg("--store")
+        .arg(&store)
+        .arg("-q")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let _ = child.kill();
+    child.wait().unwrap();
+    let o = restore_into(&new.dir, &store);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+    let leftovers: Vec<_> = walkdir::WalkDir::new(new.p("/srv"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".carryover-tmp-"))
+        .collect();
+    assert!(leftovers.is_empty() || rsync_diff(&old.p("/srv"), &new.p("/srv")).is_empty());
+}
+
+#[test]
+fn a_flipped_byte_is_named_by_verify_and_its_file_is_not_restored() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    assert_eq!(capture_paths(&old.dir, &store, &[]).status.code(), Some(0));
+    // the pack holding random.bin (incompressible, stored raw): flip a byte in its middle
+    let mut packs: Vec<PathBuf> = walkdir::WalkDir::new(store.join("packs"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let biggest = packs.last().unwrap();
+    let mut bytes = std::fs::read(biggest).unwrap();
+    let needle = std::fs::read(old.p("/srv/app/random.bin")).unwrap();
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &needle[1 << 20..(1 << 20) + 64])
+        .expect("random.bin is stored raw");
+    bytes[at] ^= 0x01;
+    std::fs::write(biggest, bytes).unwrap();
+
+    let v = carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1));
+    let out = stdout(&v);
+    assert!(
+        out.contains("DAMAGED") && out.contains("/srv/app/random.bin"),
+        "{out}"
+    );
+
+    let new = new_root(&t.path().join("new"));
+    let o = restore_into(&new.dir, &store);
+    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    let r = json(&o);
+    assert_eq!(r["state"], "degraded");
+    assert!(
+        r["failed_files"]
+            .to_string()
+            .contains("/srv/app/random.bin"),
+        "{}",
+        r["failed_files"]
+    );
+    assert!(
+        !new.p("/srv/app/random.bin").exists(),
+        "a damaged file is not written"
+    );
+    assert_eq!(
+        new.read("/srv/app/config.toml"),
+        "[app]\nport = 8080\n",
+        "the rest is restored"
+    );
+}
+
+#[test]
+fn a_full_store_is_a_clear_error_and_no_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let mut x: u64 = 99;
+    let big: Vec<u8> = (0..(24 << 20))
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (x >> 33) as u8
+        })
+        .collect();
+    std::fs::write(old.p("/srv/app/huge.bin"), big).unwrap();
+    let img = t.path().join("store.img");
+    let mnt = t.path().join("store");
+    std::fs::create_dir(&mnt).unwrap();
+    sh(&format!(
+        "truncate -s 12M {0} && mkfs.ext4 -q -F {0} && mount -o loop {0} {1}",
+        img.display(),
+        mnt.display()
+    ));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let store = mnt.join("carryover");
+    let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(snapshot_ids(&store).is_empty());
+    assert_eq!(
+        carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    assert_eq!(capture_paths(&old.dir, &store, &[]).status.code(), Some(0));
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    let lock = format!(
+        "{{\"host\":\"{}\",\"pid\":{},\"since\":{}}}",
+        host.trim(),
+        sleeper.id(),
+        1_700_000_000
+    );
+    std::fs::write(store.join("locks/writer.json"), &lock).unwrap();
+    let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("in use by process {}", sleeper.id())),
+        "{}",
+        stderr(&o)
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a dead holder's lock is stale: {}",
+        stderr(&o)
+    );
+    assert!(!store.join("locks/writer.json").exists(), "released");
+}
