@@ -10,3 +10,5 @@ mod bad_input;
 mod cycle;
 #[path = "integration/data.rs"]
 mod data;
+#[path = "integration/hostile.rs"]
+mod hostile;
