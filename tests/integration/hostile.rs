@@ -64,11 +64,9 @@ fn plant(store_dir: &Path, root_path: &str, entries: Vec<(Node, Option<Vec<u8>>)
     };
     let mut tree = TreeWriter::default();
     for (mut n, content) in entries {
-        if let Some(c) = content {
-            if !c.is_empty() {
-                let id = seal(&mut pw, &c);
-                n.chunks.extend_from_slice(&id);
-            }
+        if let Some(c) = content.filter(|c| !c.is_empty()) {
+            let id = seal(&mut pw, &c);
+            n.chunks.extend_from_slice(&id);
         }
         if let Some((_, raw)) = tree.push(&n).unwrap() {
             seal(&mut pw, &raw);
