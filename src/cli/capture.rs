@@ -64,11 +64,11 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
             .find(|m| m.instance_id == state.identity.instance_id && m.data.is_some())
             .and_then(|m| m.data);
         let skip_host = vec![store_host_dir(&url)];
-        let progress = Progress::new(
+        let progress = std::sync::Arc::new(Progress::new(
             ctx.format == Format::Text && std::io::stderr().is_terminal(),
             None,
             "capture",
-        );
+        ));
         let out = data::capture::capture(
             &store,
             index,

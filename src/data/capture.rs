@@ -3,19 +3,21 @@
 //! worker threads, and packs written by one writer thread. Unchanged files of a parent
 //! snapshot (same size, mtime, ctime, inode) are not read again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, Sender, bounded};
+use zstd::bulk::Compressor;
 
 use super::node::{BlobId, Kind, Node, Xattr};
 use super::repo::{self, Index, PackWriter, Sealed};
-use super::tree::{TreeReader, TreeWriter};
+use super::tree::{Blob, TreeReader, TreeWriter};
 use super::{DataManifest, DataRoot, Progress};
 use crate::state::Problem;
 use crate::store::Store;
@@ -57,47 +59,114 @@ impl Names {
     }
 }
 
-/// The shared state of the pipeline's producer side.
-struct Pipeline {
+/// Where blobs go: deduplicated against the store and this run, compressed by the
+/// caller's thread, packed by the writer thread. Shared by the file workers.
+struct Sink {
     index: Arc<Mutex<Index>>,
-    queued: HashSet<BlobId>,
-    tx: Option<Sender<(BlobId, Vec<u8>)>>,
-    workers: Vec<thread::JoinHandle<Result<()>>>,
+    queued: Mutex<HashSet<BlobId>>,
+    tx: Sender<Sealed>,
+    new_bytes: AtomicU64,
+}
+
+/// A store failure (not a file's): it stops the capture.
+#[derive(Debug)]
+struct StoreFailed(anyhow::Error);
+
+impl Sink {
+    /// Stores a blob unless the store or this run has it already.
+    fn put(
+        &self,
+        id: BlobId,
+        raw: Vec<u8>,
+        z: &mut Compressor<'_>,
+        data: bool,
+    ) -> Result<(), StoreFailed> {
+        if self.index.lock().expect("index").blobs.contains_key(&id) {
+            return Ok(());
+        }
+        if !self.queued.lock().expect("queued").insert(id) {
+            return Ok(());
+        }
+        if data {
+            self.new_bytes
+                .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        }
+        let raw_length = raw.len() as u32;
+        let (bytes, compressed) = repo::encode(raw, z).map_err(StoreFailed)?;
+        let sealed = Sealed {
+            id,
+            data: bytes,
+            raw_length,
+            compressed,
+        };
+        self.tx
+            .send(sealed)
+            .map_err(|_| StoreFailed(anyhow!("the pack writer stopped")))
+    }
+}
+
+/// A file for a worker to read.
+struct Task {
+    seq: u64,
+    path: PathBuf,
+    meta: sys::FileMeta,
+}
+
+/// What a worker made of a file.
+enum Read_ {
+    Done(FileContent),
+    Unreadable(anyhow::Error),
+    Store(anyhow::Error),
+}
+
+/// The worker threads that read, chunk, hash and compress whole files, and the pack
+/// writer thread.
+struct Pipeline {
+    sink: Arc<Sink>,
+    tasks: Option<Sender<Task>>,
+    results: Receiver<(u64, Read_)>,
+    workers: Vec<thread::JoinHandle<()>>,
     writer: Option<thread::JoinHandle<Result<PackWriter>>>,
-    new_bytes: u64,
+    z: Compressor<'static>,
 }
 
 impl Pipeline {
-    fn start(store: &Store, index: Arc<Mutex<Index>>) -> Pipeline {
-        let (tx, rx) = bounded::<(BlobId, Vec<u8>)>(8);
-        let (stx, srx) = bounded::<Sealed>(8);
+    fn start(store: &Store, index: Arc<Mutex<Index>>, progress: Arc<Progress>) -> Result<Pipeline> {
+        let (stx, srx) = bounded::<Sealed>(4);
+        let sink = Arc::new(Sink {
+            index: index.clone(),
+            queued: Mutex::new(HashSet::new()),
+            tx: stx,
+            new_bytes: AtomicU64::new(0),
+        });
+        let (ttx, trx) = bounded::<Task>(64);
+        let (rtx, rrx) = crossbeam_channel::unbounded::<(u64, Read_)>();
         let threads = thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 8);
-        let workers = (0..threads)
-            .map(|_| {
-                let rx: Receiver<(BlobId, Vec<u8>)> = rx.clone();
-                let stx = stx.clone();
-                thread::spawn(move || -> Result<()> {
-                    let mut z = repo::compressor()?;
-                    for (id, raw) in rx {
-                        let (data, compressed) = repo::encode(&raw, &mut z)?;
-                        let sealed = Sealed {
-                            id,
-                            raw_length: raw.len() as u32,
-                            data,
-                            compressed,
-                        };
-                        if stx.send(sealed).is_err() {
-                            break;
-                        }
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let trx = trx.clone();
+            let rtx = rtx.clone();
+            let sink = sink.clone();
+            let progress = progress.clone();
+            let mut z = repo::compressor()?;
+            workers.push(thread::spawn(move || {
+                for t in trx {
+                    let r = match read_file(&t.path, &t.meta, &sink, &mut z, &progress) {
+                        Ok(c) => Read_::Done(c),
+                        Err(e) => match e.downcast::<StoreFailed>() {
+                            Ok(StoreFailed(e)) => Read_::Store(e),
+                            Err(e) => Read_::Unreadable(e),
+                        },
+                    };
+                    if rtx.send((t.seq, r)).is_err() {
+                        break;
                     }
-                    Ok(())
-                })
-            })
-            .collect();
-        drop(stx);
-        let mut pw = PackWriter::new(store.clone(), index.clone());
+                }
+            }));
+        }
+        let mut pw = PackWriter::new(store.clone(), index);
         let writer = thread::spawn(move || -> Result<PackWriter> {
             for b in srx {
                 pw.add(b)?;
@@ -105,70 +174,65 @@ impl Pipeline {
             pw.flush()?;
             Ok(pw)
         });
-        Pipeline {
-            index,
-            queued: HashSet::new(),
-            tx: Some(tx),
+        Ok(Pipeline {
+            sink,
+            tasks: Some(ttx),
+            results: rrx,
             workers,
             writer: Some(writer),
-            new_bytes: 0,
-        }
+            z: repo::compressor()?,
+        })
     }
 
-    /// Queues a file's chunk unless the store or this run has it already.
-    fn put(&mut self, id: BlobId, raw: Vec<u8>) -> Result<()> {
-        self.queue(id, raw, true)
+    /// Stores a tree blob from the walking thread.
+    fn put_tree(&mut self, (id, raw): Blob) -> Result<()> {
+        self.sink
+            .put(id, raw, &mut self.z, false)
+            .map_err(|e| self.stopped(e.0))
     }
 
-    /// Queues a tree blob (not counted as new data).
-    fn put_tree(&mut self, id: BlobId, raw: Vec<u8>) -> Result<()> {
-        self.queue(id, raw, false)
+    fn submit(&mut self, t: Task) -> Result<()> {
+        let tx = self.tasks.as_ref().expect("pipeline open");
+        tx.send(t)
+            .map_err(|_| anyhow!("the capture workers stopped"))
     }
 
-    fn queue(&mut self, id: BlobId, raw: Vec<u8>, data: bool) -> Result<()> {
-        if self.queued.contains(&id) || self.index.lock().expect("index").blobs.contains_key(&id) {
-            return Ok(());
+    /// The error to report when the writer side failed: the writer's own, if it has one.
+    fn stopped(&mut self, e: anyhow::Error) -> anyhow::Error {
+        match self.finish() {
+            Err(w) => w,
+            Ok(_) => e,
         }
-        self.queued.insert(id);
-        if data {
-            self.new_bytes += raw.len() as u64;
-        }
-        let tx = self.tx.as_ref().expect("pipeline open");
-        if tx.send((id, raw)).is_err() {
-            // A worker or the writer stopped: its error is the one to report.
-            return Err(self
-                .finish()
-                .err()
-                .unwrap_or_else(|| anyhow!("the pack writer stopped")));
-        }
-        Ok(())
     }
 
     /// Drains the pipeline; returns the bytes written to the store.
     fn finish(&mut self) -> Result<u64> {
-        self.tx.take();
-        let mut first_err = None;
+        self.tasks.take();
         for w in self.workers.drain(..) {
-            if let Err(e) = w
-                .join()
-                .map_err(|_| anyhow!("a compression worker panicked"))?
-            {
-                first_err.get_or_insert(e);
-            }
+            w.join().map_err(|_| anyhow!("a capture worker panicked"))?;
         }
-        let written = match self.writer.take() {
-            Some(w) => match w.join().map_err(|_| anyhow!("the pack writer panicked"))? {
-                Ok(pw) => pw.bytes_written,
-                Err(e) => return Err(e),
-            },
-            None => 0,
-        };
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(written),
+        // the workers hold the only other senders of the sink: close it
+        let (dead, _) = bounded(0);
+        if let Some(sink) = Arc::get_mut(&mut self.sink) {
+            sink.tx = dead;
+        }
+        match self.writer.take() {
+            Some(w) => Ok(w
+                .join()
+                .map_err(|_| anyhow!("the pack writer panicked"))??
+                .bytes_written),
+            None => Ok(0),
         }
     }
 }
+
+impl std::fmt::Display for StoreFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for StoreFailed {}
 
 /// Captures `paths` (in-root absolute) into the store.
 #[allow(clippy::too_many_arguments)]
@@ -180,11 +244,11 @@ pub fn capture(
     exclude: &[String],
     skip_host: &[PathBuf],
     parent: Option<&DataManifest>,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Result<CaptureOutcome> {
     let index = Arc::new(Mutex::new(index));
     let names = Names::of(root);
-    let mut pipe = Pipeline::start(store, index.clone());
+    let mut pipe = Pipeline::start(store, index.clone(), progress.clone())?;
     let mut problems = Vec::new();
     let mut roots = Vec::new();
     let result = (|| -> Result<()> {
@@ -235,7 +299,7 @@ pub fn capture(
             roots,
             files,
             bytes,
-            new_bytes: pipe.new_bytes,
+            new_bytes: pipe.sink.new_bytes.load(Ordering::Relaxed),
             stored_bytes: stored,
         },
         problems,
@@ -265,6 +329,100 @@ struct Walker<'a> {
     progress: &'a Progress,
 }
 
+/// How many files may be in the workers' hands before the walk waits for them.
+const IN_FLIGHT: usize = 256;
+
+/// A node waiting for its file content (or ready), in walk order.
+struct Pending {
+    node: Node,
+    inner: String,
+    seq: Option<u64>,
+}
+
+/// Keeps the tree in walk order while files finish out of order.
+struct Ordered {
+    queue: VecDeque<Pending>,
+    done: HashMap<u64, Read_>,
+    next_seq: u64,
+    in_flight: usize,
+    tree: TreeWriter,
+    files: u64,
+    bytes: u64,
+}
+
+impl Ordered {
+    fn push(&mut self, pipe: &mut Pipeline, problems: &mut Vec<Problem>, p: Pending) -> Result<()> {
+        self.queue.push_back(p);
+        self.drain(pipe, problems, false)
+    }
+
+    /// Takes in finished files and writes every node at the front that is complete;
+    /// `all` waits until nothing is pending.
+    fn drain(&mut self, pipe: &mut Pipeline, problems: &mut Vec<Problem>, all: bool) -> Result<()> {
+        loop {
+            while let Ok((seq, r)) = pipe.results.try_recv() {
+                self.done.insert(seq, r);
+                self.in_flight -= 1;
+            }
+            while let Some(front) = self.queue.front() {
+                let result = match front.seq {
+                    None => None,
+                    Some(seq) => match self.done.remove(&seq) {
+                        Some(r) => Some(r),
+                        None => break,
+                    },
+                };
+                let mut p = self.queue.pop_front().expect("front exists");
+                match result {
+                    None => {}
+                    Some(Read_::Done((chunks, extents, note))) => {
+                        p.node.chunks = chunks;
+                        p.node.extents = extents;
+                        if let Some(note) = note {
+                            problems.push(Problem {
+                                path: p.inner.clone(),
+                                error: note,
+                            });
+                        }
+                    }
+                    Some(Read_::Unreadable(e)) => {
+                        problems.push(Problem {
+                            path: p.inner,
+                            error: format!("cannot be read: {e:#}"),
+                        });
+                        continue;
+                    }
+                    Some(Read_::Store(e)) => return Err(pipe.stopped(e)),
+                }
+                if matches!(p.node.kind, Kind::File | Kind::Hardlink) {
+                    self.files += 1;
+                    if p.node.kind == Kind::File {
+                        self.bytes += p.node.size;
+                    }
+                }
+                if let Some(blob) = self.tree.push(&p.node)? {
+                    pipe.put_tree(blob)?;
+                }
+            }
+            let waiting = if all {
+                !self.queue.is_empty()
+            } else {
+                self.in_flight >= IN_FLIGHT
+            };
+            if !waiting {
+                return Ok(());
+            }
+            match pipe.results.recv() {
+                Ok((seq, r)) => {
+                    self.done.insert(seq, r);
+                    self.in_flight -= 1;
+                }
+                Err(_) => bail!("the capture workers stopped"),
+            }
+        }
+    }
+}
+
 impl Walker<'_> {
     fn walk(
         &self,
@@ -274,12 +432,18 @@ impl Walker<'_> {
         pipe: &mut Pipeline,
         problems: &mut Vec<Problem>,
     ) -> Result<DataRoot> {
-        let mut tree = TreeWriter::default();
-        let mut parent =
-            parent_tree.map(|ids| TreeReader::new(self.store.clone(), pipe.index.clone(), ids));
+        let mut parent = parent_tree
+            .map(|ids| TreeReader::new(self.store.clone(), pipe.sink.index.clone(), ids));
         let mut hardlinks: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-        let mut files = 0u64;
-        let mut bytes = 0u64;
+        let mut ord = Ordered {
+            queue: VecDeque::new(),
+            done: HashMap::new(),
+            next_seq: 0,
+            in_flight: 0,
+            tree: TreeWriter::default(),
+            files: 0,
+            bytes: 0,
+        };
         let mut it = walkdir::WalkDir::new(host)
             .follow_links(false)
             .sort_by(|a, b| a.file_name().cmp(b.file_name()))
@@ -310,11 +474,12 @@ impl Walker<'_> {
                 }
                 continue;
             }
+            let inner = inner.display().to_string();
             let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
                     problems.push(Problem {
-                        path: inner.display().to_string(),
+                        path: inner,
                         error: format!("cannot be read: {e}"),
                     });
                     continue;
@@ -341,19 +506,32 @@ impl Walker<'_> {
                 ctime_ns: fm.ctime_ns,
                 ino: fm.ino,
             };
-            match sys::xattrs_of(hp) {
-                Ok(x) => {
-                    node.xattrs = x
-                        .into_iter()
-                        .map(|(name, value)| Xattr { name, value })
-                        .collect()
-                }
-                Err(e) => problems.push(Problem {
-                    path: inner.display().to_string(),
-                    error: format!("extended attributes cannot be read: {e}"),
-                }),
+            // The parent snapshot's node: when ctime and inode agree, nothing about the
+            // entry changed (xattrs included) but, for a file, possibly its content.
+            let prev = match parent.as_mut() {
+                Some(p) => p.find(&rel)?,
+                None => None,
+            };
+            let same_inode = prev
+                .as_ref()
+                .filter(|p| p.ino == fm.ino && p.ctime == fm.ctime && p.ctime_ns == fm.ctime_ns);
+            match same_inode {
+                Some(p) => node.xattrs = p.xattrs.clone(),
+                None => match sys::xattrs_of(hp) {
+                    Ok(x) => {
+                        node.xattrs = x
+                            .into_iter()
+                            .map(|(name, value)| Xattr { name, value })
+                            .collect()
+                    }
+                    Err(e) => problems.push(Problem {
+                        path: inner.clone(),
+                        error: format!("extended attributes cannot be read: {e}"),
+                    }),
+                },
             }
             let ft = meta.file_type();
+            let mut seq = None;
             if ft.is_dir() {
                 node.kind = Kind::Dir;
             } else if ft.is_symlink() {
@@ -362,74 +540,59 @@ impl Walker<'_> {
                     Ok(t) => node.target = os_bytes(t.as_os_str()),
                     Err(e) => {
                         problems.push(Problem {
-                            path: inner.display().to_string(),
+                            path: inner,
                             error: format!("symlink cannot be read: {e}"),
                         });
                         continue;
                     }
                 }
             } else if ft.is_file() {
+                node.size = fm.size;
                 if fm.nlink > 1 {
                     if let Some(first) = hardlinks.get(&(fm.dev, fm.ino)) {
                         node.kind = Kind::Hardlink;
                         node.target = first.clone();
-                        node.size = fm.size;
-                        files += 1;
-                        if let Some((id, raw)) = tree.push(&node)? {
-                            pipe.put_tree(id, raw)?;
-                        }
+                        ord.push(
+                            pipe,
+                            problems,
+                            Pending {
+                                node,
+                                inner,
+                                seq: None,
+                            },
+                        )?;
                         continue;
                     }
                     hardlinks.insert((fm.dev, fm.ino), rel.clone());
                 }
-                node.size = fm.size;
-                let reused = parent
-                    .as_mut()
-                    .map(|p| p.find(&rel))
-                    .transpose()?
-                    .flatten()
-                    .filter(|p| {
-                        p.kind == Kind::File
-                            && p.size == fm.size
-                            && p.mtime == fm.mtime
-                            && p.mtime_ns == fm.mtime_ns
-                            && p.ctime == fm.ctime
-                            && p.ctime_ns == fm.ctime_ns
-                            && p.ino == fm.ino
-                    });
-                let have_all = reused.as_ref().is_some_and(|p| {
-                    let idx = pipe.index.lock().expect("index");
+                let unchanged = same_inode.filter(|p| {
+                    p.kind == Kind::File
+                        && p.size == fm.size
+                        && p.mtime == fm.mtime
+                        && p.mtime_ns == fm.mtime_ns
+                });
+                let have_all = unchanged.is_some_and(|p| {
+                    let idx = pipe.sink.index.lock().expect("index");
                     p.chunk_ids().all(|id| idx.blobs.contains_key(&id))
                 });
-                match reused {
+                match unchanged {
                     Some(p) if have_all => {
-                        node.chunks = p.chunks;
-                        node.extents = p.extents;
+                        node.chunks = p.chunks.clone();
+                        node.extents = p.extents.clone();
                         self.progress.skipped(fm.size);
                     }
-                    _ => match read_file(hp, &fm, pipe, self.progress) {
-                        Ok((chunks, extents, note)) => {
-                            node.chunks = chunks;
-                            node.extents = extents;
-                            if let Some(note) = note {
-                                problems.push(Problem {
-                                    path: inner.display().to_string(),
-                                    error: note,
-                                });
-                            }
-                        }
-                        Err(e) if is_store_error(&e) => return Err(e),
-                        Err(e) => {
-                            problems.push(Problem {
-                                path: inner.display().to_string(),
-                                error: format!("cannot be read: {e:#}"),
-                            });
-                            continue;
-                        }
-                    },
+                    _ => {
+                        let s = ord.next_seq;
+                        ord.next_seq += 1;
+                        ord.in_flight += 1;
+                        pipe.submit(Task {
+                            seq: s,
+                            path: hp.to_path_buf(),
+                            meta: fm,
+                        })?;
+                        seq = Some(s);
+                    }
                 }
-                files += 1;
-                bytes += fm.size;
                 self.progress.file();
             } else if let Some(kind) = sys::special_kind(&ft) {
                 node.kind = match kind {
@@ -438,7 +601,7 @@ impl Walker<'_> {
                     "block" => Kind::Block,
                     _ => {
                         problems.push(Problem {
-                            path: inner.display().to_string(),
+                            path: inner,
                             error: "a socket: not captured (its service creates it again)".into(),
                         });
                         continue;
@@ -446,27 +609,20 @@ impl Walker<'_> {
                 };
                 node.rdev = fm.rdev;
             }
-            if let Some((id, raw)) = tree.push(&node)? {
-                pipe.put_tree(id, raw)?;
-            }
+            ord.push(pipe, problems, Pending { node, inner, seq })?;
         }
-        let (ids, last) = tree.finish()?;
-        if let Some((id, raw)) = last {
-            pipe.put_tree(id, raw)?;
+        ord.drain(pipe, problems, true)?;
+        let (ids, last) = std::mem::take(&mut ord.tree).finish()?;
+        if let Some(blob) = last {
+            pipe.put_tree(blob)?;
         }
         Ok(DataRoot {
             path: path.display().to_string(),
             tree: ids.iter().map(hex::encode).collect(),
-            files,
-            bytes,
+            files: ord.files,
+            bytes: ord.bytes,
         })
     }
-}
-
-/// Errors of the store (not of the file being read) stop the capture.
-fn is_store_error(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.to_string().contains("pack writer") || c.to_string().contains("writing a pack"))
 }
 
 fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
@@ -487,7 +643,8 @@ type FileContent = (Vec<u8>, Option<Vec<(u64, u64)>>, Option<String>);
 fn read_file(
     path: &Path,
     before: &sys::FileMeta,
-    pipe: &mut Pipeline,
+    sink: &Sink,
+    z: &mut Compressor<'_>,
     progress: &Progress,
 ) -> Result<FileContent> {
     let mut last = None;
@@ -513,7 +670,7 @@ fn read_file(
             let id = *blake3::hash(&buf).as_bytes();
             chunks.extend_from_slice(&id);
             if !buf.is_empty() {
-                pipe.put(id, buf)?;
+                sink.put(id, buf, z, true)?;
             } else {
                 chunks.clear();
             }
@@ -523,7 +680,7 @@ fn read_file(
                 progress.bytes(c.length as u64);
                 let id = *blake3::hash(&c.data).as_bytes();
                 chunks.extend_from_slice(&id);
-                pipe.put(id, c.data)?;
+                sink.put(id, c.data, z, true)?;
             }
         }
         let after = sys::file_meta(&std::fs::symlink_metadata(path)?);

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::node::BlobId;
 use crate::store::Store;
+use crate::store::backend::ObjectWriter;
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET: usize = 16 << 20;
@@ -97,13 +98,13 @@ pub fn pack_key(pack: &str) -> String {
     format!("packs/{}/{pack}", &pack[..2])
 }
 
-/// Compresses a blob (stored raw when zstd does not make it smaller).
-pub fn encode(raw: &[u8], zstd: &mut zstd::bulk::Compressor<'_>) -> Result<(Vec<u8>, bool)> {
-    let c = zstd.compress(raw).context("compressing")?;
+/// Compresses a blob (kept raw when zstd does not make it smaller).
+pub fn encode(raw: Vec<u8>, zstd: &mut zstd::bulk::Compressor<'_>) -> Result<(Vec<u8>, bool)> {
+    let c = zstd.compress(&raw).context("compressing")?;
     if c.len() < raw.len() {
         Ok((c, true))
     } else {
-        Ok((raw.to_vec(), false))
+        Ok((raw, false))
     }
 }
 
@@ -151,10 +152,11 @@ pub struct Sealed {
     pub compressed: bool,
 }
 
-/// Collects blobs into packs and writes each pack, then its index, to the store.
+/// Collects blobs into packs, streaming each pack to the store, then writes its index.
 pub struct PackWriter {
     store: Store,
-    buf: Vec<u8>,
+    current: Option<(String, Box<dyn ObjectWriter>)>,
+    size: usize,
     entries: Vec<IndexEntry>,
     index: Arc<Mutex<Index>>,
     pub packs_written: u64,
@@ -165,7 +167,8 @@ impl PackWriter {
     pub fn new(store: Store, index: Arc<Mutex<Index>>) -> PackWriter {
         PackWriter {
             store,
-            buf: Vec::with_capacity(PACK_TARGET + (1 << 20)),
+            current: None,
+            size: 0,
             entries: Vec::new(),
             index,
             packs_written: 0,
@@ -174,30 +177,37 @@ impl PackWriter {
     }
 
     pub fn add(&mut self, b: Sealed) -> Result<()> {
+        if self.current.is_none() {
+            let id = hex::encode(rand::random::<[u8; 32]>());
+            let w = self
+                .store
+                .backend()
+                .put_stream(&pack_key(&id))
+                .context("writing a pack")?;
+            self.current = Some((id, w));
+        }
+        let (_, w) = self.current.as_mut().expect("a pack is open");
+        w.write(&b.data).context("writing a pack")?;
         self.entries.push(IndexEntry {
             id: b.id.to_vec(),
-            offset: self.buf.len() as u32,
+            offset: self.size as u32,
             length: b.data.len() as u32,
             raw_length: b.raw_length,
             compressed: b.compressed,
         });
-        self.buf.extend_from_slice(&b.data);
-        if self.buf.len() >= PACK_TARGET {
+        self.size += b.data.len();
+        if self.size >= PACK_TARGET {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Writes the pending pack and its index.
+    /// Seals the pending pack, then writes its index.
     pub fn flush(&mut self) -> Result<()> {
-        if self.entries.is_empty() {
+        let Some((id, w)) = self.current.take() else {
             return Ok(());
-        }
-        let id = blake3::hash(&self.buf).to_hex().to_string();
-        self.store
-            .backend()
-            .put(&pack_key(&id), &self.buf)
-            .context("writing a pack")?;
+        };
+        w.commit().context("writing a pack")?;
         let pi = PackIndex {
             pack: id.clone(),
             blobs: std::mem::take(&mut self.entries),
@@ -209,8 +219,8 @@ impl PackWriter {
             .put(&format!("index/{id}"), &enc)
             .context("writing a pack index")?;
         self.packs_written += 1;
-        self.bytes_written += self.buf.len() as u64;
-        self.buf.clear();
+        self.bytes_written += self.size as u64;
+        self.size = 0;
         self.index.lock().expect("index lock").add(pi);
         Ok(())
     }

@@ -113,6 +113,8 @@ struct Job {
     host: PathBuf,
     shown: String,
     node: Node,
+    /// Its directory was made by this restore: nothing can be in the way.
+    fresh: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -126,7 +128,7 @@ fn restore_root(
     progress: &Progress,
     out: &mut DataRestore,
 ) -> Result<()> {
-    let (tx, rx) = bounded::<Job>(64);
+    let (tx, rx) = bounded::<Job>(1024);
     let results = Arc::new(Mutex::new(DataRestore::default()));
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -153,6 +155,7 @@ fn restore_root(
     drop(rx);
 
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
+    let mut fresh_dirs: HashSet<Vec<u8>> = HashSet::new();
     let mut deferred_dirs: Vec<(PathBuf, String, Node)> = Vec::new();
     let mut links: Vec<(PathBuf, String, Node)> = Vec::new();
     let mut prev: Option<Vec<u8>> = None;
@@ -205,7 +208,10 @@ fn restore_root(
         };
         match node.kind {
             Kind::Dir => match ensure_dir(&host) {
-                Ok(()) => {
+                Ok(created) => {
+                    if created {
+                        fresh_dirs.insert(node.path.clone());
+                    }
                     dirs.insert(node.path.clone());
                     deferred_dirs.push((host, name, node));
                 }
@@ -218,11 +224,13 @@ fn restore_root(
                     continue;
                 }
                 progress.file();
+                let fresh = fresh_dirs.contains(&parent);
                 if tx
                     .send(Job {
                         host,
                         shown: name,
                         node,
+                        fresh,
                     })
                     .is_err()
                 {
@@ -267,24 +275,50 @@ fn restore_root(
     Ok(())
 }
 
-/// Makes `host` a real directory (a file or symlink in the way is removed, never followed).
-fn ensure_dir(host: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(host) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => {
-            std::fs::remove_file(host)?;
-            std::fs::create_dir(host)
-        }
-        Err(_) => std::fs::create_dir(host),
+/// Makes `host` a real directory (a file or symlink in the way is removed, never
+/// followed); true when it made a new, empty one.
+fn ensure_dir(host: &Path) -> std::io::Result<bool> {
+    match std::fs::create_dir(host) {
+        Ok(()) => return Ok(true),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {}
     }
+    if std::fs::symlink_metadata(host)?.is_dir() {
+        return Ok(false);
+    }
+    std::fs::remove_file(host)?;
+    std::fs::create_dir(host)?;
+    Ok(true)
 }
 
 fn temp_of(host: &Path) -> PathBuf {
+    static PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let pid = PID.get_or_init(|| format!(".carryover-tmp-{}", std::process::id()));
     let name = host.file_name().unwrap_or_default();
     let mut t = std::ffi::OsString::from(".");
     t.push(name);
-    t.push(format!(".carryover-tmp-{}", std::process::id()));
+    t.push(pid);
     host.with_file_name(t)
+}
+
+/// Creates a new file exclusively, never through a symlink; a stale temporary file of
+/// an interrupted run is removed first.
+fn create_temp(tmp: &Path) -> std::io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(tmp)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(tmp)?;
+            open()
+        }
+        r => r,
+    }
 }
 
 /// Puts the temporary file in place; a directory in the way is not removed.
@@ -320,7 +354,8 @@ fn write_file(store: &Store, index: &Mutex<Index>, owners: &Owners, job: &Job) -
         bail!("its data regions do not fit its size; refused");
     }
     // Already there from an earlier, interrupted run or on a surviving data disk.
-    if let Ok(m) = std::fs::symlink_metadata(&job.host) {
+    if job.fresh {
+    } else if let Ok(m) = std::fs::symlink_metadata(&job.host) {
         let fm = sys::file_meta(&m);
         if m.is_file()
             && fm.size == n.size
@@ -333,23 +368,26 @@ fn write_file(store: &Store, index: &Mutex<Index>, owners: &Owners, job: &Job) -
         }
     }
     let tmp = temp_of(&job.host);
-    let _ = std::fs::remove_file(&tmp);
     let result = (|| -> Result<u64> {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&tmp)?;
+        let f = create_temp(&tmp)?;
         let written = write_content(store, index, &f, n)?;
-        f.set_len(n.size)?;
+        if n.extents.is_some() || written != n.size {
+            f.set_len(n.size)?;
+        }
         drop(f);
         apply_meta(&tmp, n, owners, false)?;
         Ok(written)
     })();
     match result {
         Ok(w) => {
-            put_in_place(&tmp, &job.host)?;
+            if job.fresh {
+                std::fs::rename(&tmp, &job.host).map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    anyhow!("renaming into place: {e}")
+                })?;
+            } else {
+                put_in_place(&tmp, &job.host)?;
+            }
             Ok(w)
         }
         Err(e) => {

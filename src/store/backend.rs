@@ -23,10 +23,18 @@ pub trait Backend: Send + Sync {
     }
     /// Put-if-absent: false when the key exists already (the store's lock).
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool>;
+    /// Writes a large object piece by piece; it appears only at `commit`.
+    fn put_stream(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
     /// Every key that starts with `prefix`, in name order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     fn delete(&self, key: &str) -> Result<()>;
     fn describe(&self) -> String;
+}
+
+/// An object being written; dropped without `commit`, it never appears.
+pub trait ObjectWriter: Send {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    fn commit(self: Box<Self>) -> Result<()>;
 }
 
 /// Checks one component of a key: letters, digits, `.`, `_`, `-`; never `.`/`..`.
@@ -53,7 +61,11 @@ fn check_key(key: &str) -> Result<()> {
 /// A store in a local directory (a data disk). Files 0600, directories 0700.
 pub struct LocalBackend {
     dir: PathBuf,
+    /// Recently read objects kept open: restore reads many small blobs from one pack.
+    open: std::sync::Mutex<Vec<(String, std::sync::Arc<std::fs::File>)>>,
 }
+
+const OPEN_FILES: usize = 8;
 
 impl LocalBackend {
     pub fn open(dir: &Path, create: bool) -> Result<LocalBackend> {
@@ -67,6 +79,7 @@ impl LocalBackend {
         }
         Ok(LocalBackend {
             dir: dir.to_path_buf(),
+            open: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -133,16 +146,33 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = self.path(key)?;
-        let f =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let size = f.metadata()?.len();
-        if offset.checked_add(len).is_none_or(|e| e > size) {
-            bail!("{key} is shorter than the index says");
-        }
+        let cached = {
+            let open = self.open.lock().expect("open files");
+            open.iter().find(|(k, _)| k == key).map(|(_, f)| f.clone())
+        };
+        let f = match cached {
+            Some(f) => f,
+            None => {
+                let f = std::sync::Arc::new(
+                    std::fs::File::open(&path)
+                        .with_context(|| format!("opening {}", path.display()))?,
+                );
+                let mut open = self.open.lock().expect("open files");
+                if open.len() >= OPEN_FILES {
+                    open.remove(0);
+                }
+                open.push((key.to_string(), f.clone()));
+                f
+            }
+        };
         let mut buf = vec![0u8; len as usize];
-        crate::sys::read_at(&f, &mut buf, offset)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(buf)
+        match crate::sys::read_at(&f, &mut buf, offset) {
+            Ok(()) => Ok(buf),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                bail!("{key} is shorter than the index says")
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
     }
 
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
@@ -166,6 +196,34 @@ impl Backend for LocalBackend {
         Ok(true)
     }
 
+    fn put_stream(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let path = self.path(key)?;
+        let dir = path.parent().context("a key has a folder")?.to_path_buf();
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::sys::set_mode(&dir, 0o700)?;
+        }
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let tmp = dir.join(format!(".{name}.carryover-tmp-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        crate::sys::set_mode(&tmp, 0o600)?;
+        Ok(Box::new(LocalWriter {
+            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            tmp,
+            path,
+            dir,
+        }))
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {
@@ -177,6 +235,45 @@ impl Backend for LocalBackend {
 
     fn describe(&self) -> String {
         self.dir.display().to_string()
+    }
+}
+
+struct LocalWriter {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl ObjectWriter for LocalWriter {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let f = self.file.as_mut().context("already committed")?;
+        f.write_all(data)
+            .with_context(|| format!("writing {}", self.tmp.display()))
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let f = self.file.take().context("already committed")?;
+        let f = f
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", self.tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("writing {}", self.tmp.display()))?;
+        drop(f);
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("renaming {}", self.tmp.display()))?;
+        crate::sys::sync_dir(&self.dir)?;
+        Ok(())
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

@@ -52,7 +52,7 @@ fn plant(store_dir: &Path, root_path: &str, entries: Vec<(Node, Option<Vec<u8>>)
     let mut z = repo::compressor().unwrap();
     let mut seal = |pw: &mut PackWriter, raw: &[u8]| {
         let id = *blake3::hash(raw).as_bytes();
-        let (data, compressed) = repo::encode(raw, &mut z).unwrap();
+        let (data, compressed) = repo::encode(raw.to_vec(), &mut z).unwrap();
         pw.add(Sealed {
             id,
             data,

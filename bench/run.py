@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""carryover's benchmark: carryover side by side with the tools an operator would pick
+instead — `tar | zstd -3 -T0` (GNU tar incremental) and restic — on the shared bench data
+set, in one run.
+
+  python3 bench/run.py [--work DIR] [--small N] [--large-mib N] [--runs N] [--cold] [--check]
+
+Phases per tool: first capture, no-op re-capture, capture after the data set's 1 %
+mutation, full restore of the latest snapshot. For each: wall time, peak RSS (of the
+process tree, from wait4), and the store's size. Prints a Markdown table.
+
+The data set is generated once by ../shared/bench/gen_dataset.py into WORK/root/data
+(carryover captures it as `--root WORK/root --path /data` and restores it under
+WORK/restore-carryover/data). --cold drops the page cache before every step (root only).
+--check compares each restored tree with the original (compare_trees.py).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "bench")
+MiB = 1 << 20
+
+
+def run(cmd, env=None, cwd=None):
+    """Runs a shell command; returns (wall seconds, peak RSS MiB)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, shell=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 4):
+        sys.exit(f"failed ({code}): {cmd}")
+    return wall, ru.ru_maxrss / 1024.0
+
+
+def du(path):
+    total = 0
+    for dp, _, fns in os.walk(path):
+        for f in fns:
+            try:
+                total += os.lstat(os.path.join(dp, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def drop_caches(cold):
+    if cold:
+        subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=False)
+
+
+class Tool:
+    def __init__(self, work, name):
+        self.work, self.name = work, name
+        self.store = os.path.join(work, "store-" + name)
+        self.restore_dir = os.path.join(work, "restore-" + name)
+
+    def reset(self):
+        for d in (self.store, self.restore_dir):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class Carryover(Tool):
+    def __init__(self, work, binary):
+        super().__init__(work, "carryover")
+        self.bin = binary
+        self.root = os.path.join(work, "root")
+
+    def capture(self):
+        return run(f"{self.bin} capture -q --root {self.root} --store {self.store} --path /data")
+
+    def restore(self):
+        os.makedirs(self.restore_dir, exist_ok=True)
+        snaps = json.loads(subprocess.check_output(
+            [self.bin, "snapshots", "list", "--store", self.store, "--format", "json"]))
+        sid = snaps[-1]["id"]
+        return run(f"{self.bin} restore -q --root {self.restore_dir} --store {self.store} --snapshot {sid}")
+
+    def restored(self):
+        return os.path.join(self.restore_dir, "data")
+
+
+class TarZstd(Tool):
+    def __init__(self, work):
+        super().__init__(work, "tar-zstd")
+        self.data = os.path.join(work, "root", "data")
+        self.n = 0
+
+    def capture(self):
+        os.makedirs(self.store, exist_ok=True)
+        out = os.path.join(self.store, f"level{self.n}.tar.zst")
+        self.n += 1
+        return run(f"tar --xattrs --acls -C {os.path.dirname(self.data)} --listed-incremental={self.store}/snar "
+                   f"-cf - data | zstd -3 -T0 -q -o {out}")
+
+    def restore(self):
+        os.makedirs(self.restore_dir, exist_ok=True)
+        parts = sorted(f for f in os.listdir(self.store) if f.endswith(".tar.zst"))
+        cmd = " && ".join(
+            f"zstd -dc {self.store}/{p} | tar --xattrs --acls --listed-incremental=/dev/null -xpf - -C {self.restore_dir}"
+            for p in parts)
+        return run(cmd)
+
+    def restored(self):
+        return os.path.join(self.restore_dir, "data")
+
+
+class Restic(Tool):
+    def __init__(self, work):
+        super().__init__(work, "restic")
+        self.data = os.path.join(work, "root", "data")
+        self.env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=self.store,
+                        RESTIC_CACHE_DIR=os.path.join(work, "restic-cache"))
+
+    def reset(self):
+        super().reset()
+        shutil.rmtree(self.env["RESTIC_CACHE_DIR"], ignore_errors=True)
+        subprocess.run("restic init -q", shell=True, env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def capture(self):
+        return run(f"restic backup -q {self.data}", env=self.env)
+
+    def restore(self):
+        return run(f"restic restore -q latest --target {self.restore_dir}", env=self.env)
+
+    def restored(self):
+        return os.path.join(self.restore_dir, self.data.lstrip("/"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/var/tmp/carryover-bench")
+    ap.add_argument("--small", type=int, default=100000)
+    ap.add_argument("--large-mib", type=int, default=2048)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--tools", default="carryover,tar-zstd,restic")
+    ap.add_argument("--binary", default=os.path.join(REPO, "target", "release", "carryover"))
+    a = ap.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+    for tool in ("zstd", "tar", "restic"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install -y zstd tar restic")
+    work = a.work
+    data = os.path.join(work, "root", "data")
+    gen = os.path.join(SHARED, "gen_dataset.py")
+    stamp = os.path.join(work, f"dataset-{a.small}-{a.large_mib}")
+    if not os.path.exists(stamp):
+        shutil.rmtree(os.path.join(work, "root"), ignore_errors=True)
+        os.makedirs(os.path.join(work, "root"))
+        subprocess.run([sys.executable, gen, "generate", data, "--small", str(a.small),
+                        "--large-mib", str(a.large_mib)], check=True)
+        open(stamp, "w").close()
+    undo = os.path.join(work, "undo")
+
+    all_tools = {
+        "carryover": lambda: Carryover(work, a.binary),
+        "tar-zstd": lambda: TarZstd(work),
+        "restic": lambda: Restic(work),
+    }
+    names = a.tools.split(",")
+    results = {n: [] for n in names}
+    for r in range(a.runs):
+        tools = [all_tools[n]() for n in names]
+        row = {t.name: {} for t in tools}
+        for t in tools:
+            t.reset()
+            drop_caches(a.cold)
+            row[t.name]["snap1"] = t.capture()
+            row[t.name]["stored"] = du(t.store)
+        for t in tools:
+            drop_caches(a.cold)
+            row[t.name]["noop"] = t.capture()
+            row[t.name]["noop_added"] = du(t.store) - row[t.name]["stored"]
+        shutil.rmtree(undo, ignore_errors=True)
+        subprocess.run([sys.executable, gen, "mutate", data, undo], check=True, stdout=subprocess.DEVNULL)
+        try:
+            for t in tools:
+                before = du(t.store)
+                drop_caches(a.cold)
+                row[t.name]["mutate"] = t.capture()
+                row[t.name]["mutate_added"] = du(t.store) - before
+            for t in tools:
+                drop_caches(a.cold)
+                row[t.name]["restore"] = t.restore()
+                if a.check:
+                    orig = os.path.join(work, "orig.json")
+                    copy = os.path.join(work, "copy.json")
+                    subprocess.run([sys.executable, os.path.join(SHARED, "compare_trees.py"), "manifest", data, orig], check=True)
+                    subprocess.run([sys.executable, os.path.join(SHARED, "compare_trees.py"), "manifest", t.restored(), copy], check=True)
+                    subprocess.run([sys.executable, os.path.join(SHARED, "compare_trees.py"), "compare", orig, copy,
+                                    "--label", t.name], check=False)
+        finally:
+            subprocess.run([sys.executable, gen, "revert", data, undo], check=True, stdout=subprocess.DEVNULL)
+        for t in tools:
+            results[t.name].append(row[t.name])
+            t.reset() if t.name != "restic" else shutil.rmtree(t.store, ignore_errors=True)
+
+    def med(name, key, idx=None):
+        vals = sorted((r[key][idx] if idx is not None else r[key]) for r in results[name])
+        return vals[len(vals) // 2]
+
+    print(f"\n{a.small} small files + {a.large_mib} MiB large, {a.runs} run(s){', cold cache' if a.cold else ''}; medians\n")
+    print("| tool | capture s | RSS MiB | stored MB | no-op s | no-op RSS | mutate s | +MB | restore s | restore RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in names:
+        print(f"| {n} | {med(n, 'snap1', 0):.2f} | {med(n, 'snap1', 1):.0f} | {med(n, 'stored') / 1e6:.0f} | "
+              f"{med(n, 'noop', 0):.2f} | {med(n, 'noop', 1):.0f} | {med(n, 'mutate', 0):.2f} | "
+              f"{med(n, 'mutate_added') / 1e6:.1f} | {med(n, 'restore', 0):.2f} | {med(n, 'restore', 1):.0f} |")
+    with open(os.path.join(work, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
