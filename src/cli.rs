@@ -16,6 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, Target};
 use crate::error::{Error, Exit};
+use crate::store::Store;
+use crate::store::crypto::Crypto;
 use crate::sys::Root;
 
 #[derive(Debug, Parser)]
@@ -163,6 +165,20 @@ pub struct Ctx {
     pub root: Root,
     pub config: Config,
     pub format: Format,
+}
+
+impl Ctx {
+    /// Opens the store named on the command line or in the config, with the store key
+    /// when one is configured (its file is read under the root).
+    pub fn open_store(&self, cli_url: Option<&str>, create: bool) -> Result<(String, Store)> {
+        let url = crate::store::resolve_url(cli_url, &self.config)?;
+        let key = match &self.config.store.encryption_key_file {
+            Some(p) => Some(Crypto::from_key_file(&self.root.follow(p))?),
+            None => None,
+        };
+        let store = Store::open(&url, &self.config, create, key)?;
+        Ok((url, store))
+    }
 }
 
 impl Cli {

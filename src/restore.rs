@@ -75,7 +75,7 @@ pub fn load(store: &Store, m: &Manifest) -> Loaded {
             }
             Err(e) => {
                 // A checksum mismatch: still try the sections that parse, but say so.
-                let raw = store.get_doc(&r.key).ok().flatten();
+                let raw = store.get_object_unchecked(r);
                 loaded.broken.insert("*".into(), format!("{e:#}"));
                 if let Some(bytes) = raw {
                     let (state, broken) = parse_state_lenient(&bytes);

@@ -4,6 +4,7 @@
 //! object storage look the same to everything above.
 
 pub mod backend;
+pub mod crypto;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,7 @@ impl Default for Manifest {
 #[derive(Clone)]
 pub struct Store {
     backend: std::sync::Arc<dyn Backend>,
+    crypto: Option<std::sync::Arc<crypto::Crypto>>,
 }
 
 /// Where the store is: `file:///dir`, a plain path, or `s3://bucket/prefix`.
@@ -94,7 +96,13 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the store at `url`; `create` makes a local one that does not exist yet.
-    pub fn open(url: &str, _config: &Config, create: bool) -> Result<Store> {
+    /// With a key, the store must be (or becomes) an encrypted one; without, a plain one.
+    pub fn open(
+        url: &str,
+        _config: &Config,
+        create: bool,
+        key: Option<crypto::Crypto>,
+    ) -> Result<Store> {
         if url.starts_with("s3://") {
             return Err(Error::NotAvailable("the S3 store").into());
         }
@@ -108,6 +116,7 @@ impl Store {
         let backend = LocalBackend::open(std::path::Path::new(path), create)?;
         let store = Store {
             backend: std::sync::Arc::new(backend),
+            crypto: key.map(std::sync::Arc::new),
         };
         store.check_marker(create)?;
         Ok(store)
@@ -124,9 +133,33 @@ impl Store {
                         "the store has format {format}, newer than this carryover understands ({STORE_FORMAT})"
                     );
                 }
+                let check = v["encryption"]["key_check"].as_str();
+                match (check, &self.crypto) {
+                    (None, None) => {}
+                    (Some(_), None) => bail!(
+                        "{} is encrypted: set [store] encryption_key_file to its key",
+                        self.describe()
+                    ),
+                    (None, Some(_)) => bail!(
+                        "{} is not encrypted, but [store] encryption_key_file is set: use another store for encrypted snapshots",
+                        self.describe()
+                    ),
+                    (Some(c), Some(k)) if c != k.key_check() => bail!(
+                        "the key in [store] encryption_key_file is not the key of {}",
+                        self.describe()
+                    ),
+                    (Some(_), Some(_)) => {}
+                }
             }
             None if create => {
-                let marker = serde_json::json!({"format": STORE_FORMAT, "created_by": "carryover"});
+                let mut marker =
+                    serde_json::json!({"format": STORE_FORMAT, "created_by": "carryover"});
+                if let Some(k) = &self.crypto {
+                    marker["encryption"] = serde_json::json!({
+                        "cipher": "xchacha20poly1305",
+                        "key_check": k.key_check(),
+                    });
+                }
                 self.backend.put(MARKER, marker.to_string().as_bytes())?;
             }
             None => bail!(
@@ -135,6 +168,30 @@ impl Store {
             ),
         }
         Ok(())
+    }
+
+    /// The id of a blob with this content (keyed when the store is encrypted).
+    pub fn blob_id(&self, raw: &[u8]) -> [u8; 32] {
+        match &self.crypto {
+            Some(c) => c.blob_id(raw),
+            None => *blake3::hash(raw).as_bytes(),
+        }
+    }
+
+    /// Encrypts what goes into the store (a no-op for a plain store).
+    pub fn seal(&self, data: Vec<u8>) -> Vec<u8> {
+        match &self.crypto {
+            Some(c) => c.seal(&data),
+            None => data,
+        }
+    }
+
+    /// Decrypts and authenticates what comes out of the store.
+    pub fn unseal(&self, data: Vec<u8>) -> Result<Vec<u8>> {
+        match &self.crypto {
+            Some(c) => c.open(&data),
+            None => Ok(data),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -149,6 +206,7 @@ impl Store {
     /// Writes an object of a snapshot that is being built; returns its checksummed reference.
     pub fn put_object(&self, snapshot: &str, name: &str, data: &[u8]) -> Result<ObjectRef> {
         let key = format!("objects/{snapshot}/{name}");
+        let data = &self.seal(data.to_vec());
         self.backend.put(&key, data)?;
         Ok(ObjectRef {
             key,
@@ -172,7 +230,15 @@ impl Store {
                 r.blake3
             );
         }
-        Ok(data)
+        self.unseal(data)
+            .with_context(|| format!("object {}", r.key))
+    }
+
+    /// An object's content without the checksum check (to save what can be saved of a
+    /// damaged one).
+    pub fn get_object_unchecked(&self, r: &ObjectRef) -> Option<Vec<u8>> {
+        let data = self.backend.get(&r.key).ok().flatten()?;
+        self.unseal(data).ok()
     }
 
     /// Commits a snapshot: the manifest is written last, atomically.
@@ -263,12 +329,15 @@ impl Store {
 
     /// Reads a small named document (journal, status) — `None` when absent.
     pub fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.backend.get(key)
+        match self.backend.get(key)? {
+            Some(b) => Ok(Some(self.unseal(b).with_context(|| key.to_string())?)),
+            None => Ok(None),
+        }
     }
 
     /// Writes a small named document atomically.
     pub fn put_doc(&self, key: &str, data: &[u8]) -> Result<()> {
-        self.backend.put(key, data)
+        self.backend.put(key, &self.seal(data.to_vec()))
     }
 }
 

@@ -37,8 +37,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         }
         data_paths.push(p.clone());
     }
-    let url = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
-    let store = Store::open(&url, &ctx.config, true)?;
+    let (url, store) = ctx.open_store(args.store.store.as_deref(), true)?;
     let _lock = StoreLock::acquire(&store)?;
     for key in store
         .remove_orphans()?

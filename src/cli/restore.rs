@@ -11,8 +11,7 @@ use crate::state::{Gather, identity};
 use crate::store::{self, Manifest, Store};
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
-    let url = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
-    let store = Store::open(&url, &ctx.config, false)?;
+    let (url, store) = ctx.open_store(args.store.store.as_deref(), false)?;
     let g = Gather::new(&ctx.root, &ctx.config);
     let (instance, _) = identity::local_instance_id(&g);
     let manifest = choose(&store, args.snapshot.as_deref(), instance.as_deref())?;

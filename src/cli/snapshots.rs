@@ -119,6 +119,5 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
 }
 
 fn open(ctx: &Ctx, cli: Option<&str>) -> Result<Store> {
-    let url = store::resolve_url(cli, &ctx.config)?;
-    Store::open(&url, &ctx.config, false)
+    Ok(ctx.open_store(cli, false)?.1)
 }

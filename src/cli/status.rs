@@ -21,8 +21,9 @@ pub fn run(ctx: &Ctx, args: StoreArg) -> Result<Exit> {
     let local = LocalState::load(&ctx.root)?;
     let url = args.store.or_else(|| ctx.config.store.url.clone());
     let snapshots = match &url {
-        Some(u) => crate::store::Store::open(u, &ctx.config, false)
-            .and_then(|s| s.list())
+        Some(u) => ctx
+            .open_store(Some(u), false)
+            .and_then(|(_, s)| s.list())
             .map(|l| l.len())
             .ok(),
         None => None,

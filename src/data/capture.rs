@@ -62,6 +62,7 @@ impl Names {
 /// Where blobs go: deduplicated against the store and this run, compressed by the
 /// caller's thread, packed by the writer thread. Shared by the file workers.
 struct Sink {
+    store: Store,
     index: Arc<Mutex<Index>>,
     queued: Mutex<HashSet<BlobId>>,
     tx: Sender<Sealed>,
@@ -95,7 +96,7 @@ impl Sink {
         let (bytes, compressed) = repo::encode(raw, z).map_err(StoreFailed)?;
         let sealed = Sealed {
             id,
-            data: bytes,
+            data: self.store.seal(bytes),
             raw_length,
             compressed,
         };
@@ -134,6 +135,7 @@ impl Pipeline {
     fn start(store: &Store, index: Arc<Mutex<Index>>, progress: Arc<Progress>) -> Result<Pipeline> {
         let (stx, srx) = bounded::<Sealed>(4);
         let sink = Arc::new(Sink {
+            store: store.clone(),
             index: index.clone(),
             queued: Mutex::new(HashSet::new()),
             tx: stx,
@@ -440,7 +442,7 @@ impl Walker<'_> {
             done: HashMap::new(),
             next_seq: 0,
             in_flight: 0,
-            tree: TreeWriter::default(),
+            tree: TreeWriter::new(self.store.clone()),
             files: 0,
             bytes: 0,
         };
@@ -612,7 +614,8 @@ impl Walker<'_> {
             ord.push(pipe, problems, Pending { node, inner, seq })?;
         }
         ord.drain(pipe, problems, true)?;
-        let (ids, last) = std::mem::take(&mut ord.tree).finish()?;
+        let tree = std::mem::replace(&mut ord.tree, TreeWriter::new(self.store.clone()));
+        let (ids, last) = tree.finish()?;
         if let Some(blob) = last {
             pipe.put_tree(blob)?;
         }
@@ -667,7 +670,7 @@ fn read_file(
             let mut buf = Vec::with_capacity(total as usize);
             reader.take(MAX_CHUNK as u64).read_to_end(&mut buf)?;
             progress.bytes(buf.len() as u64);
-            let id = *blake3::hash(&buf).as_bytes();
+            let id = sink.store.blob_id(&buf);
             chunks.extend_from_slice(&id);
             if !buf.is_empty() {
                 sink.put(id, buf, z, true)?;
@@ -678,7 +681,7 @@ fn read_file(
             for c in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
                 let c = c.map_err(|e| anyhow!("{e}"))?;
                 progress.bytes(c.length as u64);
-                let id = *blake3::hash(&c.data).as_bytes();
+                let id = sink.store.blob_id(&c.data);
                 chunks.extend_from_slice(&id);
                 sink.put(id, c.data, z, true)?;
             }

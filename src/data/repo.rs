@@ -127,18 +127,21 @@ pub fn read_at(store: &Store, (key, loc): &(String, BlobLoc), id: &BlobId) -> Re
     let stored = store
         .backend()
         .get_range(key, loc.offset as u64, loc.length as u64)?;
-    decode(&stored, loc, id).with_context(|| format!("in {key}"))
+    decode(store, stored, loc, id).with_context(|| format!("in {key}"))
 }
 
-/// Decompresses a stored blob and checks its id.
-pub fn decode(stored: &[u8], loc: &BlobLoc, id: &BlobId) -> Result<Vec<u8>> {
+/// Decrypts and decompresses a stored blob and checks its id.
+pub fn decode(store: &Store, stored: Vec<u8>, loc: &BlobLoc, id: &BlobId) -> Result<Vec<u8>> {
+    let stored = store
+        .unseal(stored)
+        .with_context(|| format!("blob {}", hex::encode(id)))?;
     let raw = if loc.compressed {
-        zstd::bulk::decompress(stored, loc.raw_length as usize)
+        zstd::bulk::decompress(&stored, loc.raw_length as usize)
             .with_context(|| format!("blob {} cannot be decompressed", hex::encode(id)))?
     } else {
-        stored.to_vec()
+        stored
     };
-    if raw.len() != loc.raw_length as usize || blake3::hash(&raw).as_bytes() != id {
+    if raw.len() != loc.raw_length as usize || &store.blob_id(&raw) != id {
         bail!("blob {} is damaged (checksum mismatch)", hex::encode(id));
     }
     Ok(raw)

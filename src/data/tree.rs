@@ -15,13 +15,21 @@ const TREE_BLOB: usize = 1 << 20;
 pub type Blob = (BlobId, Vec<u8>);
 
 /// Encodes nodes into tree blobs.
-#[derive(Default)]
 pub struct TreeWriter {
+    store: Store,
     buf: Vec<u8>,
     ids: Vec<BlobId>,
 }
 
 impl TreeWriter {
+    pub fn new(store: Store) -> TreeWriter {
+        TreeWriter {
+            store,
+            buf: Vec::new(),
+            ids: Vec::new(),
+        }
+    }
+
     /// Adds a node; returns a finished blob to store when one is full.
     pub fn push(&mut self, node: &Node) -> Result<Option<Blob>> {
         ciborium::into_writer(node, &mut self.buf).context("encoding a tree node")?;
@@ -33,7 +41,7 @@ impl TreeWriter {
 
     fn cut(&mut self) -> Blob {
         let raw = std::mem::take(&mut self.buf);
-        let id = *blake3::hash(&raw).as_bytes();
+        let id = self.store.blob_id(&raw);
         self.ids.push(id);
         (id, raw)
     }

@@ -53,7 +53,7 @@ pub fn check_packs(store: &Store, index: &Index) -> Damage {
                 d.blobs.insert(id, format!("{key} is truncated"));
                 continue;
             };
-            if let Err(e) = repo::decode(stored, &loc, &id) {
+            if let Err(e) = repo::decode(store, stored.to_vec(), &loc, &id) {
                 d.blobs.insert(id, format!("{key}: {e:#}"));
             }
         }

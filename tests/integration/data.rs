@@ -568,3 +568,90 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
     );
     assert!(!store.join("locks/writer.json").exists(), "released");
 }
+
+#[test]
+fn an_encrypted_store_hides_content_and_needs_its_key() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    old.file(
+        "/srv/app/marker.txt",
+        "PLAINTEXT-MARKER-0123456789 repeated PLAINTEXT-MARKER-0123456789\n",
+    );
+    old.file_mode(
+        "/etc/carryover/store.key",
+        &format!("{}\n", "5a".repeat(32)),
+        0o600,
+    );
+    old.file(
+        "/etc/carryover/config.toml",
+        "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
+    );
+    let store = t.path().join("store");
+    let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // nothing of the content, the state or the names is readable in the store
+    for e in walkdir::WalkDir::new(&store)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+    {
+        let b = std::fs::read(e.path()).unwrap();
+        for needle in [
+            &b"PLAINTEXT-MARKER"[..],
+            b"port = 8080",
+            b"config.toml",
+            b"alice",
+        ] {
+            assert!(
+                !b.windows(needle.len()).any(|w| w == needle),
+                "{} holds {}",
+                e.path().display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    // the new OS with the key restores it
+    let new = new_root(&t.path().join("new"));
+    new.file_mode(
+        "/etc/carryover/store.key",
+        &format!("{}\n", "5a".repeat(32)),
+        0o600,
+    );
+    new.file(
+        "/etc/carryover/config.toml",
+        "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
+    );
+    let o = restore_into(&new.dir, &store);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+    assert_eq!(
+        carryover(&[
+            "snapshots",
+            "verify",
+            "--root",
+            new.dir.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap()
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    // without the key, or with another, a clear error
+    let bare = new_root(&t.path().join("bare"));
+    let o = restore_into(&bare.dir, &store);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is encrypted"), "{}", stderr(&o));
+    bare.file_mode("/etc/carryover/store.key", &"11".repeat(32), 0o600);
+    bare.file(
+        "/etc/carryover/config.toml",
+        "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
+    );
+    let o = restore_into(&bare.dir, &store);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not the key"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains(&"11".repeat(32)),
+        "the key is never printed"
+    );
+}

@@ -46,12 +46,12 @@ fn file(path: &[u8], content: &[u8]) -> (Node, Option<Vec<u8>>) {
 
 /// Writes `entries` as the tree of data path `root_path` into a new snapshot.
 fn plant(store_dir: &Path, root_path: &str, entries: Vec<(Node, Option<Vec<u8>>)>) -> String {
-    let store = Store::open(store_dir.to_str().unwrap(), &Config::default(), true).unwrap();
+    let store = Store::open(store_dir.to_str().unwrap(), &Config::default(), true, None).unwrap();
     let index = Arc::new(Mutex::new(Index::default()));
     let mut pw = PackWriter::new(store.clone(), index.clone());
     let mut z = repo::compressor().unwrap();
     let mut seal = |pw: &mut PackWriter, raw: &[u8]| {
-        let id = *blake3::hash(raw).as_bytes();
+        let id = store.blob_id(raw);
         let (data, compressed) = repo::encode(raw.to_vec(), &mut z).unwrap();
         pw.add(Sealed {
             id,
@@ -62,7 +62,7 @@ fn plant(store_dir: &Path, root_path: &str, entries: Vec<(Node, Option<Vec<u8>>)
         .unwrap();
         id
     };
-    let mut tree = TreeWriter::default();
+    let mut tree = TreeWriter::new(store.clone());
     for (mut n, content) in entries {
         if let Some(c) = content.filter(|c| !c.is_empty()) {
             let id = seal(&mut pw, &c);

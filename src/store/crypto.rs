@@ -1,0 +1,123 @@
+//! Encryption at rest (`[store] encryption_key_file`): every blob, state, secrets and
+//! journal object sealed with XChaCha20-Poly1305 (a random 192-bit nonce each), and blob
+//! ids keyed so that they reveal nothing about the content. A wrong key or a damaged
+//! object fails authentication and says so.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+const NONCE: usize = 24;
+const TAG: usize = 16;
+
+pub struct Crypto {
+    cipher: XChaCha20Poly1305,
+    id_key: [u8; 32],
+    check: String,
+}
+
+impl std::fmt::Debug for Crypto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Crypto(…)")
+    }
+}
+
+impl Crypto {
+    /// Reads a key file: 32 raw bytes, or 64 hex digits (white space around is ignored).
+    pub fn from_key_file(path: &Path) -> Result<Crypto> {
+        let raw = std::fs::read(path)
+            .with_context(|| format!("reading the store key {}", path.display()))?;
+        let key = parse_key(&raw).with_context(|| {
+            format!(
+                "{}: a store key is 32 bytes, or 64 hex digits (e.g. `openssl rand -hex 32`)",
+                path.display()
+            )
+        })?;
+        Ok(Crypto::from_key(key))
+    }
+
+    pub fn from_key(key: [u8; 32]) -> Crypto {
+        let cipher = XChaCha20Poly1305::new_from_slice(&key).expect("32-byte key");
+        Crypto {
+            cipher,
+            id_key: blake3::derive_key("carryover 2026-11 blob ids", &key),
+            check: hex::encode(blake3::derive_key("carryover 2026-11 key check", &key)),
+        }
+    }
+
+    /// A value stored with the store that tells the right key from a wrong one without
+    /// revealing it.
+    pub fn key_check(&self) -> &str {
+        &self.check
+    }
+
+    /// The id of a blob: BLAKE3 keyed with a key derived from the store key.
+    pub fn blob_id(&self, raw: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.id_key, raw).as_bytes()
+    }
+
+    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let nonce_bytes: [u8; NONCE] = rand::random();
+        let nonce = XNonce::from(nonce_bytes);
+        let ct = self
+            .cipher
+            .encrypt(&nonce, plain)
+            .expect("encryption of an in-memory buffer does not fail");
+        let mut out = Vec::with_capacity(NONCE + ct.len());
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
+        if sealed.len() < NONCE + TAG {
+            bail!("an encrypted object is too short: damaged");
+        }
+        let mut n = [0u8; NONCE];
+        n.copy_from_slice(&sealed[..NONCE]);
+        let nonce = XNonce::from(n);
+        self.cipher.decrypt(&nonce, &sealed[NONCE..]).map_err(|_| {
+            anyhow::anyhow!(
+                "authentication failed: the object is damaged, or the key is not this store's"
+            )
+        })
+    }
+}
+
+fn parse_key(raw: &[u8]) -> Option<[u8; 32]> {
+    if raw.len() == 32 {
+        return raw.try_into().ok();
+    }
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    let bytes = hex::decode(text).ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_and_tamper() {
+        let c = Crypto::from_key([7u8; 32]);
+        let s = c.seal(b"secret state");
+        assert!(!s.windows(6).any(|w| w == b"secret"));
+        assert_eq!(c.open(&s).unwrap(), b"secret state");
+        let mut bad = s.clone();
+        bad[30] ^= 1;
+        assert!(c.open(&bad).is_err());
+        let other = Crypto::from_key([8u8; 32]);
+        assert!(other.open(&s).is_err());
+        assert_ne!(c.key_check(), other.key_check());
+        assert_ne!(c.blob_id(b"x"), *blake3::hash(b"x").as_bytes());
+    }
+
+    #[test]
+    fn key_formats() {
+        assert!(parse_key(&[1u8; 32]).is_some());
+        assert!(parse_key(format!("{}\n", "ab".repeat(32)).as_bytes()).is_some());
+        assert!(parse_key(b"short").is_none());
+    }
+}
