@@ -13,7 +13,7 @@ use crate::data::{self, Progress};
 use crate::error::{Error, Exit};
 use crate::local::{CaptureRecord, LocalState};
 use crate::state::{self, Problem};
-use crate::store::{self, Manifest, Store};
+use crate::store::{self, Manifest};
 
 #[derive(Debug, Serialize)]
 struct CaptureResult {

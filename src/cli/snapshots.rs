@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::data::repo::Index;
 use crate::data::verify;
-use crate::store::{self, Store};
+use crate::store::Store;
 
 #[derive(Debug, Serialize)]
 struct Verified {
