@@ -3,6 +3,7 @@
 //! it; restore writes it back bit for bit under the target root.
 
 pub mod capture;
+pub mod codec;
 pub mod lock;
 pub mod node;
 pub mod repo;

@@ -446,47 +446,35 @@ impl Walker<'_> {
             files: 0,
             bytes: 0,
         };
-        let mut it = walkdir::WalkDir::new(host)
-            .follow_links(false)
-            .sort_by(|a, b| a.file_name().cmp(b.file_name()))
-            .into_iter();
-        while let Some(entry) = it.next() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let p = e.path().map(|p| self.root.inner(p).display().to_string());
+        let mut walk = SortedWalk::new(host);
+        while let Some(step) = walk.next() {
+            let (hp, rel, meta) = match step {
+                Step::Entry { host, rel, meta } => (host, rel, meta),
+                Step::Error { host, err } => {
                     problems.push(Problem {
-                        path: p.unwrap_or_else(|| path.display().to_string()),
-                        error: format!(
-                            "cannot be read: {}",
-                            e.io_error().map_or(e.to_string(), |x| x.to_string())
-                        ),
+                        path: self.root.inner(&host).display().to_string(),
+                        error: format!("cannot be read: {err}"),
                     });
                     continue;
                 }
             };
-            let hp = entry.path();
-            let rel = rel_bytes(host, hp);
-            let inner = self.root.inner(hp);
-            if entry.depth() > 0
-                && (self.skip_host.iter().any(|s| s == hp) || excluded(self.exclude, &inner))
+            let hp = hp.as_path();
+            let inner = || self.root.inner(hp).display().to_string();
+            let top = rel.is_empty();
+            if !top
+                && (self.skip_host.iter().any(|s| s == hp)
+                    || (!self.exclude.is_empty() && excluded(self.exclude, &self.root.inner(hp))))
             {
-                if entry.file_type().is_dir() {
-                    it.skip_current_dir();
-                }
                 continue;
             }
-            let inner = inner.display().to_string();
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) => {
-                    problems.push(Problem {
-                        path: inner,
-                        error: format!("cannot be read: {e}"),
-                    });
-                    continue;
-                }
-            };
+            if meta.is_dir()
+                && let Err(err) = walk.descend(hp.to_path_buf(), rel.clone())
+            {
+                problems.push(Problem {
+                    path: inner(),
+                    error: format!("directory cannot be read: {err}"),
+                });
+            }
             let fm = sys::file_meta(&meta);
             let mut node = Node {
                 path: rel.clone(),
@@ -510,8 +498,14 @@ impl Walker<'_> {
             };
             // The parent snapshot's node: when ctime and inode agree, nothing about the
             // entry changed (xattrs included) but, for a file, possibly its content.
-            let prev = match parent.as_mut() {
-                Some(p) => p.find(&rel)?,
+            let prev = match parent.as_mut().map(|p| p.find(&rel)) {
+                Some(Ok(found)) => found,
+                Some(Err(e)) => {
+                    // Not fatal: everything after it is read again.
+                    tracing::warn!("the parent snapshot's tree cannot be read further: {e:#}");
+                    parent = None;
+                    None
+                }
                 None => None,
             };
             let same_inode = prev
@@ -527,7 +521,7 @@ impl Walker<'_> {
                             .collect()
                     }
                     Err(e) => problems.push(Problem {
-                        path: inner.clone(),
+                        path: inner(),
                         error: format!("extended attributes cannot be read: {e}"),
                     }),
                 },
@@ -542,7 +536,7 @@ impl Walker<'_> {
                     Ok(t) => node.target = os_bytes(t.as_os_str()),
                     Err(e) => {
                         problems.push(Problem {
-                            path: inner,
+                            path: inner(),
                             error: format!("symlink cannot be read: {e}"),
                         });
                         continue;
@@ -559,7 +553,7 @@ impl Walker<'_> {
                             problems,
                             Pending {
                                 node,
-                                inner,
+                                inner: String::new(),
                                 seq: None,
                             },
                         )?;
@@ -603,7 +597,7 @@ impl Walker<'_> {
                     "block" => Kind::Block,
                     _ => {
                         problems.push(Problem {
-                            path: inner,
+                            path: inner(),
                             error: "a socket: not captured (its service creates it again)".into(),
                         });
                         continue;
@@ -611,6 +605,11 @@ impl Walker<'_> {
                 };
                 node.rdev = fm.rdev;
             }
+            let inner = if seq.is_some() {
+                inner()
+            } else {
+                String::new()
+            };
             ord.push(pipe, problems, Pending { node, inner, seq })?;
         }
         ord.drain(pipe, problems, true)?;
@@ -633,8 +632,85 @@ fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-fn rel_bytes(base: &Path, p: &Path) -> Vec<u8> {
-    os_bytes(p.strip_prefix(base).unwrap_or(Path::new("")).as_os_str())
+/// A depth-first walk with the entries of each directory in byte order (the tree's
+/// order), entering only the directories it is told to, and taking metadata relative to
+/// the open directory (no full path lookup per entry).
+struct SortedWalk {
+    first: Option<PathBuf>,
+    stack: Vec<Frame>,
+}
+
+struct Frame {
+    dir: PathBuf,
+    rel: Vec<u8>,
+    entries: std::vec::IntoIter<std::fs::DirEntry>,
+}
+
+enum Step {
+    Entry {
+        host: PathBuf,
+        rel: Vec<u8>,
+        meta: std::fs::Metadata,
+    },
+    Error {
+        host: PathBuf,
+        err: std::io::Error,
+    },
+}
+
+impl SortedWalk {
+    fn new(top: &Path) -> SortedWalk {
+        SortedWalk {
+            first: Some(top.to_path_buf()),
+            stack: Vec::new(),
+        }
+    }
+
+    fn next(&mut self) -> Option<Step> {
+        if let Some(top) = self.first.take() {
+            return Some(match std::fs::symlink_metadata(&top) {
+                Ok(meta) => Step::Entry {
+                    host: top,
+                    rel: Vec::new(),
+                    meta,
+                },
+                Err(err) => Step::Error { host: top, err },
+            });
+        }
+        loop {
+            let frame = self.stack.last_mut()?;
+            let Some(entry) = frame.entries.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let name = entry.file_name();
+            let host = frame.dir.join(&name);
+            let mut rel = frame.rel.clone();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(&os_bytes(&name));
+            return Some(match entry.metadata() {
+                Ok(meta) => Step::Entry { host, rel, meta },
+                Err(err) => Step::Error { host, err },
+            });
+        }
+    }
+
+    /// Enters a directory just returned: its entries come next.
+    fn descend(&mut self, dir: PathBuf, rel: Vec<u8>) -> std::io::Result<()> {
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(&dir)? {
+            entries.push(e?);
+        }
+        entries.sort_by_key(|e| e.file_name());
+        self.stack.push(Frame {
+            dir,
+            rel,
+            entries: entries.into_iter(),
+        });
+        Ok(())
+    }
 }
 
 /// A file's chunk ids, the data regions of a sparse file, and a note when it kept

@@ -62,9 +62,7 @@ impl Index {
                 .backend()
                 .get(&key)?
                 .context("vanished")
-                .and_then(|b| {
-                    ciborium::from_reader::<PackIndex, _>(&b[..]).context("cannot be decoded")
-                });
+                .and_then(|b| super::codec::decode_index(&b).context("cannot be decoded"));
             match loaded {
                 Ok(pi) => idx.add(pi),
                 Err(e) => warnings.push(format!("{key}: {e:#}")),
@@ -215,8 +213,7 @@ impl PackWriter {
             pack: id.clone(),
             blobs: std::mem::take(&mut self.entries),
         };
-        let mut enc = Vec::new();
-        ciborium::into_writer(&pi, &mut enc).context("encoding a pack index")?;
+        let enc = super::codec::encode_index(&pi);
         self.store
             .backend()
             .put(&format!("index/{id}"), &enc)

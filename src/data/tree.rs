@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
+use super::codec;
 use super::node::{BlobId, Node, path_cmp};
 use super::repo::{self, Index};
 use crate::store::Store;
@@ -32,7 +33,10 @@ impl TreeWriter {
 
     /// Adds a node; returns a finished blob to store when one is full.
     pub fn push(&mut self, node: &Node) -> Result<Option<Blob>> {
-        ciborium::into_writer(node, &mut self.buf).context("encoding a tree node")?;
+        if self.buf.is_empty() {
+            codec::tree_header(&mut self.buf);
+        }
+        codec::put_node(&mut self.buf, node);
         if self.buf.len() >= TREE_BLOB {
             return Ok(Some(self.cut()));
         }
@@ -55,14 +59,7 @@ impl TreeWriter {
 
 /// Decodes every node of one tree blob.
 pub fn decode_nodes(raw: &[u8]) -> Result<Vec<Node>> {
-    let mut out = Vec::new();
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let node: Node =
-            ciborium::from_reader(&mut rest).context("a tree node cannot be decoded")?;
-        out.push(node);
-    }
-    Ok(out)
+    codec::decode_tree(raw).context("a tree blob cannot be decoded")
 }
 
 /// Reads a stored tree node by node.
