@@ -63,11 +63,16 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
             .find(|m| m.instance_id == state.identity.instance_id && m.data.is_some())
             .and_then(|m| m.data);
         let skip_host = vec![store_host_dir(&url)];
-        let progress = std::sync::Arc::new(Progress::new(
-            ctx.format == Format::Text && std::io::stderr().is_terminal(),
-            None,
-            "capture",
-        ));
+        let show = ctx.format == Format::Text && std::io::stderr().is_terminal();
+        // The total for the bar's ETA: the parent's size, or a quick scan of the metadata.
+        let total = show.then(|| match &parent {
+            Some(p) => p.bytes,
+            None => data_paths
+                .iter()
+                .map(|p| data::capture::estimate_bytes(&ctx.root.follow(p)))
+                .sum(),
+        });
+        let progress = std::sync::Arc::new(Progress::new(show, total, "capture"));
         let out = data::capture::capture(
             &store,
             index,

@@ -632,6 +632,22 @@ fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
+/// The bytes of the regular files below `dir` (for the progress bar's ETA).
+pub fn estimate_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut walk = SortedWalk::new(dir);
+    while let Some(step) = walk.next() {
+        if let Step::Entry { host, rel, meta } = step {
+            if meta.is_dir() {
+                let _ = walk.descend(host, rel);
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
 /// A depth-first walk with the entries of each directory in byte order (the tree's
 /// order), entering only the directories it is told to, and taking metadata relative to
 /// the open directory (no full path lookup per entry).
