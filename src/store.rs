@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod crypto;
+pub mod s3;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -104,7 +105,12 @@ impl Store {
         key: Option<crypto::Crypto>,
     ) -> Result<Store> {
         if url.starts_with("s3://") {
-            return Err(Error::NotAvailable("the S3 store").into());
+            let store = Store {
+                backend: std::sync::Arc::new(s3::S3Backend::open(url, _config)?),
+                crypto: key.map(std::sync::Arc::new),
+            };
+            store.check_marker(create)?;
+            return Ok(store);
         }
         let path = match url.strip_prefix("file://") {
             Some(p) => p,

@@ -91,3 +91,11 @@ fn create_with_mode(path: &Path, mode: u32) -> io::Result<File> {
     open_mode(&mut opts, mode);
     opts.open(path)
 }
+
+/// Installs the TLS crypto provider (ring) once per process.
+pub fn tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

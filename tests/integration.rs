@@ -12,3 +12,5 @@ mod cycle;
 mod data;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "integration/s3.rs"]
+mod s3;

@@ -66,6 +66,17 @@ pub fn carryover(args: &[&str]) -> Output {
 pub fn carryover_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_carryover"));
     c.args(args).env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP");
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ] {
+        c.env_remove(v);
+    }
     for (k, v) in env {
         c.env(k, v);
     }
