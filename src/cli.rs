@@ -4,6 +4,7 @@
 mod capture;
 mod inspect;
 mod output;
+mod probe;
 mod restore;
 mod snapshots;
 mod status;
@@ -208,7 +209,7 @@ impl Cli {
             Command::Snapshots { command } => snapshots::run(&ctx, command),
             Command::Check(_) => Err(Error::NotAvailable("check").into()),
             Command::Report(_) => Err(Error::NotAvailable("report").into()),
-            Command::Probe { .. } => Err(Error::NotAvailable("probe").into()),
+            Command::Probe { paths } => probe::run(&ctx, &paths),
             Command::Userdata { .. } => Err(Error::NotAvailable("userdata").into()),
         }
     }

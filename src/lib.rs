@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod local;
+pub mod probe;
 pub mod restore;
 pub mod state;
 pub mod store;

@@ -12,5 +12,7 @@ mod cycle;
 mod data;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "integration/probe.rs"]
+mod probe;
 #[path = "integration/s3.rs"]
 mod s3;

@@ -43,15 +43,7 @@ struct Names {
 
 impl Names {
     fn of(root: &Root) -> Names {
-        let read = |p: &str| {
-            sys::read_opt(&root.follow(p))
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        let (users, _) = crate::state::accounts::parse_passwd(&read("/etc/passwd"));
-        let (groups, _) = crate::state::accounts::parse_group(&read("/etc/group"));
+        let (users, groups) = crate::state::accounts::load(root);
         Names {
             users: users.into_iter().map(|u| (u.uid, u.name)).collect(),
             groups: groups.into_iter().map(|g| (g.gid, g.name)).collect(),

@@ -45,15 +45,7 @@ pub struct Owners {
 
 impl Owners {
     pub fn of(root: &Root) -> Owners {
-        let read = |p: &str| {
-            sys::read_opt(&root.follow(p))
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        let (users, _) = crate::state::accounts::parse_passwd(&read("/etc/passwd"));
-        let (groups, _) = crate::state::accounts::parse_group(&read("/etc/group"));
+        let (users, groups) = crate::state::accounts::load(root);
         Owners {
             users: users.into_iter().map(|u| (u.name, u.uid)).collect(),
             groups: groups.into_iter().map(|g| (g.name, g.gid)).collect(),

@@ -134,13 +134,13 @@ impl<'a> Apply<'a> {
 
     /// A user's uid on the new OS, by name.
     pub fn uid_of(&self, name: &str) -> Option<u32> {
-        let (users, _) = accounts::parse_passwd(&self.read("/etc/passwd").unwrap_or_default());
+        let (users, _) = accounts::load(self.root);
         users.into_iter().find(|u| u.name == name).map(|u| u.uid)
     }
 
     /// A group's gid on the new OS, by name.
     pub fn gid_of(&self, name: &str) -> Option<u32> {
-        let (groups, _) = accounts::parse_group(&self.read("/etc/group").unwrap_or_default());
+        let (_, groups) = accounts::load(self.root);
         groups.into_iter().find(|g| g.name == name).map(|g| g.gid)
     }
 

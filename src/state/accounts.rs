@@ -201,6 +201,21 @@ pub fn gather(g: &Gather) -> (Vec<User>, Vec<Group>, Vec<ShadowEntry>) {
     (users, groups, shadow)
 }
 
+/// The users and groups of the system under `root` (unreadable files count as empty).
+pub fn load(root: &crate::sys::Root) -> (Vec<PasswdLine>, Vec<Group>) {
+    let read = |p: &str| {
+        crate::sys::read_opt(&root.follow(p))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    (
+        parse_passwd(&read("/etc/passwd")).0,
+        parse_group(&read("/etc/group")).0,
+    )
+}
+
 /// The account files of a new OS, as text (gshadow may be absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountFiles {

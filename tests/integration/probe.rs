@@ -1,0 +1,227 @@
+//! `carryover probe` against `blkid -p` on real images made with the real mkfs tools
+//! (and pvcreate on a loop device, cryptsetup, sgdisk): same type, UUID, label, version
+//! and usage.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use super::fixtures::*;
+
+fn sh(cmd: &str) {
+    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn blkid(img: &Path) -> BTreeMap<String, String> {
+    let o = Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(img)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.replace("\\ ", " ")))
+        })
+        .collect()
+}
+
+fn ours(img: &Path) -> serde_json::Value {
+    let o = carryover(&["probe", img.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    json(&o)[0].clone()
+}
+
+fn same_as_blkid(img: &Path, what: &str) {
+    let b = blkid(img);
+    let c = ours(img);
+    for (key, field) in [
+        ("TYPE", "type"),
+        ("UUID", "uuid"),
+        ("LABEL", "label"),
+        ("VERSION", "version"),
+        ("USAGE", "usage"),
+    ] {
+        let theirs = b.get(key).map(String::as_str);
+        let mine = c[field].as_str();
+        assert_eq!(
+            mine, theirs,
+            "{what}: {field} differs (blkid: {b:?}, carryover: {c})"
+        );
+    }
+}
+
+fn image(dir: &Path, name: &str, mib: u64) -> std::path::PathBuf {
+    let p = dir.join(name);
+    sh(&format!("truncate -s {mib}M {}", p.display()));
+    p
+}
+
+#[test]
+fn filesystems_match_blkid() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let cases: &[(&str, u64, &str)] = &[
+        ("ext2", 16, "mkfs.ext2 -q -F -L e2label IMG"),
+        ("ext3", 16, "mkfs.ext3 -q -F -L e3label IMG"),
+        ("ext4", 16, "mkfs.ext4 -q -F -L data-disk IMG"),
+        ("xfs", 320, "mkfs.xfs -q -f -L xfslabel IMG"),
+        ("btrfs", 128, "mkfs.btrfs -q -f -L btrlabel IMG"),
+        ("ntfs", 16, "mkntfs -q -F -f -L WinData IMG"),
+        ("vfat12", 2, "mkfs.vfat -F 12 -n F12 IMG"),
+        ("vfat16", 32, "mkfs.vfat -F 16 -n F16 IMG"),
+        ("vfat32", 64, "mkfs.vfat -F 32 -n EFI IMG"),
+        ("exfat", 16, "mkfs.exfat -L exlabel IMG"),
+        ("swap", 16, "mkswap -L swaplabel IMG"),
+        (
+            "luks1",
+            16,
+            "cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 --key-file KEY IMG",
+        ),
+        (
+            "luks2",
+            32,
+            "cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --label vault --key-file KEY IMG",
+        ),
+        ("ext4-nolabel", 16, "mkfs.ext4 -q -F IMG"),
+    ];
+    let key = d.join("key");
+    std::fs::write(&key, "secret").unwrap();
+    for (name, mib, cmd) in cases {
+        let img = image(d, &format!("{name}.img"), *mib);
+        sh(&cmd
+            .replace("IMG", img.to_str().unwrap())
+            .replace("KEY", key.to_str().unwrap()));
+        same_as_blkid(&img, name);
+    }
+    let iso_dir = d.join("iso");
+    std::fs::create_dir(&iso_dir).unwrap();
+    std::fs::write(iso_dir.join("readme.txt"), "x").unwrap();
+    let iso = d.join("cd.iso");
+    sh(&format!(
+        "xorriso -as mkisofs -quiet -V CARRYOVER_CD -o {} {} 2>/dev/null",
+        iso.display(),
+        iso_dir.display()
+    ));
+    same_as_blkid(&iso, "iso9660");
+}
+
+#[test]
+fn an_lvm_physical_volume_matches_blkid() {
+    let t = tempfile::tempdir().unwrap();
+    let img = image(t.path(), "pv.img", 16);
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("vgremove")
+                .args(["-f", "carryovertestvg"])
+                .output();
+            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _d = Detach(dev.clone());
+    sh(&format!(
+        "pvcreate -q -f {dev} && vgcreate -q carryovertestvg {dev}"
+    ));
+    same_as_blkid(Path::new(&dev), "LVM2_member on a loop device");
+    same_as_blkid(&img, "LVM2_member image");
+    assert_eq!(ours(&img)["type"], "LVM2_member");
+}
+
+#[test]
+fn a_gpt_disk_and_an_mbr_disk_match_sfdisk() {
+    let t = tempfile::tempdir().unwrap();
+    let gpt = image(t.path(), "gpt.img", 64);
+    sh(&format!(
+        "sgdisk -o -n 1:2048:+16M -t 1:ef00 -c 1:EFI -n 2:0:+20M -t 2:8300 -c 2:root -n 3:0:0 -t 3:8e00 -c 3:lvm {} >/dev/null",
+        gpt.display()
+    ));
+    let c = ours(&gpt);
+    let b = blkid(&gpt);
+    assert_eq!(c["type"], "gpt");
+    assert_eq!(c["usage"], "partition_table");
+    assert_eq!(
+        c["uuid"].as_str(),
+        b.get("PTUUID").map(String::as_str),
+        "{b:?}"
+    );
+    let sf: serde_json::Value = serde_json::from_slice(
+        &Command::new("sfdisk")
+            .arg("-J")
+            .arg(&gpt)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let parts = sf["partitiontable"]["partitions"].as_array().unwrap();
+    let mine = c["partitions"].as_array().unwrap();
+    assert_eq!(mine.len(), 3);
+    for (p, m) in parts.iter().zip(mine) {
+        assert_eq!(
+            m["uuid"].as_str().unwrap(),
+            p["uuid"].as_str().unwrap().to_lowercase()
+        );
+        assert_eq!(
+            m["part_type"].as_str().unwrap(),
+            p["type"].as_str().unwrap().to_lowercase()
+        );
+        assert_eq!(m["name"], p["name"]);
+        assert_eq!(
+            m["start"].as_u64().unwrap(),
+            p["start"].as_u64().unwrap() * 512
+        );
+        assert_eq!(
+            m["size"].as_u64().unwrap(),
+            p["size"].as_u64().unwrap() * 512
+        );
+    }
+
+    let dos = image(t.path(), "dos.img", 32);
+    sh(&format!(
+        "printf 'label: dos\\nlabel-id: 0x1234abcd\\n2048,16M,83\\n,,8e\\n' | sfdisk -q {}",
+        dos.display()
+    ));
+    let c = ours(&dos);
+    let b = blkid(&dos);
+    assert_eq!(c["type"], "dos");
+    assert_eq!(c["uuid"].as_str(), b.get("PTUUID").map(String::as_str));
+    assert_eq!(c["partitions"][0]["uuid"], "1234abcd-01");
+    assert_eq!(c["partitions"][1]["part_type"], "0x8e");
+}
+
+#[test]
+fn truncated_zeroed_and_unreadable_inputs() {
+    let t = tempfile::tempdir().unwrap();
+    let img = image(t.path(), "e.img", 16);
+    sh(&format!("mkfs.ext4 -q -F {}", img.display()));
+    let full = std::fs::read(&img).unwrap();
+    for cut in [0usize, 100, 1024, 1100, 2047, 4096] {
+        let p = t.path().join(format!("cut{cut}"));
+        std::fs::write(&p, &full[..cut]).unwrap();
+        let c = ours(&p);
+        assert!(c["type"].is_null() || c["type"] == "ext4", "{cut}: {c}");
+    }
+    let zero = image(t.path(), "zero.img", 1);
+    assert!(ours(&zero)["type"].is_null());
+    let o = carryover(&["probe", "/nonexistent/disk.img"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/disk.img"));
+}
