@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod hooks;
 pub mod local;
 pub mod probe;
 pub mod restore;

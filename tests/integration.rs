@@ -10,6 +10,8 @@ mod bad_input;
 mod cycle;
 #[path = "integration/data.rs"]
 mod data;
+#[path = "integration/hooks.rs"]
+mod hooks;
 #[path = "integration/hostile.rs"]
 mod hostile;
 #[path = "integration/probe.rs"]

@@ -10,7 +10,10 @@ use super::{CaptureArgs, Ctx, Format};
 use crate::data::lock::StoreLock;
 use crate::data::repo::Index;
 use crate::data::{self, Progress};
+use std::time::Duration;
+
 use crate::error::{Error, Exit};
+use crate::hooks::{self, HookEnv, Phase};
 use crate::local::{CaptureRecord, LocalState};
 use crate::state::{self, Problem};
 use crate::store::{self, Manifest};
@@ -46,6 +49,16 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
     {
         tracing::info!("removed {key}, left by a capture that did not finish");
     }
+
+    let id = store::new_snapshot_id();
+    let hook_env = HookEnv {
+        root: &ctx.root,
+        snapshot_id: &id,
+        store: &url,
+        timeout: Duration::from_secs(ctx.config.hooks_timeout_seconds),
+    };
+    // A failing pre-capture hook (a database that could not be quiesced) stops the capture.
+    hooks::run(Phase::PreCapture, &hook_env)?;
 
     let (state, secrets) = state::gather(&ctx.root, &ctx.config);
     let mut skipped = state.problems.clone();
@@ -87,7 +100,6 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         skipped.extend(out.problems);
         Some(out.manifest)
     };
-    let id = store::new_snapshot_id();
     let state_ref = store
         .put_object(&id, "state.json", &serde_json::to_vec_pretty(&state)?)
         .context("storing the state")?;
@@ -117,6 +129,13 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         ..Manifest::default()
     };
     store.commit(&manifest)?;
+    if let Err(e) = hooks::run(Phase::PostCapture, &hook_env) {
+        tracing::warn!("{e:#}");
+        skipped.push(Problem {
+            path: hooks::HOOKS_DIR.to_string() + "/post-capture.d",
+            error: format!("{e:#}"),
+        });
+    }
     let exit = if skipped.is_empty() {
         Exit::Success
     } else {

@@ -4,8 +4,12 @@ use anyhow::Result;
 
 use super::output::{emit, field};
 use super::{Ctx, RestoreArgs};
+use std::time::Duration;
+
 use crate::error::{Error, Exit};
+use crate::hooks::{self, HookEnv, Phase};
 use crate::local::{LocalState, RestoreRecord};
+use crate::restore::apply::Status;
 use crate::restore::{self, RestoreReport};
 use crate::state::{Gather, identity};
 use crate::store::{self, Manifest, Store};
@@ -20,7 +24,32 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
         instance.as_deref().unwrap_or("unknown"),
         ctx.root.dir().display()
     );
-    let report = restore::run(&store, &manifest, &ctx.root, &target, args.dry_run)?;
+    let hook_env = HookEnv {
+        root: &ctx.root,
+        snapshot_id: &manifest.id,
+        store: &url,
+        timeout: Duration::from_secs(ctx.config.hooks_timeout_seconds),
+    };
+    let pre = (!args.dry_run).then(|| hooks::run(Phase::PreRestore, &hook_env));
+    let mut report = restore::run(&store, &manifest, &ctx.root, &target, args.dry_run)?;
+    let post = (!args.dry_run).then(|| hooks::run(Phase::PostRestore, &hook_env));
+    for (name, r) in [("pre-restore-hooks", pre), ("post-restore-hooks", post)] {
+        let (status, detail) = match r {
+            None | Some(Ok(0)) => continue,
+            Some(Ok(n)) => (Status::Changed, format!("{n} hooks ran")),
+            Some(Err(e)) => (Status::Failed, format!("{e:#}")),
+        };
+        if status == Status::Failed && report.state == "ready" {
+            report.state = "degraded".into();
+        }
+        report.steps.push(restore::StepReport {
+            name: name.into(),
+            status,
+            detail,
+            warnings: Vec::new(),
+            failed_files: Vec::new(),
+        });
+    }
     if !args.dry_run {
         let mut local = LocalState::load(&ctx.root).unwrap_or_default();
         local.last_restore = Some(RestoreRecord {

@@ -1,0 +1,154 @@
+//! Operator hooks: name order, environment, a failing pre-capture hook stops the capture,
+//! a hook past its timeout is killed with its children, once per snapshot and phase.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use super::fixtures::*;
+
+fn hook(t: &Tree, phase: &str, name: &str, body: &str) {
+    t.file_mode(
+        &format!("/etc/carryover/hooks/{phase}.d/{name}"),
+        &format!("#!/bin/sh\n{body}\n"),
+        0o755,
+    );
+}
+
+#[test]
+fn hooks_run_in_order_with_their_environment_once_per_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let log = t.path().join("hooks.log");
+    let l = log.display();
+    let line = format!(
+        "echo \"$(basename $0) $CARRYOVER_PHASE $CARRYOVER_SNAPSHOT_ID $CARRYOVER_ROOT $CARRYOVER_STORE\" >> {l}"
+    );
+    hook(&old, "pre-capture", "20-second", &line);
+    hook(&old, "pre-capture", "10-first", &line);
+    hook(&old, "post-capture", "10-after", &line);
+    old.file(
+        "/etc/carryover/hooks/pre-capture.d/30-not-executable",
+        "#!/bin/sh\nexit 1\n",
+    );
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let root = std::fs::canonicalize(&old.dir).unwrap();
+    assert_eq!(
+        lines[0],
+        format!(
+            "10-first pre-capture {id} {} {}",
+            root.display(),
+            store.display()
+        )
+    );
+    assert!(lines[1].starts_with("20-second pre-capture"));
+    assert!(lines[2].starts_with(&format!("10-after post-capture {id}")));
+
+    let new = new_ubuntu(&t.path().join("new"));
+    hook(&new, "post-restore", "10-warm", &line);
+    for _ in 0..2 {
+        let o = carryover(&[
+            "restore",
+            "--root",
+            new.dir.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("post-restore")).count(),
+        1,
+        "once per snapshot: {text}"
+    );
+}
+
+#[test]
+fn a_failing_pre_capture_hook_stops_the_capture() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    hook(
+        &old,
+        "pre-capture",
+        "10-quiesce-db",
+        "echo 'cannot lock the tables' >&2\nexit 3",
+    );
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("10-quiesce-db") && e.contains("cannot lock the tables"),
+        "{e}"
+    );
+    let list = json(&carryover(&[
+        "snapshots",
+        "list",
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "no snapshot after a failed pre-capture hook"
+    );
+}
+
+#[test]
+fn a_hook_past_its_timeout_is_killed_with_its_children() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file(
+        "/etc/carryover/config.toml",
+        "[hooks]\ntimeout_seconds = 1\n",
+    );
+    let pidfile = t.path().join("child.pid");
+    hook(
+        &old,
+        "pre-capture",
+        "10-hangs",
+        &format!("sleep 60 &\necho $! > {}\nwait", pidfile.display()),
+    );
+    let store = t.path().join("store");
+    let t0 = Instant::now();
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("did not finish within 1 s"),
+        "{}",
+        stderr(&o)
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ");
+    assert!(!alive, "the hook's child survived");
+    let _ = std::fs::metadata(&pidfile).unwrap().permissions().mode();
+}
