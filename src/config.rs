@@ -117,6 +117,8 @@ pub struct Config {
     pub report_send_timeout_seconds: u64,
     pub report_budget_seconds: u64,
     pub metadata_url: String,
+    /// Set in a config file (then asked even when the root is not the live system).
+    pub metadata_url_configured: bool,
     pub metadata_timeout_ms: u64,
     pub hooks_timeout_seconds: u64,
     pub password_hashes: bool,
@@ -137,6 +139,7 @@ impl Default for Config {
             report_send_timeout_seconds: 30,
             report_budget_seconds: 24 * 3600,
             metadata_url: "http://169.254.169.254".into(),
+            metadata_url_configured: false,
             metadata_timeout_ms: 2000,
             hooks_timeout_seconds: 300,
             password_hashes: false,
@@ -275,6 +278,7 @@ impl Config {
                     ));
                 }
                 self.metadata_url = url.trim_end_matches('/').to_string();
+                self.metadata_url_configured = true;
             }
             set(&mut self.metadata_timeout_ms, i.timeout_ms);
         }

@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod hooks;
 pub mod local;
+pub mod metadata;
 pub mod probe;
 pub mod restore;
 pub mod state;

@@ -14,6 +14,8 @@ mod data;
 mod hooks;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "integration/identity.rs"]
+mod identity;
 #[path = "integration/probe.rs"]
 mod probe;
 #[path = "integration/s3.rs"]

@@ -17,7 +17,7 @@ use crate::store::{self, Manifest, Store};
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
     let (url, store) = ctx.open_store(args.store.store.as_deref(), false)?;
     let g = Gather::new(&ctx.root, &ctx.config);
-    let (instance, _) = identity::local_instance_id(&g);
+    let (instance, _, _) = identity::instance(&g);
     let manifest = choose(&store, args.snapshot.as_deref(), instance.as_deref())?;
     let target = format!(
         "{}@{}",

@@ -13,6 +13,8 @@ pub struct Identity {
     pub instance_id: Option<String>,
     /// Where the instance id came from: `metadata`, `dmi` or `machine-id`.
     pub instance_id_source: Option<String>,
+    /// The flavor, from the metadata service (e.g. `s6.large.2`).
+    pub instance_type: Option<String>,
     pub os: OsRelease,
     pub kernel: Option<String>,
     pub agent_version: String,
@@ -122,12 +124,13 @@ pub fn gather(g: &Gather) -> Identity {
         .or_else(|| g.read("/usr/lib/os-release"))
         .map(|t| parse_os_release(&t))
         .unwrap_or_default();
-    let (instance_id, source) = local_instance_id(g);
+    let (instance_id, source, instance_type) = instance(g);
     Identity {
         hostname,
         fqdn,
         instance_id,
         instance_id_source: source,
+        instance_type,
         os,
         kernel: g
             .read("/proc/sys/kernel/osrelease")
@@ -136,9 +139,34 @@ pub fn gather(g: &Gather) -> Identity {
     }
 }
 
+/// The instance id, where it came from, and the instance type. The metadata service
+/// knows the id for sure: it is asked on the live system, or wherever the config names
+/// one; DMI and machine-id are the fallback.
+pub fn instance(g: &Gather) -> (Option<String>, Option<String>, Option<String>) {
+    let (mut instance_id, mut source) = local_instance_id(g);
+    let mut instance_type = None;
+    if g.root.is_live() || g.config.metadata_url_configured {
+        let timeout = std::time::Duration::from_millis(g.config.metadata_timeout_ms);
+        match crate::metadata::fetch(&g.config.metadata_url, timeout) {
+            Ok(m) => {
+                if let Some(id) = m.instance_id {
+                    instance_id = Some(id);
+                    source = Some("metadata".into());
+                }
+                instance_type = m.instance_type;
+            }
+            Err(e) => tracing::info!(
+                "metadata service: {e:#}; the instance id comes from {}",
+                source.as_deref().unwrap_or("nowhere")
+            ),
+        }
+    }
+    (instance_id, source, instance_type)
+}
+
 /// The instance id known without the network: the DMI product UUID (the server UUID on
 /// OpenStack/Huawei Cloud KVM), else the machine-id.
-pub fn local_instance_id(g: &Gather) -> (Option<String>, Option<String>) {
+fn local_instance_id(g: &Gather) -> (Option<String>, Option<String>) {
     if let Some(id) = g
         .read("/sys/class/dmi/id/product_uuid")
         .and_then(|t| normalize_uuid(&t))
