@@ -8,6 +8,7 @@ mod probe;
 mod restore;
 mod snapshots;
 mod status;
+mod userdata;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -82,6 +83,8 @@ pub enum Command {
     Userdata {
         #[arg(long, value_enum, default_value_t = Target::Linux)]
         os: Target,
+        #[command(flatten)]
+        store: StoreArg,
     },
 }
 
@@ -210,7 +213,7 @@ impl Cli {
             Command::Check(_) => Err(Error::NotAvailable("check").into()),
             Command::Report(_) => Err(Error::NotAvailable("report").into()),
             Command::Probe { paths } => probe::run(&ctx, &paths),
-            Command::Userdata { .. } => Err(Error::NotAvailable("userdata").into()),
+            Command::Userdata { os, store } => userdata::run(&ctx, os, store),
         }
     }
 }

@@ -13,3 +13,4 @@ pub mod restore;
 pub mod state;
 pub mod store;
 pub mod sys;
+pub mod userdata;

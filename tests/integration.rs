@@ -20,3 +20,5 @@ mod identity;
 mod probe;
 #[path = "integration/s3.rs"]
 mod s3;
+#[path = "integration/userdata.rs"]
+mod userdata;

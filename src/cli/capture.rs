@@ -129,6 +129,10 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         ..Manifest::default()
     };
     store.commit(&manifest)?;
+    // The new OS has no carryover: the user-data installs the one kept in the store.
+    if let Err(e) = keep_agent(&store) {
+        tracing::warn!("could not keep the agent in the store: {e:#}");
+    }
     if let Err(e) = hooks::run(Phase::PostCapture, &hook_env) {
         tracing::warn!("{e:#}");
         skipped.push(Problem {
@@ -188,4 +192,14 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
 fn store_host_dir(url: &str) -> std::path::PathBuf {
     let p = url.strip_prefix("file://").unwrap_or(url);
     std::fs::canonicalize(p).unwrap_or_else(|_| std::path::PathBuf::from(p))
+}
+
+/// Puts this very binary into the store (once per version), for the new OS to install.
+fn keep_agent(store: &store::Store) -> anyhow::Result<()> {
+    let exe = std::fs::read(std::env::current_exe()?)?;
+    let existing = store.backend().get(crate::userdata::AGENT_KEY)?;
+    if existing.as_deref() != Some(&exe[..]) {
+        store.backend().put(crate::userdata::AGENT_KEY, &exe)?;
+    }
+    Ok(())
 }

@@ -1,0 +1,170 @@
+//! The user-data for the cloud's Change OS call: a `#cloud-config` that, on the new OS's
+//! first boot, finds the store on its data disk by the filesystem UUID, installs the agent
+//! that capture left in the store, and runs `carryover restore`. It carries no secret.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::sys::Root;
+
+/// Where the agent binary is kept in the store.
+pub const AGENT_KEY: &str = "agent/carryover";
+/// The cloud's limit on user-data before base64.
+pub const MAX_BYTES: usize = 32 * 1024;
+
+/// A mount of the live mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub mountpoint: PathBuf,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// Parses /proc/self/mountinfo (octal escapes decoded).
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split_whitespace().collect();
+            let r: Vec<&str> = right.split_whitespace().collect();
+            if f.len() < 5 || r.len() < 2 {
+                return None;
+            }
+            Some(Mount {
+                mountpoint: PathBuf::from(crate::state::mounts::unescape(f[4])),
+                fstype: r[0].to_string(),
+                source: crate::state::mounts::unescape(r[1]),
+            })
+        })
+        .collect()
+}
+
+/// Where the store is, as the new OS will find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreDisk {
+    pub fs_uuid: String,
+    pub fstype: String,
+    /// The store's path inside that filesystem.
+    pub rel: PathBuf,
+    /// The filesystem is on LVM: volume groups must be activated first.
+    pub lvm: bool,
+}
+
+/// Finds the filesystem holding `store` (a local store's directory) from the mount table
+/// under `root`, and its UUID from the device's own superblock.
+pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
+    let store =
+        std::fs::canonicalize(store).with_context(|| format!("the store {}", store.display()))?;
+    let text = std::fs::read_to_string(root.follow("/proc/self/mountinfo"))
+        .context("reading the mount table (/proc/self/mountinfo)")?;
+    let mount = parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| store.starts_with(&m.mountpoint))
+        .max_by_key(|m| m.mountpoint.as_os_str().len())
+        .context("no mount holds the store")?;
+    if mount.mountpoint == Path::new("/") {
+        bail!(
+            "the store {} is on the root filesystem, which the Change OS deletes: put it on a data disk",
+            store.display()
+        );
+    }
+    let sig = crate::probe::probe_path(Path::new(&mount.source)).with_context(|| {
+        format!(
+            "reading the device {} of {}",
+            mount.source,
+            mount.mountpoint.display()
+        )
+    })?;
+    let fs_uuid = sig.uuid.with_context(|| {
+        format!(
+            "the filesystem on {} has no UUID to find it by",
+            mount.source
+        )
+    })?;
+    let rel = store
+        .strip_prefix(&mount.mountpoint)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    Ok(StoreDisk {
+        fs_uuid,
+        fstype: sig.kind.unwrap_or(mount.fstype),
+        rel,
+        lvm: mount.source.starts_with("/dev/mapper/") || mount.source.starts_with("/dev/dm-"),
+    })
+}
+
+/// Single-quotes a word for sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The `#cloud-config` for a store on a data disk.
+pub fn cloud_config(d: &StoreDisk) -> String {
+    let mnt = "/run/carryover-store";
+    let store_path = Path::new(mnt).join(&d.rel);
+    let agent = sh_quote(&store_path.join(AGENT_KEY).display().to_string());
+    let store = sh_quote(&store_path.display().to_string());
+    let mut script = String::from("set -e\n");
+    if d.lvm {
+        script.push_str(
+            "command -v vgchange >/dev/null && vgchange -ay || true\nudevadm settle || true\n",
+        );
+    }
+    if d.fstype == "ntfs" {
+        script.push_str("command -v ntfs-3g >/dev/null || { command -v apt-get >/dev/null && apt-get install -y ntfs-3g; } || { command -v dnf >/dev/null && dnf install -y ntfs-3g; } || true\n");
+    }
+    script.push_str(&format!(
+        "mkdir -p {mnt}\nmountpoint -q {mnt} || mount UUID={} {mnt}\ninstall -m 0755 {agent} /usr/local/bin/carryover\nexec /usr/local/bin/carryover restore --store {store} -v\n",
+        d.fs_uuid
+    ));
+    let mut out = String::from(
+        "#cloud-config\n# carryover: restore this server's settings and data after the Change OS.\n# It mounts the store's data disk by filesystem UUID, installs the agent kept there\n# and runs `carryover restore`, which reports to the orchestrator.\n",
+    );
+    out.push_str("runcmd:\n  - - sh\n    - -c\n    - |\n");
+    for line in script.lines() {
+        out.push_str("      ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let t = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n95 22 254:16 / /mnt/data\\040disk rw,relatime shared:50 - ext4 /dev/mapper/datavg-lvdata rw\n";
+        let m = parse_mountinfo(t);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].mountpoint, PathBuf::from("/mnt/data disk"));
+        assert_eq!(m[1].source, "/dev/mapper/datavg-lvdata");
+    }
+
+    #[test]
+    fn cloud_config_is_yaml_small_and_quotes_paths() {
+        let d = StoreDisk {
+            fs_uuid: "0b6e1b0c-1111-4222-8333-444455556666".into(),
+            fstype: "ext4".into(),
+            rel: PathBuf::from("it's/carryover"),
+            lvm: true,
+        };
+        let c = cloud_config(&d);
+        assert!(c.starts_with("#cloud-config\n"));
+        assert!(c.len() < MAX_BYTES);
+        let docs = yaml_rust2::YamlLoader::load_from_str(&c).unwrap();
+        let cmd = &docs[0]["runcmd"][0];
+        assert_eq!(cmd[0].as_str(), Some("sh"));
+        let script = cmd[2].as_str().unwrap();
+        assert!(
+            script.contains("mount UUID=0b6e1b0c-1111-4222-8333-444455556666 /run/carryover-store")
+        );
+        assert!(script.contains("vgchange -ay"));
+        assert!(
+            script.contains("'/run/carryover-store/it'\\''s/carryover'"),
+            "{script}"
+        );
+    }
+}
