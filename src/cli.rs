@@ -5,6 +5,7 @@ mod capture;
 mod inspect;
 mod output;
 mod probe;
+mod report;
 mod restore;
 mod snapshots;
 mod status;
@@ -159,9 +160,12 @@ pub enum SnapshotsCommand {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Send one event by hand (phase:state, e.g. restore:ready).
+    /// Send one event by hand (phase:state, e.g. restore:succeeded).
     #[arg(long)]
     pub event: Option<String>,
+    /// How long to keep trying (default [report] send_timeout_seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
 }
 
 /// What every subcommand gets: the parsed globals, the root and the config.
@@ -211,7 +215,7 @@ impl Cli {
             Command::Status(a) => status::run(&ctx, a),
             Command::Snapshots { command } => snapshots::run(&ctx, command),
             Command::Check(_) => Err(Error::NotAvailable("check").into()),
-            Command::Report(_) => Err(Error::NotAvailable("report").into()),
+            Command::Report(a) => report::run(&ctx, a),
             Command::Probe { paths } => probe::run(&ctx, &paths),
             Command::Userdata { os, store } => userdata::run(&ctx, os, store),
         }

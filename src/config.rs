@@ -70,6 +70,7 @@ struct ReportFragment {
     token_file: Option<String>,
     send_timeout_seconds: Option<u64>,
     budget_seconds: Option<u64>,
+    request_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +117,7 @@ pub struct Config {
     pub token_file: PathBuf,
     pub report_send_timeout_seconds: u64,
     pub report_budget_seconds: u64,
+    pub report_request_timeout_ms: u64,
     pub metadata_url: String,
     /// Set in a config file (then asked even when the root is not the live system).
     pub metadata_url_configured: bool,
@@ -138,6 +140,7 @@ impl Default for Config {
             token_file: PathBuf::from("/etc/carryover/token"),
             report_send_timeout_seconds: 30,
             report_budget_seconds: 24 * 3600,
+            report_request_timeout_ms: 10_000,
             metadata_url: "http://169.254.169.254".into(),
             metadata_url_configured: false,
             metadata_timeout_ms: 2000,
@@ -268,6 +271,7 @@ impl Config {
                 r.send_timeout_seconds,
             );
             set(&mut self.report_budget_seconds, r.budget_seconds);
+            set(&mut self.report_request_timeout_ms, r.request_timeout_ms);
         }
         if let Some(i) = f.identity {
             if let Some(url) = i.metadata_url {

@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod local;
 pub mod metadata;
 pub mod probe;
+pub mod report;
 pub mod restore;
 pub mod state;
 pub mod store;

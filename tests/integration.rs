@@ -18,6 +18,8 @@ mod hostile;
 mod identity;
 #[path = "integration/probe.rs"]
 mod probe;
+#[path = "integration/report.rs"]
+mod report;
 #[path = "integration/s3.rs"]
 mod s3;
 #[path = "integration/userdata.rs"]

@@ -128,11 +128,11 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         skipped: skipped.clone(),
         ..Manifest::default()
     };
-    store.commit(&manifest)?;
     // The new OS has no carryover: the user-data installs the one kept in the store.
     if let Err(e) = keep_agent(&store) {
         tracing::warn!("could not keep the agent in the store: {e:#}");
     }
+    store.commit(&manifest)?;
     if let Err(e) = hooks::run(Phase::PostCapture, &hook_env) {
         tracing::warn!("{e:#}");
         skipped.push(Problem {
@@ -156,6 +156,23 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
     if let Err(e) = local.save(&ctx.root) {
         tracing::warn!("could not record the capture locally: {e:#}");
     }
+
+    report_event(
+        ctx,
+        manifest.instance_id.as_deref(),
+        "capture",
+        if exit == Exit::Success {
+            "succeeded"
+        } else {
+            "degraded"
+        },
+        Some(&id),
+        &skipped
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.error))
+            .collect::<Vec<_>>(),
+        Vec::new(),
+    );
 
     let result = CaptureResult {
         snapshot_id: id,
@@ -202,4 +219,36 @@ fn keep_agent(store: &store::Store) -> anyhow::Result<()> {
         store.backend().put(crate::userdata::AGENT_KEY, &exe)?;
     }
     Ok(())
+}
+
+/// Queues an event for the orchestrator and tries to send it for a short time; the job's
+/// own result never depends on it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn report_event(
+    ctx: &Ctx,
+    instance: Option<&str>,
+    phase: &str,
+    state: &str,
+    snapshot: Option<&str>,
+    failed: &[String],
+    steps: Vec<serde_json::Value>,
+) {
+    if ctx.config.report_url.is_none() {
+        return;
+    }
+    let Some(instance) = instance else {
+        tracing::warn!("the instance id is unknown: no {phase} event for the orchestrator");
+        return;
+    };
+    let mut ev =
+        crate::report::Event::new(instance, phase, state, snapshot).with_failed_files(failed);
+    ev.steps = steps;
+    if let Err(e) = crate::report::queue_and_send(
+        &ctx.root,
+        &ctx.config,
+        ev,
+        ctx.config.report_send_timeout_seconds,
+    ) {
+        tracing::warn!("reporting to the orchestrator: {e:#}");
+    }
 }

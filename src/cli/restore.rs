@@ -62,6 +62,26 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
             tracing::warn!("could not record the restore locally: {e:#}");
         }
     }
+    if !args.dry_run {
+        let state = match report.state.as_str() {
+            "ready" => "succeeded",
+            s => s,
+        };
+        let steps = report
+            .steps
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "status": s.status.as_str(), "detail": s.detail}))
+            .collect();
+        super::capture::report_event(
+            ctx,
+            instance.as_deref(),
+            "restore",
+            state,
+            Some(&manifest.id),
+            &report.failed_files,
+            steps,
+        );
+    }
     emit(ctx.format, &report, || render(&report))?;
     Ok(match report.state.as_str() {
         "ready" | "planned" => Exit::Success,

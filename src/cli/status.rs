@@ -15,6 +15,7 @@ struct Status {
     last_restore: Option<crate::local::RestoreRecord>,
     store: Option<String>,
     snapshots: Option<usize>,
+    outbox: crate::report::OutboxState,
 }
 
 pub fn run(ctx: &Ctx, args: StoreArg) -> Result<Exit> {
@@ -28,7 +29,13 @@ pub fn run(ctx: &Ctx, args: StoreArg) -> Result<Exit> {
             .ok(),
         None => None,
     };
+    let outbox = if ctx.root.path(crate::report::OUTBOX).is_dir() {
+        crate::report::Outbox::open(&ctx.root)?.state()?
+    } else {
+        Default::default()
+    };
     let st = Status {
+        outbox,
         last_capture: local.last_capture,
         last_restore: local.last_restore,
         store: url,
@@ -53,6 +60,10 @@ pub fn run(ctx: &Ctx, args: StoreArg) -> Result<Exit> {
             None => field(&mut o, "last restore", "none"),
         }
         field(&mut o, "store", st.store.as_deref().unwrap_or("-"));
+        field(&mut o, "events waiting", st.outbox.pending.len());
+        for f in &st.outbox.failed {
+            field(&mut o, "event refused", f);
+        }
         if let Some(n) = st.snapshots {
             field(&mut o, "snapshots", n);
         }

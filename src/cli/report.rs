@@ -1,0 +1,44 @@
+//! `carryover report`: sends what waits in the outbox; `--event phase:state` queues one
+//! event by hand first.
+
+use anyhow::Result;
+
+use super::{Ctx, ReportArgs};
+use crate::error::{Error, Exit};
+use crate::report::{self, Event};
+use crate::state::{Gather, identity};
+
+const PHASES: &[&str] = &["check", "capture", "restore"];
+const STATES: &[&str] = &["started", "succeeded", "degraded", "failed", "blocked"];
+
+pub fn run(ctx: &Ctx, args: ReportArgs) -> Result<Exit> {
+    let extra = match &args.event {
+        None => None,
+        Some(spec) => {
+            let (phase, state) = spec.split_once(':').unwrap_or((spec, ""));
+            if !PHASES.contains(&phase) || !STATES.contains(&state) {
+                return Err(Error::Usage(format!(
+                    "--event {spec}: expected PHASE:STATE with PHASE one of {} and STATE one of {}",
+                    PHASES.join(", "),
+                    STATES.join(", ")
+                ))
+                .into());
+            }
+            let g = Gather::new(&ctx.root, &ctx.config);
+            let (id, _, _) = identity::instance(&g);
+            let id =
+                id.ok_or_else(|| Error::Usage("this machine's instance id is unknown".into()))?;
+            Some(
+                Event::new(&id, phase, state, None)
+                    .with_message("sent by hand with carryover report --event"),
+            )
+        }
+    };
+    let wait = args.wait.unwrap_or(ctx.config.report_send_timeout_seconds);
+    let left = report::flush_all(&ctx.root, &ctx.config, extra, wait)?;
+    if left > 0 {
+        eprintln!("carryover: {left} events still wait in the outbox");
+        return Ok(Exit::Failure);
+    }
+    Ok(Exit::Success)
+}

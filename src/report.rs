@@ -1,0 +1,332 @@
+//! Readiness reporting to the orchestrator: events queued in a durable outbox (one fsynced
+//! file each, root-only) and delivered in order, each exactly once by its idempotency key,
+//! with exponential backoff and full jitter on connection errors, timeouts, 408, 425, 429
+//! and 5xx (honouring Retry-After). Other 4xx are kept aside, shown by `status`, never
+//! retried forever. The protocol is in docs/protocol.md.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::sys::Root;
+
+pub const OUTBOX: &str = "/var/lib/carryover/outbox";
+const FAILED: &str = "failed";
+/// Lists in an event are cut at this length (and counted).
+pub const MAX_LIST: usize = 200;
+pub const MAX_MESSAGE: usize = 4096;
+
+/// One event of the protocol.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub instance_id: String,
+    pub phase: String,
+    pub state: String,
+    pub snapshot_id: Option<String>,
+    pub agent_version: String,
+    pub at: String,
+    #[serde(default)]
+    pub findings: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub steps: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub failed_files: Vec<String>,
+    #[serde(default)]
+    pub failed_files_total: usize,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl Event {
+    pub fn new(instance_id: &str, phase: &str, state: &str, snapshot_id: Option<&str>) -> Event {
+        Event {
+            event_id: uuid_v4(),
+            instance_id: instance_id.to_string(),
+            phase: phase.to_string(),
+            state: state.to_string(),
+            snapshot_id: snapshot_id.map(str::to_string),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            at: crate::store::now_rfc3339(),
+            findings: Vec::new(),
+            steps: Vec::new(),
+            failed_files: Vec::new(),
+            failed_files_total: 0,
+            message: None,
+        }
+    }
+
+    /// Sets the failed files, cut to `MAX_LIST` and counted.
+    pub fn with_failed_files(mut self, files: &[String]) -> Event {
+        self.failed_files_total = files.len();
+        self.failed_files = files.iter().take(MAX_LIST).cloned().collect();
+        self
+    }
+
+    pub fn with_message(mut self, m: &str) -> Event {
+        let mut m = m.to_string();
+        if m.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+            m.push('…');
+        }
+        self.message = Some(m);
+        self
+    }
+}
+
+fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    crate::probe::uuid_be(&b)
+}
+
+/// The durable queue of events under the root.
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+/// What is waiting, for `status`.
+#[derive(Debug, Default, Serialize)]
+pub struct OutboxState {
+    pub pending: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+impl Outbox {
+    pub fn open(root: &Root) -> Result<Outbox> {
+        let dir = root.path(OUTBOX);
+        std::fs::create_dir_all(dir.join(FAILED))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        crate::sys::set_mode(&dir, 0o700)?;
+        Ok(Outbox { dir })
+    }
+
+    /// Queues an event durably (fsynced before this returns).
+    pub fn push(&self, e: &Event) -> Result<()> {
+        let next = self.pending()?.last().map_or(0, |(n, _)| n + 1);
+        let path = self.dir.join(format!("{next:020}-{}.json", e.event_id));
+        crate::sys::write_atomic(&path, &serde_json::to_vec_pretty(e)?, 0o600)?;
+        Ok(())
+    }
+
+    /// The queued events in order: (sequence, file).
+    fn pending(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let mut out = Vec::new();
+        for p in crate::sys::list_dir(&self.dir)? {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            if crate::sys::is_temp_name(&name) || !name.ends_with(".json") {
+                continue;
+            }
+            if let Some(n) = name.split('-').next().and_then(|n| n.parse::<u64>().ok()) {
+                out.push((n, p));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn state(&self) -> Result<OutboxState> {
+        let name = |p: &PathBuf| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        };
+        Ok(OutboxState {
+            pending: self.pending()?.iter().map(|(_, p)| name(p)).collect(),
+            failed: crate::sys::list_dir(&self.dir.join(FAILED))?
+                .iter()
+                .map(name)
+                .collect(),
+        })
+    }
+
+    /// Delivers what is queued, in order, until `deadline`. Returns how many are still
+    /// waiting.
+    pub fn flush(&self, sender: &Sender, deadline: Instant) -> Result<usize> {
+        let queue = self.pending()?;
+        let total = queue.len();
+        for (i, (_, path)) in queue.iter().enumerate() {
+            let bytes = std::fs::read(path)?;
+            let event: Event = match serde_json::from_slice(&bytes) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.set_aside(path, &format!("unreadable: {e}"))?;
+                    continue;
+                }
+            };
+            match sender.deliver(&event, deadline) {
+                Delivery::Accepted => {
+                    std::fs::remove_file(path)?;
+                    crate::sys::sync_dir(&self.dir)?;
+                }
+                Delivery::Refused(why) => {
+                    tracing::warn!("event {} refused: {why}", event.event_id);
+                    self.set_aside(path, &why)?;
+                }
+                Delivery::Later(why) => {
+                    tracing::warn!(
+                        "the orchestrator is not reachable now ({why}); events stay in the outbox"
+                    );
+                    return Ok(total - i);
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    fn set_aside(&self, path: &std::path::Path, why: &str) -> Result<()> {
+        let dest = self
+            .dir
+            .join(FAILED)
+            .join(path.file_name().unwrap_or_default());
+        std::fs::rename(path, &dest)?;
+        crate::sys::write_atomic(&dest.with_extension("why"), why.as_bytes(), 0o600)?;
+        Ok(())
+    }
+}
+
+/// The outcome of one event's delivery.
+pub enum Delivery {
+    Accepted,
+    /// A hard failure (4xx): not retried.
+    Refused(String),
+    /// Still failing when the deadline came: try again later.
+    Later(String),
+}
+
+/// The HTTP side: where to send, with which token.
+pub struct Sender {
+    url: String,
+    token: Option<String>,
+    client: reqwest::blocking::Client,
+    budget: Duration,
+}
+
+impl Sender {
+    /// `None` when no orchestrator is configured.
+    pub fn from_config(root: &Root, config: &Config) -> Result<Option<Sender>> {
+        let Some(url) = &config.report_url else {
+            return Ok(None);
+        };
+        let token = crate::sys::read_opt(&root.follow(&config.token_file))
+            .with_context(|| format!("reading the token file {}", config.token_file.display()))?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        crate::sys::tls_provider();
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_millis(config.report_request_timeout_ms))
+            .build()?;
+        Ok(Some(Sender {
+            url: url.clone(),
+            token,
+            client,
+            budget: Duration::from_secs(config.report_budget_seconds),
+        }))
+    }
+
+    /// Sends one event, retrying what is worth retrying until `deadline`.
+    pub fn deliver(&self, e: &Event, deadline: Instant) -> Delivery {
+        let age =
+            time::OffsetDateTime::parse(&e.at, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0) as u64);
+        if age.is_some_and(|a| a > self.budget.as_secs()) {
+            return Delivery::Refused(format!(
+                "not delivered within the budget of {} s",
+                self.budget.as_secs()
+            ));
+        }
+        let url = format!("{}/v1/instances/{}/events", self.url, e.instance_id);
+        let mut attempt = 0u32;
+        loop {
+            let mut req = self
+                .client
+                .post(&url)
+                .header("Idempotency-Key", &e.event_id)
+                .json(e);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let (why, retry_after) = match req.send() {
+                Ok(r) => {
+                    let st = r.status().as_u16();
+                    if r.status().is_success() || st == 409 {
+                        return Delivery::Accepted;
+                    }
+                    let retry_after = r
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    if !(st == 408 || st == 425 || st == 429 || st >= 500) {
+                        return Delivery::Refused(format!(
+                            "the orchestrator answered {}",
+                            r.status()
+                        ));
+                    }
+                    (
+                        format!("the orchestrator answered {}", r.status()),
+                        retry_after,
+                    )
+                }
+                Err(err) => (format!("{}", err.without_url()), None),
+            };
+            attempt += 1;
+            let cap = Duration::from_millis((500u64 << attempt.min(7)).min(60_000));
+            let jitter =
+                Duration::from_millis(rand::random::<u64>() % (cap.as_millis() as u64 + 1));
+            let wait = retry_after.unwrap_or(jitter);
+            if Instant::now() + wait >= deadline {
+                return Delivery::Later(why);
+            }
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Queues an event and tries to deliver the outbox for `seconds`; never fails the caller's
+/// job: problems are warnings, and what is left waits for `carryover report`.
+pub fn queue_and_send(root: &Root, config: &Config, event: Event, seconds: u64) -> Result<usize> {
+    let Some(sender) = Sender::from_config(root, config)? else {
+        return Ok(0);
+    };
+    let outbox = Outbox::open(root)?;
+    outbox.push(&event)?;
+    let left = outbox.flush(&sender, Instant::now() + Duration::from_secs(seconds))?;
+    if left > 0 {
+        tracing::warn!("{left} events wait in the outbox: `carryover report` sends them");
+    }
+    Ok(left)
+}
+
+/// `carryover report`: delivers the outbox, trying for `seconds` (the systemd timer runs
+/// it again; events older than the budget are set aside).
+pub fn flush_all(
+    root: &Root,
+    config: &Config,
+    extra: Option<Event>,
+    seconds: u64,
+) -> Result<usize> {
+    let Some(sender) = Sender::from_config(root, config)? else {
+        bail!("no orchestrator: set [report] url");
+    };
+    let outbox = Outbox::open(root)?;
+    if let Some(e) = extra {
+        outbox.push(&e)?;
+    }
+    outbox.flush(&sender, Instant::now() + Duration::from_secs(seconds))
+}

@@ -1,0 +1,259 @@
+//! Readiness reporting against a real HTTP orchestrator in the test process: refused
+//! connections, 503 with Retry-After, 500, a request that hangs past the timeout, 401;
+//! every event delivered once and in order, nothing lost across agent restarts, the token
+//! sent and never printed.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::fixtures::*;
+
+const TOKEN: &str = "orchestrator-token-s3cr3t";
+
+#[derive(Clone, Copy)]
+enum Answer {
+    Status(u16, Option<u64>),
+    Hang,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// (event_id, phase, state, authorization, answered status)
+    requests: Vec<(String, String, String, String, u16)>,
+}
+
+/// Answers from the script, then 200 for everything.
+fn orchestrator(l: TcpListener, script: Vec<Answer>) -> Arc<Mutex<Seen>> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s2 = seen.clone();
+    let script = Arc::new(Mutex::new(VecDeque::from(script)));
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in l.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let (mut len, mut auth) = (0usize, String::new());
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    auth = h["authorization:".len()..].trim().to_string();
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let ev: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let answer = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Answer::Status(200, None));
+            let mut s = stream;
+            let status = match answer {
+                Answer::Hang => {
+                    held.push(s);
+                    0
+                }
+                Answer::Status(code, retry) => {
+                    let extra = retry
+                        .map(|r| format!("Retry-After: {r}\r\n"))
+                        .unwrap_or_default();
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {code} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    code
+                }
+            };
+            s2.lock().unwrap().requests.push((
+                ev["event_id"].as_str().unwrap_or("").into(),
+                ev["phase"].as_str().unwrap_or("").into(),
+                ev["state"].as_str().unwrap_or("").into(),
+                auth,
+                status,
+            ));
+        }
+    });
+    seen
+}
+
+fn configure(t: &Tree, port: u16) {
+    t.file_mode("/etc/carryover/token", &format!("{TOKEN}\n"), 0o600);
+    t.file(
+        "/etc/carryover/config.toml",
+        &format!("[report]\nurl = \"http://127.0.0.1:{port}/api\"\nsend_timeout_seconds = 3\nrequest_timeout_ms = 500\n"),
+    );
+}
+
+#[test]
+fn events_survive_an_outage_and_arrive_once_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener); // nobody listens: connections are refused
+    configure(&old, port);
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the capture's own result: {}",
+        stderr(&o)
+    );
+    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    assert!(stderr(&o).contains("outbox"), "{}", stderr(&o));
+    // a second event while still down: a hand-sent one
+    let o = carryover(&[
+        "report",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--event",
+        "check:succeeded",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "still waiting");
+    let st = json(&carryover(&[
+        "status",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(st["outbox"]["pending"].as_array().unwrap().len(), 2);
+
+    // the orchestrator comes back, unsteady at first
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let seen = orchestrator(
+        listener,
+        vec![
+            Answer::Status(503, Some(1)),
+            Answer::Status(500, None),
+            Answer::Hang,
+        ],
+    );
+    let o = carryover(&[
+        "report",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--wait",
+        "30",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for out in [stdout(&o), stderr(&o)] {
+        assert!(!out.contains(TOKEN), "the token was printed");
+    }
+    let seen = seen.lock().unwrap();
+    let accepted: Vec<_> = seen.requests.iter().filter(|r| r.4 == 200).collect();
+    assert_eq!(accepted.len(), 2, "{:?}", seen.requests);
+    assert_eq!(
+        (accepted[0].1.as_str(), accepted[0].2.as_str()),
+        ("capture", "succeeded")
+    );
+    assert_eq!(
+        (accepted[1].1.as_str(), accepted[1].2.as_str()),
+        ("check", "succeeded")
+    );
+    assert_ne!(accepted[0].0, accepted[1].0);
+    assert!(
+        seen.requests
+            .iter()
+            .all(|r| r.3 == format!("Bearer {TOKEN}"))
+    );
+    assert!(
+        seen.requests
+            .iter()
+            .filter(|r| r.4 != 200)
+            .all(|r| r.0 == accepted[0].0),
+        "retries are of the first event: in order"
+    );
+    drop(seen);
+    let st = json(&carryover(&[
+        "status",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert!(st["outbox"]["pending"].as_array().unwrap().is_empty());
+    let _ = id;
+}
+
+#[test]
+fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, vec![Answer::Status(401, None)]);
+    configure(&old, port);
+    let store = t.path().join("store");
+    let o = carryover(&[
+        "capture",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        seen.lock().unwrap().requests.len(),
+        1,
+        "a 401 is not retried"
+    );
+    let st = json(&carryover(&[
+        "status",
+        "--root",
+        old.dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        st["outbox"]["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f.as_str().unwrap().ends_with(".json"))
+            .count(),
+        1
+    );
+    assert!(st["outbox"]["pending"].as_array().unwrap().is_empty());
+
+    let new = new_ubuntu(&t.path().join("new"));
+    configure(&new, port);
+    let o = carryover(&[
+        "restore",
+        "--root",
+        new.dir.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = seen.lock().unwrap();
+    let last = seen.requests.last().unwrap();
+    assert_eq!(
+        (last.1.as_str(), last.2.as_str(), last.4),
+        ("restore", "succeeded", 200)
+    );
+}
