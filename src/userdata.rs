@@ -94,13 +94,29 @@ pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
     })
 }
 
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Single-quotes a word for sh.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The `#cloud-config` for a store on a data disk.
-pub fn cloud_config(d: &StoreDisk) -> String {
+/// The `#cloud-config` for a store on a data disk; `report_url` (no token: that comes by
+/// another channel) lets the new OS's restore report to the orchestrator.
+pub fn cloud_config(d: &StoreDisk, report_url: Option<&str>) -> String {
     let mnt = "/run/carryover-store";
     let store_path = Path::new(mnt).join(&d.rel);
     let agent = sh_quote(&store_path.join(AGENT_KEY).display().to_string());
@@ -113,6 +129,13 @@ pub fn cloud_config(d: &StoreDisk) -> String {
     }
     if d.fstype == "ntfs" {
         script.push_str("command -v ntfs-3g >/dev/null || { command -v apt-get >/dev/null && apt-get install -y ntfs-3g; } || { command -v dnf >/dev/null && dnf install -y ntfs-3g; } || true\n");
+    }
+    if let Some(url) = report_url {
+        let toml = format!("[report]\nurl = {}\n", toml_string(url));
+        script.push_str(&format!(
+            "mkdir -p /etc/carryover/config.d\nprintf '%s' {} > /etc/carryover/config.d/50-user-data.toml\n",
+            sh_quote(&toml)
+        ));
     }
     script.push_str(&format!(
         "mkdir -p {mnt}\nmountpoint -q {mnt} || mount UUID={} {mnt}\ninstall -m 0755 {agent} /usr/local/bin/carryover\nexec /usr/local/bin/carryover restore --store {store} -v\n",
@@ -151,7 +174,7 @@ mod tests {
             rel: PathBuf::from("it's/carryover"),
             lvm: true,
         };
-        let c = cloud_config(&d);
+        let c = cloud_config(&d, Some("https://orch.example.com/api"));
         assert!(c.starts_with("#cloud-config\n"));
         assert!(c.len() < MAX_BYTES);
         let docs = yaml_rust2::YamlLoader::load_from_str(&c).unwrap();
@@ -162,6 +185,10 @@ mod tests {
             script.contains("mount UUID=0b6e1b0c-1111-4222-8333-444455556666 /run/carryover-store")
         );
         assert!(script.contains("vgchange -ay"));
+        assert!(
+            script.contains("url = \"https://orch.example.com/api\""),
+            "{script}"
+        );
         assert!(
             script.contains("'/run/carryover-store/it'\\''s/carryover'"),
             "{script}"

@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, os: Target, store: StoreArg) -> Result<Exit> {
             userdata::AGENT_KEY
         );
     }
-    let text = userdata::cloud_config(&disk);
+    let text = userdata::cloud_config(&disk, ctx.config.report_url.as_deref());
     if text.len() > userdata::MAX_BYTES {
         anyhow::bail!(
             "the user-data is {} bytes, over the cloud's 32 KB",
