@@ -2,6 +2,7 @@
 //! subcommand. Arguments are parsed from an iterator so the CLI is testable in-process.
 
 mod capture;
+mod check;
 mod inspect;
 mod output;
 mod probe;
@@ -112,6 +113,14 @@ pub struct StoreArg {
 pub struct CheckArgs {
     #[arg(long, value_enum)]
     pub target: Option<Target>,
+    /// Accept a finding by key (repeatable), as capture would.
+    #[arg(long = "ack", value_name = "KEY")]
+    pub ack: Vec<String>,
+    /// Add a data path (repeatable), as capture would.
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Debug, Args)]
@@ -214,7 +223,7 @@ impl Cli {
             Command::Restore(a) => restore::run(&ctx, a),
             Command::Status(a) => status::run(&ctx, a),
             Command::Snapshots { command } => snapshots::run(&ctx, command),
-            Command::Check(_) => Err(Error::NotAvailable("check").into()),
+            Command::Check(a) => check::run(&ctx, a),
             Command::Report(a) => report::run(&ctx, a),
             Command::Probe { paths } => probe::run(&ctx, &paths),
             Command::Userdata { os, store } => userdata::run(&ctx, os, store),

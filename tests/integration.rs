@@ -6,6 +6,8 @@ mod fixtures;
 
 #[path = "integration/bad_input.rs"]
 mod bad_input;
+#[path = "integration/check.rs"]
+mod check;
 #[path = "integration/cycle.rs"]
 mod cycle;
 #[path = "integration/data.rs"]

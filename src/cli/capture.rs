@@ -12,6 +12,7 @@ use crate::data::repo::Index;
 use crate::data::{self, Progress};
 use std::time::Duration;
 
+use crate::check;
 use crate::error::{Error, Exit};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::local::{CaptureRecord, LocalState};
@@ -40,6 +41,41 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         }
         data_paths.push(p.clone());
     }
+    // Preflight first: a blocker not acknowledged stops here, before the store is touched.
+    let (state, secrets) = state::gather(&ctx.root, &ctx.config);
+    let target = args.target.unwrap_or(ctx.config.target);
+    let url_for_check = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
+    let (input, mut findings) = check::gather(
+        &ctx.root,
+        &ctx.config,
+        &state,
+        Some(target),
+        &data_paths,
+        Some(&url_for_check),
+    );
+    findings.extend(check::findings(&input));
+    let mut ack = ctx.config.ack.clone();
+    ack.extend(args.ack.iter().cloned());
+    let blockers = check::unacknowledged(&findings, &ack);
+    if !blockers.is_empty() {
+        for f in findings.iter().filter(|f| blockers.contains(&f.key)) {
+            eprintln!(
+                "carryover: blocker {}: {} ({})",
+                f.key, f.message, f.remediation
+            );
+        }
+        report_event(
+            ctx,
+            state.identity.instance_id.as_deref(),
+            "capture",
+            "blocked",
+            None,
+            &[],
+            Vec::new(),
+        );
+        return Err(Error::Blocked(blockers).into());
+    }
+
     let (url, store) = ctx.open_store(args.store.store.as_deref(), true)?;
     let _lock = StoreLock::acquire(&store)?;
     for key in store
@@ -60,7 +96,6 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
     // A failing pre-capture hook (a database that could not be quiesced) stops the capture.
     hooks::run(Phase::PreCapture, &hook_env)?;
 
-    let (state, secrets) = state::gather(&ctx.root, &ctx.config);
     let mut skipped = state.problems.clone();
     let data = if data_paths.is_empty() {
         None
@@ -182,7 +217,10 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         bytes: manifest.bytes,
         stored_bytes: manifest.stored_bytes,
         skipped,
-        findings: Vec::new(),
+        findings: findings
+            .iter()
+            .map(|f| serde_json::to_value(f).unwrap_or_default())
+            .collect(),
     };
     emit(ctx.format, &result, || {
         let mut o = String::new();

@@ -524,7 +524,12 @@ fn a_full_store_is_a_clear_error_and_no_snapshot() {
     }
     let _guard = Unmount(mnt.clone());
     let store = mnt.join("carryover");
+    // the preflight sees it coming
     let o = capture_paths(&old.dir, &store, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("store-too-small"), "{}", stderr(&o));
+    // acknowledged, the store really fills up
+    let o = capture_paths(&old.dir, &store, &["--ack", "store-too-small"]);
     assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
     assert!(
         stderr(&o).contains("No space left on device"),
