@@ -32,6 +32,16 @@ pub fn fstab(a: &Apply, l: &Loaded) -> Result<Outcome> {
     for m in data.iter().filter(|m| !m.swap) {
         a.mkdir(&m.mountpoint, 0o755, None)?;
     }
+    // On the live system the data disks are mounted now, before the data step restores
+    // into paths that may live on them.
+    if a.root.is_live()
+        && !a.dry_run
+        && let Err(e) = crate::sys::run("mount", &["-a"])
+    {
+        return Ok(Outcome::failed(format!(
+            "fstab written; mounting failed: {e}"
+        )));
+    }
     let names: Vec<&str> = data
         .iter()
         .map(|m| {
