@@ -221,7 +221,6 @@ pub fn parse_crypttab(text: &str) -> Vec<String> {
 /// Reads what the findings need from the system under the root.
 pub fn gather(
     root: &crate::sys::Root,
-    config: &crate::config::Config,
     state: &crate::state::SystemState,
     target: Option<Target>,
     data_paths: &[PathBuf],
@@ -263,13 +262,19 @@ pub fn gather(
         .map(|u| existing_ancestor(Path::new(u.strip_prefix("file://").unwrap_or(u))))
         .and_then(|p| nix::sys::statvfs::statvfs(&p).ok())
         .map(|s| s.blocks_available() * s.fragment_size());
-    let estimate = (!data_paths.is_empty() && store_free.is_some()).then(|| {
+    // A store that already holds snapshots gets an incremental capture: only changed
+    // content is stored, so the full size would overstate the need (and the walk would be
+    // work done twice). The first capture is measured.
+    let incremental = store_url
+        .filter(|u| !u.starts_with("s3://"))
+        .map(|u| Path::new(u.strip_prefix("file://").unwrap_or(u)).join("snapshots"))
+        .is_some_and(|d| crate::sys::list_dir(&d).is_ok_and(|l| !l.is_empty()));
+    let estimate = (!data_paths.is_empty() && store_free.is_some() && !incremental).then(|| {
         data_paths
             .iter()
             .map(|p| crate::data::capture::estimate_bytes(&root.follow(p)))
             .sum()
     });
-    let _ = config;
     (
         Input {
             target,

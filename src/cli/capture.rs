@@ -47,7 +47,6 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
     let url_for_check = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
     let (input, mut findings) = check::gather(
         &ctx.root,
-        &ctx.config,
         &state,
         Some(target),
         &data_paths,

@@ -27,14 +27,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Exit> {
         .store
         .clone()
         .or_else(|| ctx.config.store.url.clone());
-    let (input, mut findings) = check::gather(
-        &ctx.root,
-        &ctx.config,
-        &st,
-        Some(target),
-        &paths,
-        url.as_deref(),
-    );
+    let (input, mut findings) = check::gather(&ctx.root, &st, Some(target), &paths, url.as_deref());
     findings.extend(check::findings(&input));
     let mut ack = ctx.config.ack.clone();
     ack.extend(args.ack);
