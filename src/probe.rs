@@ -4,6 +4,7 @@
 //! exist (a minimal image, Windows) and never depends on its version.
 
 mod fs;
+pub mod lvm;
 mod parts;
 
 use std::io;
@@ -27,6 +28,9 @@ pub struct Signature {
     /// The partitions of a partition table.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<Partition>,
+    /// The volume group of an LVM physical volume, read from its metadata area.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lvm: Option<lvm::VolumeGroup>,
 }
 
 /// Random access to the bytes of a device or image.
@@ -72,7 +76,10 @@ impl Source for Vec<u8> {
 /// Identifies the content of `src`: a filesystem or volume signature first (as blkid,
 /// a partition table only when there is none).
 pub fn probe(src: &dyn Source) -> Signature {
-    if let Some(s) = fs::probe(src) {
+    if let Some(mut s) = fs::probe(src) {
+        if s.kind.as_deref() == Some("LVM2_member") {
+            s.lvm = lvm::read(src);
+        }
         return s;
     }
     if let Some((kind, uuid, partitions)) = parts::probe(src) {

@@ -143,6 +143,23 @@ fn an_lvm_physical_volume_matches_blkid() {
     same_as_blkid(Path::new(&dev), "LVM2_member on a loop device");
     same_as_blkid(&img, "LVM2_member image");
     assert_eq!(ours(&img)["type"], "LVM2_member");
+    // the volume group, read from the PV's own metadata area
+    let vg_uuid = String::from_utf8(
+        Command::new("vgs")
+            .args(["--noheadings", "-o", "vg_uuid", "carryovertestvg"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let lvm = &ours(&img)["lvm"];
+    assert_eq!(lvm["name"], "carryovertestvg", "{lvm}");
+    assert_eq!(lvm["uuid"].as_str().unwrap(), vg_uuid.trim());
+    assert_eq!(lvm["this_pv"], blkid(&img)["UUID"].as_str());
+    assert_eq!(
+        lvm["pvs"][0]["uuid"].as_str(),
+        blkid(&img).get("UUID").map(String::as_str)
+    );
 }
 
 #[test]
