@@ -245,29 +245,25 @@ pub fn gather(
         .flatten()
         .map(|b| parse_crypttab(&String::from_utf8_lossy(&b)))
         .unwrap_or_default();
-    let store_dir = store_url
-        .filter(|u| !u.starts_with("s3://"))
-        .map(|u| PathBuf::from(u.strip_prefix("file://").unwrap_or(u)))
-        .map(|p| {
-            let abs = existing_ancestor(&p);
-            let canon = std::fs::canonicalize(&abs).unwrap_or(abs);
-            if canon.starts_with(root.dir()) {
-                root.inner(&canon)
-            } else {
-                canon
-            }
-        });
-    let store_free = store_url
-        .filter(|u| !u.starts_with("s3://"))
-        .map(|u| existing_ancestor(Path::new(u.strip_prefix("file://").unwrap_or(u))))
+    let local = store_url.and_then(crate::store::local_dir);
+    let store_dir = local.map(|p| {
+        let abs = existing_ancestor(p);
+        let canon = std::fs::canonicalize(&abs).unwrap_or(abs);
+        if canon.starts_with(root.dir()) {
+            root.inner(&canon)
+        } else {
+            canon
+        }
+    });
+    let store_free = local
+        .map(existing_ancestor)
         .and_then(|p| nix::sys::statvfs::statvfs(&p).ok())
         .map(|s| s.blocks_available() * s.fragment_size());
     // A store that already holds snapshots gets an incremental capture: only changed
     // content is stored, so the full size would overstate the need (and the walk would be
     // work done twice). The first capture is measured.
-    let incremental = store_url
-        .filter(|u| !u.starts_with("s3://"))
-        .map(|u| Path::new(u.strip_prefix("file://").unwrap_or(u)).join("snapshots"))
+    let incremental = local
+        .map(|d| d.join("snapshots"))
         .is_some_and(|d| crate::sys::list_dir(&d).is_ok_and(|l| !l.is_empty()));
     let estimate = (!data_paths.is_empty() && store_free.is_some() && !incremental).then(|| {
         data_paths

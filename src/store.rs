@@ -347,6 +347,16 @@ impl Store {
     }
 }
 
+/// The directory of a local store URL (`file:///dir` or a plain path); `None` for S3.
+pub fn local_dir(url: &str) -> Option<&std::path::Path> {
+    if url.starts_with("s3://") {
+        return None;
+    }
+    Some(std::path::Path::new(
+        url.strip_prefix("file://").unwrap_or(url),
+    ))
+}
+
 /// A new snapshot id: sortable by time, unique by a random suffix.
 pub fn new_snapshot_id() -> String {
     let now = time::OffsetDateTime::now_utc();

@@ -244,8 +244,8 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
 /// The store's directory on this machine, so a store inside a data path is not captured
 /// into itself.
 fn store_host_dir(url: &str) -> std::path::PathBuf {
-    let p = url.strip_prefix("file://").unwrap_or(url);
-    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::PathBuf::from(p))
+    let p = store::local_dir(url).unwrap_or(std::path::Path::new(url));
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Puts this very binary into the store (once per version), for the new OS to install.

@@ -1,8 +1,6 @@
 //! `carryover userdata`: the user-data for the Change OS call that brings carryover back
 //! on the new OS and runs the restore.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use super::{Ctx, StoreArg};
@@ -15,17 +13,17 @@ pub fn run(ctx: &Ctx, os: Target, store: StoreArg) -> Result<Exit> {
         return Err(Error::NotAvailable("userdata --os windows (Cloudbase-Init)").into());
     }
     let url = crate::store::resolve_url(store.store.as_deref(), &ctx.config)?;
-    if url.starts_with("s3://") {
+    let Some(dir) = crate::store::local_dir(&url) else {
         return Err(Error::NotAvailable(
             "userdata for an S3 store (the new OS needs the agent and S3 credentials, which user-data must not carry)",
         )
         .into());
-    }
-    let dir = url.strip_prefix("file://").unwrap_or(&url);
-    let disk = userdata::locate_store(&ctx.root, Path::new(dir))?;
-    if !Path::new(dir).join(userdata::AGENT_KEY).is_file() {
+    };
+    let disk = userdata::locate_store(&ctx.root, dir)?;
+    if !dir.join(userdata::AGENT_KEY).is_file() {
         anyhow::bail!(
-            "{dir} holds no agent ({}): run `carryover capture` into it first",
+            "{} holds no agent ({}): run `carryover capture` into it first",
+            dir.display(),
             userdata::AGENT_KEY
         );
     }

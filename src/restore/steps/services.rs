@@ -50,12 +50,8 @@ fn find_unit(a: &Apply, unit: &str) -> Option<String> {
         for dir in UNIT_DIRS {
             let p = format!("{dir}/{name}");
             if a.root.follow(&p).is_file() {
-                // link to the instance name's own path when it is a template instance
-                return Some(if name == unit {
-                    p
-                } else {
-                    format!("{dir}/{name}")
-                });
+                // a template instance links to the template's file, as systemctl does
+                return Some(p);
             }
         }
     }
