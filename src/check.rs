@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::Target;
+use crate::disks::{Layout, Mount, mount_of};
+use crate::probe::lvm::VolumeGroup;
 use crate::state::mounts::MountEntry;
-use crate::userdata::Mount;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -55,14 +56,9 @@ pub struct Input {
     /// Free bytes where the store is, and what the capture will need at most.
     pub store_free: Option<u64>,
     pub estimate: Option<u64>,
-}
-
-/// The mount that holds `p` (the longest mountpoint prefix).
-fn mount_of<'a>(mounts: &'a [Mount], p: &Path) -> Option<&'a Mount> {
-    mounts
-        .iter()
-        .filter(|m| p.starts_with(&m.mountpoint))
-        .max_by_key(|m| m.mountpoint.as_os_str().len())
+    /// The disks (empty when they could not be discovered).
+    pub layout: Layout,
+    pub volume_groups: Vec<VolumeGroup>,
 }
 
 /// Instance families that cannot change OS (Huawei Cloud: H2).
@@ -74,10 +70,15 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     let mut out = Vec::new();
     let target = i.target.unwrap_or(Target::Linux);
     let root_source = mount_of(&i.mounts, Path::new("/")).map(|m| m.source.clone());
+    // On a system disk: by the discovered disks when they are known (a mount on another
+    // partition or LV of the system disk is deleted too), else "on the root filesystem".
     let on_system_disk = |p: &Path| -> bool {
-        match (mount_of(&i.mounts, p), &root_source) {
-            (Some(m), Some(_)) => m.mountpoint == Path::new("/"),
-            _ => false,
+        let Some(m) = mount_of(&i.mounts, p) else {
+            return false;
+        };
+        match i.layout.device_of_mount(m) {
+            Some(d) if !i.layout.system_disks.is_empty() => i.layout.on_system_disk(d),
+            _ => root_source.is_some() && m.mountpoint == Path::new("/"),
         }
     };
 
@@ -116,6 +117,56 @@ pub fn findings(i: &Input) -> Vec<Finding> {
                 format!("data paths total {need} bytes before compression; {free} bytes free where the store is"),
                 "free space on the store's disk, a larger disk, or an S3 store",
             ));
+    }
+    for vg in &i.volume_groups {
+        let on = |system: bool| {
+            vg.pvs.iter().any(|pv| {
+                pv.disks
+                    .iter()
+                    .any(|d| i.layout.system_disks.contains(d) == system)
+            })
+        };
+        if on(true) && on(false) {
+            let where_: Vec<String> = vg
+                .pvs
+                .iter()
+                .map(|pv| format!("{} on {}", pv.name, pv.disks.join("+")))
+                .collect();
+            out.push(finding(
+                "lvm-vg-spans-system-disk",
+                "blocker",
+                format!(
+                    "volume group {} has PVs on the system disk and on data disks: without the system disk its volumes cannot be activated",
+                    vg.name
+                ),
+                format!("{}: {}", vg.name, where_.join(", ")),
+                "pvmove the extents off the system disk and vgreduce it (or move the data into the store) before the Change OS",
+            ));
+        }
+    }
+    for m in i.fstab.iter().filter(|m| m.is_data() && !m.swap) {
+        let mp = Path::new(&m.mountpoint);
+        let covered = i
+            .data_paths
+            .iter()
+            .any(|p| p.starts_with(mp) || mp.starts_with(p));
+        let mounted_here = mount_of(&i.mounts, mp).is_some_and(|x| x.mountpoint == mp);
+        if mounted_here && on_system_disk(mp) && !covered {
+            out.push(finding(
+                "mount-on-system-disk",
+                "blocker",
+                format!(
+                    "{} is on the system disk ({}): the Change OS deletes it and it is not in [data] paths",
+                    m.mountpoint, m.spec
+                ),
+                format!(
+                    "{} is mounted from the system disk {}",
+                    m.mountpoint,
+                    i.layout.system_disks.join(", ")
+                ),
+                "add it to [data] paths so the store carries it, or move it to a data disk",
+            ));
+        }
     }
     if let Some(ty) = &i.instance_type
         && flavor_blocked(ty)
@@ -228,7 +279,7 @@ pub fn gather(
 ) -> (Input, Vec<Finding>) {
     let mut notes = Vec::new();
     let mounts = match std::fs::read_to_string(root.follow("/proc/self/mountinfo")) {
-        Ok(t) => crate::userdata::parse_mountinfo(&t),
+        Ok(t) => crate::disks::parse_mountinfo(&t),
         Err(_) => {
             notes.push(finding(
                 "mount-table-unavailable",
@@ -240,6 +291,16 @@ pub fn gather(
             Vec::new()
         }
     };
+    if !state.disks.discovered {
+        notes.push(finding(
+            "disks-unavailable",
+            "info",
+            "the disks could not be discovered: the checks use fstab and the mount table only"
+                .into(),
+            "/sys/block cannot be read under the root".into(),
+            "run carryover on the live system (--root /) for the full check",
+        ));
+    }
     let crypttab = crate::sys::read_opt(&root.follow("/etc/crypttab"))
         .ok()
         .flatten()
@@ -282,6 +343,8 @@ pub fn gather(
             store_dir,
             store_free,
             estimate,
+            layout: state.disks.clone(),
+            volume_groups: state.lvm.volume_groups.clone(),
         },
         notes,
     )
@@ -303,7 +366,7 @@ mod tests {
     use crate::state::mounts::parse_fstab;
 
     fn mounts() -> Vec<Mount> {
-        crate::userdata::parse_mountinfo(
+        crate::disks::parse_mountinfo(
             "22 1 254:1 / / rw - ext4 /dev/vda1 rw\n95 22 254:16 / /mnt/data rw - ext4 /dev/mapper/datavg-lvdata rw\n96 22 8:33 / /mnt/win rw - fuseblk /dev/vdc1 rw\n",
         )
     }
@@ -327,6 +390,7 @@ mod tests {
             store_dir: Some(PathBuf::from("/var/backups/carryover")),
             store_free: Some(1_000),
             estimate: Some(2_000),
+            ..Input::default()
         };
         let f = findings(&base);
         let k = keys(&f);
@@ -366,6 +430,77 @@ mod tests {
             blockers,
             vec!["flavor-cannot-change-os", "store-on-system-disk"]
         );
+    }
+
+    #[test]
+    fn disks_decide_what_is_on_the_system_disk() {
+        use crate::disks::BlockDevice;
+        use crate::probe::lvm::PhysicalVolume;
+        let dev = |name: &str, dev: &str, disk: &str, mp: &str| BlockDevice {
+            name: name.into(),
+            dev: dev.into(),
+            disks: vec![disk.into()],
+            mountpoints: vec![mp.into()],
+            ..BlockDevice::default()
+        };
+        let layout = Layout {
+            discovered: true,
+            devices: vec![
+                dev("vda1", "253:1", "vda", "/"),
+                dev("vda2", "253:2", "vda", "/srv"),
+                dev("vdb1", "253:17", "vdb", "/mnt/data"),
+            ],
+            system_disks: vec!["vda".into()],
+            data_disks: vec!["vdb".into()],
+        };
+        let pv = |name: &str, disk: &str| PhysicalVolume {
+            name: name.into(),
+            disks: vec![disk.into()],
+            ..PhysicalVolume::default()
+        };
+        let spanning = VolumeGroup {
+            name: "bigvg".into(),
+            pvs: vec![pv("pv0", "vda"), pv("pv1", "vdb")],
+            ..VolumeGroup::default()
+        };
+        let data_only = VolumeGroup {
+            name: "datavg".into(),
+            pvs: vec![pv("pv0", "vdb")],
+            ..VolumeGroup::default()
+        };
+        let i = Input {
+            target: Some(Target::Linux),
+            fstab: parse_fstab(
+                "UUID=r / ext4 defaults 0 1\nUUID=s /srv ext4 defaults 0 2\nUUID=d /mnt/data ext4 defaults 0 2\n",
+            ),
+            mounts: crate::disks::parse_mountinfo(
+                "1 0 253:1 / / rw - ext4 /dev/vda1 rw\n2 1 253:2 / /srv rw - ext4 /dev/vda2 rw\n3 1 253:17 / /mnt/data rw - ext4 /dev/vdb1 rw\n",
+            ),
+            store_dir: Some(PathBuf::from("/srv/carryover")),
+            data_paths: vec![PathBuf::from("/mnt/data/x")],
+            layout,
+            volume_groups: vec![spanning, data_only.clone()],
+            ..Input::default()
+        };
+        let f = findings(&i);
+        let k = keys(&f);
+        assert!(k.contains(&"store-on-system-disk"), "/srv is vda2: {k:?}");
+        assert!(k.contains(&"mount-on-system-disk"), "{k:?}");
+        assert!(!k.contains(&"data-path-on-system-disk"), "{k:?}");
+        let spans: Vec<_> = f
+            .iter()
+            .filter(|x| x.key == "lvm-vg-spans-system-disk")
+            .collect();
+        assert_eq!(spans.len(), 1);
+        assert!(spans[0].evidence.contains("bigvg: pv0 on vda, pv1 on vdb"));
+        // /srv in the data paths: carried by the store, so not a blocker
+        let carried = findings(&Input {
+            data_paths: vec![PathBuf::from("/srv")],
+            volume_groups: vec![data_only],
+            store_dir: Some(PathBuf::from("/mnt/data/carryover")),
+            ..i.clone()
+        });
+        assert_eq!(keys(&carried), vec!["data-path-on-system-disk"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod disks;
 pub mod error;
 pub mod hooks;
 pub mod local;

@@ -38,6 +38,8 @@ pub struct SystemState {
     pub hosts: Vec<hosts::HostsEntry>,
     pub mounts: Vec<mounts::MountEntry>,
     pub lvm: mounts::Lvm,
+    /// The disks and what is on them (system disk, data disks, mounts).
+    pub disks: crate::disks::Layout,
     pub users: Vec<accounts::User>,
     pub groups: Vec<accounts::Group>,
     pub services: services::Services,
@@ -147,13 +149,17 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
     let (users, groups, shadow) = accounts::gather(&g);
     secrets.shadow = shadow;
     let (ssh_host_keys, private) = ssh::gather(&g);
+    let found = crate::disks::discover(root);
     secrets.ssh_host_keys = private;
     let state = SystemState {
         format: STATE_FORMAT,
         dns: dns::gather(&g),
         hosts,
         mounts: mounts::gather(&g),
-        lvm: mounts::Lvm::default(),
+        lvm: mounts::Lvm {
+            volume_groups: found.volume_groups,
+        },
+        disks: found.layout,
         users,
         groups,
         services: services::gather(&g),

@@ -13,33 +13,6 @@ pub const AGENT_KEY: &str = "agent/carryover";
 /// The cloud's limit on user-data before base64.
 pub const MAX_BYTES: usize = 32 * 1024;
 
-/// A mount of the live mount table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub mountpoint: PathBuf,
-    pub fstype: String,
-    pub source: String,
-}
-
-/// Parses /proc/self/mountinfo (octal escapes decoded).
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split_whitespace().collect();
-            let r: Vec<&str> = right.split_whitespace().collect();
-            if f.len() < 5 || r.len() < 2 {
-                return None;
-            }
-            Some(Mount {
-                mountpoint: PathBuf::from(crate::state::mounts::unescape(f[4])),
-                fstype: r[0].to_string(),
-                source: crate::state::mounts::unescape(r[1]),
-            })
-        })
-        .collect()
-}
-
 /// Where the store is, as the new OS will find it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreDisk {
@@ -58,7 +31,7 @@ pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
         std::fs::canonicalize(store).with_context(|| format!("the store {}", store.display()))?;
     let text = std::fs::read_to_string(root.follow("/proc/self/mountinfo"))
         .context("reading the mount table (/proc/self/mountinfo)")?;
-    let mount = parse_mountinfo(&text)
+    let mount = crate::disks::parse_mountinfo(&text)
         .into_iter()
         .filter(|m| store.starts_with(&m.mountpoint))
         .max_by_key(|m| m.mountpoint.as_os_str().len())
@@ -122,13 +95,24 @@ pub fn cloud_config(d: &StoreDisk, report_url: Option<&str>) -> String {
     let agent = sh_quote(&store_path.join(AGENT_KEY).display().to_string());
     let store = sh_quote(&store_path.display().to_string());
     let mut script = String::from("set -e\n");
+    if d.lvm || d.fstype == "ntfs" {
+        // the new OS may lack the tool that reads the store's disk: its own package manager
+        // installs it (apt lists may need a refresh on a fresh image)
+        script.push_str(concat!(
+            "need() { command -v \"$1\" >/dev/null 2>&1 && return 0\n",
+            "  if command -v apt-get >/dev/null; then export DEBIAN_FRONTEND=noninteractive\n",
+            "    apt-get install -y -q \"$2\" || { apt-get update -q && apt-get install -y -q \"$2\"; }\n",
+            "  elif command -v dnf >/dev/null; then dnf install -y \"$2\"\n",
+            "  elif command -v yum >/dev/null; then yum install -y \"$2\"\n",
+            "  elif command -v zypper >/dev/null; then zypper --non-interactive install \"$2\"\n",
+            "  fi; }\n",
+        ));
+    }
     if d.lvm {
-        script.push_str(
-            "command -v vgchange >/dev/null && vgchange -ay || true\nudevadm settle || true\n",
-        );
+        script.push_str("need vgchange lvm2\nvgchange -ay\nudevadm settle || true\n");
     }
     if d.fstype == "ntfs" {
-        script.push_str("command -v ntfs-3g >/dev/null || { command -v apt-get >/dev/null && apt-get install -y ntfs-3g; } || { command -v dnf >/dev/null && dnf install -y ntfs-3g; } || true\n");
+        script.push_str("need ntfs-3g ntfs-3g\n");
     }
     if let Some(url) = report_url {
         let toml = format!("[report]\nurl = {}\n", toml_string(url));
@@ -158,15 +142,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_lines() {
-        let t = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n95 22 254:16 / /mnt/data\\040disk rw,relatime shared:50 - ext4 /dev/mapper/datavg-lvdata rw\n";
-        let m = parse_mountinfo(t);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[1].mountpoint, PathBuf::from("/mnt/data disk"));
-        assert_eq!(m[1].source, "/dev/mapper/datavg-lvdata");
-    }
-
-    #[test]
     fn cloud_config_is_yaml_small_and_quotes_paths() {
         let d = StoreDisk {
             fs_uuid: "0b6e1b0c-1111-4222-8333-444455556666".into(),
@@ -184,7 +159,13 @@ mod tests {
         assert!(
             script.contains("mount UUID=0b6e1b0c-1111-4222-8333-444455556666 /run/carryover-store")
         );
-        assert!(script.contains("vgchange -ay"));
+        assert!(script.contains("need vgchange lvm2\nvgchange -ay"), "{script}");
+        assert!(script.contains("apt-get install -y -q \"$2\""), "{script}");
+        let syntax = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .status()
+            .unwrap();
+        assert!(syntax.success(), "sh -n: {script}");
         assert!(
             script.contains("url = \"https://orch.example.com/api\""),
             "{script}"

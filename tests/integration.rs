@@ -12,6 +12,8 @@ mod check;
 mod cycle;
 #[path = "integration/data.rs"]
 mod data;
+#[path = "integration/disks.rs"]
+mod disks;
 #[path = "integration/hooks.rs"]
 mod hooks;
 #[path = "integration/hostile.rs"]

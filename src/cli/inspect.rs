@@ -66,6 +66,52 @@ pub fn render(s: &SystemState) -> String {
             format!("{} on {} ({}, {role})", m.spec, m.mountpoint, m.fstype),
         );
     }
+    if s.disks.discovered {
+        field(&mut o, "system disk", list(&s.disks.system_disks));
+        field(&mut o, "data disks", list(&s.disks.data_disks));
+        for d in s
+            .disks
+            .devices
+            .iter()
+            .filter(|d| d.fstype.is_some() || !d.mountpoints.is_empty())
+        {
+            let what = [d.fstype.as_deref(), d.uuid.as_deref(), d.label.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mounted = if d.mountpoints.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", d.mountpoints.join(", "))
+            };
+            field(
+                &mut o,
+                "device",
+                format!(
+                    "{} ({} MB, {}) {what}{mounted}",
+                    d.dm_name.as_deref().unwrap_or(&d.name),
+                    d.size_bytes / 1_000_000,
+                    d.disks.join("+")
+                ),
+            );
+        }
+    } else {
+        field(&mut o, "disks", "not discovered (/sys/block unreadable)");
+    }
+    for vg in &s.lvm.volume_groups {
+        let pvs: Vec<String> = vg
+            .pvs
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.disks.join("+")))
+            .collect();
+        let lvs: Vec<&str> = vg.lvs.iter().map(|l| l.name.as_str()).collect();
+        field(
+            &mut o,
+            "volume group",
+            format!("{} pvs {} lvs {}", vg.name, list(&pvs), list(&lvs)),
+        );
+    }
     let users: Vec<String> = s
         .users
         .iter()

@@ -2,11 +2,12 @@
 //! group's text metadata — so that volume groups, their PVs and LVs are known where the
 //! lvm tools are missing (a fresh image, Windows) or cannot run.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Source, le32, le64};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VolumeGroup {
     pub name: String,
     pub uuid: String,
@@ -17,16 +18,21 @@ pub struct VolumeGroup {
     pub lvs: Vec<LogicalVolume>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PhysicalVolume {
     /// The name inside the metadata (`pv0`).
     pub name: String,
     pub uuid: String,
     /// Where LVM last saw it (a hint: device names change).
     pub device: Option<String>,
+    /// The whole disks it is on, once disk discovery has found it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LogicalVolume {
     pub name: String,
     pub uuid: String,
@@ -273,6 +279,7 @@ pub fn parse_metadata(text: &str) -> Option<VolumeGroup> {
                     name: pv_name.clone(),
                     uuid: get_str(pv, "id").unwrap_or_default(),
                     device: get_str(pv, "device"),
+                    disks: Vec::new(),
                 });
             }
         }

@@ -93,6 +93,12 @@ impl<'a> Apply<'a> {
         self.changed.set(false);
     }
 
+    /// Notes a change made (or, in a dry run, one that would be made) other than through
+    /// the file helpers: a package installed, a volume group activated.
+    pub fn mark_changed(&self) {
+        self.changed.set(true);
+    }
+
     /// The outcome of a step that did not fail: changed/unchanged (or would-change).
     pub fn finish(&self, detail: impl Into<String>, warnings: Vec<String>) -> Outcome {
         let status = match (self.changed.get(), self.dry_run) {

@@ -66,9 +66,16 @@ pub const STEPS: &[StepDef] = &[
         verify: true,
     },
     StepDef {
+        name: "disks",
+        about: "install lvm2/ntfs-3g when the data disks need them and activate their volume groups",
+        needs: &["lvm", "mounts", "disks"],
+        run: disks::volumes,
+        verify: true,
+    },
+    StepDef {
         name: "fstab",
-        about: "merge the data-disk mounts into fstab (nofail) and create their mountpoints",
-        needs: &["mounts"],
+        about: "merge the data-disk mounts into fstab (by UUID, nofail), create their mountpoints, mount and check them",
+        needs: &["mounts", "disks"],
         run: disks::fstab,
         verify: true,
     },

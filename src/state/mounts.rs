@@ -34,14 +34,14 @@ impl MountEntry {
     }
 }
 
-/// Volume groups and their volumes; filled in by disk discovery.
+/// Volume groups and their volumes, read from the PVs by disk discovery.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct Lvm {
-    pub volume_groups: Vec<serde_json::Value>,
+    pub volume_groups: Vec<crate::probe::lvm::VolumeGroup>,
 }
 
-const SYSTEM_MOUNTPOINTS: &[&str] = &["/", "/boot", "/boot/efi", "/efi", "/usr"];
+use crate::disks::SYSTEM_MOUNTPOINTS;
 const PSEUDO_FS: &[&str] = &[
     "proc",
     "sysfs",
