@@ -147,6 +147,10 @@ pub struct RestoreArgs {
     /// Print the plan and what each step would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Restore only when one is due (for the boot-time unit): this system did not take
+    /// the newest snapshot of its instance, and has not restored it yet.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub if_due: bool,
 }
 
 #[derive(Debug, Subcommand)]

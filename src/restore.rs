@@ -96,9 +96,7 @@ pub fn load(store: &Store, m: &Manifest) -> Loaded {
         }) {
             Ok(s) => loaded.secrets = s,
             Err(e) => {
-                loaded
-                    .broken
-                    .insert("ssh_host_keys".into(), format!("{e:#}"));
+                loaded.broken.insert("secrets".into(), format!("{e:#}"));
             }
         }
     }

@@ -59,6 +59,18 @@ pub struct SystemState {
 pub struct Secrets {
     pub ssh_host_keys: Vec<ssh::PrivateKey>,
     pub shadow: Vec<accounts::ShadowEntry>,
+    /// The orchestrator's token (`[report] token_file`), so the new OS can report without
+    /// a secret in its user-data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_token: Option<ReportToken>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReportToken {
+    /// Where it was on the old OS.
+    pub path: String,
+    pub token: String,
 }
 
 /// A file that could not be read or parsed.
@@ -151,6 +163,14 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
     let (ssh_host_keys, private) = ssh::gather(&g);
     let found = crate::disks::discover(root);
     secrets.ssh_host_keys = private;
+    if config.report_url.is_some()
+        && let Ok(Some(b)) = crate::sys::read_opt(&root.follow(&config.token_file))
+    {
+        secrets.report_token = Some(ReportToken {
+            path: config.token_file.display().to_string(),
+            token: String::from_utf8_lossy(&b).trim().to_string(),
+        });
+    }
     let state = SystemState {
         format: STATE_FORMAT,
         dns: dns::gather(&g),

@@ -87,13 +87,41 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The `#cloud-config` for a store on a data disk; `report_url` (no token: that comes by
-/// another channel) lets the new OS's restore report to the orchestrator.
+/// The units the user-data installs when the new OS has no carryover package.
+const UNITS: &[(&str, &str)] = &[
+    (
+        "carryover-restore.service",
+        include_str!("../systemd/carryover-restore.service"),
+    ),
+    (
+        "carryover-report.service",
+        include_str!("../systemd/carryover-report.service"),
+    ),
+    (
+        "carryover-report.timer",
+        include_str!("../systemd/carryover-report.timer"),
+    ),
+];
+
+/// Where the user-data mounts the store's disk on the new OS.
+pub const STORE_MOUNT: &str = "/run/carryover-store";
+const MOUNT_SCRIPT: &str = "/usr/local/lib/carryover/mount-store";
+
+/// Writes `content` to `path` (a shell line).
+fn write_file(path: &str, content: &str) -> String {
+    format!("printf '%s' {} > {path}\n", sh_quote(content))
+}
+
+/// The `#cloud-config` for a store on a data disk. On the new OS's first boot it installs
+/// what reads the store's disk (lvm2, ntfs-3g) when missing, a script that mounts the disk
+/// by filesystem UUID (run now and before every restore attempt, so a reboot in the middle
+/// of the restore finds the store again), the agent kept in the store, a config naming the
+/// store and `report_url`, and the systemd units when no package brought them; then it
+/// enables and starts `carryover-restore.service`, which restores once and reports. No
+/// secret: the orchestrator's token travels inside the snapshot.
 pub fn cloud_config(d: &StoreDisk, report_url: Option<&str>) -> String {
-    let mnt = "/run/carryover-store";
-    let store_path = Path::new(mnt).join(&d.rel);
+    let store_path = Path::new(STORE_MOUNT).join(&d.rel);
     let agent = sh_quote(&store_path.join(AGENT_KEY).display().to_string());
-    let store = sh_quote(&store_path.display().to_string());
     let mut script = String::from("set -e\n");
     if d.lvm || d.fstype == "ntfs" {
         // the new OS may lack the tool that reads the store's disk: its own package manager
@@ -109,24 +137,65 @@ pub fn cloud_config(d: &StoreDisk, report_url: Option<&str>) -> String {
         ));
     }
     if d.lvm {
-        script.push_str("need vgchange lvm2\nvgchange -ay\nudevadm settle || true\n");
+        script.push_str("need vgchange lvm2\n");
     }
     if d.fstype == "ntfs" {
         script.push_str("need ntfs-3g ntfs-3g\n");
     }
-    if let Some(url) = report_url {
-        let toml = format!("[report]\nurl = {}\n", toml_string(url));
-        script.push_str(&format!(
-            "mkdir -p /etc/carryover/config.d\nprintf '%s' {} > /etc/carryover/config.d/50-user-data.toml\n",
-            sh_quote(&toml)
-        ));
+    let mut mount = String::from(
+        "#!/bin/sh\n# carryover: mounts the store's data disk (written by the Change OS user-data)\n",
+    );
+    if d.lvm {
+        mount
+            .push_str("vgchange -ay >/dev/null 2>&1 || true\nudevadm settle 2>/dev/null || true\n");
     }
-    script.push_str(&format!(
-        "mkdir -p {mnt}\nmountpoint -q {mnt} || mount UUID={} {mnt}\ninstall -m 0755 {agent} /usr/local/bin/carryover\nexec /usr/local/bin/carryover restore --store {store} -v\n",
+    mount.push_str(&format!(
+        "mkdir -p {STORE_MOUNT}\nmountpoint -q {STORE_MOUNT} || mount UUID={} {STORE_MOUNT}\n",
         d.fs_uuid
     ));
+    script.push_str("mkdir -p /usr/local/lib/carryover\n");
+    script.push_str(&write_file(MOUNT_SCRIPT, &mount));
+    script.push_str(&format!("chmod 0755 {MOUNT_SCRIPT}\n{MOUNT_SCRIPT}\n"));
+    script.push_str(&format!(
+        "install -m 0755 {agent} /usr/local/bin/carryover\n"
+    ));
+    let mut toml = format!(
+        "[store]\nurl = {}\n",
+        toml_string(&store_path.display().to_string())
+    );
+    if let Some(url) = report_url {
+        toml.push_str(&format!("[report]\nurl = {}\n", toml_string(url)));
+    }
+    script.push_str("mkdir -p /etc/carryover/config.d\nchmod 0700 /etc/carryover\n");
+    script.push_str(&write_file(
+        "/etc/carryover/config.d/50-user-data.toml",
+        &toml,
+    ));
+    script.push_str("if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then\n");
+    for (name, text) in UNITS {
+        script.push_str(&format!(
+            "[ -e /usr/lib/systemd/system/{name} ] || [ -e /lib/systemd/system/{name} ] || {}",
+            write_file(
+                &format!("/etc/systemd/system/{name}"),
+                &text.replace("/usr/bin/carryover", "/usr/local/bin/carryover")
+            )
+        ));
+    }
+    script.push_str("mkdir -p /etc/systemd/system/carryover-restore.service.d\n");
+    script.push_str(&write_file(
+        "/etc/systemd/system/carryover-restore.service.d/50-store.conf",
+        &format!("[Service]\nExecStartPre={MOUNT_SCRIPT}\n"),
+    ));
+    script.push_str(concat!(
+        "systemctl daemon-reload\n",
+        "systemctl enable carryover-restore.service carryover-report.timer\n",
+        "systemctl start --no-block carryover-restore.service\n",
+        "else\n",
+        "exec /usr/local/bin/carryover restore -v\n",
+        "fi\n",
+    ));
     let mut out = String::from(
-        "#cloud-config\n# carryover: restore this server's settings and data after the Change OS.\n# It mounts the store's data disk by filesystem UUID, installs the agent kept there\n# and runs `carryover restore`, which reports to the orchestrator.\n",
+        "#cloud-config\n# carryover: restore this server's settings and data after the Change OS.\n# It mounts the store's data disk by filesystem UUID, installs the agent kept there\n# and starts carryover-restore.service, which restores and reports to the orchestrator.\n",
     );
     out.push_str("runcmd:\n  - - sh\n    - -c\n    - |\n");
     for line in script.lines() {
@@ -159,7 +228,14 @@ mod tests {
         assert!(
             script.contains("mount UUID=0b6e1b0c-1111-4222-8333-444455556666 /run/carryover-store")
         );
-        assert!(script.contains("need vgchange lvm2\nvgchange -ay"), "{script}");
+        assert!(script.contains("need vgchange lvm2\n"), "{script}");
+        assert!(script.contains("vgchange -ay >/dev/null"), "{script}");
+        assert!(
+            script.contains("ExecStartPre=/usr/local/lib/carryover/mount-store"),
+            "{script}"
+        );
+        assert!(script.contains("ExecStart=/usr/local/bin/carryover restore --if-due"));
+        assert!(script.contains("systemctl start --no-block carryover-restore.service"));
         assert!(script.contains("apt-get install -y -q \"$2\""), "{script}");
         let syntax = std::process::Command::new("sh")
             .args(["-n", "-c", script])
@@ -171,7 +247,9 @@ mod tests {
             "{script}"
         );
         assert!(
-            script.contains("'/run/carryover-store/it'\\''s/carryover'"),
+            script.contains(
+                "install -m 0755 '/run/carryover-store/it'\\''s/carryover/agent/carryover'"
+            ),
             "{script}"
         );
     }

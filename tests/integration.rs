@@ -20,6 +20,8 @@ mod hooks;
 mod hostile;
 #[path = "integration/identity.rs"]
 mod identity;
+#[path = "integration/packaging.rs"]
+mod packaging;
 #[path = "integration/probe.rs"]
 mod probe;
 #[path = "integration/report.rs"]

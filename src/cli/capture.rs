@@ -137,7 +137,10 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
     let state_ref = store
         .put_object(&id, "state.json", &serde_json::to_vec_pretty(&state)?)
         .context("storing the state")?;
-    let secrets_ref = if secrets.ssh_host_keys.is_empty() && secrets.shadow.is_empty() {
+    let secrets_ref = if secrets.ssh_host_keys.is_empty()
+        && secrets.shadow.is_empty()
+        && secrets.report_token.is_none()
+    {
         None
     } else {
         Some(

@@ -15,10 +15,26 @@ use crate::state::{Gather, identity};
 use crate::store::{self, Manifest, Store};
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
+    if args.if_due && args.store.store.is_none() && ctx.config.store.url.is_none() {
+        return nothing_due(ctx, "no store is configured".into());
+    }
     let (url, store) = ctx.open_store(args.store.store.as_deref(), false)?;
     let g = Gather::new(&ctx.root, &ctx.config);
     let (instance, _, _) = identity::instance(&g);
-    let manifest = choose(&store, args.snapshot.as_deref(), instance.as_deref())?;
+    let manifest = match choose(&store, args.snapshot.as_deref(), instance.as_deref()) {
+        Err(e) if args.if_due => {
+            return nothing_due(ctx, format!("{e:#}"));
+        }
+        r => r?,
+    };
+    if args.if_due
+        && let Some(why) = not_due(
+            &LocalState::load(&ctx.root).unwrap_or_default(),
+            &manifest.id,
+        )
+    {
+        return nothing_due(ctx, why);
+    }
     let target = format!(
         "{}@{}",
         instance.as_deref().unwrap_or("unknown"),
@@ -88,6 +104,35 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
         "degraded" => Exit::Degraded,
         _ => Exit::Failure,
     })
+}
+
+fn nothing_due(ctx: &Ctx, reason: String) -> Result<Exit> {
+    let v = serde_json::json!({"state": "not-due", "reason": reason});
+    emit(ctx.format, &v, || format!("no restore due: {reason}\n"))?;
+    Ok(Exit::Success)
+}
+
+/// Why a restore of `snapshot` is not due on this system, if it is not: this system took
+/// it (the old OS rebooting), or already restored it. An interrupted restore has no
+/// record yet, so it is due and resumes from its journal.
+pub fn not_due(local: &LocalState, snapshot: &str) -> Option<String> {
+    if let Some(c) = &local.last_capture
+        && c.snapshot_id == snapshot
+    {
+        return Some(format!(
+            "this system took snapshot {snapshot} (at {}): it is the old OS",
+            c.at
+        ));
+    }
+    if let Some(r) = &local.last_restore
+        && r.snapshot_id == snapshot
+    {
+        return Some(format!(
+            "snapshot {snapshot} was restored here at {} ({}); run `carryover restore` to do it again",
+            r.at, r.state
+        ));
+    }
+    None
 }
 
 /// The named snapshot, or the newest one of this instance.

@@ -38,6 +38,13 @@ pub const STEPS: &[StepDef] = &[
         verify: true,
     },
     StepDef {
+        name: "report-token",
+        about: "put the orchestrator's token in place (unless the new OS has one) so the restore can report",
+        needs: &["secrets"],
+        run: system::report_token,
+        verify: true,
+    },
+    StepDef {
         name: "hostname",
         about: "set the hostname",
         needs: &["identity"],
@@ -89,7 +96,7 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "ssh-host-keys",
         about: "put back the SSH host keys",
-        needs: &["ssh_host_keys"],
+        needs: &["ssh_host_keys", "secrets"],
         run: system::ssh_host_keys,
         verify: true,
     },

@@ -7,20 +7,6 @@ use std::path::Path;
 
 use super::fixtures::*;
 
-fn restore(new: &Path, store: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut args = vec![
-        "restore",
-        "--root",
-        new.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
-    args.extend_from_slice(extra);
-    carryover_env(&args, env)
-}
-
 fn step<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v["steps"]
         .as_array()
@@ -617,4 +603,52 @@ fn copy_dir(from: &Path, to: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+#[test]
+fn restore_if_due_runs_once_on_the_new_os_and_never_on_the_old() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let new = new_ubuntu(&t.path().join("new"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+
+    // the old OS rebooting: it took the snapshot, nothing to restore
+    let o = restore(&old.dir, &store, &["--if-due"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["state"], "not-due");
+    assert!(v["reason"].as_str().unwrap().contains("old OS"), "{v}");
+
+    // no store configured: quiet
+    let o = carryover(&["restore", "--root", new.dir.to_str().unwrap(), "--if-due"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("no store is configured"));
+
+    // the new OS: due once
+    let o = restore(&new.dir, &store, &["--if-due"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["state"], "ready", "{v}");
+    assert_eq!(v["snapshot_id"], id.as_str());
+    let before = snapshot_tree(&new.dir);
+    let o = restore(&new.dir, &store, &["--if-due"], &[]);
+    let v = json(&o);
+    assert_eq!(v["state"], "not-due");
+    assert!(v["reason"].as_str().unwrap().contains("was restored here"));
+    assert_eq!(snapshot_tree(&new.dir), before, "nothing touched");
+
+    // an interrupted restore is due again and resumes
+    let other = new_ubuntu(&t.path().join("other"));
+    let o = restore(
+        &other.dir,
+        &store,
+        &["--if-due"],
+        &[("CARRYOVER_TEST_CRASH_AFTER_STEP", "4")],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    let o = restore(&other.dir, &store, &["--if-due"], &[]);
+    let v = json(&o);
+    assert_eq!(v["state"], "ready", "{v}");
+    assert_eq!(v["resumed"], true, "{v}");
 }

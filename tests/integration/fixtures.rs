@@ -256,3 +256,23 @@ pub fn new_rocky(dir: &Path) -> Tree {
         .link("/etc/localtime", "../usr/share/zoneinfo/UTC");
     t
 }
+
+/// `carryover restore --root NEW --store STORE --format json` plus `extra`, with `env`.
+pub fn restore(
+    new: &Path,
+    store: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        "--root",
+        new.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    carryover_env(&args, env)
+}

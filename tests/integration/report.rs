@@ -241,13 +241,7 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
 
     let new = new_ubuntu(&t.path().join("new"));
     configure(&new, port);
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ]);
+    let o = restore(&new.dir, &store, &[], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::thread::sleep(Duration::from_millis(100));
     let seen = seen.lock().unwrap();
@@ -256,4 +250,45 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
         (last.1.as_str(), last.2.as_str(), last.4),
         ("restore", "succeeded", 200)
     );
+}
+
+#[test]
+fn the_token_travels_in_the_snapshot_not_in_user_data() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, vec![]);
+    configure(&old, port);
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    // the new OS has the orchestrator's URL (from the user-data) but no token
+    let new = new_ubuntu(&t.path().join("new"));
+    new.file(
+        "/etc/carryover/config.toml",
+        &format!("[report]\nurl = \"http://127.0.0.1:{port}/api\"\nsend_timeout_seconds = 3\n"),
+    );
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains(TOKEN) && !stderr(&o).contains(TOKEN));
+    let token = new.p("/etc/carryover/token");
+    assert_eq!(
+        std::fs::read_to_string(&token).unwrap(),
+        format!("{TOKEN}\n")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = seen.lock().unwrap();
+    let last = seen.requests.last().unwrap();
+    assert_eq!((last.1.as_str(), last.2.as_str()), ("restore", "succeeded"));
+    assert_eq!(last.3, format!("Bearer {TOKEN}"));
+    // a token the new OS already has is kept
+    std::fs::write(&token, "new-os-token\n").unwrap();
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "new-os-token\n");
 }

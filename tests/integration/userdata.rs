@@ -66,9 +66,10 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
     );
     assert!(script.contains("install -m 0755 '/run/carryover-store/fleet/carryover/agent/carryover' /usr/local/bin/carryover"), "{script}");
     assert!(
-        script.contains("carryover restore --store '/run/carryover-store/fleet/carryover'"),
+        script.contains("[store]\nurl = \"/run/carryover-store/fleet/carryover\"\n"),
         "{script}"
     );
+    assert!(script.contains("systemctl start --no-block carryover-restore.service"));
 }
 
 #[test]

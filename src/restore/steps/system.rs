@@ -46,6 +46,40 @@ pub fn ssh_host_keys(a: &Apply, l: &Loaded) -> Result<Outcome> {
     Ok(a.finish(types.join(", "), warnings))
 }
 
+/// Where the token goes when the old path is not below /etc/carryover/.
+const DEFAULT_TOKEN_FILE: &str = "/etc/carryover/token";
+
+pub fn report_token(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let Some(t) = &l.secrets.report_token else {
+        return Ok(Outcome::skipped("no orchestrator token was captured"));
+    };
+    let mut warnings = Vec::new();
+    let path = match super::safe_path(&t.path, &["/etc/carryover/"]) {
+        Ok(p) => p,
+        Err(_) => {
+            warnings.push(format!(
+                "the token was at {} on the old OS: written to {DEFAULT_TOKEN_FILE}",
+                t.path
+            ));
+            DEFAULT_TOKEN_FILE
+        }
+    };
+    if a.exists(path) {
+        return Ok(a.finish(format!("{path} exists: kept the new OS's token"), warnings));
+    }
+    if t.token.is_empty() || t.token.contains(['\n', '\r', '\0']) {
+        return Ok(Outcome::failed("the captured token is not a single line"));
+    }
+    a.mkdir("/etc/carryover", 0o700, Some((0, 0)))?;
+    a.install(
+        path,
+        format!("{}\n", t.token).as_bytes(),
+        0o600,
+        Some((0, 0)),
+    )?;
+    Ok(a.finish(path.to_string(), warnings))
+}
+
 pub fn timezone(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let Some(zone) = l.state.timezone.as_deref() else {
         return Ok(Outcome::skipped("no timezone was captured"));

@@ -1,0 +1,166 @@
+//! The shipped units pass `systemd-analyze verify` (on a tree with the system's own units,
+//! the binary in place), and `packaging/build` makes a .deb and an .rpm holding the
+//! binary, the units, the tmpfiles entry, the root-only conffile and the docs, whose
+//! scripts enable the restore unit and the report timer. (Installing the .deb into a
+//! debootstrapped Debian is part of the VM test, tests/vm/run.)
+
+use std::path::Path;
+use std::process::Command;
+
+use super::fixtures::*;
+
+const UNITS: &[&str] = &[
+    "carryover-restore.service",
+    "carryover-report.service",
+    "carryover-report.timer",
+    "carryover-capture.service",
+];
+
+fn top() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path();
+    let sys = tree.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/lib/systemd")).unwrap();
+    std::fs::create_dir_all(tree.join("tmp")).unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg("/usr/lib/systemd/system")
+        .arg(tree.join("usr/lib/systemd")));
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_carryover"),
+        tree.join("usr/bin/carryover"),
+    )
+    .unwrap();
+    let mut args = vec![format!("--root={}", tree.display())];
+    for u in UNITS {
+        std::fs::copy(top().join("systemd").join(u), sys.join(u)).unwrap();
+        args.push(format!("/usr/lib/systemd/system/{u}"));
+    }
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // and it does catch a broken unit
+    std::fs::write(
+        sys.join("carryover-restore.service"),
+        "[Service]\nExecStart=/usr/bin/carryover-missing restore\n",
+    )
+    .unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(!o.status.success() || !o.stderr.is_empty());
+}
+
+#[test]
+fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
+    let t = tempfile::tempdir().unwrap();
+    run(Command::new(top().join("packaging/build"))
+        .arg(env!("CARGO_BIN_EXE_carryover"))
+        .arg(t.path()));
+    let find = |ext: &str| {
+        std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == ext))
+            .unwrap_or_else(|| panic!("no .{ext}"))
+    };
+    let (deb, rpm) = (find("deb"), find("rpm"));
+
+    let listing = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    let mode_of = |path: &str| -> String {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" .{path}")) || l.ends_with(&format!(" .{path}/")))
+            .unwrap_or_else(|| panic!("{path} not in the .deb:\n{listing}"))
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(mode_of("/usr/bin/carryover"), "-rwxr-xr-x root/root");
+    assert_eq!(
+        mode_of("/etc/carryover/config.toml"),
+        "-rw------- root/root"
+    );
+    assert_eq!(mode_of("/etc/carryover"), "drwx------ root/root");
+    assert_eq!(mode_of("/var/lib/carryover"), "drwx------ root/root");
+    for u in UNITS {
+        assert_eq!(
+            mode_of(&format!("/usr/lib/systemd/system/{u}")),
+            "-rw-r--r-- root/root"
+        );
+    }
+    mode_of("/usr/lib/tmpfiles.d/carryover.conf");
+    mode_of("/usr/share/doc/carryover/README.md");
+    let conffiles = run(Command::new("dpkg-deb")
+        .args(["-I"])
+        .arg(&deb)
+        .arg("conffiles"));
+    assert_eq!(conffiles.trim(), "/etc/carryover/config.toml");
+    let postinst = run(Command::new("dpkg-deb")
+        .args(["-I"])
+        .arg(&deb)
+        .arg("postinst"));
+    assert!(postinst.contains("systemctl enable carryover-restore.service carryover-report.timer"));
+
+    let dump = run(Command::new("rpm").args(["-qp", "--dump"]).arg(&rpm));
+    let rpm_line = |path: &str| {
+        dump.lines()
+            .find(|l| l.starts_with(&format!("{path} ")))
+            .unwrap_or_else(|| panic!("{path} not in the .rpm:\n{dump}"))
+            .to_string()
+    };
+    // --dump: path size mtime digest mode owner group isconfig isdoc rdev symlink
+    let f: Vec<String> = rpm_line("/etc/carryover/config.toml")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        (f[4].as_str(), f[5].as_str(), f[7].as_str()),
+        ("0100600", "root", "1")
+    );
+    let f: Vec<String> = rpm_line("/usr/bin/carryover")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(f[4], "0100755");
+    for u in UNITS {
+        rpm_line(&format!("/usr/lib/systemd/system/{u}"));
+    }
+    let scripts = run(Command::new("rpm").args(["-qp", "--scripts"]).arg(&rpm));
+    assert!(scripts.contains("systemctl enable carryover-restore.service carryover-report.timer"));
+    // the packaged binary runs
+    let extracted = t.path().join("x");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extracted));
+    let o = Command::new(extracted.join("usr/bin/carryover"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).starts_with("carryover "), "{}", stdout(&o));
+}
