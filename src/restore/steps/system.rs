@@ -251,16 +251,17 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
     };
     run("reloading systemd", &["systemctl", "daemon-reload"], false);
     run("applying sysctl", &["sysctl", "--system"], false);
-    run(
-        "restarting the resolver",
-        &[
-            "systemctl",
-            "try-restart",
-            "systemd-resolved.service",
-            "NetworkManager.service",
-        ],
-        false,
-    );
+    let resolvers: Vec<&str> = ["systemd-resolved.service", "NetworkManager.service"]
+        .into_iter()
+        .filter(|u| unit_installed(a, u))
+        .collect();
+    if !resolvers.is_empty() {
+        run(
+            "restarting the resolver",
+            &[&["systemctl", "try-restart"][..], &resolvers].concat(),
+            false,
+        );
+    }
     run("mounting data disks", &["mount", "-a"], true);
     for e in &l.state.services.enabled {
         if e.origin == "custom"

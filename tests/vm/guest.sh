@@ -1,0 +1,123 @@
+#!/bin/sh
+# VM test, guest side (run by vm-guest.service from the host's 9p share): what the
+# operator does on the old OS, and what the cloud's user-data does on the new one; then
+# the checks, written to the share for the host to compare.
+H=/mnt/host
+out=$H/out
+mkdir -p "$out"
+phase=$(cat "$H/phase")
+exec >>"$out/$phase-guest.log" 2>&1
+mark() { echo "VMTEST $*" > /dev/console; echo "VMTEST $*"; }
+mark "guest-start $phase"
+
+old() {
+  set -ex
+  # a data disk with LVM + ext4 (the store and data), an NTFS data disk named by device
+  pvcreate -ff -y /dev/vdb
+  vgcreate datavg /dev/vdb
+  lvcreate -y -n lvdata -l 100%FREE datavg
+  mkfs.ext4 -q /dev/datavg/lvdata
+  mkntfs -Q -F -L WINDATA /dev/vdc
+  mkdir -p /data /mnt/win
+  echo "/dev/mapper/datavg-lvdata /data ext4 defaults 0 2" >> /etc/fstab
+  echo "/dev/vdc /mnt/win ntfs-3g defaults 0 0" >> /etc/fstab
+  mount -a
+  findmnt /data && findmnt /mnt/win
+  # the server's settings
+  echo web01 > /etc/hostname
+  hostname web01
+  printf 'nameserver 10.0.2.3\nnameserver 192.0.2.53\nsearch corp.example\n' > /etc/resolv.conf
+  echo "10.1.2.3 db01.corp.example db01" >> /etc/hosts
+  useradd -m -u 1500 -s /bin/sh alice
+  printf '[Unit]\nDescription=a custom service\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n' > /etc/systemd/system/hello.service
+  systemctl enable hello.service
+  systemctl start hello.service
+  echo "17 3 * * * alice /bin/true" > /etc/cron.d/nightly
+  # data: on the LVM disk and on the system disk (captured into the store)
+  mkdir -p /data/app/sub /srv/www
+  head -c 24000000 /dev/urandom > /data/app/blob
+  i=0; while [ $i -lt 300 ]; do echo "file $i" > /data/app/sub/f$i; i=$((i + 1)); done
+  echo '<h1>web01</h1>' > /srv/www/index.html
+  chown -R alice:alice /data/app /srv/www
+  echo "on the NTFS disk" > /mnt/win/readme.txt
+  # carryover, installed from the .deb: config, token
+  printf 'vm-test-token\n' > /etc/carryover/token
+  chmod 600 /etc/carryover/token
+  mkdir -p /etc/carryover/config.d
+  cat > /etc/carryover/config.d/10-vm.toml <<'TOML'
+[store]
+url = "/data/carryover"
+[data]
+paths = ["/data/app", "/srv/www"]
+[report]
+url = "http://10.0.2.100:8080"
+send_timeout_seconds = 10
+[identity]
+timeout_ms = 500
+TOML
+  # what the checks compare after the change
+  (cd /data/app && find . -type f | sort | xargs sha256sum) > "$out/old-data.sums"
+  (cd /srv/www && find . -type f | sort | xargs sha256sum) > "$out/old-www.sums"
+  for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done > "$out/old-ssh.fp"
+  id alice > "$out/old-id"
+  set +e
+  carryover check --format json > "$out/check.json"
+  echo "check exit $?" >> "$out/check.json.rc"
+  t0=$(date +%s.%N)
+  carryover capture --format json > "$out/capture.json"
+  echo $? > "$out/capture.rc"
+  t1=$(date +%s.%N)
+  echo "$t0 $t1" > "$out/capture.time"
+  carryover userdata > "$out/user-data"
+  echo $? > "$out/userdata.rc"
+  sync
+}
+
+new() {
+  if [ ! -f /var/lib/vm-test-userdata-done ]; then
+    # the cloud's part: cloud-init would run the user-data's runcmd; the host extracted it
+    sh -x "$H/userdata.sh" > "$out/userdata-run.log" 2>&1
+    echo $? > "$out/userdata-run.rc"
+    touch /var/lib/vm-test-userdata-done
+    sync
+  fi
+  n=0
+  while [ $n -lt 900 ]; do
+    st=$(systemctl show -p ActiveState --value carryover-restore.service)
+    [ "$st" = active ] || [ "$st" = failed ] && break
+    sleep 1
+    n=$((n + 1))
+  done
+  mark "restore-finished $st after ${n}s"
+  journalctl -b -u carryover-restore.service --no-pager > "$out/restore-journal.log"
+  {
+    echo "hostname=$(hostname)"
+    echo "etc_hostname=$(cat /etc/hostname)"
+    echo "nameservers=$(awk '/^nameserver/{printf "%s ", $2}' /etc/resolv.conf)"
+    echo "search=$(awk '/^search/{$1=""; print}' /etc/resolv.conf)"
+    echo "hosts_db01=$(grep -c 'db01.corp.example' /etc/hosts)"
+    echo "hello=$(systemctl is-active hello.service)"
+    echo "cron=$(cat /etc/cron.d/nightly)"
+    echo "data_source=$(findmnt -n -o SOURCE /data)"
+    echo "win_fstype=$(findmnt -n -o FSTYPE /mnt/win)"
+    echo "fstab_data=$(awk '$2 == "/data"' /etc/fstab | head -n1)"
+    echo "fstab_win=$(awk '$2 == "/mnt/win"' /etc/fstab | head -n1)"
+    echo "win_readme=$(cat /mnt/win/readme.txt)"
+    echo "restore_unit=$st"
+  } > "$out/new.facts"
+  id alice > "$out/new-id"
+  for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done > "$out/new-ssh.fp"
+  (cd /data/app && find . -type f | sort | xargs sha256sum) > "$out/new-data.sums"
+  (cd /srv/www && find . -type f | sort | xargs sha256sum) > "$out/new-www.sums"
+  stat -c '%U:%G' /data/app/blob /srv/www/index.html > "$out/new-owners"
+  cat /etc/os-release > "$out/new-os-release"
+  sync
+}
+
+case $phase in
+  old) old ;;
+  new) new ;;
+esac
+mark "guest-done $phase"
+sync
+systemctl poweroff

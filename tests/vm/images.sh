@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the VM test's guest root trees once and caches them: a Debian bookworm tree (the
+# "old OS") and a trixie tree (the "new OS"), debootstrapped with a kernel, systemd,
+# lvm2, ntfs-3g, cron and OpenSSH, DHCP through systemd-networkd, and a unit that runs
+# the test's guest script from the host's 9p share. carryover itself is NOT in them: the
+# test installs the .deb into a copy of the old tree, and the new OS gets carryover only
+# through the user-data.
+#
+#   tests/vm/images.sh CACHE_DIR      → CACHE_DIR/{bookworm,trixie}/{root/,vmlinuz,initrd.img}
+set -euo pipefail
+cache=${1:?cache dir}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$cache"
+mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+pkgs=linux-image-amd64,systemd-sysv,udev,kmod,lvm2,ntfs-3g,cron,openssh-server,iproute2,procps,e2fsprogs,ca-certificates
+# the recipe's hash names the cache entry: a change to this script rebuilds
+recipe=$(cat "$0" | sha256sum | cut -c1-12)
+
+build() {
+  local suite=$1 dir=$cache/$1
+  if [ -f "$dir/done-$recipe" ]; then
+    echo "== $suite image: cached ($dir)"
+    return
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  echo "== $suite image: debootstrap from $mirror"
+  local t0=$SECONDS
+  debootstrap --variant=minbase --include="$pkgs" "$suite" "$dir/root" "$mirror" >"$dir/debootstrap.log" 2>&1 \
+    || { tail -30 "$dir/debootstrap.log"; exit 1; }
+  local r=$dir/root
+  echo "$suite-image" > "$r/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$r/etc/hosts"
+  echo "LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1" > "$r/etc/fstab"
+  : > "$r/etc/machine-id"
+  mkdir -p "$r/etc/systemd/network"
+  printf '[Match]\nName=en*\n\n[Network]\nDHCP=yes\n' > "$r/etc/systemd/network/10-dhcp.network"
+  chroot "$r" systemctl enable systemd-networkd.service >/dev/null 2>&1
+  # the test's hand in the guest: mount the host share, run its script
+  cat > "$r/etc/systemd/system/vm-guest.service" <<'UNIT'
+[Unit]
+Description=VM test: run the host's guest script
+Wants=network-online.target
+After=network-online.target local-fs.target
+
+[Service]
+Type=simple
+ExecStartPre=/bin/sh -c 'mkdir -p /mnt/host && (mountpoint -q /mnt/host || mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 hostshare /mnt/host)'
+ExecStart=/bin/sh /mnt/host/guest.sh
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  chroot "$r" systemctl enable vm-guest.service >/dev/null 2>&1
+  # serial console login is not needed; keep boot quiet and quick
+  chroot "$r" systemctl mask serial-getty@ttyS0.service getty@tty1.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
+  cp "$r"/boot/vmlinuz-* "$dir/vmlinuz"
+  cp "$r"/boot/initrd.img-* "$dir/initrd.img"
+  rm -rf "$r"/var/cache/apt/archives/*.deb
+  touch "$dir/done-$recipe"
+  echo "== $suite image: built in $((SECONDS - t0)) s"
+}
+
+build bookworm &
+b=$!
+build trixie
+wait $b

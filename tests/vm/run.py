@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""The end-to-end Change-OS test on real VMs (qemu, TCG).
+
+An old OS (Debian bookworm, carryover installed from the .deb) with an LVM+ext4 data
+disk (the store and data) and an NTFS data disk sets up a server, runs `check` and
+`capture`, and powers off. Its system disk is then swapped for a fresh Debian trixie
+image without carryover; the data disks stay. The user-data `carryover userdata`
+printed is what brings carryover onto the new OS (cloud-init's runcmd is emulated:
+the guest script runs the same commands from a first-boot unit). The restore runs by
+itself and reports to an orchestrator on the host, reached through qemu's user
+networking; the guest then writes what it sees to a 9p share and the host compares it
+with the old OS. A second scenario kills the VM in the middle of the restore; on the
+next boot the restore resumes and ends `ready`.
+
+    tests/vm/run.py [--binary PATH] [--cache DIR] [--keep]
+"""
+
+import argparse
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+UUID = "6c1b7a8e-2f4d-4b7a-9e31-00000000c0de"
+TOKEN = "vm-test-token"
+BOOT_TIMEOUT = 600
+
+
+def log(msg):
+    print(f"[vm {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+class Orchestrator:
+    """Records every event POSTed to /v1/instances/{id}/events, with its token."""
+
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    ev = json.loads(body)
+                except ValueError:
+                    ev = {}
+                m = re.match(r"^/v1/instances/([^/]+)/events$", self.path)
+                with outer.lock:
+                    outer.events.append({
+                        "instance": m and m.group(1),
+                        "auth": self.headers.get("Authorization"),
+                        "phase": ev.get("phase"),
+                        "state": ev.get("state"),
+                        "event_id": ev.get("event_id"),
+                        "at": time.monotonic(),
+                    })
+                self.send_response(201 if m else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, phase, states, since, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                for e in self.events:
+                    if e["at"] >= since and e["phase"] == phase and e["state"] in states:
+                        return e
+            time.sleep(0.5)
+        return None
+
+
+class VM:
+    def __init__(self, work, name, kernel, initrd, disks, share, port):
+        self.console = os.path.join(work, f"{name}-console.log")
+        self.cmd = [
+            "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
+            "-smp", "2", "-m", "2048", "-display", "none", "-no-reboot",
+            "-kernel", kernel, "-initrd", initrd,
+            "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=0",
+            "-uuid", UUID,
+            "-netdev", f"user,id=n0,guestfwd=tcp:10.0.2.100:8080-tcp:127.0.0.1:{port}",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-virtfs", f"local,path={share},mount_tag=hostshare,security_model=none,id=hs",
+            "-serial", f"file:{self.console}", "-monitor", "none",
+        ]
+        for d in disks:
+            self.cmd += ["-drive", f"file={d},if=virtio,format=raw,cache=writeback"]
+        self.proc = None
+
+    def start(self):
+        open(self.console, "w").close()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
+
+    def console_text(self):
+        with open(self.console, errors="replace") as f:
+            return f.read()
+
+    def wait_line(self, pattern, timeout):
+        end = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while time.monotonic() < end:
+            if rx.search(self.console_text()):
+                return time.monotonic()
+            if self.proc.poll() is not None:
+                return None
+            time.sleep(0.2)
+        return None
+
+    def wait_exit(self, timeout=BOOT_TIMEOUT):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            tail = self.console_text()[-4000:]
+            raise SystemExit(f"VM did not power off within {timeout} s; console tail:\n{tail}")
+        return time.monotonic() - self.started
+
+    def kill(self):
+        self.proc.kill()  # power cut: no shutdown, no sync
+        self.proc.wait()
+
+
+def system_disk(tree, img, size="3G"):
+    if os.path.exists(img):
+        os.unlink(img)
+    sh("truncate", "-s", size, img)
+    sh("mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree, img)
+
+
+def extract_runcmd(user_data):
+    """The shell script of the `runcmd: - [sh, -c, |…]` entry carryover prints."""
+    lines = user_data.splitlines()
+    start = lines.index("    - |") + 1
+    body = []
+    for l in lines[start:]:
+        if l.startswith("      ") or l.strip() == "":
+            body.append(l[6:])
+        else:
+            break
+    return "\n".join(body) + "\n"
+
+
+def facts(out):
+    d = {}
+    with open(os.path.join(out, "new.facts")) as f:
+        for l in f:
+            k, _, v = l.rstrip("\n").partition("=")
+            d[k] = v.strip()
+    return d
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+CHECKED = [0]
+
+
+def check(cond, what, failures):
+    print(f"    {'ok  ' if cond else 'FAIL'} {what}", flush=True)
+    CHECKED[0] += 1
+    if not cond:
+        failures.append(what)
+
+
+def ids(text):
+    return re.findall(r"(uid=\d+\(\w+\) gid=\d+\(\w+\))", text)
+
+
+def verify_new(out, failures, scenario):
+    f = facts(out)
+    print(f"  checks ({scenario}):")
+    check(f.get("restore_unit") == "active", f"restore unit active ({f.get('restore_unit')})", failures)
+    check(f.get("hostname") == "web01" and f.get("etc_hostname") == "web01", f"hostname web01 ({f.get('hostname')})", failures)
+    check(f.get("nameservers", "").split() == ["10.0.2.3", "192.0.2.53"], f"DNS servers ({f.get('nameservers')})", failures)
+    check(f.get("search") == "corp.example", f"search domain ({f.get('search')})", failures)
+    check(f.get("hosts_db01") == "1", "/etc/hosts entry db01", failures)
+    check(f.get("hello") == "active", f"custom service active ({f.get('hello')})", failures)
+    check(f.get("cron") == "17 3 * * * alice /bin/true", "cron job", failures)
+    check(f.get("data_source") == "/dev/mapper/datavg-lvdata", f"LVM volume mounted at /data ({f.get('data_source')})", failures)
+    check("/dev/mapper/datavg-lvdata" in f.get("fstab_data", "") and "nofail" in f.get("fstab_data", ""), f"fstab /data nofail ({f.get('fstab_data')})", failures)
+    check(f.get("fstab_win", "").startswith("UUID=") and "nofail" in f.get("fstab_win", ""), f"NTFS disk in fstab by UUID ({f.get('fstab_win')})", failures)
+    check(f.get("win_fstype") == "fuseblk", f"NTFS disk mounted through ntfs-3g ({f.get('win_fstype')})", failures)
+    check(f.get("win_readme") == "on the NTFS disk", "NTFS content readable", failures)
+    check(ids(read(os.path.join(out, "new-id"))) == ids(read(os.path.join(out, "old-id"))), "user alice with the same uid/gid", failures)
+    check(read(os.path.join(out, "new-ssh.fp")) == read(os.path.join(out, "old-ssh.fp")), "SSH host key fingerprints unchanged", failures)
+    check(read(os.path.join(out, "new-data.sums")) == read(os.path.join(out, "old-data.sums")), "data on the LVM disk identical (sha256)", failures)
+    check(read(os.path.join(out, "new-www.sums")) == read(os.path.join(out, "old-www.sums")), "data from the system disk restored identical (sha256)", failures)
+    check(read(os.path.join(out, "new-owners")).split() == ["alice:alice", "alice:alice"], "owners by name", failures)
+    check("trixie" in read(os.path.join(out, "new-os-release")), "the new OS is trixie", failures)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(TOP, "target/debug/carryover"))
+    ap.add_argument("--cache", default=os.environ.get("CARRYOVER_VM_CACHE", "/var/tmp/carryover-vm"))
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args()
+    t_all = time.monotonic()
+    failures = []
+    work = tempfile.mkdtemp(prefix="carryover-vm-", dir="/var/tmp")
+    log(f"work dir {work}")
+
+    t = time.monotonic()
+    sh(os.path.join(HERE, "images.sh"), a.cache)
+    log(f"images ready in {time.monotonic() - t:.0f} s")
+    pkg = os.path.join(work, "pkg")
+    sh(os.path.join(TOP, "packaging/build"), a.binary, pkg, stdout=subprocess.DEVNULL)
+    deb = [os.path.join(pkg, p) for p in os.listdir(pkg) if p.endswith(".deb")][0]
+
+    # the old OS: a copy of the bookworm tree with the .deb installed by dpkg
+    old_root = os.path.join(work, "old-root")
+    sh("cp", "-a", os.path.join(a.cache, "bookworm/root"), old_root)
+    # dpkg inside the tree (dpkg --root would resolve the tree's groups on the host)
+    shutil.copy(deb, os.path.join(old_root, "tmp/carryover.deb"))
+    sh("chroot", old_root, "dpkg", "-i", "/tmp/carryover.deb", stdout=subprocess.DEVNULL)
+    os.unlink(os.path.join(old_root, "tmp/carryover.deb"))
+    print("  package installed into the bookworm tree:")
+    st = os.stat(os.path.join(old_root, "usr/bin/carryover"))
+    check(st.st_mode & 0o777 == 0o755 and st.st_uid == 0, "/usr/bin/carryover 0755 root", failures)
+    st = os.stat(os.path.join(old_root, "etc/carryover/config.toml"))
+    check(st.st_mode & 0o777 == 0o600, "/etc/carryover/config.toml 0600", failures)
+    check(os.stat(os.path.join(old_root, "var/lib/carryover")).st_mode & 0o777 == 0o700, "/var/lib/carryover 0700", failures)
+    check(os.path.islink(os.path.join(old_root, "etc/systemd/system/multi-user.target.wants/carryover-restore.service")), "carryover-restore.service enabled", failures)
+    check(os.path.islink(os.path.join(old_root, "etc/systemd/system/timers.target.wants/carryover-report.timer")), "carryover-report.timer enabled", failures)
+    status = subprocess.run(["chroot", old_root, "dpkg", "-s", "carryover"], capture_output=True, text=True).stdout
+    check("Status: install ok installed" in status, "dpkg says installed", failures)
+
+    old_img = os.path.join(work, "old-system.img")
+    system_disk(old_root, old_img)
+    shutil.rmtree(old_root)
+    vdb, vdc = os.path.join(work, "data-lvm.img"), os.path.join(work, "data-ntfs.img")
+    sh("truncate", "-s", "1G", vdb)
+    sh("truncate", "-s", "256M", vdc)
+
+    orch = Orchestrator()
+    share = os.path.join(work, "share-old")
+    os.makedirs(share)
+    shutil.copy(os.path.join(HERE, "guest.sh"), share)
+    with open(os.path.join(share, "phase"), "w") as f:
+        f.write("old\n")
+    bw = os.path.join(a.cache, "bookworm")
+    vm = VM(work, "old", os.path.join(bw, "vmlinuz"), os.path.join(bw, "initrd.img"), [old_img, vdb, vdc], share, orch.port)
+    log("boot 1: the old OS (bookworm): set up, check, capture")
+    vm.start()
+    booted = vm.wait_line(r"VMTEST guest-start old", BOOT_TIMEOUT)
+    took = vm.wait_exit()
+    out = os.path.join(share, "out")
+    if not os.path.exists(os.path.join(out, "capture.rc")):
+        print(read(os.path.join(out, "old-guest.log"))[-5000:])
+        raise SystemExit("the old OS did not get to the capture")
+    t0, t1 = map(float, read(os.path.join(out, "capture.time")).split())
+    timings = {"old OS boot": booted - vm.started if booted else None, "capture": t1 - t0, "old OS total": took}
+    print("  old OS:")
+    check(read(os.path.join(out, "capture.rc")).strip() == "0", "capture exit 0", failures)
+    cap = json.loads(read(os.path.join(out, "capture.json")))
+    log(f"snapshot {cap['snapshot_id']}: {cap['files']} files, {cap['bytes']} bytes")
+    check(cap["instance_id"] == UUID, f"instance id from DMI ({cap['instance_id']})", failures)
+    keys = [f["key"] for f in json.loads(read(os.path.join(out, "check.json")))["findings"]]
+    check("fstab-device-name-unstable" in keys and "ntfs-needs-ntfs3g" in keys, f"check findings {keys}", failures)
+    check("data-path-on-system-disk" in keys, "data-path-on-system-disk for /srv/www", failures)
+    check(orch.wait_for("capture", ("succeeded",), 0, 5) is not None, "orchestrator got capture/succeeded", failures)
+    user_data = read(os.path.join(out, "user-data"))
+    check(user_data.startswith("#cloud-config") and len(user_data) < 32 * 1024 and TOKEN not in user_data, "user-data: cloud-config, < 32 KB, no token", failures)
+    script = extract_runcmd(user_data)
+
+    # the new OS: the trixie tree as it comes, carryover nowhere on it
+    tx = os.path.join(a.cache, "trixie")
+    new_tree = os.path.join(tx, "root")
+    check(not os.path.exists(os.path.join(new_tree, "usr/bin/carryover")), "the new image has no carryover", failures)
+    # keep the data disks as the old OS left them, for the second scenario
+    vdb2, vdc2 = vdb + ".2", vdc + ".2"
+    sh("cp", "--sparse=always", vdb, vdb2)
+    sh("cp", "--sparse=always", vdc, vdc2)
+
+    def boot_new(tag, disks, kill_at=None):
+        share = os.path.join(work, f"share-{tag}")
+        os.makedirs(os.path.join(share, "out"), exist_ok=True)
+        shutil.copy(os.path.join(HERE, "guest.sh"), share)
+        for name in ("old-data.sums", "old-www.sums", "old-ssh.fp", "old-id"):
+            shutil.copy(os.path.join(out, name), os.path.join(share, "out", name))
+        with open(os.path.join(share, "userdata.sh"), "w") as f:
+            f.write(script)
+        with open(os.path.join(share, "phase"), "w") as f:
+            f.write("new\n")
+        vm = VM(work, tag, os.path.join(tx, "vmlinuz"), os.path.join(tx, "initrd.img"), disks, share, orch.port)
+        since = time.monotonic()
+        vm.start()
+        booted = vm.wait_line(r"VMTEST guest-start new", BOOT_TIMEOUT)
+        if kill_at:
+            at = vm.wait_line(kill_at, BOOT_TIMEOUT)
+            if at is None:
+                vm.wait_exit(5)
+                raise SystemExit(f"never saw {kill_at!r} on the console")
+            vm.kill()
+            log(f"{tag}: VM killed {at - vm.started:.0f} s after start, in the middle of the restore")
+            return share, since, booted - vm.started if booted else None, vm
+        vm.wait_exit()
+        return share, since, booted - vm.started if booted else None, vm
+
+    new_img = os.path.join(work, "new-system.img")
+    system_disk(new_tree, new_img)
+    log("boot 2: the new OS (trixie) with the old data disks: user-data → restore → report")
+    share1, since, booted, vm = boot_new("new", [new_img, vdb, vdc])
+    ready = orch.wait_for("restore", ("succeeded", "degraded", "failed"), since, 5)
+    timings["new OS boot"] = booted
+    timings["time to ready (from power-on)"] = ready["at"] - vm.started if ready else None
+    journal = read(os.path.join(share1, "out", "restore-journal.log"))
+    m = re.search(r"Finished carryover-restore.service|Deactivated successfully", journal)
+    print("  new OS:")
+    check(ready is not None and ready["state"] == "succeeded", f"orchestrator got restore/{ready and ready['state']}", failures)
+    check(ready is not None and ready["auth"] == f"Bearer {TOKEN}" and ready["instance"] == UUID, "event with the old OS's token, for this instance", failures)
+    verify_new(os.path.join(share1, "out"), failures, "first boot")
+    starts = re.findall(r"^(\w+ \d+ [\d:]+) .*Starting carryover-restore", journal, re.M)
+    log(f"restore journal: {len(journal.splitlines())} lines")
+
+    # scenario 2: power cut in the middle of the restore, then the next boot resumes
+    new_img2 = os.path.join(work, "new-system-2.img")
+    system_disk(new_tree, new_img2)
+    log("boot 3: the new OS again, killed in the middle of the restore")
+    share2, since2, _, _ = boot_new("reset", [new_img2, vdb2, vdc2], kill_at=r'step="?accounts')
+    log("boot 4: the same disks: the restore resumes")
+    vm = VM(work, "resume", os.path.join(tx, "vmlinuz"), os.path.join(tx, "initrd.img"), [new_img2, vdb2, vdc2], share2, orch.port)
+    since3 = time.monotonic()
+    vm.start()
+    vm.wait_exit()
+    ready2 = orch.wait_for("restore", ("succeeded", "degraded", "failed"), since3, 5)
+    print("  after the power cut:")
+    check(ready2 is not None and ready2["state"] == "succeeded", f"orchestrator got restore/{ready2 and ready2['state']} after the resume", failures)
+    journal2 = read(os.path.join(share2, "out", "restore-journal.log"))
+    check("resumed" in journal2, "the restore said it resumed an interrupted one", failures)
+    verify_new(os.path.join(share2, "out"), failures, "after the resume")
+    timings["resumed restore (power-on to ready)"] = ready2["at"] - vm.started if ready2 else None
+
+    print("\nphase timings:")
+    for k, v in timings.items():
+        print(f"  {k:<38} {'-' if v is None else f'{v:.1f} s'}")
+    print(f"  {'whole VM test':<38} {time.monotonic() - t_all:.1f} s")
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        log(f"kept {work}")
+    print(f"\nVM test: {CHECKED[0] - len(failures)} passed, {len(failures)} failed")
+    if failures:
+        print(f"failed: {failures}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
