@@ -112,57 +112,104 @@ fn write_file(path: &str, content: &str) -> String {
     format!("printf '%s' {} > {path}\n", sh_quote(content))
 }
 
-/// The `#cloud-config` for a store on a data disk. On the new OS's first boot it installs
-/// what reads the store's disk (lvm2, ntfs-3g) when missing, a script that mounts the disk
-/// by filesystem UUID (run now and before every restore attempt, so a reboot in the middle
-/// of the restore finds the store again), the agent kept in the store, a config naming the
-/// store and `report_url`, and the systemd units when no package brought them; then it
-/// enables and starts `carryover-restore.service`, which restores once and reports. No
-/// secret: the orchestrator's token travels inside the snapshot.
-pub fn cloud_config(d: &StoreDisk, report_url: Option<&str>) -> String {
-    let store_path = Path::new(STORE_MOUNT).join(&d.rel);
-    let agent = sh_quote(&store_path.join(AGENT_KEY).display().to_string());
+/// How the new OS reaches the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreAccess {
+    /// A directory on a data disk, found by its filesystem's UUID.
+    Disk(StoreDisk),
+    /// Object storage: the agent comes from a presigned URL; restore uses the instance's
+    /// own temporary credentials (agency / IAM role) from the metadata service.
+    S3 {
+        url: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        agent_url: String,
+    },
+}
+
+/// The `#cloud-config` for the Change OS call. On the new OS's first boot its `runcmd`
+/// installs what reads the store's disk (lvm2, ntfs-3g) when missing and a script that
+/// mounts the disk by filesystem UUID (run now and before every restore attempt, so a
+/// reboot in the middle of the restore finds the store again) — or, for S3, downloads the
+/// agent from a presigned URL — then the agent, a config naming the store and
+/// `report_url`, the systemd units when no package brought them; then it enables and
+/// starts `carryover-restore.service`, which restores once and reports. No secret: the
+/// orchestrator's token travels inside the snapshot, S3 credentials come from the
+/// instance's metadata service.
+pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
     let mut script = String::from("set -e\n");
-    if d.lvm || d.fstype == "ntfs" {
-        // the new OS may lack the tool that reads the store's disk: its own package manager
-        // installs it (apt lists may need a refresh on a fresh image)
-        script.push_str(concat!(
-            "need() { command -v \"$1\" >/dev/null 2>&1 && return 0\n",
-            "  if command -v apt-get >/dev/null; then export DEBIAN_FRONTEND=noninteractive\n",
-            "    apt-get install -y -q \"$2\" || { apt-get update -q && apt-get install -y -q \"$2\"; }\n",
-            "  elif command -v dnf >/dev/null; then dnf install -y \"$2\"\n",
-            "  elif command -v yum >/dev/null; then yum install -y \"$2\"\n",
-            "  elif command -v zypper >/dev/null; then zypper --non-interactive install \"$2\"\n",
-            "  fi; }\n",
-        ));
+    let mut toml = String::from("[store]\n");
+    let mut pre_start = None;
+    match access {
+        StoreAccess::Disk(d) => {
+            let store_path = Path::new(STORE_MOUNT).join(&d.rel);
+            if d.lvm || d.fstype == "ntfs" {
+                // the new OS may lack the tool that reads the store's disk: its own package
+                // manager installs it (apt lists may need a refresh on a fresh image)
+                script.push_str(concat!(
+                    "need() { command -v \"$1\" >/dev/null 2>&1 && return 0\n",
+                    "  if command -v apt-get >/dev/null; then export DEBIAN_FRONTEND=noninteractive\n",
+                    "    apt-get install -y -q \"$2\" || { apt-get update -q && apt-get install -y -q \"$2\"; }\n",
+                    "  elif command -v dnf >/dev/null; then dnf install -y \"$2\"\n",
+                    "  elif command -v yum >/dev/null; then yum install -y \"$2\"\n",
+                    "  elif command -v zypper >/dev/null; then zypper --non-interactive install \"$2\"\n",
+                    "  fi; }\n",
+                ));
+            }
+            if d.lvm {
+                script.push_str("need vgchange lvm2\n");
+            }
+            if d.fstype == "ntfs" {
+                script.push_str("need ntfs-3g ntfs-3g\n");
+            }
+            let mut mount = String::from(
+                "#!/bin/sh\n# carryover: mounts the store's data disk (written by the Change OS user-data)\n",
+            );
+            if d.lvm {
+                mount.push_str(
+                    "vgchange -ay >/dev/null 2>&1 || true\nudevadm settle 2>/dev/null || true\n",
+                );
+            }
+            mount.push_str(&format!(
+                "mkdir -p {STORE_MOUNT}\nmountpoint -q {STORE_MOUNT} || mount UUID={} {STORE_MOUNT}\n",
+                d.fs_uuid
+            ));
+            script.push_str("mkdir -p /usr/local/lib/carryover\n");
+            script.push_str(&write_file(MOUNT_SCRIPT, &mount));
+            script.push_str(&format!("chmod 0755 {MOUNT_SCRIPT}\n{MOUNT_SCRIPT}\n"));
+            let agent = sh_quote(&store_path.join(AGENT_KEY).display().to_string());
+            script.push_str(&format!(
+                "install -m 0755 {agent} /usr/local/bin/carryover\n"
+            ));
+            toml.push_str(&format!(
+                "url = {}\n",
+                toml_string(&store_path.display().to_string())
+            ));
+            pre_start = Some(MOUNT_SCRIPT);
+        }
+        StoreAccess::S3 {
+            url,
+            endpoint,
+            region,
+            agent_url,
+        } => {
+            script.push_str(concat!(
+                "fetch() { curl -fsSL -o \"$2\" \"$1\" 2>/dev/null || wget -q -O \"$2\" \"$1\" 2>/dev/null ||\n",
+                "  python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \"$1\" \"$2\"; }\n",
+            ));
+            script.push_str(&format!(
+                "fetch {} /usr/local/bin/carryover.new\nchmod 0755 /usr/local/bin/carryover.new\nmv /usr/local/bin/carryover.new /usr/local/bin/carryover\n",
+                sh_quote(agent_url)
+            ));
+            toml.push_str(&format!("url = {}\n", toml_string(url)));
+            if let Some(e) = endpoint {
+                toml.push_str(&format!("endpoint = {}\n", toml_string(e)));
+            }
+            if let Some(r) = region {
+                toml.push_str(&format!("region = {}\n", toml_string(r)));
+            }
+        }
     }
-    if d.lvm {
-        script.push_str("need vgchange lvm2\n");
-    }
-    if d.fstype == "ntfs" {
-        script.push_str("need ntfs-3g ntfs-3g\n");
-    }
-    let mut mount = String::from(
-        "#!/bin/sh\n# carryover: mounts the store's data disk (written by the Change OS user-data)\n",
-    );
-    if d.lvm {
-        mount
-            .push_str("vgchange -ay >/dev/null 2>&1 || true\nudevadm settle 2>/dev/null || true\n");
-    }
-    mount.push_str(&format!(
-        "mkdir -p {STORE_MOUNT}\nmountpoint -q {STORE_MOUNT} || mount UUID={} {STORE_MOUNT}\n",
-        d.fs_uuid
-    ));
-    script.push_str("mkdir -p /usr/local/lib/carryover\n");
-    script.push_str(&write_file(MOUNT_SCRIPT, &mount));
-    script.push_str(&format!("chmod 0755 {MOUNT_SCRIPT}\n{MOUNT_SCRIPT}\n"));
-    script.push_str(&format!(
-        "install -m 0755 {agent} /usr/local/bin/carryover\n"
-    ));
-    let mut toml = format!(
-        "[store]\nurl = {}\n",
-        toml_string(&store_path.display().to_string())
-    );
     if let Some(url) = report_url {
         toml.push_str(&format!("[report]\nurl = {}\n", toml_string(url)));
     }
@@ -181,11 +228,13 @@ pub fn cloud_config(d: &StoreDisk, report_url: Option<&str>) -> String {
             )
         ));
     }
-    script.push_str("mkdir -p /etc/systemd/system/carryover-restore.service.d\n");
-    script.push_str(&write_file(
-        "/etc/systemd/system/carryover-restore.service.d/50-store.conf",
-        &format!("[Service]\nExecStartPre={MOUNT_SCRIPT}\n"),
-    ));
+    if let Some(pre) = pre_start {
+        script.push_str("mkdir -p /etc/systemd/system/carryover-restore.service.d\n");
+        script.push_str(&write_file(
+            "/etc/systemd/system/carryover-restore.service.d/50-store.conf",
+            &format!("[Service]\nExecStartPre={pre}\n"),
+        ));
+    }
     script.push_str(concat!(
         "systemctl daemon-reload\n",
         "systemctl enable carryover-restore.service carryover-report.timer\n",
@@ -195,7 +244,7 @@ pub fn cloud_config(d: &StoreDisk, report_url: Option<&str>) -> String {
         "fi\n",
     ));
     let mut out = String::from(
-        "#cloud-config\n# carryover: restore this server's settings and data after the Change OS.\n# It mounts the store's data disk by filesystem UUID, installs the agent kept there\n# and starts carryover-restore.service, which restores and reports to the orchestrator.\n",
+        "#cloud-config\n# carryover: restore this server's settings and data after the Change OS.\n# It brings the agent from the store and starts carryover-restore.service, which\n# restores and reports to the orchestrator. No secret is in here.\n",
     );
     out.push_str("runcmd:\n  - - sh\n    - -c\n    - |\n");
     for line in script.lines() {
@@ -218,7 +267,7 @@ mod tests {
             rel: PathBuf::from("it's/carryover"),
             lvm: true,
         };
-        let c = cloud_config(&d, Some("https://orch.example.com/api"));
+        let c = cloud_config(&StoreAccess::Disk(d), Some("https://orch.example.com/api"));
         assert!(c.starts_with("#cloud-config\n"));
         assert!(c.len() < MAX_BYTES);
         let docs = yaml_rust2::YamlLoader::load_from_str(&c).unwrap();

@@ -29,6 +29,10 @@ pub trait Backend: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     fn delete(&self, key: &str) -> Result<()>;
     fn describe(&self) -> String;
+    /// A URL that lets anyone GET `key` for `valid` (object storage only).
+    fn presigned_get(&self, _key: &str, _valid: std::time::Duration) -> Option<String> {
+        None
+    }
 }
 
 /// An object being written; dropped without `commit`, it never appears.

@@ -28,7 +28,7 @@ pub struct S3Backend {
 }
 
 /// Where the S3 settings come from: the config first, then the standard `AWS_*` variables.
-fn setting(config: Option<&String>, vars: &[&str]) -> Option<String> {
+pub(crate) fn setting(config: Option<&String>, vars: &[&str]) -> Option<String> {
     config.cloned().or_else(|| {
         vars.iter()
             .find_map(|v| std::env::var(v).ok().filter(|x| !x.is_empty()))
@@ -60,18 +60,33 @@ impl S3Backend {
             .unwrap_or_else(|| "us-east-1".into());
         let key = setting(s.access_key_id.as_ref(), &["AWS_ACCESS_KEY_ID"]);
         let secret = setting(s.secret_access_key.as_ref(), &["AWS_SECRET_ACCESS_KEY"]);
-        let (Some(key), Some(secret)) = (key, secret) else {
-            return Err(Error::Usage(format!(
-                "{url}: no S3 credentials: set [store] access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            ))
-            .into());
-        };
-        let creds = match std::env::var("AWS_SESSION_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-        {
-            Some(t) => Credentials::new_with_token(key, secret, t),
-            None => Credentials::new(key, secret),
+        let creds = match (key, secret) {
+            (Some(key), Some(secret)) => match std::env::var("AWS_SESSION_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+            {
+                Some(t) => Credentials::new_with_token(key, secret, t),
+                None => Credentials::new(key, secret),
+            },
+            // no key anywhere: the instance's own temporary credentials (a Huawei Cloud
+            // agency, an IAM role), which is how a new OS reaches the store with nothing
+            // secret in its user-data
+            _ => {
+                let timeout = Duration::from_millis(config.metadata_timeout_ms);
+                let t = crate::metadata::credentials(&config.metadata_url, timeout)
+                    .map_err(|e| {
+                        Error::Usage(format!(
+                            "{url}: no S3 credentials: set [store] access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or bind an agency/IAM role to the instance ({e:#})"
+                        ))
+                    })?;
+                tracing::info!("S3 credentials from the metadata service");
+                match t.session_token {
+                    Some(tok) => {
+                        Credentials::new_with_token(t.access_key_id, t.secret_access_key, tok)
+                    }
+                    None => Credentials::new(t.access_key_id, t.secret_access_key),
+                }
+            }
         };
         let endpoint_url: url::Url = endpoint
             .parse()
@@ -156,6 +171,16 @@ fn failure(what: &str, r: Response) -> anyhow::Error {
 }
 
 impl Backend for S3Backend {
+    fn presigned_get(&self, key: &str, valid: Duration) -> Option<String> {
+        let k = self.full(key).ok()?;
+        Some(
+            self.bucket
+                .get_object(Some(&self.creds), &k)
+                .sign(valid)
+                .to_string(),
+        )
+    }
+
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         let k = self.full(key)?;
         let url = self.bucket.put_object(Some(&self.creds), &k).sign(SIGN_FOR);

@@ -218,3 +218,130 @@ fn wrong_s3_credentials_are_a_clear_error() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("AWS_ACCESS_KEY_ID"), "{}", stderr(&o));
 }
+
+/// A metadata service on loopback that hands out the S3 server's key as the instance's
+/// temporary credentials (Huawei Cloud's `securitykey` document).
+fn credentials_server() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let (status, body) = match line.split_whitespace().nth(1).unwrap_or("") {
+                "/openstack/latest/securitykey" => (
+                    "200 OK",
+                    format!(
+                        "{{\"credential\": {{\"access\": \"{KEY}\", \"secret\": \"{SECRET}\", \"securitytoken\": \"session-token-x\", \"expires_at\": \"2099-01-01T00:00:00Z\"}}}}"
+                    ),
+                ),
+                _ => ("404 Not Found", String::new()),
+            };
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// GET over plain HTTP/1.0: (status, body).
+fn http_get(url: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = TcpStream::connect(host).unwrap();
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&all[..end]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, all[end + 4..].to_vec())
+}
+
+#[test]
+fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
+    let t = tempfile::tempdir().unwrap();
+    let server = start(&t.path().join("s3"));
+    let old = Tree::new(&t.path().join("old"));
+    old.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
+        .file("/etc/hostname", "web01\n")
+        .file("/srv/app/config.toml", "[app]\nport = 8080\n")
+        .file(
+            "/etc/carryover/config.toml",
+            &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"cn-north-4\"\n[data]\npaths = [\"/srv\"]\n[report]\nurl = \"https://orch.example.com/api\"\n", server.port),
+        );
+    let root = old.dir.to_str().unwrap();
+    let o = run(&["capture", "--root", root], &env(SECRET));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = run(&["userdata", "--root", root], &env(SECRET));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.len() < 32 * 1024 && !text.contains(SECRET), "{text}");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+    let script = docs[0]["runcmd"][0][2].as_str().unwrap().to_string();
+    assert!(
+        script.contains("url = \"s3://carryover/fleet/web01\""),
+        "{script}"
+    );
+    assert!(script.contains(&format!("endpoint = \"http://127.0.0.1:{}\"", server.port)));
+    assert!(script.contains("region = \"cn-north-4\""));
+    assert!(!script.contains("access_key") && !script.contains("mount-store"));
+    let syntax = Command::new("sh")
+        .args(["-n", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(syntax.success());
+    // the presigned URL in it downloads the agent kept in the store, and nothing else
+    let agent_url = script
+        .split_whitespace()
+        .find(|w| w.starts_with("'http://"))
+        .unwrap()
+        .trim_matches('\'')
+        .to_string();
+    let (status, body) = http_get(&agent_url);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        std::fs::read(env!("CARGO_BIN_EXE_carryover")).unwrap()
+    );
+    let (status, _) = http_get(&agent_url.replace("agent/carryover", "carryover-store.json"));
+    assert_ne!(status, 200, "the signature covers the agent only");
+
+    // the new OS: the store by URL, no key anywhere, the agency's temporary credentials
+    let md = credentials_server();
+    let new = Tree::new(&t.path().join("new"));
+    new.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
+        .file("/etc/hostname", "fresh\n")
+        .file(
+            "/etc/carryover/config.toml",
+            &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"cn-north-4\"\n[identity]\nmetadata_url = \"http://127.0.0.1:{md}\"\ntimeout_ms = 2000\n", server.port),
+        );
+    let o = run(
+        &[
+            "restore",
+            "--root",
+            new.dir.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(new.read("/srv/app/config.toml"), "[app]\nport = 8080\n");
+    assert_eq!(new.read("/etc/hostname"), "web01\n");
+    assert!(!stdout(&o).contains(SECRET) && !stderr(&o).contains(SECRET));
+}
