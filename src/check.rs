@@ -318,8 +318,7 @@ pub fn gather(
     });
     let store_free = local
         .map(existing_ancestor)
-        .and_then(|p| nix::sys::statvfs::statvfs(&p).ok())
-        .map(|s| s.blocks_available() * s.fragment_size());
+        .and_then(|p| crate::sys::free_bytes(&p));
     // A store that already holds snapshots gets an incremental capture: only changed
     // content is stored, so the full size would overstate the need (and the walk would be
     // work done twice). The first capture is measured.

@@ -380,9 +380,7 @@ pub fn discover(root: &Root) -> Discovery {
     if root.is_live() {
         for d in layout.devices.iter_mut() {
             if let Some(mp) = d.mountpoints.first() {
-                d.free_bytes = nix::sys::statvfs::statvfs(Path::new(mp))
-                    .ok()
-                    .map(|s| s.blocks_available() * s.fragment_size());
+                d.free_bytes = crate::sys::free_bytes(Path::new(mp));
             }
         }
     }

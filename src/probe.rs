@@ -54,8 +54,7 @@ pub trait Source {
 
 impl Source for std::fs::File {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        FileExt::read_at(self, buf, offset)
+        crate::sys::pread(self, buf, offset)
     }
 }
 

@@ -619,10 +619,7 @@ impl Walker<'_> {
     }
 }
 
-fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    s.as_bytes().to_vec()
-}
+use crate::sys::os_bytes;
 
 /// The bytes of the regular files below `dir` (for the progress bar's ETA).
 pub fn estimate_bytes(dir: &Path) -> u64 {

@@ -23,9 +23,7 @@ pub struct StoreLock {
 }
 
 fn host() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    crate::sys::hostname()
 }
 
 fn now() -> i64 {
@@ -86,9 +84,5 @@ impl Drop for StoreLock {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
-    }
+    crate::sys::process_alive(pid)
 }

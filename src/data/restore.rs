@@ -5,10 +5,7 @@
 //! outside the target; a damaged chunk fails only its file, which is named.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -97,7 +94,7 @@ pub fn restore(
             store, &index, &owners, &r.path, &dest, reader, progress, &mut out,
         )?;
     }
-    nix::unistd::sync();
+    sys::sync_all_filesystems();
     Ok(out)
 }
 
@@ -196,7 +193,7 @@ fn restore_root(
         let host = if node.path.is_empty() {
             dest.to_path_buf()
         } else {
-            dest.join(OsStr::from_bytes(&node.path))
+            dest.join(sys::os_from_bytes(&node.path))
         };
         match node.kind {
             Kind::Dir => match ensure_dir(&host) {
@@ -296,14 +293,7 @@ fn temp_of(host: &Path) -> PathBuf {
 /// Creates a new file exclusively, never through a symlink; a stale temporary file of
 /// an interrupted run is removed first.
 fn create_temp(tmp: &Path) -> std::io::Result<File> {
-    let open = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(tmp)
-    };
+    let open = || sys::create_new_nofollow(tmp);
     match open() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             std::fs::remove_file(tmp)?;
@@ -427,7 +417,7 @@ fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<()> {
     let tmp = temp_of(host);
     let _ = std::fs::remove_file(&tmp);
     match n.kind {
-        Kind::Symlink => sys::symlink(Path::new(OsStr::from_bytes(&n.target)), &tmp)?,
+        Kind::Symlink => sys::symlink(Path::new(&sys::os_from_bytes(&n.target)), &tmp)?,
         Kind::Fifo => sys::make_special(&tmp, "fifo", n.mode, 0)?,
         Kind::Char => sys::make_special(&tmp, "char", n.mode, n.rdev)?,
         Kind::Block => sys::make_special(&tmp, "block", n.mode, n.rdev)?,
@@ -445,11 +435,11 @@ fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<()> {
     if n.target.is_empty() || !check_path(&n.target) {
         bail!("hard link to an invalid path; refused");
     }
-    let first = dest.join(OsStr::from_bytes(&n.target));
+    let first = dest.join(sys::os_from_bytes(&n.target));
     // Every directory on the way must be real: no path through a symlink.
     let mut p = dest.to_path_buf();
     for c in n.target.split(|c| *c == b'/') {
-        p.push(OsStr::from_bytes(c));
+        p.push(sys::os_from_bytes(c));
         let m = std::fs::symlink_metadata(&p)?;
         if m.file_type().is_symlink() {
             bail!("hard link through a symlink; refused");
@@ -458,10 +448,9 @@ fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<()> {
     if !std::fs::symlink_metadata(&first)?.is_file() {
         bail!("hard link to something that is not a file; refused");
     }
-    if std::fs::symlink_metadata(host).is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::symlink_metadata(&first).is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev())
-    }) {
+    if std::fs::symlink_metadata(host)
+        .is_ok_and(|m| std::fs::symlink_metadata(&first).is_ok_and(|f| sys::same_file(&f, &m)))
+    {
         return Ok(());
     }
     let tmp = temp_of(host);

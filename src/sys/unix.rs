@@ -200,6 +200,69 @@ pub fn data_extents(f: &File, meta: &FileMeta) -> io::Result<Option<Vec<(u64, u6
     Ok(Some(out))
 }
 
+/// Reads up to `buf.len()` bytes at `offset` (fewer at the end of the file).
+pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    f.read_at(buf, offset)
+}
+
+/// A path component's bytes as the snapshot records them.
+pub fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_bytes().to_vec()
+}
+
+/// A path component from the bytes the snapshot recorded.
+pub fn os_from_bytes(b: &[u8]) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(b).to_os_string()
+}
+
+/// Creates a new file exclusively (0600), never through a symlink.
+pub fn create_new_nofollow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// True when two paths are the same file (device and inode).
+pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.ino() == b.ino() && a.dev() == b.dev()
+}
+
+/// Flushes every filesystem's dirty data to disk.
+pub fn sync_all_filesystems() {
+    nix::unistd::sync();
+}
+
+/// Free bytes for an unprivileged writer on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    nix::sys::statvfs::statvfs(path)
+        .ok()
+        .map(|s| s.blocks_available() * s.fragment_size())
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// True while a process with this id exists (also when it belongs to another user).
+pub fn process_alive(pid: u32) -> bool {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
 /// Reads exactly `buf.len()` bytes at `offset`.
 pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
