@@ -7,6 +7,10 @@ pub mod root;
 mod unix;
 #[cfg(unix)]
 pub use unix::*;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
 
 use std::fs::File;
 use std::io::{self, Write};

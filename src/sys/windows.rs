@@ -1,0 +1,316 @@
+//! The Windows side of the platform layer: the same calls as the Unix side, mapped to
+//! what Windows has — the read-only attribute for modes, FILETIMEs for times, the volume's
+//! free space, the computer name, process groups for hooks — and explicit no-ops where
+//! Windows has no counterpart (POSIX owners, xattrs, device nodes, directory fsync).
+
+use std::fs::File;
+use std::io;
+use std::os::windows::ffi::OsStrExt as _;
+use std::os::windows::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, GetDiskFreeSpaceExW,
+};
+use windows_sys::Win32::System::SystemInformation::{
+    ComputerNameDnsHostname, ComputerNamePhysicalDnsHostname, GetComputerNameExW,
+    SetComputerNameExW,
+};
+use windows_sys::Win32::System::Threading::{
+    CREATE_NEW_PROCESS_GROUP, GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+};
+
+/// Seconds between 1601-01-01 (FILETIME) and 1970-01-01.
+const EPOCH_DIFF_100NS: i64 = 116_444_736_000_000_000;
+const FILE_ATTRIBUTE_READONLY: u32 = 0x1;
+const FILE_ATTRIBUTE_DIRECTORY: u32 = 0x10;
+const FILE_WRITE_ATTRIBUTES: u32 = 0x100;
+
+fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
+    s.encode_wide().chain(std::iter::once(0)).collect()
+}
+
+pub(super) fn open_mode(_opts: &mut std::fs::OpenOptions, _mode: u32) {}
+
+/// Windows has no permission bits: a mode without any write bit sets the read-only
+/// attribute, any other clears it. (Access control is by security descriptor.)
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut p = std::fs::metadata(path)?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    std::fs::set_permissions(path, p)
+}
+
+/// The mode a Unix tool would show: directories 0755, files 0644, read-only 0444/0555.
+pub fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    let dir = meta.file_attributes() & FILE_ATTRIBUTE_DIRECTORY != 0;
+    let ro = meta.file_attributes() & FILE_ATTRIBUTE_READONLY != 0;
+    match (dir, ro) {
+        (true, false) => 0o755,
+        (true, true) => 0o555,
+        (false, false) => 0o644,
+        (false, true) => 0o444,
+    }
+}
+
+/// POSIX owners do not exist on Windows: nothing to change.
+pub fn lchown(_path: &Path, _uid: u32, _gid: u32) -> io::Result<()> {
+    Ok(())
+}
+
+pub fn owner_of(_meta: &std::fs::Metadata) -> (u32, u32) {
+    (0, 0)
+}
+
+/// NTFS journals directory entries itself; a directory handle cannot be flushed without
+/// backup privileges, so this is a no-op.
+pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Creates a file or directory symlink (by what the target is, relative to the link).
+pub fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    let resolved = link.parent().map(|p| p.join(target));
+    if resolved.is_some_and(|r| r.is_dir()) {
+        std::os::windows::fs::symlink_dir(target, link)
+    } else {
+        std::os::windows::fs::symlink_file(target, link)
+    }
+}
+
+/// Sets the computer's DNS host name (takes effect at the next boot, as on Windows).
+pub fn set_live_hostname(name: &str) -> io::Result<()> {
+    let w = wide(std::ffi::OsStr::new(name));
+    // SAFETY: `w` is a NUL-terminated UTF-16 string that outlives the call.
+    let ok = unsafe { SetComputerNameExW(ComputerNamePhysicalDnsHostname, w.as_ptr()) };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs a command of the running system and returns its stdout; the error names the
+/// command and carries its stderr.
+pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
+    let out = Command::new(program).args(args).output().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("running {program} {}: {e}", args.join(" ")),
+        )
+    })?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The metadata of a file as the snapshot engine records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_ns: u32,
+    pub ctime: i64,
+    pub ctime_ns: u32,
+    pub ino: u64,
+    pub dev: u64,
+    pub nlink: u64,
+    pub rdev: u64,
+    pub allocated: u64,
+}
+
+fn split_filetime(t: u64) -> (i64, u32) {
+    let since_unix = t as i64 - EPOCH_DIFF_100NS;
+    (
+        since_unix.div_euclid(10_000_000),
+        (since_unix.rem_euclid(10_000_000) * 100) as u32,
+    )
+}
+
+pub fn file_meta(m: &std::fs::Metadata) -> FileMeta {
+    let (mtime, mtime_ns) = split_filetime(m.last_write_time());
+    FileMeta {
+        mode: mode_of(m),
+        uid: 0,
+        gid: 0,
+        size: m.file_size(),
+        mtime,
+        mtime_ns,
+        // no change time in stable std: the write time stands in for it
+        ctime: mtime,
+        ctime_ns: mtime_ns,
+        ino: 0,
+        dev: 0,
+        nlink: 1,
+        rdev: 0,
+        allocated: m.file_size(),
+    }
+}
+
+/// Windows has no FIFOs, device nodes or sockets in the file tree.
+pub fn special_kind(_ft: &std::fs::FileType) -> Option<&'static str> {
+    None
+}
+
+/// Sets the modification time of a path without following a reparse point.
+pub fn set_times_nofollow(path: &Path, secs: i64, nsecs: u32) -> io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .access_mode(FILE_WRITE_ATTRIBUTES)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
+        .open(path)?;
+    let t = if secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs as u64, nsecs)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+            + std::time::Duration::from_nanos(nsecs as u64)
+    };
+    f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+}
+
+/// Extended attributes are not captured on Windows.
+pub fn xattrs_of(_path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    Ok(Vec::new())
+}
+
+pub fn set_xattr(_path: &Path, _name: &[u8], _value: &[u8]) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "extended attributes are not restored on Windows",
+    ))
+}
+
+pub fn make_special(_path: &Path, kind: &str, _mode: u32, _rdev: u64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("a {kind} cannot be created on Windows"),
+    ))
+}
+
+/// Sparse regions are not read on Windows: the file is read whole.
+pub fn data_extents(_f: &File, _meta: &FileMeta) -> io::Result<Option<Vec<(u64, u64)>>> {
+    Ok(None)
+}
+
+/// Reads up to `buf.len()` bytes at `offset` (fewer at the end of the file).
+pub fn pread(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    f.seek_read(buf, offset)
+}
+
+/// A path component's bytes as the snapshot records them (WTF-8, UTF-8 for every valid
+/// name).
+pub fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    s.as_encoded_bytes().to_vec()
+}
+
+/// A path component from the bytes the snapshot recorded (a name from a Unix system
+/// that is not UTF-8 gets replacement characters).
+pub fn os_from_bytes(b: &[u8]) -> std::ffi::OsString {
+    String::from_utf8_lossy(b).into_owned().into()
+}
+
+/// Creates a new file exclusively; an existing link is never followed (create_new fails).
+pub fn create_new_nofollow(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+}
+
+/// File identity is not available from stable std on Windows: never assumed equal.
+pub fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Windows flushes each file as it is closed after `sync_all`; nothing global to do.
+pub fn sync_all_filesystems() {}
+
+/// Free bytes for this user on the volume holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let w = wide(path.as_os_str());
+    let mut free = 0u64;
+    // SAFETY: `w` is NUL-terminated; the out pointers are valid or null.
+    let ok = unsafe {
+        GetDiskFreeSpaceExW(
+            w.as_ptr(),
+            &mut free,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    (ok != 0).then_some(free)
+}
+
+/// The computer's DNS host name.
+pub fn hostname() -> String {
+    let mut buf = [0u16; 256];
+    let mut len = buf.len() as u32;
+    // SAFETY: `buf` has `len` UTF-16 units of room.
+    let ok = unsafe { GetComputerNameExW(ComputerNameDnsHostname, buf.as_mut_ptr(), &mut len) };
+    if ok == 0 {
+        return std::env::var("COMPUTERNAME").unwrap_or_default();
+    }
+    String::from_utf16_lossy(&buf[..len as usize])
+}
+
+/// True while a process with this id runs.
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: plain Win32 calls on a handle we own and close.
+    unsafe {
+        let h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+        if h.is_null() {
+            // access denied means it exists
+            return io::Error::last_os_error().raw_os_error() == Some(5);
+        }
+        let mut code = 0u32;
+        let ok = GetExitCodeProcess(h, &mut code);
+        CloseHandle(h);
+        ok != 0 && code == STILL_ACTIVE as u32
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.seek_read(&mut buf[done..], offset + done as u64)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` at `offset`.
+pub fn write_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.seek_write(&buf[done..], offset + done as u64)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Starts a command in its own process group, so a timeout can stop all it started.
+pub fn own_process_group(cmd: &mut Command) {
+    use std::os::windows::process::CommandExt;
+    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
+}
+
+/// Kills a process and everything it started (a hook that ran past its timeout).
+pub fn kill_group(pid: u32) {
+    let _ = Command::new("taskkill")
+        .args(["/T", "/F", "/PID", &pid.to_string()])
+        .output();
+}
