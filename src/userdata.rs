@@ -142,7 +142,17 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
     let mut pre_start = None;
     match access {
         StoreAccess::Disk(d) => {
-            let store_path = Path::new(STORE_MOUNT).join(&d.rel);
+            // paths on the new Linux, built with '/' whatever this machine uses
+            let rel: Vec<String> = d
+                .rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let store_path = if rel.is_empty() {
+                STORE_MOUNT.to_string()
+            } else {
+                format!("{STORE_MOUNT}/{}", rel.join("/"))
+            };
             if d.lvm || d.fstype == "ntfs" {
                 // the new OS may lack the tool that reads the store's disk: its own package
                 // manager installs it (apt lists may need a refresh on a fresh image)
@@ -177,14 +187,11 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
             script.push_str("mkdir -p /usr/local/lib/carryover\n");
             script.push_str(&write_file(MOUNT_SCRIPT, &mount));
             script.push_str(&format!("chmod 0755 {MOUNT_SCRIPT}\n{MOUNT_SCRIPT}\n"));
-            let agent = sh_quote(&store_path.join(AGENT_KEY).display().to_string());
+            let agent = sh_quote(&format!("{store_path}/{AGENT_KEY}"));
             script.push_str(&format!(
                 "install -m 0755 {agent} /usr/local/bin/carryover\n"
             ));
-            toml.push_str(&format!(
-                "url = {}\n",
-                toml_string(&store_path.display().to_string())
-            ));
+            toml.push_str(&format!("url = {}\n", toml_string(&store_path)));
             pre_start = Some(MOUNT_SCRIPT);
         }
         StoreAccess::S3 {
@@ -286,11 +293,14 @@ mod tests {
         assert!(script.contains("ExecStart=/usr/local/bin/carryover restore --if-due"));
         assert!(script.contains("systemctl start --no-block carryover-restore.service"));
         assert!(script.contains("apt-get install -y -q \"$2\""), "{script}");
-        let syntax = std::process::Command::new("sh")
-            .args(["-n", "-c", script])
-            .status()
-            .unwrap();
-        assert!(syntax.success(), "sh -n: {script}");
+        #[cfg(unix)]
+        {
+            let syntax = std::process::Command::new("sh")
+                .args(["-n", "-c", script])
+                .status()
+                .unwrap();
+            assert!(syntax.success(), "sh -n: {script}");
+        }
         assert!(
             script.contains("url = \"https://orch.example.com/api\""),
             "{script}"

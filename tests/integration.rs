@@ -1,5 +1,6 @@
 //! The integration tests: the real `carryover` binary driven as a user would, on
 //! directory trees shaped like real servers.
+#![cfg(unix)]
 
 #[path = "integration/fixtures.rs"]
 mod fixtures;

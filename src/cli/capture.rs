@@ -34,7 +34,8 @@ struct CaptureResult {
 pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
     let mut data_paths = ctx.config.data_paths.clone();
     for p in &args.paths {
-        if !p.is_absolute() {
+        // a path in the system under --root: from its root ("/srv"; on Windows also "C:\srv")
+        if !p.has_root() {
             return Err(
                 Error::Usage(format!("--path {}: not an absolute path", p.display())).into(),
             );

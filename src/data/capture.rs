@@ -797,7 +797,6 @@ struct ExtentReader<'f> {
 
 impl Read for ExtentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
         while self.i < self.extents.len() {
             let (off, len) = self.extents[self.i];
             if self.pos >= len {
@@ -806,7 +805,7 @@ impl Read for ExtentReader<'_> {
                 continue;
             }
             let want = ((len - self.pos).min(buf.len() as u64)) as usize;
-            let n = self.f.read_at(&mut buf[..want], off + self.pos)?;
+            let n = crate::sys::pread(self.f, &mut buf[..want], off + self.pos)?;
             if n == 0 {
                 // end of file (the unbounded extent of a plain file, or a file that shrank)
                 self.i = self.extents.len();

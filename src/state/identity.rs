@@ -114,6 +114,9 @@ pub fn gather(g: &Gather) -> Identity {
             g.read("/proc/sys/kernel/hostname")
                 .map(|t| t.trim().to_string())
         })
+        // Windows (and a Linux without either file): the running system's own name
+        .or_else(|| g.root.is_live().then(crate::sys::hostname))
+        .filter(|h| !h.is_empty())
         .unwrap_or_default();
     let fqdn = g
         .read("/etc/hosts")

@@ -36,10 +36,10 @@ impl Root {
         &self.dir
     }
 
-    /// True when the root is the running system's `/`: only then may carryover touch
-    /// live state (the kernel hostname, systemctl).
+    /// True when the root is the running system's `/` (on Windows a drive's root, `C:\`):
+    /// only then may carryover touch live state (the kernel hostname, systemctl).
     pub fn is_live(&self) -> bool {
-        self.dir == Path::new("/")
+        self.dir.parent().is_none()
     }
 
     /// The host path of `abs` with every directory component resolved inside the root
