@@ -60,10 +60,9 @@ impl Event {
     }
 
     /// Sets the failed files, cut to `MAX_LIST` and counted.
-    pub fn with_failed_files(mut self, files: &[String]) -> Event {
+    pub fn set_failed_files(&mut self, files: &[String]) {
         self.failed_files_total = files.len();
         self.failed_files = files.iter().take(MAX_LIST).cloned().collect();
-        self
     }
 
     pub fn with_message(mut self, m: &str) -> Event {

@@ -70,8 +70,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
             "capture",
             "blocked",
             None,
-            &[],
-            Vec::new(),
+            |e| e.findings = findings_json(&findings),
         );
         return Err(Error::Blocked(blockers).into());
     }
@@ -205,11 +204,14 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
             "degraded"
         },
         Some(&id),
-        &skipped
-            .iter()
-            .map(|p| format!("{}: {}", p.path, p.error))
-            .collect::<Vec<_>>(),
-        Vec::new(),
+        |e| {
+            let failed: Vec<String> = skipped
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.error))
+                .collect();
+            e.set_failed_files(&failed);
+            e.findings = findings_json(&findings);
+        },
     );
 
     let result = CaptureResult {
@@ -262,17 +264,15 @@ fn keep_agent(store: &store::Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Queues an event for the orchestrator and tries to send it for a short time; the job's
-/// own result never depends on it.
-#[allow(clippy::too_many_arguments)]
+/// Queues an event for the orchestrator and tries to send it for a short time; `fill`
+/// adds the findings, steps or failed files. The job's own result never depends on it.
 pub(super) fn report_event(
     ctx: &Ctx,
     instance: Option<&str>,
     phase: &str,
     state: &str,
     snapshot: Option<&str>,
-    failed: &[String],
-    steps: Vec<serde_json::Value>,
+    fill: impl FnOnce(&mut crate::report::Event),
 ) {
     if ctx.config.report_url.is_none() {
         return;
@@ -281,9 +281,8 @@ pub(super) fn report_event(
         tracing::warn!("the instance id is unknown: no {phase} event for the orchestrator");
         return;
     };
-    let mut ev =
-        crate::report::Event::new(instance, phase, state, snapshot).with_failed_files(failed);
-    ev.steps = steps;
+    let mut ev = crate::report::Event::new(instance, phase, state, snapshot);
+    fill(&mut ev);
     if let Err(e) = crate::report::queue_and_send(
         &ctx.root,
         &ctx.config,
@@ -292,4 +291,11 @@ pub(super) fn report_event(
     ) {
         tracing::warn!("reporting to the orchestrator: {e:#}");
     }
+}
+
+/// The findings as the protocol carries them.
+pub(super) fn findings_json(f: &[crate::check::Finding]) -> Vec<serde_json::Value> {
+    f.iter()
+        .filter_map(|x| serde_json::to_value(x).ok())
+        .collect()
 }

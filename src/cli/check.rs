@@ -32,6 +32,18 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Exit> {
     let mut ack = ctx.config.ack.clone();
     ack.extend(args.ack);
     let blockers = check::unacknowledged(&findings, &ack);
+    super::capture::report_event(
+        ctx,
+        st.identity.instance_id.as_deref(),
+        "check",
+        if blockers.is_empty() {
+            "succeeded"
+        } else {
+            "blocked"
+        },
+        None,
+        |e| e.findings = super::capture::findings_json(&findings),
+    );
     let result = CheckResult { target, findings };
     emit(ctx.format, &result, || {
         let mut o = format!("target {target}\n");

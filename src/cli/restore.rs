@@ -94,8 +94,10 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
             "restore",
             state,
             Some(&manifest.id),
-            &report.failed_files,
-            steps,
+            |e| {
+                e.set_failed_files(&report.failed_files);
+                e.steps = steps;
+            },
         );
     }
     emit(ctx.format, &report, || render(&report))?;

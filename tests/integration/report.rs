@@ -292,3 +292,26 @@ fn the_token_travels_in_the_snapshot_not_in_user_data() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&token).unwrap(), "new-os-token\n");
 }
+
+#[test]
+fn check_reports_its_findings() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, vec![]);
+    configure(&old, port);
+    let root = old.dir.to_str().unwrap();
+    let o = carryover(&["check", "--root", root, "--target", "windows"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = carryover(&["check", "--root", root, "--target", "linux"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = seen.lock().unwrap();
+    let got: Vec<(&str, &str)> = seen
+        .requests
+        .iter()
+        .map(|r| (r.1.as_str(), r.2.as_str()))
+        .collect();
+    assert_eq!(got, vec![("check", "blocked"), ("check", "succeeded")]);
+}

@@ -275,3 +275,55 @@ pub fn fstab(a: &Apply, l: &Loaded) -> Result<Outcome> {
         .collect();
     Ok(a.finish(names.join(", "), warnings))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Root;
+
+    fn root_with(tools: &[&str]) -> (tempfile::TempDir, Root) {
+        let t = tempfile::tempdir().unwrap();
+        for tool in tools {
+            let p = t.path().join(tool.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        let r = Root::new(t.path()).unwrap();
+        (t, r)
+    }
+
+    #[test]
+    fn the_new_os_package_manager_installs_the_disk_tools() {
+        let (_t, r) = root_with(&["/usr/bin/apt-get", "/usr/bin/dnf"]);
+        let a = Apply::new(&r, "s", true);
+        let (m, cmds) = install_commands(&a, "lvm2").unwrap();
+        assert_eq!(m, "apt-get");
+        assert_eq!(
+            cmds[0],
+            [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "lvm2"
+            ]
+        );
+        assert_eq!(cmds[1][3], "update", "a refresh, then the retry");
+        let (_t, r) = root_with(&["/usr/bin/zypper"]);
+        let a = Apply::new(&r, "s", true);
+        let (m, cmds) = install_commands(&a, "ntfs-3g").unwrap();
+        assert_eq!((m, cmds.len()), ("zypper", 1));
+        assert_eq!(
+            cmds[0],
+            ["zypper", "--non-interactive", "install", "ntfs-3g"]
+        );
+        let (_t, r) = root_with(&["/sbin/vgchange"]);
+        let a = Apply::new(&r, "s", true);
+        assert!(install_commands(&a, "lvm2").is_none());
+        assert!(has_tool(&a, &["vgchange", "lvm"]));
+        assert!(!has_tool(&a, &["ntfs-3g"]));
+        assert!(safe_vg_name("datavg") && !safe_vg_name("-rf") && !safe_vg_name("a b"));
+    }
+}
