@@ -89,6 +89,16 @@ fn orchestrator(l: TcpListener, script: Vec<Answer>) -> Arc<Mutex<Seen>> {
     seen
 }
 
+/// The Debian fixture configured to report to a fresh orchestrator answering `script`.
+fn old_os_reporting(dir: &std::path::Path, script: Vec<Answer>) -> (Tree, Arc<Mutex<Seen>>, u16) {
+    let old = old_debian(&dir.join("old"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, script);
+    configure(&old, port);
+    (old, seen, port)
+}
+
 fn configure(t: &Tree, port: u16) {
     t.file_mode("/etc/carryover/token", &format!("{TOKEN}\n"), 0o600);
     t.file(
@@ -255,11 +265,7 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
 #[test]
 fn the_token_travels_in_the_snapshot_not_in_user_data() {
     let t = tempfile::tempdir().unwrap();
-    let old = old_debian(&t.path().join("old"));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = orchestrator(listener, vec![]);
-    configure(&old, port);
+    let (old, seen, port) = old_os_reporting(t.path(), vec![]);
     let store = t.path().join("store");
     capture(&old.dir, &store);
     // the new OS has the orchestrator's URL (from the user-data) but no token
@@ -296,11 +302,7 @@ fn the_token_travels_in_the_snapshot_not_in_user_data() {
 #[test]
 fn check_reports_its_findings() {
     let t = tempfile::tempdir().unwrap();
-    let old = old_debian(&t.path().join("old"));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = orchestrator(listener, vec![]);
-    configure(&old, port);
+    let (old, seen, _) = old_os_reporting(t.path(), vec![]);
     let root = old.dir.to_str().unwrap();
     let o = carryover(&["check", "--root", root, "--target", "windows"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
