@@ -15,6 +15,7 @@ pub mod packages;
 pub mod services;
 pub mod ssh;
 pub mod sysctl;
+pub mod windows;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ pub struct SystemState {
     pub ntp: clock::Ntp,
     pub sysctl: Vec<sysctl::SysctlFile>,
     pub packages: packages::Packages,
+    /// Windows only: DNS per adapter, services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<windows::WindowsState>,
     /// Files that could not be read or understood; the state is partial for them.
     pub problems: Vec<Problem>,
 }
@@ -190,9 +194,20 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         sysctl: sysctl::gather(&g),
         packages: packages::gather(&g),
         identity,
+        windows: windows::gather(&g),
         problems: Vec::new(),
     };
     let mut state = state;
+    // on Windows the adapters are the truth (a resolv.conf seen through Wine's Z: is not)
+    if let Some(w) = &state.windows
+        && !w.dns.is_empty()
+    {
+        let (ns, search) = w.nameservers_and_search();
+        state.dns.nameservers = ns;
+        state.dns.search = search;
+        state.dns.manager = "windows".into();
+        state.dns.configured_by = vec!["GetAdaptersAddresses".into()];
+    }
     state.problems = g.take_problems();
     (state, secrets)
 }

@@ -71,9 +71,40 @@ fn probe_reads_linux_images_on_windows() {
 }
 
 #[test]
-fn inspect_names_the_computer() {
+fn inspect_names_the_computer_its_dns_and_services() {
     let o = carryover(&["inspect", "--format", "json"]);
     let v = json(&o);
+    println!("dns: {}", v["dns"]);
+    println!("adapters: {}", v["windows"]["dns"]);
+    let services = v["windows"]["services"]
+        .as_array()
+        .expect("services from the SCM");
+    println!(
+        "{} services, e.g. {}",
+        services.len(),
+        services.first().cloned().unwrap_or_default()
+    );
+    assert!(!services.is_empty(), "{v}");
+    assert!(
+        services
+            .iter()
+            .all(|s| s["name"].as_str().is_some_and(|n| !n.is_empty())
+                && [
+                    "boot", "system", "auto", "demand", "disabled", "unknown", ""
+                ]
+                .contains(&s["start_type"].as_str().unwrap())),
+        "{services:?}"
+    );
+    assert!(v["windows"]["dns"].is_array());
+    if v["windows"]["dns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| !a["servers"].as_array().unwrap().is_empty())
+    {
+        assert_eq!(v["dns"]["manager"], "windows");
+        assert!(!v["dns"]["nameservers"].as_array().unwrap().is_empty());
+    }
     let name = v["identity"]["hostname"].as_str().unwrap().to_string();
     assert!(!name.is_empty(), "{v}");
     let env = std::env::var("COMPUTERNAME").unwrap_or_default();

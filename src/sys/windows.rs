@@ -314,3 +314,187 @@ pub fn kill_group(pid: u32) {
         .args(["/T", "/F", "/PID", &pid.to_string()])
         .output();
 }
+
+use crate::state::windows::{AdapterDns, WinService};
+
+/// A NUL-terminated UTF-16 string.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated UTF-16 string.
+unsafe fn from_wide(p: *const u16) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let mut n = 0;
+    // SAFETY: the caller promises a terminator.
+    unsafe {
+        while *p.add(n) != 0 {
+            n += 1;
+        }
+        String::from_utf16_lossy(std::slice::from_raw_parts(p, n))
+    }
+}
+
+/// The DNS servers and suffix of each adapter (GetAdaptersAddresses).
+pub fn dns_by_adapter() -> io::Result<Vec<AdapterDns>> {
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_MULTICAST, GAA_FLAG_SKIP_UNICAST,
+        GetAdaptersAddresses, IP_ADAPTER_ADDRESSES_LH,
+    };
+    use windows_sys::Win32::Networking::WinSock::{
+        AF_INET, AF_INET6, AF_UNSPEC, SOCKADDR_IN, SOCKADDR_IN6,
+    };
+    let flags = GAA_FLAG_SKIP_UNICAST | GAA_FLAG_SKIP_ANYCAST | GAA_FLAG_SKIP_MULTICAST;
+    let mut size: u32 = 16 * 1024;
+    let mut buf: Vec<u64> = Vec::new();
+    for _ in 0..4 {
+        buf = vec![0u64; (size as usize).div_ceil(8)];
+        // SAFETY: `buf` has `size` bytes, 8-aligned.
+        let r = unsafe {
+            GetAdaptersAddresses(
+                AF_UNSPEC as u32,
+                flags,
+                std::ptr::null(),
+                buf.as_mut_ptr() as *mut IP_ADAPTER_ADDRESSES_LH,
+                &mut size,
+            )
+        };
+        match r {
+            0 => break,
+            111 => continue, // ERROR_BUFFER_OVERFLOW: `size` says how much
+            232 => return Ok(Vec::new()), // ERROR_NO_DATA: no adapters
+            e => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+    let mut out = Vec::new();
+    let mut p = buf.as_ptr() as *const IP_ADAPTER_ADDRESSES_LH;
+    // SAFETY: the list and its strings live in `buf`, as GetAdaptersAddresses built them.
+    unsafe {
+        while !p.is_null() {
+            let a = &*p;
+            let mut servers = Vec::new();
+            let mut d = a.FirstDnsServerAddress;
+            while !d.is_null() {
+                let sa = (*d).Address.lpSockaddr;
+                if !sa.is_null() {
+                    match (*sa).sa_family {
+                        AF_INET => {
+                            let v4 = &*(sa as *const SOCKADDR_IN);
+                            let b = v4.sin_addr.S_un.S_addr.to_ne_bytes();
+                            servers.push(std::net::Ipv4Addr::from(b).to_string());
+                        }
+                        AF_INET6 => {
+                            let v6 = &*(sa as *const SOCKADDR_IN6);
+                            servers.push(std::net::Ipv6Addr::from(v6.sin6_addr.u.Byte).to_string());
+                        }
+                        _ => {}
+                    }
+                }
+                d = (*d).Next;
+            }
+            let suffix = from_wide(a.DnsSuffix);
+            out.push(AdapterDns {
+                adapter: from_wide(a.FriendlyName),
+                servers,
+                suffix: (!suffix.is_empty()).then_some(suffix),
+            });
+            p = a.Next;
+        }
+    }
+    Ok(out)
+}
+
+/// Every Win32 service with its start type, binary and account.
+pub fn services() -> io::Result<Vec<WinService>> {
+    use windows_sys::Win32::System::Services::{
+        CloseServiceHandle, ENUM_SERVICE_STATUS_PROCESSW, EnumServicesStatusExW, OpenSCManagerW,
+        OpenServiceW, QUERY_SERVICE_CONFIGW, QueryServiceConfigW, SC_ENUM_PROCESS_INFO,
+        SC_MANAGER_CONNECT, SC_MANAGER_ENUMERATE_SERVICE, SERVICE_QUERY_CONFIG, SERVICE_RUNNING,
+        SERVICE_STATE_ALL, SERVICE_WIN32,
+    };
+    // SAFETY: plain SCM calls; buffers are sized as the SCM asks and outlive the reads;
+    // every handle opened is closed.
+    unsafe {
+        let scm = OpenSCManagerW(
+            std::ptr::null(),
+            std::ptr::null(),
+            SC_MANAGER_CONNECT | SC_MANAGER_ENUMERATE_SERVICE,
+        );
+        if scm.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        let mut out = Vec::new();
+        let mut resume = 0u32;
+        loop {
+            let (mut needed, mut count) = (0u32, 0u32);
+            let mut buf = vec![0u64; 8 * 1024];
+            let ok = EnumServicesStatusExW(
+                scm,
+                SC_ENUM_PROCESS_INFO,
+                SERVICE_WIN32,
+                SERVICE_STATE_ALL,
+                buf.as_mut_ptr() as *mut u8,
+                (buf.len() * 8) as u32,
+                &mut needed,
+                &mut count,
+                &mut resume,
+                std::ptr::null(),
+            );
+            let more = ok == 0 && io::Error::last_os_error().raw_os_error() == Some(234);
+            if ok == 0 && !more {
+                let e = io::Error::last_os_error();
+                CloseServiceHandle(scm);
+                return Err(e);
+            }
+            let list = std::slice::from_raw_parts(
+                buf.as_ptr() as *const ENUM_SERVICE_STATUS_PROCESSW,
+                count as usize,
+            );
+            for s in list {
+                let name = from_wide(s.lpServiceName);
+                let mut svc = WinService {
+                    display_name: from_wide(s.lpDisplayName),
+                    start_type: String::new(),
+                    binary_path: String::new(),
+                    account: String::new(),
+                    running: s.ServiceStatusProcess.dwCurrentState == SERVICE_RUNNING,
+                    name,
+                };
+                let w = wide(std::ffi::OsStr::new(&svc.name));
+                let h = OpenServiceW(scm, w.as_ptr(), SERVICE_QUERY_CONFIG);
+                if !h.is_null() {
+                    let mut cfg = vec![0u64; 1024];
+                    let mut need = 0u32;
+                    if QueryServiceConfigW(
+                        h,
+                        cfg.as_mut_ptr() as *mut QUERY_SERVICE_CONFIGW,
+                        (cfg.len() * 8) as u32,
+                        &mut need,
+                    ) != 0
+                    {
+                        let c = &*(cfg.as_ptr() as *const QUERY_SERVICE_CONFIGW);
+                        svc.start_type = match c.dwStartType {
+                            0 => "boot",
+                            1 => "system",
+                            2 => "auto",
+                            3 => "demand",
+                            4 => "disabled",
+                            _ => "unknown",
+                        }
+                        .into();
+                        svc.binary_path = from_wide(c.lpBinaryPathName);
+                        svc.account = from_wide(c.lpServiceStartName);
+                    }
+                    CloseServiceHandle(h);
+                }
+                out.push(svc);
+            }
+            if !more {
+                break;
+            }
+        }
+        CloseServiceHandle(scm);
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
