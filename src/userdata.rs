@@ -8,8 +8,19 @@ use anyhow::{Context, Result, bail};
 
 use crate::sys::Root;
 
-/// Where the agent binary is kept in the store.
+/// Where the Linux agent binary is kept in the store.
 pub const AGENT_KEY: &str = "agent/carryover";
+/// Where the Windows agent is kept (a store shared by both keeps both).
+pub const AGENT_KEY_WINDOWS: &str = "agent/carryover.exe";
+
+/// The key this build of the agent is kept under.
+pub fn own_agent_key() -> &'static str {
+    if cfg!(windows) {
+        AGENT_KEY_WINDOWS
+    } else {
+        AGENT_KEY
+    }
+}
 /// The cloud's limit on user-data before base64.
 pub const MAX_BYTES: usize = 32 * 1024;
 

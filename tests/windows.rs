@@ -146,6 +146,10 @@ fn a_data_path_round_trips_on_the_c_drive() {
         String::from_utf8_lossy(&o.stderr)
     );
     let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    assert!(
+        store.join("agent/carryover.exe").is_file() && !store.join("agent/carryover").exists(),
+        "the Windows agent is kept beside (not over) a Linux one"
+    );
     let o = carryover(&[
         "snapshots",
         "verify",

@@ -257,9 +257,10 @@ fn store_host_dir(url: &str) -> std::path::PathBuf {
 /// Puts this very binary into the store (once per version), for the new OS to install.
 fn keep_agent(store: &store::Store) -> anyhow::Result<()> {
     let exe = std::fs::read(std::env::current_exe()?)?;
-    let existing = store.backend().get(crate::userdata::AGENT_KEY)?;
+    let key = crate::userdata::own_agent_key();
+    let existing = store.backend().get(key)?;
     if existing.as_deref() != Some(&exe[..]) {
-        store.backend().put(crate::userdata::AGENT_KEY, &exe)?;
+        store.backend().put(key, &exe)?;
     }
     Ok(())
 }
