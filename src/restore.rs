@@ -253,7 +253,14 @@ pub fn run(
     })
 }
 
+/// The steps that apply on a Windows target today: the others write Linux settings
+/// (/etc, systemd, cron) that mean nothing there.
+const WINDOWS_STEPS: &[&str] = &["data"];
+
 fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
+    if cfg!(windows) && !WINDOWS_STEPS.contains(&step.name) {
+        return Outcome::skipped("a Linux setting: not applied on Windows");
+    }
     let damaged: Vec<&String> = step
         .needs
         .iter()

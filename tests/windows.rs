@@ -183,6 +183,20 @@ fn a_data_path_round_trips_on_the_c_drive() {
         .unwrap()
         .clone();
     assert_eq!(data["status"], "changed", "{v}");
+    let hostname = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "hostname")
+        .unwrap();
+    assert_eq!(
+        hostname["status"], "skipped",
+        "Linux settings stay off Windows"
+    );
+    assert!(
+        !new.join("etc").exists(),
+        "nothing of /etc written on Windows"
+    );
     assert_eq!(
         std::fs::read_to_string(new.join("app/config.ini")).unwrap(),
         "[app]\r\nport=8080\r\n"
