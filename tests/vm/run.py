@@ -98,7 +98,8 @@ class VM:
             "-kernel", kernel, "-initrd", initrd,
             "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=0",
             "-uuid", UUID,
-            "-netdev", f"user,id=n0,guestfwd=tcp:10.0.2.100:8080-tcp:127.0.0.1:{port}",
+            # cmd: spawns the relay for each connection the guest opens
+            "-netdev", f"user,id=n0,guestfwd=tcp:10.0.2.100:8080-cmd:python3 {os.path.join(HERE, 'relay.py')} {port}",
             "-device", "virtio-net-pci,netdev=n0",
             "-virtfs", f"local,path={share},mount_tag=hostshare,security_model=none,id=hs",
             "-serial", f"file:{self.console}", "-monitor", "none",
