@@ -342,7 +342,10 @@ def main():
     new_img2 = os.path.join(work, "new-system-2.img")
     system_disk(new_tree, new_img2)
     log("boot 3: the new OS again, killed in the middle of the restore")
-    share2, since2, _, _ = boot_new("reset", [new_img2, vdb2, vdc2], kill_at=r'step="?accounts')
+    # killed as soon as the first steps are journaled, before the fstab step mounts the
+    # NTFS disk: a power cut while ntfs-3g has it mounted can leave it unmountable on the
+    # next boot (seen once; a separate problem from resuming)
+    share2, since2, _, _ = boot_new("reset", [new_img2, vdb2, vdc2], kill_at=r'step="?report-token')
     log("boot 4: the same disks: the restore resumes")
     vm = VM(work, "resume", os.path.join(tx, "vmlinuz"), os.path.join(tx, "initrd.img"), [new_img2, vdb2, vdc2], share2, orch.port)
     since3 = time.monotonic()
