@@ -115,29 +115,12 @@ impl Layout {
     /// The device a mount-table or fstab source names (`/dev/vdb1`, `/dev/mapper/x`,
     /// `/dev/VG/LV`).
     pub fn device_of_source(&self, source: &str) -> Option<&BlockDevice> {
-        let rest = source.strip_prefix("/dev/")?;
-        if let Some(dm) = rest.strip_prefix("mapper/") {
-            return self
-                .devices
-                .iter()
-                .find(|d| d.dm_name.as_deref() == Some(dm));
-        }
-        if let Some((vg, lv)) = rest.split_once('/') {
-            let dm = format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"));
-            return self
-                .devices
-                .iter()
-                .find(|d| d.dm_name.as_deref() == Some(&dm));
-        }
-        self.device(rest)
+        position_of_source(&self.devices, source).map(|i| &self.devices[i])
     }
 
     /// The device of a mount of the live mount table.
     pub fn device_of_mount(&self, m: &Mount) -> Option<&BlockDevice> {
-        self.devices
-            .iter()
-            .find(|d| !d.dev.is_empty() && d.dev == m.dev)
-            .or_else(|| self.device_of_source(&m.source))
+        position_of_mount(&self.devices, m).map(|i| &self.devices[i])
     }
 
     /// The device mounted at `mountpoint`.
@@ -151,6 +134,31 @@ impl Layout {
     pub fn on_system_disk(&self, d: &BlockDevice) -> bool {
         d.disks.iter().any(|x| self.system_disks.contains(x))
     }
+}
+
+/// Where in `devices` the device a source names is (`/dev/vdb1`, `/dev/mapper/x`,
+/// `/dev/VG/LV`).
+fn position_of_source(devices: &[BlockDevice], source: &str) -> Option<usize> {
+    let rest = source.strip_prefix("/dev/")?;
+    let dm = if let Some(dm) = rest.strip_prefix("mapper/") {
+        dm.to_string()
+    } else if let Some((vg, lv)) = rest.split_once('/') {
+        format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+    } else {
+        return devices.iter().position(|d| d.name == rest);
+    };
+    devices
+        .iter()
+        .position(|d| d.dm_name.as_deref() == Some(dm.as_str()))
+}
+
+/// Where in `devices` a mount's device is: by `major:minor`, else by its source name
+/// (btrfs and FUSE mounts show an anonymous device number).
+fn position_of_mount(devices: &[BlockDevice], m: &Mount) -> Option<usize> {
+    devices
+        .iter()
+        .position(|d| !d.dev.is_empty() && d.dev == m.dev)
+        .or_else(|| position_of_source(devices, &m.source))
 }
 
 /// Names under /sys/block that are never disks of a server.
@@ -267,17 +275,7 @@ pub fn layout(
         })
         .collect();
     for m in mounts {
-        let by_dev = devices
-            .iter()
-            .position(|d| !d.dev.is_empty() && d.dev == m.dev);
-        let i = by_dev.or_else(|| {
-            let l = Layout {
-                devices: devices.clone(),
-                ..Layout::default()
-            };
-            let name = l.device_of_source(&m.source)?.name.clone();
-            devices.iter().position(|d| d.name == name)
-        });
+        let i = position_of_mount(&devices, m);
         if let Some(i) = i {
             let mp = m.mountpoint.display().to_string();
             if !devices[i].mountpoints.contains(&mp) {

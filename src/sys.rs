@@ -18,6 +18,29 @@ use std::path::{Path, PathBuf};
 
 pub use root::Root;
 
+/// Runs a command of the running system and returns its stdout; the error names the
+/// command and carries its stderr.
+pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("running {program} {}: {e}", args.join(" ")),
+            )
+        })?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Reads a file, `Ok(None)` when it does not exist.
 pub fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {

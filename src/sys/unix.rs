@@ -48,26 +48,6 @@ pub fn set_live_hostname(name: &str) -> io::Result<()> {
     nix::unistd::sethostname(name).map_err(io::Error::from)
 }
 
-/// Runs a command of the running system and returns its stdout; the error names the
-/// command and carries its stderr.
-pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
-    let out = Command::new(program).args(args).output().map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("running {program} {}: {e}", args.join(" ")),
-        )
-    })?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "{program} {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The metadata of a file as the snapshot engine records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMeta {
