@@ -8,6 +8,7 @@ mod output;
 mod probe;
 mod report;
 mod restore;
+mod service;
 mod snapshots;
 mod status;
 mod userdata;
@@ -80,6 +81,11 @@ pub enum Command {
     Probe {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// The Windows service that restores on the first boot of a new OS.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
     },
     /// Print the user-data for the cloud's Change OS call.
     Userdata {
@@ -171,6 +177,19 @@ pub enum SnapshotsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Register the service (started at every boot; restores when one is due).
+    Install,
+    /// Stop and remove the service.
+    Uninstall,
+    /// Whether the service is installed and running.
+    Status,
+    /// What the service manager starts (not for people).
+    #[command(hide = true)]
+    Run,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Send one event by hand (phase:state, e.g. restore:succeeded).
@@ -214,7 +233,8 @@ impl Cli {
 
     /// Runs the command and returns the exit code it earned.
     pub fn run(self) -> Result<Exit> {
-        let root = Root::new(&self.root).map_err(|e| Error::Usage(format!("--root: {e}")))?;
+        let root = Root::new(crate::sys::default_root(&self.root))
+            .map_err(|e| Error::Usage(format!("--root: {e}")))?;
         let config = Config::load(&root, self.config.as_deref())?;
         let ctx = Ctx {
             root,
@@ -227,6 +247,7 @@ impl Cli {
             Command::Restore(a) => restore::run(&ctx, a),
             Command::Status(a) => status::run(&ctx, a),
             Command::Snapshots { command } => snapshots::run(&ctx, command),
+            Command::Service { command } => service::run(&ctx, command),
             Command::Check(a) => check::run(&ctx, a),
             Command::Report(a) => report::run(&ctx, a),
             Command::Probe { paths } => probe::run(&ctx, &paths),

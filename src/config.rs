@@ -137,7 +137,7 @@ impl Default for Config {
             target: Target::Linux,
             ack: Vec::new(),
             report_url: None,
-            token_file: PathBuf::from("/etc/carryover/token"),
+            token_file: PathBuf::from(crate::paths::TOKEN_FILE),
             report_send_timeout_seconds: 30,
             report_budget_seconds: 24 * 3600,
             report_request_timeout_ms: 10_000,
@@ -152,7 +152,7 @@ impl Default for Config {
 }
 
 /// The default place of the main config file, in-root.
-pub const DEFAULT_CONFIG: &str = "/etc/carryover/config.toml";
+pub use crate::paths::CONFIG_FILE as DEFAULT_CONFIG;
 
 impl Config {
     /// Loads the configuration: `explicit` (taken as given) or `<root>/etc/carryover/config.toml`,
@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn dropins_accumulate_lists_and_override_scalars() {
         let t = tempfile::tempdir().unwrap();
-        let etc = t.path().join("etc/carryover");
+        let etc = t.path().join(&crate::paths::CONFIG_DIR[1..]);
         std::fs::create_dir_all(etc.join("config.d")).unwrap();
         std::fs::write(
             etc.join("config.toml"),

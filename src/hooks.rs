@@ -4,15 +4,15 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::sys::Root;
 
-pub const HOOKS_DIR: &str = "/etc/carryover/hooks";
-const DONE_DIR: &str = "/var/lib/carryover/hooks-done";
+pub use crate::paths::HOOKS_DIR;
+use crate::paths::HOOKS_DONE as DONE_DIR;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -49,9 +49,7 @@ pub fn list(root: &Root, phase: Phase) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            !name.starts_with('.')
-                && std::fs::metadata(p)
-                    .is_ok_and(|m| m.is_file() && crate::sys::mode_of(&m) & 0o111 != 0)
+            !name.starts_with('.') && crate::sys::hook_command(p).is_some()
         })
         .collect();
     out.sort();
@@ -90,7 +88,8 @@ pub fn run(phase: Phase, env: &HookEnv) -> Result<usize> {
 fn run_one(hook: &Path, phase: Phase, env: &HookEnv) -> Result<()> {
     let name = env.root.inner(hook).display().to_string();
     tracing::info!("running the {} hook {name}", phase.name());
-    let mut cmd = Command::new(hook);
+    let mut cmd = crate::sys::hook_command(hook)
+        .with_context(|| format!("the hook {name} is no longer runnable"))?;
     cmd.env("CARRYOVER_PHASE", phase.name())
         .env("CARRYOVER_SNAPSHOT_ID", env.snapshot_id)
         .env("CARRYOVER_ROOT", env.root.dir())

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::sys::Root;
 
-pub const STATE_DIR: &str = "/var/lib/carryover";
-const FILE: &str = "/var/lib/carryover/state.json";
+use crate::paths::LOCAL_STATE as FILE;
+pub use crate::paths::STATE_DIR;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::sys::Root;
 
-pub const OUTBOX: &str = "/var/lib/carryover/outbox";
+pub use crate::paths::OUTBOX;
 const FAILED: &str = "failed";
 /// Lists in an event are cut at this length (and counted).
 pub const MAX_LIST: usize = 200;

@@ -185,7 +185,7 @@ pub fn run(
         .collect();
     journal.steps.retain(|s| s.status != Status::Failed);
     let mut reports = Vec::new();
-    for (i, step) in steps::STEPS.iter().enumerate() {
+    for (i, step) in steps::plan().iter().enumerate() {
         if let Some(prev) = done_before.get(step.name) {
             tracing::info!(step = step.name, "done before the restart; not run again");
             reports.push(prev.clone());
@@ -253,14 +253,7 @@ pub fn run(
     })
 }
 
-/// The steps that apply on a Windows target today: the others write Linux settings
-/// (/etc, systemd, cron) that mean nothing there.
-const WINDOWS_STEPS: &[&str] = &["data"];
-
 fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
-    if cfg!(windows) && !WINDOWS_STEPS.contains(&step.name) {
-        return Outcome::skipped("a Linux setting: not applied on Windows");
-    }
     let damaged: Vec<&String> = step
         .needs
         .iter()
@@ -280,7 +273,7 @@ fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
 /// change (a first-boot tool or a failed write would show up here).
 fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthCheck> {
     let a = Apply::new(root, snapshot, true);
-    steps::STEPS
+    steps::plan()
         .iter()
         .filter(|s| s.verify)
         .map(|s| {

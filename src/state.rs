@@ -208,6 +208,39 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         state.dns.manager = "windows".into();
         state.dns.configured_by = vec!["GetAdaptersAddresses".into()];
     }
+    // and the portable sections say what Windows has, so a Windows snapshot restores
+    // its time zone and time servers on Linux
+    if let Some(w) = &state.windows {
+        if state.timezone.is_none() {
+            state.timezone = w
+                .timezone
+                .as_deref()
+                .and_then(windows::iana_zone)
+                .map(str::to_string);
+        }
+        if let Some(ntp) = w
+            .ntp
+            .as_ref()
+            .filter(|n| n.kind.eq_ignore_ascii_case("NTP"))
+            && state.ntp.servers.is_empty()
+        {
+            state.ntp.manager = "w32time".into();
+            state.ntp.servers = windows::ntp_hosts(&ntp.server)
+                .into_iter()
+                .filter(|h| h != windows::DEFAULT_NTP)
+                .map(|host| clock::NtpSource {
+                    kind: "server".into(),
+                    host,
+                    options: vec!["iburst".into()],
+                })
+                .collect();
+        }
+        if state.identity.os.id.is_empty() {
+            state.identity.os.id = "windows".into();
+            state.identity.os.version_id = Some(w.computer.version.clone());
+            state.identity.os.pretty_name = Some(w.computer.product.clone());
+        }
+    }
     state.problems = g.take_problems();
     (state, secrets)
 }

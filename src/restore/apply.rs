@@ -76,7 +76,7 @@ pub struct Apply<'a> {
 }
 
 /// Where the copies of replaced files go, in-root.
-pub const BACKUP_DIR: &str = "/var/lib/carryover/backup";
+pub use crate::paths::BACKUP_DIR;
 
 impl<'a> Apply<'a> {
     pub fn new(root: &'a Root, snapshot_id: &'a str, dry_run: bool) -> Self {

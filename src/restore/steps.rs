@@ -10,6 +10,8 @@ mod identity;
 mod network;
 mod services;
 mod system;
+#[cfg(windows)]
+mod windows;
 
 use anyhow::{Result, bail};
 
@@ -28,7 +30,38 @@ pub struct StepDef {
     pub verify: bool,
 }
 
-/// The plan, in the order it runs.
+/// The steps every target has.
+const REPORT_TOKEN: StepDef = StepDef {
+    name: "report-token",
+    about: "put the orchestrator's token in place (unless the new OS has one) so the restore can report",
+    needs: &["secrets"],
+    run: system::report_token,
+    verify: true,
+};
+const HOSTS: StepDef = StepDef {
+    name: "hosts",
+    about: "merge the hosts file entries",
+    needs: &["hosts"],
+    run: identity::hosts,
+    verify: true,
+};
+const DATA: StepDef = StepDef {
+    name: "data",
+    about: "restore the data paths: contents, owners by name (on Linux), modes, times, xattrs, links",
+    needs: &[],
+    run: data::data,
+    verify: false,
+};
+
+/// The plan of the system carryover runs on.
+pub fn plan() -> &'static [StepDef] {
+    #[cfg(windows)]
+    return windows::STEPS;
+    #[cfg(not(windows))]
+    STEPS
+}
+
+/// The plan of a Linux target, in the order it runs.
 pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "cloud-init-guard",
@@ -37,13 +70,7 @@ pub const STEPS: &[StepDef] = &[
         run: identity::cloud_init_guard,
         verify: true,
     },
-    StepDef {
-        name: "report-token",
-        about: "put the orchestrator's token in place (unless the new OS has one) so the restore can report",
-        needs: &["secrets"],
-        run: system::report_token,
-        verify: true,
-    },
+    REPORT_TOKEN,
     StepDef {
         name: "hostname",
         about: "set the hostname",
@@ -51,13 +78,7 @@ pub const STEPS: &[StepDef] = &[
         run: identity::hostname,
         verify: true,
     },
-    StepDef {
-        name: "hosts",
-        about: "merge the /etc/hosts entries",
-        needs: &["hosts"],
-        run: identity::hosts,
-        verify: true,
-    },
+    HOSTS,
     StepDef {
         name: "dns",
         about: "set DNS servers and search domains through the new OS's resolver manager",
@@ -86,13 +107,7 @@ pub const STEPS: &[StepDef] = &[
         run: disks::fstab,
         verify: true,
     },
-    StepDef {
-        name: "data",
-        about: "restore the data paths: contents, owners by name, modes, times, xattrs, links",
-        needs: &[],
-        run: data::data,
-        verify: false,
-    },
+    DATA,
     StepDef {
         name: "ssh-host-keys",
         about: "put back the SSH host keys",

@@ -42,7 +42,7 @@ pub fn is_default(e: &HostsEntry) -> bool {
 }
 
 pub fn gather(g: &Gather, _hostname: &str) -> Vec<HostsEntry> {
-    g.read("/etc/hosts")
+    g.read(crate::paths::HOSTS_FILE)
         .map(|t| parse(&t).into_iter().filter(|e| !is_default(e)).collect())
         .unwrap_or_default()
 }

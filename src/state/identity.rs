@@ -119,7 +119,7 @@ pub fn gather(g: &Gather) -> Identity {
         .filter(|h| !h.is_empty())
         .unwrap_or_default();
     let fqdn = g
-        .read("/etc/hosts")
+        .read(crate::paths::HOSTS_FILE)
         .and_then(|t| fqdn_from_hosts(&hostname, &t))
         .or_else(|| hostname.contains('.').then(|| hostname.clone()));
     let os = g
@@ -176,6 +176,13 @@ fn local_instance_id(g: &Gather) -> (Option<String>, Option<String>) {
     {
         return (Some(id), Some("dmi".into()));
     }
+    if g.root.is_live()
+        && let Some(id) = crate::sys::smbios_table()
+            .and_then(|t| smbios_uuid(&t))
+            .and_then(|t| normalize_uuid(&t))
+    {
+        return (Some(id), Some("dmi".into()));
+    }
     if let Some(id) = g.read("/etc/machine-id").map(|t| t.trim().to_string())
         && !id.is_empty()
     {
@@ -184,9 +191,73 @@ fn local_instance_id(g: &Gather) -> (Option<String>, Option<String>) {
     (None, None)
 }
 
+/// The system UUID of the SMBIOS "System Information" structure (type 1), from the raw
+/// table Windows hands out (`RSMB`: an 8-byte header, then the structures). The first
+/// three fields are little-endian, as SMBIOS 2.6 and Linux's `product_uuid` read them.
+pub fn smbios_uuid(raw: &[u8]) -> Option<String> {
+    let mut at = 8;
+    while at + 4 <= raw.len() {
+        let (kind, len) = (raw[at], raw[at + 1] as usize);
+        if len < 4 {
+            return None;
+        }
+        if kind == 1 && len >= 0x19 && at + 0x18 <= raw.len() {
+            let u = &raw[at + 8..at + 0x18];
+            if u.iter().all(|&b| b == 0) || u.iter().all(|&b| b == 0xff) {
+                return None;
+            }
+            return Some(format!(
+                "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
+                u[3],
+                u[2],
+                u[1],
+                u[0],
+                u[5],
+                u[4],
+                u[7],
+                u[6],
+                hex::encode(&u[8..10]),
+                hex::encode(&u[10..16])
+            ));
+        }
+        if kind == 127 {
+            return None;
+        }
+        // the formatted part, then strings up to a double NUL
+        let mut next = at + len;
+        while next + 1 < raw.len() && !(raw[next] == 0 && raw[next + 1] == 0) {
+            next += 1;
+        }
+        at = next + 2;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smbios_system_uuid_is_found_past_other_structures() {
+        let mut t = vec![0u8; 8];
+        // type 0 (BIOS), length 4, strings "a", "b"
+        t.extend([0, 4, 0, 0, b'a', 0, b'b', 0, 0]);
+        // type 1, length 0x1b
+        let mut s1 = vec![1u8, 0x1b, 1, 0, 1, 2, 3, 4];
+        s1.extend([
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ]);
+        s1.extend([6, 0, 0]);
+        t.extend(s1);
+        t.extend([0, 0]);
+        assert_eq!(
+            smbios_uuid(&t).as_deref(),
+            Some("00112233-4455-6677-8899-aabbccddeeff")
+        );
+        assert_eq!(smbios_uuid(&t[..20]), None);
+        assert_eq!(smbios_uuid(&[0u8; 3]), None);
+    }
 
     #[test]
     fn ubuntu_os_release() {

@@ -46,6 +46,9 @@ impl Root {
     /// and the last component left as it is (not followed): the place to write to, or
     /// to `lstat`.
     pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        if let Some(drive) = self.other_drive(abs.as_ref()) {
+            return drive.path(abs);
+        }
         let mut parts = normal_parts(abs.as_ref());
         let last = parts.pop();
         let mut dir = self
@@ -60,10 +63,27 @@ impl Root {
     /// The host path of `abs` with every component resolved, symlinks followed inside the
     /// root: the place to read from.
     pub fn follow(&self, abs: impl AsRef<Path>) -> PathBuf {
+        if let Some(drive) = self.other_drive(abs.as_ref()) {
+            return drive.follow(abs);
+        }
         let parts = normal_parts(abs.as_ref());
         match self.resolve_parts(parts, 0) {
             Ok(p) => p,
             Err(_) => self.path(abs),
+        }
+    }
+
+    /// On a live Windows root, a path that names its drive (`D:\data`) is resolved on
+    /// that drive, not below the root's (a directory-tree root drops the drive: the
+    /// tree stands for the whole system). Never on Unix, whose paths have no prefix.
+    fn other_drive(&self, abs: &Path) -> Option<Root> {
+        match abs.components().next() {
+            Some(Component::Prefix(p)) if self.is_live() => {
+                let mut dir = PathBuf::from(p.as_os_str());
+                dir.push(std::path::MAIN_SEPARATOR_STR);
+                (dir != self.dir).then_some(Root { dir })
+            }
+            _ => None,
         }
     }
 

@@ -11,6 +11,53 @@ pub(super) fn open_mode(opts: &mut std::fs::OpenOptions, mode: u32) {
     opts.mode(mode);
 }
 
+/// The raw SMBIOS table: Linux has it as files under /sys (read under the root).
+pub fn smbios_table() -> Option<Vec<u8>> {
+    None
+}
+
+/// The root as given: `/` is the running system.
+pub fn default_root(given: &Path) -> std::path::PathBuf {
+    given.to_path_buf()
+}
+
+/// The Windows service's name (no service on Linux: systemd units do its work).
+pub const SERVICE_NAME: &str = "carryover";
+
+fn no_service() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the carryover service is for Windows; on Linux the package installs the systemd units (carryover-restore.service)",
+    )
+}
+
+/// See the Windows side: there is no Windows service here.
+pub fn install_service(_exe: &Path) -> io::Result<()> {
+    Err(no_service())
+}
+
+/// See the Windows side: there is no Windows service here.
+pub fn uninstall_service() -> io::Result<bool> {
+    Err(no_service())
+}
+
+/// See the Windows side: there is no Windows service here.
+pub fn service_state() -> io::Result<Option<String>> {
+    Err(no_service())
+}
+
+/// See the Windows side: there is no Windows service here.
+pub fn run_service(_work: fn(&dyn Fn() -> bool) -> i32) -> io::Result<()> {
+    Err(no_service())
+}
+
+/// How to run an operator's hook: an executable file runs as it is; anything else is
+/// not a hook.
+pub fn hook_command(path: &Path) -> Option<Command> {
+    let m = std::fs::metadata(path).ok()?;
+    (m.is_file() && m.permissions().mode() & 0o111 != 0).then(|| Command::new(path))
+}
+
 /// Sets the permission bits of a path (follows no symlink at the last component as the
 /// callers only pass files they created).
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {

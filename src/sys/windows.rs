@@ -34,6 +34,62 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
 
 pub(super) fn open_mode(_opts: &mut std::fs::OpenOptions, _mode: u32) {}
 
+/// The raw SMBIOS table (GetSystemFirmwareTable `RSMB`).
+pub fn smbios_table() -> Option<Vec<u8>> {
+    use windows_sys::Win32::System::SystemInformation::GetSystemFirmwareTable;
+    const RSMB: u32 = u32::from_be_bytes(*b"RSMB");
+    // SAFETY: a null buffer asks for the size; then `buf` has that size.
+    unsafe {
+        let n = GetSystemFirmwareTable(RSMB, 0, std::ptr::null_mut(), 0);
+        if n == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; n as usize];
+        let got = GetSystemFirmwareTable(RSMB, 0, buf.as_mut_ptr().cast(), n);
+        (got == n).then_some(buf)
+    }
+}
+
+/// The root `--root /` means: the system drive (`C:\`), wherever the command runs from.
+pub fn default_root(given: &Path) -> std::path::PathBuf {
+    if given == Path::new("/") {
+        let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".into());
+        return std::path::PathBuf::from(format!("{drive}\\"));
+    }
+    given.to_path_buf()
+}
+
+/// How to run an operator's hook, by its extension: `.exe`/`.com` directly, `.cmd`/`.bat`
+/// through cmd.exe, `.ps1` through PowerShell (no profile, this script's execution
+/// policy bypassed); anything else is not a hook.
+pub fn hook_command(path: &Path) -> Option<Command> {
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let ext = path.extension()?.to_string_lossy().to_ascii_lowercase();
+    match ext.as_str() {
+        "exe" | "com" => Some(Command::new(path)),
+        "cmd" | "bat" => {
+            let mut c = Command::new("cmd.exe");
+            c.arg("/D").arg("/C").arg(path);
+            Some(c)
+        }
+        "ps1" => {
+            let mut c = Command::new("powershell.exe");
+            c.args([
+                "-NoProfile",
+                "-NonInteractive",
+                "-ExecutionPolicy",
+                "Bypass",
+                "-File",
+            ])
+            .arg(path);
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
 /// Windows has no permission bits: a mode without any write bit sets the read-only
 /// attribute, any other clears it. (Access control is by security descriptor.)
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -295,13 +351,11 @@ pub fn kill_group(pid: u32) {
         .output();
 }
 
-use crate::state::windows::{AdapterDns, WinService};
-
 /// A NUL-terminated UTF-16 string.
 ///
 /// # Safety
 /// `p` is null or points to a NUL-terminated UTF-16 string.
-unsafe fn from_wide(p: *const u16) -> String {
+pub(crate) unsafe fn from_wide(p: *const u16) -> String {
     if p.is_null() {
         return String::new();
     }
@@ -315,166 +369,72 @@ unsafe fn from_wide(p: *const u16) -> String {
     }
 }
 
-/// The DNS servers and suffix of each adapter (GetAdaptersAddresses).
-pub fn dns_by_adapter() -> io::Result<Vec<AdapterDns>> {
-    use windows_sys::Win32::NetworkManagement::IpHelper::{
-        GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_MULTICAST, GAA_FLAG_SKIP_UNICAST,
-        GetAdaptersAddresses, IP_ADAPTER_ADDRESSES_LH,
-    };
-    use windows_sys::Win32::Networking::WinSock::{
-        AF_INET, AF_INET6, AF_UNSPEC, SOCKADDR_IN, SOCKADDR_IN6,
-    };
-    let flags = GAA_FLAG_SKIP_UNICAST | GAA_FLAG_SKIP_ANYCAST | GAA_FLAG_SKIP_MULTICAST;
-    let mut size: u32 = 16 * 1024;
-    let mut buf: Vec<u64> = Vec::new();
-    for _ in 0..4 {
-        buf = vec![0u64; (size as usize).div_ceil(8)];
-        // SAFETY: `buf` has `size` bytes, 8-aligned.
-        let r = unsafe {
-            GetAdaptersAddresses(
-                AF_UNSPEC as u32,
-                flags,
-                std::ptr::null(),
-                buf.as_mut_ptr() as *mut IP_ADAPTER_ADDRESSES_LH,
-                &mut size,
-            )
-        };
-        match r {
-            0 => break,
-            111 => continue, // ERROR_BUFFER_OVERFLOW: `size` says how much
-            232 => return Ok(Vec::new()), // ERROR_NO_DATA: no adapters
-            e => return Err(io::Error::from_raw_os_error(e as i32)),
-        }
-    }
-    let mut out = Vec::new();
-    let mut p = buf.as_ptr() as *const IP_ADAPTER_ADDRESSES_LH;
-    // SAFETY: the list and its strings live in `buf`, as GetAdaptersAddresses built them.
-    unsafe {
-        while !p.is_null() {
-            let a = &*p;
-            let mut servers = Vec::new();
-            let mut d = a.FirstDnsServerAddress;
-            while !d.is_null() {
-                let sa = (*d).Address.lpSockaddr;
-                if !sa.is_null() {
-                    match (*sa).sa_family {
-                        AF_INET => {
-                            let v4 = &*(sa as *const SOCKADDR_IN);
-                            let b = v4.sin_addr.S_un.S_addr.to_ne_bytes();
-                            servers.push(std::net::Ipv4Addr::from(b).to_string());
-                        }
-                        AF_INET6 => {
-                            let v6 = &*(sa as *const SOCKADDR_IN6);
-                            servers.push(std::net::Ipv6Addr::from(v6.sin6_addr.u.Byte).to_string());
-                        }
-                        _ => {}
-                    }
-                }
-                d = (*d).Next;
-            }
-            let suffix = from_wide(a.DnsSuffix);
-            out.push(AdapterDns {
-                adapter: from_wide(a.FriendlyName),
-                servers,
-                suffix: (!suffix.is_empty()).then_some(suffix),
-            });
-            p = a.Next;
-        }
-    }
-    Ok(out)
+/// A UTF-16 buffer up to its first NUL.
+fn from_wide_slice(units: &[u16]) -> String {
+    let n = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+    String::from_utf16_lossy(&units[..n])
 }
 
-/// Every Win32 service with its start type, binary and account.
-pub fn services() -> io::Result<Vec<WinService>> {
-    use windows_sys::Win32::System::Services::{
-        CloseServiceHandle, ENUM_SERVICE_STATUS_PROCESSW, EnumServicesStatusExW, OpenSCManagerW,
-        OpenServiceW, QUERY_SERVICE_CONFIGW, QueryServiceConfigW, SC_ENUM_PROCESS_INFO,
-        SC_MANAGER_CONNECT, SC_MANAGER_ENUMERATE_SERVICE, SERVICE_QUERY_CONFIG, SERVICE_RUNNING,
-        SERVICE_STATE_ALL, SERVICE_WIN32,
+fn wide_str(s: &str) -> Vec<u16> {
+    wide(std::ffi::OsStr::new(s))
+}
+
+/// Turns on a privilege the process holds but has disabled (SeTimeZonePrivilege, …);
+/// a failure shows up in the call that needed it.
+fn enable_privilege(name: &str) {
+    use windows_sys::Win32::Security::{
+        AdjustTokenPrivileges, LUID_AND_ATTRIBUTES, LookupPrivilegeValueW, SE_PRIVILEGE_ENABLED,
+        TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES,
     };
-    // SAFETY: plain SCM calls; buffers are sized as the SCM asks and outlive the reads;
-    // every handle opened is closed.
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+    let n = wide_str(name);
+    // SAFETY: plain token calls on our own process; the handle is closed.
     unsafe {
-        let scm = OpenSCManagerW(
-            std::ptr::null(),
-            std::ptr::null(),
-            SC_MANAGER_CONNECT | SC_MANAGER_ENUMERATE_SERVICE,
-        );
-        if scm.is_null() {
-            return Err(io::Error::last_os_error());
+        let mut token = std::ptr::null_mut();
+        if OpenProcessToken(GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES, &mut token) == 0 {
+            return;
         }
-        let mut out = Vec::new();
-        let mut resume = 0u32;
-        loop {
-            let (mut needed, mut count) = (0u32, 0u32);
-            let mut buf = vec![0u64; 8 * 1024];
-            let ok = EnumServicesStatusExW(
-                scm,
-                SC_ENUM_PROCESS_INFO,
-                SERVICE_WIN32,
-                SERVICE_STATE_ALL,
-                buf.as_mut_ptr() as *mut u8,
-                (buf.len() * 8) as u32,
-                &mut needed,
-                &mut count,
-                &mut resume,
-                std::ptr::null(),
-            );
-            let more = ok == 0 && io::Error::last_os_error().raw_os_error() == Some(234);
-            if ok == 0 && !more {
-                let e = io::Error::last_os_error();
-                CloseServiceHandle(scm);
-                return Err(e);
-            }
-            let list = std::slice::from_raw_parts(
-                buf.as_ptr() as *const ENUM_SERVICE_STATUS_PROCESSW,
-                count as usize,
-            );
-            for s in list {
-                let name = from_wide(s.lpServiceName);
-                let mut svc = WinService {
-                    display_name: from_wide(s.lpDisplayName),
-                    start_type: String::new(),
-                    binary_path: String::new(),
-                    account: String::new(),
-                    running: s.ServiceStatusProcess.dwCurrentState == SERVICE_RUNNING,
-                    name,
-                };
-                let w = wide(std::ffi::OsStr::new(&svc.name));
-                let h = OpenServiceW(scm, w.as_ptr(), SERVICE_QUERY_CONFIG);
-                if !h.is_null() {
-                    let mut cfg = vec![0u64; 1024];
-                    let mut need = 0u32;
-                    if QueryServiceConfigW(
-                        h,
-                        cfg.as_mut_ptr() as *mut QUERY_SERVICE_CONFIGW,
-                        (cfg.len() * 8) as u32,
-                        &mut need,
-                    ) != 0
-                    {
-                        let c = &*(cfg.as_ptr() as *const QUERY_SERVICE_CONFIGW);
-                        svc.start_type = match c.dwStartType {
-                            0 => "boot",
-                            1 => "system",
-                            2 => "auto",
-                            3 => "demand",
-                            4 => "disabled",
-                            _ => "unknown",
-                        }
-                        .into();
-                        svc.binary_path = from_wide(c.lpBinaryPathName);
-                        svc.account = from_wide(c.lpServiceStartName);
-                    }
-                    CloseServiceHandle(h);
-                }
-                out.push(svc);
-            }
-            if !more {
-                break;
-            }
+        let mut tp = TOKEN_PRIVILEGES {
+            PrivilegeCount: 1,
+            Privileges: [LUID_AND_ATTRIBUTES {
+                Luid: std::mem::zeroed(),
+                Attributes: SE_PRIVILEGE_ENABLED,
+            }],
+        };
+        if LookupPrivilegeValueW(std::ptr::null(), n.as_ptr(), &mut tp.Privileges[0].Luid) != 0 {
+            AdjustTokenPrivileges(token, 0, &tp, 0, std::ptr::null_mut(), std::ptr::null_mut());
         }
-        CloseServiceHandle(scm);
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        CloseHandle(token);
     }
+}
+
+/// True under Wine (its ntdll exports `wine_get_version`), where a few calls Windows
+/// has are stubs that abort.
+fn is_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll = wide_str("ntdll.dll");
+    // SAFETY: plain loader lookups.
+    unsafe {
+        let h = GetModuleHandleW(ntdll.as_ptr());
+        !h.is_null() && GetProcAddress(h, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+mod accounts;
+mod net;
+pub mod registry;
+mod scm;
+mod service;
+pub use service::{SERVICE_NAME, install_service, run_service, service_state, uninstall_service};
+mod settings;
+mod volumes;
+
+/// The Windows settings, for the state and the restore steps that only Windows has.
+pub mod win {
+    pub use super::accounts::*;
+    pub use super::net::*;
+    pub use super::registry;
+    pub use super::scm::*;
+    pub use super::settings::*;
+    pub use super::volumes::*;
 }

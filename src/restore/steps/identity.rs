@@ -55,8 +55,8 @@ pub fn hosts(a: &Apply, l: &Loaded) -> Result<Outcome> {
             "no /etc/hosts entries beyond the defaults",
         ));
     }
-    let current = a.read("/etc/hosts").unwrap_or_default();
+    let current = a.read(crate::paths::HOSTS_FILE).unwrap_or_default();
     let merged = hosts_file::merge(&current, &l.state.hosts);
-    a.rewrite("/etc/hosts", &merged)?;
+    a.rewrite(crate::paths::HOSTS_FILE, &merged)?;
     Ok(a.finish(format!("{} entries", l.state.hosts.len()), vec![]))
 }

@@ -46,15 +46,15 @@ pub fn ssh_host_keys(a: &Apply, l: &Loaded) -> Result<Outcome> {
     Ok(a.finish(types.join(", "), warnings))
 }
 
-/// Where the token goes when the old path is not below /etc/carryover/.
-const DEFAULT_TOKEN_FILE: &str = "/etc/carryover/token";
+/// Where the token goes when the old path is not in the new OS's config directory.
+use crate::paths::TOKEN_FILE as DEFAULT_TOKEN_FILE;
 
 pub fn report_token(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let Some(t) = &l.secrets.report_token else {
         return Ok(Outcome::skipped("no orchestrator token was captured"));
     };
     let mut warnings = Vec::new();
-    let path = match super::safe_path(&t.path, &["/etc/carryover/"]) {
+    let path = match super::safe_path(&t.path, &[&format!("{}/", crate::paths::CONFIG_DIR)]) {
         Ok(p) => p,
         Err(_) => {
             warnings.push(format!(
@@ -70,7 +70,7 @@ pub fn report_token(a: &Apply, l: &Loaded) -> Result<Outcome> {
     if t.token.is_empty() || t.token.contains(['\n', '\r', '\0']) {
         return Ok(Outcome::failed("the captured token is not a single line"));
     }
-    a.mkdir("/etc/carryover", 0o700, Some((0, 0)))?;
+    a.mkdir(crate::paths::CONFIG_DIR, 0o700, Some((0, 0)))?;
     a.install(
         path,
         format!("{}\n", t.token).as_bytes(),

@@ -1,0 +1,54 @@
+//! Where carryover keeps its own files in the system it runs on, as in-root paths:
+//! `/etc/carryover` and `/var/lib/carryover` on Linux, `C:\ProgramData\carryover` on
+//! Windows. One place, so the rest of the code never asks which OS it runs on.
+
+#[cfg(not(windows))]
+macro_rules! config_dir {
+    () => {
+        "/etc/carryover"
+    };
+}
+#[cfg(windows)]
+macro_rules! config_dir {
+    () => {
+        "/ProgramData/carryover"
+    };
+}
+#[cfg(not(windows))]
+macro_rules! state_dir {
+    () => {
+        "/var/lib/carryover"
+    };
+}
+#[cfg(windows)]
+macro_rules! state_dir {
+    () => {
+        "/ProgramData/carryover/state"
+    };
+}
+
+/// The configuration directory (config.toml, config.d/, hooks/, the token).
+pub const CONFIG_DIR: &str = config_dir!();
+/// The main config file.
+pub const CONFIG_FILE: &str = concat!(config_dir!(), "/config.toml");
+/// The orchestrator's token when the config names none.
+pub const TOKEN_FILE: &str = concat!(config_dir!(), "/token");
+/// The operator's hooks, one `<phase>.d` directory each.
+pub const HOOKS_DIR: &str = concat!(config_dir!(), "/hooks");
+/// The agent's own record (root-only).
+pub const STATE_DIR: &str = state_dir!();
+/// The last capture and restore of this system.
+pub const LOCAL_STATE: &str = concat!(state_dir!(), "/state.json");
+/// Which hooks already ran for which snapshot.
+pub const HOOKS_DONE: &str = concat!(state_dir!(), "/hooks-done");
+/// Events waiting for the orchestrator.
+pub const OUTBOX: &str = concat!(state_dir!(), "/outbox");
+/// The files restore replaced, kept before it replaced them.
+pub const BACKUP_DIR: &str = concat!(state_dir!(), "/backup");
+
+/// The hosts file.
+#[cfg(not(windows))]
+pub const HOSTS_FILE: &str = "/etc/hosts";
+/// The hosts file.
+#[cfg(windows)]
+pub const HOSTS_FILE: &str = "/Windows/System32/drivers/etc/hosts";

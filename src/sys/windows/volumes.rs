@@ -1,0 +1,75 @@
+//! The volumes with drive letters (file system, label, serial, size) and the raw disks
+//! behind them (`\\.\PhysicalDriveN`), which the same probe code reads as on Linux.
+
+use std::io;
+use std::path::PathBuf;
+
+use windows_sys::Win32::Storage::FileSystem::{
+    GetDiskFreeSpaceExW, GetDriveTypeW, GetLogicalDriveStringsW, GetVolumeInformationW,
+};
+
+use super::{from_wide_slice, wide_str};
+use crate::state::windows::WinVolume;
+
+const DRIVE_FIXED: u32 = 3;
+
+/// The fixed volumes with a drive letter.
+pub fn volumes() -> io::Result<Vec<WinVolume>> {
+    let mut buf = [0u16; 512];
+    // SAFETY: `buf` has the room passed.
+    let n = unsafe { GetLogicalDriveStringsW(buf.len() as u32, buf.as_mut_ptr()) } as usize;
+    if n == 0 || n > buf.len() {
+        return Err(io::Error::last_os_error());
+    }
+    let windir = std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into());
+    let mut out = Vec::new();
+    for root in buf[..n].split(|&u| u == 0).filter(|s| !s.is_empty()) {
+        let mount = String::from_utf16_lossy(root);
+        let w = wide_str(&mount);
+        // SAFETY: `w` is NUL-terminated.
+        if unsafe { GetDriveTypeW(w.as_ptr()) } != DRIVE_FIXED {
+            continue;
+        }
+        let (mut label, mut fs) = ([0u16; 261], [0u16; 261]);
+        let (mut serial, mut maxlen, mut flags) = (0u32, 0u32, 0u32);
+        // SAFETY: the buffers have the sizes passed.
+        let ok = unsafe {
+            GetVolumeInformationW(
+                w.as_ptr(),
+                label.as_mut_ptr(),
+                label.len() as u32,
+                &mut serial,
+                &mut maxlen,
+                &mut flags,
+                fs.as_mut_ptr(),
+                fs.len() as u32,
+            )
+        };
+        if ok == 0 {
+            continue; // no medium, or a volume Windows cannot read
+        }
+        let (mut free, mut total) = (0u64, 0u64);
+        // SAFETY: the out pointers are valid or null.
+        unsafe { GetDiskFreeSpaceExW(w.as_ptr(), &mut free, &mut total, std::ptr::null_mut()) };
+        out.push(WinVolume {
+            system: windir
+                .get(..2)
+                .is_some_and(|d| mount.get(..2).is_some_and(|m| m.eq_ignore_ascii_case(d))),
+            mount,
+            label: from_wide_slice(&label),
+            filesystem: from_wide_slice(&fs),
+            serial: format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff),
+            total_bytes: total,
+            free_bytes: free,
+        });
+    }
+    Ok(out)
+}
+
+/// The physical disks Windows lists (`\\.\PhysicalDrive0` …) that can be opened.
+pub fn physical_disks() -> Vec<PathBuf> {
+    (0..64)
+        .map(|i| PathBuf::from(format!(r"\\.\PhysicalDrive{i}")))
+        .filter(|p| std::fs::File::open(p).is_ok())
+        .collect()
+}
