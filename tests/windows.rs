@@ -516,3 +516,68 @@ fn the_service_installs_starts_restores_and_uninstalls() {
     assert!(text(&uninstall).contains("removed"));
     assert!(after.contains("not installed"), "{after}");
 }
+
+/// The MSI that packaging/build-windows made from this build (`.ci/run` makes it before
+/// the Windows tests; CARRYOVER_MSI names another).
+fn msi() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("CARRYOVER_MSI") {
+        return p.into();
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/packages");
+    std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-x64.msi"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no MSI in {}: run packaging/build-windows target/windows/x86_64-pc-windows-gnu/debug/carryover.exe first (.ci/run does)",
+                dir.display()
+            )
+        })
+}
+
+#[test]
+fn the_msi_installs_the_agent_config_and_service_and_uninstalls_them() {
+    let _turn = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let msi = msi();
+    let exe = Path::new(r"C:\Program Files\carryover\carryover.exe");
+    let config = Path::new(r"C:\ProgramData\carryover\config.toml");
+    let install = Command::new("msiexec")
+        .arg("/i")
+        .arg(&msi)
+        .arg("/qn")
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "msiexec /i: {}", text(&install));
+    let installed = exe.is_file();
+    let config_text = std::fs::read_to_string(config).unwrap_or_default();
+    let state = Command::new(exe)
+        .args(["service", "status"])
+        .output()
+        .map(|o| text(&o))
+        .unwrap_or_default();
+    let remove = Command::new("msiexec")
+        .arg("/x")
+        .arg(&msi)
+        .arg("/qn")
+        .output()
+        .unwrap();
+    let after = text(&carryover(&["service", "status"]));
+    let _ = std::fs::remove_file(config);
+
+    assert!(installed, "{} installed", exe.display());
+    assert!(
+        config_text.contains("[store]"),
+        "the default config: {config_text}"
+    );
+    assert!(
+        state.contains("carryover: stopped"),
+        "the service is registered: {state}"
+    );
+    assert!(remove.status.success(), "msiexec /x: {}", text(&remove));
+    assert!(!exe.exists(), "uninstall removes the agent");
+    assert!(after.contains("not installed"), "and the service: {after}");
+}

@@ -2,7 +2,8 @@
 //! the binary in place), and `packaging/build` makes a .deb and an .rpm holding the
 //! binary, the units, the tmpfiles entry, the root-only conffile and the docs, whose
 //! scripts enable the restore unit and the report timer. (Installing the .deb into a
-//! debootstrapped Debian is part of the VM test, tests/vm/run.)
+//! debootstrapped Debian is part of the VM test, tests/vm/run.) `packaging/build-windows`
+//! makes the MSI (service, agent, config) and the zip, read back with msitools.
 
 use std::path::Path;
 use std::process::Command;
@@ -163,4 +164,76 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
         .output()
         .unwrap();
     assert!(stdout(&o).starts_with("carryover "), "{}", stdout(&o));
+}
+
+/// The MSI's tables as `msiinfo export` prints them.
+fn msi_table(msi: &Path, table: &str) -> String {
+    run(Command::new("msiinfo").arg("export").arg(msi).arg(table))
+}
+
+#[test]
+fn the_windows_msi_and_zip_hold_the_agent_service_and_config() {
+    // The package's layout, read back with msitools; that it installs, registers the
+    // service and uninstalls is the Windows suite's test (msiexec under Wine).
+    let t = tempfile::tempdir().unwrap();
+    let exe = t.path().join("carryover.exe");
+    std::fs::write(&exe, b"MZ stand-in for the Windows build").unwrap();
+    let out = t.path().join("out");
+    let made = run(Command::new(top().join("packaging/build-windows"))
+        .arg(&exe)
+        .arg(&out));
+    let msi = out.join(format!("carryover-{}-x64.msi", env!("CARGO_PKG_VERSION")));
+    let zip = out.join(format!(
+        "carryover-{}-windows-x64.zip",
+        env!("CARGO_PKG_VERSION")
+    ));
+    assert!(
+        made.contains(msi.to_str().unwrap()) && zip.is_file(),
+        "{made}"
+    );
+    let service = msi_table(&msi, "ServiceInstall");
+    let row = service
+        .lines()
+        .find(|l| l.starts_with("CarryoverService\t"))
+        .unwrap_or_else(|| panic!("{service}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    assert_eq!(cols[1], "carryover");
+    assert_eq!(cols[3], "16", "own process");
+    assert_eq!(cols[4], "2", "automatic start");
+    assert_eq!(cols[8], "LocalSystem");
+    assert_eq!(cols[10], "service run");
+    let control = msi_table(&msi, "ServiceControl");
+    assert!(
+        control
+            .lines()
+            .any(|l| l.starts_with("CarryoverServiceControl\tcarryover\t162\t")),
+        "stopped on install and uninstall, removed on uninstall: {control}"
+    );
+    let files = msi_table(&msi, "File");
+    for f in ["carryover.exe", "config.toml", "README.md"] {
+        assert!(files.contains(&format!("\t{f}\t")), "{f}: {files}");
+    }
+    let dirs = msi_table(&msi, "Directory");
+    assert!(
+        dirs.contains("INSTALLDIR\tProgramFiles64Folder\tcarryover"),
+        "{dirs}"
+    );
+    assert!(
+        dirs.contains("DATADIR\tCommonAppDataFolder\tcarryover"),
+        "{dirs}"
+    );
+    let listing = run(Command::new("python3")
+        .args(["-m", "zipfile", "-l"])
+        .arg(&zip));
+    for f in [
+        "carryover/carryover.exe",
+        "carryover/config.toml",
+        "carryover/README.md",
+    ] {
+        assert!(listing.contains(f), "{f}: {listing}");
+    }
+    // the default config is a valid Windows config
+    let cfg = std::fs::read_to_string(top().join("packaging/windows/config.toml")).unwrap();
+    let c = carryover::config::Config::from_str(&cfg, Path::new("config.toml")).unwrap();
+    assert_eq!(c.store.url.as_deref(), Some(r"D:\carryover"));
 }
