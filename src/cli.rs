@@ -91,6 +91,10 @@ pub enum Command {
     Userdata {
         #[arg(long, value_enum, default_value_t = Target::Linux)]
         os: Target,
+        /// The agent for the new OS, put into the store first (a change to the other OS
+        /// family needs that family's build: carryover.exe for Windows).
+        #[arg(long, value_name = "FILE")]
+        agent: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArg,
     },
@@ -251,7 +255,9 @@ impl Cli {
             Command::Check(a) => check::run(&ctx, a),
             Command::Report(a) => report::run(&ctx, a),
             Command::Probe { paths } => probe::run(&ctx, &paths),
-            Command::Userdata { os, store } => userdata::run(&ctx, os, store),
+            Command::Userdata { os, agent, store } => {
+                userdata::run(&ctx, os, agent.as_deref(), store)
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The user-data for the cloud's Change OS call: a `#cloud-config` that, on the new OS's
-//! first boot, finds the store on its data disk by the filesystem UUID, installs the agent
-//! that capture left in the store, and runs `carryover restore`. It carries no secret.
+//! The user-data for the cloud's Change OS call: a `#cloud-config` (Linux) or a
+//! Cloudbase-Init `#ps1_sysnative` script (Windows) that, on the new OS's first boot,
+//! finds the store (its data disk by the filesystem's UUID or serial, or S3), installs the
+//! agent kept in the store, and has it restore and report. It carries no secret.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,32 @@ pub struct StoreDisk {
 pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
     let store =
         std::fs::canonicalize(store).with_context(|| format!("the store {}", store.display()))?;
+    if let Some((volume, fstype, serial)) = crate::sys::volume_of(&store) {
+        // Windows: the volume's serial finds it again (paths compared without `\\?\`)
+        let plain = |p: &Path| {
+            let s = p.to_string_lossy();
+            PathBuf::from(s.strip_prefix(r"\\?\").unwrap_or(&s).to_string())
+        };
+        let (store, volume) = (plain(&store), plain(&volume));
+        let system = plain(&crate::sys::default_root(Path::new("/")));
+        if system.as_os_str().eq_ignore_ascii_case(volume.as_os_str()) {
+            bail!(
+                "the store {} is on the system drive {}, which the Change OS deletes: put it on a data disk",
+                store.display(),
+                volume.display()
+            );
+        }
+        let rel = store
+            .strip_prefix(&volume)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        return Ok(StoreDisk {
+            fs_uuid: serial,
+            fstype,
+            rel,
+            lvm: false,
+        });
+    }
     let text = std::fs::read_to_string(root.follow("/proc/self/mountinfo"))
         .context("reading the mount table (/proc/self/mountinfo)")?;
     let mount = crate::disks::parse_mountinfo(&text)
@@ -91,6 +118,26 @@ fn toml_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The `[store]` lines after `url` for an S3 store (no credentials: the new OS's
+/// metadata service has them).
+fn s3_settings(endpoint: Option<&str>, region: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(e) = endpoint {
+        out.push_str(&format!("endpoint = {}\n", toml_string(e)));
+    }
+    if let Some(r) = region {
+        out.push_str(&format!("region = {}\n", toml_string(r)));
+    }
+    out
+}
+
+/// The `[report]` table naming the orchestrator (the token travels in the snapshot).
+fn report_settings(report_url: Option<&str>) -> String {
+    report_url.map_or(String::new(), |u| {
+        format!("[report]\nurl = {}\n", toml_string(u))
+    })
 }
 
 /// Single-quotes a word for sh.
@@ -220,17 +267,10 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
                 sh_quote(agent_url)
             ));
             toml.push_str(&format!("url = {}\n", toml_string(url)));
-            if let Some(e) = endpoint {
-                toml.push_str(&format!("endpoint = {}\n", toml_string(e)));
-            }
-            if let Some(r) = region {
-                toml.push_str(&format!("region = {}\n", toml_string(r)));
-            }
+            toml.push_str(&s3_settings(endpoint.as_deref(), region.as_deref()));
         }
     }
-    if let Some(url) = report_url {
-        toml.push_str(&format!("[report]\nurl = {}\n", toml_string(url)));
-    }
+    toml.push_str(&report_settings(report_url));
     script.push_str("mkdir -p /etc/carryover/config.d\nchmod 0700 /etc/carryover\n");
     script.push_str(&write_file(
         "/etc/carryover/config.d/50-user-data.toml",
@@ -273,9 +313,167 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
     out
 }
 
+/// Quotes a string for PowerShell (single quotes, `'` doubled).
+fn ps_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The 32-bit volume serial Windows shows for a filesystem UUID (NTFS's 64-bit serial
+/// ends with it; FAT and exFAT's `1234-ABCD` is it).
+pub fn windows_serial(fs_uuid: &str) -> Option<String> {
+    let hex: String = fs_uuid.chars().filter(|c| *c != '-').collect();
+    (hex.len() >= 8 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hex[hex.len() - 8..].to_ascii_uppercase())
+}
+
+/// Refuses a store disk a fresh Windows cannot read (ext, xfs, LVM, …).
+pub fn windows_can_read(d: &StoreDisk) -> Result<()> {
+    let readable = ["ntfs", "vfat", "exfat"].contains(&d.fstype.as_str());
+    if d.lvm || !readable {
+        bail!(
+            "the store is on {}{}, which Windows cannot read: for a change to Windows keep the store on an NTFS data disk or in S3",
+            d.fstype,
+            if d.lvm { " on LVM" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// The Cloudbase-Init user-data (`#ps1_sysnative`, run as LocalSystem on the first boot)
+/// for a change to Windows. It brings the data disks online, finds the store's volume by
+/// its serial (or downloads the agent from S3), puts the agent in Program Files, writes
+/// `config.d\50-user-data.toml` naming the store (and `report_url`), registers the
+/// carryover service and starts it: the service restores and reports. No secret.
+pub fn ps1_user_data(access: &StoreAccess, report_url: Option<&str>) -> Result<String> {
+    let mut ps = String::from(concat!(
+        "#ps1_sysnative\n",
+        "# carryover: restore this server's settings and data after the Change OS.\n",
+        "# It brings the agent from the store, registers the carryover service and starts it;\n",
+        "# the service restores and reports to the orchestrator. No secret is in here.\n",
+        "$ErrorActionPreference = 'Stop'\n",
+        "$bin = Join-Path $env:ProgramFiles 'carryover'\n",
+        "$etc = Join-Path $env:ProgramData 'carryover'\n",
+        "New-Item -ItemType Directory -Force -Path $bin, (Join-Path $etc 'config.d') | Out-Null\n",
+        "$exe = Join-Path $bin 'carryover.exe'\n",
+    ));
+    let mut extra = String::new();
+    match access {
+        StoreAccess::Disk(d) => {
+            windows_can_read(d)?;
+            let serial = windows_serial(&d.fs_uuid).with_context(|| {
+                format!("the filesystem UUID {} is not a volume serial", d.fs_uuid)
+            })?;
+            let rel: Vec<String> = d
+                .rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            ps.push_str(&format!(
+                concat!(
+                    "# a fresh Windows may keep new disks offline (SAN policy)\n",
+                    "Get-Disk | Where-Object {{ $_.IsOffline }} | Set-Disk -IsOffline $false\n",
+                    "Get-Disk | Where-Object {{ $_.IsReadOnly }} | Set-Disk -IsReadOnly $false\n",
+                    "$vol = $null\n",
+                    "for ($i = 0; $i -lt 60 -and -not $vol; $i++) {{\n",
+                    "  $vol = Get-CimInstance Win32_Volume | Where-Object {{ $_.SerialNumber -ne $null -and ('{{0:X8}}' -f [uint32]$_.SerialNumber) -eq '{serial}' }} | Select-Object -First 1\n",
+                    "  if (-not $vol) {{ Start-Sleep -Seconds 5 }}\n",
+                    "}}\n",
+                    "if (-not $vol) {{ throw 'carryover: no volume with serial {dashed} (the store''s data disk)' }}\n",
+                    "if ($vol.DriveLetter) {{ $store = $vol.DriveLetter + '\\' }} else {{ $store = $vol.DeviceID }}\n",
+                ),
+                serial = serial,
+                dashed = format!("{}-{}", &serial[..4], &serial[4..]),
+            ));
+            if !rel.is_empty() {
+                ps.push_str(&format!(
+                    "$store = Join-Path $store {}\n",
+                    ps_quote(&rel.join("\\"))
+                ));
+            }
+            ps.push_str(&format!(
+                "Copy-Item -Force (Join-Path $store {}) $exe\n",
+                ps_quote(&AGENT_KEY_WINDOWS.replace('/', "\\"))
+            ));
+        }
+        StoreAccess::S3 {
+            url,
+            endpoint,
+            region,
+            agent_url,
+        } => {
+            ps.push_str(&format!(
+                concat!(
+                    "[Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12\n",
+                    "Invoke-WebRequest -UseBasicParsing -Uri {} -OutFile \"$exe.new\"\n",
+                    "Move-Item -Force \"$exe.new\" $exe\n",
+                    "$store = {}\n",
+                ),
+                ps_quote(agent_url),
+                ps_quote(url)
+            ));
+            extra.push_str(&s3_settings(endpoint.as_deref(), region.as_deref()));
+        }
+    }
+    extra.push_str(&report_settings(report_url));
+    ps.push_str(&format!(
+        concat!(
+            "$url = '\"' + $store.Replace('\\', '\\\\').Replace('\"', '\\\"') + '\"'\n",
+            "$toml = \"[store]`nurl = $url`n\" + {}\n",
+            "[IO.File]::WriteAllText((Join-Path $etc 'config.d\\50-user-data.toml'), $toml)\n",
+            "& $exe service install\n",
+            "if ($LASTEXITCODE -ne 0) {{ throw \"carryover: service install failed ($LASTEXITCODE)\" }}\n",
+            "Start-Service carryover\n",
+        ),
+        ps_quote(&extra)
+    ));
+    Ok(ps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_user_data_finds_the_store_by_serial_and_starts_the_service() {
+        let d = StoreDisk {
+            fs_uuid: "0729013E1605499F".into(),
+            fstype: "ntfs".into(),
+            rel: PathBuf::from("fleet/it's"),
+            lvm: false,
+        };
+        let ps =
+            ps1_user_data(&StoreAccess::Disk(d.clone()), Some("https://o.example/api")).unwrap();
+        assert!(ps.starts_with("#ps1_sysnative\n") && ps.len() < MAX_BYTES);
+        assert!(ps.contains("-eq '1605499F'"), "{ps}");
+        assert!(
+            ps.contains("$store = Join-Path $store 'fleet\\it''s'"),
+            "{ps}"
+        );
+        assert!(
+            ps.contains("(Join-Path $store 'agent\\carryover.exe') $exe"),
+            "{ps}"
+        );
+        assert!(
+            ps.contains("'[report]\nurl = \"https://o.example/api\"\n'"),
+            "{ps}"
+        );
+        assert!(ps.contains("& $exe service install") && ps.contains("Start-Service carryover"));
+        let ext = StoreDisk {
+            fstype: "ext4".into(),
+            ..d.clone()
+        };
+        let e = ps1_user_data(&StoreAccess::Disk(ext), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ext4") && e.contains("Windows cannot read"),
+            "{e}"
+        );
+        let lvm = StoreDisk { lvm: true, ..d };
+        assert!(ps1_user_data(&StoreAccess::Disk(lvm), None).is_err());
+        assert_eq!(windows_serial("1234-ABCD").as_deref(), Some("1234ABCD"));
+        assert_eq!(windows_serial("nope"), None);
+    }
 
     #[test]
     fn cloud_config_is_yaml_small_and_quotes_paths() {

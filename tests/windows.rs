@@ -581,3 +581,17 @@ fn the_msi_installs_the_agent_config_and_service_and_uninstalls_them() {
     assert!(!exe.exists(), "uninstall removes the agent");
     assert!(after.contains("not installed"), "and the service: {after}");
 }
+
+#[test]
+fn windows_user_data_refuses_a_store_on_the_system_drive() {
+    let t = tempfile::tempdir().unwrap(); // on C: under Wine, as on Windows
+    let o = carryover(&[
+        "userdata",
+        "--os",
+        "windows",
+        "--store",
+        t.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("system drive"), "{}", text(&o));
+}

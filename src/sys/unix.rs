@@ -16,6 +16,12 @@ pub fn smbios_table() -> Option<Vec<u8>> {
     None
 }
 
+/// The volume of a path as Windows names it: Linux finds filesystems through the mount
+/// table instead.
+pub fn volume_of(_path: &Path) -> Option<(std::path::PathBuf, String, String)> {
+    None
+}
+
 /// The root as given: `/` is the running system.
 pub fn default_root(given: &Path) -> std::path::PathBuf {
     given.to_path_buf()

@@ -438,3 +438,4 @@ pub mod win {
     pub use super::settings::*;
     pub use super::volumes::*;
 }
+pub use volumes::volume_of;

@@ -66,6 +66,45 @@ pub fn volumes() -> io::Result<Vec<WinVolume>> {
     Ok(out)
 }
 
+/// The volume holding `path`: its root (`D:\\`), file system (lower case, as blkid
+/// names them) and serial (`1A2B3C4D`); `None` when Windows cannot say.
+pub fn volume_of(path: &std::path::Path) -> Option<(PathBuf, String, String)> {
+    use windows_sys::Win32::Storage::FileSystem::GetVolumePathNameW;
+    let w = super::wide(path.as_os_str());
+    let mut root = [0u16; 1024];
+    // SAFETY: `root` has the room passed.
+    if unsafe { GetVolumePathNameW(w.as_ptr(), root.as_mut_ptr(), root.len() as u32) } == 0 {
+        return None;
+    }
+    let mut fs = [0u16; 261];
+    let mut serial = 0u32;
+    // SAFETY: the buffers have the sizes passed; the others may be null.
+    let ok = unsafe {
+        GetVolumeInformationW(
+            root.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            &mut serial,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            fs.as_mut_ptr(),
+            fs.len() as u32,
+        )
+    };
+    if ok == 0 {
+        return None;
+    }
+    let fs = match from_wide_slice(&fs).to_ascii_lowercase().as_str() {
+        "fat32" | "fat" => "vfat".to_string(),
+        other => other.to_string(),
+    };
+    Some((
+        PathBuf::from(from_wide_slice(&root)),
+        fs,
+        format!("{serial:08X}"),
+    ))
+}
+
 /// The physical disks Windows lists (`\\.\PhysicalDrive0` …) that can be opened.
 pub fn physical_disks() -> Vec<PathBuf> {
     (0..64)
