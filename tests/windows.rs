@@ -227,6 +227,12 @@ fn reg(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `sc.exe` of the Windows under test.
+fn sc(args: &[&str]) {
+    let o = Command::new("sc").args(args).output().unwrap();
+    assert!(o.status.success(), "sc {args:?}: {}", text(&o));
+}
+
 /// A value as `reg query` prints it (`    NAME    REG_SZ    value`).
 fn reg_value(key: &str, name: &str) -> String {
     let out = Command::new("reg")
@@ -244,6 +250,7 @@ fn reg_value(key: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
+const SERVICES: &str = r"HKLM\SYSTEM\CurrentControlSet\Services";
 const TCPIP: &str = r"HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters";
 const W32TIME: &str = r"HKLM\SYSTEM\CurrentControlSet\Services\W32Time\Parameters";
 
@@ -275,7 +282,13 @@ fn windows_settings_round_trip_through_capture_and_restore() {
     let store = t.path().join("store");
     let data = Path::new(r"C:\carryover-settings-test");
     let hosts = Path::new(r"C:\windows\system32\drivers\etc\hosts");
-    let hosts_before = std::fs::read_to_string(hosts).unwrap_or_default();
+    // (without what an interrupted earlier run may have left)
+    let hosts_before: String = std::fs::read_to_string(hosts)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.contains("db.corp.example"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
     let saved = [
         (TCPIP, "SearchList", reg_value(TCPIP, "SearchList")),
         (W32TIME, "NtpServer", reg_value(W32TIME, "NtpServer")),
@@ -299,6 +312,26 @@ fn windows_settings_round_trip_through_capture_and_restore() {
     .unwrap();
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(data.join("app.ini"), "port=8080\r\n").unwrap();
+    // a service whose program lives on a data disk, and one set to start on demand
+    for name in ["carryover-probe", "carryover-probe2"] {
+        let _ = Command::new("sc").args(["delete", name]).output();
+    }
+    sc(&[
+        "create",
+        "carryover-probe",
+        "binPath=",
+        r"C:\windows\system32\notepad.exe",
+        "start=",
+        "demand",
+    ]);
+    sc(&[
+        "create",
+        "carryover-probe2",
+        "binPath=",
+        r"C:\windows\system32\notepad.exe",
+        "start=",
+        "demand",
+    ]);
 
     let id = capture(root, &store, Some("/carryover-settings-test"));
     let o = carryover(&[
@@ -322,6 +355,13 @@ fn windows_settings_round_trip_through_capture_and_restore() {
     set_sz(W32TIME, "Type", "NT5DS");
     std::fs::write(hosts, &hosts_before).unwrap();
     std::fs::remove_dir_all(data).unwrap();
+    sc(&["delete", "carryover-probe"]);
+    // (Wine's sc.exe has no `config`)
+    carryover::sys::win::set_start_type("carryover-probe2", "disabled").unwrap();
+    assert_eq!(
+        reg_value(&format!(r"{SERVICES}\carryover-probe2"), "Start"),
+        "0x4"
+    );
 
     let v = restore(root, &store, &id, &[]);
     println!("{}", serde_json::to_string_pretty(&v).unwrap());
@@ -334,6 +374,16 @@ fn windows_settings_round_trip_through_capture_and_restore() {
     let nameservers: Vec<String> = nics.iter().map(|k| reg_value(k, "NameServer")).collect();
     let hosts_after = std::fs::read_to_string(hosts).unwrap_or_default();
     let data_back = std::fs::read_to_string(data.join("app.ini")).unwrap_or_default();
+    let starts = [
+        reg_value(&format!(r"{SERVICES}\carryover-probe"), "Start"),
+        reg_value(&format!(r"{SERVICES}\carryover-probe2"), "Start"),
+    ];
+    let _ = Command::new("sc")
+        .args(["delete", "carryover-probe"])
+        .output();
+    let _ = Command::new("sc")
+        .args(["delete", "carryover-probe2"])
+        .output();
 
     // put the prefix back before asserting, so a failure leaves Wine as it was
     for k in &nics {
@@ -365,6 +415,16 @@ fn windows_settings_round_trip_through_capture_and_restore() {
         "{hosts_after}"
     );
     assert_eq!(data_back, "port=8080\r\n");
+    let services = step("services");
+    assert_eq!(services["status"], "changed", "{services}");
+    assert!(
+        services["detail"]
+            .as_str()
+            .unwrap()
+            .contains("registered again: carryover-probe"),
+        "{services}"
+    );
+    assert_eq!(starts, ["0x3", "0x3"], "demand start, as before the change");
 }
 
 #[test]
@@ -594,4 +654,43 @@ fn windows_user_data_refuses_a_store_on_the_system_drive() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("system drive"), "{}", text(&o));
+}
+
+#[test]
+fn cmd_hooks_run_with_their_environment_and_a_failing_one_stops_the_capture() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let store = t.path().join("store");
+    let hooks = root.join(r"ProgramData\carryover\hooks\pre-capture.d");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(
+        hooks.join("10-note.cmd"),
+        "@echo off\r\necho %CARRYOVER_PHASE% %CARRYOVER_SNAPSHOT_ID%> \"%CARRYOVER_ROOT%\\hook-ran.txt\"\r\n",
+    )
+    .unwrap();
+    std::fs::write(hooks.join("README.txt"), "not a hook").unwrap();
+    let id = capture(root.to_str().unwrap(), &store, None);
+    let ran = std::fs::read_to_string(root.join("hook-ran.txt")).unwrap_or_default();
+    assert_eq!(ran.trim(), format!("pre-capture {id}"));
+
+    std::fs::write(
+        hooks.join("20-quiesce.cmd"),
+        "@echo off\r\necho the database did not quiesce 1>&2\r\nexit /b 3\r\n",
+    )
+    .unwrap();
+    let o = carryover(&[
+        "capture",
+        "--root",
+        root.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--ack",
+        "store-on-system-disk",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("20-quiesce.cmd") && text(&o).contains("did not quiesce"),
+        "{}",
+        text(&o)
+    );
 }

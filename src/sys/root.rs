@@ -27,7 +27,7 @@ impl Root {
                 format!("root {} is not a directory", dir.display()),
             ));
         }
-        let dir = std::fs::canonicalize(&dir)?;
+        let dir = super::plain_path(std::fs::canonicalize(&dir)?);
         Ok(Root { dir })
     }
 

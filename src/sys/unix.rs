@@ -22,6 +22,11 @@ pub fn volume_of(_path: &Path) -> Option<(std::path::PathBuf, String, String)> {
     None
 }
 
+/// A canonical path as tools take it (nothing to change on Unix).
+pub fn plain_path(p: std::path::PathBuf) -> std::path::PathBuf {
+    p
+}
+
 /// The root as given: `/` is the running system.
 pub fn default_root(given: &Path) -> std::path::PathBuf {
     given.to_path_buf()

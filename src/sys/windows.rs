@@ -50,6 +50,19 @@ pub fn smbios_table() -> Option<Vec<u8>> {
     }
 }
 
+/// A canonical path as other programs take it: `\\?\C:\x` → `C:\x`, `\\?\UNC\s\x` →
+/// `\\s\x` (cmd.exe, for one, refuses the verbatim form).
+pub fn plain_path(p: std::path::PathBuf) -> std::path::PathBuf {
+    let s = p.to_string_lossy();
+    if let Some(rest) = s.strip_prefix(r"\\?\UNC\") {
+        return std::path::PathBuf::from(format!(r"\\{rest}"));
+    }
+    match s.strip_prefix(r"\\?\") {
+        Some(rest) if rest.as_bytes().get(1) == Some(&b':') => std::path::PathBuf::from(rest),
+        _ => p,
+    }
+}
+
 /// The root `--root /` means: the system drive (`C:\`), wherever the command runs from.
 pub fn default_root(given: &Path) -> std::path::PathBuf {
     if given == Path::new("/") {
