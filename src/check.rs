@@ -13,6 +13,7 @@ use crate::config::Target;
 use crate::disks::{Layout, Mount, mount_of};
 use crate::probe::lvm::VolumeGroup;
 use crate::state::mounts::MountEntry;
+use crate::state::windows::WindowsState;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -59,6 +60,71 @@ pub struct Input {
     /// The disks (empty when they could not be discovered).
     pub layout: Layout,
     pub volume_groups: Vec<VolumeGroup>,
+    /// A Windows system's volumes and raw disks.
+    pub windows: Option<WindowsState>,
+}
+
+/// The drive letter a path names (`D:\data` → `D`), on any platform.
+fn drive_letter(p: &Path) -> Option<char> {
+    let s = p.to_string_lossy();
+    let mut c = s.chars();
+    match (c.next(), c.next()) {
+        (Some(d), Some(':')) if d.is_ascii_alphabetic() => Some(d.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+/// The findings only a Windows system has: its data volumes and what its disks hold.
+fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
+    if target == Target::Linux {
+        for v in w.volumes.iter().filter(|v| !v.system) {
+            match v.filesystem.as_str() {
+                "NTFS" => out.push(finding(
+                    "ntfs-needs-ntfs3g",
+                    "info",
+                    format!("{} is NTFS: the new Linux needs ntfs-3g", v.mount),
+                    format!("{} {} serial {} label '{}'", v.mount, v.filesystem, v.serial, v.label),
+                    "nothing to do: restore installs ntfs-3g through the new OS's package manager; add the volume to fstab on the new OS",
+                )),
+                "ReFS" => out.push(finding(
+                    "refs-to-linux",
+                    "blocker",
+                    format!("{} is ReFS: Linux cannot read it, the data would be unreachable", v.mount),
+                    format!("{} {} serial {}", v.mount, v.filesystem, v.serial),
+                    "move the data to an NTFS volume (or into the store) before changing to Linux",
+                )),
+                _ => {}
+            }
+        }
+    }
+    for d in w.disks.iter().filter(|d| !d.system) {
+        for c in &d.contents {
+            let kind = c.kind.as_deref().unwrap_or_default();
+            let where_ = format!(r"\.\PhysicalDrive{} partition {}", d.number, c.partition);
+            let evidence = format!("{where_}: {kind} {}", c.uuid.clone().unwrap_or_default());
+            if target == Target::Windows && kind == "LVM2_member" {
+                out.push(finding(
+                    "lvm-to-windows",
+                    "blocker",
+                    format!("{where_} is an LVM physical volume: Windows cannot read LVM"),
+                    evidence,
+                    "move the data to a plain NTFS disk (or into the store) before changing to Windows",
+                ));
+            } else if target == Target::Windows
+                && ["ext2", "ext3", "ext4", "xfs", "btrfs"].contains(&kind)
+            {
+                out.push(finding(
+                    "linux-fs-to-windows",
+                    "warning",
+                    format!(
+                        "{where_} is {kind}: Windows cannot read it without Ext2Fsd or similar"
+                    ),
+                    evidence,
+                    "install a reader on the new Windows, or copy the data to NTFS first",
+                ));
+            }
+        }
+    }
 }
 
 /// Instance families that cannot change OS (Huawei Cloud: H2).
@@ -72,7 +138,17 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     let root_source = mount_of(&i.mounts, Path::new("/")).map(|m| m.source.clone());
     // On a system disk: by the discovered disks when they are known (a mount on another
     // partition or LV of the system disk is deleted too), else "on the root filesystem".
+    let system_drive = i.windows.as_ref().and_then(|w| {
+        w.volumes
+            .iter()
+            .find(|v| v.system)
+            .and_then(|v| drive_letter(Path::new(&v.mount)))
+    });
     let on_system_disk = |p: &Path| -> bool {
+        if let Some(sys) = system_drive {
+            // Windows: a path without a drive is on the root's, the system drive
+            return drive_letter(p).is_none_or(|d| d == sys);
+        }
         let Some(m) = mount_of(&i.mounts, p) else {
             return false;
         };
@@ -250,6 +326,9 @@ pub fn findings(i: &Input) -> Vec<Finding> {
             }
         }
     }
+    if let Some(w) = &i.windows {
+        windows_findings(w, target, &mut out);
+    }
     out
 }
 
@@ -278,8 +357,11 @@ pub fn gather(
     store_url: Option<&str>,
 ) -> (Input, Vec<Finding>) {
     let mut notes = Vec::new();
+    // Windows has volumes and raw disks (in its own section) instead
+    let windows = state.windows.is_some();
     let mounts = match std::fs::read_to_string(root.follow("/proc/self/mountinfo")) {
         Ok(t) => crate::disks::parse_mountinfo(&t),
+        Err(_) if windows => Vec::new(),
         Err(_) => {
             notes.push(finding(
                 "mount-table-unavailable",
@@ -291,7 +373,7 @@ pub fn gather(
             Vec::new()
         }
     };
-    if !state.disks.discovered {
+    if !state.disks.discovered && !windows {
         notes.push(finding(
             "disks-unavailable",
             "info",
@@ -344,6 +426,7 @@ pub fn gather(
             estimate,
             layout: state.disks.clone(),
             volume_groups: state.lvm.volume_groups.clone(),
+            windows: state.windows.clone(),
         },
         notes,
     )
@@ -515,5 +598,78 @@ mod tests {
             ..Input::default()
         };
         assert!(findings(&i).is_empty(), "{:?}", findings(&i));
+    }
+
+    #[test]
+    fn a_windows_system_is_checked_by_its_volumes_and_raw_disks() {
+        use crate::state::windows::{DiskContent, WinDisk, WinVolume};
+        let vol = |mount: &str, fs: &str, system| WinVolume {
+            mount: mount.into(),
+            filesystem: fs.into(),
+            serial: "1234-ABCD".into(),
+            system,
+            ..WinVolume::default()
+        };
+        let part = |partition, kind: &str| DiskContent {
+            partition,
+            kind: Some(kind.into()),
+            ..DiskContent::default()
+        };
+        let w = WindowsState {
+            volumes: vec![
+                vol("C:\\", "NTFS", true),
+                vol("D:\\", "NTFS", false),
+                vol("E:\\", "ReFS", false),
+            ],
+            disks: vec![
+                WinDisk {
+                    number: 0,
+                    system: true,
+                    contents: vec![part(1, "ntfs")],
+                },
+                WinDisk {
+                    number: 1,
+                    system: false,
+                    contents: vec![part(1, "ntfs"), part(2, "ext4"), part(3, "LVM2_member")],
+                },
+            ],
+            ..WindowsState::default()
+        };
+        let input = |target| Input {
+            target: Some(target),
+            store_dir: Some(PathBuf::from("/carryover")),
+            data_paths: vec![PathBuf::from("D:\\data"), PathBuf::from("c:\\inetpub")],
+            windows: Some(w.clone()),
+            ..Input::default()
+        };
+        let to_linux = findings(&input(Target::Linux));
+        let k = keys(&to_linux);
+        assert!(
+            k.contains(&"store-on-system-disk"),
+            "a store on C: (in-root path): {k:?}"
+        );
+        let ntfs: Vec<_> = to_linux
+            .iter()
+            .filter(|f| f.key == "ntfs-needs-ntfs3g")
+            .collect();
+        assert_eq!(ntfs.len(), 1, "D: only, not the system drive: {k:?}");
+        assert!(ntfs[0].message.starts_with("D:"));
+        assert!(k.contains(&"refs-to-linux"));
+        let on_c: Vec<_> = to_linux
+            .iter()
+            .filter(|f| f.key == "data-path-on-system-disk")
+            .collect();
+        assert_eq!(on_c.len(), 1);
+        assert!(on_c[0].message.contains("inetpub"));
+        assert!(!k.contains(&"lvm-to-windows"));
+        let windows = findings(&input(Target::Windows));
+        let to_windows = keys(&windows);
+        assert!(
+            to_windows.contains(&"lvm-to-windows") && to_windows.contains(&"linux-fs-to-windows"),
+            "{to_windows:?}"
+        );
+        assert!(
+            !to_windows.contains(&"ntfs-needs-ntfs3g") && !to_windows.contains(&"refs-to-linux")
+        );
     }
 }

@@ -93,6 +93,70 @@ pub fn probe(src: &dyn Source) -> Signature {
     Signature::default()
 }
 
+/// A window on part of a source (a partition of a disk).
+pub struct Slice<'a> {
+    pub src: &'a dyn Source,
+    pub start: u64,
+    pub size: u64,
+}
+
+impl Source for Slice<'_> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if offset >= self.size {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(self.size - offset) as usize;
+        self.src.read_at(self.start + offset, &mut buf[..n])
+    }
+}
+
+/// A source that only takes whole aligned blocks (a raw Windows disk,
+/// `\\.\PhysicalDriveN`, refuses reads that do not start and end on a sector).
+pub struct Aligned<S: Source>(pub S);
+
+/// The block the reads of `Aligned` are made of (a multiple of every sector size).
+const BLOCK: u64 = 4096;
+
+impl<S: Source> Source for Aligned<S> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let first = offset / BLOCK * BLOCK;
+        let end = (offset + buf.len() as u64).div_ceil(BLOCK) * BLOCK;
+        let mut block = vec![0u8; (end - first) as usize];
+        let mut got = 0;
+        while got < block.len() {
+            match self.0.read_at(first + got as u64, &mut block[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        let skip = (offset - first) as usize;
+        let n = got.saturating_sub(skip).min(buf.len());
+        buf[..n].copy_from_slice(&block[skip..skip + n]);
+        Ok(n)
+    }
+}
+
+/// What is on a whole disk: the signature of each partition (numbered), or of the
+/// disk itself when it has no partition table (number 0).
+pub fn probe_disk(src: &dyn Source) -> Vec<(u32, Signature)> {
+    let whole = probe(src);
+    if whole.usage.as_deref() != Some("partition_table") {
+        return vec![(0, whole)];
+    }
+    whole
+        .partitions
+        .iter()
+        .map(|p| {
+            let part = Slice {
+                src,
+                start: p.start,
+                size: p.size,
+            };
+            (p.number, probe(&part))
+        })
+        .collect()
+}
+
 /// Probes a path (device or image file).
 pub fn probe_path(path: &std::path::Path) -> io::Result<Signature> {
     let f = std::fs::File::open(path)?;
@@ -157,6 +221,68 @@ pub(crate) fn label_utf16(b: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn image(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/images")
+            .join(format!("{name}.zst"));
+        zstd::decode_all(std::fs::File::open(p).unwrap()).unwrap()
+    }
+
+    /// A source that fails every read not on 512-byte boundaries, as a raw disk does.
+    struct Strict(Vec<u8>);
+    impl Source for Strict {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            if offset % 512 != 0 || buf.len() % 512 != 0 {
+                return Err(io::Error::from_raw_os_error(87));
+            }
+            self.0.read_at(offset, buf)
+        }
+    }
+
+    #[test]
+    fn a_partitioned_disk_shows_each_partition_even_through_sector_reads() {
+        let (ext4, pv) = (image("ext4.img"), image("pv.img"));
+        let sector = 512usize;
+        let (a, b) = (2048usize, 2048 + ext4.len().div_ceil(sector) + 2048);
+        let mut disk = vec![0u8; (b + pv.len().div_ceil(sector) + 2048) * sector];
+        for (i, (start, len, kind)) in [(a, ext4.len(), 0x83u8), (b, pv.len(), 0x8e)]
+            .into_iter()
+            .enumerate()
+        {
+            let e = 446 + 16 * i;
+            disk[e + 4] = kind;
+            disk[e + 8..e + 12].copy_from_slice(&(start as u32).to_le_bytes());
+            disk[e + 12..e + 16].copy_from_slice(&(len.div_ceil(sector) as u32).to_le_bytes());
+        }
+        disk[510] = 0x55;
+        disk[511] = 0xAA;
+        disk[a * sector..a * sector + ext4.len()].copy_from_slice(&ext4);
+        disk[b * sector..b * sector + pv.len()].copy_from_slice(&pv);
+        let raw = Aligned(Strict(disk));
+        let found = probe_disk(&raw);
+        let kinds: Vec<(u32, Option<&str>)> =
+            found.iter().map(|(n, s)| (*n, s.kind.as_deref())).collect();
+        assert_eq!(kinds, vec![(1, Some("ext4")), (2, Some("LVM2_member"))]);
+        assert_eq!(
+            found[0].1.uuid.as_deref(),
+            Some("11111111-2222-4333-8444-555555555555")
+        );
+        assert!(found[1].1.lvm.is_some(), "the VG is read through the slice");
+        // a disk without a table is one signature, number 0
+        assert_eq!(probe_disk(&Aligned(Strict(pv.clone())))[0].0, 0);
+        let mut b = [0u8; 8];
+        assert!(Strict(ext4.clone()).read_at(3, &mut b).is_err());
+        assert_eq!(
+            Aligned(Strict(ext4)).read_at(0x438, &mut b[..2]).unwrap(),
+            2
+        );
+        assert_eq!(
+            b[..2],
+            [0x53, 0xEF],
+            "the ext4 magic, read unaligned through Aligned"
+        );
+    }
 
     #[test]
     fn empty_and_random_inputs_never_panic() {

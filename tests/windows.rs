@@ -694,3 +694,42 @@ fn cmd_hooks_run_with_their_environment_and_a_failing_one_stops_the_capture() {
         text(&o)
     );
 }
+
+#[test]
+fn check_on_windows_flags_ntfs_data_volumes_for_a_change_to_linux() {
+    let _turn = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    // Wine's volumes: C: (the system drive) and Z: (the host's /), both "NTFS"
+    let o = carryover(&[
+        "check", "--root", r"C:\", "--target", "linux", "--format", "json",
+    ]);
+    let v = json(&o);
+    let keys: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    let ntfs: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["key"] == "ntfs-needs-ntfs3g")
+        .collect();
+    assert_eq!(ntfs.len(), 1, "{v}");
+    assert!(
+        ntfs[0]["message"].as_str().unwrap().starts_with("Z:"),
+        "{v}"
+    );
+    assert!(
+        !keys.contains(&"mount-table-unavailable") && !keys.contains(&"disks-unavailable"),
+        "Linux's notes stay off Windows: {keys:?}"
+    );
+    let o = carryover(&[
+        "check", "--root", r"C:\", "--target", "windows", "--format", "json",
+    ]);
+    assert!(
+        !json(&o)["findings"]
+            .to_string()
+            .contains("ntfs-needs-ntfs3g")
+    );
+}

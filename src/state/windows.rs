@@ -21,6 +21,29 @@ pub struct WindowsState {
     pub groups: Vec<WinGroup>,
     pub services: Vec<WinService>,
     pub volumes: Vec<WinVolume>,
+    /// The physical disks, read raw: what is on them even where Windows cannot mount it.
+    pub disks: Vec<WinDisk>,
+}
+
+/// A physical disk (`\\.\PhysicalDriveN`) and what the probe found on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WinDisk {
+    pub number: u32,
+    /// Holds the system drive (deleted by Change OS).
+    pub system: bool,
+    pub contents: Vec<DiskContent>,
+}
+
+/// One partition (or the whole disk, number 0) and its signature, as blkid names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiskContent {
+    pub partition: u32,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
 }
 
 /// The computer's names.
@@ -276,7 +299,31 @@ pub fn gather(g: &Gather) -> Option<WindowsState> {
         groups: or_note(g, "the local groups (NetLocalGroupEnum)", win::groups()),
         services: or_note(g, "the Service Control Manager", win::services()),
         volumes: or_note(g, "the volumes", win::volumes()),
+        disks: raw_disks(),
     })
+}
+
+/// Every physical disk Windows lets us open, probed like a Linux block device.
+#[cfg(windows)]
+fn raw_disks() -> Vec<WinDisk> {
+    let system = crate::sys::win::system_disk_number();
+    crate::sys::win::physical_disks()
+        .into_iter()
+        .map(|(number, f)| WinDisk {
+            number,
+            system: system == Some(number),
+            contents: crate::probe::probe_disk(&crate::probe::Aligned(f))
+                .into_iter()
+                .filter(|(_, s)| s.kind.is_some())
+                .map(|(partition, s)| DiskContent {
+                    partition,
+                    kind: s.kind,
+                    uuid: s.uuid,
+                    label: s.label,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// No Windows settings on other systems.

@@ -105,10 +105,40 @@ pub fn volume_of(path: &std::path::Path) -> Option<(PathBuf, String, String)> {
     ))
 }
 
-/// The physical disks Windows lists (`\\.\PhysicalDrive0` …) that can be opened.
-pub fn physical_disks() -> Vec<PathBuf> {
+/// The physical disks that can be opened (`\\.\PhysicalDrive0` …), by number.
+pub fn physical_disks() -> Vec<(u32, std::fs::File)> {
     (0..64)
-        .map(|i| PathBuf::from(format!(r"\\.\PhysicalDrive{i}")))
-        .filter(|p| std::fs::File::open(p).is_ok())
+        .filter_map(|i| {
+            std::fs::File::open(format!(r"\\.\PhysicalDrive{i}"))
+                .ok()
+                .map(|f| (i, f))
+        })
         .collect()
+}
+
+/// The number of the physical disk holding the system drive (`\\.\C:`).
+pub fn system_disk_number() -> Option<u32> {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::System::IO::DeviceIoControl;
+    use windows_sys::Win32::System::Ioctl::{
+        IOCTL_STORAGE_GET_DEVICE_NUMBER, STORAGE_DEVICE_NUMBER,
+    };
+    let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".into());
+    let f = std::fs::File::open(format!(r"\\.\{drive}")).ok()?;
+    let mut n = STORAGE_DEVICE_NUMBER::default();
+    let mut got = 0u32;
+    // SAFETY: `n` is the documented out structure of this control code.
+    let ok = unsafe {
+        DeviceIoControl(
+            f.as_raw_handle(),
+            IOCTL_STORAGE_GET_DEVICE_NUMBER,
+            std::ptr::null(),
+            0,
+            (&mut n as *mut STORAGE_DEVICE_NUMBER).cast(),
+            std::mem::size_of::<STORAGE_DEVICE_NUMBER>() as u32,
+            &mut got,
+            std::ptr::null_mut(),
+        )
+    };
+    (ok != 0).then_some(n.DeviceNumber)
 }
