@@ -233,7 +233,7 @@ mod tests {
     struct Strict(Vec<u8>);
     impl Source for Strict {
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-            if offset % 512 != 0 || buf.len() % 512 != 0 {
+            if !offset.is_multiple_of(512) || !buf.len().is_multiple_of(512) {
                 return Err(io::Error::from_raw_os_error(87));
             }
             self.0.read_at(offset, buf)
