@@ -8,6 +8,7 @@ pub mod lock;
 pub mod node;
 pub mod repo;
 pub mod restore;
+pub mod sddl;
 pub mod tree;
 pub mod verify;
 

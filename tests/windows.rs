@@ -509,6 +509,29 @@ fn a_linux_snapshot_brings_its_resolvers_zone_and_time_servers_to_windows() {
     assert_eq!(v["state"], "degraded", "{v}");
 }
 
+/// Runs a command that might wait forever on a service (`net start`, `msiexec`): killed
+/// after `secs`. Returns its exit code (`None`: killed) and output as text.
+fn bounded(cmd: &mut Command, secs: u64) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let o = child.wait_with_output().unwrap();
+            return (st.code(), text(&o));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, format!("killed after {secs} s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -542,10 +565,7 @@ fn the_service_installs_starts_restores_and_uninstalls() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = carryover(&["service", "status"]);
     assert!(text(&o).contains("carryover: stopped"), "{}", text(&o));
-    let started = Command::new("net")
-        .args(["start", "carryover"])
-        .output()
-        .unwrap();
+    let started = bounded(Command::new("net").args(["start", "carryover"]), 120);
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut state = String::new();
@@ -564,7 +584,7 @@ fn the_service_installs_starts_restores_and_uninstalls() {
     let _ = std::fs::remove_file(program_data.join("config.toml"));
     let _ = std::fs::remove_dir_all(data);
 
-    println!("net start: {}\nservice log:\n{log}", text(&started));
+    println!("net start: {started:?}\nservice log:\n{log}");
     assert_eq!(
         restored, "port=9090\r\n",
         "the service restored the data; now {state}"
@@ -605,13 +625,8 @@ fn the_msi_installs_the_agent_config_and_service_and_uninstalls_them() {
     let msi = msi();
     let exe = Path::new(r"C:\Program Files\carryover\carryover.exe");
     let config = Path::new(r"C:\ProgramData\carryover\config.toml");
-    let install = Command::new("msiexec")
-        .arg("/i")
-        .arg(&msi)
-        .arg("/qn")
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "msiexec /i: {}", text(&install));
+    let install = bounded(Command::new("msiexec").arg("/i").arg(&msi).arg("/qn"), 300);
+    assert_eq!(install.0, Some(0), "msiexec /i: {}", install.1);
     let installed = exe.is_file();
     let config_text = std::fs::read_to_string(config).unwrap_or_default();
     let state = Command::new(exe)
@@ -619,12 +634,7 @@ fn the_msi_installs_the_agent_config_and_service_and_uninstalls_them() {
         .output()
         .map(|o| text(&o))
         .unwrap_or_default();
-    let remove = Command::new("msiexec")
-        .arg("/x")
-        .arg(&msi)
-        .arg("/qn")
-        .output()
-        .unwrap();
+    let remove = bounded(Command::new("msiexec").arg("/x").arg(&msi).arg("/qn"), 300);
     let after = text(&carryover(&["service", "status"]));
     let _ = std::fs::remove_file(config);
 
@@ -637,7 +647,7 @@ fn the_msi_installs_the_agent_config_and_service_and_uninstalls_them() {
         state.contains("carryover: stopped"),
         "the service is registered: {state}"
     );
-    assert!(remove.status.success(), "msiexec /x: {}", text(&remove));
+    assert_eq!(remove.0, Some(0), "msiexec /x: {}", remove.1);
     assert!(!exe.exists(), "uninstall removes the agent");
     assert!(after.contains("not installed"), "and the service: {after}");
 }

@@ -225,16 +225,21 @@ pub fn set_times_nofollow(path: &Path, secs: i64, nsecs: u32) -> io::Result<()> 
     f.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
 }
 
-/// Extended attributes are not captured on Windows.
-pub fn xattrs_of(_path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    Ok(Vec::new())
+/// On Windows the one "extended attribute" carried is the security descriptor.
+pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    Ok(vec![(
+        crate::data::sddl::XATTR.to_vec(),
+        security::security_of(path)?,
+    )])
 }
 
-pub fn set_xattr(_path: &Path, _name: &[u8], _value: &[u8]) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "extended attributes are not restored on Windows",
-    ))
+/// The security descriptor (`windows.security`) is set; a Linux file's extended
+/// attributes have no place on Windows and are left out.
+pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
+    if name == crate::data::sddl::XATTR {
+        return security::set_security(path, value);
+    }
+    Ok(())
 }
 
 pub fn make_special(_path: &Path, kind: &str, _mode: u32, _rdev: u64) -> io::Result<()> {
@@ -437,6 +442,7 @@ mod accounts;
 mod net;
 pub mod registry;
 mod scm;
+mod security;
 mod service;
 pub use service::{SERVICE_NAME, install_service, run_service, service_state, uninstall_service};
 mod settings;

@@ -57,10 +57,15 @@ fn a_missing_root_is_a_usage_error() {
 }
 
 #[test]
-fn what_is_not_there_yet_says_so() {
-    let o = carryover(&["userdata", "--os", "windows", "--store", "/tmp"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not available yet"), "{}", stderr(&o));
+fn what_does_not_apply_here_says_so() {
+    // the Windows service on Linux: a usage error that points at the systemd units
+    let o = carryover(&["service", "install"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("for Windows") && stderr(&o).contains("carryover-restore.service"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
