@@ -77,6 +77,7 @@ fn drive_letter(p: &Path) -> Option<char> {
 /// The findings only a Windows system has: its data volumes and what its disks hold.
 fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
     if target == Target::Linux {
+        let (_, unmapped) = w.linux_mounts();
         for v in w.volumes.iter().filter(|v| !v.system) {
             match v.filesystem.as_str() {
                 "NTFS" => out.push(finding(
@@ -84,7 +85,11 @@ fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
                     "info",
                     format!("{} is NTFS: the new Linux needs ntfs-3g", v.mount),
                     format!("{} {} serial {} label '{}'", v.mount, v.filesystem, v.serial, v.label),
-                    "nothing to do: restore installs ntfs-3g through the new OS's package manager; add the volume to fstab on the new OS",
+                    if unmapped.contains(&v.mount) {
+                        "its disk could not be read raw, so its UUID is unknown: mount it on the new Linux by hand (ntfs-3g)"
+                    } else {
+                        "nothing to do: restore installs ntfs-3g and mounts it at /mnt/<letter> by its UUID"
+                    },
                 )),
                 "ReFS" => out.push(finding(
                     "refs-to-linux",

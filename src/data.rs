@@ -8,9 +8,9 @@ pub mod lock;
 pub mod node;
 pub mod repo;
 pub mod restore;
-pub mod sddl;
 pub mod tree;
 pub mod verify;
+pub mod winmeta;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -235,6 +235,10 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
                 })
                 .collect();
         }
+        if state.mounts.is_empty() {
+            // (a volume whose disk could not be read raw is left out: check says so)
+            state.mounts = w.linux_mounts().0;
+        }
         if state.identity.os.id.is_empty() {
             state.identity.os.id = "windows".into();
             state.identity.os.version_id = Some(w.computer.version.clone());

@@ -126,6 +126,17 @@ fn a_data_path_round_trips_on_the_c_drive() {
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(old.join("app/sub/data.bin"), &big).unwrap();
     std::fs::write(old.join("app/sub/ünïcode name.txt"), "x").unwrap();
+    {
+        // a hidden file: Windows attributes travel too
+        use std::os::windows::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .attributes(0x2) // FILE_ATTRIBUTE_HIDDEN
+            .open(old.join("app/desktop.ini"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"[.ShellClassInfo]\r\n").unwrap();
+    }
     let id = capture(old.to_str().unwrap(), &store, Some("/app"));
     assert!(
         store.join("agent/carryover.exe").is_file() && !store.join("agent/carryover").exists(),
@@ -161,6 +172,17 @@ fn a_data_path_round_trips_on_the_c_drive() {
     );
     assert_eq!(std::fs::read(new.join("app/sub/data.bin")).unwrap(), big);
     assert!(new.join("app/sub/ünïcode name.txt").is_file());
+    assert!(
+        v["failed_files"].as_array().unwrap().is_empty(),
+        "security descriptors and attributes restored without complaint: {v}"
+    );
+    {
+        use std::os::windows::fs::MetadataExt;
+        let hidden = std::fs::metadata(new.join("app/desktop.ini")).unwrap();
+        assert_eq!(hidden.file_attributes() & 0x2, 0x2, "still hidden");
+        let plain = std::fs::metadata(new.join("app/config.ini")).unwrap();
+        assert_eq!(plain.file_attributes() & 0x2, 0, "and only that one");
+    }
     let m_old = std::fs::metadata(old.join("app/sub/data.bin")).unwrap();
     let m_new = std::fs::metadata(new.join("app/sub/data.bin")).unwrap();
     assert_eq!(

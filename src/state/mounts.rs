@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Gather;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountEntry {
     /// The first field as written (`UUID=…`, `LABEL=…`, `/dev/vdb1`, `/dev/mapper/vg-lv`).
     pub spec: String,

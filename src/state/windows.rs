@@ -264,6 +264,48 @@ pub fn ntp_hosts(value: &str) -> Vec<String> {
 }
 
 impl WindowsState {
+    /// The data volumes as Linux fstab entries (`D:` NTFS → `UUID=… /mnt/d ntfs`), so a
+    /// change to Linux mounts them (through ntfs-3g). A volume is found by its serial at
+    /// the end of the filesystem UUID the raw probe read; one whose disk could not be read
+    /// is named in the second list.
+    pub fn linux_mounts(&self) -> (Vec<super::mounts::MountEntry>, Vec<String>) {
+        let (mut found, mut unknown) = (Vec::new(), Vec::new());
+        for v in self.volumes.iter().filter(|v| !v.system) {
+            let fstype = match v.filesystem.as_str() {
+                "NTFS" => "ntfs",
+                "exFAT" => "exfat",
+                "FAT32" | "FAT" => "vfat",
+                _ => continue,
+            };
+            let serial: String = v.serial.chars().filter(|c| *c != '-').collect();
+            let uuid = self
+                .disks
+                .iter()
+                .filter(|d| !d.system)
+                .flat_map(|d| &d.contents)
+                .filter_map(|c| c.uuid.as_deref())
+                .find(|u| {
+                    let hex: String = u.chars().filter(|c| *c != '-').collect();
+                    serial.len() == 8 && hex.to_ascii_uppercase().ends_with(&serial)
+                });
+            let Some(letter) = v.mount.chars().next().filter(char::is_ascii_alphabetic) else {
+                continue;
+            };
+            match uuid {
+                Some(u) => found.push(super::mounts::MountEntry {
+                    spec: format!("UUID={u}"),
+                    spec_kind: "uuid".into(),
+                    mountpoint: format!("/mnt/{}", letter.to_ascii_lowercase()),
+                    fstype: fstype.into(),
+                    options: vec!["defaults".into(), "nofail".into()],
+                    ..super::mounts::MountEntry::default()
+                }),
+                None => unknown.push(v.mount.clone()),
+            }
+        }
+        (found, unknown)
+    }
+
     /// The DNS servers and suffixes of all adapters, in adapter order, without repeats.
     pub fn nameservers_and_search(&self) -> (Vec<String>, Vec<String>) {
         let (mut ns, mut search) = (Vec::new(), Vec::new());
@@ -358,6 +400,47 @@ mod tests {
         let (ns, search) = w.nameservers_and_search();
         assert_eq!(ns, vec!["100.125.1.250", "100.125.64.250"]);
         assert_eq!(search, vec!["corp.example"]);
+    }
+
+    #[test]
+    fn data_volumes_become_fstab_entries_by_the_probed_uuid() {
+        let vol = |mount: &str, fs: &str, serial: &str, system| WinVolume {
+            mount: mount.into(),
+            filesystem: fs.into(),
+            serial: serial.into(),
+            system,
+            ..WinVolume::default()
+        };
+        let w = WindowsState {
+            volumes: vec![
+                vol("C:\\", "NTFS", "1111-2222", true),
+                vol("D:\\", "NTFS", "49FF-9A0D", false),
+                vol("E:\\", "NTFS", "0000-0001", false),
+                vol("F:\\", "ReFS", "0000-0002", false),
+            ],
+            disks: vec![WinDisk {
+                number: 1,
+                system: false,
+                contents: vec![DiskContent {
+                    partition: 2,
+                    kind: Some("ntfs".into()),
+                    uuid: Some("0729013E49FF9A0D".into()),
+                    label: None,
+                }],
+            }],
+            ..WindowsState::default()
+        };
+        let (mounts, unknown) = w.linux_mounts();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].spec, "UUID=0729013E49FF9A0D");
+        assert_eq!(mounts[0].mountpoint, "/mnt/d");
+        assert_eq!(mounts[0].fstype, "ntfs");
+        assert!(mounts[0].is_data());
+        assert_eq!(
+            unknown,
+            vec!["E:\\"],
+            "ReFS has no Linux reader: not listed at all"
+        );
     }
 
     #[test]

@@ -196,8 +196,8 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// Sets one extended attribute on a path (not followed).
 pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    if name == crate::data::sddl::XATTR {
-        return Ok(()); // a Windows security descriptor: no meaning on Linux
+    if name.starts_with(crate::data::winmeta::PREFIX) {
+        return Ok(()); // a Windows security descriptor or attributes: no meaning on Linux
     }
     xattr::set(path, std::ffi::OsStr::from_bytes(name), value)
 }

@@ -227,17 +227,39 @@ pub fn set_times_nofollow(path: &Path, secs: i64, nsecs: u32) -> io::Result<()> 
 
 /// On Windows the one "extended attribute" carried is the security descriptor.
 pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    Ok(vec![(
-        crate::data::sddl::XATTR.to_vec(),
-        security::security_of(path)?,
-    )])
+    use crate::data::winmeta::{ATTRIBUTE_MASK, ATTRIBUTES, XATTR};
+    let mut out = vec![(XATTR.to_vec(), security::security_of(path)?)];
+    let attrs = std::fs::symlink_metadata(path)?.file_attributes() & ATTRIBUTE_MASK;
+    if attrs != 0 {
+        out.push((ATTRIBUTES.to_vec(), attrs.to_string().into_bytes()));
+    }
+    Ok(out)
 }
 
 /// The security descriptor (`windows.security`) is set; a Linux file's extended
 /// attributes have no place on Windows and are left out.
 pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
-    if name == crate::data::sddl::XATTR {
+    use crate::data::winmeta::{ATTRIBUTE_MASK, ATTRIBUTES, XATTR};
+    use windows_sys::Win32::Storage::FileSystem::{GetFileAttributesW, SetFileAttributesW};
+    if name == XATTR {
         return security::set_security(path, value);
+    }
+    if name == ATTRIBUTES {
+        let want: u32 = std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| io::Error::other("not a number of attributes"))?;
+        let w = wide(path.as_os_str());
+        // SAFETY: `w` is NUL-terminated.
+        let now = unsafe { GetFileAttributesW(w.as_ptr()) };
+        if now == u32::MAX {
+            return Err(io::Error::last_os_error());
+        }
+        let new = (now & !ATTRIBUTE_MASK) | (want & ATTRIBUTE_MASK);
+        // SAFETY: as above.
+        if new != now && unsafe { SetFileAttributesW(w.as_ptr(), new) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use windows_sys::Win32::Security::{
 };
 
 use super::{from_wide, wide, wide_str};
-use crate::data::sddl;
+use crate::data::winmeta as sddl;
 
 const WHAT: u32 =
     OWNER_SECURITY_INFORMATION | GROUP_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION;

@@ -1,10 +1,18 @@
-//! A Windows file's security descriptor as carried in a snapshot: its SDDL text plus the
-//! account name of every machine- or domain-specific SID in it (`S-1-5-21-…`), kept as
-//! the extended attribute `windows.security`. A new Windows gives its accounts new SIDs;
-//! the names let restore point the entries at the same-named accounts there.
+//! What a Windows file has beyond what the snapshot format has fields for, carried as
+//! pseudo extended attributes (`windows.*`, never written to a Linux file): its security
+//! descriptor — the SDDL text plus the account name of every machine- or domain-specific
+//! SID in it (`S-1-5-21-…`: a new Windows gives its accounts new SIDs; the names let
+//! restore point the entries at the same-named accounts there) — and its attributes.
 
-/// The pseudo extended attribute that holds it (Linux never writes it to a file).
+/// The pseudo extended attribute that holds the security descriptor.
 pub const XATTR: &[u8] = b"windows.security";
+/// The one that holds the file attributes (hidden, system, archive, not indexed) as a
+/// decimal number; read-only travels in the mode.
+pub const ATTRIBUTES: &[u8] = b"windows.attributes";
+/// The attribute bits carried.
+pub const ATTRIBUTE_MASK: u32 = 0x2 | 0x4 | 0x20 | 0x2000;
+/// The prefix of every Windows-only pseudo attribute.
+pub const PREFIX: &[u8] = b"windows.";
 
 /// Where the SID at the start of `tail` (`S-1-…`) ends.
 fn sid_end(tail: &str) -> usize {
