@@ -228,11 +228,14 @@ pub fn set_times_nofollow(path: &Path, secs: i64, nsecs: u32) -> io::Result<()> 
 /// On Windows the one "extended attribute" carried is the security descriptor.
 pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     use crate::data::winmeta::{ATTRIBUTE_MASK, ATTRIBUTES, XATTR};
-    let mut out = vec![(XATTR.to_vec(), security::security_of(path)?)];
+    // attributes first: restore sets them in this order, and a descriptor that leaves
+    // the agent no write access must come last (times are set with backup semantics)
+    let mut out = Vec::new();
     let attrs = std::fs::symlink_metadata(path)?.file_attributes() & ATTRIBUTE_MASK;
     if attrs != 0 {
         out.push((ATTRIBUTES.to_vec(), attrs.to_string().into_bytes()));
     }
+    out.push((XATTR.to_vec(), security::security_of(path)?));
     Ok(out)
 }
 
