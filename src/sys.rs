@@ -93,7 +93,7 @@ pub fn create_dir_durable(path: &Path) -> io::Result<()> {
 
 /// The temporary-file siblings `write_atomic` leaves behind when killed mid-write.
 pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".carryover-tmp-")
+    (name.starts_with('.') || name.starts_with(TEMP_LEAD)) && name.contains(".carryover-tmp-")
 }
 
 /// All regular entries of a directory, sorted by name; an absent directory is empty.

@@ -136,6 +136,9 @@ fn a_data_path_round_trips_on_the_c_drive() {
             .open(old.join("app/desktop.ini"))
             .unwrap();
         std::io::Write::write_all(&mut f, b"[.ShellClassInfo]\r\n").unwrap();
+        use std::os::windows::fs::MetadataExt;
+        let m = std::fs::metadata(old.join("app/desktop.ini")).unwrap();
+        assert_eq!(m.file_attributes() & 0x2, 0x2, "the old file is hidden");
     }
     let id = capture(old.to_str().unwrap(), &store, Some("/app"));
     assert!(

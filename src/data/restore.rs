@@ -284,7 +284,7 @@ fn temp_of(host: &Path) -> PathBuf {
     static PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let pid = PID.get_or_init(|| format!(".carryover-tmp-{}", std::process::id()));
     let name = host.file_name().unwrap_or_default();
-    let mut t = std::ffi::OsString::from(".");
+    let mut t = std::ffi::OsString::from(sys::TEMP_LEAD);
     t.push(name);
     t.push(pid);
     host.with_file_name(t)

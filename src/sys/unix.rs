@@ -27,6 +27,9 @@ pub fn plain_path(p: std::path::PathBuf) -> std::path::PathBuf {
     p
 }
 
+/// How a restored file's temporary name starts (hidden, as dotfiles are).
+pub const TEMP_LEAD: &str = ".";
+
 /// The root as given: `/` is the running system.
 pub fn default_root(given: &Path) -> std::path::PathBuf {
     given.to_path_buf()

@@ -63,6 +63,10 @@ pub fn plain_path(p: std::path::PathBuf) -> std::path::PathBuf {
     }
 }
 
+/// How a restored file's temporary name starts: not a dot, which Wine takes for the
+/// hidden attribute (and then drops the file's own on the rename into place).
+pub const TEMP_LEAD: &str = "~";
+
 /// The root `--root /` means: the system drive (`C:\`), wherever the command runs from.
 pub fn default_root(given: &Path) -> std::path::PathBuf {
     if given == Path::new("/") {
