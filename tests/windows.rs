@@ -8,13 +8,31 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Starts a program. Under load Wine's CreateProcess now and then fails with
+/// ERROR_INTERNAL_ERROR (1359) before the program starts: that is retried.
+fn retrying<T>(what: &str, mut start: impl FnMut() -> std::io::Result<T>) -> T {
+    for _ in 0..5 {
+        match start() {
+            Err(e) if e.raw_os_error() == Some(1359) => {
+                std::thread::sleep(std::time::Duration::from_millis(300))
+            }
+            r => return r.unwrap_or_else(|e| panic!("{what}: {e}")),
+        }
+    }
+    start().unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Runs a program to the end.
+fn run(cmd: &mut Command) -> Output {
+    let what = format!("{cmd:?}");
+    retrying(&what, || cmd.output())
+}
+
 fn carryover(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_carryover"))
+    run(Command::new(env!("CARGO_BIN_EXE_carryover"))
         .args(args)
         .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap()
+        .env_remove("AWS_SECRET_ACCESS_KEY"))
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -243,7 +261,7 @@ fn step_of(v: &serde_json::Value, name: &str) -> serde_json::Value {
 
 /// `reg.exe` of the Windows under test.
 fn reg(args: &[&str]) -> String {
-    let o = Command::new("reg").args(args).output().unwrap();
+    let o = run(Command::new("reg").args(args));
     assert!(
         o.status.success(),
         "reg {args:?}: {}",
@@ -254,16 +272,13 @@ fn reg(args: &[&str]) -> String {
 
 /// `sc.exe` of the Windows under test.
 fn sc(args: &[&str]) {
-    let o = Command::new("sc").args(args).output().unwrap();
+    let o = run(Command::new("sc").args(args));
     assert!(o.status.success(), "sc {args:?}: {}", text(&o));
 }
 
 /// A value as `reg query` prints it (`    NAME    REG_SZ    value`).
 fn reg_value(key: &str, name: &str) -> String {
-    let out = Command::new("reg")
-        .args(["query", key, "/v", name])
-        .output()
-        .unwrap();
+    let out = run(Command::new("reg").args(["query", key, "/v", name]));
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| {
@@ -537,11 +552,10 @@ fn a_linux_snapshot_brings_its_resolvers_zone_and_time_servers_to_windows() {
 /// Runs a command that might wait forever on a service (`net start`, `msiexec`): killed
 /// after `secs`. Returns its exit code (`None`: killed) and output as text.
 fn bounded(cmd: &mut Command, secs: u64) -> (Option<i32>, String) {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let what = format!("{cmd:?}");
+    let mut child = retrying(&what, || cmd.spawn());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -654,11 +668,7 @@ fn the_msi_installs_the_agent_config_and_service_and_uninstalls_them() {
     assert_eq!(install.0, Some(0), "msiexec /i: {}", install.1);
     let installed = exe.is_file();
     let config_text = std::fs::read_to_string(config).unwrap_or_default();
-    let state = Command::new(exe)
-        .args(["service", "status"])
-        .output()
-        .map(|o| text(&o))
-        .unwrap_or_default();
+    let state = text(&run(Command::new(exe).args(["service", "status"])));
     let remove = bounded(Command::new("msiexec").arg("/x").arg(&msi).arg("/qn"), 300);
     let after = text(&carryover(&["service", "status"]));
     let _ = std::fs::remove_file(config);
