@@ -64,6 +64,9 @@ pub struct Input {
     pub windows: Option<WindowsState>,
 }
 
+/// Filesystems Windows cannot read without a third-party driver (or at all).
+const LINUX_FS: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs"];
+
 /// The drive letter a path names (`D:\data` → `D`), on any platform.
 fn drive_letter(p: &Path) -> Option<char> {
     let s = p.to_string_lossy();
@@ -115,9 +118,7 @@ fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
                     evidence,
                     "move the data to a plain NTFS disk (or into the store) before changing to Windows",
                 ));
-            } else if target == Target::Windows
-                && ["ext2", "ext3", "ext4", "xfs", "btrfs"].contains(&kind)
-            {
+            } else if target == Target::Windows && LINUX_FS.contains(&kind) {
                 out.push(finding(
                     "linux-fs-to-windows",
                     "warning",
@@ -308,7 +309,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
                         format!("fstab: {} {}", m.spec, m.fstype),
                         "move the data to a plain NTFS disk (or into the store) before changing to Windows",
                     ));
-                } else if ["ext2", "ext3", "ext4", "xfs", "btrfs"].contains(&m.fstype.as_str()) {
+                } else if LINUX_FS.contains(&m.fstype.as_str()) {
                     out.push(finding(
                         "linux-fs-to-windows",
                         "warning",

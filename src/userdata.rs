@@ -36,6 +36,17 @@ pub struct StoreDisk {
     pub lvm: bool,
 }
 
+impl StoreDisk {
+    /// The store's path inside its filesystem, one name per component (joined with the
+    /// new OS's separator).
+    fn rel_parts(&self) -> Vec<String> {
+        self.rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
 /// Finds the filesystem holding `store` (a local store's directory) from the mount table
 /// under `root`, and its UUID from the device's own superblock.
 pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
@@ -43,12 +54,9 @@ pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
         std::fs::canonicalize(store).with_context(|| format!("the store {}", store.display()))?;
     if let Some((volume, fstype, serial)) = crate::sys::volume_of(&store) {
         // Windows: the volume's serial finds it again (paths compared without `\\?\`)
-        let plain = |p: &Path| {
-            let s = p.to_string_lossy();
-            PathBuf::from(s.strip_prefix(r"\\?\").unwrap_or(&s).to_string())
-        };
-        let (store, volume) = (plain(&store), plain(&volume));
-        let system = plain(&crate::sys::default_root(Path::new("/")));
+        let plain = crate::sys::plain_path;
+        let (store, volume) = (plain(store), plain(volume));
+        let system = plain(crate::sys::default_root(Path::new("/")));
         if system.as_os_str().eq_ignore_ascii_case(volume.as_os_str()) {
             bail!(
                 "the store {} is on the system drive {}, which the Change OS deletes: put it on a data disk",
@@ -201,11 +209,7 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
     match access {
         StoreAccess::Disk(d) => {
             // paths on the new Linux, built with '/' whatever this machine uses
-            let rel: Vec<String> = d
-                .rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
+            let rel = d.rel_parts();
             let store_path = if rel.is_empty() {
                 STORE_MOUNT.to_string()
             } else {
@@ -363,11 +367,7 @@ pub fn ps1_user_data(access: &StoreAccess, report_url: Option<&str>) -> Result<S
             let serial = windows_serial(&d.fs_uuid).with_context(|| {
                 format!("the filesystem UUID {} is not a volume serial", d.fs_uuid)
             })?;
-            let rel: Vec<String> = d
-                .rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
+            let rel = d.rel_parts();
             ps.push_str(&format!(
                 concat!(
                     "# a fresh Windows may keep new disks offline (SAN policy)\n",

@@ -15,8 +15,7 @@ use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, GetDiskFreeSpaceExW,
 };
 use windows_sys::Win32::System::SystemInformation::{
-    ComputerNameDnsHostname, ComputerNamePhysicalDnsHostname, GetComputerNameExW,
-    SetComputerNameExW,
+    ComputerNameDnsHostname, ComputerNamePhysicalDnsHostname, SetComputerNameExW,
 };
 use windows_sys::Win32::System::Threading::{
     CREATE_NEW_PROCESS_GROUP, GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -335,14 +334,11 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
 
 /// The computer's DNS host name.
 pub fn hostname() -> String {
-    let mut buf = [0u16; 256];
-    let mut len = buf.len() as u32;
-    // SAFETY: `buf` has `len` UTF-16 units of room.
-    let ok = unsafe { GetComputerNameExW(ComputerNameDnsHostname, buf.as_mut_ptr(), &mut len) };
-    if ok == 0 {
+    let name = settings::name_of(ComputerNameDnsHostname);
+    if name.is_empty() {
         return std::env::var("COMPUTERNAME").unwrap_or_default();
     }
-    String::from_utf16_lossy(&buf[..len as usize])
+    name
 }
 
 /// True while a process with this id runs.

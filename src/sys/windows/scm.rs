@@ -15,24 +15,16 @@ use crate::state::windows::WinService;
 
 /// Every Win32 service with its start type, binary and account.
 pub fn services() -> io::Result<Vec<WinService>> {
-    // SAFETY: plain SCM calls; buffers are sized as the SCM asks and outlive the reads;
-    // every handle opened is closed.
-    unsafe {
-        let scm = OpenSCManagerW(
-            std::ptr::null(),
-            std::ptr::null(),
-            SC_MANAGER_CONNECT | SC_MANAGER_ENUMERATE_SERVICE,
-        );
-        if scm.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        let mut out = Vec::new();
-        let mut resume = 0u32;
-        loop {
-            let (mut needed, mut count) = (0u32, 0u32);
-            let mut buf = vec![0u64; 8 * 1024];
-            let ok = EnumServicesStatusExW(
-                scm,
+    let scm = open_scm(SC_MANAGER_CONNECT | SC_MANAGER_ENUMERATE_SERVICE)?;
+    let mut out = Vec::new();
+    let mut resume = 0u32;
+    loop {
+        let (mut needed, mut count) = (0u32, 0u32);
+        let mut buf = vec![0u64; 8 * 1024];
+        // SAFETY: `buf` has the size passed; the entries and their strings live in it.
+        let ok = unsafe {
+            EnumServicesStatusExW(
+                scm.0,
                 SC_ENUM_PROCESS_INFO,
                 SERVICE_WIN32,
                 SERVICE_STATE_ALL,
@@ -42,56 +34,47 @@ pub fn services() -> io::Result<Vec<WinService>> {
                 &mut count,
                 &mut resume,
                 std::ptr::null(),
-            );
-            let more = ok == 0 && io::Error::last_os_error().raw_os_error() == Some(234);
-            if ok == 0 && !more {
-                let e = io::Error::last_os_error();
-                CloseServiceHandle(scm);
-                return Err(e);
-            }
-            let list = std::slice::from_raw_parts(
+            )
+        };
+        let more = ok == 0 && io::Error::last_os_error().raw_os_error() == Some(234);
+        if ok == 0 && !more {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: EnumServicesStatusExW filled `count` entries at the start of `buf`.
+        let list = unsafe {
+            std::slice::from_raw_parts(
                 buf.as_ptr() as *const ENUM_SERVICE_STATUS_PROCESSW,
                 count as usize,
-            );
-            for s in list {
-                let name = from_wide(s.lpServiceName);
-                let mut svc = WinService {
-                    display_name: from_wide(s.lpDisplayName),
-                    start_type: String::new(),
-                    binary_path: String::new(),
-                    account: String::new(),
-                    running: s.ServiceStatusProcess.dwCurrentState == SERVICE_RUNNING,
-                    name,
-                };
-                let w = wide_str(&svc.name);
-                let h = OpenServiceW(scm, w.as_ptr(), SERVICE_QUERY_CONFIG);
-                if !h.is_null() {
-                    let mut cfg = vec![0u64; 1024];
-                    let mut need = 0u32;
-                    if QueryServiceConfigW(
-                        h,
-                        cfg.as_mut_ptr() as *mut QUERY_SERVICE_CONFIGW,
-                        (cfg.len() * 8) as u32,
-                        &mut need,
-                    ) != 0
-                    {
-                        let c = &*(cfg.as_ptr() as *const QUERY_SERVICE_CONFIGW);
-                        svc.start_type = start_name(c.dwStartType).into();
+            )
+        };
+        for s in list {
+            // SAFETY: the strings live in `buf`.
+            let (name, display_name) =
+                unsafe { (from_wide(s.lpServiceName), from_wide(s.lpDisplayName)) };
+            let mut svc = WinService {
+                display_name,
+                running: s.ServiceStatusProcess.dwCurrentState == SERVICE_RUNNING,
+                ..WinService::default()
+            };
+            if let Ok(Some(h)) = open_service(&scm, &name, SERVICE_QUERY_CONFIG) {
+                let _ = query_config(&h, |c| {
+                    svc.start_type = start_name(c.dwStartType).into();
+                    // SAFETY: the strings live in the configuration buffer.
+                    unsafe {
                         svc.binary_path = from_wide(c.lpBinaryPathName);
                         svc.account = from_wide(c.lpServiceStartName);
                     }
-                    CloseServiceHandle(h);
-                }
-                out.push(svc);
+                });
             }
-            if !more {
-                break;
-            }
+            svc.name = name;
+            out.push(svc);
         }
-        CloseServiceHandle(scm);
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        if !more {
+            break;
+        }
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 fn start_name(t: u32) -> &'static str {
@@ -181,7 +164,8 @@ pub fn set_start_type(name: &str, start: &str) -> io::Result<Option<bool>> {
     Ok(Some(true))
 }
 
-fn current_start(h: &Handle) -> io::Result<u32> {
+/// Reads a service's configuration and hands it to `read`.
+fn query_config<T>(h: &Handle, read: impl FnOnce(&QUERY_SERVICE_CONFIGW) -> T) -> io::Result<T> {
     let mut cfg = vec![0u64; 1024];
     let mut need = 0u32;
     // SAFETY: `cfg` has the size passed.
@@ -197,7 +181,13 @@ fn current_start(h: &Handle) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: QueryServiceConfigW filled the structure at the start of `cfg`.
-    Ok(unsafe { (*(cfg.as_ptr() as *const QUERY_SERVICE_CONFIGW)).dwStartType })
+    Ok(read(unsafe {
+        &*(cfg.as_ptr() as *const QUERY_SERVICE_CONFIGW)
+    }))
+}
+
+fn current_start(h: &Handle) -> io::Result<u32> {
+    query_config(h, |c| c.dwStartType)
 }
 
 /// A service's start type now; `None` when there is no such service.

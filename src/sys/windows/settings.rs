@@ -21,7 +21,7 @@ const TZ_DB: &str = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion\Time Zones";
 const W32TIME: &str = r"SYSTEM\CurrentControlSet\Services\W32Time\Parameters";
 const CURRENT_VERSION: &str = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion";
 
-fn name_of(kind: COMPUTER_NAME_FORMAT) -> String {
+pub(super) fn name_of(kind: COMPUTER_NAME_FORMAT) -> String {
     let mut buf = [0u16; 256];
     let mut len = buf.len() as u32;
     // SAFETY: `buf` has `len` UTF-16 units of room.
