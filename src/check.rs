@@ -62,6 +62,228 @@ pub struct Input {
     pub volume_groups: Vec<VolumeGroup>,
     /// A Windows system's volumes and raw disks.
     pub windows: Option<WindowsState>,
+    /// How carryover itself is set up (store, reporting, accounts, acknowledgements);
+    /// `None`: not judged.
+    pub setup: Option<Setup>,
+}
+
+/// What the operator configured, for the findings that catch set-up mistakes while the
+/// old disk still exists.
+#[derive(Debug, Default, Clone)]
+pub struct Setup {
+    /// Data paths (`[data] paths`, `--path`) that do not exist.
+    pub data_paths_missing: Vec<PathBuf>,
+    /// The keys acknowledged (`[check] ack`, `--ack`).
+    pub ack: Vec<String>,
+    pub store_configured: bool,
+    pub report_url: Option<String>,
+    /// The token file exists.
+    pub token_present: bool,
+    /// Captured users that have a password hash in /etc/shadow.
+    pub users_with_hashes: Vec<String>,
+    /// `[capture] password_hashes`.
+    pub password_hashes: bool,
+    /// `metadata`, `dmi` or `machine-id`.
+    pub instance_id_source: Option<String>,
+}
+
+/// Every finding key carryover knows: an acknowledgement of another key is a typo.
+pub const KEYS: &[&str] = &[
+    "store-on-system-disk",
+    "lvm-vg-spans-system-disk",
+    "mount-on-system-disk",
+    "store-too-small",
+    "flavor-cannot-change-os",
+    "lvm-to-windows",
+    "linux-fs-to-windows",
+    "refs-to-linux",
+    "luks-key-needed",
+    "fstab-device-name-unstable",
+    "data-path-on-system-disk",
+    "data-path-missing",
+    "swap-on-data-disk",
+    "ntfs-needs-ntfs3g",
+    "mount-table-unavailable",
+    "disks-unavailable",
+    "ack-unknown-key",
+    "store-not-configured",
+    "report-not-configured",
+    "report-token-missing",
+    "password-hashes-not-captured",
+    "instance-id-from-machine-id",
+];
+
+/// The findings about carryover's own set-up.
+fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
+    for p in &s.data_paths_missing {
+        out.push(finding(
+            "data-path-missing",
+            "blocker",
+            format!("the data path {} does not exist: nothing of it would be captured", p.display()),
+            format!("{} is in [data] paths or --path but not on this system", p.display()),
+            "correct the path (a typo?) or remove it from [data] paths; `--ack data-path-missing` if it is meant to be absent",
+        ));
+    }
+    for k in s.ack.iter().filter(|k| !KEYS.contains(&k.as_str())) {
+        let near = KEYS
+            .iter()
+            .min_by_key(|known| edit_distance(k, known))
+            .filter(|known| edit_distance(k, known) <= 3);
+        out.push(finding(
+            "ack-unknown-key",
+            "warning",
+            format!("the acknowledgement `{k}` names no finding carryover knows: it acknowledges nothing"),
+            format!("`{k}` in [check] ack or --ack"),
+            &match near {
+                Some(n) => format!("did you mean `{n}`?"),
+                None => "see the finding keys in the README".to_string(),
+            },
+        ));
+    }
+    if !s.store_configured {
+        out.push(finding(
+            "store-not-configured",
+            "warning",
+            "no store is configured: capture needs --store, and the new OS learns the store only from the user-data".into(),
+            "no [store] url and no --store".into(),
+            "set [store] url to a directory on a data disk or an s3:// URL",
+        ));
+    }
+    match &s.report_url {
+        None => out.push(finding(
+            "report-not-configured",
+            "warning",
+            "no orchestrator is configured: nobody hears whether the new OS came back".into(),
+            "no [report] url".into(),
+            "set [report] url (and token_file) to the orchestrating API, or watch the new OS yourself",
+        )),
+        Some(url) if !s.token_present => out.push(finding(
+            "report-token-missing",
+            "warning",
+            format!("events go to {url} without a token: an orchestrator that wants one refuses them"),
+            "[report] token_file does not exist".into(),
+            "write the orchestrator's token to the token file (0600) before the capture: it travels in the snapshot",
+        )),
+        Some(_) => {}
+    }
+    if !s.password_hashes && !s.users_with_hashes.is_empty() {
+        out.push(finding(
+            "password-hashes-not-captured",
+            "warning",
+            format!(
+                "{} users log in with a password; without their hashes they are locked on the new OS",
+                s.users_with_hashes.len()
+            ),
+            format!("password hashes in /etc/shadow: {}", s.users_with_hashes.join(", ")),
+            "set [capture] password_hashes = true (stored in the root-only secrets object), or make sure they have SSH keys",
+        ));
+    }
+    if s.instance_id_source.as_deref() == Some("machine-id") {
+        out.push(finding(
+            "instance-id-from-machine-id",
+            "warning",
+            "the instance id comes from /etc/machine-id: clones of this server share it, and the new OS gets another one".into(),
+            "no metadata service and no DMI product UUID answered".into(),
+            "make the metadata service reachable ([identity] metadata_url), or name the snapshot on the new OS with `restore --snapshot`",
+        ));
+    }
+}
+
+/// Levenshtein distance, for suggesting the key a typo meant.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The result of a preflight: every finding and the blockers not acknowledged.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    pub blockers: Vec<String>,
+    pub ack: Vec<String>,
+}
+
+/// The whole preflight, as `check` and `capture` run it: gather, decide, compare with
+/// the acknowledgements (the config's and the command line's).
+pub fn evaluate(
+    root: &crate::sys::Root,
+    config: &crate::config::Config,
+    state: &crate::state::SystemState,
+    target: Target,
+    data_paths: &[PathBuf],
+    store_url: Option<&str>,
+    extra_ack: &[String],
+) -> Evaluation {
+    let mut ack = config.ack.clone();
+    for a in extra_ack {
+        if !ack.contains(a) {
+            ack.push(a.clone());
+        }
+    }
+    let (mut input, mut findings) = gather(root, state, Some(target), data_paths, store_url);
+    input.setup = Some(gather_setup(
+        root, config, state, data_paths, store_url, &ack,
+    ));
+    findings.extend(self::findings(&input));
+    let blockers = unacknowledged(&findings, &ack);
+    Evaluation {
+        findings,
+        blockers,
+        ack,
+    }
+}
+
+fn gather_setup(
+    root: &crate::sys::Root,
+    config: &crate::config::Config,
+    state: &crate::state::SystemState,
+    data_paths: &[PathBuf],
+    store_url: Option<&str>,
+    ack: &[String],
+) -> Setup {
+    let shadow = crate::sys::read_opt(&root.follow("/etc/shadow"))
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let users_with_hashes = shadow
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.next()?))
+        })
+        .filter(|(name, hash)| {
+            let locked = hash.is_empty() || hash.starts_with('!') || hash.starts_with('*');
+            !locked && state.users.iter().any(|u| u.name == *name)
+        })
+        .map(|(name, _)| name.to_string())
+        .collect();
+    Setup {
+        data_paths_missing: data_paths
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(root.follow(p)).is_err())
+            .cloned()
+            .collect(),
+        ack: ack.to_vec(),
+        store_configured: store_url.is_some(),
+        report_url: config.report_url.clone(),
+        token_present: root.follow(&config.token_file).is_file(),
+        users_with_hashes,
+        password_hashes: config.password_hashes,
+        instance_id_source: state.identity.instance_id_source.clone(),
+    }
 }
 
 /// Filesystems Windows cannot read without a third-party driver (or at all).
@@ -335,6 +557,9 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     if let Some(w) = &i.windows {
         windows_findings(w, target, &mut out);
     }
+    if let Some(s) = &i.setup {
+        setup_findings(s, &mut out);
+    }
     out
 }
 
@@ -433,6 +658,7 @@ pub fn gather(
             layout: state.disks.clone(),
             volume_groups: state.lvm.volume_groups.clone(),
             windows: state.windows.clone(),
+            setup: None,
         },
         notes,
     )

@@ -235,11 +235,38 @@ impl Cli {
         Cli::try_parse_from(args)
     }
 
+    /// A capture or a restore that fails before it could even read its configuration
+    /// still tells the orchestrator, through what the config files that do parse name.
+    fn report_early_failure(&self, root: &Root, e: &anyhow::Error) {
+        let phase = match &self.command {
+            Command::Capture(_) => "capture",
+            Command::Restore(a) if !a.dry_run => {
+                let old_os = crate::local::LocalState::load(root).is_ok_and(|l| l.took_any());
+                if old_os {
+                    return;
+                }
+                "restore"
+            }
+            _ => return,
+        };
+        let config = Config::load_lenient(root, self.config.as_deref());
+        let g = crate::state::Gather::new(root, &config);
+        let (instance, _, _) = crate::state::identity::instance(&g);
+        crate::report::Reporter::new(root, &config, instance.as_deref()).failed(phase, None, e);
+    }
+
     /// Runs the command and returns the exit code it earned.
     pub fn run(self) -> Result<Exit> {
         let root = Root::new(crate::sys::default_root(&self.root))
             .map_err(|e| Error::Usage(format!("--root: {e}")))?;
-        let config = Config::load(&root, self.config.as_deref())?;
+        let config = match Config::load(&root, self.config.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                self.report_early_failure(&root, &e);
+                return Err(e);
+            }
+        };
         let ctx = Ctx {
             root,
             config,

@@ -36,6 +36,13 @@ struct Fragment {
     identity: Option<IdentityFragment>,
     hooks: Option<HooksFragment>,
     capture: Option<CaptureFragment>,
+    restore: Option<RestoreFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreFragment {
+    expected: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +131,10 @@ pub struct Config {
     pub metadata_timeout_ms: u64,
     pub hooks_timeout_seconds: u64,
     pub password_hashes: bool,
+    /// `[restore] expected`: this system was set up by the Change OS user-data, so a
+    /// restore is due here, and anything that stops it (no store, no snapshot of this
+    /// instance) is a failure the orchestrator hears of — not "nothing due".
+    pub restore_expected: bool,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -146,6 +157,7 @@ impl Default for Config {
             metadata_timeout_ms: 2000,
             hooks_timeout_seconds: 300,
             password_hashes: false,
+            restore_expected: false,
             sources: Vec::new(),
         }
     }
@@ -159,6 +171,46 @@ impl Config {
     /// then the `config.d/*.toml` beside it in name order. A missing default file means
     /// defaults; a missing explicit file is an error.
     pub fn load(root: &Root, explicit: Option<&Path>) -> Result<Config, Error> {
+        let files = Self::files(root, explicit)?;
+        let mut cfg = Config::default();
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::Config {
+                file: file.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
+            let frag = parse_fragment(&text).map_err(|message| Error::Config {
+                file: file.clone(),
+                message,
+            })?;
+            cfg.merge(frag, file)?;
+        }
+        cfg.sources = files;
+        Ok(cfg)
+    }
+
+    /// What can still be read when `load` failed: every file that is valid on its own,
+    /// merged in order, the others left out. Only for telling the orchestrator that the
+    /// job failed (its URL and token are usually in a file of their own).
+    pub fn load_lenient(root: &Root, explicit: Option<&Path>) -> Config {
+        let mut cfg = Config::default();
+        for file in Self::files(root, explicit).unwrap_or_default() {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let Ok(frag) = parse_fragment(&text) else {
+                continue;
+            };
+            let mut next = cfg.clone();
+            if next.merge(frag, &file).is_ok() {
+                next.sources.push(file);
+                cfg = next;
+            }
+        }
+        cfg
+    }
+
+    /// The config files in the order they apply.
+    fn files(root: &Root, explicit: Option<&Path>) -> Result<Vec<PathBuf>, Error> {
         let main = match explicit {
             Some(p) => {
                 if !p.is_file() {
@@ -187,20 +239,7 @@ impl Config {
                     .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file()),
             );
         }
-        let mut cfg = Config::default();
-        for file in &files {
-            let text = std::fs::read_to_string(file).map_err(|e| Error::Config {
-                file: file.clone(),
-                message: format!("cannot read: {e}"),
-            })?;
-            let frag = parse_fragment(&text).map_err(|message| Error::Config {
-                file: file.clone(),
-                message,
-            })?;
-            cfg.merge(frag, file)?;
-        }
-        cfg.sources = files;
-        Ok(cfg)
+        Ok(files)
     }
 
     /// Parses one file's text on top of the defaults (for tests and `--config` checks).
@@ -294,6 +333,9 @@ impl Config {
         }
         if let Some(c) = f.capture {
             set(&mut self.password_hashes, c.password_hashes);
+        }
+        if let Some(r) = f.restore {
+            set(&mut self.restore_expected, r.expected);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod hooks;
 pub mod local;
 pub mod metadata;
+pub mod origin;
 pub mod paths;
 pub mod probe;
 pub mod report;

@@ -16,7 +16,13 @@ pub use crate::paths::STATE_DIR;
 pub struct LocalState {
     pub last_capture: Option<CaptureRecord>,
     pub last_restore: Option<RestoreRecord>,
+    /// Every snapshot this system took (newest last), recorded before its manifest is
+    /// committed: the restore unit never restores one of them here.
+    pub taken: Vec<String>,
 }
+
+/// How many snapshot ids `taken` keeps.
+const TAKEN_KEPT: usize = 1000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaptureRecord {
@@ -35,6 +41,29 @@ pub struct RestoreRecord {
 }
 
 impl LocalState {
+    /// True when this system took `snapshot`.
+    pub fn took(&self, snapshot: &str) -> bool {
+        self.taken.iter().any(|t| t == snapshot)
+            || self
+                .last_capture
+                .as_ref()
+                .is_some_and(|c| c.snapshot_id == snapshot)
+    }
+
+    /// True when this system has taken any snapshot: it is an old OS (a new one has a
+    /// fresh system disk without this record).
+    pub fn took_any(&self) -> bool {
+        !self.taken.is_empty() || self.last_capture.is_some()
+    }
+
+    pub fn record_taken(&mut self, snapshot: &str) {
+        if !self.took(snapshot) {
+            self.taken.push(snapshot.to_string());
+        }
+        let extra = self.taken.len().saturating_sub(TAKEN_KEPT);
+        self.taken.drain(..extra);
+    }
+
     pub fn load(root: &Root) -> Result<LocalState> {
         match crate::sys::read_opt(&root.follow(FILE))? {
             None => Ok(LocalState::default()),

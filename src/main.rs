@@ -31,6 +31,7 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    carryover::report::install_panic_hook();
     let code = match cli.run() {
         Ok(exit) => exit.code(),
         Err(e) => {

@@ -66,6 +66,20 @@ impl Event {
     }
 
     pub fn with_message(mut self, m: &str) -> Event {
+        self.set_message(m);
+        self
+    }
+
+    /// The preflight findings.
+    pub fn set_findings(&mut self, f: &[crate::check::Finding]) {
+        self.findings = f
+            .iter()
+            .filter_map(|x| serde_json::to_value(x).ok())
+            .collect();
+    }
+
+    /// Sets the message, cut to `MAX_MESSAGE` bytes.
+    pub fn set_message(&mut self, m: &str) {
         let mut m = m.to_string();
         if m.len() > MAX_MESSAGE {
             let mut cut = MAX_MESSAGE;
@@ -76,7 +90,6 @@ impl Event {
             m.push('…');
         }
         self.message = Some(m);
-        self
     }
 }
 
@@ -271,6 +284,15 @@ impl Sender {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
+                    if self.token.is_none() && (st == 401 || st == 403) {
+                        // Before restore has put the token in place (its first step), or
+                        // when the store could not be read at all: kept, and sent again
+                        // with the token once it is there.
+                        return Delivery::Later(format!(
+                            "the orchestrator answered {} and no token is in place yet",
+                            r.status()
+                        ));
+                    }
                     if !(st == 408 || st == 425 || st == 429 || st >= 500) {
                         return Delivery::Refused(format!(
                             "the orchestrator answered {}",
@@ -295,6 +317,99 @@ impl Sender {
             std::thread::sleep(wait);
         }
     }
+}
+
+/// The events of one job for the orchestrator: where they go (root, config) and for
+/// which instance. Sending never fails the job: problems are warnings, and what is not
+/// delivered waits in the outbox for `carryover report`.
+#[derive(Clone)]
+pub struct Reporter {
+    root: Root,
+    config: Config,
+    instance: Option<String>,
+}
+
+impl Reporter {
+    pub fn new(root: &Root, config: &Config, instance: Option<&str>) -> Reporter {
+        Reporter {
+            root: root.clone(),
+            config: config.clone(),
+            instance: instance.map(str::to_string),
+        }
+    }
+
+    /// Queues an event and tries to send it for `[report] send_timeout_seconds`; `fill`
+    /// adds the findings, steps or failed files.
+    pub fn send(
+        &self,
+        phase: &str,
+        state: &str,
+        snapshot: Option<&str>,
+        fill: impl FnOnce(&mut Event),
+    ) {
+        self.send_within(
+            phase,
+            state,
+            snapshot,
+            fill,
+            self.config.report_send_timeout_seconds,
+        );
+    }
+
+    fn send_within(
+        &self,
+        phase: &str,
+        state: &str,
+        snapshot: Option<&str>,
+        fill: impl FnOnce(&mut Event),
+        seconds: u64,
+    ) {
+        if self.config.report_url.is_none() {
+            return;
+        }
+        let Some(instance) = &self.instance else {
+            tracing::warn!("the instance id is unknown: no {phase} event for the orchestrator");
+            return;
+        };
+        let mut ev = Event::new(instance, phase, state, snapshot);
+        fill(&mut ev);
+        if let Err(e) = queue_and_send(&self.root, &self.config, ev, seconds) {
+            tracing::warn!("reporting to the orchestrator: {e:#}");
+        }
+    }
+
+    /// `phase`/`failed` with the error as the message.
+    pub fn failed(&self, phase: &str, snapshot: Option<&str>, err: &anyhow::Error) {
+        let message = format!("{err:#}");
+        self.send(phase, "failed", snapshot, |e| e.set_message(&message));
+    }
+
+    /// From now on a panic of this process queues `phase`/`failed` (see
+    /// `install_panic_hook`).
+    pub fn arm_panic(&self, phase: &'static str) {
+        if let Ok(mut slot) = PANIC_REPORT.lock() {
+            *slot = Some((self.clone(), phase));
+        }
+    }
+}
+
+/// The reporter a panic tells the orchestrator through, once armed.
+static PANIC_REPORT: std::sync::Mutex<Option<(Reporter, &'static str)>> =
+    std::sync::Mutex::new(None);
+
+/// Installs a panic hook that, after the usual message, queues a `failed` event for the
+/// job that armed it (and tries to send it for a few seconds): a bug still reaches the
+/// orchestrator instead of leaving it waiting.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let armed = PANIC_REPORT.try_lock().ok().and_then(|mut s| s.take());
+        if let Some((reporter, phase)) = armed {
+            let message = format!("carryover crashed: {info}");
+            reporter.send_within(phase, "failed", None, |e| e.set_message(&message), 5);
+        }
+    }));
 }
 
 /// Queues an event and tries to deliver the outbox for `seconds`; never fails the caller's
@@ -328,4 +443,40 @@ pub fn flush_all(
         outbox.push(&e)?;
     }
     outbox.flush(&sender, Instant::now() + Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_queues_a_failed_event_for_the_armed_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        // nobody listens there: the event stays in the outbox
+        let config = Config {
+            report_url: Some("http://127.0.0.1:9/api".into()),
+            report_request_timeout_ms: 200,
+            ..Config::default()
+        };
+        install_panic_hook();
+        Reporter::new(&root, &config, Some("i-123")).arm_panic("restore");
+        let r = std::panic::catch_unwind(|| panic!("a bug in a step"));
+        assert!(r.is_err());
+        let outbox = Outbox::open(&root).unwrap();
+        let queued: Vec<Event> = outbox
+            .pending()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        let e = &queued[0];
+        assert_eq!((e.phase.as_str(), e.state.as_str()), ("restore", "failed"));
+        assert_eq!(e.instance_id, "i-123");
+        assert!(
+            e.message.as_deref().unwrap().contains("a bug in a step"),
+            "{e:?}"
+        );
+    }
 }

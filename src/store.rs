@@ -51,6 +51,9 @@ pub struct Manifest {
     pub skipped: Vec<crate::state::Problem>,
     /// The data paths, when any were captured.
     pub data: Option<crate::data::DataManifest>,
+    /// The system that took the snapshot (the old-system marker): restore refuses to run
+    /// on it unless the snapshot is named.
+    pub origin: Option<crate::origin::Origin>,
 }
 
 impl Default for Manifest {
@@ -69,6 +72,7 @@ impl Default for Manifest {
             stored_bytes: 0,
             skipped: Vec::new(),
             data: None,
+            origin: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 #![cfg(unix)]
 
 #[path = "integration/fixtures.rs"]
+#[macro_use]
 mod fixtures;
 
 #[path = "integration/bad_input.rs"]

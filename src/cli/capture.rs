@@ -16,6 +16,7 @@ use crate::check;
 use crate::error::{Error, Exit};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::local::{CaptureRecord, LocalState};
+use crate::report::Reporter;
 use crate::state::{self, Problem};
 use crate::store::{self, Manifest};
 
@@ -32,6 +33,31 @@ struct CaptureResult {
 }
 
 pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
+    // The state first: it names the instance every event is about.
+    let (state, secrets) = state::gather(&ctx.root, &ctx.config);
+    let reporter = Reporter::new(
+        &ctx.root,
+        &ctx.config,
+        state.identity.instance_id.as_deref(),
+    );
+    reporter.send("capture", "started", None, |_| {});
+    reporter.arm_panic("capture");
+    let result = capture(ctx, args, state, secrets, &reporter);
+    match &result {
+        // blocked has its own event, sent with the findings
+        Err(e) if crate::error::exit_for(e) != Exit::Blocked => reporter.failed("capture", None, e),
+        _ => {}
+    }
+    result
+}
+
+fn capture(
+    ctx: &Ctx,
+    args: CaptureArgs,
+    state: state::SystemState,
+    secrets: state::Secrets,
+    reporter: &Reporter,
+) -> Result<Exit> {
     let mut data_paths = ctx.config.data_paths.clone();
     for p in &args.paths {
         // a path in the system under --root: from its root ("/srv"; on Windows also "C:\srv")
@@ -43,20 +69,19 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         data_paths.push(p.clone());
     }
     // Preflight first: a blocker not acknowledged stops here, before the store is touched.
-    let (state, secrets) = state::gather(&ctx.root, &ctx.config);
     let target = args.target.unwrap_or(ctx.config.target);
     let url_for_check = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
-    let (input, mut findings) = check::gather(
+    let check::Evaluation {
+        findings, blockers, ..
+    } = check::evaluate(
         &ctx.root,
+        &ctx.config,
         &state,
-        Some(target),
+        target,
         &data_paths,
         Some(&url_for_check),
+        &args.ack,
     );
-    findings.extend(check::findings(&input));
-    let mut ack = ctx.config.ack.clone();
-    ack.extend(args.ack.iter().cloned());
-    let blockers = check::unacknowledged(&findings, &ack);
     if !blockers.is_empty() {
         for f in findings.iter().filter(|f| blockers.contains(&f.key)) {
             eprintln!(
@@ -64,14 +89,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
                 f.key, f.message, f.remediation
             );
         }
-        report_event(
-            ctx,
-            state.identity.instance_id.as_deref(),
-            "capture",
-            "blocked",
-            None,
-            |e| e.findings = findings_json(&findings),
-        );
+        reporter.send("capture", "blocked", None, |e| e.set_findings(&findings));
         return Err(Error::Blocked(blockers).into());
     }
 
@@ -163,12 +181,20 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         state: Some(state_ref),
         secrets: secrets_ref,
         skipped: skipped.clone(),
+        origin: Some(crate::origin::Origin::of(&ctx.root, &state)),
         ..Manifest::default()
     };
     // The new OS has no carryover: the user-data installs the one kept in the store.
     if let Err(e) = keep_agent(&store) {
         tracing::warn!("could not keep the agent in the store: {e:#}");
     }
+    // "This system took snapshot X" is durable before the snapshot exists: a capture killed
+    // right after the commit must not leave an old OS that the restore unit would roll back.
+    let mut local = LocalState::load(&ctx.root).unwrap_or_default();
+    local.record_taken(&id);
+    local
+        .save(&ctx.root)
+        .context("recording the snapshot in this system's own state before committing it")?;
     store.commit(&manifest)?;
     if let Err(e) = hooks::run(Phase::PostCapture, &hook_env) {
         tracing::warn!("{e:#}");
@@ -183,7 +209,6 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         Exit::Degraded
     };
 
-    let mut local = LocalState::load(&ctx.root).unwrap_or_default();
     local.last_capture = Some(CaptureRecord {
         snapshot_id: id.clone(),
         store: url.clone(),
@@ -194,9 +219,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         tracing::warn!("could not record the capture locally: {e:#}");
     }
 
-    report_event(
-        ctx,
-        manifest.instance_id.as_deref(),
+    reporter.send(
         "capture",
         if exit == Exit::Success {
             "succeeded"
@@ -210,7 +233,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
                 .map(|p| format!("{}: {}", p.path, p.error))
                 .collect();
             e.set_failed_files(&failed);
-            e.findings = findings_json(&findings);
+            e.set_findings(&findings);
         },
     );
 
@@ -263,40 +286,4 @@ fn keep_agent(store: &store::Store) -> anyhow::Result<()> {
         store.backend().put(key, &exe)?;
     }
     Ok(())
-}
-
-/// Queues an event for the orchestrator and tries to send it for a short time; `fill`
-/// adds the findings, steps or failed files. The job's own result never depends on it.
-pub(super) fn report_event(
-    ctx: &Ctx,
-    instance: Option<&str>,
-    phase: &str,
-    state: &str,
-    snapshot: Option<&str>,
-    fill: impl FnOnce(&mut crate::report::Event),
-) {
-    if ctx.config.report_url.is_none() {
-        return;
-    }
-    let Some(instance) = instance else {
-        tracing::warn!("the instance id is unknown: no {phase} event for the orchestrator");
-        return;
-    };
-    let mut ev = crate::report::Event::new(instance, phase, state, snapshot);
-    fill(&mut ev);
-    if let Err(e) = crate::report::queue_and_send(
-        &ctx.root,
-        &ctx.config,
-        ev,
-        ctx.config.report_send_timeout_seconds,
-    ) {
-        tracing::warn!("reporting to the orchestrator: {e:#}");
-    }
-}
-
-/// The findings as the protocol carries them.
-pub(super) fn findings_json(f: &[crate::check::Finding]) -> Vec<serde_json::Value> {
-    f.iter()
-        .filter_map(|x| serde_json::to_value(x).ok())
-        .collect()
 }

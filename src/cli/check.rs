@@ -27,14 +27,20 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Exit> {
         .store
         .clone()
         .or_else(|| ctx.config.store.url.clone());
-    let (input, mut findings) = check::gather(&ctx.root, &st, Some(target), &paths, url.as_deref());
-    findings.extend(check::findings(&input));
-    let mut ack = ctx.config.ack.clone();
-    ack.extend(args.ack);
-    let blockers = check::unacknowledged(&findings, &ack);
-    super::capture::report_event(
-        ctx,
-        st.identity.instance_id.as_deref(),
+    let check::Evaluation {
+        findings,
+        blockers,
+        ack,
+    } = check::evaluate(
+        &ctx.root,
+        &ctx.config,
+        &st,
+        target,
+        &paths,
+        url.as_deref(),
+        &args.ack,
+    );
+    crate::report::Reporter::new(&ctx.root, &ctx.config, st.identity.instance_id.as_deref()).send(
         "check",
         if blockers.is_empty() {
             "succeeded"
@@ -42,7 +48,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Exit> {
             "blocked"
         },
         None,
-        |e| e.findings = super::capture::findings_json(&findings),
+        |e| e.set_findings(&findings),
     );
     let result = CheckResult { target, findings };
     emit(ctx.format, &result, || {

@@ -9,103 +9,172 @@ use std::time::Duration;
 use crate::error::{Error, Exit};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::local::{LocalState, RestoreRecord};
+use crate::origin::{self, Origin};
+use crate::report::Reporter;
 use crate::restore::apply::Status;
 use crate::restore::{self, RestoreReport};
 use crate::state::{Gather, identity};
 use crate::store::{self, Manifest, Store};
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
-    if args.if_due && args.store.store.is_none() && ctx.config.store.url.is_none() {
-        return nothing_due(ctx, "no store is configured".into());
-    }
-    let (url, store) = ctx.open_store(args.store.store.as_deref(), false)?;
+    let local = LocalState::load(&ctx.root).unwrap_or_else(|e| {
+        tracing::warn!("{e:#}; taken as empty");
+        LocalState::default()
+    });
     let g = Gather::new(&ctx.root, &ctx.config);
     let (instance, _, _) = identity::instance(&g);
-    let manifest = match choose(&store, args.snapshot.as_deref(), instance.as_deref()) {
-        Err(e) if args.if_due => {
-            return nothing_due(ctx, format!("{e:#}"));
-        }
-        r => r?,
+    let reporter = Reporter::new(&ctx.root, &ctx.config, instance.as_deref());
+    // The old OS (it took snapshots) never tells the orchestrator about a restore; a new
+    // OS does from the first moment the agent runs, unless the boot unit found nothing due
+    // on a system where no restore was expected.
+    let old_os = local.took_any();
+    let speaks = !args.dry_run && !old_os;
+    let expected = !args.if_due || ctx.config.restore_expected;
+    let announced = speaks && expected && !(args.if_due && local.last_restore.is_some());
+    if announced {
+        reporter.send("restore", "started", args.snapshot.as_deref(), |_| {});
+        reporter.arm_panic("restore");
+    }
+    let job = Job {
+        ctx,
+        args: &args,
+        local: &local,
+        instance: instance.as_deref(),
+        reporter: &reporter,
+        announced,
     };
-    if args.if_due
-        && let Some(why) = not_due(
-            &LocalState::load(&ctx.root).unwrap_or_default(),
-            &manifest.id,
-        )
-    {
-        return nothing_due(ctx, why);
-    }
-    let target = format!(
-        "{}@{}",
-        instance.as_deref().unwrap_or("unknown"),
-        ctx.root.dir().display()
-    );
-    let hook_env = HookEnv {
-        root: &ctx.root,
-        snapshot_id: &manifest.id,
-        store: &url,
-        timeout: Duration::from_secs(ctx.config.hooks_timeout_seconds),
-    };
-    let pre = (!args.dry_run).then(|| hooks::run(Phase::PreRestore, &hook_env));
-    let mut report = restore::run(&store, &manifest, &ctx.root, &target, args.dry_run)?;
-    let post = (!args.dry_run).then(|| hooks::run(Phase::PostRestore, &hook_env));
-    for (name, r) in [("pre-restore-hooks", pre), ("post-restore-hooks", post)] {
-        let (status, detail) = match r {
-            None | Some(Ok(0)) => continue,
-            Some(Ok(n)) => (Status::Changed, format!("{n} hooks ran")),
-            Some(Err(e)) => (Status::Failed, format!("{e:#}")),
-        };
-        if status == Status::Failed && report.state == "ready" {
-            report.state = "degraded".into();
-        }
-        report.steps.push(restore::StepReport {
-            name: name.into(),
-            status,
-            detail,
-            warnings: Vec::new(),
-            failed_files: Vec::new(),
-        });
-    }
-    if !args.dry_run {
-        let mut local = LocalState::load(&ctx.root).unwrap_or_default();
-        local.last_restore = Some(RestoreRecord {
-            snapshot_id: manifest.id.clone(),
-            store: url,
-            at: store::now_rfc3339(),
-            state: report.state.clone(),
-        });
-        if let Err(e) = local.save(&ctx.root) {
-            tracing::warn!("could not record the restore locally: {e:#}");
+    match job.run() {
+        Ok(exit) => Ok(exit),
+        Err(e) => {
+            if speaks && (expected || announced) {
+                reporter.failed("restore", args.snapshot.as_deref(), &e);
+            }
+            Err(e)
         }
     }
-    if !args.dry_run {
-        let state = match report.state.as_str() {
-            "ready" => "succeeded",
-            s => s,
+}
+
+/// One restore run: what `run` decided before the store was opened.
+struct Job<'a> {
+    ctx: &'a Ctx,
+    args: &'a RestoreArgs,
+    local: &'a LocalState,
+    instance: Option<&'a str>,
+    reporter: &'a Reporter,
+    announced: bool,
+}
+
+impl Job<'_> {
+    fn run(&self) -> Result<Exit> {
+        let (ctx, args) = (self.ctx, self.args);
+        // Nothing due, quietly: only where no restore was expected (a plain install).
+        let quiet = args.if_due && !ctx.config.restore_expected;
+        if quiet && args.store.store.is_none() && ctx.config.store.url.is_none() {
+            return nothing_due(ctx, "no store is configured".into());
+        }
+        let (url, store) = ctx.open_store(args.store.store.as_deref(), false)?;
+        let manifest = match choose(&store, args.snapshot.as_deref(), self.instance) {
+            Err(e) if quiet => return nothing_due(ctx, format!("{e:#}")),
+            r => r?,
         };
-        let steps = report
-            .steps
-            .iter()
-            .map(|s| serde_json::json!({"name": s.name, "status": s.status.as_str(), "detail": s.detail}))
-            .collect();
-        super::capture::report_event(
-            ctx,
-            instance.as_deref(),
-            "restore",
-            state,
-            Some(&manifest.id),
-            |e| {
-                e.set_failed_files(&report.failed_files);
-                e.steps = steps;
-            },
+        // Never onto the system that took the snapshot, unless it is named explicitly.
+        if args.snapshot.is_none()
+            && let Some(why) = origin::taken_by_this_system(
+                self.local,
+                &manifest.id,
+                manifest.origin.as_ref(),
+                &Origin::here(&ctx.root),
+            )
+        {
+            if args.if_due {
+                return nothing_due(ctx, why.reason().to_string());
+            }
+            return Err(Error::Usage(format!(
+                "{}; to restore it here anyway name it: --snapshot {}",
+                why.reason(),
+                manifest.id
+            ))
+            .into());
+        }
+        if args.if_due
+            && let Some(why) = already_restored(self.local, &manifest.id)
+        {
+            return nothing_due(ctx, why);
+        }
+        if !self.announced && !args.dry_run {
+            self.reporter
+                .send("restore", "started", Some(&manifest.id), |_| {});
+            self.reporter.arm_panic("restore");
+        }
+        self.restore(&url, &store, &manifest)
+    }
+
+    fn restore(&self, url: &str, store: &Store, manifest: &Manifest) -> Result<Exit> {
+        let (ctx, args) = (self.ctx, self.args);
+        let target = format!(
+            "{}@{}",
+            self.instance.unwrap_or("unknown"),
+            ctx.root.dir().display()
         );
+        let hook_env = HookEnv {
+            root: &ctx.root,
+            snapshot_id: &manifest.id,
+            store: url,
+            timeout: Duration::from_secs(ctx.config.hooks_timeout_seconds),
+        };
+        let pre = (!args.dry_run).then(|| hooks::run(Phase::PreRestore, &hook_env));
+        let mut report = restore::run(store, manifest, &ctx.root, &target, args.dry_run)?;
+        let post = (!args.dry_run).then(|| hooks::run(Phase::PostRestore, &hook_env));
+        for (name, r) in [("pre-restore-hooks", pre), ("post-restore-hooks", post)] {
+            let (status, detail) = match r {
+                None | Some(Ok(0)) => continue,
+                Some(Ok(n)) => (Status::Changed, format!("{n} hooks ran")),
+                Some(Err(e)) => (Status::Failed, format!("{e:#}")),
+            };
+            if status == Status::Failed && report.state == "ready" {
+                report.state = "degraded".into();
+            }
+            report.steps.push(restore::StepReport {
+                name: name.into(),
+                status,
+                detail,
+                warnings: Vec::new(),
+                failed_files: Vec::new(),
+            });
+        }
+        if !args.dry_run {
+            let mut local = LocalState::load(&ctx.root).unwrap_or_default();
+            local.last_restore = Some(RestoreRecord {
+                snapshot_id: manifest.id.clone(),
+                store: url.to_string(),
+                at: store::now_rfc3339(),
+                state: report.state.clone(),
+            });
+            if let Err(e) = local.save(&ctx.root) {
+                tracing::warn!("could not record the restore locally: {e:#}");
+            }
+            let state = match report.state.as_str() {
+                "ready" => "succeeded",
+                s => s,
+            };
+            let steps = report
+                .steps
+                .iter()
+                .map(|s| serde_json::json!({"name": s.name, "status": s.status.as_str(), "detail": s.detail}))
+                .collect();
+            self.reporter
+                .send("restore", state, Some(&manifest.id), |e| {
+                    e.set_failed_files(&report.failed_files);
+                    e.steps = steps;
+                });
+        }
+        emit(ctx.format, &report, || render(&report))?;
+        Ok(match report.state.as_str() {
+            "ready" | "planned" => Exit::Success,
+            "degraded" => Exit::Degraded,
+            _ => Exit::Failure,
+        })
     }
-    emit(ctx.format, &report, || render(&report))?;
-    Ok(match report.state.as_str() {
-        "ready" | "planned" => Exit::Success,
-        "degraded" => Exit::Degraded,
-        _ => Exit::Failure,
-    })
 }
 
 fn nothing_due(ctx: &Ctx, reason: String) -> Result<Exit> {
@@ -114,27 +183,16 @@ fn nothing_due(ctx: &Ctx, reason: String) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Why a restore of `snapshot` is not due on this system, if it is not: this system took
-/// it (the old OS rebooting), or already restored it. An interrupted restore has no
-/// record yet, so it is due and resumes from its journal.
-pub fn not_due(local: &LocalState, snapshot: &str) -> Option<String> {
-    if let Some(c) = &local.last_capture
-        && c.snapshot_id == snapshot
-    {
-        return Some(format!(
-            "this system took snapshot {snapshot} (at {}): it is the old OS",
-            c.at
-        ));
-    }
-    if let Some(r) = &local.last_restore
-        && r.snapshot_id == snapshot
-    {
-        return Some(format!(
+/// Why the boot unit does not restore `snapshot` again: it was restored here already
+/// (an interrupted restore has no record yet, so it is due and resumes from its journal).
+pub fn already_restored(local: &LocalState, snapshot: &str) -> Option<String> {
+    let r = local.last_restore.as_ref()?;
+    (r.snapshot_id == snapshot).then(|| {
+        format!(
             "snapshot {snapshot} was restored here at {} ({}); run `carryover restore` to do it again",
             r.at, r.state
-        ));
-    }
-    None
+        )
+    })
 }
 
 /// The named snapshot, or the newest one of this instance.

@@ -123,3 +123,95 @@ fn findings_exit_codes_and_acks() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("(acknowledged)"));
 }
+
+/// #12.7: mistakes `check` must catch while the old disk still exists.
+#[test]
+fn set_up_mistakes_are_caught_before_the_change() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file("/srv/app/index.html", "hello\n");
+    // no DMI product UUID and no metadata service: the id comes from machine-id
+    std::fs::remove_file(old.p("/sys/class/dmi/id/product_uuid")).unwrap();
+    old.file(
+        "/etc/carryover/config.toml",
+        "[data]\npaths = [\"/srv/app\", \"/srv/ap\"]\n[check]\nack = [\"swap-on-data-dsk\"]\n",
+    );
+    let o = Cmd::new("check").root(&old.dir).json().run();
+    assert_exit!(o, Some(3));
+    let v = json(&o);
+    let find = |key: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {key} in {v}"))
+    };
+    let missing = find("data-path-missing");
+    assert_eq!(missing["severity"], "blocker");
+    assert!(
+        missing["message"].as_str().unwrap().contains("/srv/ap "),
+        "{missing}"
+    );
+    assert!(!v.to_string().contains("/srv/app does not exist"), "{v}");
+    let typo = find("ack-unknown-key");
+    assert!(
+        typo["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("swap-on-data-disk"),
+        "{typo}"
+    );
+    assert_eq!(find("store-not-configured")["severity"], "warning");
+    assert_eq!(find("report-not-configured")["severity"], "warning");
+    let hashes = find("password-hashes-not-captured");
+    assert!(hashes["evidence"].as_str().unwrap().contains("alice"));
+    assert!(
+        !hashes["evidence"].as_str().unwrap().contains("bob"),
+        "bob's is locked"
+    );
+    assert!(
+        !v.to_string().contains("HASHEDPASSWORD"),
+        "no hash in the output"
+    );
+    find("instance-id-from-machine-id");
+
+    // set up right: none of these
+    old.file(
+        "/etc/carryover/config.toml",
+        "[store]\nurl = \"/mnt/store\"\n[data]\npaths = [\"/srv\"]\n[capture]\npassword_hashes = true\n[report]\nurl = \"https://orchestrator.invalid/api\"\nsend_timeout_seconds = 1\n",
+    );
+    old.file_mode("/etc/carryover/token", "t0ken\n", 0o600);
+    old.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"));
+    let v = json(&Cmd::new("check").root(&old.dir).json().run());
+    for key in [
+        "data-path-missing",
+        "ack-unknown-key",
+        "store-not-configured",
+        "report-not-configured",
+        "report-token-missing",
+        "password-hashes-not-captured",
+        "instance-id-from-machine-id",
+    ] {
+        assert!(
+            !v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["key"] == key),
+            "{key} in {v}"
+        );
+    }
+
+    // the capture stops on the missing path before touching the store
+    let store = t.path().join("store");
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/srv/typo"])
+        .run();
+    assert_exit!(o, Some(3));
+    assert!(stderr(&o).contains("data-path-missing"), "{}", stderr(&o));
+    assert!(!store.exists());
+}

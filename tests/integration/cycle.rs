@@ -652,3 +652,76 @@ fn restore_if_due_runs_once_on_the_new_os_and_never_on_the_old() {
     assert_eq!(v["state"], "ready", "{v}");
     assert_eq!(v["resumed"], true, "{v}");
 }
+
+/// #12.1: a capture killed right after its snapshot was sealed (its post-capture step
+/// never ran) left an old OS that the boot unit restored over newer data.
+#[test]
+fn the_old_os_is_never_restored_onto_whatever_happened_after_sealing() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    // the post-capture hook kills the capture: the snapshot is sealed, nothing after it ran
+    old.file_mode(
+        "/etc/carryover/hooks/post-capture.d/10-crash",
+        "#!/bin/sh\nkill -9 $PPID\n",
+        0o755,
+    );
+    let o = Cmd::new("capture").root(&old.dir).store(&store).run();
+    assert_exit!(o, None);
+    std::fs::remove_file(old.p("/etc/carryover/hooks/post-capture.d/10-crash")).unwrap();
+    let o = Cmd::new("snapshots list").store(&store).json().run();
+    let id = json(&o)[0]["id"].as_str().unwrap().to_string();
+
+    // newer data and a new hostname on the old OS after the capture
+    old.file("/etc/hostname", "web01-renamed\n");
+    let before = snapshot_tree(&old.dir);
+    let o = restore(&old.dir, &store, &["--if-due"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["state"], "not-due", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("old OS"), "{v}");
+    assert_eq!(snapshot_tree(&old.dir), before, "nothing touched");
+
+    // its own record lost: the marker in the manifest (machine-id) still says so
+    std::fs::remove_file(old.p("/var/lib/carryover/state.json")).unwrap();
+    let o = restore(&old.dir, &store, &["--if-due"], &[]);
+    let v = json(&o);
+    assert_eq!(v["state"], "not-due", "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("this very system"),
+        "{v}"
+    );
+    // a restore by hand is refused too, unless the snapshot is named
+    let o = restore(&old.dir, &store, &[], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("--snapshot"), "{}", stderr(&o));
+    assert_eq!(snapshot_tree(&old.dir), before, "nothing touched");
+    let o = restore(&old.dir, &store, &["--snapshot", &id], &[]);
+    assert_eq!(json(&o)["state"], "ready", "{}", stderr(&o));
+    assert_eq!(
+        old.read("/etc/hostname"),
+        "web01\n",
+        "rolled back when asked to"
+    );
+}
+
+/// #12.1: a final capture into another store than the configured one: the configured
+/// store's older snapshot is still this system's own.
+#[test]
+fn the_old_os_never_restores_an_older_snapshot_from_its_configured_store() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let configured = t.path().join("store-a");
+    old.file(
+        "/etc/carryover/config.toml",
+        &format!("[store]\nurl = \"{}\"\n", configured.display()),
+    );
+    capture(&old.dir, &configured);
+    capture(&old.dir, &t.path().join("store-b"));
+    old.file("/etc/hostname", "web01-renamed\n");
+    let before = snapshot_tree(&old.dir);
+    let o = Cmd::new("restore --if-due").root(&old.dir).json().run();
+    let v = json(&o);
+    assert_eq!(v["state"], "not-due", "{v}");
+    assert_eq!(snapshot_tree(&old.dir), before, "nothing touched");
+}

@@ -273,6 +273,11 @@ fn a_file_that_keeps_changing_or_cannot_be_read_is_named() {
     let store = t.path().join("store");
     std::fs::create_dir(&store).unwrap();
     sh(&format!("chown 65534:65534 {}", store.display()));
+    // the capture records "this system took it" before committing: that must be writable
+    sh(&format!(
+        "mkdir -p {0}/var/lib/carryover && chown 65534:65534 {0}/var/lib/carryover",
+        old.dir.display()
+    ));
     let o = Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_carryover"))

@@ -276,3 +276,63 @@ pub fn restore(
     args.extend_from_slice(extra);
     carryover_env(&args, env)
 }
+
+/// A carryover command line, built as a user would type it:
+/// `Cmd::new("capture").root(&old.dir).store(&store).json().run()`.
+pub struct Cmd {
+    args: Vec<std::ffi::OsString>,
+}
+
+impl Cmd {
+    pub fn new(command: &str) -> Cmd {
+        Cmd {
+            args: command.split(' ').map(Into::into).collect(),
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.args.push(a.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args(mut self, list: &[&str]) -> Cmd {
+        self.args.extend(list.iter().map(Into::into));
+        self
+    }
+
+    pub fn root(self, dir: impl AsRef<Path>) -> Cmd {
+        self.arg("--root").arg(dir.as_ref())
+    }
+
+    pub fn store(self, dir: impl AsRef<Path>) -> Cmd {
+        self.arg("--store").arg(dir.as_ref())
+    }
+
+    pub fn json(self) -> Cmd {
+        self.args(&["--format", "json"])
+    }
+
+    pub fn run(self) -> Output {
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        carryover(&args)
+    }
+}
+
+/// Asserts a process's exit code, showing its output when it differs.
+macro_rules! assert_exit {
+    ($o:expr, $code:expr) => {{
+        let o = &$o;
+        assert_eq!(
+            o.status.code(),
+            $code,
+            "stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }};
+}

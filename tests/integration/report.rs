@@ -149,7 +149,8 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
         "--format",
         "json",
     ]));
-    assert_eq!(st["outbox"]["pending"].as_array().unwrap().len(), 2);
+    // capture's started and succeeded, and the hand-sent one
+    assert_eq!(st["outbox"]["pending"].as_array().unwrap().len(), 3);
 
     // the orchestrator comes back, unsteady at first
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -174,14 +175,19 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
     }
     let seen = seen.lock().unwrap();
     let accepted: Vec<_> = seen.requests.iter().filter(|r| r.4 == 200).collect();
-    assert_eq!(accepted.len(), 2, "{:?}", seen.requests);
+    let got: Vec<(&str, &str)> = accepted
+        .iter()
+        .map(|r| (r.1.as_str(), r.2.as_str()))
+        .collect();
     assert_eq!(
-        (accepted[0].1.as_str(), accepted[0].2.as_str()),
-        ("capture", "succeeded")
-    );
-    assert_eq!(
-        (accepted[1].1.as_str(), accepted[1].2.as_str()),
-        ("check", "succeeded")
+        got,
+        vec![
+            ("capture", "started"),
+            ("capture", "succeeded"),
+            ("check", "succeeded")
+        ],
+        "{:?}",
+        seen.requests
     );
     assert_ne!(accepted[0].0, accepted[1].0);
     assert!(
@@ -226,11 +232,20 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        seen.lock().unwrap().requests.len(),
-        1,
-        "a 401 is not retried"
-    );
+    {
+        // capture/started got the 401 and was set aside, never retried; the next one went
+        let seen = seen.lock().unwrap();
+        let got: Vec<(&str, &str, u16)> = seen
+            .requests
+            .iter()
+            .map(|r| (r.1.as_str(), r.2.as_str(), r.4))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("capture", "started", 401), ("capture", "succeeded", 200)],
+            "a 401 is not retried"
+        );
+    }
     let st = json(&carryover(&[
         "status",
         "--root",
@@ -316,4 +331,116 @@ fn check_reports_its_findings() {
         .map(|r| (r.1.as_str(), r.2.as_str()))
         .collect();
     assert_eq!(got, vec![("check", "blocked"), ("check", "succeeded")]);
+}
+
+/// A new OS set up by the Change OS user-data (`[restore] expected`) reporting to the
+/// orchestrator; no token yet (it comes from the snapshot).
+fn new_os_expecting_restore(dir: &std::path::Path, port: u16, store: &std::path::Path) -> Tree {
+    let new = new_ubuntu(dir);
+    new.file(
+        "/etc/carryover/config.d/50-user-data.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\n[report]\nurl = \"http://127.0.0.1:{port}/api\"\nsend_timeout_seconds = 3\nrequest_timeout_ms = 500\n[restore]\nexpected = true\n",
+            store.display()
+        ),
+    );
+    new
+}
+
+fn events(seen: &Arc<Mutex<Seen>>) -> Vec<(String, String)> {
+    std::thread::sleep(Duration::from_millis(100));
+    seen.lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|r| (r.1.clone(), r.2.clone()))
+        .collect()
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_string(), b.to_string())
+}
+
+#[test]
+fn a_restore_that_fails_before_its_plan_still_reaches_the_orchestrator() {
+    let t = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, vec![]);
+
+    // the store's disk did not mount: the boot unit's restore fails, and says so
+    let missing = t.path().join("not-mounted/carryover");
+    let new = new_os_expecting_restore(&t.path().join("new"), port, &missing);
+    let o = Cmd::new("restore --if-due").root(&new.dir).run();
+    assert_exit!(o, Some(1));
+    assert_eq!(
+        events(&seen),
+        vec![pair("restore", "started"), pair("restore", "failed")]
+    );
+    let outbox_failed = seen.lock().unwrap().requests.len();
+
+    // a store without a snapshot of this instance: failed, not "nothing due"
+    let other = old_debian(&t.path().join("other"));
+    other.file(
+        "/sys/class/dmi/id/product_uuid",
+        "11111111-2222-3333-4444-555555555555\n",
+    );
+    let store = t.path().join("store");
+    assert_exit!(
+        Cmd::new("capture").root(&other.dir).store(&store).run(),
+        Some(0)
+    );
+    let new2 = new_os_expecting_restore(&t.path().join("new2"), port, &store);
+    let o = Cmd::new("restore --if-due").root(&new2.dir).run();
+    assert_exit!(o, Some(2));
+    assert!(
+        stderr(&o).contains("no snapshot of instance"),
+        "{}",
+        stderr(&o)
+    );
+    let got = events(&seen);
+    assert_eq!(
+        got[outbox_failed..].to_vec(),
+        vec![pair("restore", "started"), pair("restore", "failed")]
+    );
+    let n = got.len();
+
+    // a broken config file: what the other files name still carries the failure
+    new2.file(
+        "/etc/carryover/config.d/60-broken.toml",
+        "[store\nurl = 1\n",
+    );
+    assert_exit!(Cmd::new("restore --if-due").root(&new2.dir).run(), Some(2));
+    let got = events(&seen);
+    assert_eq!(got[n..].to_vec(), vec![pair("restore", "failed")]);
+    let n = got.len();
+
+    // a plain install where no restore is expected and no store is set: quiet
+    let plain = new_ubuntu(&t.path().join("plain"));
+    plain.file(
+        "/etc/carryover/config.toml",
+        &format!("[report]\nurl = \"http://127.0.0.1:{port}/api\"\nsend_timeout_seconds = 3\n"),
+    );
+    assert_exit!(Cmd::new("restore --if-due").root(&plain.dir).run(), Some(0));
+    assert_eq!(events(&seen).len(), n, "nothing sent");
+}
+
+#[test]
+fn a_capture_that_fails_reaches_the_orchestrator() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, seen, _) = old_os_reporting(t.path(), vec![]);
+    old.file_mode(
+        "/etc/carryover/hooks/pre-capture.d/10-quiesce-db",
+        "#!/bin/sh\necho 'the database did not stop' >&2\nexit 3\n",
+        0o755,
+    );
+    let store = t.path().join("store");
+    assert_exit!(
+        Cmd::new("capture").root(&old.dir).store(&store).run(),
+        Some(1)
+    );
+    assert_eq!(
+        events(&seen),
+        vec![pair("capture", "started"), pair("capture", "failed")]
+    );
 }
