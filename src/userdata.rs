@@ -202,8 +202,12 @@ pub enum StoreAccess {
 /// starts `carryover-restore.service`, which restores once and reports. No secret: the
 /// orchestrator's token travels inside the snapshot, S3 credentials come from the
 /// instance's metadata service.
-pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
-    let mut script = String::from("set -e\n");
+pub fn cloud_config(access: &StoreAccess, report: Option<&ReportTo>) -> String {
+    let report_url = report.map(|r| r.url.as_str());
+    let mut script = String::from("set -e\nstep='starting'\n");
+    if let Some(r) = report {
+        script.push_str(&failure_report(r));
+    }
     let mut toml = String::from("[store]\n");
     let mut pre_start = None;
     match access {
@@ -248,7 +252,11 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
             ));
             script.push_str("mkdir -p /usr/local/lib/carryover\n");
             script.push_str(&write_file(MOUNT_SCRIPT, &mount));
-            script.push_str(&format!("chmod 0755 {MOUNT_SCRIPT}\n{MOUNT_SCRIPT}\n"));
+            script.push_str(&format!(
+                "chmod 0755 {MOUNT_SCRIPT}\nstep='mounting the store disk (filesystem UUID {})'\n{MOUNT_SCRIPT}\n",
+                d.fs_uuid.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "")
+            ));
+            script.push_str("step='installing the agent from the store'\n");
             let agent = sh_quote(&format!("{store_path}/{AGENT_KEY}"));
             script.push_str(&format!(
                 "install -m 0755 {agent} /usr/local/bin/carryover\n"
@@ -266,6 +274,7 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
                 "fetch() { curl -fsSL -o \"$2\" \"$1\" 2>/dev/null || wget -q -O \"$2\" \"$1\" 2>/dev/null ||\n",
                 "  python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \"$1\" \"$2\"; }\n",
             ));
+            script.push_str("step='downloading the agent from the store'\n");
             script.push_str(&format!(
                 "fetch {} /usr/local/bin/carryover.new\nchmod 0755 /usr/local/bin/carryover.new\nmv /usr/local/bin/carryover.new /usr/local/bin/carryover\n",
                 sh_quote(agent_url)
@@ -275,6 +284,8 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
         }
     }
     toml.push_str(&report_settings(report_url));
+    toml.push_str(RESTORE_EXPECTED);
+    script.push_str("step='writing the configuration and the units'\n");
     script.push_str("mkdir -p /etc/carryover/config.d\nchmod 0700 /etc/carryover\n");
     script.push_str(&write_file(
         "/etc/carryover/config.d/50-user-data.toml",
@@ -317,6 +328,84 @@ pub fn cloud_config(access: &StoreAccess, report_url: Option<&str>) -> String {
     out
 }
 
+/// Where the user-data tells the orchestrator that it failed before the agent could.
+#[derive(Debug, Clone)]
+pub struct ReportTo {
+    pub url: String,
+    /// The instance the events are about; the shell's own failure report needs it.
+    pub instance_id: Option<String>,
+}
+
+/// Tells the new OS's agent that a restore is expected here (see `[restore] expected`).
+const RESTORE_EXPECTED: &str = "[restore]\nexpected = true\n";
+
+/// True for an instance id that can stand in a URL path and a JSON string as it is.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// A shell trap that, when the script fails before the agent runs (the store's disk does
+/// not mount, the agent cannot be installed), posts `restore`/`failed` naming the step to
+/// the orchestrator with curl, wget or python3 — the agent's own reporting is not there yet.
+fn failure_report(r: &ReportTo) -> String {
+    let Some(id) = r.instance_id.as_deref().filter(|i| plain_id(i)) else {
+        return String::new();
+    };
+    let url = sh_quote(&format!("{}/v1/instances/{id}/events", r.url));
+    let mut s = String::from("report_failed() {\n  rc=$?\n  [ \"$rc\" -eq 0 ] && return 0\n");
+    s.push_str(
+        "  ev=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo 00000000-0000-4000-8000-$(date +%s%N | tail -c 13))\n",
+    );
+    s.push_str("  at=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n");
+    s.push_str(&format!(
+        "  body='{{\"event_id\":\"'\"$ev\"'\",\"instance_id\":\"{id}\",\"phase\":\"restore\",\"state\":\"failed\",\"snapshot_id\":null,\"agent_version\":\"{}\",\"at\":\"'\"$at\"'\",\"findings\":[],\"steps\":[],\"failed_files\":[],\"failed_files_total\":0,\"message\":\"the Change OS user-data failed while '\"$step\"' (exit '\"$rc\"'): the agent never ran\"}}'\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    s.push_str(&format!("  url={url}\n"));
+    s.push_str(concat!(
+        "  for try in 1 2 3 4 5; do\n",
+        "    curl -fsS -m 20 -H 'Content-Type: application/json' -H \"Idempotency-Key: $ev\" -d \"$body\" \"$url\" >/dev/null 2>&1 && break\n",
+        "    wget -q -T 20 -O /dev/null --header 'Content-Type: application/json' --header \"Idempotency-Key: $ev\" --post-data \"$body\" \"$url\" 2>/dev/null && break\n",
+        "    python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], sys.argv[2].encode(), {\"Content-Type\": \"application/json\", \"Idempotency-Key\": sys.argv[3]}), timeout=20)' \"$url\" \"$body\" \"$ev\" 2>/dev/null && break\n",
+        "    sleep $((try * 3))\n",
+        "  done\n",
+        "  return $rc\n",
+        "}\n",
+        "trap report_failed EXIT\n",
+    ));
+    s
+}
+
+/// The PowerShell counterpart of `failure_report`: a `trap` that posts `restore`/`failed`
+/// with the error when the script stops before the service runs.
+fn ps_failure_report(r: &ReportTo) -> String {
+    let Some(id) = r.instance_id.as_deref().filter(|i| plain_id(i)) else {
+        return String::new();
+    };
+    format!(
+        concat!(
+            "trap {{\n",
+            "  $ev = [guid]::NewGuid().ToString()\n",
+            "  $body = @{{ event_id = $ev; instance_id = '{id}'; phase = 'restore'; state = 'failed'; snapshot_id = $null; agent_version = '{version}';\n",
+            "    at = (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'); findings = @(); steps = @(); failed_files = @(); failed_files_total = 0;\n",
+            "    message = 'the Change OS user-data failed: ' + $_.Exception.Message + ': the agent never ran' }} | ConvertTo-Json\n",
+            "  for ($t = 1; $t -le 5; $t++) {{\n",
+            "    try {{ Invoke-RestMethod -UseBasicParsing -Method Post -Uri {url} -ContentType 'application/json' -Headers @{{ 'Idempotency-Key' = $ev }} -Body $body | Out-Null; break }}\n",
+            "    catch {{ Start-Sleep -Seconds (3 * $t) }}\n",
+            "  }}\n",
+            "  break\n",
+            "}}\n",
+        ),
+        id = id,
+        version = env!("CARGO_PKG_VERSION"),
+        url = ps_quote(&format!("{}/v1/instances/{id}/events", r.url)),
+    )
+}
+
 /// Quotes a string for PowerShell (single quotes, `'` doubled).
 fn ps_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -348,7 +437,8 @@ pub fn windows_can_read(d: &StoreDisk) -> Result<()> {
 /// its serial (or downloads the agent from S3), puts the agent in Program Files, writes
 /// `config.d\50-user-data.toml` naming the store (and `report_url`), registers the
 /// carryover service and starts it: the service restores and reports. No secret.
-pub fn ps1_user_data(access: &StoreAccess, report_url: Option<&str>) -> Result<String> {
+pub fn ps1_user_data(access: &StoreAccess, report: Option<&ReportTo>) -> Result<String> {
+    let report_url = report.map(|r| r.url.as_str());
     let mut ps = String::from(concat!(
         "#ps1_sysnative\n",
         "# carryover: restore this server's settings and data after the Change OS.\n",
@@ -360,6 +450,9 @@ pub fn ps1_user_data(access: &StoreAccess, report_url: Option<&str>) -> Result<S
         "New-Item -ItemType Directory -Force -Path $bin, (Join-Path $etc 'config.d') | Out-Null\n",
         "$exe = Join-Path $bin 'carryover.exe'\n",
     ));
+    if let Some(r) = report {
+        ps.push_str(&ps_failure_report(r));
+    }
     let mut extra = String::new();
     match access {
         StoreAccess::Disk(d) => {
@@ -415,6 +508,7 @@ pub fn ps1_user_data(access: &StoreAccess, report_url: Option<&str>) -> Result<S
         }
     }
     extra.push_str(&report_settings(report_url));
+    extra.push_str(RESTORE_EXPECTED);
     ps.push_str(&format!(
         concat!(
             "$url = '\"' + $store.Replace('\\', '\\\\').Replace('\"', '\\\"') + '\"'\n",
@@ -441,8 +535,16 @@ mod tests {
             rel: PathBuf::from("fleet/it's"),
             lvm: false,
         };
-        let ps =
-            ps1_user_data(&StoreAccess::Disk(d.clone()), Some("https://o.example/api")).unwrap();
+        let report = ReportTo {
+            url: "https://o.example/api".into(),
+            instance_id: Some("4c4c4544-0042".into()),
+        };
+        let ps = ps1_user_data(&StoreAccess::Disk(d.clone()), Some(&report)).unwrap();
+        assert!(
+            ps.contains("trap {")
+                && ps.contains("-Uri 'https://o.example/api/v1/instances/4c4c4544-0042/events'"),
+            "{ps}"
+        );
         assert!(ps.starts_with("#ps1_sysnative\n") && ps.len() < MAX_BYTES);
         assert!(ps.contains("-eq '1605499F'"), "{ps}");
         assert!(
@@ -454,7 +556,9 @@ mod tests {
             "{ps}"
         );
         assert!(
-            ps.contains("'[report]\nurl = \"https://o.example/api\"\n'"),
+            ps.contains(
+                "'[report]\nurl = \"https://o.example/api\"\n[restore]\nexpected = true\n'"
+            ),
             "{ps}"
         );
         assert!(ps.contains("& $exe service install") && ps.contains("Start-Service carryover"));
@@ -483,7 +587,11 @@ mod tests {
             rel: PathBuf::from("it's/carryover"),
             lvm: true,
         };
-        let c = cloud_config(&StoreAccess::Disk(d), Some("https://orch.example.com/api"));
+        let report = ReportTo {
+            url: "https://orch.example.com/api".into(),
+            instance_id: Some("i-0123".into()),
+        };
+        let c = cloud_config(&StoreAccess::Disk(d), Some(&report));
         assert!(c.starts_with("#cloud-config\n"));
         assert!(c.len() < MAX_BYTES);
         let docs = yaml_rust2::YamlLoader::load_from_str(&c).unwrap();

@@ -59,10 +59,18 @@ pub fn run(ctx: &Ctx, os: Target, agent: Option<&Path>, store: StoreArg) -> Resu
                 .ok_or(Error::NotAvailable("a download URL for this store"))?,
         },
     };
-    let report = ctx.config.report_url.as_deref();
+    // the instance the user-data's own failure report is about (the old OS's id is the
+    // new one's: Change OS keeps it)
+    let report = ctx.config.report_url.as_ref().map(|url| {
+        let g = crate::state::Gather::new(&ctx.root, &ctx.config);
+        userdata::ReportTo {
+            url: url.clone(),
+            instance_id: crate::state::identity::instance(&g).0,
+        }
+    });
     let text = match os {
-        Target::Linux => userdata::cloud_config(&access, report),
-        Target::Windows => userdata::ps1_user_data(&access, report)?,
+        Target::Linux => userdata::cloud_config(&access, report.as_ref()),
+        Target::Windows => userdata::ps1_user_data(&access, report.as_ref())?,
     };
     if text.len() > userdata::MAX_BYTES {
         anyhow::bail!(

@@ -174,3 +174,104 @@ fn windows_user_data_finds_an_ntfs_store_by_serial_and_refuses_ext4() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("Windows cannot read"), "{}", stderr(&o));
 }
+
+/// An HTTP server on loopback that answers 200 to everything and keeps each request's
+/// first line and body.
+/// Each request's first line and body.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+fn http_sink() -> (u16, Requests) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let (mut first, mut len) = (String::new(), 0usize);
+            r.read_line(&mut first).unwrap_or(0);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            s2.lock().unwrap().push((
+                first.trim().to_string(),
+                String::from_utf8_lossy(&body).into(),
+            ));
+        }
+    });
+    (port, seen)
+}
+
+/// #12.5: the store's data disk is broken on the new OS, so the user-data's runcmd stops
+/// before the agent exists — and still tells the orchestrator, naming the step.
+#[test]
+fn user_data_reports_a_store_disk_that_does_not_mount() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, mnt, u) = mounted_disk(t.path(), "data", "1G", "mkfs.ext4 -q -F", "mount -o loop");
+    let old = old_debian(&t.path().join("old"));
+    let store = mnt.join("carryover");
+    capture(&old.dir, &store);
+    let (port, seen) = http_sink();
+    let config = t.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[report]\nurl = \"http://127.0.0.1:{port}/api\"\n"),
+    )
+    .unwrap();
+    let o = Cmd::new("userdata")
+        .arg("--config")
+        .arg(&config)
+        .store(&store)
+        .run();
+    assert_exit!(o, Some(0));
+    let docs = yaml_rust2::YamlLoader::load_from_str(&stdout(&o)).unwrap();
+    let script = docs[0]["runcmd"][0][2].as_str().unwrap().to_string();
+    assert!(script.contains("[restore]\nexpected = true\n"), "{script}");
+
+    // the Change OS came, but the store's disk is broken: no filesystem with that UUID
+    drop(u);
+    let st = Command::new("wipefs")
+        .args(["-a", "-q"])
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // the runcmd as cloud-init runs it, in a mount namespace with its own /run and
+    // /usr/local/lib so this machine is not touched
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /usr/local/lib && exec sh -c \"$0\"",
+        )
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "the runcmd fails: {}", stderr(&o));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "one event: {seen:?}");
+    let (line, body) = &seen[0];
+    assert!(line.starts_with("POST /api/v1/instances/"), "{line}");
+    let ev: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        (ev["phase"].as_str(), ev["state"].as_str()),
+        (Some("restore"), Some("failed"))
+    );
+    let message = ev["message"].as_str().unwrap();
+    assert!(message.contains("mounting the store disk"), "{message}");
+    assert!(line.contains(ev["instance_id"].as_str().unwrap()));
+    assert_eq!(ev["event_id"].as_str().unwrap().len(), 36);
+}
