@@ -113,6 +113,9 @@ pub struct StepReport {
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_files: Vec<String>,
+    /// What a person must look at (the restore ends `degraded`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<String>,
 }
 
 /// The journal of a restore, kept in the store and rewritten after every step.
@@ -204,6 +207,7 @@ pub fn run(
             detail: outcome.detail,
             warnings: outcome.warnings,
             failed_files: outcome.failed_files,
+            attention: outcome.attention,
         };
         reports.push(report.clone());
         if !dry_run {
@@ -225,7 +229,7 @@ pub fn run(
         health_checks(root, &manifest.id, &loaded)
     };
     let failed = reports.iter().any(|r| r.status == Status::Failed);
-    let unhealthy = health.iter().any(|h| !h.ok);
+    let unhealthy = health.iter().any(|h| !h.ok) || reports.iter().any(|r| !r.attention.is_empty());
     let state = if dry_run {
         "planned"
     } else if reports.iter().all(|r| r.status == Status::Failed) {

@@ -6,6 +6,8 @@
 #[macro_use]
 mod fixtures;
 
+#[path = "integration/accounts.rs"]
+mod accounts;
 #[path = "integration/bad_input.rs"]
 mod bad_input;
 #[path = "integration/check.rs"]

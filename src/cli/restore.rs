@@ -140,6 +140,7 @@ impl Job<'_> {
                 detail,
                 warnings: Vec::new(),
                 failed_files: Vec::new(),
+                attention: Vec::new(),
             });
         }
         if !args.dry_run {

@@ -31,38 +31,109 @@ pub struct DataRestore {
     pub bytes: u64,
     /// `path: reason` for everything that could not be restored.
     pub failed: Vec<String>,
+    /// Owners the new OS had no account for, and the ids their files got.
+    pub unknown_owners: Vec<UnknownOwner>,
 }
 
 /// User and group names of the target root (not the host's): a fresh OS gives system
-/// accounts other ids, so owners are restored by name first.
+/// accounts other ids, so owners are restored by name first. A name the new OS lacks (a
+/// package's system user not installed yet), or one that belongs to another account of
+/// the image (`not_by_name`), is never resolved by number into someone else's account:
+/// it gets a reserved id — the old one when no account of the new OS has it, else a free
+/// one in the system range — and is listed in `DataRestore::unknown_owners`.
 pub struct Owners {
     users: HashMap<String, u32>,
     groups: HashMap<String, u32>,
+    used_uids: std::collections::HashSet<u32>,
+    used_gids: std::collections::HashSet<u32>,
+    not_by_name: std::collections::HashSet<String>,
+    /// (is a group, name) → the id chosen for it.
+    reserved: Mutex<std::collections::BTreeMap<(bool, String), u32>>,
 }
+
+/// A user or group the snapshot's files name that the new OS has no account for (or
+/// only another person's of that name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownOwner {
+    pub group: bool,
+    pub name: String,
+    /// The id the files were restored with.
+    pub id: u32,
+    /// The name belongs to another account of the new OS (never created).
+    pub conflict: bool,
+}
+
+/// Where reserved ids come from when the old one is in use: the system range.
+const SYSTEM_IDS: std::ops::RangeInclusive<u32> = 100..=999;
 
 impl Owners {
     pub fn of(root: &Root) -> Owners {
+        Owners::with_conflicts(root, &[])
+    }
+
+    /// Owners by name, except `not_by_name` (captured users whose name the image uses for
+    /// an account of its own).
+    pub fn with_conflicts(root: &Root, not_by_name: &[String]) -> Owners {
         let (users, groups) = crate::state::accounts::load(root);
         Owners {
+            used_uids: users.iter().map(|u| u.uid).collect(),
+            used_gids: groups.iter().map(|g| g.gid).collect(),
             users: users.into_iter().map(|u| (u.name, u.uid)).collect(),
             groups: groups.into_iter().map(|g| (g.name, g.gid)).collect(),
+            not_by_name: not_by_name.iter().cloned().collect(),
+            reserved: Mutex::new(Default::default()),
         }
     }
 
     fn ids(&self, n: &Node) -> (u32, u32) {
-        let uid = n
-            .user
-            .as_ref()
-            .and_then(|u| self.users.get(u))
-            .copied()
-            .unwrap_or(n.uid);
-        let gid = n
-            .group
-            .as_ref()
-            .and_then(|g| self.groups.get(g))
-            .copied()
-            .unwrap_or(n.gid);
+        let uid = match &n.user {
+            Some(u) => self.resolve(false, u, n.uid),
+            None => n.uid,
+        };
+        let gid = match &n.group {
+            Some(g) => self.resolve(true, g, n.gid),
+            None => n.gid,
+        };
         (uid, gid)
+    }
+
+    fn resolve(&self, group: bool, name: &str, old: u32) -> u32 {
+        let (known, used) = if group {
+            (&self.groups, &self.used_gids)
+        } else {
+            (&self.users, &self.used_uids)
+        };
+        if !self.not_by_name.contains(name)
+            && let Some(id) = known.get(name)
+        {
+            return *id;
+        }
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = reserved.get(&(group, name.to_string())) {
+            return *id;
+        }
+        let taken = |id: &u32| used.contains(id) || reserved.values().any(|r| r == id);
+        let id = if !taken(&old) {
+            old
+        } else {
+            SYSTEM_IDS.rev().find(|id| !taken(id)).unwrap_or(old)
+        };
+        reserved.insert((group, name.to_string()), id);
+        id
+    }
+
+    /// The owners the new OS had no account for, with the ids their files got.
+    pub fn unknown(&self) -> Vec<UnknownOwner> {
+        let reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        reserved
+            .iter()
+            .map(|((group, name), id)| UnknownOwner {
+                group: *group,
+                name: name.clone(),
+                id: *id,
+                conflict: self.not_by_name.contains(name),
+            })
+            .collect()
     }
 }
 
@@ -73,9 +144,10 @@ pub fn restore(
     root: &Root,
     data: &DataManifest,
     progress: &Progress,
+    not_by_name: &[String],
 ) -> Result<DataRestore> {
     let index = Arc::new(Mutex::new(index));
-    let owners = Arc::new(Owners::of(root));
+    let owners = Arc::new(Owners::with_conflicts(root, not_by_name));
     let mut out = DataRestore::default();
     for r in &data.roots {
         if !r.path.starts_with('/') || !check_path(r.path.trim_start_matches('/').as_bytes()) {
@@ -95,6 +167,7 @@ pub fn restore(
         )?;
     }
     sys::sync_all_filesystems();
+    out.unknown_owners = owners.unknown();
     Ok(out)
 }
 

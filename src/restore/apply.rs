@@ -45,6 +45,10 @@ pub struct Outcome {
     /// Files that could not be restored (`path: reason`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_files: Vec<String>,
+    /// What a person must look at although the step did its work (the restore ends
+    /// `degraded`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<String>,
 }
 
 impl Outcome {
@@ -54,6 +58,7 @@ impl Outcome {
             detail: detail.into(),
             warnings: Vec::new(),
             failed_files: Vec::new(),
+            attention: Vec::new(),
         }
     }
 
@@ -63,6 +68,7 @@ impl Outcome {
             detail: detail.into(),
             warnings: Vec::new(),
             failed_files: Vec::new(),
+            attention: Vec::new(),
         }
     }
 }
@@ -111,7 +117,18 @@ impl<'a> Apply<'a> {
             detail: detail.into(),
             warnings,
             failed_files: Vec::new(),
+            attention: Vec::new(),
         }
+    }
+
+    /// The new OS's version of a file as it was before this snapshot's restore changed it
+    /// (its first backup), else as it is.
+    pub fn original(&self, abs: &str) -> Option<String> {
+        crate::sys::read_opt(&self.backup_path(abs))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .or_else(|| self.read(abs))
     }
 
     /// Reads a text file of the new OS (`None` when absent or unreadable).

@@ -8,6 +8,7 @@ mod data;
 mod disks;
 mod identity;
 mod network;
+mod reown;
 mod services;
 mod system;
 #[cfg(windows)]
@@ -105,6 +106,13 @@ pub const STEPS: &[StepDef] = &[
         about: "merge the data-disk mounts into fstab (by UUID, nofail), create their mountpoints, mount and check them",
         needs: &["mounts", "disks"],
         run: disks::fstab,
+        verify: true,
+    },
+    StepDef {
+        name: "reown",
+        about: "re-own the files on the data disks of accounts whose id had to change (old id → new id)",
+        needs: &["users", "groups", "mounts"],
+        run: reown::reown,
         verify: true,
     },
     DATA,

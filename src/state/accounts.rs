@@ -225,19 +225,43 @@ pub struct AccountFiles {
     pub gshadow: Option<String>,
 }
 
-/// Merges captured users and groups into a new OS's account files. Same name and id when
-/// the id is free; a taken id gets the next free one in the range and is reported; a
-/// name that exists already keeps the new OS's entry, and memberships are added to it.
-/// Returns the new files and the notes (what clashed or could not be done).
-pub fn merge(
-    files: &AccountFiles,
-    range: IdRange,
-    users: &[User],
-    groups: &[Group],
-    shadow: &[ShadowEntry],
-    days_since_epoch: u64,
-) -> (AccountFiles, Vec<String>) {
+/// What the accounts merge starts from.
+pub struct MergeInput<'a> {
+    /// The new OS's account files as they are now (after an earlier run, with what it
+    /// created).
+    pub files: &'a AccountFiles,
+    /// The new OS's own accounts, as the image brought them (before any restore).
+    pub image_passwd: &'a [PasswdLine],
+    pub image_groups: &'a [Group],
+    pub range: IdRange,
+    pub users: &'a [User],
+    pub groups: &'a [Group],
+    pub shadow: &'a [ShadowEntry],
+    pub days_since_epoch: u64,
+}
+
+/// The merged files and what a person should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    pub files: AccountFiles,
+    /// Ids that moved, memberships that could not be restored.
+    pub notes: Vec<String>,
+    /// Captured users whose name the new OS already uses with another uid: the new OS's
+    /// account is kept and nothing of the old one is added to it.
+    pub conflicts: Vec<String>,
+}
+
+/// Merges captured users and groups into a new OS's account files. An account the image
+/// has under the same name is the image's: a group keeps its gid; a user with the same
+/// uid is the same account (memberships are added), one with another uid is a conflict
+/// (nothing is added to it: its keys and groups would log the old user into an account
+/// that is not theirs). The others are created: first every one whose id is free on the
+/// new OS keeps it, then the rest get the first ids free in the range that no captured
+/// account wants, so one taken id never shifts the others.
+pub fn merge(m: &MergeInput) -> Merged {
+    let files = m.files;
     let mut notes = Vec::new();
+    let mut conflicts = Vec::new();
     let (passwd, _) = parse_passwd(&files.passwd);
     let (mut new_groups, _) = parse_group(&files.group);
     let mut passwd_lines: Vec<String> = files.passwd.lines().map(str::to_string).collect();
@@ -251,15 +275,11 @@ pub fn merge(
         .as_ref()
         .map(|s| s.lines().map(str::to_string).collect());
 
-    let mut used_gids: BTreeSet<u32> = new_groups.iter().map(|g| g.gid).collect();
-    let mut used_uids: BTreeSet<u32> = passwd.iter().map(|p| p.uid).collect();
-
     // Groups first: users' primary groups must exist.
-    let mut wanted: Vec<Group> = groups.to_vec();
-    for u in users {
+    let mut wanted: Vec<Group> = m.groups.to_vec();
+    for u in m.users {
         if let Some(gname) = &u.group
             && !wanted.iter().any(|g| &g.name == gname)
-            && !new_groups.iter().any(|g| &g.name == gname)
         {
             wanted.push(Group {
                 name: gname.clone(),
@@ -269,77 +289,98 @@ pub fn merge(
         }
     }
     for g in &wanted {
-        if let Some(existing) = new_groups.iter().find(|x| x.name == g.name) {
-            if existing.gid != g.gid {
-                notes.push(format!(
-                    "group {} has gid {} on the new OS (was {}): kept {}",
-                    g.name, existing.gid, g.gid, existing.gid
-                ));
-            }
-            continue;
+        if let Some(img) = m.image_groups.iter().find(|x| x.name == g.name)
+            && img.gid != g.gid
+        {
+            notes.push(format!(
+                "group {} has gid {} on the new OS (was {}): kept {}",
+                g.name, img.gid, g.gid, img.gid
+            ));
         }
-        let Some(gid) = pick_id(
-            g.gid,
-            &used_gids,
-            (range.gid_min, range.gid_max),
-            &format!("group {}: gid", g.name),
-            &mut notes,
-        ) else {
-            continue;
-        };
-        used_gids.insert(gid);
-        group_lines.push(format!("{}:x:{}:", g.name, gid));
+    }
+    let to_create: Vec<(String, u32)> = wanted
+        .iter()
+        .filter(|g| !new_groups.iter().any(|x| x.name == g.name))
+        .map(|g| (g.name.clone(), g.gid))
+        .collect();
+    let used: BTreeSet<u32> = new_groups.iter().map(|g| g.gid).collect();
+    let reserved: BTreeSet<u32> = wanted.iter().map(|g| g.gid).collect();
+    for (name, gid) in allocate(
+        &to_create,
+        &used,
+        &reserved,
+        (m.range.gid_min, m.range.gid_max),
+        "group",
+        "gid",
+        &mut notes,
+    ) {
+        group_lines.push(format!("{name}:x:{gid}:"));
         if let Some(gs) = gshadow_lines.as_mut() {
-            gs.push(format!("{}:!::", g.name));
+            gs.push(format!("{name}:!::"));
         }
         new_groups.push(Group {
-            name: g.name.clone(),
+            name,
             gid,
             members: Vec::new(),
         });
     }
 
-    for u in users {
-        if let Some(existing) = passwd.iter().find(|p| p.name == u.name) {
-            if existing.uid != u.uid {
+    let mut merged_users = Vec::new();
+    for u in m.users {
+        match m.image_passwd.iter().find(|p| p.name == u.name) {
+            Some(img) if img.uid != u.uid => {
                 notes.push(format!(
-                    "user {} has uid {} on the new OS (was {}): kept {}",
-                    u.name, existing.uid, u.uid, existing.uid
+                    "user {} is uid {} on the new OS (was {}): the new OS's account is kept and nothing of the old one (groups, keys) is added to it",
+                    u.name, img.uid, u.uid
                 ));
+                conflicts.push(u.name.clone());
             }
-        } else {
-            let Some(uid) = pick_id(
-                u.uid,
-                &used_uids,
-                (range.uid_min, range.uid_max),
-                &format!("user {}: uid", u.name),
-                &mut notes,
-            ) else {
-                continue;
-            };
-            used_uids.insert(uid);
-            let gid = u
-                .group
-                .as_ref()
-                .and_then(|n| new_groups.iter().find(|g| &g.name == n))
-                .map(|g| g.gid)
-                .unwrap_or(u.gid);
-            passwd_lines.push(format!(
-                "{}:x:{}:{}:{}:{}:{}",
-                u.name, uid, gid, u.gecos, u.home, u.shell
-            ));
-            if let Some(sh) = shadow_lines.as_mut() {
-                let line = shadow
-                    .iter()
-                    .find(|s| s.name == u.name)
-                    .map(|s| s.line.clone())
-                    .unwrap_or_else(|| format!("{}:!:{}:0:99999:7:::", u.name, days_since_epoch));
-                sh.push(line);
-            }
+            _ => merged_users.push(u),
         }
+    }
+    let to_create: Vec<(String, u32)> = merged_users
+        .iter()
+        .filter(|u| !passwd.iter().any(|p| p.name == u.name))
+        .map(|u| (u.name.clone(), u.uid))
+        .collect();
+    let used: BTreeSet<u32> = passwd.iter().map(|p| p.uid).collect();
+    let reserved: BTreeSet<u32> = m.users.iter().map(|u| u.uid).collect();
+    for (name, uid) in allocate(
+        &to_create,
+        &used,
+        &reserved,
+        (m.range.uid_min, m.range.uid_max),
+        "user",
+        "uid",
+        &mut notes,
+    ) {
+        let Some(u) = m.users.iter().find(|u| u.name == name) else {
+            continue;
+        };
+        let gid = u
+            .group
+            .as_ref()
+            .and_then(|n| new_groups.iter().find(|g| &g.name == n))
+            .map(|g| g.gid)
+            .unwrap_or(u.gid);
+        passwd_lines.push(format!(
+            "{}:x:{}:{}:{}:{}:{}",
+            u.name, uid, gid, u.gecos, u.home, u.shell
+        ));
+        if let Some(sh) = shadow_lines.as_mut() {
+            let line = m
+                .shadow
+                .iter()
+                .find(|s| s.name == u.name)
+                .map(|s| s.line.clone())
+                .unwrap_or_else(|| format!("{}:!:{}:0:99999:7:::", u.name, m.days_since_epoch));
+            sh.push(line);
+        }
+    }
+    for u in merged_users {
         // Memberships: captured groups and the user's supplementary groups.
         let mut member_of: Vec<&str> = u.groups.iter().map(String::as_str).collect();
-        for g in groups.iter().filter(|g| g.members.contains(&u.name)) {
+        for g in m.groups.iter().filter(|g| g.members.contains(&u.name)) {
             if !member_of.contains(&g.name.as_str()) {
                 member_of.push(&g.name);
             }
@@ -368,43 +409,161 @@ pub fn merge(
         s.push('\n');
         s
     };
-    (
-        AccountFiles {
+    Merged {
+        files: AccountFiles {
             passwd: join(passwd_lines),
             group: join(group_lines),
             shadow: shadow_lines.map(join),
             gshadow: gshadow_lines.map(join),
         },
         notes,
-    )
+        conflicts,
+    }
 }
 
-/// The id to create an account with: the old one when free on the new OS, else the
-/// first free one in the range (noted), or `None` when the range is full (noted).
-fn pick_id(
-    wanted: u32,
+/// The ids to create accounts with: first every one whose old id is free keeps it, then
+/// the rest get the first ids in the range that are neither used nor wanted by another
+/// captured account (`reserved`). A full range is noted and the account left out.
+fn allocate(
+    wanted: &[(String, u32)],
     used: &BTreeSet<u32>,
+    reserved: &BTreeSet<u32>,
     (min, max): (u32, u32),
-    what: &str,
+    kind: &str,
+    id: &str,
     notes: &mut Vec<String>,
-) -> Option<u32> {
-    if !used.contains(&wanted) {
-        return Some(wanted);
-    }
-    match (min..=max).find(|x| !used.contains(x)) {
-        Some(free) => {
-            notes.push(format!(
-                "{what} {wanted} is taken on the new OS, created with {free}"
-            ));
-            Some(free)
-        }
-        None => {
-            notes.push(format!(
-                "{what} {wanted} is taken and no id is free in {min}..={max}"
-            ));
-            None
+) -> Vec<(String, u32)> {
+    let mut taken = used.clone();
+    let mut out: Vec<Option<u32>> = Vec::with_capacity(wanted.len());
+    for (_, want) in wanted {
+        if taken.insert(*want) {
+            out.push(Some(*want));
+        } else {
+            out.push(None);
         }
     }
+    for (i, (name, want)) in wanted.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
+        match (min..=max).find(|x| !taken.contains(x) && !reserved.contains(x)) {
+            Some(free) => {
+                taken.insert(free);
+                notes.push(format!(
+                    "{kind} {name}: {id} {want} is taken on the new OS, created with {free}"
+                ));
+                out[i] = Some(free);
+            }
+            None => notes.push(format!(
+                "{kind} {name}: {id} {want} is taken and no {id} is free in {min}..={max}; not created"
+            )),
+        }
+    }
+    wanted
+        .iter()
+        .zip(out)
+        .filter_map(|((n, _), id)| id.map(|id| (n.clone(), id)))
+        .collect()
+}
+
+/// The ids that moved between the old OS and the new one, for the accounts carryover
+/// created (an account the image already had is never a target): files on the surviving
+/// data disks are re-owned from the old id to the new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdMoves {
+    pub uids: std::collections::BTreeMap<u32, u32>,
+    pub gids: std::collections::BTreeMap<u32, u32>,
+}
+
+impl IdMoves {
+    pub fn is_empty(&self) -> bool {
+        self.uids.is_empty() && self.gids.is_empty()
+    }
+}
+
+/// Compares the captured accounts with the new OS's (`now`), leaving out every name the
+/// image had (`image_*`): those are the image's accounts, not the old ones moved.
+pub fn id_moves(
+    users: &[User],
+    groups: &[Group],
+    image_passwd: &[PasswdLine],
+    image_groups: &[Group],
+    now_passwd: &[PasswdLine],
+    now_groups: &[Group],
+) -> IdMoves {
+    let mut moves = IdMoves::default();
+    for u in users {
+        if image_passwd.iter().any(|p| p.name == u.name) {
+            continue;
+        }
+        if let Some(p) = now_passwd.iter().find(|p| p.name == u.name)
+            && p.uid != u.uid
+        {
+            moves.uids.insert(u.uid, p.uid);
+        }
+    }
+    let primaries = users
+        .iter()
+        .filter_map(|u| u.group.as_ref().map(|g| (g.clone(), u.gid)));
+    for (name, gid) in groups
+        .iter()
+        .map(|g| (g.name.clone(), g.gid))
+        .chain(primaries)
+    {
+        if image_groups.iter().any(|g| g.name == name) {
+            continue;
+        }
+        if let Some(g) = now_groups.iter().find(|g| g.name == name)
+            && g.gid != gid
+        {
+            moves.gids.insert(gid, g.gid);
+        }
+    }
+    moves
+}
+
+/// Adds system accounts (no login, no home) for the owners of restored files that the new
+/// OS lacks — a package's user whose package is not installed yet: its files keep an
+/// account of their own name, and the package's installer later finds and reuses it.
+/// Names that exist already are left alone (idempotent).
+pub fn add_system_accounts(
+    files: &AccountFiles,
+    users: &[(String, u32, u32)],
+    groups: &[(String, u32)],
+    days_since_epoch: u64,
+) -> AccountFiles {
+    let (passwd, _) = parse_passwd(&files.passwd);
+    let (existing, _) = parse_group(&files.group);
+    let mut out = files.clone();
+    let push = |text: &mut String, line: String| {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
+        text.push('\n');
+    };
+    for (name, gid) in groups {
+        if existing.iter().any(|g| &g.name == name) {
+            continue;
+        }
+        push(&mut out.group, format!("{name}:x:{gid}:"));
+        if let Some(gs) = out.gshadow.as_mut() {
+            push(gs, format!("{name}:!::"));
+        }
+    }
+    for (name, uid, gid) in users {
+        if passwd.iter().any(|p| &p.name == name) {
+            continue;
+        }
+        push(
+            &mut out.passwd,
+            format!("{name}:x:{uid}:{gid}:restored by carryover:/nonexistent:/usr/sbin/nologin"),
+        );
+        if let Some(sh) = out.shadow.as_mut() {
+            push(sh, format!("{name}:!:{days_since_epoch}:0:99999:7:::"));
+        }
+    }
+    out
 }
 
 /// Adds a member to the last field of a group or gshadow line (idempotent).
@@ -491,6 +650,29 @@ mod tests {
         (users, groups)
     }
 
+    fn input<'a>(
+        files: &'a AccountFiles,
+        image: &'a (Vec<PasswdLine>, Vec<Group>),
+        users: &'a [User],
+        groups: &'a [Group],
+        shadow: &'a [ShadowEntry],
+    ) -> MergeInput<'a> {
+        MergeInput {
+            files,
+            image_passwd: &image.0,
+            image_groups: &image.1,
+            range: IdRange::default(),
+            users,
+            groups,
+            shadow,
+            days_since_epoch: 20000,
+        }
+    }
+
+    fn image_of(f: &AccountFiles) -> (Vec<PasswdLine>, Vec<Group>) {
+        (parse_passwd(&f.passwd).0, parse_group(&f.group).0)
+    }
+
     #[test]
     fn merge_into_fresh_os() {
         let (users, groups) = captured();
@@ -501,16 +683,19 @@ mod tests {
             shadow: Some("root:*:19000:0:99999:7:::\ndebian:!:19000:0:99999:7:::\n".into()),
             gshadow: Some("root:*::\nsudo:*::\ndebian:!::\n".into()),
         };
-        let (out, notes) = merge(&files, IdRange::default(), &users, &groups, &[], 20000);
-        // alice's uid 1000 and gid 1000 are taken by the image's user: next free ids.
+        let image = image_of(&files);
+        let m = merge(&input(&files, &image, &users, &groups, &[]));
+        let (out, notes) = (m.files, m.notes);
+        // alice's uid 1000 and gid 1000 are taken by the image's user; bob keeps 1001 and
+        // alice gets the first id no captured account wants
         assert!(
             out.passwd
-                .contains("alice:x:1001:1001:Alice,,,:/home/alice:/bin/bash"),
+                .contains("alice:x:1002:1002:Alice,,,:/home/alice:/bin/bash"),
             "{}",
             out.passwd
         );
         assert!(
-            out.passwd.contains("bob:x:1002:1002::/home/bob:/bin/sh"),
+            out.passwd.contains("bob:x:1001:1001::/home/bob:/bin/sh"),
             "{}",
             out.passwd
         );
@@ -525,9 +710,122 @@ mod tests {
         assert!(out.gshadow.as_ref().unwrap().contains("devs:!::alice,bob"));
         assert!(notes.iter().any(|n| n.contains("uid 1000 is taken")));
         assert!(notes.iter().any(|n| n.contains("docker does not exist")));
-        // idempotent
-        let (again, _) = merge(&out, IdRange::default(), &users, &groups, &[], 20000);
-        assert_eq!(again, out);
+        // idempotent: a rerun starts from what the first run wrote
+        let again = merge(&input(&out, &image, &users, &groups, &[]));
+        assert_eq!(again.files, out);
+        assert!(again.conflicts.is_empty());
+        // the ids that moved: alice 1000 → 1002 (user and group); bob stayed
+        let now = image_of(&out);
+        let moves = id_moves(&users, &groups, &image.0, &image.1, &now.0, &now.1);
+        assert_eq!(
+            moves.uids.into_iter().collect::<Vec<_>>(),
+            vec![(1000, 1002)]
+        );
+        assert_eq!(
+            moves.gids.into_iter().collect::<Vec<_>>(),
+            vec![(1000, 1002)]
+        );
+    }
+
+    /// #13.1: one taken id must not shift every captured account after it.
+    #[test]
+    fn a_taken_id_does_not_cascade() {
+        let user = |name: &str, id: u32| User {
+            name: name.into(),
+            uid: id,
+            gid: id,
+            group: Some(name.into()),
+            gecos: String::new(),
+            home: format!("/home/{name}"),
+            shell: "/bin/bash".into(),
+            groups: vec![],
+        };
+        let users = vec![
+            user("ubuntu", 1000),
+            user("alice", 1001),
+            user("deploy", 1002),
+        ];
+        let files = AccountFiles {
+            passwd: "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000::/home/debian:/bin/bash\n"
+                .into(),
+            group: "root:x:0:\ndebian:x:1000:\n".into(),
+            shadow: None,
+            gshadow: None,
+        };
+        let image = image_of(&files);
+        let m = merge(&input(&files, &image, &users, &[], &[]));
+        let (p, _) = parse_passwd(&m.files.passwd);
+        let uid = |n: &str| p.iter().find(|x| x.name == n).unwrap().uid;
+        assert_eq!(
+            (uid("alice"), uid("deploy"), uid("ubuntu")),
+            (1001, 1002, 1003)
+        );
+        let now = image_of(&m.files);
+        let moves = id_moves(&users, &[], &image.0, &image.1, &now.0, &now.1);
+        assert_eq!(
+            moves.uids.into_iter().collect::<Vec<_>>(),
+            vec![(1000, 1003)]
+        );
+        assert_eq!(
+            moves.gids.into_iter().collect::<Vec<_>>(),
+            vec![(1000, 1003)]
+        );
+    }
+
+    /// #13.3: an unprivileged old user with the name of the image's sudo user is not merged
+    /// into it.
+    #[test]
+    fn a_same_name_account_with_another_uid_is_a_conflict_not_a_merge() {
+        let old = User {
+            name: "debian".into(),
+            uid: 1003,
+            gid: 1003,
+            group: Some("debian".into()),
+            gecos: String::new(),
+            home: "/home/debian".into(),
+            shell: "/bin/bash".into(),
+            groups: vec!["devs".into()],
+        };
+        let groups = vec![Group {
+            name: "devs".into(),
+            gid: 2000,
+            members: vec!["debian".into()],
+        }];
+        let files = AccountFiles {
+            passwd: "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000::/home/debian:/bin/bash\n"
+                .into(),
+            group: "root:x:0:\nsudo:x:27:debian\ndebian:x:1000:\n".into(),
+            shadow: None,
+            gshadow: None,
+        };
+        let image = image_of(&files);
+        let m = merge(&input(
+            &files,
+            &image,
+            std::slice::from_ref(&old),
+            &groups,
+            &[],
+        ));
+        assert_eq!(m.conflicts, vec!["debian".to_string()]);
+        assert!(
+            m.files.group.contains("devs:x:2000:\n"),
+            "{}",
+            m.files.group
+        );
+        assert!(!m.files.passwd.contains(":1003:"));
+        let now = image_of(&m.files);
+        let moves = id_moves(
+            std::slice::from_ref(&old),
+            &groups,
+            &image.0,
+            &image.1,
+            &now.0,
+            &now.1,
+        );
+        assert!(
+            moves.uids.is_empty() && !moves.gids.contains_key(&1003),
+            "{moves:?}"
+        );
     }
 
     #[test]
@@ -543,7 +841,8 @@ mod tests {
             name: "alice".into(),
             line: "alice:$6$salt$hash:19500:0:99999:7:::".into(),
         }];
-        let (out, _) = merge(&files, IdRange::default(), &users, &groups, &shadow, 20000);
+        let image = image_of(&files);
+        let out = merge(&input(&files, &image, &users, &groups, &shadow)).files;
         assert!(out.passwd.contains("alice:x:1000:1000:"));
         assert!(out.shadow.unwrap().contains("alice:$6$salt$hash"));
         assert!(out.gshadow.is_none());

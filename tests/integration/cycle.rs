@@ -404,11 +404,12 @@ fn ubuntu_to_rocky_uses_network_manager_chrony_and_free_ids() {
         chrony.contains("server ntp.myhuaweicloud.com iburst\n# END carryover"),
         "{chrony}"
     );
-    // uid 1000 belongs to the image's user: alice gets the next free id, and it is said.
+    // uid 1000 belongs to the image's user: bob keeps his 1001, alice gets the first id
+    // no captured account wants, and it is said.
     let passwd = new.read("/etc/passwd");
     assert!(passwd.contains("rocky:x:1000:1000"));
-    assert!(passwd.contains("alice:x:1001:1001:"), "{passwd}");
-    assert!(passwd.contains("bob:x:1002:1002:"), "{passwd}");
+    assert!(passwd.contains("alice:x:1002:1002:"), "{passwd}");
+    assert!(passwd.contains("bob:x:1001:1001:"), "{passwd}");
     assert!(
         step(&v, "accounts")["warnings"]
             .to_string()
@@ -421,7 +422,7 @@ fn ubuntu_to_rocky_uses_network_manager_chrony_and_free_ids() {
     );
     // Red Hat's cron spool, owned by alice's new uid
     let tab = std::fs::metadata(new.p("/var/spool/cron/alice")).unwrap();
-    assert_eq!((tab.uid(), tab.permissions().mode() & 0o777), (1001, 0o600));
+    assert_eq!((tab.uid(), tab.permissions().mode() & 0o777), (1002, 0o600));
     // the old OS's hostname, the hosts entry it used
     assert_eq!(new.read("/etc/hostname"), "web01\n");
     assert!(

@@ -63,12 +63,16 @@ fn data_tree(dir: &Path) -> Tree {
     t
 }
 
-/// A new root where alice has uid 1005.
+/// A new root whose image user `ubuntu` has uid 1000: restore creates alice with another
+/// id (1001), and her files follow her name.
 fn new_root(dir: &Path) -> Tree {
     let t = Tree::new(dir);
-    t.file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\nalice:x:1005:1005::/home/alice:/bin/bash\n")
-        .file("/etc/group", "root:x:0:\nubuntu:x:1000:\nalice:x:1005:\n")
-        .file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"));
+    t.file(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\n",
+    )
+    .file("/etc/group", "root:x:0:\nubuntu:x:1000:\n")
+    .file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"));
     t
 }
 
@@ -143,7 +147,7 @@ fn round_trip_keeps_every_byte_and_bit_of_metadata() {
             m("/srv/app/config.toml").uid(),
             m("/srv/app/config.toml").gid()
         ),
-        (1005, 1005)
+        (1001, 1001)
     );
     assert_eq!(
         (

@@ -70,6 +70,41 @@ TOML
   echo "$t0 $t1" > "$out/capture.time"
   carryover userdata > "$out/user-data"
   echo $? > "$out/userdata.rc"
+  # a last capture killed right after its snapshot was sealed (its post-capture step never
+  # ran), then newer data and a new hostname: rebooting this old OS must change nothing
+  mkdir -p /etc/carryover/hooks/post-capture.d
+  printf '#!/bin/sh\nkill -9 $PPID\n' > /etc/carryover/hooks/post-capture.d/10-crash
+  chmod 0755 /etc/carryover/hooks/post-capture.d/10-crash
+  carryover capture --format json > "$out/capture-killed.json"
+  echo $? > "$out/capture-killed.rc"
+  rm -f /etc/carryover/hooks/post-capture.d/10-crash
+  echo "newer than any snapshot" > /data/app/sub/f0
+  echo web01-after > /etc/hostname
+  sync
+}
+
+oldreboot() {
+  # the old OS boots again: its restore unit (enabled by the package) must find nothing due
+  n=0
+  while [ $n -lt 600 ]; do
+    st=$(systemctl show -p ActiveState --value carryover-restore.service)
+    [ "$st" = active ] || [ "$st" = failed ] && break
+    sleep 1
+    n=$((n + 1))
+  done
+  journalctl -b -u carryover-restore.service --no-pager > "$out/oldreboot-journal.log"
+  {
+    echo "restore_unit=$st"
+    echo "etc_hostname=$(cat /etc/hostname)"
+    echo "f0=$(cat /data/app/sub/f0)"
+  } > "$out/oldreboot.facts"
+  sync
+}
+
+broken() {
+  # the new OS whose store disk is broken: the user-data's runcmd must report the failure
+  sh -x "$H/userdata.sh" > "$out/userdata-run.log" 2>&1
+  echo $? > "$out/userdata-run.rc"
   sync
 }
 
@@ -116,7 +151,9 @@ new() {
 
 case $phase in
   old) old ;;
+  oldreboot) oldreboot ;;
   new) new ;;
+  broken) broken ;;
 esac
 mark "guest-done $phase"
 sync

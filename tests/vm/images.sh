@@ -13,7 +13,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$cache"
 mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}
-pkgs=linux-image-amd64,systemd-sysv,udev,kmod,lvm2,ntfs-3g,cron,openssh-server,iproute2,procps,e2fsprogs,ca-certificates
+# curl: cloud images have it (and python3, for cloud-init): the user-data's own failure
+# report uses it
+pkgs=linux-image-amd64,systemd-sysv,udev,kmod,lvm2,ntfs-3g,cron,openssh-server,iproute2,procps,e2fsprogs,ca-certificates,curl
 # the recipe's hash names the cache entry: a change to this script rebuilds
 recipe=$(cat "$0" | sha256sum | cut -c1-12)
 

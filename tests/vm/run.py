@@ -64,6 +64,7 @@ class Orchestrator:
                         "auth": self.headers.get("Authorization"),
                         "phase": ev.get("phase"),
                         "state": ev.get("state"),
+                        "message": ev.get("message") or "",
                         "event_id": ev.get("event_id"),
                         "at": time.monotonic(),
                     })
@@ -163,9 +164,9 @@ def extract_runcmd(user_data):
     return "\n".join(body) + "\n"
 
 
-def facts(out):
+def facts(out, name="new.facts"):
     d = {}
-    with open(os.path.join(out, "new.facts")) as f:
+    with open(os.path.join(out, name)) as f:
         for l in f:
             k, _, v = l.rstrip("\n").partition("=")
             d[k] = v.strip()
@@ -287,6 +288,23 @@ def main():
     user_data = read(os.path.join(out, "user-data"))
     check(user_data.startswith("#cloud-config") and len(user_data) < 32 * 1024 and TOKEN not in user_data, "user-data: cloud-config, < 32 KB, no token", failures)
     script = extract_runcmd(user_data)
+    check(read(os.path.join(out, "capture-killed.rc")).strip() == "137", "a last capture killed after sealing (kill -9 from its post-capture hook)", failures)
+
+    # the old OS reboots: its restore unit runs and must change nothing
+    log("boot 1b: the old OS again (after a capture killed after sealing, newer data, a new hostname)")
+    with open(os.path.join(share, "phase"), "w") as f:
+        f.write("oldreboot\n")
+    since_old = time.monotonic()
+    vm = VM(work, "oldreboot", os.path.join(bw, "vmlinuz"), os.path.join(bw, "initrd.img"), [old_img, vdb, vdc], share, orch.port)
+    vm.start()
+    vm.wait_exit()
+    f = facts(out, "oldreboot.facts")
+    print("  old OS rebooted:")
+    check(f.get("restore_unit") == "active", f"restore unit ran ({f.get('restore_unit')})", failures)
+    check("no restore due" in read(os.path.join(out, "oldreboot-journal.log")), "restore --if-due: no restore due", failures)
+    check(f.get("etc_hostname") == "web01-after", f"hostname kept ({f.get('etc_hostname')})", failures)
+    check(f.get("f0") == "newer than any snapshot", f"newer data kept ({f.get('f0')})", failures)
+    check(orch.wait_for("restore", ("started", "succeeded", "degraded", "failed"), since_old, 1) is None, "no restore event from the old OS", failures)
 
     # the new OS: the trixie tree as it comes, carryover nowhere on it
     tx = os.path.join(a.cache, "trixie")
@@ -358,6 +376,29 @@ def main():
     check("resumed" in journal2, "the restore said it resumed an interrupted one", failures)
     verify_new(os.path.join(share2, "out"), failures, "after the resume")
     timings["resumed restore (power-on to ready)"] = ready2["at"] - vm.started if ready2 else None
+
+    # scenario 3: the store's disk is broken on the new OS: the user-data itself reports
+    vdb3 = vdb + ".broken"
+    sh("truncate", "-s", "1G", vdb3)
+    new_img3 = os.path.join(work, "new-system-3.img")
+    system_disk(new_tree, new_img3)
+    log("boot 5: the new OS with a blank disk where the store's was: the orchestrator hears of it")
+    share3 = os.path.join(work, "share-broken")
+    os.makedirs(os.path.join(share3, "out"))
+    shutil.copy(os.path.join(HERE, "guest.sh"), share3)
+    with open(os.path.join(share3, "userdata.sh"), "w") as f:
+        f.write(script)
+    with open(os.path.join(share3, "phase"), "w") as f:
+        f.write("broken\n")
+    since5 = time.monotonic()
+    vm = VM(work, "broken", os.path.join(tx, "vmlinuz"), os.path.join(tx, "initrd.img"), [new_img3, vdb3, vdc], share3, orch.port)
+    vm.start()
+    vm.wait_exit()
+    failed = orch.wait_for("restore", ("failed",), since5, 5)
+    print("  a broken store disk on the new OS:")
+    check(read(os.path.join(share3, "out", "userdata-run.rc")).strip() != "0", "the user-data's runcmd failed", failures)
+    check(failed is not None and "mounting the store disk" in failed["message"], f"orchestrator got restore/failed naming the step ({failed and failed['message']})", failures)
+    check(failed is not None and failed["instance"] == UUID, "for this instance", failures)
 
     print("\nphase timings:")
     for k, v in timings.items():

@@ -39,6 +39,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         shadow: a.read("/etc/shadow"),
         gshadow: a.read("/etc/gshadow"),
     };
+    let (image_passwd, image_groups) = image_accounts(a);
     let range = a
         .read("/etc/login.defs")
         .map(|t| accounts::parse_login_defs(&t))
@@ -48,8 +49,20 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         .map(|d| d.as_secs() / 86400)
         .unwrap_or(0);
     // An existing shadow line keeps its "last changed" day, so a rerun is a no-op.
-    let (merged, mut warnings) =
-        accounts::merge(&files, range, &s.users, &s.groups, &l.secrets.shadow, days);
+    let accounts::Merged {
+        files: merged,
+        notes: mut warnings,
+        conflicts,
+    } = accounts::merge(&accounts::MergeInput {
+        files: &files,
+        image_passwd: &image_passwd,
+        image_groups: &image_groups,
+        range,
+        users: &s.users,
+        groups: &s.groups,
+        shadow: &l.secrets.shadow,
+        days_since_epoch: days,
+    });
     a.rewrite("/etc/group", &merged.group)?;
     if let Some(g) = &merged.gshadow {
         a.rewrite("/etc/gshadow", g)?;
@@ -89,7 +102,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
     // Homes: created where missing (a home on a data disk or in a data path comes back
     // with it).
     let (passwd, _) = accounts::parse_passwd(&merged.passwd);
-    for u in &s.users {
+    for u in s.users.iter().filter(|u| !conflicts.contains(&u.name)) {
         let Some(p) = passwd.iter().find(|p| p.name == u.name) else {
             continue;
         };
@@ -110,7 +123,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         a.mkdir(&p.home, 0o700, Some((p.uid, p.gid)))?;
     }
     let names: Vec<&str> = s.users.iter().map(|u| u.name.as_str()).collect();
-    Ok(a.finish(
+    let mut out = a.finish(
         format!(
             "{} users ({}), {} groups",
             s.users.len(),
@@ -118,7 +131,21 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
             s.groups.len()
         ),
         warnings,
-    ))
+    );
+    out.attention = conflicts
+        .iter()
+        .map(|n| format!("user {n}: the new OS has its own account of that name with another uid; the old user's files, groups and keys were not given to it — decide by hand"))
+        .collect();
+    Ok(out)
+}
+
+/// The new OS's own accounts, as its image brought them: the first backup of the account
+/// files when this snapshot's restore already changed them.
+pub fn image_accounts(a: &Apply) -> (Vec<accounts::PasswdLine>, Vec<accounts::Group>) {
+    (
+        accounts::parse_passwd(&a.original("/etc/passwd").unwrap_or_default()).0,
+        accounts::parse_group(&a.original("/etc/group").unwrap_or_default()).0,
+    )
 }
 
 /// A POSIX-ish account name: no separators, no path characters.

@@ -8,6 +8,79 @@ use crate::data::{Progress, restore};
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
 
+/// Creates system accounts for the owners the new OS lacked and says what became of each;
+/// an owner whose name is another account of the image stays a bare number (attention).
+fn owner_accounts(
+    a: &Apply,
+    unknown: &[restore::UnknownOwner],
+    index_warnings: Vec<String>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut warnings: Vec<String> = index_warnings
+        .into_iter()
+        .map(|w| format!("store index {w}"))
+        .collect();
+    let mut attention = Vec::new();
+    let (mut users, mut groups) = (Vec::new(), Vec::new());
+    for o in unknown {
+        let kind = if o.group { "group" } else { "user" };
+        if o.conflict {
+            attention.push(format!(
+                "the files of the old {kind} {} were restored with the bare id {} (the new OS's {} is another account)",
+                o.name, o.id, o.name
+            ));
+        } else if o.group {
+            groups.push((o.name.clone(), o.id));
+            warnings.push(format!(
+                "group {} did not exist on the new OS: created as a system group with gid {} for its files",
+                o.name, o.id
+            ));
+        } else {
+            users.push((o.name.clone(), o.id));
+            warnings.push(format!(
+                "user {} did not exist on the new OS: created as a system user (no login) with uid {} for its files",
+                o.name, o.id
+            ));
+        }
+    }
+    if users.is_empty() && groups.is_empty() {
+        return Ok((warnings, attention));
+    }
+    let files = crate::state::accounts::AccountFiles {
+        passwd: a.read("/etc/passwd").unwrap_or_default(),
+        group: a.read("/etc/group").unwrap_or_default(),
+        shadow: a.read("/etc/shadow"),
+        gshadow: a.read("/etc/gshadow"),
+    };
+    // a user's primary group: its own-named group when there is one, else nogroup
+    let (known, _) = crate::state::accounts::parse_group(&files.group);
+    let gid_of = |name: &str| {
+        groups
+            .iter()
+            .find(|(g, _)| g == name)
+            .map(|(_, id)| *id)
+            .or_else(|| known.iter().find(|g| g.name == name).map(|g| g.gid))
+            .unwrap_or(65534)
+    };
+    let users: Vec<(String, u32, u32)> = users
+        .iter()
+        .map(|(n, id)| (n.clone(), *id, gid_of(n)))
+        .collect();
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86400)
+        .unwrap_or(0);
+    let out = crate::state::accounts::add_system_accounts(&files, &users, &groups, days);
+    a.rewrite("/etc/group", &out.group)?;
+    if let Some(g) = &out.gshadow {
+        a.rewrite("/etc/gshadow", g)?;
+    }
+    a.rewrite("/etc/passwd", &out.passwd)?;
+    if let Some(sh) = &out.shadow {
+        a.rewrite("/etc/shadow", sh)?;
+    }
+    Ok((warnings, attention))
+}
+
 pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let Some((store, manifest)) = &l.data else {
         return Ok(Outcome::skipped("the snapshot has no data paths"));
@@ -27,7 +100,29 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         return Ok(o);
     }
     let (index, warnings) = Index::load(store)?;
-    let r = restore::restore(store, index, a.root, manifest, &Progress::hidden())?;
+    // the old users whose name the image uses for an account of its own: their files are
+    // not given to that account by name
+    let (image_passwd, _) = super::accounts::image_accounts(a);
+    let conflicts: Vec<String> = l
+        .state
+        .users
+        .iter()
+        .filter(|u| {
+            image_passwd
+                .iter()
+                .any(|p| p.name == u.name && p.uid != u.uid)
+        })
+        .map(|u| u.name.clone())
+        .collect();
+    let r = restore::restore(
+        store,
+        index,
+        a.root,
+        manifest,
+        &Progress::hidden(),
+        &conflicts,
+    )?;
+    let (warnings, attention) = owner_accounts(a, &r.unknown_owners, warnings)?;
     let detail = format!(
         "{} of {} files, {} bytes written, into {}",
         r.files,
@@ -43,10 +138,8 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
     Ok(Outcome {
         status,
         detail,
-        warnings: warnings
-            .into_iter()
-            .map(|w| format!("store index {w}"))
-            .collect(),
+        warnings,
         failed_files: r.failed,
+        attention,
     })
 }

@@ -289,5 +289,6 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
         detail: "systemd reloaded, sysctl applied, data disks mounted, custom units started".into(),
         warnings,
         failed_files: Vec::new(),
+        attention: Vec::new(),
     })
 }
