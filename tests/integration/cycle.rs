@@ -298,6 +298,33 @@ fn debian_to_ubuntu_carries_every_setting() {
     );
 }
 
+/// #12.3: the old and the new hosts file both had `127.0.0.1 runsc`, the old one also
+/// `127.0.0.1 vm`; the merge left only `127.0.0.1 vm` and the restore said ready.
+#[test]
+fn hosts_merge_keeps_every_name_of_an_address_regression_12_3() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file(
+        "/etc/hosts",
+        "127.0.0.1\tlocalhost\n127.0.0.1 runsc\n127.0.0.1 vm\n127.0.1.1\tweb01.prod.example.com\tweb01\n",
+    );
+    let new = new_ubuntu(&t.path().join("new"));
+    new.file(
+        "/etc/hosts",
+        "127.0.0.1 localhost\n127.0.0.1 runsc\n127.0.1.1 ubuntu\n::1 ip6-localhost ip6-loopback\n",
+    );
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(json(&o)["state"], "ready");
+    let expected = "127.0.0.1 localhost\n127.0.0.1 runsc\n127.0.1.1\tweb01.prod.example.com web01\n::1 ip6-localhost ip6-loopback\n# restored by carryover\n127.0.0.1\tvm\n";
+    assert_eq!(new.read("/etc/hosts"), expected);
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(step(&json(&o), "hosts")["status"], "unchanged");
+    assert_eq!(new.read("/etc/hosts"), expected);
+}
+
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let t = tempfile::tempdir().unwrap();

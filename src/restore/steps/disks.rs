@@ -215,6 +215,9 @@ pub fn fstab(a: &Apply, l: &Loaded) -> Result<Outcome> {
     if data.is_empty() {
         return Ok(Outcome::skipped("no data-disk entries in the old fstab"));
     }
+    if let Some(why) = data.iter().find_map(|m| mounts::refused(m)) {
+        return Ok(Outcome::failed(why));
+    }
     let current = a.read("/etc/fstab").unwrap_or_default();
     let (merged, clashes) = mounts::merge_fstab(&current, &entries);
     warnings.extend(clashes);

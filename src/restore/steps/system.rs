@@ -4,7 +4,8 @@
 use anyhow::Result;
 
 use crate::restore::Loaded;
-use crate::restore::apply::{Apply, Outcome, set_block};
+use crate::restore::apply::{Apply, Outcome};
+use crate::restore::merge;
 use crate::state::clock::NtpSource;
 use crate::state::packages;
 use crate::state::services::UNIT_DIRS;
@@ -147,7 +148,7 @@ pub fn ntp(a: &Apply, l: &Loaded) -> Result<Outcome> {
             format!("chrony ({p})")
         } else {
             let cur = a.read(conf).unwrap_or_default();
-            a.rewrite(conf, &set_block(&cur, &lines))?;
+            a.rewrite(conf, &merge::ntp_sources(&cur, &lines))?;
             format!("chrony ({conf})")
         }
     } else if unit_installed(a, "systemd-timesyncd.service") {
@@ -158,7 +159,7 @@ pub fn ntp(a: &Apply, l: &Loaded) -> Result<Outcome> {
         format!("systemd-timesyncd ({p})")
     } else if let Some(conf) = ntp_conf {
         let cur = a.read(conf).unwrap_or_default();
-        a.rewrite(conf, &set_block(&cur, &lines))?;
+        a.rewrite(conf, &merge::ntp_sources(&cur, &lines))?;
         format!("ntpd ({conf})")
     } else {
         return Ok(Outcome::failed(
@@ -186,7 +187,8 @@ pub fn sysctl(a: &Apply, l: &Loaded) -> Result<Outcome> {
         } else {
             super::safe_path(&f.path, &["/etc/sysctl.d/"])?
         };
-        a.install(path, f.content.as_bytes(), 0o644, None)?;
+        let merged = merge::sysctl(a.read(path).as_deref(), &f.content);
+        a.rewrite(path, &merged)?;
         done += 1;
     }
     Ok(a.finish(
