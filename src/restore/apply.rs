@@ -130,6 +130,16 @@ impl<'a> Apply<'a> {
         self.root.follow(abs).is_dir()
     }
 
+    /// True when one of `tools` is a program of the new OS.
+    pub fn has_tool(&self, tools: &[&str]) -> bool {
+        const BIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+        tools.iter().any(|t| {
+            BIN_DIRS
+                .iter()
+                .any(|d| self.root.follow(format!("{d}/{t}")).is_file())
+        })
+    }
+
     /// The new OS's os-release.
     pub fn os(&self) -> OsRelease {
         self.read("/etc/os-release")
