@@ -7,15 +7,6 @@ use std::path::Path;
 
 use super::fixtures::*;
 
-fn step<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
-
 /// Every path below `dir` with its kind, content, mode, owner and mtime.
 fn snapshot_tree(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
