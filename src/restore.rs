@@ -3,6 +3,7 @@
 //! decide `ready`, `degraded` or `failed`.
 
 pub mod apply;
+pub mod merge;
 pub mod steps;
 
 use std::collections::BTreeMap;

@@ -27,12 +27,28 @@ const WORKERS: usize = 4;
 /// What a data restore did.
 #[derive(Debug, Default)]
 pub struct DataRestore {
+    /// Regular files and hard links in place.
     pub files: u64,
+    /// Content bytes written.
     pub bytes: u64,
+    /// Entries (files, directories, links, devices) written or given their metadata.
+    pub changed: u64,
+    /// Entries that were already as in the snapshot and were left alone.
+    pub unchanged: u64,
     /// `path: reason` for everything that could not be restored.
     pub failed: Vec<String>,
     /// Owners the new OS had no account for, and the ids their files got.
     pub unknown_owners: Vec<UnknownOwner>,
+}
+
+impl DataRestore {
+    fn count(&mut self, changed: bool) {
+        if changed {
+            self.changed += 1;
+        } else {
+            self.unchanged += 1;
+        }
+    }
 }
 
 /// User and group names of the target root (not the host's): a fresh OS gives system
@@ -204,9 +220,10 @@ fn restore_root(
                     let r = write_file(&store, &index, &owners, &job);
                     let mut res = results.lock().expect("results");
                     match r {
-                        Ok(n) => {
+                        Ok((n, changed)) => {
                             res.files += 1;
                             res.bytes += n;
+                            res.count(changed);
                         }
                         Err(e) => res.failed.push(format!("{}: {e:#}", job.shown)),
                     }
@@ -218,7 +235,7 @@ fn restore_root(
 
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
     let mut fresh_dirs: HashSet<Vec<u8>> = HashSet::new();
-    let mut deferred_dirs: Vec<(PathBuf, String, Node)> = Vec::new();
+    let mut deferred_dirs: Vec<(PathBuf, String, Node, bool)> = Vec::new();
     let mut links: Vec<(PathBuf, String, Node)> = Vec::new();
     let mut prev: Option<Vec<u8>> = None;
     let shown = |p: &[u8]| {
@@ -275,7 +292,7 @@ fn restore_root(
                         fresh_dirs.insert(node.path.clone());
                     }
                     dirs.insert(node.path.clone());
-                    deferred_dirs.push((host, name, node));
+                    deferred_dirs.push((host, name, node, created));
                 }
                 Err(e) => out.failed.push(format!("{name}: {e}")),
             },
@@ -301,8 +318,9 @@ fn restore_root(
             }
             Kind::Hardlink => links.push((host, name, node)),
             Kind::Symlink | Kind::Fifo | Kind::Char | Kind::Block => {
-                if let Err(e) = make_other(&host, &node, owners) {
-                    out.failed.push(format!("{name}: {e:#}"));
+                match make_other(&host, &node, owners) {
+                    Ok(changed) => out.count(changed),
+                    Err(e) => out.failed.push(format!("{name}: {e:#}")),
                 }
             }
         }
@@ -315,18 +333,24 @@ fn restore_root(
         let mut r = results.lock().expect("results");
         out.files += r.files;
         out.bytes += r.bytes;
+        out.changed += r.changed;
+        out.unchanged += r.unchanged;
         progress.bytes(r.bytes);
         out.failed.append(&mut r.failed);
     }
     for (host, name, node) in links {
         match make_hardlink(dest, &host, &node) {
-            Ok(()) => out.files += 1,
+            Ok(changed) => {
+                out.files += 1;
+                out.count(changed);
+            }
             Err(e) => out.failed.push(format!("{name}: {e:#}")),
         }
     }
-    for (host, name, node) in deferred_dirs.iter().rev() {
-        if let Err(e) = apply_meta(host, node, owners, false) {
-            out.failed.push(format!("{name}: {e:#}"));
+    for (host, name, node, created) in deferred_dirs.iter().rev() {
+        match apply_meta(host, node, owners, false) {
+            Ok(changed) => out.count(*created || changed),
+            Err(e) => out.failed.push(format!("{name}: {e:#}")),
         }
     }
     if let Some(e) = tree_error {
@@ -388,8 +412,13 @@ fn put_in_place(tmp: &Path, host: &Path) -> Result<()> {
     })
 }
 
-/// Writes one regular file; returns the bytes written.
-fn write_file(store: &Store, index: &Mutex<Index>, owners: &Owners, job: &Job) -> Result<u64> {
+/// Writes one regular file; returns the bytes written and whether anything changed.
+fn write_file(
+    store: &Store,
+    index: &Mutex<Index>,
+    owners: &Owners,
+    job: &Job,
+) -> Result<(u64, bool)> {
     let n = &job.node;
     if n.size > MAX_FILE_SIZE {
         bail!("size {} is not plausible; refused", n.size);
@@ -408,18 +437,20 @@ fn write_file(store: &Store, index: &Mutex<Index>, owners: &Owners, job: &Job) -
     if !extents_ok {
         bail!("its data regions do not fit its size; refused");
     }
-    // Already there from an earlier, interrupted run or on a surviving data disk.
+    // Already there from an earlier run or on a surviving data disk: the content is
+    // taken as the same when size and mtime are. Only what differs is set; a file with
+    // other names (hard links) is never changed in place, but written anew when its
+    // metadata differs.
     if job.fresh {
     } else if let Ok(m) = std::fs::symlink_metadata(&job.host) {
         let fm = sys::file_meta(&m);
-        if m.is_file()
-            && fm.size == n.size
-            && fm.mtime == n.mtime
-            && fm.mtime_ns == n.mtime_ns
-            && fm.nlink == 1
-        {
-            apply_meta(&job.host, n, owners, false)?;
-            return Ok(0);
+        if m.is_file() && fm.size == n.size && (fm.mtime, fm.mtime_ns) == (n.mtime, n.mtime_ns) {
+            if fm.nlink == 1 {
+                return Ok((0, apply_meta(&job.host, n, owners, false)?));
+            }
+            if !meta_differs(&job.host, n, owners, false)? {
+                return Ok((0, false));
+            }
         }
     }
     let tmp = temp_of(&job.host);
@@ -443,7 +474,7 @@ fn write_file(store: &Store, index: &Mutex<Index>, owners: &Owners, job: &Job) -
             } else {
                 put_in_place(&tmp, &job.host)?;
             }
-            Ok(w)
+            Ok((w, true))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -485,8 +516,32 @@ fn write_content(store: &Store, index: &Mutex<Index>, f: &File, n: &Node) -> Res
     Ok(written)
 }
 
-/// Symlinks, FIFOs and device nodes.
-fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<()> {
+/// Symlinks, FIFOs and device nodes; one already in place (the same target, the same
+/// kind of node and device) only gets the metadata that differs. True when it changed.
+fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<bool> {
+    let symlink = n.kind == Kind::Symlink;
+    if let Ok(m) = std::fs::symlink_metadata(host) {
+        let same = match n.kind {
+            Kind::Symlink => {
+                m.file_type().is_symlink()
+                    && std::fs::read_link(host)
+                        .is_ok_and(|t| t.as_os_str() == sys::os_from_bytes(&n.target))
+            }
+            Kind::Fifo => sys::special_kind(&m.file_type()) == Some("fifo"),
+            Kind::Char | Kind::Block => {
+                let kind = if n.kind == Kind::Char {
+                    "char"
+                } else {
+                    "block"
+                };
+                sys::special_kind(&m.file_type()) == Some(kind) && sys::file_meta(&m).rdev == n.rdev
+            }
+            _ => false,
+        };
+        if same {
+            return apply_meta(host, n, owners, symlink);
+        }
+    }
     let tmp = temp_of(host);
     let _ = std::fs::remove_file(&tmp);
     match n.kind {
@@ -496,15 +551,17 @@ fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<()> {
         Kind::Block => sys::make_special(&tmp, "block", n.mode, n.rdev)?,
         _ => bail!("not a special file"),
     }
-    if let Err(e) = apply_meta(&tmp, n, owners, n.kind == Kind::Symlink) {
+    if let Err(e) = apply_meta(&tmp, n, owners, symlink) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    put_in_place(&tmp, host)
+    put_in_place(&tmp, host)?;
+    Ok(true)
 }
 
 /// A second name of a file restored before; only ever to a regular file of this tree.
-fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<()> {
+/// True when the link was made (false: it was there).
+fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<bool> {
     if n.target.is_empty() || !check_path(&n.target) {
         bail!("hard link to an invalid path; refused");
     }
@@ -524,31 +581,64 @@ fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<()> {
     if std::fs::symlink_metadata(host)
         .is_ok_and(|m| std::fs::symlink_metadata(&first).is_ok_and(|f| sys::same_file(&f, &m)))
     {
-        return Ok(());
+        return Ok(false);
     }
     let tmp = temp_of(host);
     let _ = std::fs::remove_file(&tmp);
     std::fs::hard_link(&first, &tmp)?;
-    put_in_place(&tmp, host)
+    put_in_place(&tmp, host)?;
+    Ok(true)
 }
 
 /// Owner (by name), mode, extended attributes, then times — in that order, since chown
-/// clears setuid bits and every change moves ctime.
-fn apply_meta(path: &Path, n: &Node, owners: &Owners, symlink: bool) -> Result<()> {
+/// clears setuid bits and every change moves ctime — each compared first and set only
+/// where it differs, so an entry already as in the snapshot is not touched. True when
+/// something was set.
+fn apply_meta(path: &Path, n: &Node, owners: &Owners, symlink: bool) -> Result<bool> {
+    sync_meta(path, n, owners, symlink, true)
+}
+
+/// True when some of the node's metadata differs from the entry at `path`.
+fn meta_differs(path: &Path, n: &Node, owners: &Owners, symlink: bool) -> Result<bool> {
+    sync_meta(path, n, owners, symlink, false)
+}
+
+fn sync_meta(path: &Path, n: &Node, owners: &Owners, symlink: bool, set: bool) -> Result<bool> {
+    let m = std::fs::symlink_metadata(path).map_err(|e| anyhow!("reading its metadata: {e}"))?;
+    let fm = sys::file_meta(&m);
     let (uid, gid) = owners.ids(n);
-    sys::lchown(path, uid, gid).map_err(|e| anyhow!("setting the owner: {e}"))?;
-    if !symlink {
-        sys::set_mode(path, n.mode & 0o7777).map_err(|e| anyhow!("setting the mode: {e}"))?;
+    let mut differs = false;
+    if !sys::owner_matches(&m, uid, gid) {
+        differs = true;
+        if set {
+            sys::lchown(path, uid, gid).map_err(|e| anyhow!("setting the owner: {e}"))?;
+        }
+    }
+    // after a chown the mode is set again: it may have cleared setuid/setgid
+    if !symlink && (differs || !sys::mode_matches(&m, n.mode)) {
+        differs = true;
+        if set {
+            sys::set_mode(path, n.mode & 0o7777).map_err(|e| anyhow!("setting the mode: {e}"))?;
+        }
     }
     for x in &n.xattrs {
-        if let Err(e) = sys::set_xattr(path, &x.name, &x.value) {
+        if sys::xattr_is(path, &x.name, &x.value) {
+            continue;
+        }
+        differs = true;
+        if set && let Err(e) = sys::set_xattr(path, &x.name, &x.value) {
             bail!(
                 "setting the extended attribute {}: {e}",
                 String::from_utf8_lossy(&x.name)
             );
         }
     }
-    sys::set_times_nofollow(path, n.mtime, n.mtime_ns)
-        .map_err(|e| anyhow!("setting the times: {e}"))?;
-    Ok(())
+    if (fm.mtime, fm.mtime_ns) != (n.mtime, n.mtime_ns) {
+        differs = true;
+        if set {
+            sys::set_times_nofollow(path, n.mtime, n.mtime_ns)
+                .map_err(|e| anyhow!("setting the times: {e}"))?;
+        }
+    }
+    Ok(differs)
 }

@@ -147,6 +147,16 @@ impl<'a> Apply<'a> {
         self.root.follow(abs).is_dir()
     }
 
+    /// True when one of `tools` is a program of the new OS.
+    pub fn has_tool(&self, tools: &[&str]) -> bool {
+        const BIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+        tools.iter().any(|t| {
+            BIN_DIRS
+                .iter()
+                .any(|d| self.root.follow(format!("{d}/{t}")).is_file())
+        })
+    }
+
     /// The new OS's os-release.
     pub fn os(&self) -> OsRelease {
         self.read("/etc/os-release")
@@ -284,55 +294,9 @@ impl<'a> Apply<'a> {
     }
 }
 
-/// Replaces (or appends) the block between `# BEGIN carryover` and `# END carryover`.
-pub fn set_block(text: &str, body: &str) -> String {
-    const BEGIN: &str = "# BEGIN carryover (restored settings; edits inside are replaced)";
-    const END: &str = "# END carryover";
-    let mut out = Vec::new();
-    let mut inside = false;
-    let mut placed = false;
-    for line in text.lines() {
-        if line.starts_with("# BEGIN carryover") {
-            inside = true;
-            continue;
-        }
-        if inside {
-            if line.starts_with(END) {
-                inside = false;
-                out.push(BEGIN.to_string());
-                out.extend(body.lines().map(str::to_string));
-                out.push(END.to_string());
-                placed = true;
-            }
-            continue;
-        }
-        out.push(line.to_string());
-    }
-    if !placed {
-        out.push(BEGIN.to_string());
-        out.extend(body.lines().map(str::to_string));
-        out.push(END.to_string());
-    }
-    let mut s = out.join("\n");
-    s.push('\n');
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn block_is_replaced_not_duplicated() {
-        let once = set_block("server a\n", "server b");
-        assert_eq!(
-            once,
-            "server a\n# BEGIN carryover (restored settings; edits inside are replaced)\nserver b\n# END carryover\n"
-        );
-        assert_eq!(set_block(&once, "server b"), once);
-        assert!(set_block(&once, "server c").contains("server c\n# END"));
-        assert!(!set_block(&once, "server c").contains("server b"));
-    }
 
     #[test]
     fn install_is_idempotent_and_keeps_a_backup() {

@@ -39,7 +39,8 @@ pub fn job_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn is_assignment(l: &str) -> bool {
+/// `NAME=value`: sets the environment of the jobs below it.
+pub fn is_assignment(l: &str) -> bool {
     match l.split_once('=') {
         Some((k, _)) => {
             let k = k.trim();

@@ -47,45 +47,105 @@ pub fn gather(g: &Gather, _hostname: &str) -> Vec<HostsEntry> {
         .unwrap_or_default()
 }
 
-/// Merges captured entries into a new hosts file: an entry replaces the new file's line
-/// for the same address (so `127.0.1.1 image-default` becomes `127.0.1.1 web01`), or is
-/// appended; every other line of the new file stays as it is. Idempotent.
-pub fn merge(new_text: &str, captured: &[HostsEntry]) -> String {
-    let mut lines: Vec<String> = new_text.lines().map(str::to_string).collect();
-    let mut appended = Vec::new();
-    for entry in captured {
-        let rendered = format!("{}\t{}", entry.address, entry.names.join(" "));
-        let existing = lines.iter().position(|l| {
-            parse(l)
-                .first()
-                .is_some_and(|e| e.address == entry.address && !is_default(e))
-        });
-        match existing {
-            Some(i) => {
-                if parse(&lines[i]).first().map(|e| &e.names) != Some(&entry.names) {
-                    lines[i] = rendered;
+/// The address Debian-family images give their own hostname (`127.0.1.1 debian`).
+pub const SELF_ADDRESS: &str = "127.0.1.1";
+
+/// One entry as a hosts line.
+fn render(e: &HostsEntry) -> String {
+    format!("{}\t{}", e.address, e.names.join(" "))
+}
+
+/// Why an entry from a snapshot cannot go into a hosts file (`None` when it can): an
+/// address that is not one, or a name that would change what the line says.
+pub fn refused(e: &HostsEntry) -> Option<String> {
+    let addr = e.address.split('%').next().unwrap_or("");
+    let name_ok = |n: &String| {
+        !n.is_empty() && !n.starts_with('#') && n.chars().all(|c| c.is_ascii_graphic())
+    };
+    if addr.parse::<std::net::IpAddr>().is_err()
+        || e.address.chars().any(|c| !c.is_ascii_graphic() || c == '#')
+        || e.names.is_empty()
+        || !e.names.iter().all(name_ok)
+    {
+        return Some(format!(
+            "refusing the hosts entry '{} {}': not an address and host names",
+            e.address.escape_debug(),
+            e.names.join(" ").escape_debug()
+        ));
+    }
+    None
+}
+
+/// Merges captured entries into a new hosts file. Every line of the new file stays and
+/// every captured entry is added unless the file has that very line; one address may
+/// carry several names on several lines. The one replacement: when a captured entry is
+/// for 127.0.1.1, the new file's 127.0.1.1 lines lose the image's hostname (`image`, its
+/// short name and `short.*` names) and the names the captured entries bring back — the
+/// captured lines take the place of the first such line, and a line keeps whatever other
+/// names it had. Idempotent.
+pub fn merge(new_text: &str, captured: &[HostsEntry], image: &str) -> String {
+    let entry = |l: &str| parse(l).into_iter().next();
+    let lines: Vec<&str> = new_text.lines().collect();
+    let own: Vec<&HostsEntry> = captured
+        .iter()
+        .filter(|e| e.address == SELF_ADDRESS)
+        .collect();
+    let short = image.split('.').next().unwrap_or("");
+    let dropped = |n: &str| {
+        (!short.is_empty()
+            && (n == image
+                || n == short
+                || n.strip_prefix(short).is_some_and(|r| r.starts_with('.'))))
+            || own.iter().any(|e| e.names.iter().any(|o| o == n))
+    };
+    let rewritten = |e: &HostsEntry| {
+        !own.is_empty()
+            && e.address == SELF_ADDRESS
+            && !captured.contains(e)
+            && e.names.iter().any(|n| dropped(n))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut own_placed = false;
+    for l in &lines {
+        match entry(l) {
+            Some(e) if rewritten(&e) => {
+                if !own_placed {
+                    own_placed = true;
+                    for o in &own {
+                        let there = lines.iter().any(|x| entry(x).as_ref() == Some(*o));
+                        let placed = out.iter().any(|x| entry(x).as_ref() == Some(*o));
+                        if !there && !placed {
+                            out.push(render(o));
+                        }
+                    }
+                }
+                let rest: Vec<&str> = e
+                    .names
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| !dropped(n))
+                    .collect();
+                if !rest.is_empty() {
+                    out.push(format!("{SELF_ADDRESS}\t{}", rest.join(" ")));
                 }
             }
-            None => {
-                // Same names already present under a loopback default? still add: the
-                // operator's line is what they relied on.
-                if !lines.iter().any(|l| {
-                    parse(l)
-                        .first()
-                        .is_some_and(|e| e.address == entry.address && e.names == entry.names)
-                }) {
-                    appended.push(rendered);
-                }
-            }
+            _ => out.push(l.to_string()),
         }
     }
-    if !appended.is_empty() {
-        lines.push("# restored by carryover".into());
-        lines.extend(appended);
+    let mut header = false;
+    for e in captured {
+        if out.iter().any(|l| entry(l).as_ref() == Some(e)) {
+            continue;
+        }
+        if !header {
+            out.push("# restored by carryover".into());
+            header = true;
+        }
+        out.push(render(e));
     }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
 }
 
 #[cfg(test)]
@@ -131,13 +191,13 @@ mod tests {
                 names: vec!["db01".into()],
             },
         ];
-        let merged = merge(DEBIAN, &captured);
+        let merged = merge(DEBIAN, &captured, "debian");
         assert!(merged.contains("127.0.1.1\tweb01.example.com web01\n"));
         assert!(!merged.contains("debian"));
         assert!(merged.contains("10.0.0.5\tdb01\n"));
         assert!(merged.contains("ff02::2 ip6-allrouters"));
         assert_eq!(
-            merge(&merged, &captured),
+            merge(&merged, &captured, "debian"),
             merged,
             "second merge changes nothing"
         );

@@ -198,42 +198,109 @@ pub fn render(e: &MountEntry) -> String {
     )
 }
 
-/// Merges data-disk entries into a new fstab: an entry whose device or mountpoint the
-/// new fstab already has is left to the new OS when identical, replaced when it is the
-/// same device; others are appended. System and pseudo entries of the old OS are never
-/// carried. Returns the new text and the entries that clashed with the new OS's own
-/// (same mountpoint, other device: kept as the new OS has them, reported).
+/// Why a data entry from a snapshot cannot be written as an fstab line (`None` when it
+/// can): a field that would end the line, start a comment or shift the fields.
+pub fn refused(e: &MountEntry) -> Option<String> {
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_graphic());
+    let ok = !e.spec.is_empty()
+        && !e.spec.starts_with('#')
+        && !e.spec.chars().any(char::is_control)
+        && (e.swap || !e.mountpoint.is_empty())
+        && !e.mountpoint.chars().any(char::is_control)
+        && word(&e.fstype)
+        && e.options
+            .iter()
+            .all(|o| !o.contains(',') && (o.is_empty() || word(o)));
+    (!ok).then(|| {
+        format!(
+            "refusing the fstab entry '{} {} {}': not a device, mountpoint, type and options",
+            e.spec.escape_debug(),
+            e.mountpoint.escape_debug(),
+            e.fstype.escape_debug()
+        )
+    })
+}
+
+/// Two entries that mount the same thing the same way.
+pub fn same_line(a: &MountEntry, b: &MountEntry) -> bool {
+    (
+        &a.spec,
+        &a.mountpoint,
+        &a.fstype,
+        &a.options,
+        a.dump,
+        a.pass,
+    ) == (
+        &b.spec,
+        &b.mountpoint,
+        &b.fstype,
+        &b.options,
+        b.dump,
+        b.pass,
+    )
+}
+
+/// Merges data-disk entries into a new fstab. Every line of the new file stays in its
+/// place, with one replacement: a line for the same device at the same place (the same
+/// mountpoint, or both swap) takes the captured entry's options (and `nofail`). A
+/// captured entry whose mountpoint the new OS mounts another device at is left out and
+/// reported (the new OS's mount is kept); every other one is appended unless the file
+/// already has that very line — one device may be mounted at several places (btrfs
+/// subvolumes, bind mounts). System and pseudo entries of the old OS are never carried.
+/// Returns the new text and the clashes. Idempotent.
 pub fn merge_fstab(new_text: &str, captured: &[MountEntry]) -> (String, Vec<String>) {
+    let entry = |l: &str| parse_fstab(l).into_iter().next();
     let mut lines: Vec<String> = new_text.lines().map(str::to_string).collect();
+    let own = lines.len();
+    let mut replaced = vec![false; own];
     let mut clashes = Vec::new();
-    let mut appended = Vec::new();
+    let mut header = false;
     for e in captured.iter().filter(|e| e.is_data()) {
         let rendered = render(e);
-        let existing = lines.iter().position(|l| {
-            parse_fstab(l).first().is_some_and(|x| {
-                x.spec == e.spec || (!e.swap && !x.swap && x.mountpoint == e.mountpoint)
-            })
-        });
-        match existing {
-            Some(i) => {
-                let x = parse_fstab(&lines[i]).remove(0);
-                if x.spec == e.spec {
-                    if lines[i] != rendered && x.options != parse_fstab(&rendered)[0].options {
-                        lines[i] = rendered;
-                    }
-                } else {
-                    clashes.push(format!(
-                        "{} is {} on the new OS, not {}: kept the new OS's entry",
-                        e.mountpoint, x.spec, e.spec
-                    ));
-                }
-            }
-            None => appended.push(rendered),
+        let Some(want) = entry(&rendered) else {
+            continue;
+        };
+        if lines
+            .iter()
+            .any(|l| entry(l).is_some_and(|x| same_line(&x, &want)))
+        {
+            continue;
         }
-    }
-    if !appended.is_empty() {
-        lines.push("# data disks restored by carryover".into());
-        lines.extend(appended);
+        let same_place = |x: &MountEntry| {
+            if want.swap {
+                x.swap
+            } else {
+                !x.swap && x.mountpoint == want.mountpoint
+            }
+        };
+        // the new file's own lines at the same place
+        let here: Vec<(usize, MountEntry)> = (0..own)
+            .filter_map(|i| entry(&lines[i]).map(|x| (i, x)))
+            .filter(|(_, x)| same_place(x))
+            .collect();
+        if let Some((i, _)) = here
+            .iter()
+            .find(|(i, x)| !replaced[*i] && x.spec == want.spec)
+        {
+            lines[*i] = rendered;
+            replaced[*i] = true;
+            continue;
+        }
+        if !want.swap
+            && here.iter().all(|(_, x)| x.spec != want.spec)
+            && let Some((_, x)) = here.first()
+        {
+            clashes.push(format!(
+                "{} is {} on the new OS, not {}: kept the new OS's entry",
+                e.mountpoint, x.spec, e.spec
+            ));
+            continue;
+        }
+        if !header {
+            lines.push("# data disks restored by carryover".into());
+            header = true;
+        }
+        lines.push(rendered);
     }
     let mut out = lines.join("\n");
     out.push('\n');

@@ -196,6 +196,25 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// True when `meta` belongs to uid:gid (nothing for `lchown` to do).
+pub fn owner_matches(meta: &std::fs::Metadata, uid: u32, gid: u32) -> bool {
+    owner_of(meta) == (uid, gid)
+}
+
+/// True when the permission bits of `meta` are `mode`'s (nothing for `set_mode` to do).
+pub fn mode_matches(meta: &std::fs::Metadata, mode: u32) -> bool {
+    mode_of(meta) == mode & 0o7777
+}
+
+/// True when a path (not followed) already has the extended attribute with this value,
+/// or when the attribute is not one this platform sets (nothing for `set_xattr` to do).
+pub fn xattr_is(path: &Path, name: &[u8], value: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    name.starts_with(crate::data::winmeta::PREFIX)
+        || xattr::get(path, std::ffi::OsStr::from_bytes(name))
+            .is_ok_and(|v| v.as_deref() == Some(value))
+}
+
 /// Sets one extended attribute on a path (not followed).
 pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;

@@ -242,6 +242,34 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// POSIX owners do not exist on Windows: nothing for `lchown` to do.
+pub fn owner_matches(_meta: &std::fs::Metadata, _uid: u32, _gid: u32) -> bool {
+    true
+}
+
+/// True when the read-only attribute is what `set_mode` would make of `mode`.
+pub fn mode_matches(meta: &std::fs::Metadata, mode: u32) -> bool {
+    meta.permissions().readonly() == (mode & 0o222 == 0)
+}
+
+/// True when a path already has the attribute's value, or when it is not one Windows
+/// sets (nothing for `set_xattr` to do).
+pub fn xattr_is(path: &Path, name: &[u8], value: &[u8]) -> bool {
+    use crate::data::winmeta::{ATTRIBUTE_MASK, ATTRIBUTES, XATTR};
+    if name == XATTR {
+        return security::security_of(path).is_ok_and(|v| v == value);
+    }
+    if name == ATTRIBUTES {
+        let want: Option<u32> = std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        return std::fs::symlink_metadata(path).is_ok_and(|m| {
+            Some(m.file_attributes() & ATTRIBUTE_MASK) == want.map(|w| w & ATTRIBUTE_MASK)
+        });
+    }
+    true
+}
+
 /// The security descriptor (`windows.security`) is set; a Linux file's extended
 /// attributes have no place on Windows and are left out.
 pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {

@@ -7,15 +7,6 @@ use std::path::Path;
 
 use super::fixtures::*;
 
-fn step<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
-
 /// Every path below `dir` with its kind, content, mode, owner and mtime.
 fn snapshot_tree(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -295,6 +286,117 @@ fn debian_to_ubuntu_carries_every_setting() {
         snapshot_tree(&new.dir),
         before,
         "a second restore changed the tree"
+    );
+}
+
+/// #12.3: the old and the new hosts file both had `127.0.0.1 runsc`, the old one also
+/// `127.0.0.1 vm`; the merge left only `127.0.0.1 vm` and the restore said ready.
+#[test]
+fn hosts_merge_keeps_every_name_of_an_address_regression_12_3() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file(
+        "/etc/hosts",
+        "127.0.0.1\tlocalhost\n127.0.0.1 runsc\n127.0.0.1 vm\n127.0.1.1\tweb01.prod.example.com\tweb01\n",
+    );
+    let new = new_ubuntu(&t.path().join("new"));
+    new.file(
+        "/etc/hosts",
+        "127.0.0.1 localhost\n127.0.0.1 runsc\n127.0.1.1 ubuntu\n::1 ip6-localhost ip6-loopback\n",
+    );
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(json(&o)["state"], "ready");
+    let expected = "127.0.0.1 localhost\n127.0.0.1 runsc\n127.0.1.1\tweb01.prod.example.com web01\n::1 ip6-localhost ip6-loopback\n# restored by carryover\n127.0.0.1\tvm\n";
+    assert_eq!(new.read("/etc/hosts"), expected);
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(step(&json(&o), "hosts")["status"], "unchanged");
+    assert_eq!(new.read("/etc/hosts"), expected);
+}
+
+/// #12.9: with no NTP client on the new OS the ntp step failed, while cron in the same
+/// situation writes the jobs for when it is. Now the servers are written for the old
+/// OS's client (chrony: sources.d on Debian's family, chrony.conf on Red Hat's;
+/// timesyncd: its drop-in) and the step says so.
+#[test]
+fn ntp_without_a_client_is_written_for_the_old_client_regression_12_9() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let ubuntu = new_ubuntu(&t.path().join("ubuntu"));
+    for p in [
+        "/usr/lib/systemd/system/systemd-timesyncd.service",
+        "/etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service",
+    ] {
+        std::fs::remove_file(ubuntu.p(p)).unwrap();
+    }
+    let rocky = new_rocky(&t.path().join("rocky"));
+    for p in [
+        "/usr/lib/systemd/system/chronyd.service",
+        "/etc/chrony.conf",
+    ] {
+        std::fs::remove_file(rocky.p(p)).unwrap();
+    }
+    for (new, file) in [
+        (&ubuntu, "/etc/chrony/sources.d/carryover.sources"),
+        (&rocky, "/etc/chrony.conf"),
+    ] {
+        let o = restore(&new.dir, &store, &[], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+        let v = json(&o);
+        assert_eq!(v["state"], "ready");
+        let ntp = step(&v, "ntp");
+        assert_eq!(ntp["status"], "changed", "{ntp}");
+        let detail = ntp["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(file)
+                && detail.contains("written for chrony, which is not installed yet"),
+            "{detail}"
+        );
+        assert!(
+            ntp["warnings"].to_string().contains("no NTP client"),
+            "{ntp}"
+        );
+        assert!(
+            new.read(file)
+                .contains("server ntp.myhuaweicloud.com iburst\n"),
+            "{}",
+            new.read(file)
+        );
+        let again = json(&restore(&new.dir, &store, &[], &[]));
+        assert_eq!(step(&again, "ntp")["status"], "unchanged");
+    }
+
+    // an old OS on systemd-timesyncd: its drop-in
+    let old = old_debian(&t.path().join("old-timesyncd"));
+    std::fs::remove_file(old.p("/etc/systemd/system/multi-user.target.wants/chrony.service"))
+        .unwrap();
+    std::fs::remove_file(old.p("/etc/chrony/chrony.conf")).unwrap();
+    old.file(
+        "/etc/systemd/timesyncd.conf",
+        "[Time]\nNTP=ntp.myhuaweicloud.com\n",
+    );
+    let store = t.path().join("store-timesyncd");
+    capture(&old.dir, &store);
+    let rocky = new_rocky(&t.path().join("rocky-timesyncd"));
+    std::fs::remove_file(rocky.p("/usr/lib/systemd/system/chronyd.service")).unwrap();
+    let v = json(&restore(&rocky.dir, &store, &[], &[]));
+    assert_eq!(v["state"], "ready");
+    let ntp = step(&v, "ntp");
+    assert!(
+        ntp["detail"]
+            .as_str()
+            .unwrap()
+            .contains("written for systemd-timesyncd, which is not installed yet"),
+        "{ntp}"
+    );
+    assert!(
+        rocky
+            .read("/etc/systemd/timesyncd.conf.d/90-carryover.conf")
+            .contains("NTP=ntp.myhuaweicloud.com\n")
     );
 }
 

@@ -197,6 +197,69 @@ fn round_trip_keeps_every_byte_and_bit_of_metadata() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello");
 }
 
+/// Every entry below `dir` (the directory itself too) with its ctime and inode.
+fn ctimes(dir: &Path) -> Vec<(PathBuf, i64, i64, u64)> {
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.path().symlink_metadata().unwrap();
+            (e.path().to_path_buf(), m.ctime(), m.ctime_nsec(), m.ino())
+        })
+        .collect()
+}
+
+/// #12.4: a second `restore` of the same snapshot reported `data changed 20005 of 20005
+/// files, 0 bytes written` and changed the ctime of every entry (chown, chmod, utimens,
+/// setxattr, symlinks and device nodes made again). What is already as in the snapshot
+/// is now left alone, and the whole second restore changes nothing.
+#[test]
+fn a_second_restore_is_a_no_op_regression_12_4() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    json_ok(&capture_paths(&old.dir, &store, &[]));
+    let new = new_root(&t.path().join("new"));
+    let first = json_ok(&restore_into(&new.dir, &store));
+    assert_eq!(step(&first, "data")["status"], "changed");
+    let before = ctimes(&new.p("/srv"));
+    assert!(before.len() > 300, "{} entries", before.len());
+    // a ctime moves with the clock's granularity: give it room to show a change
+    std::thread::sleep(Duration::from_millis(50));
+    let v = json_ok(&restore_into(&new.dir, &store));
+    let d = step(&v, "data");
+    assert_eq!(d["status"], "unchanged", "{d}");
+    let detail = d["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "{} entries already as in the snapshot",
+            before.len()
+        )) && detail.contains("0 bytes written"),
+        "{detail}"
+    );
+    for s in v["steps"].as_array().unwrap() {
+        assert!(
+            ["unchanged", "skipped"].contains(&s["status"].as_str().unwrap()),
+            "the second restore changed {s}"
+        );
+    }
+    let after = ctimes(&new.p("/srv"));
+    let moved: Vec<_> = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.0.display().to_string())
+        .collect();
+    assert_eq!(before.len(), after.len());
+    assert!(
+        moved.is_empty(),
+        "{} entries changed: {moved:?}",
+        moved.len()
+    );
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+}
+
 #[test]
 fn incremental_captures_read_only_what_changed() {
     let t = tempfile::tempdir().unwrap();

@@ -96,6 +96,22 @@ pub fn json(o: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
 
+/// The step `name` of a restore's JSON result.
+pub fn step<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+/// The JSON result of a command that must have exited 0.
+pub fn json_ok(o: &Output) -> serde_json::Value {
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(o), stderr(o));
+    json(o)
+}
+
 /// Captures `old` into `store`, checks the result's shape, returns the snapshot id.
 pub fn capture(old: &Path, store: &Path) -> String {
     let o = carryover(&[

@@ -4,8 +4,9 @@
 use anyhow::Result;
 
 use crate::restore::Loaded;
-use crate::restore::apply::{Apply, Outcome, set_block};
-use crate::state::cron::{PERIODIC, job_lines};
+use crate::restore::apply::{Apply, Outcome};
+use crate::restore::merge;
+use crate::state::cron::PERIODIC;
 
 pub fn cron(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let tables = &l.state.cron;
@@ -39,21 +40,8 @@ pub fn cron(a: &Apply, l: &Loaded) -> Result<Outcome> {
         match t.kind.as_str() {
             "crontab" => {
                 let current = a.read("/etc/crontab");
-                match current {
-                    Some(cur) => {
-                        let have = job_lines(&cur);
-                        let missing: Vec<String> = job_lines(&t.content)
-                            .into_iter()
-                            .filter(|j| !have.contains(j))
-                            .collect();
-                        if !missing.is_empty() {
-                            a.rewrite("/etc/crontab", &set_block(&cur, &missing.join("\n")))?;
-                        }
-                    }
-                    None => {
-                        a.install("/etc/crontab", t.content.as_bytes(), 0o644, None)?;
-                    }
-                }
+                let merged = merge::crontab(current.as_deref(), &t.content);
+                a.rewrite("/etc/crontab", &merged)?;
                 done += 1;
             }
             "cron.d" | "periodic" => {

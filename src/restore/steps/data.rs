@@ -123,17 +123,31 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         &conflicts,
     )?;
     let (warnings, attention) = owner_accounts(a, &r.unknown_owners, warnings)?;
-    let detail = format!(
-        "{} of {} files, {} bytes written, into {}",
-        r.files,
-        manifest.files,
-        r.bytes,
-        paths.join(", ")
-    );
-    let status = if r.failed.is_empty() {
-        Status::Changed
+    let (status, detail) = if !r.failed.is_empty() || r.changed > 0 {
+        let status = if r.failed.is_empty() {
+            Status::Changed
+        } else {
+            Status::Failed
+        };
+        let detail = format!(
+            "{} of {} files, {} bytes written ({} entries written or set, {} already as in the snapshot), into {}",
+            r.files,
+            manifest.files,
+            r.bytes,
+            r.changed,
+            r.unchanged,
+            paths.join(", ")
+        );
+        (status, detail)
     } else {
-        Status::Failed
+        let detail = format!(
+            "all {} entries already as in the snapshot ({} of {} files), 0 bytes written, into {}",
+            r.unchanged,
+            r.files,
+            manifest.files,
+            paths.join(", ")
+        );
+        (Status::Unchanged, detail)
     };
     Ok(Outcome {
         status,

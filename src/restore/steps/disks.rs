@@ -12,17 +12,6 @@ use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome};
 use crate::state::mounts::{self, MountEntry};
 
-/// Where a tool may be installed, in-root.
-const BIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
-
-fn has_tool(a: &Apply, tools: &[&str]) -> bool {
-    tools.iter().any(|t| {
-        BIN_DIRS
-            .iter()
-            .any(|d| a.root.follow(format!("{d}/{t}")).is_file())
-    })
-}
-
 /// The new OS's package manager and the commands that install `pkg` with it (the second,
 /// when the first fails, refreshes the package lists first).
 pub fn install_commands(a: &Apply, pkg: &str) -> Option<(&'static str, Vec<Vec<String>>)> {
@@ -45,7 +34,7 @@ pub fn install_commands(a: &Apply, pkg: &str) -> Option<(&'static str, Vec<Vec<S
         ),
         ("apk", vec![v(&["apk", "add", pkg])]),
     ];
-    managers.into_iter().find(|(m, _)| has_tool(a, &[m]))
+    managers.into_iter().find(|(m, _)| a.has_tool(&[m]))
 }
 
 /// Runs the install commands: the first, or (apt) the refresh and the retry.
@@ -110,7 +99,7 @@ pub fn volumes(a: &Apply, l: &Loaded) -> Result<Outcome> {
         needs.push(("ntfs-3g", &["ntfs-3g", "mount.ntfs-3g"]));
     }
     for (pkg, tools) in needs {
-        if has_tool(a, tools) {
+        if a.has_tool(tools) {
             done.push(format!("{pkg} present"));
             continue;
         }
@@ -214,6 +203,9 @@ pub fn fstab(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let data: Vec<&MountEntry> = entries.iter().filter(|m| m.is_data()).collect();
     if data.is_empty() {
         return Ok(Outcome::skipped("no data-disk entries in the old fstab"));
+    }
+    if let Some(why) = data.iter().find_map(|m| mounts::refused(m)) {
+        return Ok(Outcome::failed(why));
     }
     let current = a.read("/etc/fstab").unwrap_or_default();
     let (merged, clashes) = mounts::merge_fstab(&current, &entries);
@@ -322,8 +314,8 @@ mod tests {
         let (_t, r) = root_with(&["/sbin/vgchange"]);
         let a = Apply::new(&r, "s", true);
         assert!(install_commands(&a, "lvm2").is_none());
-        assert!(has_tool(&a, &["vgchange", "lvm"]));
-        assert!(!has_tool(&a, &["ntfs-3g"]));
+        assert!(a.has_tool(&["vgchange", "lvm"]));
+        assert!(!a.has_tool(&["ntfs-3g"]));
         assert!(safe_vg_name("datavg") && !safe_vg_name("-rf") && !safe_vg_name("a b"));
     }
 }

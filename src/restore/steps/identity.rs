@@ -55,8 +55,24 @@ pub fn hosts(a: &Apply, l: &Loaded) -> Result<Outcome> {
             "no /etc/hosts entries beyond the defaults",
         ));
     }
+    if let Some(why) = l.state.hosts.iter().find_map(hosts_file::refused) {
+        return Ok(Outcome::failed(why));
+    }
     let current = a.read(crate::paths::HOSTS_FILE).unwrap_or_default();
-    let merged = hosts_file::merge(&current, &l.state.hosts);
+    let merged = hosts_file::merge(&current, &l.state.hosts, &image_hostname(a));
     a.rewrite(crate::paths::HOSTS_FILE, &merged)?;
     Ok(a.finish(format!("{} entries", l.state.hosts.len()), vec![]))
+}
+
+/// The new OS's hostname before the restore set its own: the copy the hostname step kept
+/// of /etc/hostname, else the file as it is.
+fn image_hostname(a: &Apply) -> String {
+    a.read(&format!(
+        "{}/{}/etc/hostname",
+        crate::paths::BACKUP_DIR,
+        a.snapshot_id
+    ))
+    .or_else(|| a.read("/etc/hostname"))
+    .map(|t| t.trim().to_string())
+    .unwrap_or_default()
 }

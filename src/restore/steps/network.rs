@@ -4,7 +4,8 @@
 use anyhow::Result;
 
 use crate::restore::Loaded;
-use crate::restore::apply::{Apply, Outcome, set_block};
+use crate::restore::apply::{Apply, Outcome};
+use crate::restore::merge::set_block;
 use crate::state::dns;
 
 pub const RESOLVED_DROPIN: &str = "/etc/systemd/resolved.conf.d/90-carryover.conf";

@@ -4,7 +4,8 @@
 use anyhow::Result;
 
 use crate::restore::Loaded;
-use crate::restore::apply::{Apply, Outcome, set_block};
+use crate::restore::apply::{Apply, Outcome};
+use crate::restore::merge;
 use crate::state::clock::NtpSource;
 use crate::state::packages;
 use crate::state::services::UNIT_DIRS;
@@ -126,6 +127,88 @@ fn source_lines(servers: &[NtpSource]) -> Result<String> {
     Ok(out)
 }
 
+/// The time clients whose configuration the ntp step writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeClient {
+    Chrony,
+    Timesyncd,
+    Ntpd,
+}
+
+impl TimeClient {
+    /// In the order the step prefers them among those the new OS has.
+    const ALL: [TimeClient; 3] = [TimeClient::Chrony, TimeClient::Timesyncd, TimeClient::Ntpd];
+
+    fn name(self) -> &'static str {
+        match self {
+            TimeClient::Chrony => "chrony",
+            TimeClient::Timesyncd => "systemd-timesyncd",
+            TimeClient::Ntpd => "ntpd",
+        }
+    }
+
+    /// The client of the old OS as the state names it (`Ntp::manager`).
+    fn of_manager(manager: &str) -> Option<TimeClient> {
+        match manager {
+            "chrony" => Some(TimeClient::Chrony),
+            "timesyncd" => Some(TimeClient::Timesyncd),
+            "ntpd" => Some(TimeClient::Ntpd),
+            _ => None,
+        }
+    }
+
+    /// Its program or unit is on the new OS (a configuration file alone is not: it may be
+    /// a leftover, or carryover's own from an earlier run).
+    fn installed(self, a: &Apply) -> bool {
+        let (units, programs): (&[&str], &[&str]) = match self {
+            TimeClient::Chrony => (&["chronyd.service", "chrony.service"], &["chronyd"]),
+            TimeClient::Timesyncd => (&["systemd-timesyncd.service"], &[]),
+            TimeClient::Ntpd => (
+                &["ntp.service", "ntpd.service", "ntpsec.service"],
+                &["ntpd"],
+            ),
+        };
+        units.iter().any(|u| unit_installed(a, u)) || a.has_tool(programs)
+    }
+
+    /// Writes the sources where this client reads them; returns the file.
+    fn write(self, a: &Apply, servers: &[NtpSource], lines: &str) -> Result<String> {
+        let first = |paths: [&'static str; 2]| paths.into_iter().find(|p| a.exists(p));
+        match self {
+            TimeClient::Chrony => {
+                let conf = first(["/etc/chrony/chrony.conf", "/etc/chrony.conf"]);
+                // Debian's chrony reads sources.d; the others have one chrony.conf
+                if a.is_dir("/etc/chrony/sources.d") || (conf.is_none() && a.os().is_debian_like())
+                {
+                    let p = "/etc/chrony/sources.d/carryover.sources";
+                    a.install(p, lines.as_bytes(), 0o644, None)?;
+                    return Ok(p.into());
+                }
+                let conf = conf.unwrap_or("/etc/chrony.conf");
+                let cur = a.read(conf).unwrap_or_default();
+                a.rewrite(conf, &merge::ntp_sources(&cur, lines))?;
+                Ok(conf.into())
+            }
+            TimeClient::Timesyncd => {
+                let p = "/etc/systemd/timesyncd.conf.d/90-carryover.conf";
+                let hosts: Vec<&str> = servers.iter().map(|s| s.host.as_str()).collect();
+                let body = format!("# Written by carryover\n[Time]\nNTP={}\n", hosts.join(" "));
+                a.install(p, body.as_bytes(), 0o644, None)?;
+                Ok(p.into())
+            }
+            TimeClient::Ntpd => {
+                let conf =
+                    first(["/etc/ntpsec/ntp.conf", "/etc/ntp.conf"]).unwrap_or("/etc/ntp.conf");
+                let cur = a.read(conf).unwrap_or_default();
+                a.rewrite(conf, &merge::ntp_sources(&cur, lines))?;
+                Ok(conf.into())
+            }
+        }
+    }
+}
+
+/// The servers go to the time client the new OS has (chrony, then timesyncd, then ntpd);
+/// with none installed, to the one the old OS used, for when it is installed.
 pub fn ntp(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let servers = &l.state.ntp.servers;
     if servers.is_empty() {
@@ -134,39 +217,30 @@ pub fn ntp(a: &Apply, l: &Loaded) -> Result<Outcome> {
         ));
     }
     let lines = source_lines(servers)?;
-    let chrony_conf = ["/etc/chrony/chrony.conf", "/etc/chrony.conf"]
-        .into_iter()
-        .find(|p| a.exists(p));
-    let ntp_conf = ["/etc/ntpsec/ntp.conf", "/etc/ntp.conf"]
-        .into_iter()
-        .find(|p| a.exists(p));
-    let target = if let Some(conf) = chrony_conf {
-        if a.is_dir("/etc/chrony/sources.d") {
-            let p = "/etc/chrony/sources.d/carryover.sources";
-            a.install(p, lines.as_bytes(), 0o644, None)?;
-            format!("chrony ({p})")
-        } else {
-            let cur = a.read(conf).unwrap_or_default();
-            a.rewrite(conf, &set_block(&cur, &lines))?;
-            format!("chrony ({conf})")
+    let mut warnings = Vec::new();
+    let client = match TimeClient::ALL.into_iter().find(|c| c.installed(a)) {
+        Some(c) => c,
+        None => {
+            let old = TimeClient::of_manager(&l.state.ntp.manager);
+            let c = old.unwrap_or(TimeClient::Chrony);
+            warnings.push(format!(
+                "no NTP client (chrony, systemd-timesyncd, ntpd) is installed on the new OS: the servers are written for {}, {}, for when it is installed",
+                c.name(),
+                if old.is_some() { "the old OS's client" } else { "the old OS's client being unknown" }
+            ));
+            c
         }
-    } else if unit_installed(a, "systemd-timesyncd.service") {
-        let p = "/etc/systemd/timesyncd.conf.d/90-carryover.conf";
-        let hosts: Vec<&str> = servers.iter().map(|s| s.host.as_str()).collect();
-        let body = format!("# Written by carryover\n[Time]\nNTP={}\n", hosts.join(" "));
-        a.install(p, body.as_bytes(), 0o644, None)?;
-        format!("systemd-timesyncd ({p})")
-    } else if let Some(conf) = ntp_conf {
-        let cur = a.read(conf).unwrap_or_default();
-        a.rewrite(conf, &set_block(&cur, &lines))?;
-        format!("ntpd ({conf})")
-    } else {
-        return Ok(Outcome::failed(
-            "no NTP client (chrony, systemd-timesyncd, ntpd) is installed on the new OS",
-        ));
     };
+    let path = client.write(a, servers, &lines)?;
     let hosts: Vec<&str> = servers.iter().map(|s| s.host.as_str()).collect();
-    Ok(a.finish(format!("{} via {target}", hosts.join(", ")), vec![]))
+    let mut detail = format!("{} via {} ({path})", hosts.join(", "), client.name());
+    if !warnings.is_empty() {
+        detail.push_str(&format!(
+            ", written for {}, which is not installed yet",
+            client.name()
+        ));
+    }
+    Ok(a.finish(detail, warnings))
 }
 
 pub fn sysctl(a: &Apply, l: &Loaded) -> Result<Outcome> {
@@ -186,7 +260,8 @@ pub fn sysctl(a: &Apply, l: &Loaded) -> Result<Outcome> {
         } else {
             super::safe_path(&f.path, &["/etc/sysctl.d/"])?
         };
-        a.install(path, f.content.as_bytes(), 0o644, None)?;
+        let merged = merge::sysctl(a.read(path).as_deref(), &f.content);
+        a.rewrite(path, &merged)?;
         done += 1;
     }
     Ok(a.finish(
