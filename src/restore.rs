@@ -117,6 +117,9 @@ pub struct StepReport {
     /// What a person must look at (the restore ends `degraded`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attention: Vec<String>,
+    /// What changed (or, in a dry run, would change), old → new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 /// The journal of a restore, kept in the store and rewritten after every step.
@@ -209,6 +212,7 @@ pub fn run(
             warnings: outcome.warnings,
             failed_files: outcome.failed_files,
             attention: outcome.attention,
+            changes: outcome.changes,
         };
         reports.push(report.clone());
         if !dry_run {

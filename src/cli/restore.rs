@@ -141,6 +141,7 @@ impl Job<'_> {
                 warnings: Vec::new(),
                 failed_files: Vec::new(),
                 attention: Vec::new(),
+                changes: Vec::new(),
             });
         }
         if !args.dry_run {
@@ -239,8 +240,14 @@ fn render(r: &RestoreReport) -> String {
             s.status.as_str(),
             s.detail
         ));
+        for c in &s.changes {
+            o.push_str(&format!("  {:<18} {:<13} {c}\n", "", ""));
+        }
         for w in &s.warnings {
             o.push_str(&format!("  {:<18} {:<13} {w}\n", "", "warning"));
+        }
+        for w in &s.attention {
+            o.push_str(&format!("  {:<18} {:<13} {w}\n", "", "ATTENTION"));
         }
     }
     for h in r.health.iter().filter(|h| !h.ok) {

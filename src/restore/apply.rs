@@ -49,6 +49,10 @@ pub struct Outcome {
     /// `degraded`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attention: Vec<String>,
+    /// What changed (or would change), old → new: `/etc/hostname: ecs-1a2b → web01`,
+    /// `/etc/hosts: + 10.1.2.3 db01`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 impl Outcome {
@@ -59,6 +63,7 @@ impl Outcome {
             warnings: Vec::new(),
             failed_files: Vec::new(),
             attention: Vec::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -69,6 +74,7 @@ impl Outcome {
             warnings: Vec::new(),
             failed_files: Vec::new(),
             attention: Vec::new(),
+            changes: Vec::new(),
         }
     }
 }
@@ -79,7 +85,23 @@ pub struct Apply<'a> {
     pub snapshot_id: &'a str,
     pub dry_run: bool,
     changed: std::cell::Cell<bool>,
+    /// A dry run's writes, so that later steps see what earlier ones would have done
+    /// (the accounts a cron step needs, the unit files enable-units links).
+    planned: std::cell::RefCell<std::collections::HashMap<String, Planned>>,
+    /// The current step's changes, old → new, for the report.
+    changes: std::cell::RefCell<Vec<String>>,
 }
+
+/// What a dry run would have put at a path.
+#[derive(Debug, Clone)]
+enum Planned {
+    File(Vec<u8>),
+    Link(String),
+    Dir,
+}
+
+/// How many changed lines of one file the report lists.
+const MAX_LINES_SHOWN: usize = 20;
 
 /// Where the copies of replaced files go, in-root.
 pub use crate::paths::BACKUP_DIR;
@@ -91,12 +113,87 @@ impl<'a> Apply<'a> {
             snapshot_id,
             dry_run,
             changed: std::cell::Cell::new(false),
+            planned: Default::default(),
+            changes: Default::default(),
         }
     }
 
     /// Starts a step: forgets whether anything changed.
     pub fn begin(&self) {
         self.changed.set(false);
+        self.changes.borrow_mut().clear();
+    }
+
+    /// Notes one change for the report (`/etc/hostname: ecs-1a2b → web01`).
+    pub fn note_change(&self, what: impl Into<String>) {
+        self.changes.borrow_mut().push(what.into());
+    }
+
+    fn planned(&self, abs: &str) -> Option<Planned> {
+        self.planned.borrow().get(abs).cloned()
+    }
+
+    fn plan(&self, abs: &str, p: Planned) {
+        if self.dry_run {
+            self.planned.borrow_mut().insert(abs.to_string(), p);
+        }
+    }
+
+    /// A file's current bytes: what a dry run planned for it, else what is on disk.
+    fn current_bytes(&self, abs: &str) -> Option<Vec<u8>> {
+        match self.planned(abs) {
+            Some(Planned::File(b)) => Some(b),
+            Some(_) => None,
+            None => crate::sys::read_opt(&self.root.follow(abs)).ok().flatten(),
+        }
+    }
+
+    /// Notes what replacing `old` with `new` at `abs` changes: one-line files as
+    /// `old → new`, others line by line (`+ line`, `- line`); private files only by size.
+    fn note_file_change(&self, abs: &str, old: Option<&[u8]>, new: &[u8], mode: u32) {
+        let private = mode & 0o077 == 0
+            || ["/etc/shadow", "/etc/gshadow"].contains(&abs)
+            || abs.contains("token");
+        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_string);
+        let (old_t, new_t) = (old.and_then(text), text(new));
+        match (private, old_t, new_t) {
+            (true, _, _) | (false, _, None) => self.note_change(match old {
+                Some(_) => format!("{abs}: replaced ({} bytes)", new.len()),
+                None => format!("{abs}: created ({} bytes)", new.len()),
+            }),
+            (false, old_t, Some(new_t)) => {
+                let old_t = old_t.unwrap_or_default();
+                let (ol, nl): (Vec<&str>, Vec<&str>) =
+                    (old_t.lines().collect(), new_t.lines().collect());
+                if ol.len() <= 1 && nl.len() <= 1 {
+                    let o = ol.first().copied().unwrap_or("(none)");
+                    let n = nl.first().copied().unwrap_or("(empty)");
+                    self.note_change(format!("{abs}: {o} → {n}"));
+                    return;
+                }
+                let added: Vec<&&str> = nl.iter().filter(|l| !ol.contains(l)).collect();
+                let removed: Vec<&&str> = ol.iter().filter(|l| !nl.contains(l)).collect();
+                let total = added.len() + removed.len();
+                for l in removed.iter().take(MAX_LINES_SHOWN) {
+                    self.note_change(format!("{abs}: - {l}"));
+                }
+                for l in added
+                    .iter()
+                    .take(MAX_LINES_SHOWN.saturating_sub(removed.len()))
+                {
+                    self.note_change(format!("{abs}: + {l}"));
+                }
+                if total > MAX_LINES_SHOWN {
+                    self.note_change(format!(
+                        "{abs}: … {} more changed lines",
+                        total - MAX_LINES_SHOWN
+                    ));
+                }
+                if total == 0 {
+                    self.note_change(format!("{abs}: mode or owner set"));
+                }
+            }
+        }
     }
 
     /// Notes a change made (or, in a dry run, one that would be made) other than through
@@ -118,6 +215,7 @@ impl<'a> Apply<'a> {
             warnings,
             failed_files: Vec::new(),
             attention: Vec::new(),
+            changes: self.changes.borrow_mut().drain(..).collect(),
         }
     }
 
@@ -127,24 +225,33 @@ impl<'a> Apply<'a> {
         crate::sys::read_opt(&self.backup_path(abs))
             .ok()
             .flatten()
+            .or_else(|| crate::sys::read_opt(&self.root.follow(abs)).ok().flatten())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .or_else(|| self.read(abs))
     }
 
-    /// Reads a text file of the new OS (`None` when absent or unreadable).
+    /// Reads a text file of the new OS (`None` when absent or unreadable); in a dry run,
+    /// as the earlier steps would have left it.
     pub fn read(&self, abs: &str) -> Option<String> {
-        crate::sys::read_opt(&self.root.follow(abs))
-            .ok()
-            .flatten()
+        self.current_bytes(abs)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     pub fn exists(&self, abs: &str) -> bool {
-        std::fs::symlink_metadata(self.root.path(abs)).is_ok()
+        self.planned(abs).is_some() || std::fs::symlink_metadata(self.root.path(abs)).is_ok()
     }
 
     pub fn is_dir(&self, abs: &str) -> bool {
-        self.root.follow(abs).is_dir()
+        matches!(self.planned(abs), Some(Planned::Dir)) || self.root.follow(abs).is_dir()
+    }
+
+    /// True when `abs` is (or, in a dry run, would be) a file or a link to one.
+    pub fn is_file(&self, abs: &str) -> bool {
+        match self.planned(abs) {
+            Some(Planned::File(_)) => true,
+            Some(Planned::Link(t)) => self.is_file(&t),
+            Some(Planned::Dir) => false,
+            None => self.root.follow(abs).is_file(),
+        }
     }
 
     /// True when one of `tools` is a program of the new OS.
@@ -165,15 +272,24 @@ impl<'a> Apply<'a> {
             .unwrap_or_default()
     }
 
+    /// The new OS's users and groups (in a dry run, with the accounts the accounts step
+    /// would have created).
+    pub fn accounts(&self) -> (Vec<accounts::PasswdLine>, Vec<accounts::Group>) {
+        (
+            accounts::parse_passwd(&self.read("/etc/passwd").unwrap_or_default()).0,
+            accounts::parse_group(&self.read("/etc/group").unwrap_or_default()).0,
+        )
+    }
+
     /// A user's uid on the new OS, by name.
     pub fn uid_of(&self, name: &str) -> Option<u32> {
-        let (users, _) = accounts::load(self.root);
+        let (users, _) = self.accounts();
         users.into_iter().find(|u| u.name == name).map(|u| u.uid)
     }
 
     /// A group's gid on the new OS, by name.
     pub fn gid_of(&self, name: &str) -> Option<u32> {
-        let (_, groups) = accounts::load(self.root);
+        let (_, groups) = self.accounts();
         groups.into_iter().find(|g| g.name == name).map(|g| g.gid)
     }
 
@@ -187,7 +303,11 @@ impl<'a> Apply<'a> {
         owner: Option<(u32, u32)>,
     ) -> io::Result<bool> {
         let host = self.root.path(abs);
-        if let Ok(meta) = std::fs::symlink_metadata(&host)
+        if let Some(planned) = self.planned(abs) {
+            if matches!(&planned, Planned::File(c) if c == content) {
+                return Ok(false);
+            }
+        } else if let Ok(meta) = std::fs::symlink_metadata(&host)
             && meta.is_file()
             && crate::sys::mode_of(&meta) == mode
             && owner.is_none_or(|o| crate::sys::owner_of(&meta) == o)
@@ -196,7 +316,10 @@ impl<'a> Apply<'a> {
             return Ok(false);
         }
         self.changed.set(true);
+        let old = self.current_bytes(abs);
+        self.note_file_change(abs, old.as_deref(), content, mode);
         if self.dry_run {
+            self.plan(abs, Planned::File(content.to_vec()));
             return Ok(true);
         }
         self.backup(abs)?;
@@ -220,11 +343,20 @@ impl<'a> Apply<'a> {
     /// Makes `abs` a symlink to `target`; a no-op when it already is.
     pub fn link(&self, abs: &str, target: &str) -> io::Result<bool> {
         let host = self.root.path(abs);
-        if std::fs::read_link(&host).is_ok_and(|t| t == Path::new(target)) {
+        if let Some(planned) = self.planned(abs) {
+            if matches!(&planned, Planned::Link(t) if t == target) {
+                return Ok(false);
+            }
+        } else if std::fs::read_link(&host).is_ok_and(|t| t == Path::new(target)) {
             return Ok(false);
         }
         self.changed.set(true);
+        match std::fs::read_link(&host) {
+            Ok(old) => self.note_change(format!("{abs} → {target} (was → {})", old.display())),
+            Err(_) => self.note_change(format!("{abs} → {target}")),
+        }
         if self.dry_run {
+            self.plan(abs, Planned::Link(target.to_string()));
             return Ok(true);
         }
         self.backup(abs)?;
@@ -248,11 +380,13 @@ impl<'a> Apply<'a> {
     /// Creates a directory (and parents) with a mode and owner, if it does not exist.
     pub fn mkdir(&self, abs: &str, mode: u32, owner: Option<(u32, u32)>) -> io::Result<bool> {
         let host = self.root.path(abs);
-        if host.is_dir() {
+        if host.is_dir() || matches!(self.planned(abs), Some(Planned::Dir)) {
             return Ok(false);
         }
         self.changed.set(true);
+        self.note_change(format!("{abs}/ created"));
         if self.dry_run {
+            self.plan(abs, Planned::Dir);
             return Ok(true);
         }
         std::fs::create_dir_all(&host)?;

@@ -154,7 +154,8 @@ fn ids_stay_where_free_and_files_on_the_data_disk_keep_their_owner() {
 fn restored_files_never_belong_to_another_named_account() {
     let t = tempfile::tempdir().unwrap();
     let old = old_ubuntu(&t.path().join("old"));
-    let passwd = old.read("/etc/passwd") + "mysql:x:112:118:MySQL Server,,,:/nonexistent:/bin/false\n";
+    let passwd =
+        old.read("/etc/passwd") + "mysql:x:112:118:MySQL Server,,,:/nonexistent:/bin/false\n";
     let group = old.read("/etc/group") + "mysql:x:118:\n";
     old.file("/etc/passwd", &passwd).file("/etc/group", &group);
     old.file("/var/lib/mysql/ibdata1", "innodb\n")
@@ -199,7 +200,15 @@ fn restored_files_never_belong_to_another_named_account() {
         .find(|s| s["name"] == "data")
         .cloned()
         .unwrap();
-    assert!(data["warnings"].to_string().contains("user mysql did not exist"), "{data}");
-    assert!(data["attention"].to_string().contains("old user debian"), "{data}");
+    assert!(
+        data["warnings"]
+            .to_string()
+            .contains("user mysql did not exist"),
+        "{data}"
+    );
+    assert!(
+        data["attention"].to_string().contains("old user debian"),
+        "{data}"
+    );
     assert_eq!(v["state"], "degraded");
 }

@@ -828,3 +828,66 @@ fn the_old_os_never_restores_an_older_snapshot_from_its_configured_store() {
     assert_eq!(v["state"], "not-due", "{v}");
     assert_eq!(snapshot_tree(&old.dir), before, "nothing touched");
 }
+
+/// #12.6: the dry run predicts what the real run does — later steps see what earlier ones
+/// would have written (the accounts cron needs, the unit files enable-units links) — and
+/// shows old → new values.
+#[test]
+fn dry_run_tells_the_truth_with_old_and_new_values() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    let before = snapshot_tree(&new.dir);
+    let plan = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    assert_eq!(plan["state"], "planned", "{plan}");
+    assert_eq!(snapshot_tree(&new.dir), before, "a dry run changes nothing");
+    let real = json(&restore(&new.dir, &store, &[], &[]));
+    let steps = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    for ((name, planned), (_, done)) in steps(&plan).into_iter().zip(steps(&real)) {
+        let expected = match done.as_str() {
+            "changed" => "would-change",
+            other => other,
+        };
+        assert_eq!(
+            (name.as_str(), planned.as_str()),
+            (name.as_str(), expected),
+            "the plan said {planned}, the run did {done}:\n{plan}\n{real}"
+        );
+    }
+    let changes = |v: &serde_json::Value, step: &str| {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == step)
+            .map(|s| s["changes"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        changes(&plan, "hostname").contains("/etc/hostname: ubuntu → web01"),
+        "{}",
+        changes(&plan, "hostname")
+    );
+    assert!(changes(&plan, "hosts").contains("/etc/hosts: + "), "{plan}");
+    assert!(changes(&plan, "dns").contains("DNS="), "{plan}");
+    // the same lines in the real run's report; no secret in either
+    assert_eq!(changes(&plan, "hostname"), changes(&real, "hostname"));
+    for v in [&plan, &real] {
+        assert!(!v.to_string().contains("HASHEDPASSWORD"), "{v}");
+        assert!(!v.to_string().contains("OLD-OS-HOST-KEY"), "{v}");
+    }
+}

@@ -155,5 +155,6 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         warnings,
         failed_files: r.failed,
         attention,
+        changes: Vec::new(),
     })
 }

@@ -16,7 +16,7 @@ use crate::state::accounts;
 pub fn reown(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let s = &l.state;
     let (image_passwd, image_groups) = super::accounts::image_accounts(a);
-    let (now_passwd, now_groups) = accounts::load(a.root);
+    let (now_passwd, now_groups) = a.accounts();
     let moves = accounts::id_moves(
         &s.users,
         &s.groups,

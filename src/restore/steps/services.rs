@@ -25,7 +25,7 @@ pub fn unit_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
             }
             (None, Some(target)) => {
                 // An alias: only where what it points to exists on the new OS.
-                if a.root.follow(target).exists() {
+                if a.is_file(target) || a.root.follow(target).exists() {
                     a.link(path, target)?;
                     count += 1;
                 } else {
@@ -49,7 +49,7 @@ fn find_unit(a: &Apply, unit: &str) -> Option<String> {
     for name in &names {
         for dir in UNIT_DIRS {
             let p = format!("{dir}/{name}");
-            if a.root.follow(&p).is_file() {
+            if a.is_file(&p) {
                 // a template instance links to the template's file, as systemctl does
                 return Some(p);
             }

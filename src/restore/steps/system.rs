@@ -365,5 +365,6 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
         warnings,
         failed_files: Vec::new(),
         attention: Vec::new(),
+        changes: Vec::new(),
     })
 }
