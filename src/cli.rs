@@ -143,6 +143,10 @@ pub struct CaptureArgs {
     /// Add a data path (repeatable).
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Read and hash every blob of every pack first: what is damaged is stored again
+    /// from the source files instead of being referenced by the new snapshot.
+    #[arg(long)]
+    pub heal: bool,
     #[command(flatten)]
     pub store: StoreArg,
 }

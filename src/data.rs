@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod codec;
+pub mod damaged;
 pub mod lock;
 pub mod node;
 pub mod repo;

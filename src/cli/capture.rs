@@ -96,13 +96,17 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
     hooks::run(Phase::PreCapture, &hook_env)?;
 
     let mut skipped = state.problems.clone();
+    // The damaged blobs this capture treated as absent, and the blobs it stored.
+    let mut heal = None;
     let data = if data_paths.is_empty() {
         None
     } else {
-        let (index, warnings) = Index::load(&store)?;
+        let (mut index, warnings) = Index::load(&store)?;
         for w in warnings {
             tracing::warn!("store index {w}: its blobs will be stored again");
         }
+        // Never build on damage: what verify found (or --heal finds now) is stored again.
+        let suspect = data::damaged::before_capture(&store, &mut index, args.heal)?;
         let parent = store
             .list()?
             .into_iter()
@@ -132,6 +136,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         )?;
         progress.finish();
         skipped.extend(out.problems);
+        heal = Some((suspect, out.stored));
         Some(out.manifest)
     };
     let state_ref = store
@@ -170,6 +175,11 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         tracing::warn!("could not keep the agent in the store: {e:#}");
     }
     store.commit(&manifest)?;
+    if let Some((suspect, stored)) = &heal
+        && let Err(e) = data::damaged::after_capture(&store, suspect, stored)
+    {
+        tracing::warn!("updating the store's list of damaged blobs: {e:#}");
+    }
     if let Err(e) = hooks::run(Phase::PostCapture, &hook_env) {
         tracing::warn!("{e:#}");
         skipped.push(Problem {

@@ -183,6 +183,9 @@ fn render(r: &RestoreReport) -> String {
         for w in &s.warnings {
             o.push_str(&format!("  {:<18} {:<13} {w}\n", "", "warning"));
         }
+        for f in &s.failed_files {
+            o.push_str(&format!("  {:<18} {:<13} {f}\n", "", "not restored"));
+        }
     }
     for h in r.health.iter().filter(|h| !h.ok) {
         o.push_str(&format!(

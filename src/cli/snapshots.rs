@@ -9,6 +9,7 @@ use super::{Ctx, SnapshotsCommand};
 use crate::error::Exit;
 use std::sync::{Arc, Mutex};
 
+use crate::data::damaged::DamagedList;
 use crate::data::repo::Index;
 use crate::data::verify;
 use crate::store::Store;
@@ -97,6 +98,21 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
             }
             if !damage.blobs.is_empty() {
                 tracing::warn!("{} damaged blobs in the store", damage.blobs.len());
+            }
+            let healed = damage.copies.len()
+                - damage
+                    .copies
+                    .iter()
+                    .filter(|(id, _, _)| damage.blobs.contains_key(id))
+                    .count();
+            if healed > 0 {
+                tracing::warn!(
+                    "{healed} damaged copies of blobs that have an intact copy in another pack: `carryover snapshots prune` drops them"
+                );
+            }
+            // The next capture stores what is damaged again instead of building on it.
+            if needs_data && let Err(e) = DamagedList::record(&store, &damage) {
+                tracing::warn!("could not record the damaged blobs in the store: {e:#}");
             }
             let all_ok = results.iter().all(|r| r.ok);
             emit(ctx.format, &results, || {
