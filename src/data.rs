@@ -10,6 +10,7 @@ pub mod node;
 pub mod repo;
 pub mod restore;
 pub mod tree;
+pub mod upkeep;
 pub mod verify;
 pub mod winmeta;
 

@@ -6,7 +6,7 @@ use super::output::{emit, field};
 use super::{Ctx, RestoreArgs};
 use std::time::Duration;
 
-use crate::error::{Error, Exit};
+use crate::error::Exit;
 use crate::hooks::{self, HookEnv, Phase};
 use crate::local::{LocalState, RestoreRecord};
 use crate::restore::apply::Status;
@@ -137,37 +137,12 @@ pub fn not_due(local: &LocalState, snapshot: &str) -> Option<String> {
     None
 }
 
-/// The named snapshot, or the newest one of this instance.
+/// The named snapshot (`latest`, an id or a unique prefix), or the newest one of this
+/// instance.
 fn choose(store: &Store, named: Option<&str>, instance: Option<&str>) -> Result<Manifest> {
-    if let Some(id) = named {
-        return store.manifest(id);
-    }
-    let all = store.list()?;
-    let Some(instance) = instance else {
-        return Err(Error::Usage(
-            "this machine's instance id is unknown: name the snapshot with --snapshot".into(),
-        )
-        .into());
-    };
-    match all
-        .iter()
-        .rev()
-        .find(|m| m.instance_id.as_deref() == Some(instance))
-    {
-        Some(m) => Ok(m.clone()),
-        None => {
-            let others: Vec<String> = all
-                .iter()
-                .map(|m| format!("{} ({})", m.id, m.instance_id.as_deref().unwrap_or("?")))
-                .collect();
-            Err(Error::Usage(format!(
-                "no snapshot of instance {instance} in {}; snapshots there: {}. Name one with --snapshot to restore it here",
-                store.describe(),
-                if others.is_empty() { "none".into() } else { others.join(", ") }
-            ))
-            .into())
-        }
-    }
+    store.resolve(named.unwrap_or(store::LATEST), || {
+        instance.map(str::to_string)
+    })
 }
 
 fn render(r: &RestoreReport) -> String {

@@ -15,7 +15,7 @@ fn sh(cmd: &str) {
 }
 
 /// An old root with /etc/passwd (alice = 1000) and a /srv with every hard case.
-fn data_tree(dir: &Path) -> Tree {
+pub(super) fn data_tree(dir: &Path) -> Tree {
     let t = Tree::new(dir);
     t.file(
         "/etc/passwd",
@@ -64,7 +64,7 @@ fn data_tree(dir: &Path) -> Tree {
 }
 
 /// A new root where alice has uid 1005.
-fn new_root(dir: &Path) -> Tree {
+pub(super) fn new_root(dir: &Path) -> Tree {
     let t = Tree::new(dir);
     t.file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\nalice:x:1005:1005::/home/alice:/bin/bash\n")
         .file("/etc/group", "root:x:0:\nubuntu:x:1000:\nalice:x:1005:\n")
@@ -72,7 +72,7 @@ fn new_root(dir: &Path) -> Tree {
     t
 }
 
-fn capture_paths(old: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
+pub(super) fn capture_paths(old: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "capture",
         "--root",
@@ -101,7 +101,7 @@ fn restore_into(new: &Path, store: &Path) -> std::process::Output {
 }
 
 /// `rsync -rlptDHAXn --checksum --itemize-changes` prints nothing when the trees agree.
-fn rsync_diff(a: &Path, b: &Path) -> String {
+pub(super) fn rsync_diff(a: &Path, b: &Path) -> String {
     let o = Command::new("rsync")
         .args(["-rlptDHAXn", "--checksum", "--itemize-changes"])
         .arg(format!("{}/", a.display()))
@@ -323,7 +323,7 @@ fn a_file_that_keeps_changing_or_cannot_be_read_is_named() {
     );
 }
 
-fn snapshot_ids(store: &Path) -> Vec<String> {
+pub(super) fn snapshot_ids(store: &Path) -> Vec<String> {
     let v = json(&carryover(&[
         "snapshots",
         "list",
@@ -462,19 +462,19 @@ fn damage_random_bin(old: &Tree, store: &Path) -> PathBuf {
 }
 
 /// The snapshot id of a capture that must have succeeded.
-fn captured(o: &std::process::Output) -> String {
+pub(super) fn captured(o: &std::process::Output) -> String {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
     json(o)["snapshot_id"].as_str().unwrap().to_string()
 }
 
 /// Restores into `new` (`extra`: e.g. `--snapshot ID`): its /srv is the old one's.
-fn restores_identically(old: &Tree, new: &Tree, store: &Path, extra: &[&str]) {
+pub(super) fn restores_identically(old: &Tree, new: &Tree, store: &Path, extra: &[&str]) {
     let o = restore(&new.dir, store, extra, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
 }
 
-fn verify(store: &Path, extra: &[&str]) -> std::process::Output {
+pub(super) fn verify(store: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["snapshots", "verify", "--store", store.to_str().unwrap()];
     args.extend_from_slice(extra);
     carryover(&args)
