@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
                     .count();
             if healed > 0 {
                 tracing::warn!(
-                    "{healed} damaged copies of blobs that have an intact copy in another pack: `carryover snapshots prune` drops them"
+                    "{healed} damaged copies of blobs that have an intact copy in another pack: `carryover snapshots prune` rewrites the packs that hold them"
                 );
             }
             // The next capture stores what is damaged again instead of building on it.

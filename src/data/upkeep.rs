@@ -116,6 +116,8 @@ struct PackPlan {
     total: u64,
     /// The copies of needed blobs that are kept from this pack.
     live: Vec<(BlobId, BlobLoc)>,
+    /// It holds a damaged copy of a blob that has an intact one elsewhere (a heal).
+    damaged_copy: bool,
 }
 
 impl PackPlan {
@@ -156,7 +158,7 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
         if p.live.is_empty() {
             gone.push(n);
             r.packs_removed += 1;
-        } else if p.mostly_dead() {
+        } else if p.mostly_dead() || p.damaged_copy {
             match copy_live(store, &index.packs[n], p, &mut writer)? {
                 Ok(()) => {
                     gone.push(n);
@@ -222,7 +224,8 @@ fn needed_by_all(
 
 /// Decides which copy of each needed blob is kept, pack by pack. A blob with several
 /// copies (a heal, an interrupted prune) keeps an intact one, preferably in the pack
-/// that has the most needed bytes, so packs that stay are not emptied for ones that go.
+/// that has the most needed bytes, so packs that stay are not emptied for ones that go;
+/// a pack found to hold a damaged copy is marked, to be rewritten without it.
 fn plan(store: &Store, index: &Index, needed: &HashSet<BlobId>) -> Vec<PackPlan> {
     let mut plans: Vec<PackPlan> = (0..index.packs.len())
         .map(|_| PackPlan::default())
@@ -239,14 +242,25 @@ fn plan(store: &Store, index: &Index, needed: &HashSet<BlobId>) -> Vec<PackPlan>
         useful[p] as f64 / plans[p].total.max(1) as f64
     };
     let mut chosen = Vec::new();
+    let mut damaged = Vec::new();
     for id in needed {
         let mut locs = index.locations(id);
         if locs.len() > 1 {
             locs.sort_by(|a, b| share(b).total_cmp(&share(a)).then(a.pack.cmp(&b.pack)));
-            let intact = locs
+            let intact: Vec<bool> = locs
                 .iter()
-                .position(|l| repo::read_at(store, &(index.pack_key(l), *l), id).is_ok());
-            locs.swap(0, intact.unwrap_or(0));
+                .map(|l| repo::read_at(store, &(index.pack_key(l), *l), id).is_ok())
+                .collect();
+            // with no intact copy, every copy stays where it is
+            if let Some(i) = intact.iter().position(|ok| *ok) {
+                damaged.extend(
+                    locs.iter()
+                        .zip(&intact)
+                        .filter(|(_, ok)| !**ok)
+                        .map(|(l, _)| l.pack),
+                );
+                locs.swap(0, i);
+            }
         }
         if let Some(first) = locs.first() {
             chosen.push((*id, *first));
@@ -254,6 +268,9 @@ fn plan(store: &Store, index: &Index, needed: &HashSet<BlobId>) -> Vec<PackPlan>
     }
     for (id, loc) in chosen {
         plans[loc.pack as usize].live.push((id, loc));
+    }
+    for pack in damaged {
+        plans[pack as usize].damaged_copy = true;
     }
     plans
 }
