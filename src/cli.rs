@@ -143,6 +143,10 @@ pub struct CaptureArgs {
     /// Add a data path (repeatable).
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Read and hash every blob of every pack first: what is damaged is stored again
+    /// from the source files instead of being referenced by the new snapshot.
+    #[arg(long)]
+    pub heal: bool,
     #[command(flatten)]
     pub store: StoreArg,
 }
@@ -169,16 +173,32 @@ pub enum SnapshotsCommand {
     List(StoreArg),
     /// Show one snapshot's manifest and state.
     Show {
+        /// A snapshot id, a unique prefix of one, or `latest` (this instance's newest).
         id: String,
         #[command(flatten)]
         store: StoreArg,
     },
     /// Re-read every object and check every checksum.
     Verify {
+        /// A snapshot id, a unique prefix of one, or `latest` (default: every snapshot).
         id: Option<String>,
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Forget snapshots (never the newest of an instance); `prune` then frees their data.
+    Forget {
+        /// Snapshot ids, unique prefixes of them, or `latest`.
+        #[arg(required_unless_present = "keep_last", conflicts_with = "keep_last")]
+        ids: Vec<String>,
+        /// Keep the N newest snapshots of each instance and forget the others.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        keep_last: Option<u64>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Remove the packs, indexes and objects no remaining snapshot needs; rewrite packs
+    /// that are mostly unneeded.
+    Prune(StoreArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +242,17 @@ impl Ctx {
         };
         let store = Store::open(&url, &self.config, create, key)?;
         Ok((url, store))
+    }
+}
+
+impl Ctx {
+    /// The snapshot a user named: an id, a unique prefix of one, or `latest` (the newest
+    /// of this machine's instance).
+    pub fn resolve_snapshot(&self, store: &Store, spec: &str) -> Result<crate::store::Manifest> {
+        store.resolve(spec, || {
+            let g = crate::state::Gather::new(&self.root, &self.config);
+            crate::state::identity::instance(&g).0
+        })
     }
 }
 

@@ -4,11 +4,13 @@
 
 pub mod capture;
 pub mod codec;
+pub mod damaged;
 pub mod lock;
 pub mod node;
 pub mod repo;
 pub mod restore;
 pub mod tree;
+pub mod upkeep;
 pub mod verify;
 pub mod winmeta;
 

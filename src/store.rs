@@ -259,23 +259,96 @@ impl Store {
             .context("committing the snapshot manifest")
     }
 
+    /// The ids of all committed snapshots (whether or not their manifests can be read),
+    /// oldest first.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .backend
+            .list("snapshots/")?
+            .into_iter()
+            .filter_map(|key| {
+                key.strip_prefix("snapshots/")
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// All committed snapshots, oldest first.
     pub fn list(&self) -> Result<Vec<Manifest>> {
         let mut out = Vec::new();
-        for key in self.backend.list("snapshots/")? {
-            let Some(id) = key
-                .strip_prefix("snapshots/")
-                .and_then(|k| k.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            match self.manifest(id) {
+        for id in self.ids()? {
+            match self.manifest(&id) {
                 Ok(m) => out.push(m),
                 Err(e) => tracing::warn!("snapshot {id}: {e:#}"),
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    /// The snapshot a user means: `latest` (the newest snapshot of `instance`, this
+    /// machine's, asked for only then), a full id, or a unique prefix of one. An
+    /// ambiguous prefix, or `latest` without a snapshot of the instance, is a usage error
+    /// that lists the candidates.
+    pub fn resolve(
+        &self,
+        spec: &str,
+        instance: impl FnOnce() -> Option<String>,
+    ) -> Result<Manifest> {
+        if spec == LATEST {
+            return self.latest(instance().as_deref());
+        }
+        backend::check_name(spec)
+            .map_err(|_| Error::Usage(format!("'{spec}' is not a snapshot id")))?;
+        let ids = self.ids()?;
+        if ids.iter().any(|i| i == spec) {
+            return self.manifest(spec);
+        }
+        let found: Vec<&String> = ids.iter().filter(|i| i.starts_with(spec)).collect();
+        match found[..] {
+            [] => bail!("no snapshot '{spec}' in {}", self.describe()),
+            [one] => self.manifest(one),
+            _ => Err(Error::Usage(format!(
+                "'{spec}' is the start of {} snapshot ids: {}; give more of the id",
+                found.len(),
+                shortlist(found.iter().map(|s| s.as_str()))
+            ))
+            .into()),
+        }
+    }
+
+    /// The newest snapshot of an instance.
+    fn latest(&self, instance: Option<&str>) -> Result<Manifest> {
+        let Some(instance) = instance else {
+            return Err(Error::Usage(
+                "this machine's instance id is unknown: name the snapshot by its id".into(),
+            )
+            .into());
+        };
+        let all = self.list()?;
+        if let Some(m) = all
+            .iter()
+            .rev()
+            .find(|m| m.instance_id.as_deref() == Some(instance))
+        {
+            return Ok(m.clone());
+        }
+        let others = all
+            .iter()
+            .map(|m| format!("{} ({})", m.id, m.instance_id.as_deref().unwrap_or("?")));
+        Err(Error::Usage(format!(
+            "no snapshot of instance {instance} in {}; snapshots there: {}. Name one by its id to use it here",
+            self.describe(),
+            if all.is_empty() {
+                "none".into()
+            } else {
+                shortlist(others)
+            }
+        ))
+        .into())
     }
 
     /// One snapshot's manifest.
@@ -322,14 +395,26 @@ impl Store {
         Ok(removed)
     }
 
-    /// Objects of snapshots that were never committed (a capture killed mid-way):
-    /// removed, so they cannot pile up.
+    /// Objects of snapshots that were never committed (a capture killed mid-way), and
+    /// the objects and journals of forgotten snapshots: removed, so they cannot pile up.
+    /// A snapshot whose manifest cannot be read is still committed: its objects stay.
+    /// Only called under the store lock.
     pub fn remove_orphans(&self) -> Result<Vec<String>> {
-        let committed: Vec<String> = self.list()?.into_iter().map(|m| m.id).collect();
+        let committed: std::collections::HashSet<String> = self.ids()?.into_iter().collect();
         let mut removed = Vec::new();
         for key in self.backend.list("objects/")? {
             let id = key.split('/').nth(1).unwrap_or("");
-            if !id.is_empty() && !committed.iter().any(|c| c == id) {
+            if !id.is_empty() && !committed.contains(id) {
+                self.backend.delete(&key)?;
+                removed.push(key);
+            }
+        }
+        for key in self.backend.list("journal/")? {
+            let id = key
+                .strip_prefix("journal/")
+                .and_then(|k| k.strip_suffix(".json"))
+                .unwrap_or("");
+            if !id.is_empty() && !committed.contains(id) {
                 self.backend.delete(&key)?;
                 removed.push(key);
             }
@@ -349,6 +434,19 @@ impl Store {
     pub fn put_doc(&self, key: &str, data: &[u8]) -> Result<()> {
         self.backend.put(key, &self.seal(data.to_vec()))
     }
+}
+
+/// What names the newest snapshot of this machine's instance wherever an id is taken.
+pub const LATEST: &str = "latest";
+
+/// Up to ten names, then how many more.
+fn shortlist<'a>(names: impl Iterator<Item = impl Into<String> + 'a>) -> String {
+    let all: Vec<String> = names.map(Into::into).collect();
+    let mut out = all.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    if all.len() > 10 {
+        out.push_str(&format!(" and {} more", all.len() - 10));
+    }
+    out
 }
 
 /// The directory of a local store URL (`file:///dir` or a plain path); `None` for S3.

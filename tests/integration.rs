@@ -32,5 +32,7 @@ mod probe;
 mod report;
 #[path = "integration/s3.rs"]
 mod s3;
+#[path = "integration/upkeep.rs"]
+mod upkeep;
 #[path = "integration/userdata.rs"]
 mod userdata;

@@ -114,13 +114,17 @@ fn capture(
     hooks::run(Phase::PreCapture, &hook_env)?;
 
     let mut skipped = state.problems.clone();
+    // The damaged blobs this capture treated as absent, and the blobs it stored.
+    let mut heal = None;
     let data = if data_paths.is_empty() {
         None
     } else {
-        let (index, warnings) = Index::load(&store)?;
+        let (mut index, warnings) = Index::load(&store)?;
         for w in warnings {
             tracing::warn!("store index {w}: its blobs will be stored again");
         }
+        // Never build on damage: what verify found (or --heal finds now) is stored again.
+        let suspect = data::damaged::before_capture(&store, &mut index, args.heal)?;
         let parent = store
             .list()?
             .into_iter()
@@ -150,6 +154,7 @@ fn capture(
         )?;
         progress.finish();
         skipped.extend(out.problems);
+        heal = Some((suspect, out.stored));
         Some(out.manifest)
     };
     let state_ref = store
@@ -196,6 +201,11 @@ fn capture(
         .save(&ctx.root)
         .context("recording the snapshot in this system's own state before committing it")?;
     store.commit(&manifest)?;
+    if let Some((suspect, stored)) = &heal
+        && let Err(e) = data::damaged::after_capture(&store, suspect, stored)
+    {
+        tracing::warn!("updating the store's list of damaged blobs: {e:#}");
+    }
     if let Err(e) = hooks::run(Phase::PostCapture, &hook_env) {
         tracing::warn!("{e:#}");
         skipped.push(Problem {

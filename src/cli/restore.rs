@@ -197,37 +197,12 @@ pub fn already_restored(local: &LocalState, snapshot: &str) -> Option<String> {
     })
 }
 
-/// The named snapshot, or the newest one of this instance.
+/// The named snapshot (`latest`, an id or a unique prefix), or the newest one of this
+/// instance.
 fn choose(store: &Store, named: Option<&str>, instance: Option<&str>) -> Result<Manifest> {
-    if let Some(id) = named {
-        return store.manifest(id);
-    }
-    let all = store.list()?;
-    let Some(instance) = instance else {
-        return Err(Error::Usage(
-            "this machine's instance id is unknown: name the snapshot with --snapshot".into(),
-        )
-        .into());
-    };
-    match all
-        .iter()
-        .rev()
-        .find(|m| m.instance_id.as_deref() == Some(instance))
-    {
-        Some(m) => Ok(m.clone()),
-        None => {
-            let others: Vec<String> = all
-                .iter()
-                .map(|m| format!("{} ({})", m.id, m.instance_id.as_deref().unwrap_or("?")))
-                .collect();
-            Err(Error::Usage(format!(
-                "no snapshot of instance {instance} in {}; snapshots there: {}. Name one with --snapshot to restore it here",
-                store.describe(),
-                if others.is_empty() { "none".into() } else { others.join(", ") }
-            ))
-            .into())
-        }
-    }
+    store.resolve(named.unwrap_or(store::LATEST), || {
+        instance.map(str::to_string)
+    })
 }
 
 fn render(r: &RestoreReport) -> String {
@@ -248,6 +223,9 @@ fn render(r: &RestoreReport) -> String {
         }
         for w in &s.attention {
             o.push_str(&format!("  {:<18} {:<13} {w}\n", "", "ATTENTION"));
+        }
+        for f in &s.failed_files {
+            o.push_str(&format!("  {:<18} {:<13} {f}\n", "", "not restored"));
         }
     }
     for h in r.health.iter().filter(|h| !h.ok) {

@@ -1,5 +1,5 @@
-//! `carryover snapshots list|show|verify`: what the store holds, and whether every byte of
-//! it is still as written.
+//! `carryover snapshots list|show|verify|forget|prune`: what the store holds, whether
+//! every byte of it is still as written, and its upkeep.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -9,7 +9,9 @@ use super::{Ctx, SnapshotsCommand};
 use crate::error::Exit;
 use std::sync::{Arc, Mutex};
 
+use crate::data::damaged::DamagedList;
 use crate::data::repo::Index;
+use crate::data::upkeep::{self, Forget};
 use crate::data::verify;
 use crate::store::Store;
 
@@ -42,7 +44,7 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
         }
         SnapshotsCommand::Show { id, store } => {
             let store = open(ctx, store.store.as_deref())?;
-            let m = store.manifest(&id)?;
+            let m = ctx.resolve_snapshot(&store, &id)?;
             let loaded = crate::restore::load(&store, &m);
             let value =
                 serde_json::json!({"manifest": m, "state": loaded.state, "damaged": loaded.broken});
@@ -66,7 +68,7 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
         SnapshotsCommand::Verify { id, store } => {
             let store = open(ctx, store.store.as_deref())?;
             let manifests = match id {
-                Some(id) => vec![store.manifest(&id)?],
+                Some(id) => vec![ctx.resolve_snapshot(&store, &id)?],
                 None => store.list()?,
             };
             let mut results = Vec::new();
@@ -98,6 +100,21 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
             if !damage.blobs.is_empty() {
                 tracing::warn!("{} damaged blobs in the store", damage.blobs.len());
             }
+            let healed = damage.copies.len()
+                - damage
+                    .copies
+                    .iter()
+                    .filter(|(id, _, _)| damage.blobs.contains_key(id))
+                    .count();
+            if healed > 0 {
+                tracing::warn!(
+                    "{healed} damaged copies of blobs that have an intact copy in another pack: `carryover snapshots prune` rewrites the packs that hold them"
+                );
+            }
+            // The next capture stores what is damaged again instead of building on it.
+            if needs_data && let Err(e) = DamagedList::record(&store, &damage) {
+                tracing::warn!("could not record the damaged blobs in the store: {e:#}");
+            }
             let all_ok = results.iter().all(|r| r.ok);
             emit(ctx.format, &results, || {
                 let mut o = String::new();
@@ -114,6 +131,66 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
                 o
             })?;
             Ok(if all_ok { Exit::Success } else { Exit::Failure })
+        }
+        SnapshotsCommand::Forget {
+            ids,
+            keep_last,
+            store,
+        } => {
+            let store = open(ctx, store.store.as_deref())?;
+            let which = match keep_last {
+                Some(n) => Forget::KeepLast(n as usize),
+                None => Forget::Ids(
+                    ids.iter()
+                        .map(|s| ctx.resolve_snapshot(&store, s).map(|m| m.id))
+                        .collect::<Result<_>>()?,
+                ),
+            };
+            let forgotten = upkeep::forget(&store, &which)?;
+            let value = serde_json::json!({"forgotten": forgotten});
+            emit(ctx.format, &value, || {
+                let mut o = String::new();
+                for id in &forgotten {
+                    field(&mut o, "forgotten", id);
+                }
+                if forgotten.is_empty() {
+                    o.push_str("nothing to forget\n");
+                } else {
+                    o.push_str("`carryover snapshots prune` frees the space they used\n");
+                }
+                o
+            })?;
+            Ok(Exit::Success)
+        }
+        SnapshotsCommand::Prune(s) => {
+            let store = open(ctx, s.store.as_deref())?;
+            let r = upkeep::prune(&store)?;
+            for w in &r.warnings {
+                tracing::warn!("{w}");
+            }
+            emit(ctx.format, &r, || {
+                let mut o = String::new();
+                field(&mut o, "snapshots", r.snapshots);
+                field(&mut o, "packs removed", r.packs_removed);
+                field(
+                    &mut o,
+                    "packs rewritten",
+                    format!("{} (into {} new)", r.packs_rewritten, r.packs_written),
+                );
+                field(
+                    &mut o,
+                    "packs",
+                    format!("{} -> {}", r.packs_before, r.packs_after),
+                );
+                field(
+                    &mut o,
+                    "pack bytes",
+                    format!("{} -> {}", r.bytes_before, r.bytes_after),
+                );
+                field(&mut o, "objects removed", r.objects_removed);
+                o
+            })?;
+            Ok(Exit::Success)
         }
     }
 }

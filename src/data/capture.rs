@@ -33,6 +33,8 @@ const READ_ATTEMPTS: usize = 3;
 pub struct CaptureOutcome {
     pub manifest: DataManifest,
     pub problems: Vec<Problem>,
+    /// The blobs this capture stored (not in the store's index before).
+    pub stored: HashSet<BlobId>,
 }
 
 /// Names → ids of the system being captured, so owners are recorded by name too.
@@ -297,6 +299,7 @@ pub fn capture(
             stored_bytes: stored,
         },
         problems,
+        stored: std::mem::take(&mut *pipe.sink.queued.lock().expect("queued")),
     })
 }
 

@@ -1,5 +1,6 @@
-//! The store's writer lock: two captures cannot write packs into one store at once, and a
-//! capture that was killed does not block the next (its lock is recognised as stale).
+//! The store's writer lock: two captures (or a capture and a prune) cannot write packs
+//! into one store at once, and a capture that was killed does not block the next (its
+//! lock is recognised as stale).
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -59,7 +60,7 @@ impl StoreLock {
             if !stale {
                 let h = held.expect("not stale means readable");
                 bail!(
-                    "the store is in use by process {} on {} since {} (another capture); try again when it has finished",
+                    "the store is in use by process {} on {} since {} (another capture, forget or prune); try again when it has finished",
                     h.pid,
                     h.host,
                     crate::store::rfc3339(h.since)

@@ -48,7 +48,12 @@ pub struct IndexEntry {
 #[derive(Default)]
 pub struct Index {
     pub packs: Vec<String>,
+    /// The copy of each blob that is read first.
     pub blobs: HashMap<BlobId, BlobLoc>,
+    /// Further copies: a capture that healed a damaged blob, or a prune that was
+    /// interrupted after it rewrote a pack, leaves a blob in two packs. A reader falls
+    /// back to them when the first copy is damaged.
+    pub copies: HashMap<BlobId, Vec<BlobLoc>>,
 }
 
 impl Index {
@@ -76,19 +81,66 @@ impl Index {
         self.packs.push(pi.pack);
         for e in pi.blobs {
             if let Ok(id) = <BlobId>::try_from(&e.id[..]) {
-                self.blobs.entry(id).or_insert(BlobLoc {
+                let loc = BlobLoc {
                     pack: n,
                     offset: e.offset,
                     length: e.length,
                     raw_length: e.raw_length,
                     compressed: e.compressed,
-                });
+                };
+                match self.blobs.entry(id) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(loc);
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        self.copies.entry(id).or_default().push(loc)
+                    }
+                }
             }
         }
     }
 
     pub fn pack_key(&self, loc: &BlobLoc) -> String {
         pack_key(&self.packs[loc.pack as usize])
+    }
+
+    /// Every copy of a blob, the one read first first.
+    pub fn locations(&self, id: &BlobId) -> Vec<BlobLoc> {
+        let mut v: Vec<BlobLoc> = self.blobs.get(id).copied().into_iter().collect();
+        v.extend(self.copies.get(id).into_iter().flatten().copied());
+        v
+    }
+
+    /// Every copy of every blob.
+    pub fn all(&self) -> impl Iterator<Item = (BlobId, BlobLoc)> + '_ {
+        let copies = self
+            .copies
+            .iter()
+            .flat_map(|(id, v)| v.iter().map(move |l| (*id, *l)));
+        self.blobs.iter().map(|(id, l)| (*id, *l)).chain(copies)
+    }
+
+    /// Forgets blobs, every copy of them: a capture then stores them again.
+    pub fn forget(&mut self, ids: impl IntoIterator<Item = BlobId>) {
+        for id in ids {
+            self.blobs.remove(&id);
+            self.copies.remove(&id);
+        }
+    }
+
+    /// Forgets one copy of a blob (a damaged one); another copy, if any, is read first.
+    pub fn forget_copy(&mut self, id: &BlobId, loc: &BlobLoc) {
+        let mut all = self.locations(id);
+        all.retain(|l| l != loc);
+        self.forget([*id]);
+        let mut rest = all.into_iter();
+        if let Some(first) = rest.next() {
+            self.blobs.insert(*id, first);
+            let more: Vec<BlobLoc> = rest.collect();
+            if !more.is_empty() {
+                self.copies.insert(*id, more);
+            }
+        }
     }
 }
 
@@ -111,13 +163,26 @@ pub fn compressor() -> Result<zstd::bulk::Compressor<'static>> {
     zstd::bulk::Compressor::new(ZSTD_LEVEL).context("creating a zstd compressor")
 }
 
-/// Where a blob is: its pack's key and place in it.
-pub fn locate(index: &Index, id: &BlobId) -> Result<(String, BlobLoc)> {
-    let loc = index
-        .blobs
-        .get(id)
-        .with_context(|| format!("blob {} is not in the store's index", hex::encode(id)))?;
-    Ok((index.pack_key(loc), *loc))
+/// Reads a blob, decompresses it and checks it against its id; a damaged copy is passed
+/// over for the next one (the first copy's error is returned when none is intact).
+pub fn read_blob(store: &Store, index: &Mutex<Index>, id: &BlobId) -> Result<Vec<u8>> {
+    let (packs, locs) = {
+        let idx = index.lock().expect("index");
+        let locs = idx.locations(id);
+        let packs: Vec<String> = locs.iter().map(|l| idx.pack_key(l)).collect();
+        (packs, locs)
+    };
+    let mut first_error = None;
+    for (key, loc) in packs.into_iter().zip(locs) {
+        match read_at(store, &(key, loc), id) {
+            Ok(raw) => return Ok(raw),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error
+        .unwrap_or_else(|| anyhow::anyhow!("blob {} is not in the store's index", hex::encode(id))))
 }
 
 /// Reads a located blob, decompresses it and checks it against its id.
@@ -223,5 +288,47 @@ impl PackWriter {
         self.size = 0;
         self.index.lock().expect("index lock").add(pi);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_copy_is_passed_over_for_an_intact_one() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("s");
+        let config = crate::config::Config::default();
+        let store = Store::open(dir.to_str().unwrap(), &config, true, None).unwrap();
+        let raw = b"a blob stored twice ".repeat(50);
+        let id = store.blob_id(&raw);
+        for _ in 0..2 {
+            let mut pw = PackWriter::new(store.clone(), Arc::new(Mutex::new(Index::default())));
+            pw.add(Sealed {
+                id,
+                data: raw.clone(),
+                raw_length: raw.len() as u32,
+                compressed: false,
+            })
+            .unwrap();
+            pw.flush().unwrap();
+        }
+        let (index, _) = Index::load(&store).unwrap();
+        assert_eq!(index.locations(&id).len(), 2);
+        let first = index.blobs[&id];
+        let pack = dir.join(index.pack_key(&first));
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[first.offset as usize + 3] ^= 0x01;
+        std::fs::write(&pack, bytes).unwrap();
+
+        let index = Mutex::new(index);
+        assert_eq!(read_blob(&store, &index, &id).unwrap(), raw);
+        let mut index = index.into_inner().unwrap();
+        index.forget_copy(&id, &first);
+        assert_eq!(index.locations(&id).len(), 1);
+        assert_ne!(index.blobs[&id], first, "the intact copy is read first now");
+        index.forget([id]);
+        assert!(read_blob(&store, &Mutex::new(index), &id).is_err());
     }
 }

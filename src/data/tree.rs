@@ -94,8 +94,7 @@ impl TreeReader {
             let Some(id) = self.ids.next() else {
                 return Ok(None);
             };
-            let loc = repo::locate(&self.index.lock().expect("index"), &id)?;
-            let raw = repo::read_at(&self.store, &loc, &id)?;
+            let raw = repo::read_blob(&self.store, &self.index, &id)?;
             self.current = decode_nodes(&raw)?.into_iter();
         }
     }

@@ -2,30 +2,40 @@
 //! id, every blob a snapshot needs present — and what is damaged named down to the files
 //! that use it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::DataManifest;
-use super::node::{BlobId, Kind};
+use super::node::{BlobId, Kind, Node};
 use super::repo::{self, Index};
 use super::tree::TreeReader;
+use super::{DataManifest, DataRoot};
 use crate::store::Store;
 
 /// What is wrong with the data of a store.
 #[derive(Debug, Default)]
 pub struct Damage {
-    /// blob id → why
+    /// blob id → why, for the blobs of which no intact copy is left
     pub blobs: BTreeMap<BlobId, String>,
+    /// Every damaged copy (also those of blobs that have an intact one elsewhere).
+    pub copies: Vec<(BlobId, repo::BlobLoc, String)>,
     pub packs_read: u64,
     pub blobs_checked: u64,
 }
 
-/// Reads every pack of the index and checks every blob in it.
+/// Reads every pack of the index and checks every copy of every blob in it.
 pub fn check_packs(store: &Store, index: &Index) -> Damage {
+    check_blobs(store, index, None)
+}
+
+/// Reads the packs that hold `only` (every pack when `None`) and checks every copy of
+/// those blobs: decrypted, decompressed, hashed against the id.
+pub fn check_blobs(store: &Store, index: &Index, only: Option<&HashSet<BlobId>>) -> Damage {
     let mut d = Damage::default();
     let mut by_pack: BTreeMap<u32, Vec<(BlobId, repo::BlobLoc)>> = BTreeMap::new();
-    for (id, loc) in &index.blobs {
-        by_pack.entry(loc.pack).or_default().push((*id, *loc));
+    for (id, loc) in index.all() {
+        if only.is_none_or(|o| o.contains(&id)) {
+            by_pack.entry(loc.pack).or_default().push((id, loc));
+        }
     }
     for (pack, blobs) in by_pack {
         let key = repo::pack_key(&index.packs[pack as usize]);
@@ -33,32 +43,124 @@ pub fn check_packs(store: &Store, index: &Index) -> Damage {
         let data = match store.backend().get(&key) {
             Ok(Some(b)) => b,
             Ok(None) => {
-                for (id, _) in blobs {
-                    d.blobs.insert(id, format!("its pack {key} is missing"));
+                for (id, loc) in blobs {
+                    d.copies
+                        .push((id, loc, format!("its pack {key} is missing")));
                 }
                 continue;
             }
             Err(e) => {
-                for (id, _) in blobs {
-                    d.blobs
-                        .insert(id, format!("its pack {key} cannot be read: {e:#}"));
+                for (id, loc) in blobs {
+                    d.copies
+                        .push((id, loc, format!("its pack {key} cannot be read: {e:#}")));
                 }
                 continue;
             }
         };
         for (id, loc) in blobs {
             d.blobs_checked += 1;
-            let end = loc.offset as usize + loc.length as usize;
-            let Some(stored) = data.get(loc.offset as usize..end) else {
-                d.blobs.insert(id, format!("{key} is truncated"));
-                continue;
-            };
-            if let Err(e) = repo::decode(store, stored.to_vec(), &loc, &id) {
-                d.blobs.insert(id, format!("{key}: {e:#}"));
+            if let Err(why) = check_copy(store, &key, &data, &id, &loc) {
+                d.copies.push((id, loc, why));
             }
         }
     }
+    let bad: HashSet<(BlobId, u32, u32)> = d
+        .copies
+        .iter()
+        .map(|(i, l, _)| (*i, l.pack, l.offset))
+        .collect();
+    for (id, _, why) in &d.copies {
+        let intact = index
+            .locations(id)
+            .iter()
+            .any(|l| !bad.contains(&(*id, l.pack, l.offset)));
+        if !intact {
+            d.blobs.entry(*id).or_insert_with(|| why.clone());
+        }
+    }
     d
+}
+
+/// Checks one copy of a blob in the bytes of its pack.
+pub fn check_copy(
+    store: &Store,
+    key: &str,
+    pack: &[u8],
+    id: &BlobId,
+    loc: &repo::BlobLoc,
+) -> Result<(), String> {
+    let end = loc.offset as usize + loc.length as usize;
+    let Some(stored) = pack.get(loc.offset as usize..end) else {
+        return Err(format!("{key} is truncated"));
+    };
+    repo::decode(store, stored.to_vec(), loc, id)
+        .map(|_| ())
+        .map_err(|e| format!("{key}: {e:#}"))
+}
+
+/// What a walk of a snapshot's trees meets.
+enum Visit<'a> {
+    /// The tree blobs of a data path.
+    Trees(&'a DataRoot, &'a [BlobId]),
+    Node(&'a DataRoot, &'a Node),
+}
+
+/// Walks every node of a snapshot's trees; returns what of them could not be read.
+fn walk(
+    store: &Store,
+    index: &Arc<Mutex<Index>>,
+    data: &DataManifest,
+    mut visit: impl FnMut(Visit),
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for root in &data.roots {
+        let ids = match root.tree_ids() {
+            Ok(ids) => ids,
+            Err(e) => {
+                problems.push(format!("{}: {e:#}", root.path));
+                continue;
+            }
+        };
+        visit(Visit::Trees(root, &ids));
+        let mut reader = TreeReader::new(store.clone(), index.clone(), ids);
+        loop {
+            match reader.next_node() {
+                Ok(Some(node)) => visit(Visit::Node(root, &node)),
+                Ok(None) => break,
+                Err(e) => {
+                    problems.push(format!(
+                        "{}: the tree cannot be read further: {e:#}",
+                        root.path
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Every blob the snapshot needs (its tree blobs and its files' chunks), and what could
+/// not be read of its trees (then the set is incomplete).
+pub fn needed_blobs(
+    store: &Store,
+    index: &Arc<Mutex<Index>>,
+    data: &DataManifest,
+) -> (HashSet<BlobId>, Vec<String>) {
+    let mut needed = HashSet::new();
+    let problems = walk(store, index, data, |v| match v {
+        Visit::Trees(_, ids) => needed.extend(ids.iter().copied()),
+        Visit::Node(_, node) => needed.extend(node.chunk_ids()),
+    });
+    (needed, problems)
+}
+
+/// The files of a snapshot that cannot be restored, each `path: why`: the blobs it
+/// needs are read and hashed (only those), as a restore would read them.
+pub fn damaged_files(store: &Store, index: &Arc<Mutex<Index>>, data: &DataManifest) -> Vec<String> {
+    let (needed, _) = needed_blobs(store, index, data);
+    let damage = check_blobs(store, &index.lock().expect("index"), Some(&needed));
+    check_snapshot(store, index, data, &damage)
 }
 
 /// The problems of one snapshot's data: its trees and chunks missing or damaged, with the
@@ -70,39 +172,19 @@ pub fn check_snapshot(
     damage: &Damage,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    for root in &data.roots {
-        let ids = match root.tree_ids() {
-            Ok(ids) => ids,
-            Err(e) => {
-                out.push(format!("{}: {e:#}", root.path));
-                continue;
-            }
-        };
-        for id in &ids {
-            if let Some(why) = damage.blobs.get(id) {
-                out.push(format!(
-                    "{}: tree blob {} damaged: {why}",
-                    root.path,
-                    hex::encode(id)
-                ));
+    let problems = walk(store, index, data, |v| match v {
+        Visit::Trees(root, ids) => {
+            for id in ids {
+                if let Some(why) = damage.blobs.get(id) {
+                    out.push(format!(
+                        "{}: tree blob {} damaged: {why}",
+                        root.path,
+                        hex::encode(id)
+                    ));
+                }
             }
         }
-        let mut reader = TreeReader::new(store.clone(), index.clone(), ids);
-        loop {
-            let node = match reader.next_node() {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
-                Err(e) => {
-                    out.push(format!(
-                        "{}: the tree cannot be read further: {e:#}",
-                        root.path
-                    ));
-                    break;
-                }
-            };
-            if node.kind != Kind::File {
-                continue;
-            }
+        Visit::Node(root, node) if node.kind == Kind::File => {
             let name = format!(
                 "{}/{}",
                 root.path.trim_end_matches('/'),
@@ -120,6 +202,8 @@ pub fn check_snapshot(
                 }
             }
         }
-    }
+        Visit::Node(..) => {}
+    });
+    out.extend(problems);
     out
 }

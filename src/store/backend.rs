@@ -231,10 +231,20 @@ impl Backend for LocalBackend {
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
+        let dir = path.parent().context("a key has a folder")?;
+        // A snapshot's folder of objects (objects/<id>/) goes with its last object.
+        if key.split('/').count() > 2 && std::fs::remove_dir(dir).is_ok() {
+            return dir
+                .parent()
+                .map_or(Ok(()), crate::sys::sync_dir)
+                .with_context(|| format!("removing {}", dir.display()));
+        }
+        // Durable before the next step: prune removes a pack only after its index is gone.
+        crate::sys::sync_dir(dir).with_context(|| format!("removing {}", path.display()))
     }
 
     fn describe(&self) -> String {

@@ -15,7 +15,7 @@ fn sh(cmd: &str) {
 }
 
 /// An old root with /etc/passwd (alice = 1000) and a /srv with every hard case.
-fn data_tree(dir: &Path) -> Tree {
+pub(super) fn data_tree(dir: &Path) -> Tree {
     let t = Tree::new(dir);
     t.file(
         "/etc/passwd",
@@ -65,7 +65,7 @@ fn data_tree(dir: &Path) -> Tree {
 
 /// A new root whose image user `ubuntu` has uid 1000: restore creates alice with another
 /// id (1001), and her files follow her name.
-fn new_root(dir: &Path) -> Tree {
+pub(super) fn new_root(dir: &Path) -> Tree {
     let t = Tree::new(dir);
     t.file(
         "/etc/passwd",
@@ -76,7 +76,7 @@ fn new_root(dir: &Path) -> Tree {
     t
 }
 
-fn capture_paths(old: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
+pub(super) fn capture_paths(old: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "capture",
         "--root",
@@ -105,7 +105,7 @@ fn restore_into(new: &Path, store: &Path) -> std::process::Output {
 }
 
 /// `rsync -rlptDHAXn --checksum --itemize-changes` prints nothing when the trees agree.
-fn rsync_diff(a: &Path, b: &Path) -> String {
+pub(super) fn rsync_diff(a: &Path, b: &Path) -> String {
     let o = Command::new("rsync")
         .args(["-rlptDHAXn", "--checksum", "--itemize-changes"])
         .arg(format!("{}/", a.display()))
@@ -395,7 +395,7 @@ fn a_file_that_keeps_changing_or_cannot_be_read_is_named() {
     );
 }
 
-fn snapshot_ids(store: &Path) -> Vec<String> {
+pub(super) fn snapshot_ids(store: &Path) -> Vec<String> {
     let v = json(&carryover(&[
         "snapshots",
         "list",
@@ -513,31 +513,134 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
     assert!(leftovers.is_empty() || rsync_diff(&old.p("/srv"), &new.p("/srv")).is_empty());
 }
 
+/// Flips a byte in the middle of random.bin's content in its pack (incompressible, so
+/// stored raw); returns the pack's path.
+fn damage_random_bin(old: &Tree, store: &Path) -> PathBuf {
+    let needle = std::fs::read(old.p("/srv/app/random.bin")).unwrap();
+    let needle = &needle[1 << 20..(1 << 20) + 64];
+    for e in walkdir::WalkDir::new(store.join("packs"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+    {
+        let mut bytes = std::fs::read(e.path()).unwrap();
+        if let Some(at) = bytes.windows(64).position(|w| w == needle) {
+            bytes[at] ^= 0x01;
+            std::fs::write(e.path(), bytes).unwrap();
+            return e.path().to_path_buf();
+        }
+    }
+    panic!("random.bin is not stored raw in any pack");
+}
+
+/// The snapshot id of a capture that must have succeeded.
+pub(super) fn captured(o: &std::process::Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    json(o)["snapshot_id"].as_str().unwrap().to_string()
+}
+
+/// Restores into `new` (`extra`: e.g. `--snapshot ID`): its /srv is the old one's.
+pub(super) fn restores_identically(old: &Tree, new: &Tree, store: &Path, extra: &[&str]) {
+    let o = restore(&new.dir, store, extra, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+}
+
+pub(super) fn verify(store: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["snapshots", "verify", "--store", store.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    carryover(&args)
+}
+
+/// #12.2: after verify named a damaged chunk, the next capture exited 0 and its new
+/// snapshot referenced the same damaged chunk.
+#[test]
+fn a_damaged_chunk_is_not_carried_forward() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    // more that does not compress in the same pack: the damaged chunk is a small share
+    let mut x: u64 = 5;
+    let more: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (x >> 56) as u8
+        })
+        .collect();
+    std::fs::write(old.p("/srv/app/more.bin"), more).unwrap();
+    let first = captured(&capture_paths(&old.dir, &store, &[]));
+    let damaged_pack = damage_random_bin(&old, &store);
+
+    // the dry run names the file that cannot come back, before anything is written
+    let new = new_root(&t.path().join("new"));
+    let o = restore(&new.dir, &store, &["--dry-run"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = json(&o);
+    let failed = r["failed_files"].to_string();
+    assert!(failed.contains("/srv/app/random.bin"), "{failed}");
+    assert!(!failed.contains("config.toml"), "{failed}");
+    let step = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "data")
+        .unwrap();
+    assert!(
+        step["detail"].as_str().unwrap().contains("1 damaged"),
+        "{step}"
+    );
+
+    let v = verify(&store, &[]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(stdout(&v).contains("/srv/app/random.bin"), "{}", stdout(&v));
+    assert!(store.join("damaged.json").exists(), "verify records it");
+
+    let second = captured(&capture_paths(&old.dir, &store, &[]));
+    assert_ne!(first, second);
+    let v = verify(&store, &[&second]);
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    // the chunk is content-addressed: the first snapshot is healed along with it
+    let v = verify(&store, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert!(
+        !store.join("damaged.json").exists(),
+        "struck off once healed"
+    );
+
+    restores_identically(&old, &new, &store, &[]);
+
+    // prune rewrites the pack that still holds the damaged copy, without it
+    let o = carryover(&["snapshots", "prune", "--store", store.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!damaged_pack.exists());
+    let v = verify(&store, &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert!(!stderr(&v).contains("damaged copies"), "{}", stderr(&v));
+}
+
+#[test]
+fn capture_heal_finds_damage_without_a_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    assert_eq!(capture_paths(&old.dir, &store, &[]).status.code(), Some(0));
+    damage_random_bin(&old, &store);
+    let id = captured(&capture_paths(&old.dir, &store, &["--heal"]));
+    let v = verify(&store, &[&id]);
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    let new = new_root(&t.path().join("new"));
+    restores_identically(&old, &new, &store, &["--snapshot", &id]);
+}
+
 #[test]
 fn a_flipped_byte_is_named_by_verify_and_its_file_is_not_restored() {
     let t = tempfile::tempdir().unwrap();
     let old = data_tree(&t.path().join("old"));
     let store = t.path().join("store");
     assert_eq!(capture_paths(&old.dir, &store, &[]).status.code(), Some(0));
-    // the pack holding random.bin (incompressible, stored raw): flip a byte in its middle
-    let mut packs: Vec<PathBuf> = walkdir::WalkDir::new(store.join("packs"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.path().to_path_buf())
-        .collect();
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let biggest = packs.last().unwrap();
-    let mut bytes = std::fs::read(biggest).unwrap();
-    let needle = std::fs::read(old.p("/srv/app/random.bin")).unwrap();
-    let at = bytes
-        .windows(64)
-        .position(|w| w == &needle[1 << 20..(1 << 20) + 64])
-        .expect("random.bin is stored raw");
-    bytes[at] ^= 0x01;
-    std::fs::write(biggest, bytes).unwrap();
+    damage_random_bin(&old, &store);
 
-    let v = carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()]);
+    let v = verify(&store, &[]);
     assert_eq!(v.status.code(), Some(1));
     let out = stdout(&v);
     assert!(

@@ -65,7 +65,9 @@ pub fn carryover(args: &[&str]) -> Output {
 
 pub fn carryover_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_carryover"));
-    c.args(args).env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP");
+    c.args(args)
+        .env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP")
+        .env_remove("CARRYOVER_TEST_CRASH_IN_PRUNE");
     for v in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

@@ -93,11 +93,23 @@ fn run(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
     carryover_env(args, &e)
 }
 
-#[test]
-fn s3_round_trip_with_multipart_packs() {
-    let t = tempfile::tempdir().unwrap();
-    let server = start(&t.path().join("s3"));
-    let old = Tree::new(&t.path().join("old"));
+/// Bytes that do not compress.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+/// An old OS whose config names the S3 store (`fleet/web01` in the server's bucket) and
+/// the data path /srv.
+fn old_tree(dir: &Path, server: &S3Server) -> Tree {
+    let old = Tree::new(dir);
     old.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
         .file("/etc/hostname", "web01\n")
         .file("/srv/app/config.toml", "[app]\nport = 8080\n")
@@ -105,16 +117,48 @@ fn s3_round_trip_with_multipart_packs() {
             "/etc/carryover/config.toml",
             &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\n[data]\npaths = [\"/srv\"]\n", server.port),
         );
+    old
+}
+
+/// A new OS of the same instance, restored from the store `cfg` names.
+fn restore_new(dir: &Path, cfg: &str) -> Tree {
+    let new = Tree::new(dir);
+    new.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
+        .file("/etc/hostname", "fresh\n");
+    let o = run(
+        &[
+            "restore",
+            "--root",
+            new.dir.to_str().unwrap(),
+            "--config",
+            cfg,
+            "--format",
+            "json",
+        ],
+        &env(SECRET),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    new
+}
+
+impl S3Server {
+    /// The store's pack objects as the server keeps them on disk.
+    fn packs(&self) -> Vec<walkdir::DirEntry> {
+        walkdir::WalkDir::new(self.dir.join("carryover/fleet/web01/packs"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .collect()
+    }
+}
+
+#[test]
+fn s3_round_trip_with_multipart_packs() {
+    let t = tempfile::tempdir().unwrap();
+    let server = start(&t.path().join("s3"));
+    let old = old_tree(&t.path().join("old"), &server);
     // 20 MiB that does not compress: packs of 16 MiB go up as multipart uploads
-    let mut x: u64 = 42;
-    let big: Vec<u8> = (0..(20 << 20))
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 56) as u8
-        })
-        .collect();
+    let big = noise(42, 20 << 20);
     std::fs::write(old.p("/srv/app/blob.bin"), &big).unwrap();
     let o = run(
         &[
@@ -127,11 +171,7 @@ fn s3_round_trip_with_multipart_packs() {
         &env(SECRET),
     );
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    let packs: Vec<_> = walkdir::WalkDir::new(server.dir.join("carryover/fleet/web01/packs"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .collect();
+    let packs = server.packs();
     assert!(
         !packs.is_empty(),
         "the packs are in the bucket under the prefix"
@@ -156,22 +196,7 @@ fn s3_round_trip_with_multipart_packs() {
     );
     assert_eq!(v.status.code(), Some(0), "{}\n{}", stdout(&v), stderr(&v));
 
-    let new = Tree::new(&t.path().join("new"));
-    new.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
-        .file("/etc/hostname", "fresh\n");
-    let o = run(
-        &[
-            "restore",
-            "--root",
-            new.dir.to_str().unwrap(),
-            "--config",
-            cfg,
-            "--format",
-            "json",
-        ],
-        &env(SECRET),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let new = restore_new(&t.path().join("new"), cfg);
     assert_eq!(std::fs::read(new.p("/srv/app/blob.bin")).unwrap(), big);
     assert_eq!(new.read("/srv/app/config.toml"), "[app]\nport = 8080\n");
     assert_eq!(new.read("/etc/hostname"), "web01\n");
@@ -344,4 +369,55 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
     assert_eq!(new.read("/srv/app/config.toml"), "[app]\nport = 8080\n");
     assert_eq!(new.read("/etc/hostname"), "web01\n");
     assert!(!stdout(&o).contains(SECRET) && !stderr(&o).contains(SECRET));
+}
+
+#[test]
+fn s3_forget_and_prune_free_the_space() {
+    let t = tempfile::tempdir().unwrap();
+    let server = start(&t.path().join("s3"));
+    let old = old_tree(&t.path().join("old"), &server);
+    let root = old.dir.to_str().unwrap();
+    let cfg = old.p("/etc/carryover/config.toml");
+    let cfg = cfg.to_str().unwrap();
+    std::fs::write(old.p("/srv/app/first.bin"), noise(7, 3 << 20)).unwrap();
+    let capture = || {
+        let o = run(
+            &["capture", "--root", root, "--format", "json"],
+            &env(SECRET),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    capture();
+    std::fs::remove_file(old.p("/srv/app/first.bin")).unwrap();
+    let second = noise(8, 3 << 20);
+    std::fs::write(old.p("/srv/app/second.bin"), &second).unwrap();
+    capture();
+    let size = || -> u64 {
+        server
+            .packs()
+            .iter()
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    let before = size();
+    let upkeep = |args: &[&str]| {
+        let mut a = vec!["snapshots"];
+        a.extend_from_slice(args);
+        a.extend(["--root", root, "--config", cfg]);
+        let o = run(&a, &env(SECRET));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    };
+    upkeep(&["forget", "--keep-last", "1"]);
+    upkeep(&["prune"]);
+    assert!(size() + (2 << 20) < before, "{before} -> {}", size());
+    upkeep(&["verify"]);
+    let new = restore_new(&t.path().join("new"), cfg);
+    assert_eq!(std::fs::read(new.p("/srv/app/second.bin")).unwrap(), second);
+    assert!(!new.p("/srv/app/first.bin").exists());
 }

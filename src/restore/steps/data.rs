@@ -1,10 +1,12 @@
 //! Restore step for the data paths: the snapshot engine writes them back under the root,
 //! after the accounts exist so that owners are found by name.
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Result;
 
 use crate::data::repo::Index;
-use crate::data::{Progress, restore};
+use crate::data::{Progress, restore, verify};
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
 
@@ -15,10 +17,7 @@ fn owner_accounts(
     unknown: &[restore::UnknownOwner],
     index_warnings: Vec<String>,
 ) -> Result<(Vec<String>, Vec<String>)> {
-    let mut warnings: Vec<String> = index_warnings
-        .into_iter()
-        .map(|w| format!("store index {w}"))
-        .collect();
+    let mut warnings = self::index_warnings(index_warnings);
     let mut attention = Vec::new();
     let (mut users, mut groups) = (Vec::new(), Vec::new());
     for o in unknown {
@@ -87,16 +86,24 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
     };
     let paths: Vec<&str> = manifest.roots.iter().map(|r| r.path.as_str()).collect();
     if a.dry_run {
-        let mut o = a.finish(
-            format!(
-                "{} files, {} bytes into {}",
-                manifest.files,
-                manifest.bytes,
-                paths.join(", ")
-            ),
-            vec![],
+        // Say up front what cannot come back: the blobs the files need, read and hashed.
+        let (index, warnings) = Index::load(store)?;
+        let damaged = verify::damaged_files(store, &Arc::new(Mutex::new(index)), manifest);
+        let mut detail = format!(
+            "{} files, {} bytes into {}",
+            manifest.files,
+            manifest.bytes,
+            paths.join(", ")
         );
+        if !damaged.is_empty() {
+            detail.push_str(&format!(
+                "; {} damaged in the store, would not be restored",
+                damaged.len()
+            ));
+        }
+        let mut o = a.finish(detail, index_warnings(warnings));
         o.status = Status::WouldChange;
+        o.failed_files = damaged;
         return Ok(o);
     }
     let (index, warnings) = Index::load(store)?;
@@ -157,4 +164,11 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         attention,
         changes: Vec::new(),
     })
+}
+
+fn index_warnings(warnings: Vec<String>) -> Vec<String> {
+    warnings
+        .into_iter()
+        .map(|w| format!("store index {w}"))
+        .collect()
 }
