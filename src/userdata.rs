@@ -202,7 +202,12 @@ pub enum StoreAccess {
 /// starts `carryover-restore.service`, which restores once and reports. No secret: the
 /// orchestrator's token travels inside the snapshot, S3 credentials come from the
 /// instance's metadata service.
-pub fn cloud_config(access: &StoreAccess, report: Option<&ReportTo>) -> String {
+pub fn cloud_config(
+    access: &StoreAccess,
+    report: Option<&ReportTo>,
+    agent_sha256: &str,
+) -> Result<String> {
+    check_values(access, report, agent_sha256)?;
     let report_url = report.map(|r| r.url.as_str());
     let mut script = String::from("set -e\nstep='starting'\n");
     if let Some(r) = report {
@@ -256,11 +261,10 @@ pub fn cloud_config(access: &StoreAccess, report: Option<&ReportTo>) -> String {
                 "chmod 0755 {MOUNT_SCRIPT}\nstep='mounting the store disk (filesystem UUID {})'\n{MOUNT_SCRIPT}\n",
                 d.fs_uuid.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "")
             ));
-            script.push_str("step='installing the agent from the store'\n");
+            script.push_str("step='copying the agent from the store'\n");
             let agent = sh_quote(&format!("{store_path}/{AGENT_KEY}"));
-            script.push_str(&format!(
-                "install -m 0755 {agent} /usr/local/bin/carryover\n"
-            ));
+            script.push_str(&format!("cp {agent} {AGENT_NEW}\n"));
+            script.push_str(&verify_agent(agent_sha256));
             toml.push_str(&format!("url = {}\n", toml_string(&store_path)));
             pre_start = Some(MOUNT_SCRIPT);
         }
@@ -276,9 +280,10 @@ pub fn cloud_config(access: &StoreAccess, report: Option<&ReportTo>) -> String {
             ));
             script.push_str("step='downloading the agent from the store'\n");
             script.push_str(&format!(
-                "fetch {} /usr/local/bin/carryover.new\nchmod 0755 /usr/local/bin/carryover.new\nmv /usr/local/bin/carryover.new /usr/local/bin/carryover\n",
+                "mkdir -p /usr/local/lib/carryover\nfetch {} {AGENT_NEW}\n",
                 sh_quote(agent_url)
             ));
+            script.push_str(&verify_agent(agent_sha256));
             toml.push_str(&format!("url = {}\n", toml_string(url)));
             toml.push_str(&s3_settings(endpoint.as_deref(), region.as_deref()));
         }
@@ -325,7 +330,73 @@ pub fn cloud_config(access: &StoreAccess, report: Option<&ReportTo>) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    out
+    Ok(out)
+}
+
+/// Where the agent is copied (from the store's disk) or downloaded (from S3) before its
+/// SHA-256 is checked: it is installed only when it is the agent the user-data names.
+const AGENT_NEW: &str = "/usr/local/lib/carryover/agent.new";
+
+/// Checks the agent at `AGENT_NEW` against the SHA-256 the user-data carries, then installs
+/// it: a store whose agent was swapped cannot run its own code as root on the new OS.
+fn verify_agent(sha256: &str) -> String {
+    format!(
+        concat!(
+            "step='checking the agent against its SHA-256 {sha}'\n",
+            "echo '{sha}  {new}' | sha256sum -c --quiet - || {{ echo 'carryover: the agent in the store is not the one this user-data names (SHA-256 mismatch): not installed' >&2; rm -f {new}; exit 1; }}\n",
+            "step='installing the agent'\n",
+            "install -m 0755 {new} /usr/local/bin/carryover\n",
+            "rm -f {new}\n",
+        ),
+        sha = sha256,
+        new = AGENT_NEW
+    )
+}
+
+/// True for a character that must never reach the user-data from a value: a control
+/// character (CR, NUL, NEL…) or a Unicode line or paragraph separator would start a new
+/// YAML line (a new top-level cloud-config key) or a new shell command.
+fn breaks_lines(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
+}
+
+/// Refuses every value the user-data would carry that could break out of its place.
+fn check_values(access: &StoreAccess, report: Option<&ReportTo>, agent_sha256: &str) -> Result<()> {
+    let mut values: Vec<(&str, String)> = Vec::new();
+    match access {
+        StoreAccess::Disk(d) => {
+            values.push(("the store's path", d.rel.to_string_lossy().into_owned()));
+            values.push(("the store's filesystem UUID", d.fs_uuid.clone()));
+            values.push(("the store's filesystem type", d.fstype.clone()));
+        }
+        StoreAccess::S3 {
+            url,
+            endpoint,
+            region,
+            agent_url,
+        } => {
+            values.push(("the store URL", url.clone()));
+            values.extend(endpoint.iter().map(|e| ("the S3 endpoint", e.clone())));
+            values.extend(region.iter().map(|r| ("the S3 region", r.clone())));
+            values.push(("the agent's URL", agent_url.clone()));
+        }
+    }
+    if let Some(r) = report {
+        values.push(("[report] url", r.url.clone()));
+        values.extend(r.instance_id.iter().map(|i| ("the instance id", i.clone())));
+    }
+    for (what, v) in values {
+        if let Some(c) = v.chars().find(|c| breaks_lines(*c)) {
+            bail!(
+                "{what} holds the character U+{:04X}, which would break the user-data: refused",
+                c as u32
+            );
+        }
+    }
+    if agent_sha256.len() != 64 || !agent_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("the agent's SHA-256 is not 64 hex digits");
+    }
+    Ok(())
 }
 
 /// Where the user-data tells the orchestrator that it failed before the agent could.
@@ -437,7 +508,12 @@ pub fn windows_can_read(d: &StoreDisk) -> Result<()> {
 /// its serial (or downloads the agent from S3), puts the agent in Program Files, writes
 /// `config.d\50-user-data.toml` naming the store (and `report_url`), registers the
 /// carryover service and starts it: the service restores and reports. No secret.
-pub fn ps1_user_data(access: &StoreAccess, report: Option<&ReportTo>) -> Result<String> {
+pub fn ps1_user_data(
+    access: &StoreAccess,
+    report: Option<&ReportTo>,
+    agent_sha256: &str,
+) -> Result<String> {
+    check_values(access, report, agent_sha256)?;
     let report_url = report.map(|r| r.url.as_str());
     let mut ps = String::from(concat!(
         "#ps1_sysnative\n",
@@ -484,7 +560,7 @@ pub fn ps1_user_data(access: &StoreAccess, report: Option<&ReportTo>) -> Result<
                 ));
             }
             ps.push_str(&format!(
-                "Copy-Item -Force (Join-Path $store {}) $exe\n",
+                "Copy-Item -Force (Join-Path $store {}) \"$exe.new\"\n",
                 ps_quote(&AGENT_KEY_WINDOWS.replace('/', "\\"))
             ));
         }
@@ -498,7 +574,6 @@ pub fn ps1_user_data(access: &StoreAccess, report: Option<&ReportTo>) -> Result<
                 concat!(
                     "[Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12\n",
                     "Invoke-WebRequest -UseBasicParsing -Uri {} -OutFile \"$exe.new\"\n",
-                    "Move-Item -Force \"$exe.new\" $exe\n",
                     "$store = {}\n",
                 ),
                 ps_quote(agent_url),
@@ -509,6 +584,14 @@ pub fn ps1_user_data(access: &StoreAccess, report: Option<&ReportTo>) -> Result<
     }
     extra.push_str(&report_settings(report_url));
     extra.push_str(RESTORE_EXPECTED);
+    // installed only when it is the agent this script names
+    ps.push_str(&format!(
+        concat!(
+            "if ((Get-FileHash -Algorithm SHA256 \"$exe.new\").Hash -ne '{}') {{ Remove-Item -Force \"$exe.new\"; throw 'carryover: the agent in the store is not the one this user-data names (SHA-256 mismatch): not installed' }}\n",
+            "Move-Item -Force \"$exe.new\" $exe\n",
+        ),
+        agent_sha256.to_ascii_uppercase()
+    ));
     ps.push_str(&format!(
         concat!(
             "$url = '\"' + $store.Replace('\\', '\\\\').Replace('\"', '\\\"') + '\"'\n",
@@ -527,6 +610,8 @@ pub fn ps1_user_data(access: &StoreAccess, report: Option<&ReportTo>) -> Result<
 mod tests {
     use super::*;
 
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     #[test]
     fn windows_user_data_finds_the_store_by_serial_and_starts_the_service() {
         let d = StoreDisk {
@@ -539,7 +624,7 @@ mod tests {
             url: "https://o.example/api".into(),
             instance_id: Some("4c4c4544-0042".into()),
         };
-        let ps = ps1_user_data(&StoreAccess::Disk(d.clone()), Some(&report)).unwrap();
+        let ps = ps1_user_data(&StoreAccess::Disk(d.clone()), Some(&report), SHA).unwrap();
         assert!(
             ps.contains("trap {")
                 && ps.contains("-Uri 'https://o.example/api/v1/instances/4c4c4544-0042/events'"),
@@ -566,7 +651,7 @@ mod tests {
             fstype: "ext4".into(),
             ..d.clone()
         };
-        let e = ps1_user_data(&StoreAccess::Disk(ext), None)
+        let e = ps1_user_data(&StoreAccess::Disk(ext), None, SHA)
             .unwrap_err()
             .to_string();
         assert!(
@@ -574,7 +659,7 @@ mod tests {
             "{e}"
         );
         let lvm = StoreDisk { lvm: true, ..d };
-        assert!(ps1_user_data(&StoreAccess::Disk(lvm), None).is_err());
+        assert!(ps1_user_data(&StoreAccess::Disk(lvm), None, SHA).is_err());
         assert_eq!(windows_serial("1234-ABCD").as_deref(), Some("1234ABCD"));
         assert_eq!(windows_serial("nope"), None);
     }
@@ -591,7 +676,7 @@ mod tests {
             url: "https://orch.example.com/api".into(),
             instance_id: Some("i-0123".into()),
         };
-        let c = cloud_config(&StoreAccess::Disk(d), Some(&report));
+        let c = cloud_config(&StoreAccess::Disk(d), Some(&report), SHA).unwrap();
         assert!(c.starts_with("#cloud-config\n"));
         assert!(c.len() < MAX_BYTES);
         let docs = yaml_rust2::YamlLoader::load_from_str(&c).unwrap();
@@ -624,7 +709,7 @@ mod tests {
         );
         assert!(
             script.contains(
-                "install -m 0755 '/run/carryover-store/it'\\''s/carryover/agent/carryover'"
+                "cp '/run/carryover-store/it'\\''s/carryover/agent/carryover' /usr/local/lib/carryover/agent.new"
             ),
             "{script}"
         );

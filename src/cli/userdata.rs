@@ -35,12 +35,18 @@ pub fn run(ctx: &Ctx, os: Target, agent: Option<&Path>, store: StoreArg) -> Resu
             std::fs::read(file).with_context(|| format!("reading the agent {}", file.display()))?;
         st.backend().put(key, &bytes)?;
     }
-    if st.backend().get_range(key, 0, 1).is_err() {
-        anyhow::bail!(
+    // the user-data pins the agent by its SHA-256: the new OS installs it only if the
+    // store still holds this very file
+    let agent_sha256 = match st.backend().get(key)? {
+        Some(bytes) => {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        }
+        None => anyhow::bail!(
             "{} holds no agent for {os} ({key}): run `carryover capture` there with it, or give it with --agent FILE",
             st.describe()
-        );
-    }
+        ),
+    };
     let access = match disk {
         Some(d) => StoreAccess::Disk(d),
         None => StoreAccess::S3 {
@@ -69,8 +75,8 @@ pub fn run(ctx: &Ctx, os: Target, agent: Option<&Path>, store: StoreArg) -> Resu
         }
     });
     let text = match os {
-        Target::Linux => userdata::cloud_config(&access, report.as_ref()),
-        Target::Windows => userdata::ps1_user_data(&access, report.as_ref())?,
+        Target::Linux => userdata::cloud_config(&access, report.as_ref(), &agent_sha256)?,
+        Target::Windows => userdata::ps1_user_data(&access, report.as_ref(), &agent_sha256)?,
     };
     if text.len() > userdata::MAX_BYTES {
         anyhow::bail!(

@@ -79,7 +79,18 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
         script.contains(&format!("mount UUID={uuid} /run/carryover-store")),
         "{script}"
     );
-    assert!(script.contains("install -m 0755 '/run/carryover-store/fleet/carryover/agent/carryover' /usr/local/bin/carryover"), "{script}");
+    assert!(script.contains("cp '/run/carryover-store/fleet/carryover/agent/carryover' /usr/local/lib/carryover/agent.new"), "{script}");
+    // the agent is pinned: the user-data names its SHA-256
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&kept))
+    };
+    assert!(
+        script.contains(&format!(
+            "echo '{sha}  /usr/local/lib/carryover/agent.new' | sha256sum -c"
+        )),
+        "{script}"
+    );
     assert!(
         script.contains("[store]\nurl = \"/run/carryover-store/fleet/carryover\"\n"),
         "{script}"
@@ -274,4 +285,115 @@ fn user_data_reports_a_store_disk_that_does_not_mount() {
     assert!(message.contains("mounting the store disk"), "{message}");
     assert!(line.contains(ev["instance_id"].as_str().unwrap()));
     assert_eq!(ev["event_id"].as_str().unwrap().len(), 36);
+}
+
+/// #16.1: the user-data pins the agent by its SHA-256: an agent swapped in the store after
+/// the user-data was made is never installed (nor run as root).
+#[test]
+fn a_swapped_agent_in_the_store_is_not_installed() {
+    let t = tempfile::tempdir().unwrap();
+    let (_img, mnt, _u) = mounted_disk(t.path(), "data", "1G", "mkfs.ext4 -q -F", "mount -o loop");
+    let old = old_debian(&t.path().join("old"));
+    let store = mnt.join("carryover");
+    capture(&old.dir, &store);
+    let o = Cmd::new("userdata").store(&store).run();
+    assert_exit!(o, Some(0));
+    let docs = yaml_rust2::YamlLoader::load_from_str(&stdout(&o)).unwrap();
+    let script = docs[0]["runcmd"][0][2].as_str().unwrap().to_string();
+    // someone with write access to the data disk replaces the agent
+    std::fs::write(
+        store.join("agent/carryover"),
+        "#!/bin/sh\necho pwned > /tmp/pwned\n",
+    )
+    .unwrap();
+    // the runcmd, in a mount namespace with its own /run and /usr/local
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(concat!(
+            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /usr/local && ",
+            "sh -c \"$0\"; rc=$?; [ -e /usr/local/bin/carryover ] && echo INSTALLED; exit $rc"
+        ))
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("INSTALLED"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("SHA-256 mismatch"), "{}", stderr(&o));
+}
+
+/// #16.6: values that would break out of the cloud-config (a CR in the store's path, a
+/// Unicode line separator in the report URL) are refused; quotes and YAML syntax in them
+/// stay inside the script, as PyYAML (cloud-init's parser) reads it.
+#[test]
+fn user_data_values_cannot_inject_cloud_config_keys() {
+    let t = tempfile::tempdir().unwrap();
+    let (_img, mnt, _u) = mounted_disk(t.path(), "data", "1G", "mkfs.ext4 -q -F", "mount -o loop");
+    let old = old_debian(&t.path().join("old"));
+    for (dir, url, refused) in [
+        ("car\rryover", "http://127.0.0.1:1/api", true),
+        (
+            "carryover",
+            "http://127.0.0.1:1/api\u{2028}bootcmd: [reboot]",
+            true,
+        ),
+        ("it's: #- {x}\"", "http://127.0.0.1:1/a'pi: \"#", false),
+    ] {
+        let store = mnt.join(dir);
+        capture(&old.dir, &store);
+        let config = t.path().join("config.toml");
+        std::fs::write(&config, format!("[report]\nurl = {}\n", toml_quote(url))).unwrap();
+        let o = Cmd::new("userdata")
+            .arg("--config")
+            .arg(&config)
+            .store(&store)
+            .run();
+        if refused {
+            assert_exit!(o, Some(1));
+            assert!(
+                stderr(&o).contains("would break the user-data"),
+                "{}",
+                stderr(&o)
+            );
+            assert!(stdout(&o).is_empty());
+            continue;
+        }
+        assert_exit!(o, Some(0));
+        let py = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, yaml; d = yaml.safe_load(sys.stdin); print(sorted(d)); print(d['runcmd'][0][2])",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        py.stdin.as_ref().unwrap().write_all(&o.stdout).unwrap();
+        let out = py.wait_with_output().unwrap();
+        assert!(out.status.success(), "PyYAML could not read it");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("['runcmd']\n"), "{text}");
+        let script = &text["['runcmd']\n".len()..];
+        let st = Command::new("sh")
+            .args(["-n", "-c", script])
+            .status()
+            .unwrap();
+        assert!(st.success(), "sh -n: {script}");
+    }
+}
+
+fn toml_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
