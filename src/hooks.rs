@@ -78,8 +78,7 @@ pub fn run(phase: Phase, env: &HookEnv) -> Result<usize> {
         run_one(hook, phase, env)?;
     }
     if let Some(dir) = marker.parent() {
-        std::fs::create_dir_all(dir)?;
-        crate::sys::set_mode(dir, 0o700)?;
+        crate::sys::create_dirs(dir, 0o700)?;
     }
     crate::sys::write_atomic(&marker, b"", 0o600)?;
     Ok(hooks.len())

@@ -40,6 +40,20 @@ pub struct RestoreRecord {
     pub state: String,
 }
 
+/// Makes a directory of the agent's own state (`/var/lib/carryover` or below): the state
+/// directory and everything under it 0700, what is above it 0755 — whatever the umask.
+pub fn private_dir(root: &Root, abs: &str) -> Result<PathBuf> {
+    let state: PathBuf = root.path(STATE_DIR);
+    if let Some(parent) = state.parent() {
+        crate::sys::create_dirs(parent, 0o755)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let dir = root.path(abs);
+    crate::sys::create_dirs(&dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
+    crate::sys::set_mode(&state, 0o700)?;
+    Ok(dir)
+}
+
 impl LocalState {
     /// True when this system took `snapshot`.
     pub fn took(&self, snapshot: &str) -> bool {
@@ -73,9 +87,7 @@ impl LocalState {
     }
 
     pub fn save(&self, root: &Root) -> Result<()> {
-        let dir: PathBuf = root.path(STATE_DIR);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        crate::sys::set_mode(&dir, 0o700)?;
+        private_dir(root, STATE_DIR)?;
         crate::sys::write_atomic(&root.path(FILE), &serde_json::to_vec_pretty(self)?, 0o600)?;
         Ok(())
     }

@@ -114,9 +114,10 @@ pub struct OutboxState {
 
 impl Outbox {
     pub fn open(root: &Root) -> Result<Outbox> {
-        let dir = root.path(OUTBOX);
-        std::fs::create_dir_all(dir.join(FAILED))
-            .with_context(|| format!("creating {}", dir.display()))?;
+        let dir = crate::local::private_dir(root, &format!("{OUTBOX}/{FAILED}"))?
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| root.path(OUTBOX));
         crate::sys::set_mode(&dir, 0o700)?;
         Ok(Outbox { dir })
     }

@@ -12,7 +12,6 @@ mod windows;
 #[cfg(windows)]
 pub use windows::*;
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -53,24 +52,22 @@ pub fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Writes a file so that a reader (or a crash) sees either the old or the new content:
 /// a temporary file in the same directory, fsync, rename over the target, fsync the
-/// directory. Parent directories are created (0755). A symlink at the target is replaced,
-/// never followed.
+/// directory. Parent directories are created (0755, whatever the umask). The temporary
+/// is created exclusively and never through a symlink (one planted at its name makes the
+/// write fail, it never redirects it), its mode set on the open file; a symlink at the
+/// target is replaced, never followed.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
-    std::fs::create_dir_all(dir)?;
+    create_dirs(dir, 0o755)?;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".carryover-tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = dir.join(temp_name(name));
     let result = (|| {
-        let mut f = create_with_mode(&tmp, mode)?;
+        let mut f = create_exclusive(&tmp, mode)?;
         f.write_all(data)?;
-        set_mode(&tmp, mode)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -82,9 +79,39 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
 }
 
-/// Creates a directory and its parents, then fsyncs the parent so the entry is durable.
+/// A fresh temporary name beside `name`: `.NAME.carryover-tmp-PID-RANDOM`.
+pub fn temp_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(
+        ".carryover-tmp-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    tmp
+}
+
+/// Creates a directory and every missing parent, each with `mode` set explicitly (the
+/// umask decides nothing). An existing directory is left as it is.
+pub fn create_dirs(path: &Path, mode: u32) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_dirs(parent, mode)?;
+    }
+    match mkdir_mode(path, mode) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        r => r,
+    }
+}
+
+/// Creates a directory and its parents (0700: the store's and the agent's own), then
+/// fsyncs the parent so the entry is durable.
 pub fn create_dir_durable(path: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(path)?;
+    create_dirs(path, 0o700)?;
     if let Some(parent) = path.parent() {
         sync_dir(parent)?;
     }
@@ -110,13 +137,6 @@ pub fn list_dir(dir: &Path) -> io::Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
-}
-
-fn create_with_mode(path: &Path, mode: u32) -> io::Result<File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    open_mode(&mut opts, mode);
-    opts.open(path)
 }
 
 /// Installs the TLS crypto provider (ring) once per process.

@@ -637,7 +637,14 @@ mod tests {
             "{ps}"
         );
         assert!(
-            ps.contains("(Join-Path $store 'agent\\carryover.exe') $exe"),
+            ps.contains("(Join-Path $store 'agent\\carryover.exe') \"$exe.new\""),
+            "{ps}"
+        );
+        assert!(
+            ps.contains(&format!(
+                "(Get-FileHash -Algorithm SHA256 \"$exe.new\").Hash -ne '{}'",
+                SHA.to_ascii_uppercase()
+            )),
             "{ps}"
         );
         assert!(

@@ -22,6 +22,8 @@ mod disks;
 mod hooks;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "integration/hostile_store.rs"]
+mod hostile_store;
 #[path = "integration/identity.rs"]
 mod identity;
 #[path = "integration/packaging.rs"]

@@ -172,7 +172,7 @@ pub fn restore(
             continue;
         }
         let dest = root.path(&r.path);
-        if let Err(e) = std::fs::create_dir_all(&dest) {
+        if let Err(e) = sys::create_dirs(&dest, 0o755) {
             out.failed.push(format!("{}: {e}", r.path));
             continue;
         }

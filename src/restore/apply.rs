@@ -361,14 +361,9 @@ impl<'a> Apply<'a> {
         }
         self.backup(abs)?;
         if let Some(dir) = host.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::sys::create_dirs(dir, 0o755)?;
         }
-        let tmp = host.with_file_name(format!(
-            ".{}.carryover-tmp-{}",
-            host.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&tmp);
+        let tmp = host.with_file_name(crate::sys::temp_name(host.file_name().unwrap_or_default()));
         crate::sys::symlink(Path::new(target), &tmp)?;
         std::fs::rename(&tmp, &host)?;
         if let Some(dir) = host.parent() {
@@ -389,8 +384,10 @@ impl<'a> Apply<'a> {
             self.plan(abs, Planned::Dir);
             return Ok(true);
         }
-        std::fs::create_dir_all(&host)?;
-        crate::sys::set_mode(&host, mode)?;
+        if let Some(parent) = host.parent() {
+            crate::sys::create_dirs(parent, 0o755)?;
+        }
+        crate::sys::create_dirs(&host, mode)?;
         if let Some((u, g)) = owner {
             crate::sys::lchown(&host, u, g)?;
         }
@@ -408,7 +405,7 @@ impl<'a> Apply<'a> {
             return Ok(());
         }
         if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::sys::create_dirs(dir, 0o700)?;
         }
         if meta.file_type().is_symlink() {
             crate::sys::symlink(&std::fs::read_link(&host)?, &dest)

@@ -73,13 +73,15 @@ const OPEN_FILES: usize = 8;
 
 impl LocalBackend {
     pub fn open(dir: &Path, create: bool) -> Result<LocalBackend> {
+        // the operator's path may go through a link (e.g. /mnt/store → /data/store): it is
+        // resolved once here; below it, nothing is followed
+        let dir = &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         if !dir.is_dir() {
             if !create {
                 bail!("store {} does not exist", dir.display());
             }
-            std::fs::create_dir_all(dir)
+            crate::sys::create_dirs(dir, 0o700)
                 .with_context(|| format!("creating the store {}", dir.display()))?;
-            crate::sys::set_mode(dir, 0o700)?;
         }
         Ok(LocalBackend {
             dir: dir.to_path_buf(),
@@ -87,8 +89,21 @@ impl LocalBackend {
         })
     }
 
+    /// The file of `key`. Every folder on the way must be a real folder of the store: a
+    /// symlink planted there (`journal/` → `/etc`) is refused, never followed.
     fn path(&self, key: &str) -> Result<PathBuf> {
         check_key(key)?;
+        let mut p = self.dir.clone();
+        let parts: Vec<&str> = key.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            p.push(part);
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                bail!(
+                    "{} in the store is a symbolic link: refused (someone with access to the store's disk planted it?)",
+                    p.display()
+                );
+            }
+        }
         Ok(self.dir.join(key))
     }
 }
@@ -183,18 +198,13 @@ impl Backend for LocalBackend {
         use std::io::Write;
         let path = self.path(key)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::sys::create_dirs(dir, 0o700)?;
         }
-        let mut f = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
+        let mut f = match crate::sys::create_exclusive(&path, 0o600) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
         };
-        crate::sys::set_mode(&path, 0o600)?;
         f.write_all(data)?;
         f.sync_all()?;
         Ok(true)
@@ -203,23 +213,11 @@ impl Backend for LocalBackend {
     fn put_stream(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let path = self.path(key)?;
         let dir = path.parent().context("a key has a folder")?.to_path_buf();
-        if !dir.is_dir() {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            crate::sys::set_mode(&dir, 0o700)?;
-        }
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let tmp = dir.join(format!(".{name}.carryover-tmp-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
+        crate::sys::create_dirs(&dir, 0o700)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(crate::sys::temp_name(path.file_name().unwrap_or_default()));
+        let file = crate::sys::create_exclusive(&tmp, 0o600)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        crate::sys::set_mode(&tmp, 0o600)?;
         Ok(Box::new(LocalWriter {
             file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
             tmp,

@@ -3,13 +3,9 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-
-pub(super) fn open_mode(opts: &mut std::fs::OpenOptions, mode: u32) {
-    opts.mode(mode);
-}
 
 /// The raw SMBIOS table: Linux has it as files under /sys (read under the root).
 pub fn smbios_table() -> Option<Vec<u8>> {
@@ -281,6 +277,32 @@ pub fn os_from_bytes(b: &[u8]) -> std::ffi::OsString {
     std::ffi::OsStr::from_bytes(b).to_os_string()
 }
 
+/// Creates a new file exclusively, never through a symlink, with `mode` set on the open
+/// file (not by the umask, not by path).
+pub fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o777)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(f)
+}
+
+/// Makes one directory with `mode` set explicitly: on the directory opened without
+/// following a symlink, so the umask decides nothing and a swapped-in link is refused.
+pub fn mkdir_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().mode(0o700).create(path)?;
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    d.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
 /// Creates a new file exclusively (0600), never through a symlink.
 pub fn create_new_nofollow(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -350,4 +372,33 @@ pub fn kill_group(pid: u32) {
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     );
+}
+
+#[cfg(test)]
+mod create_tests {
+    use super::*;
+
+    #[test]
+    fn an_exclusive_create_never_follows_a_planted_link() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let planted = t.path().join(".x.carryover-tmp-1");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        assert!(create_exclusive(&planted, 0o600).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // and the mode is what was asked for, whatever the umask
+        let f = t.path().join("f");
+        drop(create_exclusive(&f, 0o644).unwrap());
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let d = t.path().join("a/b");
+        crate::sys::create_dirs(&d, 0o755).unwrap();
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
 }

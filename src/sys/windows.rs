@@ -31,7 +31,18 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
     s.encode_wide().chain(std::iter::once(0)).collect()
 }
 
-pub(super) fn open_mode(_opts: &mut std::fs::OpenOptions, _mode: u32) {}
+/// Creates a new file exclusively (Windows: modes are ACLs, inherited from the folder).
+pub fn create_exclusive(path: &Path, _mode: u32) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// Makes one directory (Windows: its ACL is inherited from the parent).
+pub fn mkdir_mode(path: &Path, _mode: u32) -> io::Result<()> {
+    std::fs::create_dir(path)
+}
 
 /// The raw SMBIOS table (GetSystemFirmwareTable `RSMB`).
 pub fn smbios_table() -> Option<Vec<u8>> {

@@ -1,0 +1,91 @@
+//! The store and the disk it sits on are untrusted (#16): a symlink planted in the store
+//! never redirects a write, and nothing restore creates depends on the umask.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::process::Command;
+
+use super::fixtures::*;
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// #16.2: `journal/` replaced by a link to a folder outside the store: restore refuses to
+/// write through it (and says so to the orchestrator's log), nothing lands outside.
+#[test]
+fn a_symlinked_folder_in_the_store_is_refused_not_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let victim = t.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let _ = std::fs::remove_dir_all(store.join("journal"));
+    symlink(&victim, store.join("journal")).unwrap();
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(1));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+}
+
+/// #16.5: restore under umask 077 and 000: what it creates has the mode it must have
+/// (system folders 0755, their files 0644, the agent's own state 0700), never 0700 for a
+/// folder a service must read nor 0777.
+#[test]
+fn restore_does_not_depend_on_the_umask() {
+    for umask in ["077", "000"] {
+        let t = tempfile::tempdir().unwrap();
+        let old = old_debian(&t.path().join("old"));
+        let store = t.path().join("store");
+        capture(&old.dir, &store);
+        let new = new_ubuntu(&t.path().join("new"));
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_carryover"))
+            .args(["restore", "--root"])
+            .arg(&new.dir)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert_exit!(o, Some(0));
+        let dropin = new.p("/etc/systemd/resolved.conf.d");
+        assert_eq!(mode(&dropin), 0o755, "umask {umask}: {}", dropin.display());
+        for f in std::fs::read_dir(&dropin).unwrap() {
+            assert_eq!(mode(&f.unwrap().path()), 0o644, "umask {umask}");
+        }
+        for private in [
+            "/var/lib/carryover",
+            "/var/lib/carryover/backup",
+            "/var/lib/carryover/outbox",
+        ] {
+            if new.p(private).exists() {
+                assert_eq!(mode(&new.p(private)), 0o700, "umask {umask}: {private}");
+            }
+        }
+        for e in walkdir::WalkDir::new(new.p("/etc")) {
+            let e = e.unwrap();
+            if e.file_type().is_dir() {
+                let m = mode(e.path());
+                assert!(
+                    m & 0o002 == 0,
+                    "umask {umask}: {} is {m:o}",
+                    e.path().display()
+                );
+            }
+        }
+        // the store's own folders stay 0700
+        for e in std::fs::read_dir(&store).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "umask {umask}: {}", p.display());
+            }
+        }
+    }
+}
