@@ -73,6 +73,8 @@ pub struct Input {
 pub struct Setup {
     /// Data paths (`[data] paths`, `--path`) that do not exist.
     pub data_paths_missing: Vec<PathBuf>,
+    /// Data paths that are places of the OS itself (`/etc`, `/var/lib`, `/usr`…).
+    pub data_paths_system: Vec<PathBuf>,
     /// The keys acknowledged (`[check] ack`, `--ack`).
     pub ack: Vec<String>,
     pub store_configured: bool,
@@ -101,6 +103,7 @@ pub const KEYS: &[&str] = &[
     "fstab-device-name-unstable",
     "data-path-on-system-disk",
     "data-path-missing",
+    "data-path-is-system",
     "swap-on-data-disk",
     "ntfs-needs-ntfs3g",
     "mount-table-unavailable",
@@ -115,6 +118,15 @@ pub const KEYS: &[&str] = &[
 
 /// The findings about carryover's own set-up.
 fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
+    for p in &s.data_paths_system {
+        out.push(finding(
+            "data-path-is-system",
+            "blocker",
+            format!("the data path {} is a place of the operating system itself: restoring it would carry the old OS over the new one (its fstab, passwd, package database)", p.display()),
+            format!("{} in [data] paths or --path", p.display()),
+            "name the application's own folders instead (/etc/nginx, /var/lib/postgresql, /srv/app); restore refuses such a path in any case",
+        ));
+    }
     for p in &s.data_paths_missing {
         out.push(finding(
             "data-path-missing",
@@ -274,6 +286,11 @@ fn gather_setup(
         data_paths_missing: data_paths
             .iter()
             .filter(|p| std::fs::symlink_metadata(root.follow(p)).is_err())
+            .cloned()
+            .collect(),
+        data_paths_system: data_paths
+            .iter()
+            .filter(|p| crate::paths::is_system_location(&p.to_string_lossy()))
             .cloned()
             .collect(),
         ack: ack.to_vec(),

@@ -89,15 +89,12 @@ pub enum NotHere {
     TakenHere(String),
     /// The manifest's marker is this system's (same machine-id and root filesystem).
     SameSystem(String),
-    /// The root filesystem is the one the snapshot was taken on: the system disk did not
-    /// change.
-    SameSystemDisk(String),
 }
 
 impl NotHere {
     pub fn reason(&self) -> &str {
         match self {
-            NotHere::TakenHere(r) | NotHere::SameSystem(r) | NotHere::SameSystemDisk(r) => r,
+            NotHere::TakenHere(r) | NotHere::SameSystem(r) => r,
         }
     }
 }
@@ -122,14 +119,24 @@ pub fn taken_by_this_system(
             "snapshot {snapshot} was taken on this very system (same machine-id and root filesystem): it is the old OS or a clone of it"
         )));
     }
-    if let (Some(then), Some(now)) = (&taken_at.root_fs_uuid, &here.root_fs_uuid)
-        && then.eq_ignore_ascii_case(now)
-    {
-        return Some(NotHere::SameSystemDisk(format!(
-            "the root filesystem ({now}) is the one snapshot {snapshot} was taken on: the system disk did not change"
-        )));
-    }
     None
+}
+
+/// A root filesystem with the UUID the snapshot was taken on, on a system whose marker
+/// differs (another machine-id): a new OS from the very image build the old one came from
+/// (cloud images keep a fixed UUID) — restored, with this said in the report. Refusing it
+/// would leave a real Change OS without its restore; the old OS itself has the same
+/// marker or its own record.
+pub fn same_root_filesystem(taken_at: Option<&Origin>, here: &Origin) -> Option<String> {
+    let (then, now) = (
+        taken_at?.root_fs_uuid.as_ref()?,
+        here.root_fs_uuid.as_ref()?,
+    );
+    then.eq_ignore_ascii_case(now).then(|| {
+        format!(
+            "the root filesystem has the UUID the snapshot was taken on ({now}) but another machine-id: taken as a new OS from the same image build"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -161,12 +168,15 @@ mod tests {
             taken_by_this_system(&none, "s1", Some(&old), &old),
             Some(NotHere::SameSystem(_))
         ));
-        // a new machine-id on the same root filesystem: the system disk did not change
-        let same_disk = Origin::from_parts(Some("m-regenerated"), Some("UUID-OLD".into()));
-        assert!(matches!(
+        // a new machine-id on the same root filesystem: a new OS from the same image build
+        // (restored, and said)
+        let same_disk = Origin::from_parts(Some("m-fresh"), Some("UUID-OLD".into()));
+        assert_eq!(
             taken_by_this_system(&none, "s1", Some(&old), &same_disk),
-            Some(NotHere::SameSystemDisk(_))
-        ));
+            None
+        );
+        assert!(same_root_filesystem(Some(&old), &same_disk).is_some());
+        assert!(same_root_filesystem(Some(&old), &new).is_none());
         // nothing known on either side: the record is all there is
         let unknown = Origin::default();
         assert_eq!(unknown.marker, None);

@@ -46,6 +46,56 @@ pub const OUTBOX: &str = concat!(state_dir!(), "/outbox");
 /// The files restore replaced, kept before it replaced them.
 pub const BACKUP_DIR: &str = concat!(state_dir!(), "/backup");
 
+/// True for a place that belongs to the operating system itself, where a data path would
+/// carry the old OS over the new one (`/etc` whole, `/usr`, `/var/lib`, the package
+/// databases, carryover's own state…): refused as a data path by `check` (a blocker) and
+/// by restore (a snapshot that names one is refused). Application folders below them
+/// (`/etc/nginx`, `/var/lib/postgresql`, `/usr/local/app`) are fine.
+pub fn is_system_location(p: &str) -> bool {
+    let p = p.trim_end_matches('/');
+    const WHOLE: &[&str] = &[
+        "",
+        "/etc",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/usr/local",
+    ];
+    const TREES: &[&str] = &[
+        "/boot",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/lib",
+        "/usr/lib32",
+        "/usr/lib64",
+        "/usr/libexec",
+        "/usr/share",
+        "/usr/include",
+        "/var/lib/dpkg",
+        "/var/lib/rpm",
+        "/var/lib/apt",
+        "/var/lib/dnf",
+        "/var/lib/yum",
+        "/var/lib/systemd",
+        STATE_DIR,
+        CONFIG_DIR,
+    ];
+    WHOLE.contains(&p)
+        || TREES
+            .iter()
+            .any(|t| p == *t || p.strip_prefix(t).is_some_and(|r| r.starts_with('/')))
+}
+
 /// The hosts file.
 #[cfg(not(windows))]
 pub const HOSTS_FILE: &str = "/etc/hosts";

@@ -24,23 +24,32 @@ pub struct Loaded {
     pub secrets: Secrets,
     /// Section name → why it could not be read.
     pub broken: BTreeMap<String, String>,
+    /// False when the snapshot's state object could not be read at all (then nothing of
+    /// the system comes back: the restore is `failed`).
+    pub state_read: bool,
     /// The store and the data part of the snapshot, when it has data paths.
     pub data: Option<(Store, crate::data::DataManifest)>,
 }
 
 /// Parses a state document section by section.
 pub fn parse_state_lenient(bytes: &[u8]) -> (SystemState, BTreeMap<String, String>) {
+    let (state, broken, _) = parse_state_sections(bytes);
+    (state, broken)
+}
+
+/// `parse_state_lenient`, and how many sections could be read.
+fn parse_state_sections(bytes: &[u8]) -> (SystemState, BTreeMap<String, String>, usize) {
     let mut broken = BTreeMap::new();
     let value: serde_json::Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
             broken.insert("*".into(), format!("state.json is not valid JSON: {e}"));
-            return (SystemState::default(), broken);
+            return (SystemState::default(), broken, 0);
         }
     };
     let Some(obj) = value.as_object() else {
         broken.insert("*".into(), "state.json is not a JSON object".into());
-        return (SystemState::default(), broken);
+        return (SystemState::default(), broken, 0);
     };
     let mut good = serde_json::Map::new();
     for (k, v) in obj {
@@ -57,8 +66,9 @@ pub fn parse_state_lenient(bytes: &[u8]) -> (SystemState, BTreeMap<String, Strin
             }
         }
     }
+    let read = good.len();
     let state = serde_json::from_value(serde_json::Value::Object(good)).unwrap_or_default();
-    (state, broken)
+    (state, broken, read)
 }
 
 /// Loads the state and secrets of a snapshot; damage is recorded, not fatal.
@@ -70,22 +80,26 @@ pub fn load(store: &Store, m: &Manifest) -> Loaded {
     match &m.state {
         Some(r) => match store.get_object(r) {
             Ok(bytes) => {
-                let (state, broken) = parse_state_lenient(&bytes);
+                let (state, broken, read) = parse_state_sections(&bytes);
                 loaded.state = state;
                 loaded.broken = broken;
+                loaded.state_read = read > 0;
             }
             Err(e) => {
                 // A checksum mismatch: still try the sections that parse, but say so.
                 let raw = store.get_object_unchecked(r);
                 loaded.broken.insert("*".into(), format!("{e:#}"));
                 if let Some(bytes) = raw {
-                    let (state, broken) = parse_state_lenient(&bytes);
+                    let (state, broken, read) = parse_state_sections(&bytes);
                     loaded.state = state;
                     loaded.broken.extend(broken);
+                    loaded.state_read = read > 0;
                 }
             }
         },
         None => {
+            // a data-only snapshot: nothing failed to read
+            loaded.state_read = true;
             loaded
                 .broken
                 .insert("*".into(), "the snapshot has no state object".into());
@@ -130,6 +144,19 @@ pub struct Journal {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub steps: Vec<StepReport>,
+    /// The origin marker of the system restored (see `origin`): the boot unit never
+    /// restores the same snapshot onto it again, even when its own record is lost.
+    #[serde(default)]
+    pub restored_on: Option<String>,
+}
+
+/// The journal of `snapshot` in the store, when there is a readable one.
+pub fn journal(store: &Store, snapshot: &str) -> Option<Journal> {
+    store
+        .get_doc(&journal_key(snapshot))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// The result of a restore.
@@ -167,6 +194,7 @@ pub fn run(
     root: &Root,
     target_id: &str,
     dry_run: bool,
+    marker: Option<&str>,
 ) -> Result<RestoreReport> {
     let loaded = load(store, manifest);
     let a = Apply::new(root, &manifest.id, dry_run);
@@ -182,6 +210,7 @@ pub fn run(
         started_at: crate::store::now_rfc3339(),
         finished_at: None,
         steps: Vec::new(),
+        restored_on: marker.map(str::to_string),
     });
     let crash_after: Option<usize> = std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok());
     let done_before: BTreeMap<String, StepReport> = journal
@@ -237,7 +266,9 @@ pub fn run(
     let unhealthy = health.iter().any(|h| !h.ok) || reports.iter().any(|r| !r.attention.is_empty());
     let state = if dry_run {
         "planned"
-    } else if reports.iter().all(|r| r.status == Status::Failed) {
+    } else if !loaded.state_read || reports.iter().all(|r| r.status == Status::Failed) {
+        // nothing of the system came back: its state could not be read, or every step
+        // failed
         "failed"
     } else if failed || unhealthy {
         "degraded"

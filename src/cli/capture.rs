@@ -131,7 +131,12 @@ fn capture(
             .rev()
             .find(|m| m.instance_id == state.identity.instance_id && m.data.is_some())
             .and_then(|m| m.data);
-        let skip_host = vec![store_host_dir(&url)];
+        // never the store into itself, never carryover's own state (its record of what
+        // this system took must not reach the new OS)
+        let skip_host = vec![
+            store_host_dir(&url),
+            ctx.root.follow(crate::paths::STATE_DIR),
+        ];
         let show = ctx.format == Format::Text && std::io::stderr().is_terminal();
         // The total for the bar's ETA: the parent's size, or a quick scan of the metadata.
         let total = show.then(|| match &parent {
@@ -189,9 +194,17 @@ fn capture(
         origin: Some(crate::origin::Origin::of(&ctx.root, &state)),
         ..Manifest::default()
     };
-    // The new OS has no carryover: the user-data installs the one kept in the store.
+    // The new OS has no carryover: the user-data installs the one kept in the store. Without
+    // it the change cannot restore by itself: the capture is degraded, not a success.
     if let Err(e) = keep_agent(&store) {
         tracing::warn!("could not keep the agent in the store: {e:#}");
+        skipped.push(Problem {
+            path: format!(
+                "{} (the agent for the new OS)",
+                crate::userdata::own_agent_key()
+            ),
+            error: format!("{e:#}"),
+        });
     }
     // "This system took snapshot X" is durable before the snapshot exists: a capture killed
     // right after the commit must not leave an old OS that the restore unit would roll back.

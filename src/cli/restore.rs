@@ -24,29 +24,35 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
     let g = Gather::new(&ctx.root, &ctx.config);
     let (instance, _, _) = identity::instance(&g);
     let reporter = Reporter::new(&ctx.root, &ctx.config, instance.as_deref());
-    // The old OS (it took snapshots) never tells the orchestrator about a restore; a new
-    // OS does from the first moment the agent runs, unless the boot unit found nothing due
-    // on a system where no restore was expected.
-    let old_os = local.took_any();
-    let speaks = !args.dry_run && !old_os;
-    let expected = !args.if_due || ctx.config.restore_expected;
-    let announced = speaks && expected && !(args.if_due && local.last_restore.is_some());
-    if announced {
-        reporter.send("restore", "started", args.snapshot.as_deref(), |_| {});
-        reporter.arm_panic("restore");
+    // The boot unit restores once per system: after a finished restore (of any snapshot,
+    // a later one by hand included) nothing is due again — only an interrupted one, which
+    // has no record yet, resumes.
+    if args.if_due
+        && let Some(r) = &local.last_restore
+    {
+        return nothing_due(
+            ctx,
+            format!(
+                "a restore ran here already (snapshot {} at {}, {}); run `carryover restore` to restore again",
+                r.snapshot_id, r.at, r.state
+            ),
+        );
     }
+    // The old OS (it took snapshots) never tells the orchestrator about a restore; a new
+    // OS reports a failure wherever a restore was expected (the user-data says so).
+    let speaks = !args.dry_run && !local.took_any();
+    let expected = !args.if_due || ctx.config.restore_expected;
     let job = Job {
         ctx,
         args: &args,
         local: &local,
         instance: instance.as_deref(),
         reporter: &reporter,
-        announced,
     };
     match job.run() {
         Ok(exit) => Ok(exit),
         Err(e) => {
-            if speaks && (expected || announced) {
+            if speaks && expected {
                 reporter.failed("restore", args.snapshot.as_deref(), &e);
             }
             Err(e)
@@ -61,7 +67,6 @@ struct Job<'a> {
     local: &'a LocalState,
     instance: Option<&'a str>,
     reporter: &'a Reporter,
-    announced: bool,
 }
 
 impl Job<'_> {
@@ -77,13 +82,16 @@ impl Job<'_> {
             Err(e) if quiet => return nothing_due(ctx, format!("{e:#}")),
             r => r?,
         };
-        // Never onto the system that took the snapshot, unless it is named explicitly.
-        if args.snapshot.is_none()
+        let here = Origin::here(&ctx.root);
+        // Never onto the system that took the snapshot, unless it is named explicitly by
+        // its id (`latest` is what restore picks by itself: it is guarded too).
+        let named = args.snapshot.as_deref().is_some_and(|s| s != store::LATEST);
+        if !named
             && let Some(why) = origin::taken_by_this_system(
                 self.local,
                 &manifest.id,
                 manifest.origin.as_ref(),
-                &Origin::here(&ctx.root),
+                &here,
             )
         {
             if args.if_due {
@@ -96,20 +104,39 @@ impl Job<'_> {
             ))
             .into());
         }
+        // This system's own record may be lost: the store's journal says where the
+        // snapshot was restored already.
         if args.if_due
-            && let Some(why) = already_restored(self.local, &manifest.id)
+            && let Some(j) = restore::journal(&store, &manifest.id)
+            && let (Some(at), Some(on)) = (&j.finished_at, &j.restored_on)
+            && here.marker.as_ref() == Some(on)
         {
-            return nothing_due(ctx, why);
+            return nothing_due(
+                ctx,
+                format!(
+                    "snapshot {} was restored onto this system at {at} (the store's journal); run `carryover restore` to restore again",
+                    manifest.id
+                ),
+            );
         }
-        if !self.announced && !args.dry_run {
+        if let Some(note) = origin::same_root_filesystem(manifest.origin.as_ref(), &here) {
+            tracing::warn!("{note}");
+        }
+        if !args.dry_run {
             self.reporter
                 .send("restore", "started", Some(&manifest.id), |_| {});
             self.reporter.arm_panic("restore");
         }
-        self.restore(&url, &store, &manifest)
+        self.restore(&url, &store, &manifest, here.marker.as_deref())
     }
 
-    fn restore(&self, url: &str, store: &Store, manifest: &Manifest) -> Result<Exit> {
+    fn restore(
+        &self,
+        url: &str,
+        store: &Store,
+        manifest: &Manifest,
+        marker: Option<&str>,
+    ) -> Result<Exit> {
         let (ctx, args) = (self.ctx, self.args);
         let target = format!(
             "{}@{}",
@@ -123,7 +150,7 @@ impl Job<'_> {
             timeout: Duration::from_secs(ctx.config.hooks_timeout_seconds),
         };
         let pre = (!args.dry_run).then(|| hooks::run(Phase::PreRestore, &hook_env));
-        let mut report = restore::run(store, manifest, &ctx.root, &target, args.dry_run)?;
+        let mut report = restore::run(store, manifest, &ctx.root, &target, args.dry_run, marker)?;
         let post = (!args.dry_run).then(|| hooks::run(Phase::PostRestore, &hook_env));
         for (name, r) in [("pre-restore-hooks", pre), ("post-restore-hooks", post)] {
             let (status, detail) = match r {
@@ -185,20 +212,6 @@ fn nothing_due(ctx: &Ctx, reason: String) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Why the boot unit does not restore `snapshot` again: it was restored here already
-/// (an interrupted restore has no record yet, so it is due and resumes from its journal).
-pub fn already_restored(local: &LocalState, snapshot: &str) -> Option<String> {
-    let r = local.last_restore.as_ref()?;
-    (r.snapshot_id == snapshot).then(|| {
-        format!(
-            "snapshot {snapshot} was restored here at {} ({}); run `carryover restore` to do it again",
-            r.at, r.state
-        )
-    })
-}
-
-/// The named snapshot (`latest`, an id or a unique prefix), or the newest one of this
-/// instance.
 fn choose(store: &Store, named: Option<&str>, instance: Option<&str>) -> Result<Manifest> {
     store.resolve(named.unwrap_or(store::LATEST), || {
         instance.map(str::to_string)

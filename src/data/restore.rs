@@ -171,6 +171,13 @@ pub fn restore(
                 .push(format!("{}: not a valid data path; refused", r.path));
             continue;
         }
+        if crate::paths::is_system_location(&r.path) {
+            out.failed.push(format!(
+                "{}: a place of the operating system itself, never restored as data; refused",
+                r.path
+            ));
+            continue;
+        }
         let dest = root.path(&r.path);
         if let Err(e) = sys::create_dirs(&dest, 0o755) {
             out.failed.push(format!("{}: {e}", r.path));

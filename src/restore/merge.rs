@@ -113,7 +113,22 @@ pub fn crontab(current: Option<&str>, captured: &str) -> String {
             !t.is_empty() && !t.starts_with('#')
         })
         .collect();
-    merge_block(current, &wanted, cron_key)
+    // an old assignment (`MAILTO=ops@…`) the new file lacks is carried even when every
+    // job is there already: the block is written with the captured environment
+    let present: HashSet<String> = current.lines().map(squeezed).collect();
+    let assignment_missing = wanted
+        .iter()
+        .any(|l| crate::state::cron::is_assignment(l.trim()) && !present.contains(&squeezed(l)));
+    let merged = merge_block(current, &wanted, cron_key);
+    if merged != current || !assignment_missing {
+        return merged;
+    }
+    let body: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|l| crate::state::cron::is_assignment(l.trim()))
+        .collect();
+    set_block(current, &body.join("\n"))
 }
 
 /// chrony.conf / ntp.conf: the captured sources (`server`/`pool` lines) whose host the
@@ -629,5 +644,23 @@ mod tests {
             "{}",
             set_block(open, "x")
         );
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    /// Review of #12: every job of the old crontab is in the new one already, but its
+    /// `MAILTO=` is not: the assignment is still carried.
+    #[test]
+    fn an_old_crontab_assignment_is_carried_when_every_job_is_there() {
+        let new = "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n";
+        let old =
+            "MAILTO=ops@example.com\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n";
+        let merged = crontab(Some(new), old);
+        assert!(merged.contains("MAILTO=ops@example.com"), "{merged}");
+        assert!(merged.starts_with(new), "{merged}");
+        assert_eq!(crontab(Some(&merged), old), merged);
     }
 }

@@ -738,7 +738,12 @@ fn restore_if_due_runs_once_on_the_new_os_and_never_on_the_old() {
     let o = restore(&new.dir, &store, &["--if-due"], &[]);
     let v = json(&o);
     assert_eq!(v["state"], "not-due");
-    assert!(v["reason"].as_str().unwrap().contains("was restored here"));
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("a restore ran here already")
+    );
     assert_eq!(snapshot_tree(&new.dir), before, "nothing touched");
 
     // an interrupted restore is due again and resumes
@@ -885,9 +890,117 @@ fn dry_run_tells_the_truth_with_old_and_new_values() {
     assert!(changes(&plan, "hosts").contains("/etc/hosts: + "), "{plan}");
     assert!(changes(&plan, "dns").contains("DNS="), "{plan}");
     // the same lines in the real run's report; no secret in either
-    assert_eq!(changes(&plan, "hostname"), changes(&real, "hostname"));
+    for step in ["hostname", "hosts", "dns", "accounts", "cron"] {
+        assert_eq!(changes(&plan, step), changes(&real, step), "{step}");
+    }
+    assert!(
+        changes(&plan, "hosts").contains("- 127.0.1.1 ubuntu"),
+        "{}",
+        changes(&plan, "hosts")
+    );
     for v in [&plan, &real] {
         assert!(!v.to_string().contains("HASHEDPASSWORD"), "{v}");
         assert!(!v.to_string().contains("OLD-OS-HOST-KEY"), "{v}");
     }
+}
+
+/// Review of #12: the boot unit restores once per system — not again after a later
+/// restore by hand, not again when the system's own record is lost (the store's journal
+/// says where it was restored) — and `--snapshot latest` is guarded like no name at all.
+#[test]
+fn the_boot_unit_restores_once_per_system_whatever_happens_after() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let first = capture(&old.dir, &store);
+    old.file("/etc/hostname", "web01-final\n");
+    capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    new.file("/etc/machine-id", "fedcba9876543210fedcba9876543210\n");
+    assert_eq!(
+        json(&restore(&new.dir, &store, &["--if-due"], &[]))["state"],
+        "ready"
+    );
+    assert_eq!(new.read("/etc/hostname"), "web01-final\n");
+    // a restore of the older snapshot by hand, then newer work on the new OS
+    let o = restore(&new.dir, &store, &["--snapshot", &first], &[]);
+    assert_eq!(json(&o)["state"], "ready", "{}", stderr(&o));
+    new.file("/etc/hostname", "new-os-work\n");
+    let v = json(&restore(&new.dir, &store, &["--if-due"], &[]));
+    assert_eq!(v["state"], "not-due", "{v}");
+    assert_eq!(new.read("/etc/hostname"), "new-os-work\n");
+    // the new OS lost its own record: the journal in the store still knows
+    std::fs::remove_dir_all(new.p("/var/lib/carryover")).unwrap();
+    let v = json(&restore(&new.dir, &store, &["--if-due"], &[]));
+    assert_eq!(v["state"], "not-due", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("journal"), "{v}");
+    assert_eq!(new.read("/etc/hostname"), "new-os-work\n");
+
+    // on the old OS, `latest` is refused like no name; only the id rolls it back
+    old.file("/etc/hostname", "old-after\n");
+    let o = restore(&old.dir, &store, &["--snapshot", "latest"], &[]);
+    assert_exit!(o, Some(2));
+    assert_eq!(old.read("/etc/hostname"), "old-after\n");
+}
+
+/// Review of #12: a data path that is a place of the OS itself is a blocker; a snapshot
+/// naming one is refused by restore.
+#[test]
+fn system_locations_are_never_data_paths() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    for p in ["/etc", "/var/lib", "/usr", "/", "/var/lib/carryover"] {
+        let o = Cmd::new("check")
+            .root(&old.dir)
+            .json()
+            .args(&["--path", p])
+            .run();
+        assert_exit!(o, Some(3));
+        assert!(
+            json(&o)["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["key"] == "data-path-is-system"),
+            "{p}"
+        );
+    }
+    // acknowledged anyway: restore still refuses to lay the old /etc over the new one
+    let store = t.path().join("store");
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/etc", "--ack", "data-path-is-system"])
+        .run();
+    assert_exit!(o, Some(0));
+    let new = new_ubuntu(&t.path().join("new"));
+    let fstab = new.read("/etc/fstab");
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(v["state"], "degraded", "{v}");
+    assert!(
+        v["failed_files"]
+            .to_string()
+            .contains("never restored as data"),
+        "{v}"
+    );
+    assert!(
+        new.read("/etc/fstab").starts_with(&fstab[..20]),
+        "the new fstab stays"
+    );
+    assert!(!new.read("/etc/os-release").contains("bookworm"));
+}
+
+/// Review of #12: a snapshot whose state cannot be read restores nothing: `failed`, not
+/// `degraded`.
+#[test]
+fn a_restore_where_every_step_failed_is_failed() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    std::fs::write(store.join(format!("objects/{id}/state.json")), "garbage").unwrap();
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(json(&o)["state"], "failed", "{}", stdout(&o));
+    assert_exit!(o, Some(1));
 }

@@ -373,10 +373,7 @@ fn a_restore_that_fails_before_its_plan_still_reaches_the_orchestrator() {
     let new = new_os_expecting_restore(&t.path().join("new"), port, &missing);
     let o = Cmd::new("restore --if-due").root(&new.dir).run();
     assert_exit!(o, Some(1));
-    assert_eq!(
-        events(&seen),
-        vec![pair("restore", "started"), pair("restore", "failed")]
-    );
+    assert_eq!(events(&seen), vec![pair("restore", "failed")]);
     let outbox_failed = seen.lock().unwrap().requests.len();
 
     // a store without a snapshot of this instance: failed, not "nothing due"
@@ -401,7 +398,7 @@ fn a_restore_that_fails_before_its_plan_still_reaches_the_orchestrator() {
     let got = events(&seen);
     assert_eq!(
         got[outbox_failed..].to_vec(),
-        vec![pair("restore", "started"), pair("restore", "failed")]
+        vec![pair("restore", "failed")]
     );
     let n = got.len();
 

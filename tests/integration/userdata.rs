@@ -122,7 +122,8 @@ fn a_store_on_the_system_disk_is_refused() {
 #[test]
 fn windows_user_data_finds_an_ntfs_store_by_serial_and_refuses_ext4() {
     let t = tempfile::tempdir().unwrap();
-    let (img, mnt, _u) = mounted_disk(t.path(), "ntfs", "64M", "mkntfs -q -F -f", "ntfs-3g");
+    // room for the agent the capture keeps (a debug build is large)
+    let (img, mnt, _u) = mounted_disk(t.path(), "ntfs", "512M", "mkntfs -q -F -f", "ntfs-3g");
     let store = mnt.join("fleet/carryover");
     let old = old_debian(&t.path().join("old"));
     capture(&old.dir, &store);

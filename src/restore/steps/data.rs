@@ -102,7 +102,12 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
             ));
         }
         let mut o = a.finish(detail, index_warnings(warnings));
-        o.status = Status::WouldChange;
+        // as the real run will end: failed when files cannot come back
+        o.status = if damaged.is_empty() {
+            Status::WouldChange
+        } else {
+            Status::Failed
+        };
         o.failed_files = damaged;
         return Ok(o);
     }

@@ -67,12 +67,8 @@ pub fn hosts(a: &Apply, l: &Loaded) -> Result<Outcome> {
 /// The new OS's hostname before the restore set its own: the copy the hostname step kept
 /// of /etc/hostname, else the file as it is.
 fn image_hostname(a: &Apply) -> String {
-    a.read(&format!(
-        "{}/{}/etc/hostname",
-        crate::paths::BACKUP_DIR,
-        a.snapshot_id
-    ))
-    .or_else(|| a.read("/etc/hostname"))
-    .map(|t| t.trim().to_string())
-    .unwrap_or_default()
+    // the original, never a dry run's planned name
+    a.original("/etc/hostname")
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default()
 }
