@@ -377,13 +377,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
             // Windows: a path without a drive is on the root's, the system drive
             return drive_letter(p).is_none_or(|d| d == sys);
         }
-        let Some(m) = mount_of(&i.mounts, p) else {
-            return false;
-        };
-        match i.layout.device_of_mount(m) {
-            Some(d) if !i.layout.system_disks.is_empty() => i.layout.on_system_disk(d),
-            _ => root_source.is_some() && m.mountpoint == Path::new("/"),
-        }
+        crate::disks::in_mount_table_on_system_disk(&i.mounts, &i.layout, p).unwrap_or(false)
     };
 
     if let Some(dir) = &i.store_dir

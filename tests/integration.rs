@@ -24,6 +24,8 @@ mod hooks;
 mod hostile;
 #[path = "integration/identity.rs"]
 mod identity;
+#[path = "integration/logins.rs"]
+mod logins;
 #[path = "integration/packaging.rs"]
 mod packaging;
 #[path = "integration/probe.rs"]

@@ -147,6 +147,20 @@ pub fn render(s: &SystemState) -> String {
         .map(|k| format!("{} {}", k.key_type, k.fingerprint.as_deref().unwrap_or("?")))
         .collect();
     field(&mut o, "ssh host keys", list(&keys));
+    let logins: Vec<String> = s
+        .logins
+        .authorized_keys
+        .iter()
+        .map(|k| format!("{}({})", k.user, k.keys.len()))
+        .collect();
+    field(&mut o, "authorized keys", list(&logins));
+    let sshd: Vec<String> = s
+        .sshd
+        .settings
+        .iter()
+        .map(|x| format!("{} {}", x.key, x.value))
+        .collect();
+    field(&mut o, "sshd", list(&sshd));
     field(&mut o, "timezone", s.timezone.as_deref().unwrap_or("-"));
     let ntp: Vec<&str> = s.ntp.servers.iter().map(|n| n.host.as_str()).collect();
     field(&mut o, "ntp", format!("{} ({})", list(&ntp), s.ntp.manager));

@@ -1,7 +1,7 @@
 //! Directory trees shaped like real servers: an old OS (Debian 12 on an ECS, customised
 //! the way operators do) and fresh new-OS images (Ubuntu 22.04 cloud image, Rocky 9).
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -273,6 +273,68 @@ pub fn new_rocky(dir: &Path) -> Tree {
         .file("/usr/share/zoneinfo/Asia/Shanghai", "TZif2-shanghai")
         .link("/etc/localtime", "../usr/share/zoneinfo/UTC");
     t
+}
+
+/// An Ubuntu 22.04 server: the image's `ubuntu` 1000, then `alice` 1001 and `deploy`
+/// 1002; an unprivileged `debian` 1003 (a name the new image uses for its sudo user).
+pub fn old_ubuntu(dir: &std::path::Path) -> Tree {
+    let t = old_debian(dir);
+    t.file("/etc/os-release", "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nsshd:x:105:65534::/run/sshd:/usr/sbin/nologin\nubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/bash\ndeploy:x:1002:1002::/home/deploy:/bin/bash\ndebian:x:1003:1003::/home/debian:/bin/sh\n")
+        .file("/etc/group", "root:x:0:\nsudo:x:27:ubuntu\nubuntu:x:1000:\nalice:x:1001:\ndeploy:x:1002:\ndebian:x:1003:\ndevs:x:2000:alice,deploy,debian\n")
+        .file_mode("/etc/shadow", "root:*:19700:0:99999:7:::\nubuntu:!:19750:0:99999:7:::\nalice:!:19750:0:99999:7:::\ndeploy:!:19750:0:99999:7:::\ndebian:!:19750:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nsudo:*::ubuntu\nubuntu:!::\nalice:!::\ndeploy:!::\ndebian:!::\ndevs:!::alice,deploy,debian\n", 0o640);
+    t
+}
+
+/// A Debian 12 image: its `debian` 1000 in sudo.
+pub fn new_debian(dir: &std::path::Path) -> Tree {
+    let t = new_ubuntu(dir);
+    t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nsudo:x:27:debian\nusers:x:100:\ndebian:x:1000:\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\ndebian:!:19800:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nsudo:*::debian\ndebian:!::\n", 0o640)
+        .file("/home/debian/.bashrc", "# the image user's\n");
+    chown(t.p("/home/debian/.bashrc"), Some(1000), Some(1000)).unwrap();
+    t
+}
+
+/// A user's uid in a passwd text.
+pub fn uid_in(passwd: &str, name: &str) -> u32 {
+    passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {passwd}"))
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Edits the state of snapshot `id` in place; `rehash` makes the manifest's checksum
+/// match again (a planted snapshot rather than a damaged one).
+pub fn tamper(
+    store: &std::path::Path,
+    id: &str,
+    edit: impl Fn(&mut serde_json::Value),
+    rehash: bool,
+) {
+    let state_path = store.join(format!("objects/{id}/state.json"));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    edit(&mut v);
+    let bytes = serde_json::to_vec(&v).unwrap();
+    std::fs::write(&state_path, &bytes).unwrap();
+    if rehash {
+        let mpath = store.join(format!("snapshots/{id}.json"));
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        m["state"]["size"] = bytes.len().into();
+        m["state"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
+        std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    }
 }
 
 /// `carryover restore --root NEW --store STORE --format json` plus `extra`, with `env`.

@@ -148,6 +148,21 @@ pub fn image_accounts(a: &Apply) -> (Vec<accounts::PasswdLine>, Vec<accounts::Gr
     )
 }
 
+/// The captured users whose name the new OS's image uses for an account of its own with
+/// another uid: nothing of the old user (files by name, keys, sudo rights) goes to it.
+pub fn conflicts(a: &Apply, users: &[accounts::User]) -> Vec<String> {
+    let (image_passwd, _) = image_accounts(a);
+    users
+        .iter()
+        .filter(|u| {
+            image_passwd
+                .iter()
+                .any(|p| p.name == u.name && p.uid != u.uid)
+        })
+        .map(|u| u.name.clone())
+        .collect()
+}
+
 /// A POSIX-ish account name: no separators, no path characters.
 fn valid_name(n: &str) -> bool {
     !n.is_empty()

@@ -109,18 +109,7 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let (index, warnings) = Index::load(store)?;
     // the old users whose name the image uses for an account of its own: their files are
     // not given to that account by name
-    let (image_passwd, _) = super::accounts::image_accounts(a);
-    let conflicts: Vec<String> = l
-        .state
-        .users
-        .iter()
-        .filter(|u| {
-            image_passwd
-                .iter()
-                .any(|p| p.name == u.name && p.uid != u.uid)
-        })
-        .map(|u| u.name.clone())
-        .collect();
+    let conflicts = super::accounts::conflicts(a, &l.state.users);
     let r = restore::restore(
         store,
         index,

@@ -1,0 +1,347 @@
+//! Logins across the change (#13.4–6): SSH authorized_keys back in the homes with their
+//! owners and modes (root's merged with the Change OS key pair), the old sshd settings as
+//! a drop-in, hostile lines refused, and never anything of the old user for a same-name
+//! account of the new image.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use super::fixtures::*;
+
+/// A real key pair made by ssh-keygen; returns the public line.
+fn keygen(dir: &Path, name: &str) -> String {
+    let path = dir.join(name);
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The key of a public line (type and data).
+fn key_of(line: &str) -> String {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let i = w.iter().position(|x| x.starts_with("ssh-")).unwrap();
+    format!("{} {}", w[i], w[i + 1])
+}
+
+fn meta(t: &Tree, abs: &str) -> (u32, u32, u32) {
+    let m = std::fs::symlink_metadata(t.p(abs)).unwrap_or_else(|e| panic!("{abs}: {e}"));
+    (m.permissions().mode() & 0o7777, m.uid(), m.gid())
+}
+
+/// Debian 12's shipped sshd_config (the lines that are not comments, and a few that are).
+const DEBIAN_SSHD_CONFIG: &str = "# This is the sshd server system-wide configuration file.  See\n# sshd_config(5) for more information.\n\nInclude /etc/ssh/sshd_config.d/*.conf\n\n#Port 22\n#AddressFamily any\n#ListenAddress 0.0.0.0\n\n#PermitRootLogin prohibit-password\n#MaxAuthTries 6\n\nKbdInteractiveAuthentication no\nUsePAM yes\nX11Forwarding yes\nPrintMotd no\nAcceptEnv LANG LC_*\nSubsystem\tsftp\t/usr/lib/openssh/sftp-server\n";
+
+struct Keys {
+    old_root: String,
+    alice: String,
+    ubuntu: String,
+    debian: String,
+    changeos: String,
+}
+
+/// The Ubuntu 22.04 server of the accounts tests with keys in the homes and an operator's
+/// sshd settings; the Debian 12 image with cloud-init's key for root (the Change OS key
+/// pair) and Debian's sshd_config.
+fn servers(dir: &Path) -> (Tree, Tree, Keys) {
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    let k = Keys {
+        old_root: keygen(&keys_dir, "old-root"),
+        alice: keygen(&keys_dir, "alice"),
+        ubuntu: keygen(&keys_dir, "ubuntu"),
+        debian: keygen(&keys_dir, "old-debian"),
+        changeos: keygen(&keys_dir, "changeos-keypair"),
+    };
+    let old = old_ubuntu(&dir.join("old"));
+    old.file_mode(
+        "/root/.ssh/authorized_keys",
+        &format!("{}\n", k.old_root),
+        0o600,
+    )
+    .file_mode(
+        "/home/alice/.ssh/authorized_keys",
+        &format!(
+            "# alice's laptop\nfrom=\"10.0.0.0/8\",no-agent-forwarding {}\nthis line is not a key\n",
+            k.alice
+        ),
+        0o600,
+    )
+    .file_mode(
+        "/home/ubuntu/.ssh/authorized_keys",
+        &format!("{}\n", k.ubuntu),
+        0o600,
+    )
+    .file_mode(
+        "/home/debian/.ssh/authorized_keys",
+        &format!("{}\n", k.debian),
+        0o600,
+    )
+    .file(
+        "/etc/ssh/sshd_config",
+        &DEBIAN_SSHD_CONFIG.replace("#Port 22\n", "#Port 22\nPort 2222\n").replace(
+            "#MaxAuthTries 6\n",
+            "#MaxAuthTries 6\nMaxAuthTries 3\nPermitRootLogin prohibit-password\n",
+        ),
+    )
+    .file(
+        "/etc/ssh/sshd_config.d/60-cloudimg-settings.conf",
+        "PasswordAuthentication no\n",
+    )
+    .file(
+        "/etc/ssh/sshd_config.d/10-ops.conf",
+        "AllowUsers alice ubuntu root\nMatch User deploy\n    PasswordAuthentication yes\n",
+    );
+    let new = new_debian(&dir.join("new"));
+    new.file_mode(
+        "/root/.ssh/authorized_keys",
+        &format!("{}\n", k.changeos),
+        0o600,
+    )
+    .file("/etc/ssh/sshd_config", DEBIAN_SSHD_CONFIG);
+    std::fs::set_permissions(new.p("/root/.ssh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    (old, new, k)
+}
+
+#[test]
+fn authorized_keys_come_back_with_owners_and_modes_and_roots_are_merged() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, new, k) = servers(t.path());
+    let v = json_ok(&Cmd::new("inspect").root(&old.dir).json().run());
+    let logins = v["logins"]["authorized_keys"].to_string();
+    assert!(
+        logins.contains("\"user\":\"root\"") && logins.contains("\"ignored\":1"),
+        "{logins}"
+    );
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+
+    // the plan says what would change and writes nothing
+    let planned = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    let keys = step(&planned, "authorized-keys");
+    assert_eq!(keys["status"], "would-change", "{keys}");
+    assert!(!new.p("/home/alice").exists());
+    assert_eq!(
+        new.read("/root/.ssh/authorized_keys"),
+        format!("{}\n", k.changeos)
+    );
+
+    let o = restore(&new.dir, &store, &[], &[]);
+    let v = json(&o);
+    let passwd = new.read("/etc/passwd");
+    let (alice, ubuntu) = (uid_in(&passwd, "alice"), uid_in(&passwd, "ubuntu"));
+
+    // root: the Change OS key pair stays, first; the old key is added
+    let root = new.read("/root/.ssh/authorized_keys");
+    assert!(root.starts_with(&format!("{}\n", k.changeos)), "{root}");
+    assert!(root.contains(&k.old_root), "{root}");
+    assert_eq!(meta(&new, "/root/.ssh"), (0o700, 0, 0));
+    assert_eq!(meta(&new, "/root/.ssh/authorized_keys"), (0o600, 0, 0));
+    // alice: her key with its options, in her new home, hers, 0700/0600
+    let file = new.read("/home/alice/.ssh/authorized_keys");
+    assert!(
+        file.contains(&format!(
+            "from=\"10.0.0.0/8\",no-agent-forwarding {}",
+            k.alice
+        )),
+        "{file}"
+    );
+    assert!(!file.contains("not a key"), "{file}");
+    assert_eq!(meta(&new, "/home/alice/.ssh"), (0o700, alice, alice));
+    assert_eq!(
+        meta(&new, "/home/alice/.ssh/authorized_keys"),
+        (0o600, alice, alice)
+    );
+    // ubuntu moved to another uid: its keys are its own under the new uid
+    assert_eq!(
+        meta(&new, "/home/ubuntu/.ssh/authorized_keys"),
+        (0o600, ubuntu, ubuntu)
+    );
+    assert!(
+        new.read("/home/ubuntu/.ssh/authorized_keys")
+            .contains(&key_of(&k.ubuntu))
+    );
+    // the image's debian (uid 1000) never gets the old debian's (1003) keys
+    let debian_keys = new.p("/home/debian/.ssh/authorized_keys");
+    assert!(
+        !std::fs::read_to_string(&debian_keys)
+            .unwrap_or_default()
+            .contains(&key_of(&k.debian))
+    );
+    let keys = step(&v, "authorized-keys");
+    assert_eq!(keys["status"], "changed", "{keys}");
+    assert!(
+        keys["warnings"].to_string().contains("user debian"),
+        "{keys}"
+    );
+    // no key in the report: counts only
+    let blob = key_of(&k.alice);
+    let tail = &blob[blob.len() - 24..];
+    assert!(!stdout(&o).contains(tail) && !stderr(&o).contains(tail));
+
+    // sshd: what the old OS set and Debian does not, as a drop-in read first
+    let dropin = new.read("/etc/ssh/sshd_config.d/00-carryover.conf");
+    for line in [
+        "PasswordAuthentication no",
+        "AllowUsers alice ubuntu root",
+        "Port 2222",
+        "MaxAuthTries 3",
+        "PermitRootLogin prohibit-password",
+    ] {
+        assert!(dropin.lines().any(|l| l == line), "{line}: {dropin}");
+    }
+    assert!(
+        !dropin.contains("X11Forwarding") && !dropin.contains("KbdInteractive"),
+        "{dropin}"
+    );
+    assert_eq!(
+        meta(&new, "/etc/ssh/sshd_config.d/00-carryover.conf"),
+        (0o644, 0, 0)
+    );
+    assert_eq!(
+        new.read("/etc/ssh/sshd_config"),
+        DEBIAN_SSHD_CONFIG,
+        "already includes it"
+    );
+    let sshd = step(&v, "sshd");
+    assert_eq!(sshd["status"], "changed", "{sshd}");
+    assert!(
+        sshd["warnings"].to_string().contains("Match User deploy"),
+        "{sshd}"
+    );
+
+    // a second restore changes nothing
+    let again = json(&restore(&new.dir, &store, &[], &[]));
+    for name in ["authorized-keys", "sshd"] {
+        assert_eq!(
+            step(&again, name)["status"],
+            "unchanged",
+            "{}",
+            step(&again, name)
+        );
+    }
+    assert_eq!(new.read("/root/.ssh/authorized_keys"), root);
+}
+
+/// A new OS whose sshd_config reads no drop-ins gets an Include of carryover's at its top.
+#[test]
+fn an_sshd_config_without_includes_gets_one_on_top() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, new, _) = servers(t.path());
+    let plain = "Port 22\nPermitRootLogin yes\nUsePAM yes\n";
+    new.file("/etc/ssh/sshd_config", plain);
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let main = new.read("/etc/ssh/sshd_config");
+    assert!(
+        main.starts_with("# BEGIN carryover")
+            && main.contains(
+                "Include /etc/ssh/sshd_config.d/00-carryover.conf\n# END carryover\nPort 22\n"
+            ),
+        "{main}"
+    );
+    let sshd = step(&v, "sshd");
+    // the new file's Port 22 stays: sshd listens on both, and says so
+    assert!(
+        sshd["warnings"]
+            .to_string()
+            .contains("Port: the new OS sets 22 too"),
+        "{sshd}"
+    );
+    assert!(
+        new.read("/etc/ssh/sshd_config.d/00-carryover.conf")
+            .contains("PermitRootLogin prohibit-password")
+    );
+}
+
+#[test]
+fn hostile_key_lines_settings_and_links_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, new, k) = servers(t.path());
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    tamper(
+        &store,
+        &id,
+        |v| {
+            for e in v["logins"]["authorized_keys"].as_array_mut().unwrap() {
+                if e["user"] == "root" {
+                    e["keys"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push("ssh-ed25519 AAAA\nPermitRootLogin yes".into());
+                    e["keys"].as_array_mut().unwrap().push(
+                        "evil=\"1\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIELFsTTm6AGMDspKDm0h2i3V9DvYKztJcBi8EG7O2iTP"
+                            .into(),
+                    );
+                }
+            }
+            v["logins"]["authorized_keys"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"user": "../../etc", "keys": [ED25519_PUB]}));
+            let settings = v["sshd"]["settings"].as_array_mut().unwrap();
+            settings
+                .push(serde_json::json!({"key": "ForceCommand", "value": "/bin/sh", "file": "x"}));
+            settings.push(
+                serde_json::json!({"key": "AllowGroups", "value": "ops\nMatch all", "file": "x"}),
+            );
+        },
+        true,
+    );
+    // alice's home is already there (a data disk), with .ssh planted as a link to root's
+    new.dir("/home/alice");
+    std::os::unix::fs::chown(new.p("/home/alice"), Some(1001), Some(1001)).unwrap();
+    new.link("/home/alice/.ssh", "/root/.ssh");
+
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(4));
+    let v = json(&o);
+    let keys = step(&v, "authorized-keys");
+    let attention = keys["attention"].to_string();
+    assert!(
+        attention.contains("user root: 2 captured authorized_keys lines"),
+        "{keys}"
+    );
+    assert!(
+        attention.contains("refusing the authorized_keys of '../../etc'"),
+        "{keys}"
+    );
+    assert!(
+        attention.contains("user alice") && attention.contains("/home/alice/.ssh"),
+        "{keys}"
+    );
+    let root = new.read("/root/.ssh/authorized_keys");
+    assert!(
+        root.contains(&key_of(&k.old_root)),
+        "the valid key still comes back: {root}"
+    );
+    assert!(
+        !root.contains("PermitRootLogin") && !root.contains("evil"),
+        "{root}"
+    );
+    assert!(
+        !root.contains(&key_of(&k.alice)),
+        "alice's keys never go through the link: {root}"
+    );
+    assert!(!new.p("/etc/.ssh").exists());
+    let sshd = step(&v, "sshd");
+    assert!(
+        sshd["attention"].to_string().contains("ForceCommand"),
+        "{sshd}"
+    );
+    let dropin = new.read("/etc/ssh/sshd_config.d/00-carryover.conf");
+    assert!(
+        !dropin.contains("ForceCommand") && !dropin.contains("Match"),
+        "{dropin}"
+    );
+    assert_eq!(v["state"], "degraded");
+}
