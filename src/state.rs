@@ -16,6 +16,7 @@ pub mod packages;
 pub mod services;
 pub mod ssh;
 pub mod sshd;
+pub mod sudoers;
 pub mod sysctl;
 pub mod windows;
 
@@ -52,6 +53,8 @@ pub struct SystemState {
     pub logins: logins::Logins,
     /// sshd's access settings (port, root and password logins, who may log in).
     pub sshd: sshd::Sshd,
+    /// The sudo rules of the captured users and groups.
+    pub sudoers: sudoers::Sudoers,
     pub timezone: Option<String>,
     pub ntp: clock::Ntp,
     pub sysctl: Vec<sysctl::SysctlFile>,
@@ -191,6 +194,7 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         )
     };
     let logins = logins::gather(&g, &users, &on_system_disk);
+    let sudoers = sudoers::gather(&g, &users, &groups);
     let state = SystemState {
         format: STATE_FORMAT,
         dns: dns::gather(&g),
@@ -207,6 +211,7 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         ssh_host_keys,
         logins,
         sshd: sshd::gather(&g),
+        sudoers,
         timezone: clock::gather_timezone(&g),
         ntp: clock::gather_ntp(&g),
         sysctl: sysctl::gather(&g),

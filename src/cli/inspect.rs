@@ -161,6 +161,16 @@ pub fn render(s: &SystemState) -> String {
         .map(|x| format!("{} {}", x.key, x.value))
         .collect();
     field(&mut o, "sshd", list(&sshd));
+    let mut sudo: Vec<String> = s
+        .sudoers
+        .files
+        .iter()
+        .map(|f| format!("/etc/sudoers.d/{}", f.name))
+        .collect();
+    if !s.sudoers.lines.is_empty() {
+        sudo.push(format!("/etc/sudoers ({} lines)", s.sudoers.lines.len()));
+    }
+    field(&mut o, "sudoers", list(&sudo));
     field(&mut o, "timezone", s.timezone.as_deref().unwrap_or("-"));
     let ntp: Vec<&str> = s.ntp.servers.iter().map(|n| n.host.as_str()).collect();
     field(&mut o, "ntp", format!("{} ({})", list(&ntp), s.ntp.manager));

@@ -93,6 +93,22 @@ pub fn authorized_keys(current: Option<&str>, captured: &[&str]) -> String {
     }
 }
 
+/// A sudoers file the new OS has under the same name: its lines stay, the captured rules
+/// it lacks go into the block at its end (sudo: the last matching rule wins). A new file is
+/// the captured rules.
+pub fn sudoers(current: Option<&str>, captured: &[&str]) -> String {
+    match current {
+        Some(c) => merge_block(c, captured, sudoers_key),
+        None => captured.iter().map(|l| format!("{l}\n")).collect(),
+    }
+}
+
+/// A sudoers rule, by its words; comments and blanks have no key.
+fn sudoers_key(l: &str) -> Option<String> {
+    (crate::state::sudoers::classify(l) != crate::state::sudoers::Line::Nothing)
+        .then(|| squeezed(l))
+}
+
 /// An authorized_keys line, by its key.
 fn key_of(l: &str) -> Option<String> {
     crate::state::logins::parse_key_line(l)
@@ -676,6 +692,32 @@ mod tests {
             authorized_keys(None, &["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"]),
             "ssh-ed25519 AAAA a\nssh-rsa BBBB b\n"
         );
+    }
+
+    fn sudoers_line(r: &mut Rng) -> String {
+        if r.chance(20) {
+            return noise(r);
+        }
+        r.pick(&[
+            "ubuntu ALL=(ALL) NOPASSWD:ALL",
+            "rocky ALL=(ALL) NOPASSWD:ALL",
+            "rocky  ALL=(ALL)  NOPASSWD:ALL",
+            "%ops ALL=(root) /usr/bin/journalctl",
+            "Defaults:alice !requiretty",
+        ])
+        .to_string()
+    }
+
+    #[test]
+    fn sudoers_merge_loses_nothing_and_is_idempotent() {
+        let merge = |new: &str, captured: &str| {
+            let rules: Vec<&str> = captured
+                .lines()
+                .filter(|l| sudoers_key(l).is_some())
+                .collect();
+            sudoers(Some(new), &rules)
+        };
+        block_merge_cases(1236, sudoers_line, merge, sudoers_key, |_, _, _, _| {});
     }
 
     #[test]

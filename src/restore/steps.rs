@@ -11,6 +11,7 @@ mod logins;
 mod network;
 mod reown;
 mod services;
+mod sudoers;
 mod system;
 mod validate;
 #[cfg(windows)]
@@ -137,6 +138,13 @@ pub const STEPS: &[StepDef] = &[
         about: "carry the old OS's sshd settings the new OS lacks as a checked drop-in",
         needs: &["sshd"],
         run: logins::sshd,
+        verify: true,
+    },
+    StepDef {
+        name: "sudoers",
+        about: "carry the sudo rules of the captured users and groups, checked with visudo",
+        needs: &["sudoers", "users", "groups"],
+        run: sudoers::sudoers,
         verify: true,
     },
     StepDef {

@@ -300,6 +300,40 @@ pub fn new_debian(dir: &std::path::Path) -> Tree {
     t
 }
 
+/// Rocky 9's /etc/sudoers, as shipped (the lines that are not comments, and some that are).
+pub const ROCKY_SUDOERS: &str = "## Sudoers allows particular users to run various commands as\nDefaults   !visiblepw\nDefaults    always_set_home\nDefaults    match_group_by_gid\nDefaults    env_reset\nDefaults    secure_path = /sbin:/bin:/usr/sbin:/usr/bin\n## Allow root to run any commands anywhere\nroot\tALL=(ALL) \tALL\n## Allows people in group wheel to run all commands\n%wheel\tALL=(ALL)\tALL\n## Read drop-in files from /etc/sudoers.d (the # here does not mean a comment)\n#includedir /etc/sudoers.d\n";
+
+/// Ubuntu 24.04's /etc/sudoers, as shipped.
+pub const UBUNTU_SUDOERS: &str = "Defaults\tenv_reset\nDefaults\tmail_badpass\nDefaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin\"\nDefaults\tuse_pty\n# User privilege specification\nroot\tALL=(ALL:ALL) ALL\n# Members of the admin group may gain root privileges\n%admin ALL=(ALL) ALL\n# Allow members of group sudo to execute any command\n%sudo\tALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n";
+
+/// A Rocky Linux 9 server: the image's `rocky` 1000 and an operator `alice` 1001, both in
+/// `wheel`; sudo rules in /etc/sudoers (with a command alias) and in /etc/sudoers.d.
+pub fn old_rocky(dir: &Path) -> Tree {
+    let t = new_rocky(dir);
+    t.file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nsshd:x:74:74:Privilege-separated SSH:/usr/share/empty.sshd:/sbin/nologin\nrocky:x:1000:1000:Cloud User:/home/rocky:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nwheel:x:10:rocky,alice\nrocky:x:1000:\nalice:x:1001:\nops:x:2000:alice\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\nrocky:!!:19800:0:99999:7:::\nalice:!!:19800:0:99999:7:::\n", 0o000)
+        .file_mode("/etc/sudoers", &ROCKY_SUDOERS.replace("## Read drop-in", "Cmnd_Alias SERVICES = /usr/bin/systemctl, \\\n    /usr/bin/journalctl\nCmnd_Alias NETWORK = /usr/sbin/ip\nalice\tALL=(ALL)\tNOPASSWD: SERVICES\n## Read drop-in"), 0o440)
+        .file_mode("/etc/sudoers.d/90-cloud-init-users", "\n# Created by cloud-init v. 23.4 on Tue, 01 Oct 2024 08:00:00 +0000\n\n# User rules for rocky\nrocky ALL=(ALL) NOPASSWD:ALL\n", 0o440)
+        .file_mode("/etc/sudoers.d/ops", "%ops ALL=(root) /usr/bin/journalctl\nDefaults:alice !requiretty\n", 0o440);
+    t
+}
+
+/// An Ubuntu 24.04 image: `ubuntu` 1000 in `sudo`, cloud-init's sudoers file for it.
+pub fn new_ubuntu24(dir: &Path) -> Tree {
+    let t = new_ubuntu(dir);
+    t.file("/etc/os-release", "PRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nadm:x:4:syslog,ubuntu\nsudo:x:27:ubuntu\nusers:x:100:\nubuntu:x:1000:\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\nubuntu:!:19800:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nadm:*::syslog,ubuntu\nsudo:*::ubuntu\nubuntu:!::\n", 0o640)
+        .link("/usr/share/zoneinfo/UTC", "Etc/UTC")
+        .file_mode("/etc/sudoers", UBUNTU_SUDOERS, 0o440)
+        .file_mode("/etc/sudoers.d/README", "#\n# The default /etc/sudoers file created on installation of the\n# sudo  package now includes the directive:\n#\n#\t@includedir /etc/sudoers.d\n", 0o440)
+        .file_mode("/etc/sudoers.d/90-cloud-init-users", "# Created by cloud-init v. 24.1.3 on Mon, 02 Dec 2024 10:00:00 +0000\n\n# User rules for ubuntu\nubuntu ALL=(ALL) NOPASSWD:ALL\n", 0o440);
+    t
+}
+
 /// A user's uid in a passwd text.
 pub fn uid_in(passwd: &str, name: &str) -> u32 {
     passwd

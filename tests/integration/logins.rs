@@ -95,6 +95,11 @@ fn servers(dir: &Path) -> (Tree, Tree, Keys) {
         "/etc/ssh/sshd_config.d/60-cloudimg-settings.conf",
         "PasswordAuthentication no\n",
     )
+    .file_mode(
+        "/etc/sudoers.d/deploy",
+        "alice ALL=(ALL) /usr/bin/apt\ndebian ALL=(ALL) NOPASSWD: /usr/bin/apt\n",
+        0o440,
+    )
     .file(
         "/etc/ssh/sshd_config.d/10-ops.conf",
         "AllowUsers alice ubuntu root\nMatch User deploy\n    PasswordAuthentication yes\n",
@@ -217,9 +222,26 @@ fn authorized_keys_come_back_with_owners_and_modes_and_roots_are_merged() {
         "{sshd}"
     );
 
+    // sudo: alice's rule comes, the old debian's never goes to the image's debian
+    let deploy = new.read("/etc/sudoers.d/deploy");
+    assert!(
+        deploy.contains("alice ALL=(ALL) /usr/bin/apt\n"),
+        "{deploy}"
+    );
+    assert!(!deploy.contains("debian"), "{deploy}");
+    assert_eq!(meta(&new, "/etc/sudoers.d/deploy"), (0o440, 0, 0));
+    let sudo = step(&v, "sudoers");
+    assert!(
+        sudo["warnings"]
+            .to_string()
+            .contains("debian ALL=(ALL) NOPASSWD: /usr/bin/apt' not carried"),
+        "{sudo}"
+    );
+    assert!(sudo["attention"].is_null(), "{sudo}");
+
     // a second restore changes nothing
     let again = json(&restore(&new.dir, &store, &[], &[]));
-    for name in ["authorized-keys", "sshd"] {
+    for name in ["authorized-keys", "sshd", "sudoers"] {
         assert_eq!(
             step(&again, name)["status"],
             "unchanged",
@@ -344,4 +366,156 @@ fn hostile_key_lines_settings_and_links_are_refused() {
         "{dropin}"
     );
     assert_eq!(v["state"], "degraded");
+}
+
+/// `visudo -c -f FILE` on this machine, when it has visudo: the written file is valid.
+fn visudo_accepts(path: &Path) -> Option<bool> {
+    Path::new("/usr/sbin/visudo").is_file().then(|| {
+        Command::new("/usr/sbin/visudo")
+            .args(["-c", "-q", "-f"])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    })
+}
+
+/// #13.5: Rocky 9 → Ubuntu 24.04: `wheel` is `sudo` there; the old /etc/sudoers lines for
+/// alice (with the command alias they use) and the sudoers.d files come as 0440 files;
+/// cloud-init's file of the new image keeps its own rule.
+#[test]
+fn sudo_rights_carry_over_from_rocky_to_ubuntu_with_wheel_as_sudo() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_rocky(&t.path().join("old"));
+    let v = json_ok(&Cmd::new("inspect").root(&old.dir).json().run());
+    assert_eq!(
+        v["sudoers"]["files"].as_array().unwrap().len(),
+        2,
+        "{}",
+        v["sudoers"]
+    );
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_ubuntu24(&t.path().join("new"));
+    let o = restore(&new.dir, &store, &[], &[]);
+    let v = json(&o);
+    let group = new.read("/etc/group");
+    assert!(group.contains("sudo:x:27:ubuntu,rocky,alice\n"), "{group}");
+    assert!(!group.contains("wheel"), "{group}");
+    assert!(
+        step(&v, "accounts")["warnings"]
+            .to_string()
+            .contains("the admin group wheel is sudo"),
+        "{}",
+        step(&v, "accounts")
+    );
+    let main = new.read("/etc/sudoers.d/00-carryover");
+    assert!(
+        main.contains("Cmnd_Alias SERVICES = /usr/bin/systemctl,"),
+        "{main}"
+    );
+    assert!(
+        main.contains("alice\tALL=(ALL)\tNOPASSWD: SERVICES\n"),
+        "{main}"
+    );
+    assert!(
+        !main.contains("NETWORK") && !main.contains("%wheel") && !main.contains("root"),
+        "{main}"
+    );
+    let ops = new.read("/etc/sudoers.d/ops");
+    assert!(
+        ops.contains("%ops ALL=(root) /usr/bin/journalctl\nDefaults:alice !requiretty\n"),
+        "{ops}"
+    );
+    let cloud = new.read("/etc/sudoers.d/90-cloud-init-users");
+    assert!(
+        cloud.contains("\nubuntu ALL=(ALL) NOPASSWD:ALL\n# BEGIN carryover"),
+        "{cloud}"
+    );
+    assert!(
+        cloud.contains("rocky ALL=(ALL) NOPASSWD:ALL\n# END carryover\n"),
+        "{cloud}"
+    );
+    for f in ["00-carryover", "ops", "90-cloud-init-users"] {
+        let path = format!("/etc/sudoers.d/{f}");
+        assert_eq!(meta(&new, &path), (0o440, 0, 0), "{path}");
+        assert_ne!(visudo_accepts(&new.p(&path)), Some(false), "{path}");
+    }
+    let sudo = step(&v, "sudoers");
+    assert_eq!(sudo["status"], "changed", "{sudo}");
+    if visudo_accepts(&new.p("/etc/sudoers")).is_some() {
+        assert!(
+            !sudo["warnings"].to_string().contains("not checked"),
+            "{sudo}"
+        );
+    }
+    assert_exit!(o, Some(0));
+    let again = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(step(&again, "sudoers")["status"], "unchanged");
+    assert_eq!(new.read("/etc/sudoers.d/90-cloud-init-users"), cloud);
+}
+
+#[test]
+fn hostile_sudoers_lines_and_names_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_rocky(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    tamper(
+        &store,
+        &id,
+        |v| {
+            let files = v["sudoers"]["files"].as_array_mut().unwrap();
+            files.push(
+                serde_json::json!({"name": "../../etc/passwd", "content": "alice ALL=(ALL) ALL\n"}),
+            );
+            files.push(serde_json::json!({"name": "evil", "content": "ALL ALL=(ALL) NOPASSWD: ALL\nDefaults !authenticate\n#include /etc/shadow\n%wheel ALL=(ALL) NOPASSWD: ALL\n#1000 ALL=(ALL) ALL\nbob ALL=(ALL) ALL\n"}));
+            files.push(
+                serde_json::json!({"name": "broken", "content": "alice ALL=(ALL NOPASSWD: ALL\n"}),
+            );
+        },
+        true,
+    );
+    let new = new_ubuntu24(&t.path().join("new"));
+    let passwd = new.read("/etc/passwd");
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(4));
+    let v = json(&o);
+    let sudo = step(&v, "sudoers");
+    let attention = sudo["attention"].to_string();
+    for refused in [
+        "refusing the sudoers file name '../../etc/passwd'",
+        "'ALL ALL=(ALL) NOPASSWD: ALL' refused",
+        "'Defaults !authenticate' refused",
+        "'#include /etc/shadow' refused",
+        "'%wheel ALL=(ALL) NOPASSWD: ALL' refused",
+        "'#1000 ALL=(ALL) ALL' refused",
+        "'bob ALL=(ALL) ALL' refused",
+    ] {
+        assert!(attention.contains(refused), "{refused}: {sudo}");
+    }
+    assert!(
+        !new.p("/etc/sudoers.d/evil").exists(),
+        "nothing of it was acceptable"
+    );
+    assert!(new.read("/etc/passwd").starts_with(&passwd));
+    assert!(!new.read("/etc/passwd").contains("ALL"));
+    // visudo refuses the broken one: not written (without visudo it is named unchecked)
+    if visudo_accepts(&new.p("/etc/sudoers")).is_some() {
+        assert!(!new.p("/etc/sudoers.d/broken").exists());
+        assert_eq!(sudo["status"], "failed", "{sudo}");
+        assert!(
+            sudo["failed_files"]
+                .to_string()
+                .contains("/etc/sudoers.d/broken: visudo refused it"),
+            "{sudo}"
+        );
+    } else {
+        assert!(
+            sudo["warnings"].to_string().contains("not checked"),
+            "{sudo}"
+        );
+    }
+    // the good rules still came
+    assert!(new.read("/etc/sudoers.d/ops").contains("%ops"));
 }

@@ -44,6 +44,8 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         .read("/etc/login.defs")
         .map(|t| accounts::parse_login_defs(&t))
         .unwrap_or_default();
+    let (_, new_groups) = a.accounts();
+    let admin = accounts::admin_group(&new_groups, a.read("/etc/sudoers").as_deref());
     let days = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() / 86400)
@@ -62,6 +64,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         groups: &s.groups,
         shadow: &l.secrets.shadow,
         days_since_epoch: days,
+        admin_group: admin.as_deref(),
     });
     a.rewrite("/etc/group", &merged.group)?;
     if let Some(g) = &merged.gshadow {
@@ -164,7 +167,7 @@ pub fn conflicts(a: &Apply, users: &[accounts::User]) -> Vec<String> {
 }
 
 /// A POSIX-ish account name: no separators, no path characters.
-fn valid_name(n: &str) -> bool {
+pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 32
         && !n.starts_with('-')
