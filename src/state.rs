@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod clock;
 pub mod cron;
 pub mod dns;
+pub mod homes;
 pub mod hosts;
 pub mod identity;
 pub mod ini;
@@ -55,6 +56,9 @@ pub struct SystemState {
     pub sshd: sshd::Sshd,
     /// The sudo rules of the captured users and groups.
     pub sudoers: sudoers::Sudoers,
+    /// The captured users' homes on the system disk, their sizes, and whether capture
+    /// takes them.
+    pub homes: Vec<homes::Home>,
     pub timezone: Option<String>,
     pub ntp: clock::Ntp,
     pub sysctl: Vec<sysctl::SysctlFile>,
@@ -195,6 +199,13 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
     };
     let logins = logins::gather(&g, &users, &on_system_disk);
     let sudoers = sudoers::gather(&g, &users, &groups);
+    let homes = homes::gather(
+        &g,
+        &users,
+        &on_system_disk,
+        config.capture_homes,
+        &config.data_paths,
+    );
     let state = SystemState {
         format: STATE_FORMAT,
         dns: dns::gather(&g),
@@ -212,6 +223,7 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         logins,
         sshd: sshd::gather(&g),
         sudoers,
+        homes,
         timezone: clock::gather_timezone(&g),
         ntp: clock::gather_ntp(&g),
         sysctl: sysctl::gather(&g),

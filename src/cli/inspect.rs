@@ -171,6 +171,19 @@ pub fn render(s: &SystemState) -> String {
         sudo.push(format!("/etc/sudoers ({} lines)", s.sudoers.lines.len()));
     }
     field(&mut o, "sudoers", list(&sudo));
+    let homes: Vec<String> = s
+        .homes
+        .iter()
+        .map(|h| {
+            let taken = if h.captured {
+                "captured"
+            } else {
+                "NOT captured"
+            };
+            format!("{} ({} MB, {taken})", h.path, h.bytes / 1_000_000)
+        })
+        .collect();
+    field(&mut o, "homes on the system disk", list(&homes));
     field(&mut o, "timezone", s.timezone.as_deref().unwrap_or("-"));
     let ntp: Vec<&str> = s.ntp.servers.iter().map(|n| n.host.as_str()).collect();
     field(&mut o, "ntp", format!("{} ({})", list(&ntp), s.ntp.manager));

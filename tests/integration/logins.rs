@@ -49,7 +49,8 @@ struct Keys {
 
 /// The Ubuntu 22.04 server of the accounts tests with keys in the homes and an operator's
 /// sshd settings; the Debian 12 image with cloud-init's key for root (the Change OS key
-/// pair) and Debian's sshd_config.
+/// pair) and Debian's sshd_config. The homes are not captured as data (`[capture] homes =
+/// false`): the keys come back by themselves.
 fn servers(dir: &Path) -> (Tree, Tree, Keys) {
     let keys_dir = dir.join("keys");
     std::fs::create_dir_all(&keys_dir).unwrap();
@@ -61,7 +62,8 @@ fn servers(dir: &Path) -> (Tree, Tree, Keys) {
         changeos: keygen(&keys_dir, "changeos-keypair"),
     };
     let old = old_ubuntu(&dir.join("old"));
-    old.file_mode(
+    old.file("/etc/carryover/config.toml", "[capture]\nhomes = false\n")
+        .file_mode(
         "/root/.ssh/authorized_keys",
         &format!("{}\n", k.old_root),
         0o600,
@@ -518,4 +520,125 @@ fn hostile_sudoers_lines_and_names_are_refused() {
     }
     // the good rules still came
     assert!(new.read("/etc/sudoers.d/ops").contains("%ops"));
+}
+
+/// #13.6: the homes on the system disk are named with their sizes by `check`, captured by
+/// default (caches left out) and restored with their owners by name; the old `debian`'s
+/// home never goes into the image's `debian`'s.
+#[test]
+fn homes_on_the_system_disk_are_captured_by_default_and_restored_with_owners() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, new, k) = servers(t.path());
+    std::fs::remove_file(old.p("/etc/carryover/config.toml")).unwrap();
+    old.file_mode("/home/alice/project/main.rs", "fn main() {}\n", 0o640)
+        .file("/home/alice/.cache/pip/wheel.whl", &"x".repeat(100_000))
+        .file("/home/ubuntu/notes.txt", "ubuntu's notes\n")
+        .file("/home/debian/secret.txt", "the old debian's\n");
+    for (user, id) in [("alice", 1001), ("ubuntu", 1000), ("debian", 1003)] {
+        for e in walkdir::WalkDir::new(old.p(&format!("/home/{user}"))) {
+            let e = e.unwrap();
+            std::os::unix::fs::lchown(e.path(), Some(id), Some(id)).unwrap();
+        }
+    }
+    std::fs::set_permissions(old.p("/home/alice"), std::fs::Permissions::from_mode(0o750)).unwrap();
+
+    let v = json(&Cmd::new("check").root(&old.dir).json().run());
+    let homes: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["key"] == "home-on-system-disk")
+        .collect();
+    assert_eq!(
+        homes.len(),
+        3,
+        "alice, ubuntu, debian (deploy has none): {v}"
+    );
+    let alice = homes
+        .iter()
+        .find(|f| f["message"].to_string().contains("/home/alice"))
+        .unwrap();
+    assert_eq!(alice["severity"], "warning");
+    // main.rs and authorized_keys, not the 100 kB cache
+    assert!(
+        alice["message"]
+            .as_str()
+            .unwrap()
+            .contains(" bytes in 2 files"),
+        "{alice}"
+    );
+    assert!(
+        alice["message"]
+            .as_str()
+            .unwrap()
+            .contains("captured as data"),
+        "{alice}"
+    );
+
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let o = restore(&new.dir, &store, &[], &[]);
+    let v = json(&o);
+    let passwd = new.read("/etc/passwd");
+    let (alice, ubuntu) = (uid_in(&passwd, "alice"), uid_in(&passwd, "ubuntu"));
+    assert_eq!(new.read("/home/alice/project/main.rs"), "fn main() {}\n");
+    assert_eq!(
+        meta(&new, "/home/alice/project/main.rs"),
+        (0o640, alice, alice)
+    );
+    assert_eq!(meta(&new, "/home/alice"), (0o750, alice, alice));
+    assert!(!new.p("/home/alice/.cache").exists(), "caches are left out");
+    assert_eq!(meta(&new, "/home/ubuntu/notes.txt").1, ubuntu);
+    assert!(
+        new.read("/home/alice/.ssh/authorized_keys")
+            .contains(&key_of(&k.alice))
+    );
+    // the image's debian: its own home as it was, nothing of the old debian's
+    assert!(!new.p("/home/debian/secret.txt").exists());
+    assert!(!new.p("/home/debian/.ssh/authorized_keys").exists());
+    assert_eq!(new.read("/home/debian/.bashrc"), "# the image user's\n");
+    let data = step(&v, "data");
+    assert!(
+        data["attention"]
+            .to_string()
+            .contains("the old debian's home /home/debian was not restored"),
+        "{data}"
+    );
+    assert_eq!(step(&v, "authorized-keys")["status"], "changed");
+}
+
+/// More than 1 GiB of homes are not captured unless `[capture] homes = true`; `check`
+/// says so with the size.
+#[test]
+fn large_homes_are_named_and_captured_only_when_asked() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.dir("/home/alice");
+    let f = std::fs::File::create(old.p("/home/alice/disk.img")).unwrap();
+    f.set_len(2 << 30).unwrap(); // sparse: 2 GiB long, nothing allocated
+    let finding = |o: &std::process::Output| {
+        let v = json(o);
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == "home-on-system-disk")
+            .cloned()
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    let f = finding(&Cmd::new("check").root(&old.dir).json().run());
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/home/alice") && msg.contains("2.1 GB in 1 file)"),
+        "{f}"
+    );
+    assert!(msg.contains("NOT captured"), "{f}");
+    let v = json_ok(&Cmd::new("inspect").root(&old.dir).json().run());
+    assert_eq!(v["homes"][0]["captured"], false, "{}", v["homes"]);
+    old.file("/etc/carryover/config.toml", "[capture]\nhomes = true\n");
+    let f = finding(&Cmd::new("check").root(&old.dir).json().run());
+    assert!(
+        f["message"].as_str().unwrap().contains("captured as data"),
+        "{f}"
+    );
 }
