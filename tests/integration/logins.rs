@@ -113,7 +113,8 @@ fn servers(dir: &Path) -> (Tree, Tree, Keys) {
         0o600,
     )
     .file("/etc/ssh/sshd_config", DEBIAN_SSHD_CONFIG);
-    std::fs::set_permissions(new.p("/root/.ssh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // a loose mode on root's .ssh: the restore sets 0700 (sshd's StrictModes wants it)
+    std::fs::set_permissions(new.p("/root/.ssh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     (old, new, k)
 }
 
@@ -135,6 +136,7 @@ fn authorized_keys_come_back_with_owners_and_modes_and_roots_are_merged() {
     let keys = step(&planned, "authorized-keys");
     assert_eq!(keys["status"], "would-change", "{keys}");
     assert!(!new.p("/home/alice").exists());
+    assert_eq!(meta(&new, "/root/.ssh").0, 0o755, "a dry run sets no mode");
     assert_eq!(
         new.read("/root/.ssh/authorized_keys"),
         format!("{}\n", k.changeos)
