@@ -62,6 +62,8 @@ pub struct Input {
     pub volume_groups: Vec<VolumeGroup>,
     /// A Windows system's volumes and raw disks.
     pub windows: Option<WindowsState>,
+    /// The captured users' homes on the system disk.
+    pub homes: Vec<crate::state::homes::Home>,
     /// How carryover itself is set up (store, reporting, accounts, acknowledgements);
     /// `None`: not judged.
     pub setup: Option<Setup>,
@@ -114,6 +116,7 @@ pub const KEYS: &[&str] = &[
     "report-token-missing",
     "password-hashes-not-captured",
     "instance-id-from-machine-id",
+    "home-on-system-disk",
 ];
 
 /// The findings about carryover's own set-up.
@@ -394,13 +397,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
             // Windows: a path without a drive is on the root's, the system drive
             return drive_letter(p).is_none_or(|d| d == sys);
         }
-        let Some(m) = mount_of(&i.mounts, p) else {
-            return false;
-        };
-        match i.layout.device_of_mount(m) {
-            Some(d) if !i.layout.system_disks.is_empty() => i.layout.on_system_disk(d),
-            _ => root_source.is_some() && m.mountpoint == Path::new("/"),
-        }
+        crate::disks::in_mount_table_on_system_disk(&i.mounts, &i.layout, p).unwrap_or(false)
     };
 
     if let Some(dir) = &i.store_dir
@@ -571,6 +568,38 @@ pub fn findings(i: &Input) -> Vec<Finding> {
             }
         }
     }
+    for h in i.homes.iter().filter(|h| !h.in_data_paths) {
+        let size = format!(
+            "{} in {} file{}",
+            human_size(h.bytes),
+            h.files,
+            if h.files == 1 { "" } else { "s" }
+        );
+        let (fate, remediation) = if h.captured {
+            (
+                "captured as data ([capture] homes)",
+                "nothing to do; or move it to a data disk and set [capture] homes = false",
+            )
+        } else {
+            (
+                "NOT captured: the Change OS deletes it",
+                "set [capture] homes = true (unset, homes are captured only while they total at most 1 GiB), add it to [data] paths, or move it to a data disk",
+            )
+        };
+        out.push(finding(
+            "home-on-system-disk",
+            "warning",
+            format!(
+                "the home of {} ({}, {size}) is on the system disk: {fate}",
+                h.user, h.path
+            ),
+            format!(
+                "{} is on the system disk; {} bytes without its caches (~/.cache)",
+                h.path, h.bytes
+            ),
+            remediation,
+        ));
+    }
     if let Some(w) = &i.windows {
         windows_findings(w, target, &mut out);
     }
@@ -578,6 +607,15 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         setup_findings(s, &mut out);
     }
     out
+}
+
+/// `178 bytes`, `12.3 MB`, `2.1 GB`.
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        0..1_000_000 => format!("{bytes} bytes"),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{:.1} GB", bytes as f64 / 1e9),
+    }
 }
 
 /// The keys of blockers not acknowledged.
@@ -655,12 +693,21 @@ pub fn gather(
     let incremental = local
         .map(|d| d.join("snapshots"))
         .is_some_and(|d| crate::sys::list_dir(&d).is_ok_and(|l| !l.is_empty()));
-    let estimate = (!data_paths.is_empty() && store_free.is_some() && !incremental).then(|| {
-        data_paths
-            .iter()
-            .map(|p| crate::data::capture::estimate_bytes(&root.follow(p)))
-            .sum()
-    });
+    // the homes capture takes count too (measured without their caches already)
+    let homes: u64 = state
+        .homes
+        .iter()
+        .filter(|h| h.captured && !h.in_data_paths)
+        .map(|h| h.bytes)
+        .sum();
+    let estimate = ((!data_paths.is_empty() || homes > 0) && store_free.is_some() && !incremental)
+        .then(|| {
+            homes
+                + data_paths
+                    .iter()
+                    .map(|p| crate::data::capture::estimate_bytes(&root.follow(p)))
+                    .sum::<u64>()
+        });
     (
         Input {
             target,
@@ -675,6 +722,7 @@ pub fn gather(
             layout: state.disks.clone(),
             volume_groups: state.lvm.volume_groups.clone(),
             windows: state.windows.clone(),
+            homes: state.homes.clone(),
             setup: None,
         },
         notes,

@@ -97,6 +97,7 @@ struct HooksFragment {
 #[serde(deny_unknown_fields)]
 struct CaptureFragment {
     password_hashes: Option<bool>,
+    homes: Option<bool>,
 }
 
 /// Where snapshots go.
@@ -131,6 +132,9 @@ pub struct Config {
     pub metadata_timeout_ms: u64,
     pub hooks_timeout_seconds: u64,
     pub password_hashes: bool,
+    /// `[capture] homes`: capture the captured users' homes on the system disk; unset:
+    /// when they total at most 1 GiB.
+    pub capture_homes: Option<bool>,
     /// `[restore] expected`: this system was set up by the Change OS user-data, so a
     /// restore is due here, and anything that stops it (no store, no snapshot of this
     /// instance) is a failure the orchestrator hears of — not "nothing due".
@@ -157,6 +161,7 @@ impl Default for Config {
             metadata_timeout_ms: 2000,
             hooks_timeout_seconds: 300,
             password_hashes: false,
+            capture_homes: None,
             restore_expected: false,
             sources: Vec::new(),
         }
@@ -333,6 +338,7 @@ impl Config {
         }
         if let Some(c) = f.capture {
             set(&mut self.password_hashes, c.password_hashes);
+            set_opt(&mut self.capture_homes, c.homes);
         }
         if let Some(r) = f.restore {
             set(&mut self.restore_expected, r.expected);

@@ -55,6 +55,34 @@ pub fn mount_of<'a>(mounts: &'a [Mount], p: &Path) -> Option<&'a Mount> {
         .max_by_key(|m| m.mountpoint.as_os_str().len())
 }
 
+/// Whether `p` lies on a system disk by the live mount table: through the discovered
+/// disks when they are known (another partition or LV of the system disk counts), else
+/// "on the root filesystem". `None` when the mount table does not hold `p` at all.
+pub fn in_mount_table_on_system_disk(mounts: &[Mount], layout: &Layout, p: &Path) -> Option<bool> {
+    let m = mount_of(mounts, p)?;
+    Some(match layout.device_of_mount(m) {
+        Some(d) if !layout.system_disks.is_empty() => layout.on_system_disk(d),
+        _ => m.mountpoint == Path::new("/"),
+    })
+}
+
+/// Whether `p` lies on a system disk: by the live mount table when there is one, else by
+/// fstab (the entry with the longest mountpoint that holds it; none: the root filesystem).
+pub fn on_system_disk(
+    mounts: &[Mount],
+    layout: &Layout,
+    fstab: &[crate::state::mounts::MountEntry],
+    p: &Path,
+) -> bool {
+    in_mount_table_on_system_disk(mounts, layout, p).unwrap_or_else(|| {
+        fstab
+            .iter()
+            .filter(|e| !e.swap && !e.pseudo && p.starts_with(&e.mountpoint))
+            .max_by_key(|e| e.mountpoint.len())
+            .is_none_or(|e| !e.is_data())
+    })
+}
+
 /// One block device as `/sys/block` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {

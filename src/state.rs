@@ -7,13 +7,17 @@ pub mod accounts;
 pub mod clock;
 pub mod cron;
 pub mod dns;
+pub mod homes;
 pub mod hosts;
 pub mod identity;
 pub mod ini;
+pub mod logins;
 pub mod mounts;
 pub mod packages;
 pub mod services;
 pub mod ssh;
+pub mod sshd;
+pub mod sudoers;
 pub mod sysctl;
 pub mod windows;
 
@@ -46,6 +50,15 @@ pub struct SystemState {
     pub services: services::Services,
     pub cron: Vec<cron::CronTable>,
     pub ssh_host_keys: Vec<ssh::HostKey>,
+    /// authorized_keys of root and the captured users whose homes are on the system disk.
+    pub logins: logins::Logins,
+    /// sshd's access settings (port, root and password logins, who may log in).
+    pub sshd: sshd::Sshd,
+    /// The sudo rules of the captured users and groups.
+    pub sudoers: sudoers::Sudoers,
+    /// The captured users' homes on the system disk, their sizes, and whether capture
+    /// takes them.
+    pub homes: Vec<homes::Home>,
     pub timezone: Option<String>,
     pub ntp: clock::Ntp,
     pub sysctl: Vec<sysctl::SysctlFile>,
@@ -175,11 +188,29 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
             token: String::from_utf8_lossy(&b).trim().to_string(),
         });
     }
+    let fstab = mounts::gather(&g);
+    let on_system_disk = |p: &Path| {
+        crate::disks::on_system_disk(
+            found.mounts.as_deref().unwrap_or_default(),
+            &found.layout,
+            &fstab,
+            p,
+        )
+    };
+    let logins = logins::gather(&g, &users, &on_system_disk);
+    let sudoers = sudoers::gather(&g, &users, &groups);
+    let homes = homes::gather(
+        &g,
+        &users,
+        &on_system_disk,
+        config.capture_homes,
+        &config.data_paths,
+    );
     let state = SystemState {
         format: STATE_FORMAT,
         dns: dns::gather(&g),
         hosts,
-        mounts: mounts::gather(&g),
+        mounts: fstab,
         lvm: mounts::Lvm {
             volume_groups: found.volume_groups,
         },
@@ -189,6 +220,10 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         services: services::gather(&g),
         cron: cron::gather(&g),
         ssh_host_keys,
+        logins,
+        sshd: sshd::gather(&g),
+        sudoers,
+        homes,
         timezone: clock::gather_timezone(&g),
         ntp: clock::gather_ntp(&g),
         sysctl: sysctl::gather(&g),

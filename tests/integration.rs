@@ -26,6 +26,8 @@ mod hostile;
 mod hostile_store;
 #[path = "integration/identity.rs"]
 mod identity;
+#[path = "integration/logins.rs"]
+mod logins;
 #[path = "integration/packaging.rs"]
 mod packaging;
 #[path = "integration/probe.rs"]

@@ -113,6 +113,17 @@ fn capture(
     // A failing pre-capture hook (a database that could not be quiesced) stops the capture.
     hooks::run(Phase::PreCapture, &hook_env)?;
 
+    // the homes on the system disk that [capture] homes (or its default) takes, without
+    // their caches
+    let mut exclude = ctx.config.data_exclude.clone();
+    for h in state
+        .homes
+        .iter()
+        .filter(|h| h.captured && !h.in_data_paths)
+    {
+        data_paths.push(h.path.clone().into());
+        exclude.extend(state::homes::exclude_patterns(&h.path));
+    }
     let mut skipped = state.problems.clone();
     // The damaged blobs this capture treated as absent, and the blobs it stored.
     let mut heal = None;
@@ -152,7 +163,7 @@ fn capture(
             index,
             &ctx.root,
             &data_paths,
-            &ctx.config.data_exclude,
+            &exclude,
             &skip_host,
             parent.as_ref(),
             &progress,

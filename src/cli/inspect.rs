@@ -147,6 +147,43 @@ pub fn render(s: &SystemState) -> String {
         .map(|k| format!("{} {}", k.key_type, k.fingerprint.as_deref().unwrap_or("?")))
         .collect();
     field(&mut o, "ssh host keys", list(&keys));
+    let logins: Vec<String> = s
+        .logins
+        .authorized_keys
+        .iter()
+        .map(|k| format!("{}({})", k.user, k.keys.len()))
+        .collect();
+    field(&mut o, "authorized keys", list(&logins));
+    let sshd: Vec<String> = s
+        .sshd
+        .settings
+        .iter()
+        .map(|x| format!("{} {}", x.key, x.value))
+        .collect();
+    field(&mut o, "sshd", list(&sshd));
+    let mut sudo: Vec<String> = s
+        .sudoers
+        .files
+        .iter()
+        .map(|f| format!("/etc/sudoers.d/{}", f.name))
+        .collect();
+    if !s.sudoers.lines.is_empty() {
+        sudo.push(format!("/etc/sudoers ({} lines)", s.sudoers.lines.len()));
+    }
+    field(&mut o, "sudoers", list(&sudo));
+    let homes: Vec<String> = s
+        .homes
+        .iter()
+        .map(|h| {
+            let taken = if h.captured {
+                "captured"
+            } else {
+                "NOT captured"
+            };
+            format!("{} ({} MB, {taken})", h.path, h.bytes / 1_000_000)
+        })
+        .collect();
+    field(&mut o, "homes on the system disk", list(&homes));
     field(&mut o, "timezone", s.timezone.as_deref().unwrap_or("-"));
     let ntp: Vec<&str> = s.ntp.servers.iter().map(|n| n.host.as_str()).collect();
     field(&mut o, "ntp", format!("{} ({})", list(&ntp), s.ntp.manager));

@@ -394,6 +394,43 @@ impl<'a> Apply<'a> {
         Ok(true)
     }
 
+    /// Makes `abs` a directory with exactly this mode and owner: created when absent,
+    /// corrected when it differs (`~/.ssh` must be 0700 and its user's for sshd). Anything
+    /// else there — a symlink, a file — is refused, never followed.
+    pub fn ensure_dir(&self, abs: &str, mode: u32, owner: (u32, u32)) -> io::Result<bool> {
+        if matches!(self.planned(abs), Some(Planned::Dir)) {
+            return Ok(false);
+        }
+        let host = self.root.path(abs);
+        let meta = match std::fs::symlink_metadata(&host) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return self.mkdir(abs, mode, Some(owner));
+            }
+            Err(e) => return Err(e),
+            Ok(m) if !m.is_dir() => {
+                return Err(io::Error::other(format!(
+                    "{abs} is not a directory (a symlink or a file): refused"
+                )));
+            }
+            Ok(m) => m,
+        };
+        let (was_mode, was_owner) = (crate::sys::mode_of(&meta), crate::sys::owner_of(&meta));
+        if was_mode == mode && was_owner == owner {
+            return Ok(false);
+        }
+        self.changed.set(true);
+        self.note_change(format!(
+            "{abs}/: mode {was_mode:04o} → {mode:04o}, owner {}:{} → {}:{}",
+            was_owner.0, was_owner.1, owner.0, owner.1
+        ));
+        if self.dry_run {
+            return Ok(true);
+        }
+        crate::sys::lchown(&host, owner.0, owner.1)?;
+        crate::sys::set_mode(&host, mode)?;
+        Ok(true)
+    }
+
     /// Copies what is at `abs` to the backup folder, unless a copy is there already.
     fn backup(&self, abs: &str) -> io::Result<()> {
         let host = self.root.path(abs);

@@ -51,6 +51,18 @@ pub fn set_block(text: &str, body: &str) -> String {
     s
 }
 
+/// Writes the block at the top of the text instead, for formats where the first setting
+/// wins (sshd_config); every other line stays as it is.
+pub fn set_block_first(text: &str, body: &str) -> String {
+    let mut out = vec![BEGIN_LINE];
+    out.extend(body.lines());
+    out.push(END);
+    out.extend(outside_block(text));
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
 /// Puts into the carryover block of `text` the `wanted` lines whose key no line outside
 /// the block has. A wanted line without a key (a crontab's `VAR=value`) is context: it
 /// goes into the block, in its place, whenever the block is written. When nothing is
@@ -69,6 +81,39 @@ pub fn merge_block(text: &str, wanted: &[&str], key: impl Fn(&str) -> Option<Str
         .filter(|l| key(l).is_none_or(|k| !have.contains(&k)))
         .collect();
     set_block(text, &body.join("\n"))
+}
+
+/// authorized_keys: every line of the new OS's file stays (the key pair of the Change OS
+/// call among them) and the captured keys it lacks go into the block — a key by its type
+/// and data, whatever its options and comment. A new file is the captured keys.
+pub fn authorized_keys(current: Option<&str>, captured: &[&str]) -> String {
+    match current {
+        Some(c) => merge_block(c, captured, key_of),
+        None => captured.iter().map(|l| format!("{l}\n")).collect(),
+    }
+}
+
+/// A sudoers file the new OS has under the same name: its lines stay, the captured rules
+/// it lacks go into the block at its end (sudo: the last matching rule wins). A new file is
+/// the captured rules.
+pub fn sudoers(current: Option<&str>, captured: &[&str]) -> String {
+    match current {
+        Some(c) => merge_block(c, captured, sudoers_key),
+        None => captured.iter().map(|l| format!("{l}\n")).collect(),
+    }
+}
+
+/// A sudoers rule, by its words; comments and blanks have no key.
+fn sudoers_key(l: &str) -> Option<String> {
+    (crate::state::sudoers::classify(l) != crate::state::sudoers::Line::Nothing)
+        .then(|| squeezed(l))
+}
+
+/// An authorized_keys line, by its key.
+fn key_of(l: &str) -> Option<String> {
+    crate::state::logins::parse_key_line(l)
+        .ok()
+        .map(|k| k.key())
 }
 
 /// The words of a line, joined by single spaces: two lines that differ only in spacing
@@ -625,6 +670,77 @@ mod tests {
                 }
             },
         );
+    }
+
+    /// An ed25519 public key line, one of a few keys, with or without options.
+    fn key_line(r: &mut Rng) -> String {
+        use base64::Engine;
+        if r.chance(15) {
+            return noise(r);
+        }
+        let mut wire = vec![0, 0, 0, 11];
+        wire.extend_from_slice(b"ssh-ed25519");
+        wire.extend_from_slice(&[0, 0, 0, 32]);
+        wire.extend_from_slice(&[r.below(4) as u8; 32]);
+        let blob = base64::engine::general_purpose::STANDARD.encode(wire);
+        let options = r.pick(&["", "restrict ", "from=\"10.0.0.0/8\",no-pty "]);
+        let comment = r.pick(&["", " alice@laptop", " cloud-key"]);
+        format!("{options}ssh-ed25519 {blob}{comment}")
+    }
+
+    #[test]
+    fn authorized_keys_merge_loses_nothing_and_is_idempotent() {
+        let merge = |new: &str, captured: &str| {
+            let keys: Vec<&str> = captured.lines().filter(|l| key_of(l).is_some()).collect();
+            authorized_keys(Some(new), &keys)
+        };
+        block_merge_cases(1235, key_line, merge, key_of, |case, new, _, merged| {
+            // the new OS's keys (the Change OS key pair) stay where they were
+            for l in outside_block(new)
+                .into_iter()
+                .filter(|l| key_of(l).is_some())
+            {
+                assert!(merged.lines().any(|m| m == l), "case {case}: {l} lost");
+            }
+        });
+        assert_eq!(
+            authorized_keys(None, &["ssh-ed25519 AAAA a", "ssh-rsa BBBB b"]),
+            "ssh-ed25519 AAAA a\nssh-rsa BBBB b\n"
+        );
+    }
+
+    fn sudoers_line(r: &mut Rng) -> String {
+        if r.chance(20) {
+            return noise(r);
+        }
+        r.pick(&[
+            "ubuntu ALL=(ALL) NOPASSWD:ALL",
+            "rocky ALL=(ALL) NOPASSWD:ALL",
+            "rocky  ALL=(ALL)  NOPASSWD:ALL",
+            "%ops ALL=(root) /usr/bin/journalctl",
+            "Defaults:alice !requiretty",
+        ])
+        .to_string()
+    }
+
+    #[test]
+    fn sudoers_merge_loses_nothing_and_is_idempotent() {
+        let merge = |new: &str, captured: &str| {
+            let rules: Vec<&str> = captured
+                .lines()
+                .filter(|l| sudoers_key(l).is_some())
+                .collect();
+            sudoers(Some(new), &rules)
+        };
+        block_merge_cases(1236, sudoers_line, merge, sudoers_key, |_, _, _, _| {});
+    }
+
+    #[test]
+    fn set_block_first_puts_the_block_on_top() {
+        let once = set_block_first("Port 22\n", "Include /x.conf");
+        assert!(once.starts_with("# BEGIN carryover"), "{once}");
+        assert!(once.ends_with("# END carryover\nPort 22\n"), "{once}");
+        assert_eq!(set_block_first(&once, "Include /x.conf"), once);
     }
 
     #[test]

@@ -7,10 +7,13 @@ mod cron;
 mod data;
 mod disks;
 mod identity;
+mod logins;
 mod network;
 mod reown;
 mod services;
+mod sudoers;
 mod system;
+mod validate;
 #[cfg(windows)]
 mod windows;
 
@@ -121,6 +124,27 @@ pub const STEPS: &[StepDef] = &[
         about: "put back the SSH host keys",
         needs: &["ssh_host_keys", "secrets"],
         run: system::ssh_host_keys,
+        verify: true,
+    },
+    StepDef {
+        name: "authorized-keys",
+        about: "put back root's and the users' SSH authorized_keys (root's merged with the Change OS key pair)",
+        needs: &["logins", "users"],
+        run: logins::authorized_keys,
+        verify: true,
+    },
+    StepDef {
+        name: "sshd",
+        about: "carry the old OS's sshd settings the new OS lacks as a checked drop-in",
+        needs: &["sshd"],
+        run: logins::sshd,
+        verify: true,
+    },
+    StepDef {
+        name: "sudoers",
+        about: "carry the sudo rules of the captured users and groups, checked with visudo",
+        needs: &["sudoers", "users", "groups"],
+        run: sudoers::sudoers,
         verify: true,
     },
     StepDef {

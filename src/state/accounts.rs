@@ -238,6 +238,34 @@ pub struct MergeInput<'a> {
     pub groups: &'a [Group],
     pub shadow: &'a [ShadowEntry],
     pub days_since_epoch: u64,
+    /// The new OS's admin group (`admin_group`): a membership in another family's admin
+    /// group (`wheel` from Rocky on Ubuntu) goes to it.
+    pub admin_group: Option<&'a str>,
+}
+
+/// The groups whose members may use sudo, by family: `sudo` (Debian, Ubuntu), `wheel`
+/// (Red Hat, SUSE), `admin` (old Ubuntu).
+pub const ADMIN_GROUPS: &[&str] = &["sudo", "wheel", "admin"];
+
+/// The new OS's admin group: the first of `ADMIN_GROUPS` that its sudoers grants
+/// (`%wheel ALL=…`), else the first it has.
+pub fn admin_group(groups: &[Group], sudoers: Option<&str>) -> Option<String> {
+    let has = |g: &str| groups.iter().any(|x| x.name == g);
+    let granted = |g: &str| {
+        sudoers.is_some_and(|t| {
+            t.lines().any(|l| {
+                l.trim_start()
+                    .strip_prefix('%')
+                    .and_then(|r| r.split_whitespace().next())
+                    == Some(g)
+            })
+        })
+    };
+    ADMIN_GROUPS
+        .iter()
+        .find(|g| has(g) && granted(g))
+        .or_else(|| ADMIN_GROUPS.iter().find(|g| has(g)))
+        .map(|g| g.to_string())
 }
 
 /// The merged files and what a person should know.
@@ -385,11 +413,21 @@ pub fn merge(m: &MergeInput) -> Merged {
                 member_of.push(&g.name);
             }
         }
+        let position =
+            |lines: &[String], g: &str| lines.iter().position(|l| l.split(':').next() == Some(g));
         for gname in member_of {
-            let Some(idx) = group_lines
-                .iter()
-                .position(|l| l.split(':').next() == Some(gname))
-            else {
+            // an admin group of another family is the new OS's admin group
+            let gname = match (position(&group_lines, gname), m.admin_group) {
+                (None, Some(admin)) if ADMIN_GROUPS.contains(&gname) && admin != gname => {
+                    notes.push(format!(
+                        "user {}: the admin group {gname} is {admin} on the new OS: made a member of {admin}",
+                        u.name
+                    ));
+                    admin
+                }
+                _ => gname,
+            };
+            let Some(idx) = position(&group_lines, gname) else {
                 notes.push(format!(
                     "user {}: group {gname} does not exist on the new OS; membership not restored",
                     u.name
@@ -666,6 +704,7 @@ mod tests {
             groups,
             shadow,
             days_since_epoch: 20000,
+            admin_group: None,
         }
     }
 
@@ -826,6 +865,43 @@ mod tests {
             moves.uids.is_empty() && !moves.gids.contains_key(&1003),
             "{moves:?}"
         );
+    }
+
+    /// #13.5: `wheel` on Rocky is `sudo` on Ubuntu, and the other way round.
+    #[test]
+    fn admin_groups_are_mapped_across_families() {
+        let (mut users, groups) = captured();
+        users[0].groups = vec!["wheel".into()];
+        let files = AccountFiles {
+            passwd: "root:x:0:0:root:/root:/bin/bash\n".into(),
+            group: "root:x:0:\nsudo:x:27:ubuntu\nadm:x:4:\n".into(),
+            shadow: None,
+            gshadow: None,
+        };
+        let (_, new_groups) = image_of(&files);
+        let admin = admin_group(&new_groups, Some("%sudo\tALL=(ALL:ALL) ALL\n"));
+        assert_eq!(admin.as_deref(), Some("sudo"));
+        let image = image_of(&files);
+        let mut m = input(&files, &image, &users, &groups, &[]);
+        m.admin_group = admin.as_deref();
+        let out = merge(&m);
+        assert!(
+            out.files.group.contains("sudo:x:27:ubuntu,alice\n"),
+            "{}",
+            out.files.group
+        );
+        assert!(
+            out.notes.iter().any(|n| n.contains("wheel is sudo")),
+            "{:?}",
+            out.notes
+        );
+        // Rocky: wheel, granted by its sudoers, though it has no sudo group
+        let rocky = parse_group("root:x:0:\nwheel:x:10:rocky\nsudo:x:27:\n").0;
+        assert_eq!(
+            admin_group(&rocky, Some("%wheel\tALL=(ALL)\tALL\n")).as_deref(),
+            Some("wheel")
+        );
+        assert_eq!(admin_group(&rocky, None).as_deref(), Some("sudo"));
     }
 
     #[test]

@@ -90,6 +90,12 @@ pub fn owner_of(meta: &std::fs::Metadata) -> (u32, u32) {
     (meta.uid(), meta.gid())
 }
 
+/// How many names a file has (a hard-linked file is another file's too).
+pub fn link_count(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink()
+}
+
 /// Makes a directory entry durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

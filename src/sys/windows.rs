@@ -146,6 +146,11 @@ pub fn owner_of(_meta: &std::fs::Metadata) -> (u32, u32) {
     (0, 0)
 }
 
+/// Hard links are not looked at on Windows (the callers guard POSIX homes).
+pub fn link_count(_meta: &std::fs::Metadata) -> u64 {
+    1
+}
+
 /// NTFS journals directory entries itself; a directory handle cannot be flushed without
 /// backup privileges, so this is a no-op.
 pub fn sync_dir(_dir: &Path) -> io::Result<()> {

@@ -6,46 +6,9 @@ use std::os::unix::fs::{MetadataExt, chown};
 
 use super::fixtures::*;
 
-/// An Ubuntu 22.04 server: the image's `ubuntu` 1000, then `alice` 1001 and `deploy`
-/// 1002; an unprivileged `debian` 1003 (a name the new image uses for its sudo user).
-fn old_ubuntu(dir: &std::path::Path) -> Tree {
-    let t = old_debian(dir);
-    t.file("/etc/os-release", "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n")
-        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nsshd:x:105:65534::/run/sshd:/usr/sbin/nologin\nubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/bash\ndeploy:x:1002:1002::/home/deploy:/bin/bash\ndebian:x:1003:1003::/home/debian:/bin/sh\n")
-        .file("/etc/group", "root:x:0:\nsudo:x:27:ubuntu\nubuntu:x:1000:\nalice:x:1001:\ndeploy:x:1002:\ndebian:x:1003:\ndevs:x:2000:alice,deploy,debian\n")
-        .file_mode("/etc/shadow", "root:*:19700:0:99999:7:::\nubuntu:!:19750:0:99999:7:::\nalice:!:19750:0:99999:7:::\ndeploy:!:19750:0:99999:7:::\ndebian:!:19750:0:99999:7:::\n", 0o640)
-        .file_mode("/etc/gshadow", "root:*::\nsudo:*::ubuntu\nubuntu:!::\nalice:!::\ndeploy:!::\ndebian:!::\ndevs:!::alice,deploy,debian\n", 0o640);
-    t
-}
-
-/// A Debian 12 image: its `debian` 1000 in sudo.
-fn new_debian(dir: &std::path::Path) -> Tree {
-    let t = new_ubuntu(dir);
-    t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n")
-        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n")
-        .file("/etc/group", "root:x:0:\nsudo:x:27:debian\nusers:x:100:\ndebian:x:1000:\n")
-        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\ndebian:!:19800:0:99999:7:::\n", 0o640)
-        .file_mode("/etc/gshadow", "root:*::\nsudo:*::debian\ndebian:!::\n", 0o640)
-        .file("/home/debian/.bashrc", "# the image user's\n");
-    chown(t.p("/home/debian/.bashrc"), Some(1000), Some(1000)).unwrap();
-    t
-}
-
 fn owner(t: &Tree, abs: &str) -> (u32, u32) {
     let m = std::fs::symlink_metadata(t.p(abs)).unwrap();
     (m.uid(), m.gid())
-}
-
-fn uid_in(passwd: &str, name: &str) -> u32 {
-    passwd
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {passwd}"))
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -118,23 +118,6 @@ fn unreadable_and_garbage_files_are_named_and_the_capture_goes_on() {
     assert!(new.read("/etc/passwd").contains("alice:x:1000"));
 }
 
-fn tamper(store: &std::path::Path, id: &str, edit: impl Fn(&mut serde_json::Value), rehash: bool) {
-    let state_path = store.join(format!("objects/{id}/state.json"));
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
-    edit(&mut v);
-    let bytes = serde_json::to_vec(&v).unwrap();
-    std::fs::write(&state_path, &bytes).unwrap();
-    if rehash {
-        let mpath = store.join(format!("snapshots/{id}.json"));
-        let mut m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
-        m["state"]["size"] = bytes.len().into();
-        m["state"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
-        std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
-    }
-}
-
 #[test]
 fn a_damaged_section_fails_only_its_steps_and_verify_names_it() {
     let t = tempfile::tempdir().unwrap();

@@ -517,10 +517,16 @@ fn ubuntu_to_rocky_uses_network_manager_chrony_and_free_ids() {
             .to_string()
             .contains("uid 1000 is taken")
     );
+    // #13.5: Debian's sudo is Rocky's wheel
     assert!(
         step(&v, "accounts")["warnings"]
             .to_string()
-            .contains("sudo does not exist")
+            .contains("the admin group sudo is wheel on the new OS")
+    );
+    assert!(
+        new.read("/etc/group").contains("wheel:x:10:rocky,alice\n"),
+        "{}",
+        new.read("/etc/group")
     );
     // Red Hat's cron spool, owned by alice's new uid
     let tab = std::fs::metadata(new.p("/var/spool/cron/alice")).unwrap();

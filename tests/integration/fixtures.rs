@@ -1,7 +1,7 @@
 //! Directory trees shaped like real servers: an old OS (Debian 12 on an ECS, customised
 //! the way operators do) and fresh new-OS images (Ubuntu 22.04 cloud image, Rocky 9).
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -273,6 +273,102 @@ pub fn new_rocky(dir: &Path) -> Tree {
         .file("/usr/share/zoneinfo/Asia/Shanghai", "TZif2-shanghai")
         .link("/etc/localtime", "../usr/share/zoneinfo/UTC");
     t
+}
+
+/// An Ubuntu 22.04 server: the image's `ubuntu` 1000, then `alice` 1001 and `deploy`
+/// 1002; an unprivileged `debian` 1003 (a name the new image uses for its sudo user).
+pub fn old_ubuntu(dir: &std::path::Path) -> Tree {
+    let t = old_debian(dir);
+    t.file("/etc/os-release", "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nsshd:x:105:65534::/run/sshd:/usr/sbin/nologin\nubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/bash\ndeploy:x:1002:1002::/home/deploy:/bin/bash\ndebian:x:1003:1003::/home/debian:/bin/sh\n")
+        .file("/etc/group", "root:x:0:\nsudo:x:27:ubuntu\nubuntu:x:1000:\nalice:x:1001:\ndeploy:x:1002:\ndebian:x:1003:\ndevs:x:2000:alice,deploy,debian\n")
+        .file_mode("/etc/shadow", "root:*:19700:0:99999:7:::\nubuntu:!:19750:0:99999:7:::\nalice:!:19750:0:99999:7:::\ndeploy:!:19750:0:99999:7:::\ndebian:!:19750:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nsudo:*::ubuntu\nubuntu:!::\nalice:!::\ndeploy:!::\ndebian:!::\ndevs:!::alice,deploy,debian\n", 0o640);
+    t
+}
+
+/// A Debian 12 image: its `debian` 1000 in sudo.
+pub fn new_debian(dir: &std::path::Path) -> Tree {
+    let t = new_ubuntu(dir);
+    t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nsudo:x:27:debian\nusers:x:100:\ndebian:x:1000:\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\ndebian:!:19800:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nsudo:*::debian\ndebian:!::\n", 0o640)
+        .file("/home/debian/.bashrc", "# the image user's\n");
+    chown(t.p("/home/debian/.bashrc"), Some(1000), Some(1000)).unwrap();
+    t
+}
+
+/// Rocky 9's /etc/sudoers, as shipped (the lines that are not comments, and some that are).
+pub const ROCKY_SUDOERS: &str = "## Sudoers allows particular users to run various commands as\nDefaults   !visiblepw\nDefaults    always_set_home\nDefaults    match_group_by_gid\nDefaults    env_reset\nDefaults    secure_path = /sbin:/bin:/usr/sbin:/usr/bin\n## Allow root to run any commands anywhere\nroot\tALL=(ALL) \tALL\n## Allows people in group wheel to run all commands\n%wheel\tALL=(ALL)\tALL\n## Read drop-in files from /etc/sudoers.d (the # here does not mean a comment)\n#includedir /etc/sudoers.d\n";
+
+/// Ubuntu 24.04's /etc/sudoers, as shipped.
+pub const UBUNTU_SUDOERS: &str = "Defaults\tenv_reset\nDefaults\tmail_badpass\nDefaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin\"\nDefaults\tuse_pty\n# User privilege specification\nroot\tALL=(ALL:ALL) ALL\n# Members of the admin group may gain root privileges\n%admin ALL=(ALL) ALL\n# Allow members of group sudo to execute any command\n%sudo\tALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n";
+
+/// A Rocky Linux 9 server: the image's `rocky` 1000 and an operator `alice` 1001, both in
+/// `wheel`; sudo rules in /etc/sudoers (with a command alias) and in /etc/sudoers.d.
+pub fn old_rocky(dir: &Path) -> Tree {
+    let t = new_rocky(dir);
+    t.file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nsshd:x:74:74:Privilege-separated SSH:/usr/share/empty.sshd:/sbin/nologin\nrocky:x:1000:1000:Cloud User:/home/rocky:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nwheel:x:10:rocky,alice\nrocky:x:1000:\nalice:x:1001:\nops:x:2000:alice\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\nrocky:!!:19800:0:99999:7:::\nalice:!!:19800:0:99999:7:::\n", 0o000)
+        .file_mode("/etc/sudoers", &ROCKY_SUDOERS.replace("## Read drop-in", "Cmnd_Alias SERVICES = /usr/bin/systemctl, \\\n    /usr/bin/journalctl\nCmnd_Alias NETWORK = /usr/sbin/ip\nalice\tALL=(ALL)\tNOPASSWD: SERVICES\n## Read drop-in"), 0o440)
+        .file_mode("/etc/sudoers.d/90-cloud-init-users", "\n# Created by cloud-init v. 23.4 on Tue, 01 Oct 2024 08:00:00 +0000\n\n# User rules for rocky\nrocky ALL=(ALL) NOPASSWD:ALL\n", 0o440)
+        .file_mode("/etc/sudoers.d/ops", "%ops ALL=(root) /usr/bin/journalctl\nDefaults:alice !requiretty\n", 0o440);
+    t
+}
+
+/// An Ubuntu 24.04 image: `ubuntu` 1000 in `sudo`, cloud-init's sudoers file for it.
+pub fn new_ubuntu24(dir: &Path) -> Tree {
+    let t = new_ubuntu(dir);
+    t.file("/etc/os-release", "PRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n")
+        .file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\nadm:x:4:syslog,ubuntu\nsudo:x:27:ubuntu\nusers:x:100:\nubuntu:x:1000:\n")
+        .file_mode("/etc/shadow", "root:*:19800:0:99999:7:::\nubuntu:!:19800:0:99999:7:::\n", 0o640)
+        .file_mode("/etc/gshadow", "root:*::\nadm:*::syslog,ubuntu\nsudo:*::ubuntu\nubuntu:!::\n", 0o640)
+        .link("/usr/share/zoneinfo/UTC", "Etc/UTC")
+        .file_mode("/etc/sudoers", UBUNTU_SUDOERS, 0o440)
+        .file_mode("/etc/sudoers.d/README", "#\n# The default /etc/sudoers file created on installation of the\n# sudo  package now includes the directive:\n#\n#\t@includedir /etc/sudoers.d\n", 0o440)
+        .file_mode("/etc/sudoers.d/90-cloud-init-users", "# Created by cloud-init v. 24.1.3 on Mon, 02 Dec 2024 10:00:00 +0000\n\n# User rules for ubuntu\nubuntu ALL=(ALL) NOPASSWD:ALL\n", 0o440);
+    t
+}
+
+/// A user's uid in a passwd text.
+pub fn uid_in(passwd: &str, name: &str) -> u32 {
+    passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {passwd}"))
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Edits the state of snapshot `id` in place; `rehash` makes the manifest's checksum
+/// match again (a planted snapshot rather than a damaged one).
+pub fn tamper(
+    store: &std::path::Path,
+    id: &str,
+    edit: impl Fn(&mut serde_json::Value),
+    rehash: bool,
+) {
+    let state_path = store.join(format!("objects/{id}/state.json"));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    edit(&mut v);
+    let bytes = serde_json::to_vec(&v).unwrap();
+    std::fs::write(&state_path, &bytes).unwrap();
+    if rehash {
+        let mpath = store.join(format!("snapshots/{id}.json"));
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        m["state"]["size"] = bytes.len().into();
+        m["state"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
+        std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    }
 }
 
 /// `carryover restore --root NEW --store STORE --format json` plus `extra`, with `env`.

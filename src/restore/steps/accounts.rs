@@ -44,6 +44,8 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         .read("/etc/login.defs")
         .map(|t| accounts::parse_login_defs(&t))
         .unwrap_or_default();
+    let (_, new_groups) = a.accounts();
+    let admin = accounts::admin_group(&new_groups, a.read("/etc/sudoers").as_deref());
     let days = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() / 86400)
@@ -62,6 +64,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         groups: &s.groups,
         shadow: &l.secrets.shadow,
         days_since_epoch: days,
+        admin_group: admin.as_deref(),
     });
     a.rewrite("/etc/group", &merged.group)?;
     if let Some(g) = &merged.gshadow {
@@ -148,8 +151,23 @@ pub fn image_accounts(a: &Apply) -> (Vec<accounts::PasswdLine>, Vec<accounts::Gr
     )
 }
 
+/// The captured users whose name the new OS's image uses for an account of its own with
+/// another uid: nothing of the old user (files by name, keys, sudo rights) goes to it.
+pub fn conflicts(a: &Apply, users: &[accounts::User]) -> Vec<String> {
+    let (image_passwd, _) = image_accounts(a);
+    users
+        .iter()
+        .filter(|u| {
+            image_passwd
+                .iter()
+                .any(|p| p.name == u.name && p.uid != u.uid)
+        })
+        .map(|u| u.name.clone())
+        .collect()
+}
+
 /// A POSIX-ish account name: no separators, no path characters.
-fn valid_name(n: &str) -> bool {
+pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 32
         && !n.starts_with('-')

@@ -84,6 +84,27 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let Some((store, manifest)) = &l.data else {
         return Ok(Outcome::skipped("the snapshot has no data paths"));
     };
+    // the old users whose name the image uses for an account of its own: their files are
+    // not given to that account by name, and their captured homes are not put into its
+    let conflicts = super::accounts::conflicts(a, &l.state.users);
+    let not_homes: Vec<&crate::state::homes::Home> = l
+        .state
+        .homes
+        .iter()
+        .filter(|h| h.captured && conflicts.contains(&h.user))
+        .collect();
+    let mut manifest = manifest.clone();
+    manifest
+        .roots
+        .retain(|r| !not_homes.iter().any(|h| h.path == r.path));
+    let manifest = &manifest;
+    let home_attention: Vec<String> = not_homes
+        .iter()
+        .map(|h| format!(
+            "the old {}'s home {} was not restored: the new OS's {} is another account (it stays in the snapshot)",
+            h.user, h.path, h.user
+        ))
+        .collect();
     let paths: Vec<&str> = manifest.roots.iter().map(|r| r.path.as_str()).collect();
     if a.dry_run {
         // Say up front what cannot come back: the blobs the files need, read and hashed.
@@ -109,23 +130,10 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
             Status::Failed
         };
         o.failed_files = damaged;
+        o.attention = home_attention;
         return Ok(o);
     }
     let (index, warnings) = Index::load(store)?;
-    // the old users whose name the image uses for an account of its own: their files are
-    // not given to that account by name
-    let (image_passwd, _) = super::accounts::image_accounts(a);
-    let conflicts: Vec<String> = l
-        .state
-        .users
-        .iter()
-        .filter(|u| {
-            image_passwd
-                .iter()
-                .any(|p| p.name == u.name && p.uid != u.uid)
-        })
-        .map(|u| u.name.clone())
-        .collect();
     let r = restore::restore(
         store,
         index,
@@ -134,7 +142,8 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         &Progress::hidden(),
         &conflicts,
     )?;
-    let (warnings, attention) = owner_accounts(a, &r.unknown_owners, warnings)?;
+    let (warnings, mut attention) = owner_accounts(a, &r.unknown_owners, warnings)?;
+    attention.extend(home_attention);
     let (status, detail) = if !r.failed.is_empty() || r.changed > 0 {
         let status = if r.failed.is_empty() {
             Status::Changed
