@@ -40,6 +40,18 @@ old() {
   echo '<h1>web01</h1>' > /srv/www/index.html
   chown -R alice:alice /data/app /srv/www
   echo "on the NTFS disk" > /mnt/win/readme.txt
+  # a login: alice's SSH key, in her home on the system disk; a file of hers on the data
+  # disk outside the data paths (it stays where it is: its owner must still be alice)
+  ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f /root/alice_key
+  mkdir -p /home/alice/.ssh
+  cp /root/alice_key.pub /home/alice/.ssh/authorized_keys
+  chown -R alice:alice /home/alice/.ssh
+  chmod 700 /home/alice/.ssh
+  chmod 600 /home/alice/.ssh/authorized_keys
+  ssh-keygen -lf /home/alice/.ssh/authorized_keys > "$out/old-alice-keys.fp"
+  mkdir -p /data/other
+  echo "alice's, on the data disk" > /data/other/alice.txt
+  chown alice:alice /data/other/alice.txt
   # carryover, installed from the .deb: config, token
   printf 'vm-test-token\n' > /etc/carryover/token
   chmod 600 /etc/carryover/token
@@ -145,6 +157,10 @@ new() {
   (cd /data/app && find . -type f | sort | xargs sha256sum) > "$out/new-data.sums"
   (cd /srv/www && find . -type f | sort | xargs sha256sum) > "$out/new-www.sums"
   stat -c '%U:%G' /data/app/blob /srv/www/index.html > "$out/new-owners"
+  su - alice -c id > "$out/new-su-id" 2>&1
+  ssh-keygen -lf /home/alice/.ssh/authorized_keys > "$out/new-alice-keys.fp" 2>&1
+  stat -c '%U:%G %a' /home/alice/.ssh /home/alice/.ssh/authorized_keys > "$out/new-alice-ssh-modes" 2>&1
+  stat -c '%U:%G' /data/other/alice.txt > "$out/new-other-owner" 2>&1
   cat /etc/os-release > "$out/new-os-release"
   sync
 }

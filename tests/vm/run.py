@@ -212,6 +212,10 @@ def verify_new(out, failures, scenario):
     check(read(os.path.join(out, "new-data.sums")) == read(os.path.join(out, "old-data.sums")), "data on the LVM disk identical (sha256)", failures)
     check(read(os.path.join(out, "new-www.sums")) == read(os.path.join(out, "old-www.sums")), "data from the system disk restored identical (sha256)", failures)
     check(read(os.path.join(out, "new-owners")).split() == ["alice:alice", "alice:alice"], "owners by name", failures)
+    check("uid=1500(alice)" in read(os.path.join(out, "new-su-id")), f"su - alice -c id ({read(os.path.join(out, 'new-su-id')).strip()})", failures)
+    check(read(os.path.join(out, "new-alice-keys.fp")) == read(os.path.join(out, "old-alice-keys.fp")), "alice's authorized_keys back (ssh-keygen -lf)", failures)
+    check(read(os.path.join(out, "new-alice-ssh-modes")).split("\n")[:2] == ["alice:alice 700", "alice:alice 600"], f"~alice/.ssh 0700, authorized_keys 0600 ({read(os.path.join(out, 'new-alice-ssh-modes')).strip()})", failures)
+    check(read(os.path.join(out, "new-other-owner")).strip() == "alice:alice", "a file on the LVM data disk keeps its owner by name", failures)
     check("trixie" in read(os.path.join(out, "new-os-release")), "the new OS is trixie", failures)
 
 
@@ -319,7 +323,7 @@ def main():
         share = os.path.join(work, f"share-{tag}")
         os.makedirs(os.path.join(share, "out"), exist_ok=True)
         shutil.copy(os.path.join(HERE, "guest.sh"), share)
-        for name in ("old-data.sums", "old-www.sums", "old-ssh.fp", "old-id"):
+        for name in ("old-data.sums", "old-www.sums", "old-ssh.fp", "old-id", "old-alice-keys.fp"):
             shutil.copy(os.path.join(out, name), os.path.join(share, "out", name))
         with open(os.path.join(share, "userdata.sh"), "w") as f:
             f.write(script)
