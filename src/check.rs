@@ -80,6 +80,8 @@ pub struct Setup {
     /// The keys acknowledged (`[check] ack`, `--ack`).
     pub ack: Vec<String>,
     pub store_configured: bool,
+    /// `[store] encryption_key_file` is set.
+    pub store_encrypted: bool,
     pub report_url: Option<String>,
     /// The token file exists.
     pub token_present: bool,
@@ -114,6 +116,8 @@ pub const KEYS: &[&str] = &[
     "store-not-configured",
     "report-not-configured",
     "report-token-missing",
+    "report-token-over-http",
+    "store-not-encrypted",
     "password-hashes-not-captured",
     "instance-id-from-machine-id",
     "home-on-system-disk",
@@ -164,6 +168,15 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
             "set [store] url to a directory on a data disk or an s3:// URL",
         ));
     }
+    if s.store_configured && !s.store_encrypted {
+        out.push(finding(
+            "store-not-encrypted",
+            "info",
+            "the store is not encrypted: whoever can write its disk or bucket can change what the new OS restores as root (and read the data)".into(),
+            "no [store] encryption_key_file".into(),
+            "set [store] encryption_key_file (`openssl rand -hex 32`, kept off the system disk) so the store is sealed and authenticated; see docs/security.md",
+        ));
+    }
     match &s.report_url {
         None => out.push(finding(
             "report-not-configured",
@@ -172,6 +185,15 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
             "no [report] url".into(),
             "set [report] url (and token_file) to the orchestrating API, or watch the new OS yourself",
         )),
+        Some(url) if s.token_present && crate::report::plain_http_off_host(url) => {
+            out.push(finding(
+                "report-token-over-http",
+                "warning",
+                format!("the orchestrator's token goes to {url} over plain http: anyone on the way can read it"),
+                "[report] url is http:// to a host that is not this machine".into(),
+                "use an https:// URL for the orchestrator",
+            ))
+        }
         Some(url) if !s.token_present => out.push(finding(
             "report-token-missing",
             "warning",
@@ -298,6 +320,7 @@ fn gather_setup(
             .collect(),
         ack: ack.to_vec(),
         store_configured: store_url.is_some(),
+        store_encrypted: config.store.encryption_key_file.is_some(),
         report_url: config.report_url.clone(),
         token_present: root.follow(&config.token_file).is_file(),
         users_with_hashes,

@@ -179,6 +179,16 @@ impl Config {
         let files = Self::files(root, explicit)?;
         let mut cfg = Config::default();
         for file in &files {
+            // a config names the hooks' folder, the store and the token: as root, only
+            // from files nobody else can write (as sshd judges its own)
+            for p in [Some(file.as_path()), file.parent()].into_iter().flatten() {
+                if let Some(why) = crate::sys::untrusted(p) {
+                    return Err(Error::Config {
+                        file: file.clone(),
+                        message: format!("refused: {why}"),
+                    });
+                }
+            }
             let text = std::fs::read_to_string(file).map_err(|e| Error::Config {
                 file: file.clone(),
                 message: format!("cannot read: {e}"),

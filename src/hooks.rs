@@ -87,8 +87,17 @@ pub fn run(phase: Phase, env: &HookEnv) -> Result<usize> {
 fn run_one(hook: &Path, phase: Phase, env: &HookEnv) -> Result<()> {
     let name = env.root.inner(hook).display().to_string();
     tracing::info!("running the {} hook {name}", phase.name());
+    for p in [Some(hook), hook.parent()].into_iter().flatten() {
+        if let Some(why) = crate::sys::untrusted(p) {
+            bail!(
+                "the {} hook {name} is refused: {why} (as sshd refuses such files)",
+                phase.name()
+            );
+        }
+    }
     let mut cmd = crate::sys::hook_command(hook)
         .with_context(|| format!("the hook {name} is no longer runnable"))?;
+    crate::sys::clean_env(&mut cmd);
     cmd.env("CARRYOVER_PHASE", phase.name())
         .env("CARRYOVER_SNAPSHOT_ID", env.snapshot_id)
         .env("CARRYOVER_ROOT", env.root.dir())

@@ -211,6 +211,21 @@ impl Outbox {
     }
 }
 
+/// True for an `http://` URL whose host is not this machine (a bearer token sent there
+/// travels in clear text).
+pub fn plain_http_off_host(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => true,
+    };
+    u.scheme() == "http" && !loopback
+}
+
 /// The outcome of one event's delivery.
 pub enum Delivery {
     Accepted,
@@ -237,6 +252,11 @@ impl Sender {
         let token = crate::sys::read_opt(&root.follow(&config.token_file))
             .with_context(|| format!("reading the token file {}", config.token_file.display()))?
             .map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        if token.is_some() && plain_http_off_host(url) {
+            tracing::warn!(
+                "the orchestrator's token goes to {url} over plain http: anyone on the way can read it; use https"
+            );
+        }
         crate::sys::tls_provider();
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -449,6 +469,16 @@ pub fn flush_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_over_plain_http_is_only_fine_on_this_machine() {
+        assert!(plain_http_off_host("http://orchestrator.invalid/api"));
+        assert!(plain_http_off_host("http://10.0.2.100:8080"));
+        assert!(!plain_http_off_host("https://orchestrator.invalid/api"));
+        assert!(!plain_http_off_host("http://127.0.0.1:8080/api"));
+        assert!(!plain_http_off_host("http://[::1]:8080/api"));
+        assert!(!plain_http_off_host("http://localhost/api"));
+    }
 
     #[test]
     fn a_panic_queues_a_failed_event_for_the_armed_job() {

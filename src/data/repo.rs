@@ -187,14 +187,34 @@ pub fn read_blob(store: &Store, index: &Mutex<Index>, id: &BlobId) -> Result<Vec
 
 /// Reads a located blob, decompresses it and checks it against its id.
 pub fn read_at(store: &Store, (key, loc): &(String, BlobLoc), id: &BlobId) -> Result<Vec<u8>> {
+    if loc.length > MAX_BLOB + 4096 || loc.raw_length > MAX_BLOB {
+        bail!(
+            "blob {} in {key} claims {} bytes: more than the format ever makes; refused",
+            hex::encode(id),
+            loc.raw_length.max(loc.length)
+        );
+    }
     let stored = store
         .backend()
         .get_range(key, loc.offset as u64, loc.length as u64)?;
     decode(store, stored, loc, id).with_context(|| format!("in {key}"))
 }
 
+/// The largest blob the format makes: a 4 MiB chunk, or a tree blob of ~1 MiB plus its last
+/// entry. An index that claims more is hostile or damaged (a crafted `raw_length` of 1 GiB
+/// would make every restore worker allocate it): refused before anything is allocated.
+pub const MAX_BLOB: u32 = 5 << 20;
+
 /// Decrypts and decompresses a stored blob and checks its id.
 pub fn decode(store: &Store, stored: Vec<u8>, loc: &BlobLoc, id: &BlobId) -> Result<Vec<u8>> {
+    if loc.raw_length > MAX_BLOB || stored.len() as u64 > MAX_BLOB as u64 + 4096 {
+        bail!(
+            "blob {} claims {} bytes ({} stored): more than the format ever makes ({MAX_BLOB}); refused",
+            hex::encode(id),
+            loc.raw_length,
+            stored.len()
+        );
+    }
     let stored = store
         .unseal(stored)
         .with_context(|| format!("blob {}", hex::encode(id)))?;

@@ -63,6 +63,53 @@ pub fn run_service(_work: fn(&dyn Fn() -> bool) -> i32) -> io::Result<()> {
 
 /// How to run an operator's hook: an executable file runs as it is; anything else is
 /// not a hook.
+/// Why a file that decides what carryover runs as root (a hook, a config file, their
+/// folders) must not be trusted, as sshd judges its own: writable by group or others, or
+/// owned by someone other than root (or the user carryover runs as).
+pub fn untrusted(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let me = nix::unistd::geteuid().as_raw();
+    if m.uid() != 0 && m.uid() != me {
+        return Some(format!(
+            "{} is owned by uid {}, not by root",
+            path.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} is writable by {} (mode {:o})",
+            path.display(),
+            if m.mode() & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            m.mode() & 0o7777
+        ));
+    }
+    None
+}
+
+/// A hook's environment: only what a program needs to run (`PATH`, `HOME`, the locale,
+/// …), never the agent's own (an `AWS_SECRET_ACCESS_KEY` stays with the agent).
+pub fn clean_env(cmd: &mut Command) {
+    const KEEP: &[&str] = &[
+        "HOME", "LANG", "LANGUAGE", "LC_ALL", "LOGNAME", "USER", "TERM", "TZ", "TMPDIR",
+    ];
+    cmd.env_clear();
+    cmd.env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+    for k in KEEP {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+}
+
 pub fn hook_command(path: &Path) -> Option<Command> {
     let m = std::fs::metadata(path).ok()?;
     (m.is_file() && m.permissions().mode() & 0o111 != 0).then(|| Command::new(path))

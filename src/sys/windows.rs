@@ -89,6 +89,26 @@ pub fn default_root(given: &Path) -> std::path::PathBuf {
 /// How to run an operator's hook, by its extension: `.exe`/`.com` directly, `.cmd`/`.bat`
 /// through cmd.exe, `.ps1` through PowerShell (no profile, this script's execution
 /// policy bypassed); anything else is not a hook.
+/// Windows: files are protected by the ACLs of ProgramData (administrators only).
+pub fn untrusted(_path: &Path) -> Option<String> {
+    None
+}
+
+/// A hook's environment without the agent's secrets (Windows programs need the rest of
+/// the system's environment: SystemRoot, ComSpec…).
+pub fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let up = k.to_string_lossy().to_ascii_uppercase();
+        if up.starts_with("AWS_")
+            || up.contains("SECRET")
+            || up.contains("TOKEN")
+            || up.contains("PASSWORD")
+        {
+            cmd.env_remove(&k);
+        }
+    }
+}
+
 pub fn hook_command(path: &Path) -> Option<Command> {
     if !std::fs::metadata(path).ok()?.is_file() {
         return None;

@@ -204,6 +204,29 @@ fn set_up_mistakes_are_caught_before_the_change() {
         );
     }
 
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["key"] == "store-not-encrypted" && f["severity"] == "info"),
+        "{v}"
+    );
+    // a token over plain http to another host
+    old.file(
+        "/etc/carryover/config.toml",
+        "[store]\nurl = \"/mnt/store\"\n[capture]\npassword_hashes = true\n[report]\nurl = \"http://orchestrator.invalid/api\"\nsend_timeout_seconds = 1\n",
+    );
+    let v = json(&Cmd::new("check").root(&old.dir).json().run());
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["key"] == "report-token-over-http"),
+        "{v}"
+    );
+
     // the capture stops on the missing path before touching the store
     let store = t.path().join("store");
     let o = Cmd::new("capture")

@@ -152,3 +152,63 @@ fn a_hook_past_its_timeout_is_killed_with_its_children() {
     assert!(!alive, "the hook's child survived");
     let _ = std::fs::metadata(&pidfile).unwrap().permissions().mode();
 }
+
+/// #16.9: a hook or a config file anyone may write is refused (as sshd refuses its own),
+/// and hooks never see the agent's secrets in their environment.
+#[test]
+fn writable_hooks_and_configs_are_refused_and_hooks_get_a_clean_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let seen = t.path().join("env.txt");
+    old.file_mode(
+        "/etc/carryover/hooks/pre-capture.d/10-env",
+        &format!("#!/bin/sh\nenv > {}\n", seen.display()),
+        0o755,
+    );
+    let o = carryover_env(
+        &[
+            "capture",
+            "--root",
+            old.dir.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &[
+            ("AWS_SECRET_ACCESS_KEY", "PLANTED-SECRET"),
+            ("AWS_ACCESS_KEY_ID", "AKIAPLANTED"),
+        ],
+    );
+    assert_exit!(o, Some(0));
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(!env.contains("PLANTED"), "{env}");
+    assert!(env.contains("CARRYOVER_PHASE=pre-capture"), "{env}");
+    assert!(env.contains("PATH=/usr/local/sbin"), "{env}");
+
+    // a hook anyone may write: refused, the capture stops
+    let hook = old.p("/etc/carryover/hooks/pre-capture.d/10-env");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Cmd::new("capture").root(&old.dir).store(&store).run();
+    assert_exit!(o, Some(1));
+    assert!(
+        stderr(&o).contains("writable by everyone"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(&hook).unwrap();
+
+    // a config drop-in its group may write: a configuration error naming it
+    old.file_mode(
+        "/etc/carryover/config.d/50-x.toml",
+        "[hooks]\ntimeout_seconds = 5\n",
+        0o664,
+    );
+    let o = Cmd::new("check").root(&old.dir).run();
+    assert_exit!(o, Some(2));
+    assert!(
+        stderr(&o).contains("50-x.toml") && stderr(&o).contains("writable by its group"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -46,17 +46,27 @@ fn file(path: &[u8], content: &[u8]) -> (Node, Option<Vec<u8>>) {
 
 /// Writes `entries` as the tree of data path `root_path` into a new snapshot.
 fn plant(store_dir: &Path, root_path: &str, entries: Vec<(Node, Option<Vec<u8>>)>) -> String {
+    plant_claiming(store_dir, root_path, entries, None)
+}
+
+/// `plant`, with every data blob's index entry claiming `raw_length` bytes when given.
+fn plant_claiming(
+    store_dir: &Path,
+    root_path: &str,
+    entries: Vec<(Node, Option<Vec<u8>>)>,
+    claim: Option<u32>,
+) -> String {
     let store = Store::open(store_dir.to_str().unwrap(), &Config::default(), true, None).unwrap();
     let index = Arc::new(Mutex::new(Index::default()));
     let mut pw = PackWriter::new(store.clone(), index.clone());
     let mut z = repo::compressor().unwrap();
-    let mut seal = |pw: &mut PackWriter, raw: &[u8]| {
+    let mut seal = |pw: &mut PackWriter, raw: &[u8], claim: Option<u32>| {
         let id = store.blob_id(raw);
         let (data, compressed) = repo::encode(raw.to_vec(), &mut z).unwrap();
         pw.add(Sealed {
             id,
             data,
-            raw_length: raw.len() as u32,
+            raw_length: claim.unwrap_or(raw.len() as u32),
             compressed,
         })
         .unwrap();
@@ -65,16 +75,16 @@ fn plant(store_dir: &Path, root_path: &str, entries: Vec<(Node, Option<Vec<u8>>)
     let mut tree = TreeWriter::new(store.clone());
     for (mut n, content) in entries {
         if let Some(c) = content.filter(|c| !c.is_empty()) {
-            let id = seal(&mut pw, &c);
+            let id = seal(&mut pw, &c, claim);
             n.chunks.extend_from_slice(&id);
         }
         if let Some((_, raw)) = tree.push(&n).unwrap() {
-            seal(&mut pw, &raw);
+            seal(&mut pw, &raw, None);
         }
     }
     let (ids, last) = tree.finish().unwrap();
     if let Some((_, raw)) = last {
-        seal(&mut pw, &raw);
+        seal(&mut pw, &raw, None);
     }
     pw.flush().unwrap();
     let id = carryover::store::new_snapshot_id();
@@ -264,5 +274,43 @@ fn truncated_packs_fail_their_files_without_a_panic() {
         stdout(&v).contains("truncated") || stdout(&v).contains("shorter"),
         "{}",
         stdout(&v)
+    );
+}
+
+/// #16.8: a 160 KB crafted store whose index claims 1 GiB blobs drove restore to 3.9 GB of
+/// memory: a blob claiming more than the format ever makes is refused before allocating.
+#[test]
+fn a_blob_claiming_a_gigabyte_is_refused_without_allocating_it() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let mut entries = vec![(node(b"", Kind::Dir), None)];
+    for i in 0..8 {
+        entries.push(file(
+            format!("bomb{i}").as_bytes(),
+            format!("tiny {i}").as_bytes(),
+        ));
+    }
+    let id = plant_claiming(&store, "/srv", entries, Some(1 << 30));
+    let new = Tree::new(&t.path().join("new"));
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        // 512 MiB of address space is far more than a restore needs, far less than a bomb
+        .arg("ulimit -v 524288; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_carryover"))
+        .args(["restore", "--root"])
+        .arg(&new.dir)
+        .arg("--store")
+        .arg(&store)
+        .args(["--snapshot", &id, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_exit!(o, Some(4));
+    let v = json(&o);
+    assert!(
+        v["failed_files"]
+            .to_string()
+            .contains("more than the format ever makes"),
+        "{v}"
     );
 }
