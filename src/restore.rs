@@ -202,7 +202,23 @@ pub fn run(
     let previous: Option<Journal> = store
         .get_doc(&key)?
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let resume = previous.filter(|j| j.finished_at.is_none() && j.target == target_id && !dry_run);
+    // The journal is read back from the store: it is resumed only when it is this
+    // snapshot's, for this target, and names only steps of the plan (a forged or copied
+    // journal claiming `data` done is ignored, and the health check sees the data anyway).
+    let names: Vec<&str> = steps::plan().iter().map(|s| s.name).collect();
+    let resume = previous.filter(|j| {
+        let ours = j.snapshot_id == manifest.id
+            && j.target == target_id
+            && j.steps.iter().all(|s| names.contains(&s.name.as_str()));
+        if !ours && j.finished_at.is_none() && !dry_run {
+            tracing::warn!(
+                "the journal in the store is not this restore's (snapshot {}, target {}): starting over",
+                j.snapshot_id,
+                j.target
+            );
+        }
+        ours && j.finished_at.is_none() && !dry_run
+    });
     let resumed = resume.is_some();
     let mut journal = resume.unwrap_or_else(|| Journal {
         snapshot_id: manifest.id.clone(),
@@ -313,7 +329,7 @@ fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
 /// change (a first-boot tool or a failed write would show up here).
 fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthCheck> {
     let a = Apply::new(root, snapshot, true);
-    steps::plan()
+    let mut checks: Vec<HealthCheck> = steps::plan()
         .iter()
         .filter(|s| s.verify)
         .map(|s| {
@@ -329,5 +345,24 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
                 },
             }
         })
-        .collect()
+        .collect();
+    // the data paths: every file of the snapshot is there with its size (a data step
+    // that a journal said was done, but was not, shows up here)
+    if let Some((store, data)) = &loaded.data {
+        let missing = crate::data::restore::missing(store, root, data);
+        checks.push(HealthCheck {
+            name: "data".into(),
+            ok: missing.as_ref().is_ok_and(|m| m.is_empty()),
+            detail: match missing {
+                Ok(m) if m.is_empty() => "every file of the snapshot is in place".into(),
+                Ok(m) => format!(
+                    "{} files of the snapshot are missing or of another size: {}",
+                    m.len(),
+                    m.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                ),
+                Err(e) => format!("the snapshot's tree cannot be read: {e:#}"),
+            },
+        });
+    }
+    checks
 }

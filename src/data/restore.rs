@@ -153,6 +153,37 @@ impl Owners {
     }
 }
 
+/// The regular files of a snapshot that are not in place under `root` (absent, not a
+/// file, or of another size): the health check after a restore. Reads the trees only.
+pub fn missing(store: &Store, root: &Root, data: &DataManifest) -> Result<Vec<String>> {
+    let (index, _) = Index::load(store)?;
+    let index = Arc::new(Mutex::new(index));
+    let mut out = Vec::new();
+    for r in &data.roots {
+        if !r.path.starts_with('/') || crate::paths::is_system_location(&r.path) {
+            continue;
+        }
+        let dest = root.path(&r.path);
+        let mut reader = TreeReader::new(store.clone(), index.clone(), r.tree_ids()?);
+        while let Some(n) = reader.next_node()? {
+            if n.kind != Kind::File || !check_path(&n.path) {
+                continue;
+            }
+            let host = dest.join(sys::os_from_bytes(&n.path));
+            let ok =
+                std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_file() && m.len() == n.size);
+            if !ok {
+                out.push(format!(
+                    "{}/{}",
+                    r.path.trim_end_matches('/'),
+                    String::from_utf8_lossy(&n.path)
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Restores every data path of a snapshot under `root`.
 pub fn restore(
     store: &Store,

@@ -89,3 +89,77 @@ fn restore_does_not_depend_on_the_umask() {
         }
     }
 }
+
+/// #16.4: a forged journal claiming every step done (data included) for this snapshot and
+/// target does not make an empty restore `ready`: the health check sees the data missing;
+/// a journal of another snapshot is not resumed at all.
+#[test]
+fn a_forged_journal_does_not_make_a_restore_ready() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file("/srv/app/db.sqlite", "precious rows\n");
+    let store = t.path().join("store");
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/srv/app"])
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    let new = new_ubuntu(&t.path().join("new"));
+    let target = format!(
+        "{INSTANCE}@{}",
+        std::fs::canonicalize(&new.dir).unwrap().display()
+    );
+    let plan = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    let steps: Vec<serde_json::Value> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::json!({"name": s["name"], "status": "changed", "detail": "forged"}))
+        .collect();
+    let forged = serde_json::json!({
+        "snapshot_id": id, "target": target, "started_at": "2026-01-01T00:00:00Z",
+        "finished_at": null, "steps": steps,
+    });
+    std::fs::create_dir_all(store.join("journal")).unwrap();
+    std::fs::write(
+        store.join(format!("journal/{id}.json")),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(v["resumed"], true, "{v}");
+    assert_ne!(v["state"], "ready", "{v}");
+    let data = v["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "data")
+        .cloned()
+        .unwrap();
+    assert_eq!(data["ok"], false, "{data}");
+    assert!(
+        data["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/srv/app/db.sqlite"),
+        "{data}"
+    );
+    assert!(!new.p("/srv/app/db.sqlite").exists());
+
+    // a journal copied from another snapshot is not this restore's: it starts over
+    let mut other = forged.clone();
+    other["snapshot_id"] = "20200101T000000000Z-00000000".into();
+    let new2 = new_ubuntu(&t.path().join("new2"));
+    std::fs::write(
+        store.join(format!("journal/{id}.json")),
+        serde_json::to_vec(&other).unwrap(),
+    )
+    .unwrap();
+    let v = json(&restore(&new2.dir, &store, &[], &[]));
+    assert_eq!(v["resumed"], false, "{v}");
+    assert_eq!(v["state"], "ready", "{v}");
+    assert_eq!(new2.read("/srv/app/db.sqlite"), "precious rows\n");
+}
