@@ -43,6 +43,7 @@ struct Fragment {
 #[serde(deny_unknown_fields)]
 struct RestoreFragment {
     expected: Option<bool>,
+    not_before: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +140,9 @@ pub struct Config {
     /// restore is due here, and anything that stops it (no store, no snapshot of this
     /// instance) is a failure the orchestrator hears of — not "nothing due".
     pub restore_expected: bool,
+    /// `[restore] not_before`: the newest snapshot of this instance when the user-data was
+    /// made; restore refuses to pick an older one by itself (a rolled-back store).
+    pub restore_not_before: Option<String>,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -163,6 +167,7 @@ impl Default for Config {
             password_hashes: false,
             capture_homes: None,
             restore_expected: false,
+            restore_not_before: None,
             sources: Vec::new(),
         }
     }
@@ -352,6 +357,7 @@ impl Config {
         }
         if let Some(r) = f.restore {
             set(&mut self.restore_expected, r.expected);
+            set_opt(&mut self.restore_not_before, r.not_before);
         }
         Ok(())
     }

@@ -54,6 +54,9 @@ pub struct Manifest {
     /// The system that took the snapshot (the old-system marker): restore refuses to run
     /// on it unless the snapshot is named.
     pub origin: Option<crate::origin::Origin>,
+    /// In an encrypted store: the MAC of every other field (see `Store::commit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Default for Manifest {
@@ -73,6 +76,7 @@ impl Default for Manifest {
             skipped: Vec::new(),
             data: None,
             origin: None,
+            mac: None,
         }
     }
 }
@@ -253,7 +257,14 @@ impl Store {
 
     /// Commits a snapshot: the manifest is written last, atomically.
     pub fn commit(&self, manifest: &Manifest) -> Result<()> {
-        let json = serde_json::to_vec_pretty(manifest)?;
+        let mut manifest = manifest.clone();
+        manifest.mac = None;
+        if let Some(c) = &self.crypto {
+            // every field authenticated: the data roots, the objects' checksums, the
+            // origin, the time — the manifest stays readable for `snapshots list`
+            manifest.mac = Some(c.mac(&serde_json::to_vec(&manifest)?));
+        }
+        let json = serde_json::to_vec_pretty(&manifest)?;
         self.backend
             .put(&format!("snapshots/{}.json", manifest.id), &json)
             .context("committing the snapshot manifest")
@@ -358,8 +369,17 @@ impl Store {
             .backend
             .get(&format!("snapshots/{id}.json"))?
             .with_context(|| format!("no snapshot '{id}' in {}", self.describe()))?;
-        let m: Manifest = serde_json::from_slice(&bytes)
+        let mut m: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("the manifest of snapshot {id} is damaged"))?;
+        if let Some(c) = &self.crypto {
+            let given = m.mac.take();
+            let expected = c.mac(&serde_json::to_vec(&m)?);
+            if given.as_deref() != Some(expected.as_str()) {
+                bail!(
+                    "the manifest of snapshot {id} is not authenticated by this store's key: it was edited or forged (or written without the key); refused"
+                );
+            }
+        }
         if m.format > MANIFEST_FORMAT {
             bail!(
                 "snapshot {id} has manifest format {}, newer than this carryover",

@@ -205,9 +205,10 @@ pub enum StoreAccess {
 pub fn cloud_config(
     access: &StoreAccess,
     report: Option<&ReportTo>,
-    agent_sha256: &str,
+    pins: &Pins,
 ) -> Result<String> {
-    check_values(access, report, agent_sha256)?;
+    check_values(access, report, pins)?;
+    let agent_sha256 = pins.agent_sha256.as_str();
     let report_url = report.map(|r| r.url.as_str());
     let mut script = String::from("set -e\nstep='starting'\n");
     if let Some(r) = report {
@@ -289,7 +290,7 @@ pub fn cloud_config(
         }
     }
     toml.push_str(&report_settings(report_url));
-    toml.push_str(RESTORE_EXPECTED);
+    toml.push_str(&restore_settings(pins));
     script.push_str("step='writing the configuration and the units'\n");
     script.push_str("mkdir -p /etc/carryover/config.d\nchmod 0700 /etc/carryover\n");
     script.push_str(&write_file(
@@ -361,7 +362,13 @@ fn breaks_lines(c: char) -> bool {
 }
 
 /// Refuses every value the user-data would carry that could break out of its place.
-fn check_values(access: &StoreAccess, report: Option<&ReportTo>, agent_sha256: &str) -> Result<()> {
+fn check_values(access: &StoreAccess, report: Option<&ReportTo>, pins: &Pins) -> Result<()> {
+    let agent_sha256 = pins.agent_sha256.as_str();
+    if let Some(id) = &pins.not_before
+        && !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        bail!("the snapshot id '{id}' is not one carryover makes");
+    }
     let mut values: Vec<(&str, String)> = Vec::new();
     match access {
         StoreAccess::Disk(d) => {
@@ -407,8 +414,24 @@ pub struct ReportTo {
     pub instance_id: Option<String>,
 }
 
-/// Tells the new OS's agent that a restore is expected here (see `[restore] expected`).
-const RESTORE_EXPECTED: &str = "[restore]\nexpected = true\n";
+/// What the user-data pins from the old OS: the agent's SHA-256, and the newest snapshot
+/// of this instance when the user-data was made (restore refuses anything older: a store
+/// whose newer snapshots were removed is a rollback).
+#[derive(Debug, Clone)]
+pub struct Pins {
+    pub agent_sha256: String,
+    pub not_before: Option<String>,
+}
+
+/// `[restore]`: a restore is expected here (see `[restore] expected`), of a snapshot not
+/// older than `not_before`.
+fn restore_settings(pins: &Pins) -> String {
+    let mut s = String::from("[restore]\nexpected = true\n");
+    if let Some(id) = &pins.not_before {
+        s.push_str(&format!("not_before = {}\n", toml_string(id)));
+    }
+    s
+}
 
 /// True for an instance id that can stand in a URL path and a JSON string as it is.
 fn plain_id(id: &str) -> bool {
@@ -511,9 +534,10 @@ pub fn windows_can_read(d: &StoreDisk) -> Result<()> {
 pub fn ps1_user_data(
     access: &StoreAccess,
     report: Option<&ReportTo>,
-    agent_sha256: &str,
+    pins: &Pins,
 ) -> Result<String> {
-    check_values(access, report, agent_sha256)?;
+    check_values(access, report, pins)?;
+    let agent_sha256 = pins.agent_sha256.as_str();
     let report_url = report.map(|r| r.url.as_str());
     let mut ps = String::from(concat!(
         "#ps1_sysnative\n",
@@ -583,7 +607,7 @@ pub fn ps1_user_data(
         }
     }
     extra.push_str(&report_settings(report_url));
-    extra.push_str(RESTORE_EXPECTED);
+    extra.push_str(&restore_settings(pins));
     // installed only when it is the agent this script names
     ps.push_str(&format!(
         concat!(
@@ -612,6 +636,13 @@ mod tests {
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+    fn pins() -> Pins {
+        Pins {
+            agent_sha256: SHA.into(),
+            not_before: None,
+        }
+    }
+
     #[test]
     fn windows_user_data_finds_the_store_by_serial_and_starts_the_service() {
         let d = StoreDisk {
@@ -624,7 +655,7 @@ mod tests {
             url: "https://o.example/api".into(),
             instance_id: Some("4c4c4544-0042".into()),
         };
-        let ps = ps1_user_data(&StoreAccess::Disk(d.clone()), Some(&report), SHA).unwrap();
+        let ps = ps1_user_data(&StoreAccess::Disk(d.clone()), Some(&report), &pins()).unwrap();
         assert!(
             ps.contains("trap {")
                 && ps.contains("-Uri 'https://o.example/api/v1/instances/4c4c4544-0042/events'"),
@@ -658,7 +689,7 @@ mod tests {
             fstype: "ext4".into(),
             ..d.clone()
         };
-        let e = ps1_user_data(&StoreAccess::Disk(ext), None, SHA)
+        let e = ps1_user_data(&StoreAccess::Disk(ext), None, &pins())
             .unwrap_err()
             .to_string();
         assert!(
@@ -666,7 +697,7 @@ mod tests {
             "{e}"
         );
         let lvm = StoreDisk { lvm: true, ..d };
-        assert!(ps1_user_data(&StoreAccess::Disk(lvm), None, SHA).is_err());
+        assert!(ps1_user_data(&StoreAccess::Disk(lvm), None, &pins()).is_err());
         assert_eq!(windows_serial("1234-ABCD").as_deref(), Some("1234ABCD"));
         assert_eq!(windows_serial("nope"), None);
     }
@@ -683,7 +714,15 @@ mod tests {
             url: "https://orch.example.com/api".into(),
             instance_id: Some("i-0123".into()),
         };
-        let c = cloud_config(&StoreAccess::Disk(d), Some(&report), SHA).unwrap();
+        let pins = Pins {
+            not_before: Some("20261201T120000000Z-0a1b2c3d".into()),
+            ..pins()
+        };
+        let c = cloud_config(&StoreAccess::Disk(d), Some(&report), &pins).unwrap();
+        assert!(
+            c.contains("not_before = \"20261201T120000000Z-0a1b2c3d\""),
+            "{c}"
+        );
         assert!(c.starts_with("#cloud-config\n"));
         assert!(c.len() < MAX_BYTES);
         let docs = yaml_rust2::YamlLoader::load_from_str(&c).unwrap();

@@ -1,6 +1,6 @@
 //! `carryover restore`: choose the snapshot of this instance, run the plan, report.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use super::output::{emit, field};
 use super::{Ctx, RestoreArgs};
@@ -82,6 +82,17 @@ impl Job<'_> {
             Err(e) if quiet => return nothing_due(ctx, format!("{e:#}")),
             r => r?,
         };
+        // a store rolled back (newer snapshots removed, an old manifest in their place) is
+        // refused: the user-data names the newest snapshot there was when it was made
+        if args.snapshot.is_none()
+            && let Some(nb) = &ctx.config.restore_not_before
+            && manifest.id.as_str() < nb.as_str()
+        {
+            bail!(
+                "the newest snapshot of this instance in the store is {}, older than {nb}, the newest when the user-data was made: the store lost snapshots or was rolled back; name one with --snapshot to restore it anyway",
+                manifest.id
+            );
+        }
         let here = Origin::here(&ctx.root);
         // Never onto the system that took the snapshot, unless it is named explicitly by
         // its id (`latest` is what restore picks by itself: it is guarded too).

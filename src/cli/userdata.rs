@@ -74,9 +74,22 @@ pub fn run(ctx: &Ctx, os: Target, agent: Option<&Path>, store: StoreArg) -> Resu
             instance_id: crate::state::identity::instance(&g).0,
         }
     });
+    // the newest snapshot of this instance now: the new OS refuses to restore an older one
+    let g = crate::state::Gather::new(&ctx.root, &ctx.config);
+    let instance = crate::state::identity::instance(&g).0;
+    let not_before = st
+        .list()?
+        .into_iter()
+        .rev()
+        .find(|m| m.instance_id.is_some() && m.instance_id == instance)
+        .map(|m| m.id);
+    let pins = userdata::Pins {
+        agent_sha256,
+        not_before,
+    };
     let text = match os {
-        Target::Linux => userdata::cloud_config(&access, report.as_ref(), &agent_sha256)?,
-        Target::Windows => userdata::ps1_user_data(&access, report.as_ref(), &agent_sha256)?,
+        Target::Linux => userdata::cloud_config(&access, report.as_ref(), &pins)?,
+        Target::Windows => userdata::ps1_user_data(&access, report.as_ref(), &pins)?,
     };
     if text.len() > userdata::MAX_BYTES {
         anyhow::bail!(

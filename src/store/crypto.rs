@@ -15,6 +15,7 @@ const TAG: usize = 16;
 pub struct Crypto {
     cipher: XChaCha20Poly1305,
     id_key: [u8; 32],
+    mac_key: [u8; 32],
     check: String,
 }
 
@@ -43,6 +44,7 @@ impl Crypto {
         Crypto {
             cipher,
             id_key: blake3::derive_key("carryover 2026-11 blob ids", &key),
+            mac_key: blake3::derive_key("carryover 2026-12 manifest mac", &key),
             check: hex::encode(blake3::derive_key("carryover 2026-11 key check", &key)),
         }
     }
@@ -56,6 +58,14 @@ impl Crypto {
     /// The id of a blob: BLAKE3 keyed with a key derived from the store key.
     pub fn blob_id(&self, raw: &[u8]) -> [u8; 32] {
         *blake3::keyed_hash(&self.id_key, raw).as_bytes()
+    }
+
+    /// The MAC of a manifest's canonical bytes (keyed BLAKE3 under a key derived from the
+    /// store key): an edited, forged or swapped manifest of an encrypted store is refused.
+    pub fn mac(&self, bytes: &[u8]) -> String {
+        blake3::keyed_hash(&self.mac_key, bytes)
+            .to_hex()
+            .to_string()
     }
 
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {

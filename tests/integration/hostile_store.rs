@@ -163,3 +163,56 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
     assert_eq!(v["state"], "ready", "{v}");
     assert_eq!(new2.read("/srv/app/db.sqlite"), "precious rows\n");
 }
+
+/// #16.3: an encrypted store authenticates its manifests — an edited data root (or any
+/// other field) is refused; and a store whose newer snapshots were removed (rolled back)
+/// is refused by the new OS, which knows from the user-data the newest there was.
+#[test]
+fn an_edited_manifest_and_a_rolled_back_store_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file("/srv/app/db.sqlite", "rows\n");
+    old.file_mode("/etc/carryover/store.key", &"ab".repeat(32), 0o600);
+    old.file(
+        "/etc/carryover/config.toml",
+        "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
+    );
+    let store = t.path().join("store");
+    let capture_app = || {
+        let o = Cmd::new("capture")
+            .root(&old.dir)
+            .store(&store)
+            .args(&["--path", "/srv/app"])
+            .json()
+            .run();
+        assert_exit!(o, Some(0));
+        json(&o)["snapshot_id"].as_str().unwrap().to_string()
+    };
+    let first = capture_app();
+    let second = capture_app();
+    let new = new_ubuntu(&t.path().join("new"));
+    new.file_mode("/etc/carryover/store.key", &"ab".repeat(32), 0o600);
+    new.file(
+        "/etc/carryover/config.toml",
+        &format!(
+            "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n[restore]\nnot_before = \"{second}\"\n"
+        ),
+    );
+    // the data root edited in the readable manifest: refused
+    let path = store.join(format!("snapshots/{second}.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"/srv/app\"", "\"/srv/www\"")).unwrap();
+    let o = restore(&new.dir, &store, &["--snapshot", &second], &[]);
+    assert_exit!(o, Some(1));
+    assert!(stderr(&o).contains("not authenticated"), "{}", stderr(&o));
+    assert!(!new.p("/srv/www").exists() && !new.p("/srv/app").exists());
+    // the newest snapshot removed: restore would pick the older one by itself — refused
+    std::fs::remove_file(&path).unwrap();
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(1));
+    assert!(stderr(&o).contains("rolled back"), "{}", stderr(&o));
+    // named explicitly, the older one is restored
+    let o = restore(&new.dir, &store, &["--snapshot", &first], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(new.read("/srv/app/db.sqlite"), "rows\n");
+}

@@ -56,7 +56,7 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
     let (img, mnt, _u) = mounted_disk(t.path(), "data", "1G", "mkfs.ext4 -q -F", "mount -o loop");
     let old = old_debian(&t.path().join("old"));
     let store = mnt.join("fleet/carryover");
-    capture(&old.dir, &store);
+    let id = capture(&old.dir, &store);
     let kept = std::fs::read(store.join("agent/carryover")).unwrap();
     assert_eq!(
         kept,
@@ -96,6 +96,10 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
         "{script}"
     );
     assert!(script.contains("systemctl start --no-block carryover-restore.service"));
+    // `not_before` names the newest snapshot of the instance the user-data is made on
+    // (this test machine's, not the tree's: none in this store)
+    assert!(script.contains("[restore]\nexpected = true\n"), "{script}");
+    assert!(!script.contains(&id), "{script}");
 }
 
 #[test]
