@@ -39,6 +39,9 @@ pub struct DataRestore {
     pub failed: Vec<String>,
     /// Owners the new OS had no account for, and the ids their files got.
     pub unknown_owners: Vec<UnknownOwner>,
+    /// Entries left out: below the home of an old user whose name is another account of
+    /// the new OS.
+    pub not_written: u64,
 }
 
 impl DataRestore {
@@ -63,6 +66,9 @@ pub struct Owners {
     used_uids: std::collections::HashSet<u32>,
     used_gids: std::collections::HashSet<u32>,
     not_by_name: std::collections::HashSet<String>,
+    /// The homes of those users (absolute): what a data path holds below them is not
+    /// written (into the image's account of that name).
+    not_into: Vec<String>,
     /// (is a group, name) → the id chosen for it.
     reserved: Mutex<std::collections::BTreeMap<(bool, String), u32>>,
 }
@@ -97,8 +103,19 @@ impl Owners {
             users: users.into_iter().map(|u| (u.name, u.uid)).collect(),
             groups: groups.into_iter().map(|g| (g.name, g.gid)).collect(),
             not_by_name: not_by_name.iter().cloned().collect(),
+            not_into: Vec::new(),
             reserved: Mutex::new(Default::default()),
         }
+    }
+
+    /// True when `path` (absolute) lies in a home that is not to be written.
+    fn not_into(&self, path: &str) -> bool {
+        self.not_into.iter().any(|h| {
+            path == h
+                || path
+                    .strip_prefix(h.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        })
     }
 
     fn ids(&self, n: &Node) -> (u32, u32) {
@@ -192,9 +209,12 @@ pub fn restore(
     data: &DataManifest,
     progress: &Progress,
     not_by_name: &[String],
+    not_into: &[String],
 ) -> Result<DataRestore> {
     let index = Arc::new(Mutex::new(index));
-    let owners = Arc::new(Owners::with_conflicts(root, not_by_name));
+    let mut owners = Owners::with_conflicts(root, not_by_name);
+    owners.not_into = not_into.to_vec();
+    let owners = Arc::new(owners);
     let mut out = DataRestore::default();
     for r in &data.roots {
         if !r.path.starts_with('/') || !check_path(r.path.trim_start_matches('/').as_bytes()) {
@@ -298,6 +318,10 @@ fn restore_root(
             }
         };
         let name = shown(&node.path);
+        if owners.not_into(&name) {
+            out.not_written += 1;
+            continue;
+        }
         let in_order = prev
             .as_ref()
             .is_none_or(|p| path_cmp(p, &node.path).is_lt());

@@ -416,6 +416,19 @@ pub fn merge(m: &MergeInput) -> Merged {
         let position =
             |lines: &[String], g: &str| lines.iter().position(|l| l.split(':').next() == Some(g));
         for gname in member_of {
+            // the image's own group of that name (another gid) is not the old one
+            if wanted.iter().any(|g| {
+                g.name == gname
+                    && m.image_groups
+                        .iter()
+                        .any(|i| i.name == g.name && i.gid != g.gid)
+            }) {
+                notes.push(format!(
+                    "user {}: the new OS's group {gname} is another group (another gid); not added to it",
+                    u.name
+                ));
+                continue;
+            }
             // an admin group of another family is the new OS's admin group
             let gname = match (position(&group_lines, gname), m.admin_group) {
                 (None, Some(admin)) if ADMIN_GROUPS.contains(&gname) && admin != gname => {

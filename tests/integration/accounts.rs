@@ -96,7 +96,10 @@ fn ids_stay_where_free_and_files_on_the_data_disk_keep_their_owner() {
     assert_eq!(v["state"], "degraded", "{v}");
     assert_exit!(o, Some(4));
 
-    // a second restore moves nothing more
+    // the image's own user (uid 1000, the number ubuntu had) makes a file on the data
+    // disk after the restore: a second restore moves nothing more, that file included
+    new.file("/data/shared/by-debian", "the image user's\n");
+    chown(new.p("/data/shared/by-debian"), Some(1000), Some(1000)).unwrap();
     let v = json(&restore(&new.dir, &store, &[], &[]));
     let reown = v["steps"]
         .as_array()
@@ -105,8 +108,9 @@ fn ids_stay_where_free_and_files_on_the_data_disk_keep_their_owner() {
         .find(|s| s["name"] == "reown")
         .cloned()
         .unwrap();
-    assert_eq!(reown["status"], "unchanged", "{reown}");
+    assert_eq!(reown["status"], "skipped", "{reown}");
     assert_eq!(owner(&new, "/data/alice/db.sqlite"), (1001, 1001));
+    assert_eq!(owner(&new, "/data/shared/by-debian"), (1000, 1000));
 }
 
 /// #13.2 and #13.3 for restored files: a file of `mysql` (112:118, package not installed
@@ -174,4 +178,144 @@ fn restored_files_never_belong_to_another_named_account() {
         "{data}"
     );
     assert_eq!(v["state"], "degraded");
+}
+
+/// Review of #13: reown walks only where the new OS mounts the old data disk — a
+/// mountpoint the new image uses for a filesystem of its own is its system disk.
+#[test]
+fn reown_never_walks_a_mountpoint_the_new_os_uses_for_its_own_disk() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_ubuntu(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_debian(&t.path().join("new"));
+    // the image mounts its own /data (another filesystem); the old disk is elsewhere
+    let fstab = new.read("/etc/fstab") + "LABEL=image-data /data ext4 defaults 0 2\n";
+    new.file("/etc/fstab", &fstab);
+    new.file("/data/image/file", "the image's\n");
+    chown(new.p("/data/image/file"), Some(1000), Some(1000)).unwrap();
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(owner(&new, "/data/image/file"), (1000, 1000), "{v}");
+    let reown = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "reown")
+        .cloned()
+        .unwrap();
+    assert!(
+        reown["warnings"].to_string().contains("not walked"),
+        "{reown}"
+    );
+}
+
+/// Review of #13: nothing of the old same-name user reaches the image's account of that
+/// name — not its group's members, not its crontab, not its home inside a `/home` data
+/// path; a planted user named `ALL` (sudoers' everyone) and a home that is a place of the
+/// OS are refused; `AllowGroups wheel` follows the admin group to `sudo`.
+#[test]
+fn the_old_same_name_user_reaches_nothing_of_the_image_account() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_ubuntu(&t.path().join("old"));
+    let group = old
+        .read("/etc/group")
+        .replace("debian:x:1003:", "debian:x:1003:alice");
+    old.file("/etc/group", &group);
+    old.file_mode(
+        "/var/spool/cron/crontabs/debian",
+        "* * * * * /home/debian/job\n",
+        0o600,
+    );
+    chown(
+        old.p("/var/spool/cron/crontabs/debian"),
+        Some(1003),
+        Some(1003),
+    )
+    .unwrap();
+    old.file("/home/debian/.ssh/authorized_keys", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIELFsTTm6AGMDspKDm0h2i3V9DvYKztJcBi8EG7O2iTP olddebian\n");
+    old.file("/home/debian/notes.txt", "the old debian's\n");
+    old.file("/home/alice/notes.txt", "alice's\n");
+    let store = t.path().join("store");
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/home"])
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
+    // planted: a user named ALL, and deploy's home moved into sshd's drop-ins
+    tamper(
+        &store,
+        &id,
+        |v| {
+            let users = v["users"].as_array_mut().unwrap();
+            let mut all = users[0].clone();
+            all["name"] = "ALL".into();
+            all["uid"] = 1777.into();
+            users.push(all);
+            for u in users.iter_mut().filter(|u| u["name"] == "deploy") {
+                u["home"] = "/etc/ssh/sshd_config.d".into();
+            }
+        },
+        true,
+    );
+    let new = new_debian(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let group = new.read("/etc/group");
+    assert!(
+        group.contains("debian:x:1000:\n"),
+        "alice not in the image's debian group: {group}"
+    );
+    assert!(!new.p("/var/spool/cron/crontabs/debian").exists());
+    assert_eq!(new.read("/home/debian/.bashrc"), "# the image user's\n");
+    assert!(!new.p("/home/debian/notes.txt").exists());
+    assert_eq!(new.read("/home/alice/notes.txt"), "alice's\n");
+    assert!(
+        !new.read("/etc/passwd").contains("\nALL:"),
+        "{}",
+        new.read("/etc/passwd")
+    );
+    assert!(
+        !new.p("/etc/ssh/sshd_config.d").exists() || owner(&new, "/etc/ssh/sshd_config.d").0 == 0
+    );
+    let all = v.to_string();
+    assert!(
+        all.contains("crontab of the old debian not installed"),
+        "{all}"
+    );
+    assert!(all.contains("below /home/debian not restored"), "{all}");
+    assert!(all.contains("refusing the user 'ALL'"), "{all}");
+    // the others were restored all the same
+    assert_eq!(uid_in(&new.read("/etc/passwd"), "alice"), 1001);
+    assert_eq!(v["state"], "degraded");
+}
+
+/// Review of #13: `AllowGroups wheel` from Rocky follows the admin group to Ubuntu's
+/// `sudo` (where the accounts step put wheel's members), never locking everyone out.
+#[test]
+fn sshd_allow_groups_follows_the_admin_group_across_families() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_rocky(&t.path().join("old"));
+    old.file(
+        "/etc/ssh/sshd_config",
+        "PermitRootLogin no\nAllowGroups wheel ops\n",
+    );
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_ubuntu24(&t.path().join("new"));
+    new.file(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nKbdInteractiveAuthentication no\n",
+    );
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let dropin = new.read("/etc/ssh/sshd_config.d/00-carryover.conf");
+    assert!(dropin.contains("AllowGroups sudo ops"), "{dropin}\n{v}");
+    assert!(!dropin.contains("wheel"), "{dropin}");
+    assert!(
+        new.read("/etc/group")
+            .contains("sudo:x:27:ubuntu,rocky,alice"),
+        "{}",
+        new.read("/etc/group")
+    );
 }

@@ -12,27 +12,40 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
     if s.users.is_empty() && s.groups.is_empty() {
         return Ok(Outcome::skipped("no local users or groups were captured"));
     }
-    for name in s
+    // a name or field that cannot be a real account's is refused, the rest restored
+    let mut refused = Vec::new();
+    let users: Vec<accounts::User> = s
         .users
         .iter()
-        .map(|u| &u.name)
-        .chain(s.groups.iter().map(|g| &g.name))
-    {
-        if !valid_name(name) {
-            return Ok(Outcome::failed(format!(
-                "refusing the account name '{name}'"
-            )));
-        }
-    }
-    for u in &s.users {
-        let fields = [&u.gecos, &u.home, &u.shell];
-        if fields.iter().any(|f| f.contains(':') || f.contains('\n')) {
-            return Ok(Outcome::failed(format!(
-                "refusing user {}: a field holds ':' or a newline",
-                u.name
-            )));
-        }
-    }
+        .filter(|u| {
+            let fields = [&u.gecos, &u.home, &u.shell];
+            let ok = valid_name(&u.name)
+                && !fields.iter().any(|f| f.contains(':') || f.contains('\n'));
+            if !ok {
+                refused.push(format!(
+                    "refusing the user '{}' from the snapshot: not a valid account name or a field holds ':' or a newline",
+                    u.name.escape_debug()
+                ));
+            }
+            ok
+        })
+        .cloned()
+        .collect();
+    let groups: Vec<accounts::Group> = s
+        .groups
+        .iter()
+        .filter(|g| {
+            let ok = valid_name(&g.name) && g.members.iter().all(|m| valid_name(m));
+            if !ok {
+                refused.push(format!(
+                    "refusing the group '{}' from the snapshot: not a valid group",
+                    g.name.escape_debug()
+                ));
+            }
+            ok
+        })
+        .cloned()
+        .collect();
     let files = AccountFiles {
         passwd: a.read("/etc/passwd").unwrap_or_default(),
         group: a.read("/etc/group").unwrap_or_default(),
@@ -60,12 +73,30 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         image_passwd: &image_passwd,
         image_groups: &image_groups,
         range,
-        users: &s.users,
-        groups: &s.groups,
+        users: &users,
+        groups: &groups,
         shadow: &l.secrets.shadow,
         days_since_epoch: days,
         admin_group: admin.as_deref(),
     });
+    // what carryover creates is recorded before it exists: later steps, a resumed or a
+    // second restore (of another snapshot too) tell the image's accounts from these
+    let mut record = Record::load(a);
+    let before = (
+        accounts::parse_passwd(&files.passwd).0,
+        accounts::parse_group(&files.group).0,
+    );
+    for p in accounts::parse_passwd(&merged.passwd).0 {
+        if !before.0.iter().any(|b| b.name == p.name) {
+            record.created_users.insert(p.name, p.uid);
+        }
+    }
+    for g in accounts::parse_group(&merged.group).0 {
+        if !before.1.iter().any(|b| b.name == g.name) {
+            record.created_groups.insert(g.name, g.gid);
+        }
+    }
+    record.save(a)?;
     a.rewrite("/etc/group", &merged.group)?;
     if let Some(g) = &merged.gshadow {
         a.rewrite("/etc/gshadow", g)?;
@@ -105,7 +136,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
     // Homes: created where missing (a home on a data disk or in a data path comes back
     // with it).
     let (passwd, _) = accounts::parse_passwd(&merged.passwd);
-    for u in s.users.iter().filter(|u| !conflicts.contains(&u.name)) {
+    for u in users.iter().filter(|u| !conflicts.contains(&u.name)) {
         let Some(p) = passwd.iter().find(|p| p.name == u.name) else {
             continue;
         };
@@ -116,39 +147,86 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         {
             continue;
         }
-        if super::safe_path(&p.home, &["/"]).is_err() {
-            warnings.push(format!(
-                "user {}: home '{}' is not a plain absolute path; not created",
-                u.name, p.home
-            ));
+        if let Err(why) = home_allowed(&p.home, p.uid) {
+            warnings.push(format!("user {}: {why}; not created", u.name));
             continue;
         }
         a.mkdir(&p.home, 0o700, Some((p.uid, p.gid)))?;
     }
-    let names: Vec<&str> = s.users.iter().map(|u| u.name.as_str()).collect();
+    let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
     let mut out = a.finish(
         format!(
             "{} users ({}), {} groups",
-            s.users.len(),
+            users.len(),
             names.join(", "),
-            s.groups.len()
+            groups.len()
         ),
         warnings,
     );
     out.attention = conflicts
         .iter()
         .map(|n| format!("user {n}: the new OS has its own account of that name with another uid; the old user's files, groups and keys were not given to it — decide by hand"))
+        .chain(refused)
         .collect();
     Ok(out)
 }
 
-/// The new OS's own accounts, as its image brought them: the first backup of the account
-/// files when this snapshot's restore already changed them.
+/// What carryover did to the accounts of this system, across restores (root-only, in
+/// `/var/lib/carryover/accounts.json`): the accounts it created, and the id moves whose
+/// files on the data disks it has re-owned (never again: the image's own user may own
+/// new files with that number since).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Record {
+    pub created_users: std::collections::BTreeMap<String, u32>,
+    pub created_groups: std::collections::BTreeMap<String, u32>,
+    /// (`uid` or `gid`, old, new).
+    pub reowned: Vec<(String, u32, u32)>,
+}
+
+const RECORD: &str = concat!("/var/lib/carryover", "/accounts.json");
+
+impl Record {
+    pub fn load(a: &Apply) -> Record {
+        crate::sys::read_opt(&a.root.follow(RECORD))
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Written durably (a dry run writes nothing).
+    pub fn save(&self, a: &Apply) -> Result<()> {
+        if a.dry_run {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(self)?;
+        let path = a.root.path(RECORD);
+        if crate::sys::read_opt(&path).ok().flatten().as_deref() == Some(&bytes[..]) {
+            return Ok(()); // a rerun changes nothing
+        }
+        crate::local::private_dir(a.root, crate::paths::STATE_DIR)?;
+        crate::sys::write_atomic(&path, &bytes, 0o600)?;
+        Ok(())
+    }
+}
+
+/// The new OS's own accounts, as its image brought them: the account files on disk (not
+/// a dry run's plan) without the accounts carryover created (its record).
 pub fn image_accounts(a: &Apply) -> (Vec<accounts::PasswdLine>, Vec<accounts::Group>) {
-    (
-        accounts::parse_passwd(&a.original("/etc/passwd").unwrap_or_default()).0,
-        accounts::parse_group(&a.original("/etc/group").unwrap_or_default()).0,
-    )
+    let read = |p: &str| {
+        crate::sys::read_opt(&a.root.follow(p))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let record = Record::load(a);
+    let mut users = accounts::parse_passwd(&read("/etc/passwd")).0;
+    users.retain(|u| !record.created_users.contains_key(&u.name));
+    let mut groups = accounts::parse_group(&read("/etc/group")).0;
+    groups.retain(|g| !record.created_groups.contains_key(&g.name));
+    (users, groups)
 }
 
 /// The captured users whose name the new OS's image uses for an account of its own with
@@ -166,9 +244,54 @@ pub fn conflicts(a: &Apply, users: &[accounts::User]) -> Vec<String> {
         .collect()
 }
 
+/// The captured groups (and users' primary groups) whose name the image uses for a group
+/// of its own with another gid: no member and no sudo rule of the old group goes to it.
+pub fn group_conflicts(
+    a: &Apply,
+    users: &[accounts::User],
+    groups: &[accounts::Group],
+) -> Vec<String> {
+    let (_, image_groups) = image_accounts(a);
+    let captured = groups.iter().map(|g| (g.name.as_str(), g.gid)).chain(
+        users
+            .iter()
+            .filter_map(|u| u.group.as_deref().map(|g| (g, u.gid))),
+    );
+    let mut out: Vec<String> = captured
+        .filter(|(n, gid)| image_groups.iter().any(|i| i.name == *n && i.gid != *gid))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A home restore may create or write into: a plain absolute path that is not a place of
+/// the OS (`/etc/ssh/sshd_config.d` as a home would hand sshd's drop-ins to the user), and
+/// `/root` only for root.
+pub fn home_allowed(home: &str, uid: u32) -> Result<(), String> {
+    if super::safe_path(home, &["/"]).is_err() {
+        return Err(format!("home '{home}' is not a plain absolute path"));
+    }
+    let under = |p: &str| home == p || home.starts_with(&format!("{p}/"));
+    let os_place = crate::paths::is_system_location(home)
+        || ["/etc", "/usr", "/var/spool", "/var/log", "/opt/carryover"]
+            .iter()
+            .any(|p| under(p));
+    if os_place || (uid != 0 && under("/root")) {
+        return Err(format!("home '{home}' is a place of the OS, refused"));
+    }
+    Ok(())
+}
+
 /// A POSIX-ish account name: no separators, no path characters.
 pub fn valid_name(n: &str) -> bool {
-    !n.is_empty()
+    // `ALL` is sudoers' word for everyone (and other all-caps words are its aliases)
+    let sudoers_word = n
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    !sudoers_word
+        && !n.is_empty()
         && n.len() <= 32
         && !n.starts_with('-')
         && n.chars()

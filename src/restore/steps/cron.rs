@@ -15,6 +15,8 @@ pub fn cron(a: &Apply, l: &Loaded) -> Result<Outcome> {
     }
     let mut warnings = Vec::new();
     let mut failures = Vec::new();
+    let mut attention = Vec::new();
+    let conflicts = super::accounts::conflicts(a, &l.state.users);
     let debian_spool = a.is_dir("/var/spool/cron/crontabs") || a.os().is_debian_like();
     let installed = [
         "/usr/sbin/cron",
@@ -56,6 +58,13 @@ pub fn cron(a: &Apply, l: &Loaded) -> Result<Outcome> {
             }
             "user" => {
                 let user = super::safe_name(t.user.as_deref().unwrap_or(""))?;
+                if conflicts.iter().any(|c| c == user) {
+                    // the jobs would run as the image's account of that name
+                    attention.push(format!(
+                        "crontab of the old {user} not installed: the new OS's {user} is another account"
+                    ));
+                    continue;
+                }
                 let Some(uid) = a.uid_of(user) else {
                     failures.push(format!(
                         "crontab of {user}: the user does not exist on the new OS"
@@ -87,7 +96,10 @@ pub fn cron(a: &Apply, l: &Loaded) -> Result<Outcome> {
     if !failures.is_empty() {
         let mut o = Outcome::failed(format!("{detail}; {}", failures.join("; ")));
         o.warnings = warnings;
+        o.attention = attention;
         return Ok(o);
     }
-    Ok(a.finish(detail, warnings))
+    let mut o = a.finish(detail, warnings);
+    o.attention = attention;
+    Ok(o)
 }

@@ -134,6 +134,14 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         return Ok(o);
     }
     let (index, warnings) = Index::load(store)?;
+    // and nothing goes below their homes inside a larger data path (`/home`)
+    let not_into: Vec<String> = l
+        .state
+        .users
+        .iter()
+        .filter(|u| conflicts.contains(&u.name) && u.home.starts_with('/') && u.home.len() > 1)
+        .map(|u| u.home.trim_end_matches('/').to_string())
+        .collect();
     let r = restore::restore(
         store,
         index,
@@ -141,9 +149,17 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         manifest,
         &Progress::hidden(),
         &conflicts,
+        &not_into,
     )?;
     let (warnings, mut attention) = owner_accounts(a, &r.unknown_owners, warnings)?;
     attention.extend(home_attention);
+    if r.not_written > 0 {
+        attention.push(format!(
+            "{} entries below {} not restored: the new OS's account of that name is another one (they stay in the snapshot)",
+            r.not_written,
+            not_into.join(", ")
+        ));
+    }
     let (status, detail) = if !r.failed.is_empty() || r.changed > 0 {
         let status = if r.failed.is_empty() {
             Status::Changed

@@ -170,7 +170,7 @@ pub fn volumes(a: &Apply, l: &Loaded) -> Result<Outcome> {
 /// The data-disk entries as they go into the new fstab: an entry that named a device
 /// (`/dev/vdb1`, which may be another disk after the change) is written by the UUID the
 /// capture read from that device.
-fn by_uuid(l: &Loaded, warnings: &mut Vec<String>) -> Vec<MountEntry> {
+pub(super) fn by_uuid(l: &Loaded, warnings: &mut Vec<String>) -> Vec<MountEntry> {
     l.state
         .mounts
         .iter()

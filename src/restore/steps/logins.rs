@@ -87,10 +87,47 @@ pub fn authorized_keys(a: &Apply, l: &Loaded) -> Result<Outcome> {
     Ok(out)
 }
 
+/// `AllowGroups`/`DenyGroups` name groups of the old OS: an admin group of another family
+/// (`wheel` on Rocky) becomes the new OS's (`sudo` on Ubuntu), as the accounts step made
+/// its members; a group the new OS still lacks is named for a person (an `AllowGroups`
+/// of a group nobody is in would lock everyone out of SSH).
+fn map_groups(a: &Apply, mut x: Setting, attention: &mut Vec<String>) -> Setting {
+    if !x.key.eq_ignore_ascii_case("AllowGroups") && !x.key.eq_ignore_ascii_case("DenyGroups") {
+        return x;
+    }
+    let (_, groups) = a.accounts();
+    let admin = crate::state::accounts::admin_group(&groups, a.read("/etc/sudoers").as_deref());
+    let words: Vec<String> = x
+        .value
+        .split_whitespace()
+        .map(|w| {
+            let exists = groups.iter().any(|g| g.name == w);
+            match &admin {
+                Some(admin) if !exists && crate::state::accounts::ADMIN_GROUPS.contains(&w) => {
+                    admin.clone()
+                }
+                _ => w.to_string(),
+            }
+        })
+        .collect();
+    for w in &words {
+        let pattern = w.contains(['*', '?', '!']);
+        if !pattern && !groups.iter().any(|g| &g.name == w) {
+            attention.push(format!(
+                "sshd {} names the group {w}, which the new OS does not have: check who can log in",
+                x.key
+            ));
+        }
+    }
+    x.value = words.join(" ");
+    x
+}
+
 /// Puts `keys` into the account's `~/.ssh/authorized_keys` (0700/0600, its own), keeping
 /// every line the file has; returns how many keys it lacked.
 fn install_keys(a: &Apply, p: &PasswdLine, keys: &[&str]) -> Result<usize> {
     let home = super::safe_path(&p.home, &["/"])?;
+    super::accounts::home_allowed(home, p.uid).map_err(anyhow::Error::msg)?;
     let owner = (p.uid, p.gid);
     if !a.is_dir(home) {
         a.mkdir(home, 0o700, Some(owner))?;
@@ -184,6 +221,10 @@ pub fn sshd(a: &Apply, l: &Loaded) -> Result<Outcome> {
             ok
         })
         .cloned()
+        .collect();
+    let captured: Vec<Setting> = captured
+        .into_iter()
+        .map(|x| map_groups(a, x, &mut attention))
         .collect();
     // what the new OS has without carryover's drop-in, and what of the old OS's it lacks
     let main = a.read(MAIN);

@@ -17,7 +17,8 @@ pub fn reown(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let s = &l.state;
     let (image_passwd, image_groups) = super::accounts::image_accounts(a);
     let (now_passwd, now_groups) = a.accounts();
-    let moves = accounts::id_moves(
+    let mut record = super::accounts::Record::load(a);
+    let mut moves = accounts::id_moves(
         &s.users,
         &s.groups,
         &image_passwd,
@@ -25,17 +26,48 @@ pub fn reown(a: &Apply, l: &Loaded) -> Result<Outcome> {
         &now_passwd,
         &now_groups,
     );
+    // a move whose files were re-owned once is never walked again: by now the image's own
+    // user may have made files with the old number
+    for (kind, old, new) in &record.reowned {
+        let map = if kind == "uid" {
+            &mut moves.uids
+        } else {
+            &mut moves.gids
+        };
+        if map.get(old) == Some(new) {
+            map.remove(old);
+        }
+    }
     if moves.is_empty() {
         return Ok(Outcome::skipped(
-            "every captured account kept its id: nothing to re-own",
+            "no captured account had to move to another id (or its files were re-owned already)",
         ));
     }
     let mut dirs: Vec<String> = Vec::new();
     let mut warnings = Vec::new();
-    for m in s.mounts.iter().filter(|m| m.is_data() && !m.swap) {
-        match super::safe_path(&m.mountpoint, &["/"]) {
-            Ok(p) => dirs.push(p.to_string()),
-            Err(e) => warnings.push(format!("{e:#}")),
+    // only where the new OS mounts the old data disk: a mountpoint the new OS uses for a
+    // filesystem of its own (or none) is its system disk, never walked
+    let current = crate::state::mounts::parse_fstab(&a.read("/etc/fstab").unwrap_or_default());
+    for m in super::disks::by_uuid(l, &mut Vec::new())
+        .iter()
+        .filter(|m| m.is_data() && !m.swap)
+    {
+        let Ok(p) = super::safe_path(&m.mountpoint, &["/"]) else {
+            warnings.push(format!("refusing the mountpoint '{}'", m.mountpoint));
+            continue;
+        };
+        match current.iter().find(|c| c.mountpoint == m.mountpoint) {
+            Some(c) if c.spec == m.spec || c.spec == original_spec(l, &m.mountpoint) => {
+                dirs.push(p.to_string())
+            }
+            Some(c) => warnings.push(format!(
+                "{}: the new OS mounts {} there, not the old data disk ({}): not walked",
+                m.mountpoint, c.spec, m.spec
+            )),
+            None => warnings.push(format!(
+                "{}: not in the new fstab: the old data disk is not mounted there; not walked",
+                m.mountpoint
+            )),
         }
     }
     dirs.sort();
@@ -101,6 +133,24 @@ pub fn reown(a: &Apply, l: &Loaded) -> Result<Outcome> {
     if !failed.is_empty() {
         out.status = crate::restore::apply::Status::Failed;
         out.failed_files = failed;
+    } else {
+        for (old, new) in &moves.uids {
+            record.reowned.push(("uid".into(), *old, *new));
+        }
+        for (old, new) in &moves.gids {
+            record.reowned.push(("gid".into(), *old, *new));
+        }
+        record.save(a)?;
     }
     Ok(out)
+}
+
+/// The spec the old fstab had for a mountpoint, as written.
+fn original_spec(l: &Loaded, mountpoint: &str) -> String {
+    l.state
+        .mounts
+        .iter()
+        .find(|m| m.mountpoint == mountpoint)
+        .map(|m| m.spec.clone())
+        .unwrap_or_default()
 }

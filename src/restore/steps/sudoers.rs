@@ -33,11 +33,12 @@ pub fn sudoers(a: &Apply, l: &Loaded) -> Result<Outcome> {
         .filter(|u| !conflicts.contains(&u.name) && super::accounts::valid_name(&u.name))
         .cloned()
         .collect();
+    let group_conflicts = super::accounts::group_conflicts(a, &l.state.users, &l.state.groups);
     let groups: Vec<_> = l
         .state
         .groups
         .iter()
-        .filter(|g| super::accounts::valid_name(&g.name))
+        .filter(|g| super::accounts::valid_name(&g.name) && !group_conflicts.contains(&g.name))
         .cloned()
         .collect();
     let allowed = sudoers::allowed_for(&users, &groups);
