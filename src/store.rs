@@ -350,13 +350,19 @@ impl Store {
         let others = all
             .iter()
             .map(|m| format!("{} ({})", m.id, m.instance_id.as_deref().unwrap_or("?")));
+        let unreadable = self.ids()?.len().saturating_sub(all.len());
         Err(Error::Usage(format!(
-            "no snapshot of instance {instance} in {}; snapshots there: {}. Name one by its id to use it here",
+            "no snapshot of instance {instance} in {}; snapshots there: {}{}. Name one by its id to use it here",
             self.describe(),
             if all.is_empty() {
                 "none".into()
             } else {
                 shortlist(others)
+            },
+            if unreadable > 0 {
+                format!("; {unreadable} snapshot manifests cannot be read (damaged? `carryover snapshots verify` names them)")
+            } else {
+                String::new()
             }
         ))
         .into())

@@ -67,6 +67,7 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
         }
         SnapshotsCommand::Verify { id, store } => {
             let store = open(ctx, store.store.as_deref())?;
+            let all = id.is_none();
             let manifests = match id {
                 Some(id) => vec![ctx.resolve_snapshot(&store, &id)?],
                 None => store.list()?,
@@ -114,6 +115,18 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
             // The next capture stores what is damaged again instead of building on it.
             if needs_data && let Err(e) = DamagedList::record(&store, &damage) {
                 tracing::warn!("could not record the damaged blobs in the store: {e:#}");
+            }
+            // a manifest that cannot be read is damage too, never silence
+            if all {
+                for bad in store.ids()? {
+                    if let Err(e) = store.manifest(&bad) {
+                        results.push(Verified {
+                            snapshot_id: bad,
+                            ok: false,
+                            damaged: vec![format!("{e:#}")],
+                        });
+                    }
+                }
             }
             let all_ok = results.iter().all(|r| r.ok);
             emit(ctx.format, &results, || {

@@ -250,3 +250,28 @@ fn snapshot_ids_resolve_by_prefix_and_latest() {
         stderr(&o)
     );
 }
+
+/// Review of #12: a manifest that cannot be read is named by `verify` (exit 1) and by
+/// restore's "no snapshot" error, never silence.
+#[test]
+fn a_damaged_manifest_is_named_not_hidden() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    std::fs::write(store.join(format!("snapshots/{id}.json")), "{ damaged").unwrap();
+    let o = Cmd::new("snapshots verify").store(&store).run();
+    assert_exit!(o, Some(1));
+    assert!(
+        stdout(&o).contains(&id) && stdout(&o).contains("DAMAGED"),
+        "{}",
+        stdout(&o)
+    );
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert!(
+        stderr(&o).contains("1 snapshot manifests cannot be read"),
+        "{}",
+        stderr(&o)
+    );
+}
