@@ -47,6 +47,9 @@ pub struct SystemState {
     pub disks: crate::disks::Layout,
     pub users: Vec<accounts::User>,
     pub groups: Vec<accounts::Group>,
+    /// Every account's name and id, system accounts included (`mysql` 112): files of theirs
+    /// on a data disk keep their owner by name on the new OS.
+    pub ids: accounts::IdNames,
     pub services: services::Services,
     pub cron: Vec<cron::CronTable>,
     pub ssh_host_keys: Vec<ssh::HostKey>,
@@ -176,6 +179,7 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
     let identity = identity::gather(&g);
     let hosts = hosts::gather(&g, &identity.hostname);
     let (users, groups, shadow) = accounts::gather(&g);
+    let ids = accounts::id_names(&g);
     secrets.shadow = shadow;
     let (ssh_host_keys, private) = ssh::gather(&g);
     let found = crate::disks::discover(root);
@@ -216,6 +220,7 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         },
         disks: found.layout,
         users,
+        ids,
         groups,
         services: services::gather(&g),
         cron: cron::gather(&g),

@@ -591,7 +591,16 @@ fn the_service_installs_starts_restores_and_uninstalls() {
     capture(r"C:\", &store, Some("/carryover-service-test"));
 
     // Change OS: the data and carryover's own record are gone; the new OS has the agent,
-    // its config naming the store, and the service
+    // its config naming the store, and the service. Its system volume is a new one: under
+    // Wine C: keeps its serial, so the snapshot's old-system marker is taken out (else the
+    // restore rightly refuses to run on "the system that took it")
+    for e in std::fs::read_dir(store.join("snapshots")).unwrap() {
+        let p = e.unwrap().path();
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        m.as_object_mut().unwrap().remove("origin");
+        std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+    }
     std::fs::remove_dir_all(data).unwrap();
     let _ = std::fs::remove_dir_all(program_data.join("state"));
     std::fs::create_dir_all(program_data).unwrap();

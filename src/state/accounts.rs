@@ -140,6 +140,29 @@ pub fn parse_group(text: &str) -> (Vec<Group>, Vec<usize>) {
     (out, bad)
 }
 
+/// Every account of a system by name and id (system accounts too): not secret, small.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdNames {
+    pub users: Vec<(String, u32)>,
+    pub groups: Vec<(String, u32)>,
+}
+
+pub fn id_names(g: &Gather) -> IdNames {
+    IdNames {
+        users: parse_passwd(&g.read("/etc/passwd").unwrap_or_default())
+            .0
+            .into_iter()
+            .map(|p| (p.name, p.uid))
+            .collect(),
+        groups: parse_group(&g.read("/etc/group").unwrap_or_default())
+            .0
+            .into_iter()
+            .map(|p| (p.name, p.gid))
+            .collect(),
+    }
+}
+
 pub fn gather(g: &Gather) -> (Vec<User>, Vec<Group>, Vec<ShadowEntry>) {
     let range = g
         .read("/etc/login.defs")

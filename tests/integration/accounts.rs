@@ -319,3 +319,39 @@ fn sshd_allow_groups_follows_the_admin_group_across_families() {
         new.read("/etc/group")
     );
 }
+
+/// Review of #13: files of a system account (`mysql` 112:118) on a surviving data disk,
+/// where the new OS has `sshd` 112 and `ssl-cert` 118 and no mysql: they get a mysql of
+/// their own, never sshd's number — once (a second restore moves nothing).
+#[test]
+fn system_accounts_files_on_the_data_disk_keep_their_owner_by_name() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_ubuntu(&t.path().join("old"));
+    let passwd =
+        old.read("/etc/passwd") + "mysql:x:112:118:MySQL Server,,,:/nonexistent:/bin/false\n";
+    let group = old.read("/etc/group") + "mysql:x:118:\n";
+    old.file("/etc/passwd", &passwd).file("/etc/group", &group);
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_debian(&t.path().join("new"));
+    let passwd = new.read("/etc/passwd") + "sshd:x:112:65534::/run/sshd:/usr/sbin/nologin\n";
+    let group = new.read("/etc/group") + "ssl-cert:x:118:\n";
+    new.file("/etc/passwd", &passwd).file("/etc/group", &group);
+    new.file("/data/mysql/ibdata1", "innodb\n");
+    chown(new.p("/data/mysql/ibdata1"), Some(112), Some(118)).unwrap();
+    chown(new.p("/data/mysql"), Some(112), Some(118)).unwrap();
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let passwd = new.read("/etc/passwd");
+    let mysql = uid_in(&passwd, "mysql");
+    assert_ne!(mysql, 112, "{passwd}");
+    let (uid, gid) = owner(&new, "/data/mysql/ibdata1");
+    assert_eq!(uid, mysql, "{v}");
+    assert!(new.read("/etc/group").contains(&format!("mysql:x:{gid}:")));
+    assert_ne!(gid, 118);
+    // once: a second restore leaves the image's sshd (112) files alone
+    new.file("/data/sshd-owned", "x\n");
+    chown(new.p("/data/sshd-owned"), Some(112), Some(118)).unwrap();
+    let _ = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(owner(&new, "/data/sshd-owned"), (112, 118));
+    assert_eq!(owner(&new, "/data/mysql/ibdata1"), (uid, gid));
+}
