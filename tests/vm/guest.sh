@@ -49,6 +49,9 @@ old() {
   chmod 700 /home/alice/.ssh
   chmod 600 /home/alice/.ssh/authorized_keys
   ssh-keygen -lf /home/alice/.ssh/authorized_keys > "$out/old-alice-keys.fp"
+  # sshd settings the operator changed: carried as a drop-in checked by `sshd -t` live
+  mkdir -p /etc/ssh/sshd_config.d
+  printf 'PasswordAuthentication no\nMaxAuthTries 3\n' > /etc/ssh/sshd_config.d/50-ops.conf
   mkdir -p /data/other
   echo "alice's, on the data disk" > /data/other/alice.txt
   chown alice:alice /data/other/alice.txt
@@ -161,6 +164,7 @@ new() {
   ssh-keygen -lf /home/alice/.ssh/authorized_keys > "$out/new-alice-keys.fp" 2>&1
   stat -c '%U:%G %a' /home/alice/.ssh /home/alice/.ssh/authorized_keys > "$out/new-alice-ssh-modes" 2>&1
   stat -c '%U:%G' /data/other/alice.txt > "$out/new-other-owner" 2>&1
+  sshd -T 2>&1 | grep -E '^(passwordauthentication|maxauthtries) ' > "$out/new-sshd" 2>&1
   cat /etc/os-release > "$out/new-os-release"
   sync
 }

@@ -216,6 +216,8 @@ def verify_new(out, failures, scenario):
     check(read(os.path.join(out, "new-alice-keys.fp")) == read(os.path.join(out, "old-alice-keys.fp")), "alice's authorized_keys back (ssh-keygen -lf)", failures)
     check(read(os.path.join(out, "new-alice-ssh-modes")).split("\n")[:2] == ["alice:alice 700", "alice:alice 600"], f"~alice/.ssh 0700, authorized_keys 0600 ({read(os.path.join(out, 'new-alice-ssh-modes')).strip()})", failures)
     check(read(os.path.join(out, "new-other-owner")).strip() == "alice:alice", "a file on the LVM data disk keeps its owner by name", failures)
+    sshd = read(os.path.join(out, "new-sshd")).split("\n")
+    check("passwordauthentication no" in sshd and "maxauthtries 3" in sshd, f"sshd settings in effect (sshd -T: {' / '.join(sshd).strip()})", failures)
     check("trixie" in read(os.path.join(out, "new-os-release")), "the new OS is trixie", failures)
 
 
