@@ -596,8 +596,7 @@ fn the_service_installs_starts_restores_and_uninstalls() {
     // restore rightly refuses to run on "the system that took it")
     for e in std::fs::read_dir(store.join("snapshots")).unwrap() {
         let p = e.unwrap().path();
-        let mut m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         m.as_object_mut().unwrap().remove("origin");
         std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
     }

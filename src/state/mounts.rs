@@ -211,9 +211,16 @@ pub fn refused(e: &MountEntry) -> Option<String> {
         && e.options
             .iter()
             .all(|o| !o.contains(',') && (o.is_empty() || word(o)));
+    // a data disk never mounts over the OS (`/usr`, `/etc/cron.d`…): an entry claiming
+    // `system: false` for such a place is hostile
+    let over_os = !e.swap
+        && (crate::paths::is_system_location(&e.mountpoint)
+            || e.mountpoint == "/etc"
+            || e.mountpoint.starts_with("/etc/"));
+    let ok = ok && !over_os;
     (!ok).then(|| {
         format!(
-            "refusing the fstab entry '{} {} {}': not a device, mountpoint, type and options",
+            "refusing the fstab entry '{} {} {}': not a device, mountpoint (outside the OS's own places), type and options",
             e.spec.escape_debug(),
             e.mountpoint.escape_debug(),
             e.fstype.escape_debug()

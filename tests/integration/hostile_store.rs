@@ -216,3 +216,90 @@ fn an_edited_manifest_and_a_rolled_back_store_are_refused() {
     assert_exit!(o, Some(0));
     assert_eq!(new.read("/srv/app/db.sqlite"), "rows\n");
 }
+
+/// #16.7: a plain store's state validated by grammar and place: a data mount over `/usr`,
+/// a user with gid 0 and a home in `/root`, a password line with a newline that smuggles
+/// another account's line, a token path that would be a config drop-in — each refused,
+/// the rest restored.
+#[test]
+fn planted_state_fields_are_refused_by_grammar_and_place() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file(
+        "/etc/carryover/config.toml",
+        "[capture]\npassword_hashes = true\n[report]\nurl = \"http://127.0.0.1:9/api\"\nsend_timeout_seconds = 1\n",
+    );
+    old.file_mode("/etc/carryover/token", "t0ken\n", 0o600);
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    tamper(
+        &store,
+        &id,
+        |v| {
+            let mounts = v["mounts"].as_array_mut().unwrap();
+            let mut over = mounts
+                .iter()
+                .find(|m| m["mountpoint"] == "/srv")
+                .cloned()
+                .unwrap();
+            over["mountpoint"] = "/usr".into();
+            mounts.push(over);
+            let users = v["users"].as_array_mut().unwrap();
+            let mut evil = users[0].clone();
+            evil["name"] = "svc".into();
+            evil["uid"] = 999.into();
+            evil["gid"] = 0.into();
+            evil["group"] = "root".into();
+            evil["home"] = "/root/.ssh".into();
+            users.push(evil);
+        },
+        true,
+    );
+    // the secrets object: alice's shadow line carries root's too; the token goes to config.d
+    let secrets_path = store.join(format!("objects/{id}/secrets.json"));
+    let mut sec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&secrets_path).unwrap()).unwrap();
+    for e in sec["shadow"].as_array_mut().unwrap() {
+        if e["name"] == "alice" {
+            e["line"] =
+                "alice:$6$x$y:19750:0:99999:7:::\nroot:$6$evil$hash:19750:0:99999:7:::".into();
+        }
+    }
+    sec["report_token"]["path"] = "/etc/carryover/config.d/99-evil.toml".into();
+    let bytes = serde_json::to_vec(&sec).unwrap();
+    std::fs::write(&secrets_path, &bytes).unwrap();
+    let mpath = store.join(format!("snapshots/{id}.json"));
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["secrets"]["size"] = bytes.len().into();
+    m["secrets"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let new = new_ubuntu(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let all = v.to_string();
+    assert!(
+        !new.read("/etc/fstab").contains(" /usr "),
+        "{}",
+        new.read("/etc/fstab")
+    );
+    assert!(
+        !new.read("/etc/fstab").contains("\t/usr\t"),
+        "{}",
+        new.read("/etc/fstab")
+    );
+    assert!(
+        !new.read("/etc/passwd").contains("svc:"),
+        "{}",
+        new.read("/etc/passwd")
+    );
+    assert!(all.contains("refusing the user 'svc'"), "{all}");
+    let shadow = new.read("/etc/shadow");
+    assert!(!shadow.contains("evil"), "{shadow}");
+    assert!(
+        all.contains("refusing the password line of 'alice'"),
+        "{all}"
+    );
+    assert!(!new.p("/etc/carryover/config.d/99-evil.toml").exists());
+    assert_eq!(new.read("/etc/carryover/token"), "t0ken\n");
+    assert_eq!(v["state"], "degraded", "{all}");
+}

@@ -19,11 +19,14 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         .iter()
         .filter(|u| {
             let fields = [&u.gecos, &u.home, &u.shell];
+            // gid 0 would make a captured user a member of root's group
             let ok = valid_name(&u.name)
-                && !fields.iter().any(|f| f.contains(':') || f.contains('\n'));
+                && u.gid != 0
+                && u.uid != 0
+                && !fields.iter().any(|f| f.chars().any(|c| c == ':' || c.is_control()));
             if !ok {
                 refused.push(format!(
-                    "refusing the user '{}' from the snapshot: not a valid account name or a field holds ':' or a newline",
+                    "refusing the user '{}' from the snapshot: not a valid account name, uid or gid 0, or a field holds ':' or a control character",
                     u.name.escape_debug()
                 ));
             }
@@ -40,6 +43,27 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 refused.push(format!(
                     "refusing the group '{}' from the snapshot: not a valid group",
                     g.name.escape_debug()
+                ));
+            }
+            ok
+        })
+        .cloned()
+        .collect();
+    // a password hash line is exactly one line of nine fields for its own user
+    let shadow: Vec<accounts::ShadowEntry> = l
+        .secrets
+        .shadow
+        .iter()
+        .filter(|e| {
+            let f: Vec<&str> = e.line.split(':').collect();
+            let ok = f.len() == 9
+                && f[0] == e.name
+                && users.iter().any(|u| u.name == e.name)
+                && !e.line.chars().any(|c| c.is_control());
+            if !ok {
+                refused.push(format!(
+                    "refusing the password line of '{}' from the snapshot: not one shadow line of its own user",
+                    e.name.escape_debug()
                 ));
             }
             ok
@@ -75,7 +99,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         range,
         users: &users,
         groups: &groups,
-        shadow: &l.secrets.shadow,
+        shadow: &shadow,
         days_since_epoch: days,
         admin_group: admin.as_deref(),
     });
@@ -108,12 +132,10 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         }
         None => {
             // A new OS without /etc/shadow: create it root-only.
-            let lines: Vec<String> = s
-                .users
+            let lines: Vec<String> = users
                 .iter()
                 .map(|u| {
-                    l.secrets
-                        .shadow
+                    shadow
                         .iter()
                         .find(|x| x.name == u.name)
                         .map(|x| x.line.clone())

@@ -55,9 +55,15 @@ pub fn report_token(a: &Apply, l: &Loaded) -> Result<Outcome> {
         return Ok(Outcome::skipped("no orchestrator token was captured"));
     };
     let mut warnings = Vec::new();
+    // below /etc/carryover, but never where a config drop-in or a hook would be read from
+    let config_like = |p: &str| {
+        p.ends_with(".toml")
+            || p.starts_with(&format!("{}/config.d/", crate::paths::CONFIG_DIR))
+            || p.starts_with(&format!("{}/", crate::paths::HOOKS_DIR))
+    };
     let path = match super::safe_path(&t.path, &[&format!("{}/", crate::paths::CONFIG_DIR)]) {
-        Ok(p) => p,
-        Err(_) => {
+        Ok(p) if !config_like(p) => p,
+        _ => {
             warnings.push(format!(
                 "the token was at {} on the old OS: written to {DEFAULT_TOKEN_FILE}",
                 t.path
