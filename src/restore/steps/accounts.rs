@@ -70,12 +70,7 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
         })
         .cloned()
         .collect();
-    let files = AccountFiles {
-        passwd: a.read("/etc/passwd").unwrap_or_default(),
-        group: a.read("/etc/group").unwrap_or_default(),
-        shadow: a.read("/etc/shadow"),
-        gshadow: a.read("/etc/gshadow"),
-    };
+    let files = account_files(a);
     let (image_passwd, image_groups) = image_accounts(a);
     let range = a
         .read("/etc/login.defs")
@@ -264,6 +259,39 @@ pub fn conflicts(a: &Apply, users: &[accounts::User]) -> Vec<String> {
         })
         .map(|u| u.name.clone())
         .collect()
+}
+
+/// The account files of the new OS as they are (a dry run's plan included).
+pub fn account_files(a: &Apply) -> AccountFiles {
+    AccountFiles {
+        passwd: a.read("/etc/passwd").unwrap_or_default(),
+        group: a.read("/etc/group").unwrap_or_default(),
+        shadow: a.read("/etc/shadow"),
+        gshadow: a.read("/etc/gshadow"),
+    }
+}
+
+/// Adds system accounts (`name`, uid, primary gid; groups `name`, gid) for owners of files
+/// the new OS lacks, through the account files (see `accounts::add_system_accounts`).
+pub fn make_system_accounts(
+    a: &Apply,
+    users: &[(String, u32, u32)],
+    groups: &[(String, u32)],
+) -> Result<()> {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86400)
+        .unwrap_or(0);
+    let out = accounts::add_system_accounts(&account_files(a), users, groups, days);
+    a.rewrite("/etc/group", &out.group)?;
+    if let Some(g) = &out.gshadow {
+        a.rewrite("/etc/gshadow", g)?;
+    }
+    a.rewrite("/etc/passwd", &out.passwd)?;
+    if let Some(sh) = &out.shadow {
+        a.rewrite("/etc/shadow", sh)?;
+    }
+    Ok(())
 }
 
 /// The captured groups (and users' primary groups) whose name the image uses for a group

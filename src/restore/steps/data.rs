@@ -44,14 +44,8 @@ fn owner_accounts(
     if users.is_empty() && groups.is_empty() {
         return Ok((warnings, attention));
     }
-    let files = crate::state::accounts::AccountFiles {
-        passwd: a.read("/etc/passwd").unwrap_or_default(),
-        group: a.read("/etc/group").unwrap_or_default(),
-        shadow: a.read("/etc/shadow"),
-        gshadow: a.read("/etc/gshadow"),
-    };
     // a user's primary group: its own-named group when there is one, else nogroup
-    let (known, _) = crate::state::accounts::parse_group(&files.group);
+    let (known, _) = crate::state::accounts::parse_group(&super::accounts::account_files(a).group);
     let gid_of = |name: &str| {
         groups
             .iter()
@@ -64,19 +58,7 @@ fn owner_accounts(
         .iter()
         .map(|(n, id)| (n.clone(), *id, gid_of(n)))
         .collect();
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86400)
-        .unwrap_or(0);
-    let out = crate::state::accounts::add_system_accounts(&files, &users, &groups, days);
-    a.rewrite("/etc/group", &out.group)?;
-    if let Some(g) = &out.gshadow {
-        a.rewrite("/etc/gshadow", g)?;
-    }
-    a.rewrite("/etc/passwd", &out.passwd)?;
-    if let Some(sh) = &out.shadow {
-        a.rewrite("/etc/shadow", sh)?;
-    }
+    super::accounts::make_system_accounts(a, &users, &groups)?;
     Ok((warnings, attention))
 }
 

@@ -329,25 +329,7 @@ fn system_moves(
             "group {n} (files on the data disks) did not exist on the new OS: created as a system group with gid {id}"
         ));
     }
-    let files = accounts::AccountFiles {
-        passwd: a.read("/etc/passwd").unwrap_or_default(),
-        group: a.read("/etc/group").unwrap_or_default(),
-        shadow: a.read("/etc/shadow"),
-        gshadow: a.read("/etc/gshadow"),
-    };
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86400)
-        .unwrap_or(0);
-    let out = accounts::add_system_accounts(&files, &new_users, &new_groups, days);
-    a.rewrite("/etc/group", &out.group)?;
-    if let Some(g) = &out.gshadow {
-        a.rewrite("/etc/gshadow", g)?;
-    }
-    a.rewrite("/etc/passwd", &out.passwd)?;
-    if let Some(sh) = &out.shadow {
-        a.rewrite("/etc/shadow", sh)?;
-    }
+    super::accounts::make_system_accounts(a, &new_users, &new_groups)?;
     Ok((
         new_users.into_iter().map(|(n, u, _)| (n, u)).collect(),
         new_groups,
