@@ -183,8 +183,8 @@ fn journal_key(snapshot: &str) -> String {
     format!("journal/{snapshot}.json")
 }
 
-/// Test hook: `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process right after the
-/// N-th step has been journaled, as a crash or power loss would.
+/// Test hook (debug builds only): `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process
+/// right after the N-th step has been journaled, as a crash or power loss would.
 const CRASH_HOOK: &str = "CARRYOVER_TEST_CRASH_AFTER_STEP";
 
 /// Runs the plan against `root`.
@@ -228,7 +228,12 @@ pub fn run(
         steps: Vec::new(),
         restored_on: marker.map(str::to_string),
     });
-    let crash_after: Option<usize> = std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok());
+    // the crash tests' hook exists only in debug builds: a release agent has none
+    let crash_after: Option<usize> = if cfg!(debug_assertions) {
+        std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok())
+    } else {
+        None
+    };
     let done_before: BTreeMap<String, StepReport> = journal
         .steps
         .iter()
