@@ -58,13 +58,44 @@ impl Tree {
     }
 }
 
+/// The carryover binary under test: `CARRYOVER_TEST_BIN` when set (another build of the
+/// agent, e.g. the aarch64 one that `.ci/run` drives under qemu), else this build's.
+pub fn agent_bin() -> PathBuf {
+    match std::env::var_os("CARRYOVER_TEST_BIN") {
+        Some(b) if !b.is_empty() => PathBuf::from(b),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_carryover")),
+    }
+}
+
+/// The words that start `program` for this test run: `CARRYOVER_TEST_RUNNER` (split on
+/// blanks, e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`) before it when set.
+pub fn runner_argv(program: &Path) -> Vec<std::ffi::OsString> {
+    let runner = std::env::var("CARRYOVER_TEST_RUNNER").unwrap_or_default();
+    let mut argv: Vec<std::ffi::OsString> = runner.split_whitespace().map(Into::into).collect();
+    argv.push(program.into());
+    argv
+}
+
+/// A command that starts `program` (a build of the agent) the way this test run must.
+pub fn runner_command(program: &Path) -> Command {
+    let argv = runner_argv(program);
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+/// A command that starts the binary under test.
+pub fn agent_command() -> Command {
+    runner_command(&agent_bin())
+}
+
 /// Runs the carryover binary.
 pub fn carryover(args: &[&str]) -> Output {
     carryover_env(args, &[])
 }
 
 pub fn carryover_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_carryover"));
+    let mut c = agent_command();
     c.args(args)
         .env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP")
         .env_remove("CARRYOVER_TEST_CRASH_IN_PRUNE");

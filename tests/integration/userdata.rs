@@ -60,7 +60,7 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
     let kept = std::fs::read(store.join("agent/carryover")).unwrap();
     assert_eq!(
         kept,
-        std::fs::read(env!("CARGO_BIN_EXE_carryover")).unwrap(),
+        std::fs::read(agent_bin()).unwrap(),
         "capture keeps the agent in the store"
     );
 
