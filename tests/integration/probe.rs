@@ -113,6 +113,34 @@ fn filesystems_match_blkid() {
 }
 
 #[test]
+fn the_checked_in_images_match_blkid() {
+    // tests/images: an ext4 and an LVM PV made once with mkfs.ext4 and pvcreate/vgcreate
+    // (the Windows tests read them too); here they also run through another architecture's
+    // build under qemu (.ci/run)
+    let t = tempfile::tempdir().unwrap();
+    let unpack = |name: &str| {
+        let packed = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/images")
+            .join(format!("{name}.zst"));
+        let bytes = zstd::decode_all(std::fs::File::open(packed).unwrap()).unwrap();
+        let out = t.path().join(name);
+        std::fs::write(&out, bytes).unwrap();
+        out
+    };
+    let (ext4, pv) = (unpack("ext4.img"), unpack("pv.img"));
+    same_as_blkid(&ext4, "tests/images/ext4.img");
+    same_as_blkid(&pv, "tests/images/pv.img");
+    assert_eq!(ours(&ext4)["label"], "WINPROBE");
+    let vg_uuid = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images/pv.vg_uuid"),
+    )
+    .unwrap();
+    let lvm = &ours(&pv)["lvm"];
+    assert_eq!(lvm["name"], "carryoverwinvg", "{lvm}");
+    assert_eq!(lvm["uuid"].as_str(), Some(vg_uuid.trim()));
+}
+
+#[test]
 fn an_lvm_physical_volume_matches_blkid() {
     let t = tempfile::tempdir().unwrap();
     let img = image(t.path(), "pv.img", 16);
