@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::agent::{Arch, Platform};
 use crate::config::Target;
 use crate::disks::{Layout, Mount, mount_of};
 use crate::probe::lvm::VolumeGroup;
@@ -91,6 +92,9 @@ pub struct Setup {
     pub password_hashes: bool,
     /// `metadata`, `dmi` or `machine-id`.
     pub instance_id_source: Option<String>,
+    /// The agent the new OS needs that the store lacks (and that the capture does not
+    /// bring itself): `(platform, the store)`; `None` when it is there or not judged.
+    pub agent_missing: Option<(Platform, String)>,
 }
 
 /// Every finding key carryover knows: an acknowledgement of another key is a typo.
@@ -121,6 +125,7 @@ pub const KEYS: &[&str] = &[
     "password-hashes-not-captured",
     "instance-id-from-machine-id",
     "home-on-system-disk",
+    "agent-missing",
 ];
 
 /// The findings about carryover's own set-up.
@@ -215,6 +220,21 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
             "set [capture] password_hashes = true (stored in the root-only secrets object), or make sure they have SSH keys",
         ));
     }
+    if let Some((platform, store)) = &s.agent_missing {
+        out.push(finding(
+            "agent-missing",
+            "warning",
+            format!("the store holds no agent for {platform}: the user-data cannot install carryover on the new OS"),
+            format!("{store} has no {} (a readable {platform} binary)", platform.key().unwrap_or("agent")),
+            &format!(
+                "keep it there: `carryover capture --agent FILE` or `carryover userdata --agent FILE`, FILE being {}",
+                match platform.os {
+                    Target::Windows => "carryover.exe (the Windows build)".to_string(),
+                    Target::Linux => format!("the {} build (packaging/build-linux)", platform.arch),
+                }
+            ),
+        ));
+    }
     if s.instance_id_source.as_deref() == Some("machine-id") {
         out.push(finding(
             "instance-id-from-machine-id",
@@ -271,7 +291,7 @@ pub fn evaluate(
     }
     let (mut input, mut findings) = gather(root, state, Some(target), data_paths, store_url);
     input.setup = Some(gather_setup(
-        root, config, state, data_paths, store_url, &ack,
+        root, config, state, target, data_paths, store_url, &ack,
     ));
     findings.extend(self::findings(&input));
     let blockers = unacknowledged(&findings, &ack);
@@ -286,6 +306,7 @@ fn gather_setup(
     root: &crate::sys::Root,
     config: &crate::config::Config,
     state: &crate::state::SystemState,
+    target: Target,
     data_paths: &[PathBuf],
     store_url: Option<&str>,
     ack: &[String],
@@ -326,7 +347,35 @@ fn gather_setup(
         users_with_hashes,
         password_hashes: config.password_hashes,
         instance_id_source: state.identity.instance_id_source.clone(),
+        agent_missing: agent_missing(target, store_url),
     }
+}
+
+/// The agent a change to `target` needs on this machine: that family's build for this
+/// machine's architecture (Change OS keeps the hardware; Windows has an x86_64 build only).
+pub fn agent_needed(target: Target) -> Platform {
+    Platform {
+        os: target,
+        arch: match target {
+            Target::Linux => Arch::this(),
+            Target::Windows => Arch::X86_64,
+        },
+    }
+}
+
+/// The needed agent when a local store lacks it and the capture does not keep it itself
+/// (it keeps its own build). Object stores are not judged here (no request in a preflight).
+fn agent_missing(target: Target, store_url: Option<&str>) -> Option<(Platform, String)> {
+    let needed = agent_needed(target);
+    let dir = store_url.and_then(crate::store::local_dir)?;
+    if needed == Platform::this() || needed.key().is_err() {
+        return None;
+    }
+    let present = crate::store::backend::LocalBackend::open(dir, false)
+        .ok()
+        .and_then(|b| crate::agent::find(&b, needed))
+        .is_some();
+    (!present).then(|| (needed, dir.display().to_string()))
 }
 
 /// Filesystems Windows cannot read without a third-party driver (or at all).

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::agent::Arch;
 use crate::config::{Config, Target};
 use crate::error::{Error, Exit};
 use crate::store::Store;
@@ -95,9 +96,22 @@ pub enum Command {
         /// family needs that family's build: carryover.exe for Windows).
         #[arg(long, value_name = "FILE")]
         agent: Option<PathBuf>,
+        /// The new OS's CPU architecture, whose agent the user-data installs (default:
+        /// this machine's).
+        #[arg(long, value_enum)]
+        arch: Option<Arch>,
         #[command(flatten)]
         store: StoreArg,
     },
+}
+
+impl ValueEnum for Arch {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Arch::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
 }
 
 impl ValueEnum for Target {
@@ -147,6 +161,10 @@ pub struct CaptureArgs {
     /// from the source files instead of being referenced by the new snapshot.
     #[arg(long)]
     pub heal: bool,
+    /// Also keep this agent in the store (repeatable): another architecture's build, or
+    /// carryover.exe for a change to Windows; kept under its platform's key.
+    #[arg(long = "agent", value_name = "FILE")]
+    pub agents: Vec<PathBuf>,
     #[command(flatten)]
     pub store: StoreArg,
 }
@@ -313,9 +331,12 @@ impl Cli {
             Command::Check(a) => check::run(&ctx, a),
             Command::Report(a) => report::run(&ctx, a),
             Command::Probe { paths } => probe::run(&ctx, &paths),
-            Command::Userdata { os, agent, store } => {
-                userdata::run(&ctx, os, agent.as_deref(), store)
-            }
+            Command::Userdata {
+                os,
+                agent,
+                arch,
+                store,
+            } => userdata::run(&ctx, os, arch, agent.as_deref(), store),
         }
     }
 }

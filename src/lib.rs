@@ -1,6 +1,7 @@
 //! carryover: the guest agent that carries a server's settings and data across a cloud
 //! Change OS. The library holds everything; `main.rs` only parses and maps errors.
 
+pub mod agent;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -9,19 +9,6 @@ use anyhow::{Context, Result, bail};
 
 use crate::sys::Root;
 
-/// Where the Linux agent binary is kept in the store.
-pub const AGENT_KEY: &str = "agent/carryover";
-/// Where the Windows agent is kept (a store shared by both keeps both).
-pub const AGENT_KEY_WINDOWS: &str = "agent/carryover.exe";
-
-/// The key this build of the agent is kept under.
-pub fn own_agent_key() -> &'static str {
-    if cfg!(windows) {
-        AGENT_KEY_WINDOWS
-    } else {
-        AGENT_KEY
-    }
-}
 /// The cloud's limit on user-data before base64.
 pub const MAX_BYTES: usize = 32 * 1024;
 
@@ -202,9 +189,13 @@ pub enum StoreAccess {
 /// starts `carryover-restore.service`, which restores once and reports. No secret: the
 /// orchestrator's token travels inside the snapshot, S3 credentials come from the
 /// instance's metadata service.
+///
+/// `agent_key` is where the store keeps the agent for the new OS's architecture (see
+/// `crate::agent`); `agent_sha256` pins that file.
 pub fn cloud_config(
     access: &StoreAccess,
     report: Option<&ReportTo>,
+    agent_key: &str,
     pins: &Pins,
 ) -> Result<String> {
     check_values(access, report, pins)?;
@@ -263,7 +254,7 @@ pub fn cloud_config(
                 d.fs_uuid.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "")
             ));
             script.push_str("step='copying the agent from the store'\n");
-            let agent = sh_quote(&format!("{store_path}/{AGENT_KEY}"));
+            let agent = sh_quote(&format!("{store_path}/{agent_key}"));
             script.push_str(&format!("cp {agent} {AGENT_NEW}\n"));
             script.push_str(&verify_agent(agent_sha256));
             toml.push_str(&format!("url = {}\n", toml_string(&store_path)));
@@ -585,7 +576,7 @@ pub fn ps1_user_data(
             }
             ps.push_str(&format!(
                 "Copy-Item -Force (Join-Path $store {}) \"$exe.new\"\n",
-                ps_quote(&AGENT_KEY_WINDOWS.replace('/', "\\"))
+                ps_quote(&crate::agent::WINDOWS_KEY.replace('/', "\\"))
             ));
         }
         StoreAccess::S3 {
@@ -718,7 +709,13 @@ mod tests {
             not_before: Some("20261201T120000000Z-0a1b2c3d".into()),
             ..pins()
         };
-        let c = cloud_config(&StoreAccess::Disk(d), Some(&report), &pins).unwrap();
+        let c = cloud_config(
+            &StoreAccess::Disk(d),
+            Some(&report),
+            crate::agent::LEGACY_KEY,
+            &pins,
+        )
+        .unwrap();
         assert!(
             c.contains("not_before = \"20261201T120000000Z-0a1b2c3d\""),
             "{c}"

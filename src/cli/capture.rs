@@ -68,11 +68,30 @@ fn capture(
         }
         data_paths.push(p.clone());
     }
+    // The other agents to keep: read and identified before anything, a wrong file is a
+    // usage error
+    let mut agents = Vec::new();
+    for file in &args.agents {
+        let bytes = std::fs::read(file)
+            .map_err(|e| Error::Usage(format!("--agent {}: {e}", file.display())))?;
+        match crate::agent::identify(&bytes[..bytes.len().min(crate::agent::HEADER_BYTES)]) {
+            Some(p) if p.key().is_ok() => agents.push((p, bytes)),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--agent {}: not a carryover agent for x86_64/aarch64 Linux or x86-64 Windows",
+                    file.display()
+                ))
+                .into());
+            }
+        }
+    }
     // Preflight first: a blocker not acknowledged stops here, before the store is touched.
     let target = args.target.unwrap_or(ctx.config.target);
     let url_for_check = store::resolve_url(args.store.store.as_deref(), &ctx.config)?;
     let check::Evaluation {
-        findings, blockers, ..
+        mut findings,
+        blockers,
+        ..
     } = check::evaluate(
         &ctx.root,
         &ctx.config,
@@ -82,6 +101,13 @@ fn capture(
         Some(&url_for_check),
         &args.ack,
     );
+    // the agent the new OS needs comes with this capture (--agent)
+    if agents
+        .iter()
+        .any(|(p, _)| *p == check::agent_needed(target))
+    {
+        findings.retain(|f| f.key != "agent-missing");
+    }
     if !blockers.is_empty() {
         for f in findings.iter().filter(|f| blockers.contains(&f.key)) {
             eprintln!(
@@ -212,10 +238,14 @@ fn capture(
         skipped.push(Problem {
             path: format!(
                 "{} (the agent for the new OS)",
-                crate::userdata::own_agent_key()
+                crate::agent::Platform::this().key().unwrap_or("agent/")
             ),
             error: format!("{e:#}"),
         });
+    }
+    for (platform, bytes) in &agents {
+        crate::agent::keep(store.backend(), bytes)
+            .with_context(|| format!("keeping the agent for {platform} in the store"))?;
     }
     // "This system took snapshot X" is durable before the snapshot exists: a capture killed
     // right after the commit must not leave an old OS that the restore unit would roll back.
@@ -311,13 +341,10 @@ fn store_host_dir(url: &str) -> std::path::PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Puts this very binary into the store (once per version), for the new OS to install.
+/// Puts this very binary into the store under its platform's key (once per version), for
+/// the new OS to install.
 fn keep_agent(store: &store::Store) -> anyhow::Result<()> {
     let exe = std::fs::read(std::env::current_exe()?)?;
-    let key = crate::userdata::own_agent_key();
-    let existing = store.backend().get(key)?;
-    if existing.as_deref() != Some(&exe[..]) {
-        store.backend().put(key, &exe)?;
-    }
+    crate::agent::keep(store.backend(), &exe)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::{Ctx, StoreArg};
+use crate::agent::{self, Arch, Platform};
 use crate::config::Target;
 use crate::error::{Error, Exit};
 use crate::store::s3;
@@ -15,12 +16,25 @@ use crate::userdata::{self, StoreAccess};
 /// How long the presigned agent URL of an S3 store stays valid (SigV4's maximum).
 const AGENT_URL_VALID: Duration = Duration::from_secs(7 * 24 * 3600);
 
-pub fn run(ctx: &Ctx, os: Target, agent: Option<&Path>, store: StoreArg) -> Result<Exit> {
+pub fn run(
+    ctx: &Ctx,
+    os: Target,
+    arch: Option<Arch>,
+    agent: Option<&Path>,
+    store: StoreArg,
+) -> Result<Exit> {
     let url = crate::store::resolve_url(store.store.as_deref(), &ctx.config)?;
-    let key = match os {
-        Target::Linux => userdata::AGENT_KEY,
-        Target::Windows => userdata::AGENT_KEY_WINDOWS,
+    // the agent for the new OS: its family, on this machine's architecture unless named
+    // (Windows has one build, x86_64)
+    let want = Platform {
+        os,
+        arch: arch.unwrap_or(match os {
+            Target::Linux => Arch::this(),
+            Target::Windows => Arch::X86_64,
+        }),
     };
+    want.key()
+        .map_err(|e| Error::Usage(format!("--arch: {e}")))?;
     // where the store is first: a store the change would delete is refused before anything
     let disk = match crate::store::local_dir(&url) {
         Some(dir) => Some(userdata::locate_store(&ctx.root, dir)?),
@@ -33,19 +47,28 @@ pub fn run(ctx: &Ctx, os: Target, agent: Option<&Path>, store: StoreArg) -> Resu
     if let Some(file) = agent {
         let bytes =
             std::fs::read(file).with_context(|| format!("reading the agent {}", file.display()))?;
-        st.backend().put(key, &bytes)?;
+        let got = agent::keep(st.backend(), &bytes)
+            .map_err(|e| Error::Usage(format!("--agent {}: {e}", file.display())))?;
+        if got != want {
+            return Err(Error::Usage(format!(
+                "--agent {} is the agent for {got}, not for {want}",
+                file.display()
+            ))
+            .into());
+        }
     }
+    let Some((key, bytes)) = agent::load(st.backend(), want)? else {
+        anyhow::bail!(
+            "{} holds no agent for {want} ({}): run `carryover capture` there with it, or give it with --agent FILE (packaging/build-linux builds both Linux architectures)",
+            st.describe(),
+            want.key()?
+        );
+    };
     // the user-data pins the agent by its SHA-256: the new OS installs it only if the
     // store still holds this very file
-    let agent_sha256 = match st.backend().get(key)? {
-        Some(bytes) => {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&bytes))
-        }
-        None => anyhow::bail!(
-            "{} holds no agent for {os} ({key}): run `carryover capture` there with it, or give it with --agent FILE",
-            st.describe()
-        ),
+    let agent_sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
     };
     let access = match disk {
         Some(d) => StoreAccess::Disk(d),
@@ -88,7 +111,7 @@ pub fn run(ctx: &Ctx, os: Target, agent: Option<&Path>, store: StoreArg) -> Resu
         not_before,
     };
     let text = match os {
-        Target::Linux => userdata::cloud_config(&access, report.as_ref(), &pins)?,
+        Target::Linux => userdata::cloud_config(&access, report.as_ref(), key, &pins)?,
         Target::Windows => userdata::ps1_user_data(&access, report.as_ref(), &pins)?,
     };
     if text.len() > userdata::MAX_BYTES {

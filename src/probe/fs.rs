@@ -187,8 +187,8 @@ fn vfat(src: &dyn Source) -> Option<Signature> {
     if b[510] != 0x55 || b[511] != 0xAA {
         return None;
     }
-    let (version, serial_at, label_at) = if &b[0x52..0x57] == b"FAT32" {
-        ("FAT32", 0x43, 0x47)
+    let (version, serial_at) = if &b[0x52..0x57] == b"FAT32" {
+        ("FAT32", 0x43)
     } else if &b[0x36..0x3B] == b"FAT16" || &b[0x36..0x3B] == b"FAT12" {
         (
             if &b[0x36..0x3B] == b"FAT16" {
@@ -197,10 +197,9 @@ fn vfat(src: &dyn Source) -> Option<Signature> {
                 "FAT12"
             },
             0x27,
-            0x2B,
         )
     } else if &b[0x36..0x39] == b"FAT" {
-        ("FAT16", 0x27, 0x2B)
+        ("FAT16", 0x27)
     } else {
         return None;
     };
@@ -212,9 +211,78 @@ fn vfat(src: &dyn Source) -> Option<Signature> {
     let mut s = sig("vfat", "filesystem");
     let serial = le32(&b, serial_at);
     s.uuid = Some(format!("{:04X}-{:04X}", serial >> 16, serial & 0xFFFF));
-    s.label = label(&b[label_at..label_at + 11]).filter(|l| l != "NO NAME");
+    // blkid's LABEL is the root directory's volume-label entry, the one DOS and Windows
+    // set and show; the boot sector's copy (blkid's LABEL_FATBOOT, at 0x2B or 0x47) may be
+    // stale or "NO NAME" and is not the label
+    s.label = fat_root_label(src, &b, version == "FAT32").and_then(|l| label(&l));
     s.version = Some(version.into());
     Some(s)
+}
+
+/// The volume-label entry of a FAT root directory: the fixed root area of FAT12/16, or
+/// the FAT32 root's cluster chain (followed through the first FAT, at most 100 clusters).
+fn fat_root_label(src: &dyn Source, b: &[u8], fat32: bool) -> Option<Vec<u8>> {
+    let bps = u64::from(le16(b, 0x0B));
+    let spc = u64::from(b[0x0D]);
+    let reserved = u64::from(le16(b, 0x0E));
+    let fats = u64::from(b[0x10]);
+    if !fat32 {
+        let fat_size = fats * u64::from(le16(b, 0x16));
+        let entries = usize::from(le16(b, 0x11));
+        let root = src.bytes((reserved + fat_size) * bps, entries * 32)?;
+        return match fat_dir_label(&root) {
+            DirLabel::Found(l) => Some(l),
+            _ => None,
+        };
+    }
+    let fat_length = u64::from(le32(b, 0x24));
+    let data_start = reserved + fats * fat_length;
+    let fat_entries = fat_length * bps / 4;
+    let cluster_bytes = usize::try_from(spc * bps).ok()?;
+    let mut next = u64::from(le32(b, 0x2C));
+    for _ in 0..100 {
+        if next < 2 || next >= fat_entries {
+            return None;
+        }
+        let dir = src.bytes((data_start + (next - 2) * spc) * bps, cluster_bytes)?;
+        match fat_dir_label(&dir) {
+            DirLabel::Found(l) => return Some(l),
+            DirLabel::End => return None,
+            DirLabel::NotHere => {}
+        }
+        let entry = src.bytes(reserved * bps + next * 4, 4)?;
+        next = u64::from(le32(&entry, 0) & 0x0FFF_FFFF);
+    }
+    None
+}
+
+enum DirLabel {
+    Found(Vec<u8>),
+    /// The directory's end marker: no label.
+    End,
+    NotHere,
+}
+
+/// Looks through 32-byte directory entries for the volume label: an entry in use (not
+/// deleted, 0xE5), with no cluster, that is not a long-name part (attributes 0x0F) and
+/// has the volume-id attribute without the directory one.
+fn fat_dir_label(dir: &[u8]) -> DirLabel {
+    for e in dir.chunks_exact(32) {
+        match e[0] {
+            0x00 => return DirLabel::End,
+            0xE5 => continue,
+            _ => {}
+        }
+        let attr = e[11];
+        let cluster = le16(e, 20) != 0 || le16(e, 26) != 0;
+        if cluster || attr & 0x3F == 0x0F {
+            continue;
+        }
+        if attr & (0x08 | 0x10) == 0x08 {
+            return DirLabel::Found(e[..11].to_vec());
+        }
+    }
+    DirLabel::NotHere
 }
 
 fn swap(src: &dyn Source) -> Option<Signature> {

@@ -347,7 +347,7 @@ fn a_file_that_keeps_changing_or_cannot_be_read_is_named() {
     ));
     let o = Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_carryover"))
+        .args(runner_argv(&agent_bin()))
         .args(["capture", "--root"])
         .arg(&old.dir)
         .args(["--store"])
@@ -443,7 +443,7 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
         std::fs::write(&bulk, d).unwrap();
     }
     for delay_ms in [5u64, 40, 120, 300, 800] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_carryover"))
+        let mut child = agent_command()
             .args(["capture", "--root"])
             .arg(&old.dir)
             .arg("--store")
@@ -490,7 +490,7 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
     );
     // a restore killed mid-way finishes on the rerun
     let new = new_root(&t.path().join("new"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carryover"))
+    let mut child = agent_command()
         .args(["restore", "--root"])
         .arg(&new.dir)
         .arg("--store")

@@ -58,13 +58,99 @@ impl Tree {
     }
 }
 
+/// The carryover binary under test: `CARRYOVER_TEST_BIN` when set (another build of the
+/// agent, e.g. the aarch64 one that `.ci/run` drives under qemu), else this build's.
+pub fn agent_bin() -> PathBuf {
+    match std::env::var_os("CARRYOVER_TEST_BIN") {
+        Some(b) if !b.is_empty() => PathBuf::from(b),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_carryover")),
+    }
+}
+
+/// The words that start `program` for this test run: `CARRYOVER_TEST_RUNNER` (split on
+/// blanks, e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`) before it when set.
+pub fn runner_argv(program: &Path) -> Vec<std::ffi::OsString> {
+    let runner = std::env::var("CARRYOVER_TEST_RUNNER").unwrap_or_default();
+    let mut argv: Vec<std::ffi::OsString> = runner.split_whitespace().map(Into::into).collect();
+    argv.push(program.into());
+    argv
+}
+
+/// A command that starts `program` (a build of the agent) the way this test run must.
+pub fn runner_command(program: &Path) -> Command {
+    let argv = runner_argv(program);
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+/// A command that starts the binary under test.
+pub fn agent_command() -> Command {
+    runner_command(&agent_bin())
+}
+
+/// The CPU architecture a Linux binary is for, from its ELF header's e_machine.
+pub fn elf_arch(bin: &Path) -> &'static str {
+    let head = std::fs::read(bin).unwrap();
+    assert_eq!(&head[..4], b"\x7fELF", "{} is not ELF", bin.display());
+    match u16::from_le_bytes([head[18], head[19]]) {
+        0x3e => "x86_64",
+        0xb7 => "aarch64",
+        m => panic!("{}: machine {m:#x}", bin.display()),
+    }
+}
+
+/// The store key capture keeps the binary under test at.
+pub fn own_agent_key() -> String {
+    format!("agent/linux-{}/carryover", elf_arch(&agent_bin()))
+}
+
+/// The other Linux architecture than the binary under test's.
+pub fn other_arch() -> &'static str {
+    match elf_arch(&agent_bin()) {
+        "x86_64" => "aarch64",
+        _ => "x86_64",
+    }
+}
+
+/// A stand-in for another build of the agent: a 64-bit little-endian ELF executable's
+/// header for `arch` (what carryover reads to know which platform a binary is for), then
+/// `tag` so that two stand-ins differ.
+pub fn elf_stand_in(arch: &str, tag: &str) -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2; // ELFCLASS64
+    h[5] = 1; // little-endian
+    h[6] = 1;
+    h[16] = 3; // ET_DYN, as a PIE
+    let machine: u16 = match arch {
+        "x86_64" => 0x3e,
+        "aarch64" => 0xb7,
+        other => panic!("{other}"),
+    };
+    h[18..20].copy_from_slice(&machine.to_le_bytes());
+    h.extend_from_slice(tag.as_bytes());
+    h
+}
+
+/// A stand-in for the Windows agent: an x86-64 PE image's headers, then `tag`.
+pub fn pe_stand_in(tag: &str) -> Vec<u8> {
+    let mut h = vec![0u8; 136];
+    h[..2].copy_from_slice(b"MZ");
+    h[0x3c..0x40].copy_from_slice(&128u32.to_le_bytes());
+    h[128..132].copy_from_slice(b"PE\0\0");
+    h[132..134].copy_from_slice(&0x8664u16.to_le_bytes());
+    h.extend_from_slice(tag.as_bytes());
+    h
+}
+
 /// Runs the carryover binary.
 pub fn carryover(args: &[&str]) -> Output {
     carryover_env(args, &[])
 }
 
 pub fn carryover_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_carryover"));
+    let mut c = agent_command();
     c.args(args)
         .env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP")
         .env_remove("CARRYOVER_TEST_CRASH_IN_PRUNE");

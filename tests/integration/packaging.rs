@@ -4,6 +4,10 @@
 //! scripts enable the restore unit and the report timer. (Installing the .deb into a
 //! debootstrapped Debian is part of the VM test, tests/vm/run.) `packaging/build-windows`
 //! makes the MSI (service, agent, config) and the zip, read back with msitools.
+//! The packages are for the binary's own architecture and declare the glibc it needs, no
+//! more; `packaging/check-glibc` refuses a binary that needs more than glibc 2.17. With
+//! `CARRYOVER_TEST_BIN` (`.ci/run`: the x86_64 and the aarch64 agents of
+//! `packaging/build-linux`) these tests package and run that build instead.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +23,32 @@ const UNITS: &[&str] = &[
 
 fn top() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The architecture an ELF binary is for, in Debian's and in RPM's words.
+fn package_arch(bin: &Path) -> (&'static str, &'static str) {
+    match elf_arch(bin) {
+        "x86_64" => ("amd64", "x86_64"),
+        _ => ("arm64", "aarch64"),
+    }
+}
+
+/// The highest `GLIBC_x.y[.z]` version among the binary's undefined dynamic symbols.
+fn glibc_needed(bin: &Path) -> String {
+    let dump = run(Command::new("objdump").arg("-T").arg(bin));
+    dump.lines()
+        .filter(|l| l.contains("*UND*"))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|w| w.trim_matches(['(', ')']).strip_prefix("GLIBC_"))
+        .filter(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .map(|v| {
+            v.split('.')
+                .map(|n| n.parse::<u32>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join("."))
+        .expect("a dynamically linked binary")
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -44,11 +74,7 @@ fn units_pass_systemd_analyze_verify() {
         .arg("-a")
         .arg("/usr/lib/systemd/system")
         .arg(tree.join("usr/lib/systemd")));
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_carryover"),
-        tree.join("usr/bin/carryover"),
-    )
-    .unwrap();
+    std::fs::copy(agent_bin(), tree.join("usr/bin/carryover")).unwrap();
     let mut args = vec![format!("--root={}", tree.display())];
     for u in UNITS {
         std::fs::copy(top().join("systemd").join(u), sys.join(u)).unwrap();
@@ -82,7 +108,7 @@ fn units_pass_systemd_analyze_verify() {
 fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
     let t = tempfile::tempdir().unwrap();
     run(Command::new(top().join("packaging/build"))
-        .arg(env!("CARGO_BIN_EXE_carryover"))
+        .arg(agent_bin())
         .arg(t.path()));
     let find = |ext: &str| {
         std::fs::read_dir(t.path())
@@ -92,6 +118,45 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
             .unwrap_or_else(|| panic!("no .{ext}"))
     };
     let (deb, rpm) = (find("deb"), find("rpm"));
+    // for the binary's architecture, requiring the glibc it needs and no newer one
+    let (debarch, rpmarch) = package_arch(&agent_bin());
+    let glibc = glibc_needed(&agent_bin());
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        deb.file_name().unwrap().to_str().unwrap(),
+        format!("carryover_{version}_{debarch}.deb")
+    );
+    assert_eq!(
+        rpm.file_name().unwrap().to_str().unwrap(),
+        format!("carryover-{version}-1.{rpmarch}.rpm")
+    );
+    let field = |name: &str| run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name));
+    assert_eq!(field("Architecture").trim(), debarch);
+    assert_eq!(field("Depends").trim(), format!("libc6 (>= {glibc})"));
+    let arch = run(Command::new("rpm")
+        .args(["-qp", "--qf", "%{ARCH}"])
+        .arg(&rpm));
+    assert_eq!(arch, rpmarch);
+    let requires = run(Command::new("rpm").args(["-qp", "--requires"]).arg(&rpm));
+    let mut glibc_reqs: Vec<&str> = requires
+        .lines()
+        .filter(|l| l.contains("glibc") || l.contains("GLIBC"))
+        .collect();
+    glibc_reqs.sort();
+    assert_eq!(
+        glibc_reqs,
+        [
+            format!("glibc >= {glibc}"),
+            format!("libc.so.6(GLIBC_{glibc})(64bit)")
+        ],
+        "{requires}"
+    );
+    // CentOS 7's rpm 4.11 reads it: no zstd payload, no rpmlib feature newer than that
+    let payload = run(Command::new("rpm")
+        .args(["-qp", "--qf", "%{PAYLOADCOMPRESSOR}"])
+        .arg(&rpm));
+    assert!(["gzip", "xz"].contains(&payload.as_str()), "{payload}");
+    assert!(!requires.contains("PayloadIsZstd"), "{requires}");
 
     let listing = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
     let mode_of = |path: &str| -> String {
@@ -159,11 +224,44 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
     // the packaged binary runs
     let extracted = t.path().join("x");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extracted));
-    let o = Command::new(extracted.join("usr/bin/carryover"))
+    let o = runner_command(&extracted.join("usr/bin/carryover"))
         .arg("--version")
         .output()
         .unwrap();
     assert!(stdout(&o).starts_with("carryover "), "{}", stdout(&o));
+}
+
+#[test]
+fn check_glibc_refuses_a_binary_that_needs_more_than_glibc_2_17() {
+    // this test build is linked on this machine (Debian 12, glibc 2.36): it needs
+    // __libc_start_main@GLIBC_2.34, which CentOS 7 lacks
+    let host = Path::new(env!("CARGO_BIN_EXE_carryover"));
+    let o = Command::new(top().join("packaging/check-glibc"))
+        .arg(host)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("needs glibc above 2.17") && stderr(&o).contains("@GLIBC_2.34"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(top().join("packaging/check-glibc"))
+        .args(["--max", "2.34"])
+        .arg(host)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("needs GLIBC_2.34"), "{}", stdout(&o));
+    // a build for the 2.17 baseline passes (CARRYOVER_TEST_BIN: packaging/build-linux's)
+    if agent_bin() != host {
+        let o = Command::new(top().join("packaging/check-glibc"))
+            .arg(agent_bin())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(glibc_needed(&agent_bin()), "2.17");
+    }
 }
 
 /// The MSI's tables as `msiinfo export` prints them.

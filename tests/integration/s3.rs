@@ -339,11 +339,8 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
         .to_string();
     let (status, body) = http_get(&agent_url);
     assert_eq!(status, 200);
-    assert_eq!(
-        body,
-        std::fs::read(env!("CARGO_BIN_EXE_carryover")).unwrap()
-    );
-    let (status, _) = http_get(&agent_url.replace("agent/carryover", "carryover-store.json"));
+    assert_eq!(body, std::fs::read(agent_bin()).unwrap());
+    let (status, _) = http_get(&agent_url.replace(&own_agent_key(), "carryover-store.json"));
     assert_ne!(status, 200, "the signature covers the agent only");
 
     // the new OS: the store by URL, no key anywhere, the agency's temporary credentials

@@ -57,10 +57,10 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
     let old = old_debian(&t.path().join("old"));
     let store = mnt.join("fleet/carryover");
     let id = capture(&old.dir, &store);
-    let kept = std::fs::read(store.join("agent/carryover")).unwrap();
+    let kept = std::fs::read(store.join(own_agent_key())).unwrap();
     assert_eq!(
         kept,
-        std::fs::read(env!("CARGO_BIN_EXE_carryover")).unwrap(),
+        std::fs::read(agent_bin()).unwrap(),
         "capture keeps the agent in the store"
     );
 
@@ -79,7 +79,13 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
         script.contains(&format!("mount UUID={uuid} /run/carryover-store")),
         "{script}"
     );
-    assert!(script.contains("cp '/run/carryover-store/fleet/carryover/agent/carryover' /usr/local/lib/carryover/agent.new"), "{script}");
+    assert!(
+        script.contains(&format!(
+            "cp '/run/carryover-store/fleet/carryover/{}' /usr/local/lib/carryover/agent.new",
+            own_agent_key()
+        )),
+        "{script}"
+    );
     // the agent is pinned: the user-data names its SHA-256
     let sha = {
         use sha2::Digest;
@@ -132,7 +138,7 @@ fn windows_user_data_finds_an_ntfs_store_by_serial_and_refuses_ext4() {
     let old = old_debian(&t.path().join("old"));
     capture(&old.dir, &store);
     let exe = t.path().join("carryover.exe");
-    std::fs::write(&exe, b"MZ the Windows agent").unwrap();
+    std::fs::write(&exe, pe_stand_in("the Windows agent")).unwrap();
 
     // no Windows agent in the store yet: said so, with the way out
     let o = carryover(&[
@@ -164,7 +170,7 @@ fn windows_user_data_finds_an_ntfs_store_by_serial_and_refuses_ext4() {
     assert!(!ps.contains("PLANTED-SECRET"));
     assert_eq!(
         std::fs::read(store.join("agent/carryover.exe")).unwrap(),
-        b"MZ the Windows agent",
+        pe_stand_in("the Windows agent"),
         "--agent puts the Windows agent into the store"
     );
     let uuid = blkid_uuid(&img);
@@ -307,7 +313,7 @@ fn a_swapped_agent_in_the_store_is_not_installed() {
     let script = docs[0]["runcmd"][0][2].as_str().unwrap().to_string();
     // someone with write access to the data disk replaces the agent
     std::fs::write(
-        store.join("agent/carryover"),
+        store.join(own_agent_key()),
         "#!/bin/sh\necho pwned > /tmp/pwned\n",
     )
     .unwrap();
@@ -401,4 +407,209 @@ fn toml_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The lines of a cloud-config's runcmd that copy the agent and check its SHA-256.
+fn agent_line(text: &str) -> String {
+    let docs = yaml_rust2::YamlLoader::load_from_str(text).unwrap();
+    let script = docs[0]["runcmd"][0][2].as_str().unwrap().to_string();
+    script
+        .lines()
+        .filter(|l| l.starts_with("cp ") || l.contains("sha256sum -c"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An old Debian tree (`old`) and a store on a fresh loop-mounted ext4 data disk under
+/// `dir`, unmounted when the guard drops.
+fn old_os_and_data_disk_store(dir: &Path) -> (Tree, PathBuf, Unmount) {
+    let (_img, mnt, guard) = mounted_disk(dir, "data", "1G", "mkfs.ext4 -q -F", "mount -o loop");
+    (old_debian(&dir.join("old")), mnt.join("carryover"), guard)
+}
+
+/// `capture --agent FILE` of `old` into `store`.
+fn capture_with_agent(old: &Tree, store: &Path, agent: &Path) -> std::process::Output {
+    Cmd::new("capture")
+        .root(&old.dir)
+        .store(store)
+        .arg("--agent")
+        .arg(agent)
+        .run()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// #15.4: `capture --agent` keeps other platforms' agents under their own keys (read from
+/// each file's header); `userdata --arch` picks the one the new OS runs, pinned by its hash.
+#[test]
+fn capture_keeps_other_architectures_agents_and_userdata_picks_by_arch() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, store, _u) = old_os_and_data_disk_store(t.path());
+    let other = other_arch();
+    let other_bin = t.path().join("other-agent");
+    std::fs::write(&other_bin, elf_stand_in(other, "the other build")).unwrap();
+    let exe = t.path().join("carryover.exe");
+    std::fs::write(&exe, pe_stand_in("the Windows build")).unwrap();
+
+    // a file that is no agent is a usage error, before anything is stored
+    let script = t.path().join("not-an-agent");
+    std::fs::write(&script, "#!/bin/sh\necho hello\n").unwrap();
+    let o = capture_with_agent(&old, &store, &script);
+    assert_exit!(o, Some(2));
+    assert!(stderr(&o).contains("not-an-agent"), "{}", stderr(&o));
+    assert!(!store.join("snapshots").exists());
+
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .arg("--agent")
+        .arg(&other_bin)
+        .arg("--agent")
+        .arg(&exe)
+        .json()
+        .run();
+    json_ok(&o);
+    let own = std::fs::read(agent_bin()).unwrap();
+    let other_key = format!("agent/linux-{other}/carryover");
+    assert_eq!(std::fs::read(store.join(own_agent_key())).unwrap(), own);
+    assert_eq!(
+        std::fs::read(store.join(&other_key)).unwrap(),
+        elf_stand_in(other, "the other build")
+    );
+    assert_eq!(
+        std::fs::read(store.join("agent/carryover.exe")).unwrap(),
+        pe_stand_in("the Windows build")
+    );
+    assert!(!store.join("agent/carryover").exists());
+
+    // this machine's architecture by default, the other one by --arch
+    let o = Cmd::new("userdata").store(&store).run();
+    assert_exit!(o, Some(0));
+    let line = agent_line(&stdout(&o));
+    assert!(
+        line.contains(&format!(
+            "/run/carryover-store/carryover/{}",
+            own_agent_key()
+        )) && line.contains(&sha256(&own)),
+        "{line}"
+    );
+    let o = Cmd::new("userdata")
+        .store(&store)
+        .args(&["--arch", other])
+        .run();
+    assert_exit!(o, Some(0));
+    let line = agent_line(&stdout(&o));
+    assert!(
+        line.contains(&format!("/run/carryover-store/carryover/{other_key}"))
+            && line.contains(&sha256(&elf_stand_in(other, "the other build"))),
+        "{line}"
+    );
+    // Windows has an x86_64 build only
+    let o = Cmd::new("userdata")
+        .store(&store)
+        .args(&["--os", "windows", "--arch", "aarch64"])
+        .run();
+    assert_exit!(o, Some(2));
+    // an agent given for the wrong architecture is refused, and says what it is
+    let o = Cmd::new("userdata")
+        .store(&store)
+        .args(&["--arch", elf_arch(&agent_bin())])
+        .arg("--agent")
+        .arg(&other_bin)
+        .run();
+    assert_exit!(o, Some(2));
+    assert!(
+        stderr(&o).contains(&format!("is the agent for linux on {other}")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// #15.4: a store written before agents were kept per architecture (`agent/carryover`)
+/// still serves its own architecture, and only that one; `check` names a store that lacks
+/// the agent the change needs.
+#[test]
+fn an_old_stores_agent_still_serves_and_check_names_a_missing_one() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, store, _u) = old_os_and_data_disk_store(t.path());
+    capture(&old.dir, &store);
+    // what an older carryover left: its agent under the old key only
+    std::fs::rename(store.join(own_agent_key()), store.join("agent/carryover")).unwrap();
+    let o = Cmd::new("userdata").store(&store).run();
+    assert_exit!(o, Some(0));
+    let line = agent_line(&stdout(&o));
+    assert!(
+        line.contains("/run/carryover-store/carryover/agent/carryover'")
+            && line.contains(&sha256(&std::fs::read(agent_bin()).unwrap())),
+        "{line}"
+    );
+    let o = Cmd::new("userdata")
+        .store(&store)
+        .args(&["--arch", other_arch()])
+        .run();
+    assert_exit!(o, Some(1));
+    assert!(
+        stderr(&o).contains(&format!("holds no agent for linux on {}", other_arch())),
+        "{}",
+        stderr(&o)
+    );
+
+    // check: a change to Windows needs carryover.exe in the store
+    let missing = |o: &std::process::Output| {
+        json(o)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["key"] == "agent-missing")
+    };
+    let check_windows = || {
+        Cmd::new("check")
+            .root(&old.dir)
+            .store(&store)
+            .args(&["--target", "windows"])
+            .json()
+            .run()
+    };
+    let o = check_windows();
+    assert!(missing(&o), "{}", stdout(&o));
+    let f = json(&o)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "agent-missing")
+        .cloned()
+        .unwrap();
+    assert_eq!(f["severity"], "warning");
+    assert!(
+        f["remediation"].as_str().unwrap().contains("--agent"),
+        "{f}"
+    );
+    // a capture for Windows warns likewise, unless it brings carryover.exe itself
+    let bare = Tree::new(&t.path().join("bare"));
+    bare.file("/etc/os-release", "ID=debian\n");
+    let exe = t.path().join("carryover.exe");
+    std::fs::write(&exe, pe_stand_in("the Windows build")).unwrap();
+    for (with_exe, warned) in [(false, true), (true, false)] {
+        let mut c = Cmd::new("capture")
+            .root(&bare.dir)
+            .store(t.path().join("windows-store"))
+            .args(&["--target", "windows"]);
+        if with_exe {
+            c = c.arg("--agent").arg(&exe);
+        }
+        let o = c.json().run();
+        assert_eq!(missing(&o), warned, "{}", stdout(&o));
+    }
+    // a change to Linux on this machine's architecture: the capture keeps its own build
+    let o = Cmd::new("check").root(&old.dir).store(&store).json().run();
+    assert!(!missing(&o), "{}", stdout(&o));
+    let o = capture_with_agent(&old, &store, &exe);
+    assert_exit!(o, Some(0));
+    assert!(
+        !missing(&check_windows()),
+        "carryover.exe is in the store now"
+    );
 }
