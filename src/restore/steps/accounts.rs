@@ -201,11 +201,14 @@ pub struct Record {
     pub reowned: Vec<(String, u32, u32)>,
 }
 
-const RECORD: &str = concat!("/var/lib/carryover", "/accounts.json");
+/// Where the record is, in-root.
+fn record_path() -> String {
+    format!("{}/accounts.json", crate::paths::STATE_DIR)
+}
 
 impl Record {
     pub fn load(a: &Apply) -> Record {
-        crate::sys::read_opt(&a.root.follow(RECORD))
+        crate::sys::read_opt(&a.root.follow(record_path()))
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -218,7 +221,7 @@ impl Record {
             return Ok(());
         }
         let bytes = serde_json::to_vec_pretty(self)?;
-        let path = a.root.path(RECORD);
+        let path = a.root.path(record_path());
         if crate::sys::read_opt(&path).ok().flatten().as_deref() == Some(&bytes[..]) {
             return Ok(()); // a rerun changes nothing
         }
@@ -231,17 +234,9 @@ impl Record {
 /// The new OS's own accounts, as its image brought them: the account files on disk (not
 /// a dry run's plan) without the accounts carryover created (its record).
 pub fn image_accounts(a: &Apply) -> (Vec<accounts::PasswdLine>, Vec<accounts::Group>) {
-    let read = |p: &str| {
-        crate::sys::read_opt(&a.root.follow(p))
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
     let record = Record::load(a);
-    let mut users = accounts::parse_passwd(&read("/etc/passwd")).0;
+    let (mut users, mut groups) = accounts::load(a.root);
     users.retain(|u| !record.created_users.contains_key(&u.name));
-    let mut groups = accounts::parse_group(&read("/etc/group")).0;
     groups.retain(|g| !record.created_groups.contains_key(&g.name));
     (users, groups)
 }
