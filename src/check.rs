@@ -65,6 +65,10 @@ pub struct Input {
     pub windows: Option<WindowsState>,
     /// The captured users' homes on the system disk.
     pub homes: Vec<crate::state::homes::Home>,
+    /// Folders on the system disk with files no package owns.
+    pub app_dirs: Vec<crate::state::appfiles::AppDir>,
+    /// The names of the pre-capture hooks.
+    pub capture_hooks: Vec<String>,
     /// How carryover itself is set up (store, reporting, accounts, acknowledgements);
     /// `None`: not judged.
     pub setup: Option<Setup>,
@@ -126,6 +130,8 @@ pub const KEYS: &[&str] = &[
     "instance-id-from-machine-id",
     "home-on-system-disk",
     "agent-missing",
+    "app-files-on-system-disk",
+    "database-on-system-disk",
 ];
 
 /// The findings about carryover's own set-up.
@@ -672,6 +678,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
             remediation,
         ));
     }
+    app_findings(i, &mut out);
     if let Some(w) = &i.windows {
         windows_findings(w, target, &mut out);
     }
@@ -679,6 +686,63 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         setup_findings(s, &mut out);
     }
     out
+}
+
+/// The words a database's hook is recognised by in its file name.
+fn hook_words(db: &str) -> &'static [&'static str] {
+    match db {
+        "postgresql" => &["postgres", "pg"],
+        "mongodb" => &["mongo"],
+        "redis" => &["redis"],
+        _ => &["mysql", "mariadb"],
+    }
+}
+
+/// Application files and databases on the system disk.
+fn app_findings(i: &Input, out: &mut Vec<Finding>) {
+    let covered = |p: &str| i.data_paths.iter().any(|d| Path::new(p).starts_with(d));
+    for d in i.app_dirs.iter() {
+        let captured = d.captured || covered(&d.path);
+        if let Some((db, dir)) = &d.database {
+            let db_captured = captured || covered(dir);
+            let hook = i.capture_hooks.iter().find(|h| {
+                hook_words(db)
+                    .iter()
+                    .any(|w| h.to_ascii_lowercase().contains(w))
+            });
+            match hook {
+                Some(h) => out.push(finding(
+                    "database-on-system-disk",
+                    "info",
+                    format!("the {db} data directory {dir} is on the system disk; the pre-capture hook {h} takes care of it"),
+                    format!("{dir} ({db}); pre-capture hook {h}"),
+                    "make sure the hook's output (the example hooks: /var/backups/carryover-db) is in [data] paths",
+                )),
+                _ => out.push(finding(
+                    "database-on-system-disk",
+                    "blocker",
+                    format!("a {db} data directory ({dir}) is on the system disk: the Change OS deletes it, and copying the files of a running database is not a consistent backup"),
+                    format!("{dir} holds a {db} data directory; {}", if db_captured { "captured as data, but no pre-capture hook stops or dumps the database" } else { "not captured" }),
+                    "copy the example hook for it from /usr/share/carryover/examples/hooks/pre-capture.d/ into /etc/carryover/hooks/pre-capture.d/ (it dumps the database consistently; its post-restore twin loads the dump on the new OS) and add /var/backups/carryover-db to [data] paths — or move the database to a data disk; see the README's \"Databases\"",
+                )),
+            }
+        }
+        if captured {
+            continue;
+        }
+        out.push(finding(
+            "app-files-on-system-disk",
+            "warning",
+            format!(
+                "{} holds {} files ({}) no package owns, on the system disk: the Change OS deletes them",
+                d.path,
+                d.files,
+                human_size(d.bytes)
+            ),
+            format!("{}: {} files, {} bytes not owned by a package", d.path, d.files, d.bytes),
+            &format!("capture it: carryover capture --path {} (or add it to [data] paths); or acknowledge that it is not needed", d.path),
+        ));
+    }
 }
 
 /// `178 bytes`, `12.3 MB`, `2.1 GB`.
@@ -795,6 +859,11 @@ pub fn gather(
             volume_groups: state.lvm.volume_groups.clone(),
             windows: state.windows.clone(),
             homes: state.homes.clone(),
+            app_dirs: state.app_dirs.clone(),
+            capture_hooks: crate::hooks::list(root, crate::hooks::Phase::PreCapture)
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect(),
             setup: None,
         },
         notes,

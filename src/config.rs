@@ -44,6 +44,8 @@ struct Fragment {
 struct RestoreFragment {
     expected: Option<bool>,
     not_before: Option<String>,
+    packages: Option<String>,
+    ready_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +145,12 @@ pub struct Config {
     /// `[restore] not_before`: the newest snapshot of this instance when the user-data was
     /// made; restore refuses to pick an older one by itself (a rolled-back store).
     pub restore_not_before: Option<String>,
+    /// `[restore] packages`: `install` the user's packages on the new OS (default) or only
+    /// `report` what it lacks.
+    pub restore_install_packages: bool,
+    /// `[restore] ready_timeout_seconds`: how long the readiness check waits for the
+    /// services and ports of the old OS.
+    pub ready_timeout_seconds: u64,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -168,6 +176,8 @@ impl Default for Config {
             capture_homes: None,
             restore_expected: false,
             restore_not_before: None,
+            restore_install_packages: true,
+            ready_timeout_seconds: 120,
             sources: Vec::new(),
         }
     }
@@ -358,6 +368,24 @@ impl Config {
         if let Some(r) = f.restore {
             set(&mut self.restore_expected, r.expected);
             set_opt(&mut self.restore_not_before, r.not_before);
+            match r.packages.as_deref() {
+                None => {}
+                Some("install") => self.restore_install_packages = true,
+                Some("report") => self.restore_install_packages = false,
+                Some(other) => {
+                    return Err(bad(
+                        "restore.packages",
+                        format!("'{other}' is neither \"install\" nor \"report\""),
+                    ));
+                }
+            }
+            if r.ready_timeout_seconds == Some(0) {
+                return Err(bad(
+                    "restore.ready_timeout_seconds",
+                    "must be at least 1".into(),
+                ));
+            }
+            set(&mut self.ready_timeout_seconds, r.ready_timeout_seconds);
         }
         Ok(())
     }

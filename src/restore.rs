@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod merge;
+pub mod names;
 pub mod steps;
 
 use std::collections::BTreeMap;
@@ -159,6 +160,33 @@ pub fn journal(store: &Store, snapshot: &str) -> Option<Journal> {
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
+/// The operator's `[restore]` settings the steps follow.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `[restore] packages = "install"` (else only reported).
+    pub install_packages: bool,
+    /// `[restore] ready_timeout_seconds`.
+    pub ready_timeout: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            install_packages: true,
+            ready_timeout: std::time::Duration::from_secs(120),
+        }
+    }
+}
+
+impl Options {
+    pub fn from_config(c: &crate::config::Config) -> Options {
+        Options {
+            install_packages: c.restore_install_packages,
+            ready_timeout: std::time::Duration::from_secs(c.ready_timeout_seconds),
+        }
+    }
+}
+
 /// The result of a restore.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
@@ -195,9 +223,10 @@ pub fn run(
     target_id: &str,
     dry_run: bool,
     marker: Option<&str>,
+    options: &Options,
 ) -> Result<RestoreReport> {
     let loaded = load(store, manifest);
-    let a = Apply::new(root, &manifest.id, dry_run);
+    let a = Apply::new(root, &manifest.id, dry_run).with_options(options.clone());
     let key = journal_key(&manifest.id);
     let previous: Option<Journal> = store
         .get_doc(&key)?

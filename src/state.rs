@@ -4,9 +4,13 @@
 //! named in `problems` and the rest goes on.
 
 pub mod accounts;
+pub mod appfiles;
+pub mod baseline;
 pub mod clock;
+pub mod configs;
 pub mod cron;
 pub mod dns;
+pub mod files;
 pub mod homes;
 pub mod hosts;
 pub mod identity;
@@ -14,6 +18,7 @@ pub mod ini;
 pub mod logins;
 pub mod mounts;
 pub mod packages;
+pub mod repos;
 pub mod services;
 pub mod ssh;
 pub mod sshd;
@@ -66,6 +71,14 @@ pub struct SystemState {
     pub ntp: clock::Ntp,
     pub sysctl: Vec<sysctl::SysctlFile>,
     pub packages: packages::Packages,
+    /// Third-party package repositories, their keys and pins.
+    pub repos: repos::Repos,
+    /// Configuration files the user changed or added (private ones' content in secrets).
+    pub configs: Vec<configs::ConfigFile>,
+    /// Folders on the system disk holding files no package owns (and databases).
+    pub app_dirs: Vec<appfiles::AppDir>,
+    /// What ran on the live old OS: services and listening ports (the readiness check).
+    pub baseline: baseline::Baseline,
     /// Windows only: DNS per adapter, services.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<windows::WindowsState>,
@@ -83,6 +96,9 @@ pub struct Secrets {
     /// a secret in its user-data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_token: Option<ReportToken>,
+    /// Private configuration files (mode without read for others, private keys).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<files::FileCopy>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -210,6 +226,12 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         config.capture_homes,
         &config.data_paths,
     );
+    let packages = packages::gather(&g);
+    let owned_etc = packages::owned_under(&g, &packages.manager, "/etc/");
+    let repos = repos::gather(&g, &ids, &owned_etc);
+    let (configs, private_configs) = configs::gather(&g, &ids, &packages, &owned_etc);
+    secrets.configs = private_configs;
+    let app_dirs = appfiles::gather(&g, &packages.manager, &on_system_disk, &config.data_paths);
     let state = SystemState {
         format: STATE_FORMAT,
         dns: dns::gather(&g),
@@ -232,7 +254,11 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         timezone: clock::gather_timezone(&g),
         ntp: clock::gather_ntp(&g),
         sysctl: sysctl::gather(&g),
-        packages: packages::gather(&g),
+        packages,
+        repos,
+        configs,
+        app_dirs,
+        baseline: baseline::gather(&g),
         identity,
         windows: windows::gather(&g),
         problems: Vec::new(),

@@ -17,27 +17,49 @@ use std::path::{Path, PathBuf};
 
 pub use root::Root;
 
-/// Runs a command of the running system and returns its stdout; the error names the
-/// command and carries its stderr.
-pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
-    let out = std::process::Command::new(program)
+/// Runs a program (stdin closed, `env` added) and returns its output; the error names the
+/// program when it cannot be started.
+fn output(program: &str, args: &[&str], env: &[(&str, &str)]) -> io::Result<std::process::Output> {
+    std::process::Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("running {program} {}: {e}", args.join(" ")),
             )
-        })?;
+        })
+}
+
+/// Runs a command of the running system and returns its stdout; the error names the
+/// command and carries its stderr.
+pub fn run(program: &str, args: &[&str]) -> io::Result<String> {
+    run_env(program, args, &[])
+}
+
+/// Runs a program with extra environment variables (`DEBIAN_FRONTEND=noninteractive`);
+/// its stdout, or an error naming the program and the tail of its stderr.
+pub fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> io::Result<String> {
+    let out = output(program, args, env)?;
     if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.trim().lines().rev().take(8).collect();
         return Err(io::Error::other(format!(
             "{program} {} failed ({}): {}",
             args.join(" "),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a program whose exit status is itself an answer (`rpm -V` exits 1 when a file
+/// differs): its stdout whatever the status, an error only when it cannot be run.
+pub fn run_any(program: &str, args: &[&str]) -> io::Result<String> {
+    Ok(String::from_utf8_lossy(&output(program, args, &[])?.stdout).into_owned())
 }
 
 /// Reads a file, `Ok(None)` when it does not exist.

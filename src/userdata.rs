@@ -408,10 +408,14 @@ pub struct ReportTo {
 /// What the user-data pins from the old OS: the agent's SHA-256, and the newest snapshot
 /// of this instance when the user-data was made (restore refuses anything older: a store
 /// whose newer snapshots were removed is a rollback).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Pins {
     pub agent_sha256: String,
     pub not_before: Option<String>,
+    /// The old OS's `[restore] packages = "report"`, carried to the new OS's config.
+    pub packages_report: bool,
+    /// The old OS's `[restore] ready_timeout_seconds`, when set.
+    pub ready_timeout_seconds: Option<u64>,
 }
 
 /// `[restore]`: a restore is expected here (see `[restore] expected`), of a snapshot not
@@ -420,6 +424,12 @@ fn restore_settings(pins: &Pins) -> String {
     let mut s = String::from("[restore]\nexpected = true\n");
     if let Some(id) = &pins.not_before {
         s.push_str(&format!("not_before = {}\n", toml_string(id)));
+    }
+    if pins.packages_report {
+        s.push_str("packages = \"report\"\n");
+    }
+    if let Some(t) = pins.ready_timeout_seconds {
+        s.push_str(&format!("ready_timeout_seconds = {t}\n"));
     }
     s
 }
@@ -630,7 +640,7 @@ mod tests {
     fn pins() -> Pins {
         Pins {
             agent_sha256: SHA.into(),
-            not_before: None,
+            ..Default::default()
         }
     }
 
@@ -707,6 +717,8 @@ mod tests {
         };
         let pins = Pins {
             not_before: Some("20261201T120000000Z-0a1b2c3d".into()),
+            packages_report: true,
+            ready_timeout_seconds: Some(300),
             ..pins()
         };
         let c = cloud_config(
@@ -720,6 +732,9 @@ mod tests {
             c.contains("not_before = \"20261201T120000000Z-0a1b2c3d\""),
             "{c}"
         );
+        // the operator's [restore] settings travel with it
+        assert!(c.contains("packages = \"report\""), "{c}");
+        assert!(c.contains("ready_timeout_seconds = 300"), "{c}");
         assert!(c.starts_with("#cloud-config\n"));
         assert!(c.len() < MAX_BYTES);
         let docs = yaml_rust2::YamlLoader::load_from_str(&c).unwrap();

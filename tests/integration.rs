@@ -36,6 +36,8 @@ mod probe;
 mod report;
 #[path = "integration/s3.rs"]
 mod s3;
+#[path = "integration/service.rs"]
+mod service;
 #[path = "integration/upkeep.rs"]
 mod upkeep;
 #[path = "integration/userdata.rs"]

@@ -199,6 +199,85 @@ pub fn render(s: &SystemState) -> String {
         "packages",
         format!("{} ({})", s.packages.names.len(), s.packages.manager),
     );
+    let chosen: Vec<&str> = s
+        .packages
+        .chosen
+        .iter()
+        .flatten()
+        .map(|p| p.name.as_str())
+        .collect();
+    field(
+        &mut o,
+        "packages chosen",
+        match &s.packages.chosen {
+            Some(_) => list(&chosen),
+            None => "cannot tell (the package manager keeps no record of it)".into(),
+        },
+    );
+    let repos: Vec<String> = s
+        .repos
+        .apt
+        .iter()
+        .map(|r| format!("{} {}", r.uris.join(" "), r.suites.join(" ")))
+        .chain(s.repos.rpm.iter().map(|r| r.file.path.clone()))
+        .collect();
+    field(&mut o, "repositories (third-party)", list(&repos));
+    let configs: Vec<String> = s
+        .configs
+        .iter()
+        .map(|c| {
+            let from = c.package.as_deref().unwrap_or("no package");
+            let private = if c.private { ", private" } else { "" };
+            format!("{} ({from}{private})", c.file.path)
+        })
+        .collect();
+    field(&mut o, "configuration changed or added", list(&configs));
+    let apps: Vec<String> = s
+        .app_dirs
+        .iter()
+        .map(|d| {
+            let db = d
+                .database
+                .as_ref()
+                .map(|(k, p)| format!(", {k} data in {p}"))
+                .unwrap_or_default();
+            let taken = if d.captured {
+                "captured"
+            } else {
+                "NOT captured"
+            };
+            format!(
+                "{} ({} files, {} MB{db}, {taken})",
+                d.path,
+                d.files,
+                d.bytes / 1_000_000
+            )
+        })
+        .collect();
+    field(&mut o, "app files on the system disk", list(&apps));
+    let running: Vec<String> = s
+        .baseline
+        .services
+        .iter()
+        .cloned()
+        .chain(s.baseline.listening.iter().map(|l| {
+            format!(
+                "{}/{} {}",
+                l.proto,
+                l.port,
+                l.program.as_deref().unwrap_or("?")
+            )
+        }))
+        .collect();
+    field(
+        &mut o,
+        "running (baseline)",
+        if s.baseline.taken {
+            list(&running)
+        } else {
+            "not taken (not the live system)".into()
+        },
+    );
     for p in &s.problems {
         field(&mut o, "PROBLEM", format!("{}: {}", p.path, p.error));
     }

@@ -161,7 +161,15 @@ impl Job<'_> {
             timeout: Duration::from_secs(ctx.config.hooks_timeout_seconds),
         };
         let pre = (!args.dry_run).then(|| hooks::run(Phase::PreRestore, &hook_env));
-        let mut report = restore::run(store, manifest, &ctx.root, &target, args.dry_run, marker)?;
+        let mut report = restore::run(
+            store,
+            manifest,
+            &ctx.root,
+            &target,
+            args.dry_run,
+            marker,
+            &restore::Options::from_config(&ctx.config),
+        )?;
         let post = (!args.dry_run).then(|| hooks::run(Phase::PostRestore, &hook_env));
         for (name, r) in [("pre-restore-hooks", pre), ("post-restore-hooks", post)] {
             let (status, detail) = match r {

@@ -109,6 +109,10 @@ pub fn run(
     let pins = userdata::Pins {
         agent_sha256,
         not_before,
+        packages_report: !ctx.config.restore_install_packages,
+        ready_timeout_seconds: (ctx.config.ready_timeout_seconds
+            != crate::config::Config::default().ready_timeout_seconds)
+            .then_some(ctx.config.ready_timeout_seconds),
     };
     let text = match os {
         Target::Linux => userdata::cloud_config(&access, report.as_ref(), key, &pins)?,

@@ -84,6 +84,8 @@ pub struct Apply<'a> {
     pub root: &'a Root,
     pub snapshot_id: &'a str,
     pub dry_run: bool,
+    /// The operator's `[restore]` settings.
+    pub options: crate::restore::Options,
     changed: std::cell::Cell<bool>,
     /// A dry run's writes, so that later steps see what earlier ones would have done
     /// (the accounts a cron step needs, the unit files enable-units links).
@@ -112,10 +114,17 @@ impl<'a> Apply<'a> {
             root,
             snapshot_id,
             dry_run,
+            options: Default::default(),
             changed: std::cell::Cell::new(false),
             planned: Default::default(),
             changes: Default::default(),
         }
+    }
+
+    /// The same target with the operator's `[restore]` settings.
+    pub fn with_options(mut self, options: crate::restore::Options) -> Self {
+        self.options = options;
+        self
     }
 
     /// Starts a step: forgets whether anything changed.

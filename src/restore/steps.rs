@@ -11,6 +11,7 @@ mod logins;
 mod network;
 mod reown;
 mod services;
+mod software;
 mod sudoers;
 mod system;
 mod validate;
@@ -148,6 +149,27 @@ pub const STEPS: &[StepDef] = &[
         verify: true,
     },
     StepDef {
+        name: "repositories",
+        about: "re-add the third-party package repositories that exist for the new release (checked by fetching their index), with their keys and pins",
+        needs: &["repos"],
+        run: software::repositories,
+        verify: true,
+    },
+    StepDef {
+        name: "packages",
+        about: "install the packages the user chose on the old OS through the new OS's manager, in one transaction, names mapped across families",
+        needs: &["packages"],
+        run: software::packages,
+        verify: false,
+    },
+    StepDef {
+        name: "config-files",
+        about: "put back the configuration the user changed or added under /etc; the new OS's differing version is kept as <file>.carryover-new",
+        needs: &["configs", "secrets"],
+        run: software::config_files,
+        verify: true,
+    },
+    StepDef {
         name: "unit-files",
         about: "install custom systemd unit files and drop-ins",
         needs: &["services"],
@@ -190,17 +212,17 @@ pub const STEPS: &[StepDef] = &[
         verify: true,
     },
     StepDef {
-        name: "packages",
-        about: "compare the old OS's packages with the new OS's",
-        needs: &["packages"],
-        run: system::packages,
-        verify: false,
-    },
-    StepDef {
         name: "activate",
         about: "on the live system: reload systemd, apply sysctl, mount, start enabled units",
         needs: &["services"],
         run: system::activate,
+        verify: false,
+    },
+    StepDef {
+        name: "readiness",
+        about: "on the live system: wait until every service and port of the old OS is back ([restore] ready_timeout_seconds)",
+        needs: &["baseline"],
+        run: software::readiness,
         verify: false,
     },
 ];

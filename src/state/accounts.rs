@@ -148,6 +148,21 @@ pub struct IdNames {
     pub groups: Vec<(String, u32)>,
 }
 
+impl IdNames {
+    /// The name of user `uid`.
+    pub fn user(&self, uid: u32) -> Option<&str> {
+        self.users.iter().find(|u| u.1 == uid).map(|u| u.0.as_str())
+    }
+
+    /// The name of group `gid`.
+    pub fn group(&self, gid: u32) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|g| g.1 == gid)
+            .map(|g| g.0.as_str())
+    }
+}
+
 pub fn id_names(g: &Gather) -> IdNames {
     IdNames {
         users: parse_passwd(&g.read("/etc/passwd").unwrap_or_default())

@@ -28,6 +28,9 @@ pub struct OsRelease {
     pub id_like: Vec<String>,
     pub version_id: Option<String>,
     pub pretty_name: Option<String>,
+    /// `bookworm`, `jammy`: what apt suites name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_codename: Option<String>,
 }
 
 impl OsRelease {
@@ -64,6 +67,7 @@ pub fn parse_os_release(text: &str) -> OsRelease {
             "ID_LIKE" => os.id_like = v.split_whitespace().map(str::to_string).collect(),
             "VERSION_ID" => os.version_id = Some(v),
             "PRETTY_NAME" => os.pretty_name = Some(v),
+            "VERSION_CODENAME" if !v.is_empty() => os.version_codename = Some(v),
             _ => {}
         }
     }

@@ -13,26 +13,194 @@ pub struct Packages {
     /// `dpkg`, `rpm`, `apk` or `none`.
     pub manager: String,
     pub names: Vec<String>,
+    /// The packages the user chose (apt's manual marks, zypper's and dnf5's user-installed
+    /// set, apk's world), base system, kernels and boot loaders left out: what the new OS
+    /// installs again. `None` when the manager cannot tell (then nothing is installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Vec<Package>>,
+}
+
+/// One package the user chose.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(default)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+}
+
+/// One stanza of dpkg's status file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DpkgPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub installed: bool,
+    pub essential: bool,
+    pub priority: String,
+    /// `(path, md5)` of each configuration file the package ships, obsolete ones left out.
+    pub conffiles: Vec<(String, String)>,
+}
+
+/// Parses dpkg's status file, every stanza.
+pub fn parse_dpkg(text: &str) -> Vec<DpkgPackage> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut p = DpkgPackage::default();
+        let mut in_conffiles = false;
+        for line in stanza.lines() {
+            if in_conffiles && line.starts_with(' ') {
+                let w: Vec<&str> = line.split_whitespace().collect();
+                if w.len() >= 2 && w.get(2) != Some(&"obsolete") && w[0].starts_with('/') {
+                    p.conffiles.push((w[0].to_string(), w[1].to_string()));
+                }
+                continue;
+            }
+            in_conffiles = false;
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let v = v.trim();
+            match k {
+                "Package" => p.name = v.to_string(),
+                "Version" => p.version = v.to_string(),
+                "Architecture" => p.arch = v.to_string(),
+                "Status" => p.installed = v.split_whitespace().last() == Some("installed"),
+                "Essential" => p.essential = v == "yes",
+                "Priority" => p.priority = v.to_string(),
+                "Conffiles" => in_conffiles = true,
+                _ => {}
+            }
+        }
+        if !p.name.is_empty() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The names apt marked automatically installed (`/var/lib/apt/extended_states`), per
+/// architecture-less name.
+pub fn parse_apt_auto(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for stanza in text.split("\n\n") {
+        let mut name = None;
+        let mut auto = false;
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("Package:") {
+                name = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Auto-Installed:") {
+                auto = v.trim() == "1";
+            }
+        }
+        if let (Some(n), true) = (name, auto) {
+            out.insert(n);
+        }
+    }
+    out
+}
+
+/// Packages that belong to the machine, not the service: the new OS brings its own.
+pub fn is_platform_package(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "linux-image",
+        "linux-headers",
+        "linux-modules",
+        "linux-generic",
+        "linux-virtual",
+        "linux-cloud",
+        "linux-aws",
+        "linux-azure",
+        "linux-kvm",
+        "linux-firmware",
+        "kernel",
+        "grub",
+        "shim",
+        "efibootmgr",
+        "firmware-",
+        "intel-microcode",
+        "amd64-microcode",
+        "microcode_ctl",
+        "dracut",
+        "initramfs-tools",
+        "cloud-init",
+        "cloud-guest-utils",
+        "cloud-utils",
+        "os-prober",
+        "systemd-boot",
+        "carryover",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The packages the user chose on a dpkg system: installed, not marked automatic, not
+/// essential or of the base priorities, not the machine's own (kernel, boot loader).
+pub fn dpkg_chosen(status: &[DpkgPackage], auto: &BTreeSet<String>) -> Vec<Package> {
+    let mut out: Vec<Package> = status
+        .iter()
+        .filter(|p| p.installed && !p.essential)
+        .filter(|p| p.priority != "required" && p.priority != "important")
+        .filter(|p| !auto.contains(&p.name) && !auto.contains(&format!("{}:{}", p.name, p.arch)))
+        .filter(|p| !is_platform_package(&p.name))
+        .map(|p| Package {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            arch: p.arch.clone(),
+        })
+        .collect();
+    out.sort();
+    out.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
+/// The names zypper installed as dependencies (`/var/lib/zypp/AutoInstalled`).
+pub fn parse_zypp_auto(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The names dnf5 records as installed by the user (`packages.toml`: `reason = "User"`).
+pub fn parse_dnf5_user(text: &str) -> Option<BTreeSet<String>> {
+    let doc: toml::Table = text.parse().ok()?;
+    let pkgs = doc.get("packages")?.as_table()?;
+    Some(
+        pkgs.iter()
+            .filter(|(_, v)| v.get("reason").and_then(|r| r.as_str()) == Some("User"))
+            .map(|(k, _)| {
+                k.rsplit_once('.')
+                    .map_or(k.as_str(), |(n, _)| n)
+                    .to_string()
+            })
+            .collect(),
+    )
+}
+
+/// The names in apk's world file.
+pub fn parse_apk_world(text: &str) -> Vec<String> {
+    let set: BTreeSet<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.split(['<', '>', '=', '~'])
+                .next()
+                .unwrap_or(w)
+                .to_string()
+        })
+        .filter(|n| !n.is_empty())
+        .collect();
+    set.into_iter().collect()
 }
 
 /// The installed packages of a dpkg status file (`Status: install ok installed`).
 pub fn parse_dpkg_status(text: &str) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    for stanza in text.split("\n\n") {
-        let mut name = None;
-        let mut installed = false;
-        for line in stanza.lines() {
-            if let Some(v) = line.strip_prefix("Package:") {
-                name = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Status:") {
-                installed = v.split_whitespace().last() == Some("installed");
-            }
-        }
-        if let (Some(n), true) = (name, installed) {
-            out.insert(n);
-        }
-    }
-    out.into_iter().collect()
+    let set: BTreeSet<String> = parse_dpkg(text)
+        .into_iter()
+        .filter(|p| p.installed)
+        .map(|p| p.name)
+        .collect();
+    set.into_iter().collect()
 }
 
 /// The installed packages of an apk database (`P:` lines).
@@ -46,9 +214,15 @@ pub fn parse_apk_installed(text: &str) -> Vec<String> {
 
 pub fn gather(g: &Gather) -> Packages {
     if let Some(t) = g.read("/var/lib/dpkg/status") {
+        let status = parse_dpkg(&t);
+        let auto = g
+            .read("/var/lib/apt/extended_states")
+            .map(|t| parse_apt_auto(&t))
+            .unwrap_or_default();
         return Packages {
             manager: "dpkg".into(),
             names: parse_dpkg_status(&t),
+            chosen: Some(dpkg_chosen(&status, &auto)),
         };
     }
     let rpmdb = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"]
@@ -56,30 +230,132 @@ pub fn gather(g: &Gather) -> Packages {
         .find(|d| g.root.follow(d).is_dir());
     if let Some(dir) = rpmdb {
         let root = g.root.dir().display().to_string();
-        let names = match crate::sys::run("rpm", &["--root", &root, "-qa", "--qf", "%{NAME}\\n"]) {
-            Ok(out) => {
-                let set: BTreeSet<String> = out.lines().map(str::to_string).collect();
-                set.into_iter().collect()
-            }
+        let all: Vec<Package> = match crate::sys::run(
+            "rpm",
+            &[
+                "--root",
+                &root,
+                "-qa",
+                "--qf",
+                "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}\\n",
+            ],
+        ) {
+            Ok(out) => parse_rpm_qa(&out),
             Err(e) => {
                 g.problem(dir, format!("cannot read the rpm database: {e}"));
                 Vec::new()
             }
         };
+        let mut names: Vec<String> = all.iter().map(|p| p.name.clone()).collect();
+        names.dedup();
+        let chosen = rpm_user_installed(g).map(|user| {
+            all.iter()
+                .filter(|p| user.contains(&p.name) && !is_platform_package(&p.name))
+                .cloned()
+                .collect()
+        });
         return Packages {
             manager: "rpm".into(),
             names,
+            chosen,
         };
     }
     if let Some(t) = g.read("/lib/apk/db/installed") {
+        let world = g.read("/etc/apk/world").map(|w| {
+            parse_apk_world(&w)
+                .into_iter()
+                .filter(|n| !is_platform_package(n))
+                .map(|name| Package {
+                    name,
+                    ..Default::default()
+                })
+                .collect()
+        });
         return Packages {
             manager: "apk".into(),
             names: parse_apk_installed(&t),
+            chosen: world,
         };
     }
     Packages {
         manager: "none".into(),
         names: Vec::new(),
+        chosen: None,
+    }
+}
+
+/// `rpm -qa` lines of `NAME VERSION-RELEASE ARCH`, sorted by name.
+pub fn parse_rpm_qa(text: &str) -> Vec<Package> {
+    let mut out: Vec<Package> = text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 3 && w[0] != "gpg-pubkey").then(|| Package {
+                name: w[0].to_string(),
+                version: w[1].to_string(),
+                arch: w[2].to_string(),
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The names an rpm system's manager says the user installed: zypper's AutoInstalled
+/// list (everything else), dnf5's `packages.toml`, or — on the live system — dnf's
+/// history through `dnf repoquery --userinstalled`. `None` when none can tell.
+fn rpm_user_installed(g: &Gather) -> Option<BTreeSet<String>> {
+    if let Some(t) = g.read("/var/lib/zypp/AutoInstalled") {
+        let auto = parse_zypp_auto(&t);
+        let root = g.root.dir().display().to_string();
+        let all = crate::sys::run("rpm", &["--root", &root, "-qa", "--qf", "%{NAME}\\n"]).ok()?;
+        return Some(
+            all.lines()
+                .filter(|n| !auto.contains(*n))
+                .map(str::to_string)
+                .collect(),
+        );
+    }
+    for p in [
+        "/usr/lib/sysimage/libdnf5/packages.toml",
+        "/var/lib/dnf/packages.toml",
+    ] {
+        if let Some(t) = g.read(p) {
+            return parse_dnf5_user(&t);
+        }
+    }
+    if g.root.is_live()
+        && let Ok(out) = crate::sys::run(
+            "dnf",
+            &["repoquery", "--userinstalled", "--qf", "%{name}\\n", "-q"],
+        )
+    {
+        return Some(out.lines().map(|l| l.trim().to_string()).collect());
+    }
+    g.problem(
+        "/var/lib/rpm",
+        "cannot tell which packages the user installed (no zypper/dnf5 record, dnf not runnable): none will be installed on the new OS",
+    );
+    None
+}
+
+/// The files below `prefix` that a package owns (dpkg's lists, `rpm -qal`); empty for
+/// other managers.
+pub fn owned_under(g: &Gather, manager: &str, prefix: &str) -> BTreeSet<String> {
+    match manager {
+        "dpkg" => dpkg_owned(g, &[prefix]),
+        "rpm" => {
+            let root = g.root.dir().display().to_string();
+            crate::sys::run("rpm", &["--root", &root, "-qal"])
+                .map(|o| {
+                    o.lines()
+                        .filter(|l| l.starts_with(prefix))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        _ => BTreeSet::new(),
     }
 }
 

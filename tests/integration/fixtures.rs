@@ -477,6 +477,35 @@ pub fn restore(
     carryover_env(&args, env)
 }
 
+/// A plain HTTP server on loopback for the test's life: each GET's path goes to `answer`,
+/// which gives the status line's tail (`200 OK`) and the body. Returns the port.
+pub fn serve_get(answer: impl Fn(&str) -> (&'static str, String) + Send + 'static) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let (status, body) = answer(line.split_whitespace().nth(1).unwrap_or(""));
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
 /// A carryover command line, built as a user would type it:
 /// `Cmd::new("capture").root(&old.dir).store(&store).json().run()`.
 pub struct Cmd {

@@ -247,38 +247,15 @@ fn wrong_s3_credentials_are_a_clear_error() {
 /// A metadata service on loopback that hands out the S3 server's key as the instance's
 /// temporary credentials (Huawei Cloud's `securitykey` document).
 fn credentials_server() -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in l.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let (status, body) = match line.split_whitespace().nth(1).unwrap_or("") {
-                "/openstack/latest/securitykey" => (
-                    "200 OK",
-                    format!(
-                        "{{\"credential\": {{\"access\": \"{KEY}\", \"secret\": \"{SECRET}\", \"securitytoken\": \"session-token-x\", \"expires_at\": \"2099-01-01T00:00:00Z\"}}}}"
-                    ),
-                ),
-                _ => ("404 Not Found", String::new()),
-            };
-            let mut s = stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    serve_get(|path| match path {
+        "/openstack/latest/securitykey" => (
+            "200 OK",
+            format!(
+                "{{\"credential\": {{\"access\": \"{KEY}\", \"secret\": \"{SECRET}\", \"securitytoken\": \"session-token-x\", \"expires_at\": \"2099-01-01T00:00:00Z\"}}}}"
+            ),
+        ),
+        _ => ("404 Not Found", String::new()),
+    })
 }
 
 /// GET over plain HTTP/1.0: (status, body).

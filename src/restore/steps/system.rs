@@ -1,5 +1,5 @@
 //! Restore steps for the rest of the system's settings: SSH host keys, timezone, NTP,
-//! sysctl, the package comparison, and the live activation of all of it.
+//! sysctl, and the live activation of all of it.
 
 use anyhow::Result;
 
@@ -7,7 +7,6 @@ use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome};
 use crate::restore::merge;
 use crate::state::clock::NtpSource;
-use crate::state::packages;
 use crate::state::services::UNIT_DIRS;
 use crate::state::sysctl::SYSCTL_CONF_DROPIN;
 
@@ -276,41 +275,6 @@ pub fn sysctl(a: &Apply, l: &Loaded) -> Result<Outcome> {
     ))
 }
 
-pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
-    let old = &l.state.packages;
-    if old.names.is_empty() {
-        return Ok(Outcome::skipped("no package list was captured"));
-    }
-    let g_cfg = crate::config::Config::default();
-    let g = crate::state::Gather::new(a.root, &g_cfg);
-    let new = packages::gather(&g);
-    if new.manager != old.manager {
-        return Ok(Outcome::skipped(format!(
-            "the old OS used {}, the new one {}: package names are not comparable",
-            old.manager, new.manager
-        )));
-    }
-    let missing: Vec<&str> = old
-        .names
-        .iter()
-        .filter(|n| !new.names.contains(n))
-        .map(String::as_str)
-        .collect();
-    let mut detail = format!(
-        "{} of the old OS's {} packages are not installed on the new OS",
-        missing.len(),
-        old.names.len()
-    );
-    if !missing.is_empty() {
-        let shown: Vec<&str> = missing.iter().take(30).copied().collect();
-        detail.push_str(&format!(": {}", shown.join(" ")));
-        if missing.len() > shown.len() {
-            detail.push_str(&format!(" … (+{})", missing.len() - shown.len()));
-        }
-    }
-    Ok(a.finish(detail, vec![]))
-}
-
 /// On the live system only: make the restored files take effect now.
 pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
     if !a.root.is_live() {
@@ -344,19 +308,23 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
         );
     }
     run("mounting data disks", &["mount", "-a"], true);
+    // what was enabled starts now: the custom units (a failure fails the step) and the
+    // packages' own units the old OS had enabled (the readiness check names those that
+    // do not come up)
     for e in &l.state.services.enabled {
-        if e.origin == "custom"
-            && (e.dir == "multi-user.target.wants"
-                || e.dir == "default.target.wants"
-                || e.dir == "timers.target.wants")
+        if (e.dir == "multi-user.target.wants"
+            || e.dir == "default.target.wants"
+            || e.dir == "timers.target.wants")
+            && unit_installed(a, &e.unit)
+            && crate::state::services::UNIT_SUFFIXES
+                .iter()
+                .any(|s| e.unit.ends_with(&format!(".{s}")))
+            && !e.unit.contains('@')
         {
-            if !unit_installed(a, &e.unit) {
-                continue;
-            }
             run(
                 &format!("starting {}", e.unit),
                 &["systemctl", "start", "--no-block", &e.unit],
-                true,
+                e.origin == "custom",
             );
         }
     }
@@ -367,7 +335,8 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
     }
     Ok(Outcome {
         status: crate::restore::apply::Status::Changed,
-        detail: "systemd reloaded, sysctl applied, data disks mounted, custom units started".into(),
+        detail: "systemd reloaded, sysctl applied, data disks mounted, enabled units started"
+            .into(),
         warnings,
         failed_files: Vec::new(),
         attention: Vec::new(),

@@ -1,0 +1,696 @@
+//! Restore steps that bring the service back: the third-party repositories (checked on
+//! the network before they are written), the user's packages through the new OS's own
+//! manager in one transaction (names mapped across families), the changed configuration
+//! on top of what the packages installed (the new default kept aside), and the readiness
+//! check against what ran on the old OS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::restore::Loaded;
+use crate::restore::apply::{Apply, Outcome, Status};
+use crate::restore::names;
+use crate::state::baseline;
+use crate::state::configs::{self, ConfigFile};
+use crate::state::files::FileCopy;
+use crate::state::packages::{self, Package};
+use crate::state::repos::{self, AptSource};
+
+/// Where repository keys may go.
+const KEY_DIRS: &[&str] = &[
+    "/etc/apt/keyrings/",
+    "/etc/apt/trusted.gpg.d/",
+    "/usr/share/keyrings/",
+    "/etc/pki/rpm-gpg/",
+];
+
+/// The new OS's package family: `dpkg`, `rpm` or `apk` (`none` when it has none).
+fn new_family(a: &Apply) -> &'static str {
+    if a.is_file("/var/lib/dpkg/status") {
+        "dpkg"
+    } else if a.is_dir("/var/lib/rpm") || a.is_dir("/usr/lib/sysimage/rpm") {
+        "rpm"
+    } else if a.is_file("/lib/apk/db/installed") {
+        "apk"
+    } else {
+        "none"
+    }
+}
+
+/// Answers whether a repository's index exists: `Ok(false)` on 404/410, an error when the
+/// server cannot be reached (then nobody can tell).
+fn index_exists(url: &str) -> Result<bool> {
+    crate::sys::tls_provider();
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(20))
+        .build()?;
+    let r = client.get(url).send()?;
+    Ok(r.status().is_success())
+}
+
+/// The apt sources grouped by the file they came from, suites renamed for the new release.
+fn apt_files(l: &Loaded, new_codename: Option<&str>) -> BTreeMap<String, Vec<AptSource>> {
+    let mut by_file: BTreeMap<String, Vec<AptSource>> = BTreeMap::new();
+    for s in &l.state.repos.apt {
+        let mut s = s.clone();
+        s.suites = s
+            .suites
+            .iter()
+            .map(|x| repos::rename_suite(x, l.state.repos.codename.as_deref(), new_codename))
+            .collect();
+        by_file.entry(s.stem()).or_default().push(s);
+    }
+    by_file
+}
+
+/// Refuses a URI that is not plain http(s)/ftp text: the sources file is line-based.
+fn plain_uri(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://") || u.starts_with("ftp://"))
+        && u.chars().all(|c| c.is_ascii_graphic())
+}
+
+fn plain_word(w: &str) -> bool {
+    !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./+~:=,".contains(c))
+}
+
+pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let r = &l.state.repos;
+    if r.apt.is_empty() && r.rpm.is_empty() {
+        return Ok(Outcome::skipped("no third-party repository was captured"));
+    }
+    let family = new_family(a);
+    let mut warnings = Vec::new();
+    let mut attention = Vec::new();
+    let mut written = Vec::new();
+    let mut keys_needed: BTreeSet<String> = BTreeSet::new();
+    if !r.apt.is_empty() {
+        if family != "dpkg" {
+            attention.push(format!(
+                "{} apt sources of the old OS not carried: the new OS does not use apt ({})",
+                r.apt.len(),
+                r.apt
+                    .iter()
+                    .flat_map(|s| s.uris.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else {
+            let codename = a.os().version_codename;
+            for (stem, mut sources) in apt_files(l, codename.as_deref()) {
+                let mut ok = Vec::new();
+                for s in sources.drain(..) {
+                    if !s.uris.iter().all(|u| plain_uri(u))
+                        || !s
+                            .suites
+                            .iter()
+                            .chain(&s.components)
+                            .chain(&s.types)
+                            .all(|w| plain_word(w))
+                        || !s
+                            .options
+                            .iter()
+                            .all(|(k, v)| plain_word(k) && plain_word(v))
+                    {
+                        warnings.push(format!(
+                            "refusing the apt source {} from the snapshot: a field outside apt's grammar",
+                            s.uris.join(" ")
+                        ));
+                        continue;
+                    }
+                    // the suite must exist for the new release: fetch its index
+                    let mut missing = Vec::new();
+                    for u in &s.uris {
+                        for suite in &s.suites {
+                            let base = u.trim_end_matches('/');
+                            let url = if suite.ends_with('/') {
+                                format!("{base}/{suite}InRelease")
+                            } else {
+                                format!("{base}/dists/{suite}/InRelease")
+                            };
+                            match index_exists(&url) {
+                                Ok(true) => {}
+                                Ok(false) => missing.push(format!("{url} does not exist")),
+                                Err(e) => missing.push(format!("{url} cannot be fetched: {e}")),
+                            }
+                        }
+                    }
+                    if missing.is_empty() {
+                        ok.push(s);
+                    } else {
+                        attention.push(format!(
+                            "the repository {} {} is not carried: {}",
+                            s.uris.join(" "),
+                            s.suites.join(" "),
+                            missing.join("; ")
+                        ));
+                    }
+                }
+                if ok.is_empty() {
+                    continue;
+                }
+                for s in ok.iter_mut() {
+                    if let Some(key) = &s.inline_key {
+                        let path = format!("/etc/apt/keyrings/carryover-{stem}.asc");
+                        a.mkdir("/etc/apt/keyrings", 0o755, Some((0, 0)))?;
+                        a.install(&path, key.as_bytes(), 0o644, Some((0, 0)))?;
+                        s.signed_by = Some(path);
+                        s.inline_key = None;
+                    }
+                    if let Some(k) = &s.signed_by {
+                        keys_needed.insert(k.clone());
+                    }
+                }
+                keys_needed.extend(
+                    r.keys
+                        .iter()
+                        .filter(|k| k.path.starts_with("/etc/apt/trusted.gpg"))
+                        .map(|k| k.path.clone()),
+                );
+                let path = format!("/etc/apt/sources.list.d/carryover-{stem}.sources");
+                let text = repos::render_deb822(&ok, None, None);
+                a.install(&path, text.as_bytes(), 0o644, Some((0, 0)))?;
+                written.push(path);
+            }
+            for p in &r.pins {
+                let name = p.path.rsplit('/').next().unwrap_or("");
+                let target = if p.path == "/etc/apt/preferences" {
+                    "/etc/apt/preferences.d/carryover-preferences".to_string()
+                } else {
+                    format!("/etc/apt/preferences.d/{}", super::safe_name(name)?)
+                };
+                if p.link.is_none() {
+                    a.install(&target, &p.bytes(), 0o644, Some((0, 0)))?;
+                    written.push(target);
+                }
+            }
+        }
+    }
+    for f in &r.rpm {
+        if family != "rpm" {
+            attention.push(format!(
+                "the {} repository file {} not carried: the new OS does not use rpm",
+                f.manager, f.file.path
+            ));
+            continue;
+        }
+        let dir = if f.manager == "zypp" {
+            "/etc/zypp/repos.d/"
+        } else {
+            "/etc/yum.repos.d/"
+        };
+        let name = f.file.path.rsplit('/').next().unwrap_or("");
+        let target = format!("{dir}{}", super::safe_name(name)?);
+        a.install(&target, &f.file.bytes(), 0o644, Some((0, 0)))?;
+        keys_needed.extend(
+            repos::parse_repo_file(&String::from_utf8_lossy(&f.file.bytes()))
+                .into_iter()
+                .flat_map(|s| s.2),
+        );
+        written.push(target);
+    }
+    for k in &r.keys {
+        if !keys_needed.contains(&k.path) || k.link.is_some() {
+            continue;
+        }
+        let path = super::safe_path(&k.path, KEY_DIRS).or_else(|_| {
+            if k.path == "/etc/apt/trusted.gpg" {
+                Ok(k.path.as_str())
+            } else {
+                Err(anyhow::anyhow!(
+                    "refusing the key path '{}' from the snapshot",
+                    k.path
+                ))
+            }
+        })?;
+        a.install(path, &k.bytes(), 0o644, Some((0, 0)))?;
+    }
+    if a.root.is_live() && !a.dry_run && !written.is_empty() {
+        let update = match family {
+            "dpkg" => crate::sys::run_env("apt-get", &["update", "-q"], &[]),
+            "rpm" if a.has_tool(&["dnf"]) => crate::sys::run("dnf", &["makecache", "-q"]),
+            _ => Ok(String::new()),
+        };
+        if let Err(e) = update {
+            warnings.push(format!("reading the repositories' indexes: {e}"));
+        }
+    }
+    let mut o = a.finish(
+        format!("{} repository files written", written.len()),
+        warnings,
+    );
+    o.attention = attention;
+    Ok(o)
+}
+
+/// The packages an apt index of the new OS offers (`/var/lib/apt/lists/*_Packages`):
+/// names and what they provide; `None` when there is no index to read.
+fn apt_available(a: &Apply) -> Option<BTreeSet<String>> {
+    let dir = a.root.follow("/var/lib/apt/lists");
+    let files = crate::sys::list_dir(&dir).ok()?;
+    let mut out = BTreeSet::new();
+    let mut any = false;
+    for f in files {
+        if !f.to_string_lossy().ends_with("_Packages") {
+            continue;
+        }
+        any = true;
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("Package:") {
+                out.insert(n.trim().to_string());
+            } else if let Some(p) = line.strip_prefix("Provides:") {
+                for item in p.split(',') {
+                    if let Some(n) = item.split_whitespace().next() {
+                        out.insert(n.to_string());
+                    }
+                }
+            }
+        }
+    }
+    any.then_some(out)
+}
+
+/// The installed packages of the new OS (in a dry run too: what is on disk).
+fn installed_now(a: &Apply) -> BTreeSet<String> {
+    let cfg = crate::config::Config::default();
+    let g = crate::state::Gather::new(a.root, &cfg);
+    packages::gather(&g).names.into_iter().collect()
+}
+
+/// What the packages step decides for one old package.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Installed(String),
+    Install(String),
+    /// Not offered by the new OS's repositories (or no name in its family).
+    Missing,
+}
+
+fn decide(
+    p: &Package,
+    from: &str,
+    to: &str,
+    installed: &BTreeSet<String>,
+    available: Option<&BTreeSet<String>>,
+) -> Decision {
+    let Some(name) = names::map(&p.name, from, to) else {
+        return Decision::Missing;
+    };
+    let offered = |n: &str| available.is_none_or(|set| set.contains(n));
+    let mut candidates = vec![name.clone()];
+    let base = names::unversioned(&name);
+    if base != name {
+        candidates.push(base);
+    }
+    for c in candidates {
+        if installed.contains(&c) {
+            return Decision::Installed(c);
+        }
+        if offered(&c) {
+            return Decision::Install(c);
+        }
+    }
+    Decision::Missing
+}
+
+pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let old = &l.state.packages;
+    let Some(chosen) = &old.chosen else {
+        if old.names.is_empty() {
+            return Ok(Outcome::skipped("no package list was captured"));
+        }
+        return Ok(Outcome::skipped(format!(
+            "the old OS's package manager ({}) could not tell which of its {} packages the user installed: none installed",
+            old.manager,
+            old.names.len()
+        )));
+    };
+    let to = new_family(a);
+    if to == "none" {
+        return Ok(Outcome::skipped(
+            "the new OS has no package manager carryover knows",
+        ));
+    }
+    let installed = installed_now(a);
+    let available = if to == "dpkg" { apt_available(a) } else { None };
+    let mut install = Vec::new();
+    let mut missing = Vec::new();
+    let mut already = 0;
+    for p in chosen {
+        if !p
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+        {
+            missing.push(format!("{} (not a package name)", p.name.escape_debug()));
+            continue;
+        }
+        match decide(p, &old.manager, to, &installed, available.as_ref()) {
+            Decision::Installed(_) => already += 1,
+            Decision::Install(n) => {
+                let was = if p.version.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (old OS: {})", p.version)
+                };
+                if n == p.name {
+                    a.note_change(format!("install {n}{was}"));
+                } else {
+                    a.note_change(format!("install {n} for {}{was}", p.name));
+                }
+                if !install.contains(&n) {
+                    install.push(n);
+                }
+            }
+            Decision::Missing => missing.push(p.name.clone()),
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut attention = Vec::new();
+    // libraries a user marked by hand come back with what needs them; a program or
+    // service the new OS does not offer needs a person
+    let (libs, progs): (Vec<&String>, Vec<&String>) =
+        missing.iter().partition(|n| n.starts_with("lib"));
+    if !progs.is_empty() {
+        attention.push(format!(
+            "{} packages of the old OS are not offered by the new OS's repositories: {}",
+            progs.len(),
+            progs
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    if !libs.is_empty() {
+        warnings.push(format!(
+            "{} libraries marked as installed by hand are not offered by the new OS (they come with what needs them): {}",
+            libs.len(),
+            libs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    let mut detail = format!(
+        "{} of the {} packages the user installed are there, {} to install{}",
+        already,
+        chosen.len(),
+        install.len(),
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(", {} not offered", missing.len())
+        }
+    );
+    if !install.is_empty() {
+        a.mark_changed();
+        if !a.options.install_packages {
+            detail.push_str(&format!(
+                " ([restore] packages = \"report\": not installed: {})",
+                install.join(" ")
+            ));
+            attention.push(format!(
+                "packages to install by hand: {}",
+                install.join(" ")
+            ));
+            let mut o = a.finish(detail, warnings);
+            o.status = Status::Unchanged;
+            o.attention = attention;
+            return Ok(o);
+        }
+        if !a.root.is_live() {
+            // a package manager installs into the running system only: the plan says so,
+            // with what it would install there
+            let mut o = a.finish(
+                format!(
+                    "{detail}: packages are installed only on the live system (--root is not /): {}",
+                    install.join(" ")
+                ),
+                warnings,
+            );
+            o.status = Status::Skipped;
+            o.attention = attention;
+            return Ok(o);
+        }
+        if !a.dry_run {
+            let names: Vec<&str> = install.iter().map(String::as_str).collect();
+            if let Err(e) = run_install(a, to, &names) {
+                let mut o = Outcome::failed(format!("{detail}: {e}"));
+                o.attention = attention;
+                o.warnings = warnings;
+                return Ok(o);
+            }
+        }
+    }
+    let mut o = a.finish(detail, warnings);
+    o.attention = attention;
+    Ok(o)
+}
+
+/// One transaction through the new OS's manager; configuration files the restore puts
+/// back later are left to it (apt keeps existing ones: `--force-confold`).
+fn run_install(a: &Apply, family: &str, names: &[&str]) -> std::io::Result<String> {
+    match family {
+        "dpkg" => {
+            let mut args = vec![
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "Dpkg::Options::=--force-confdef",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+            ];
+            args.extend_from_slice(names);
+            crate::sys::run_env(
+                "apt-get",
+                &args,
+                &[
+                    ("DEBIAN_FRONTEND", "noninteractive"),
+                    ("NEEDRESTART_MODE", "a"),
+                ],
+            )
+        }
+        "rpm" if a.has_tool(&["zypper"]) => {
+            let mut args = vec!["--non-interactive", "install", "--no-recommends"];
+            args.extend_from_slice(names);
+            crate::sys::run("zypper", &args)
+        }
+        "rpm" => {
+            let tool = if a.has_tool(&["dnf"]) { "dnf" } else { "yum" };
+            let mut args = vec!["install", "-y", "--setopt=strict=0"];
+            args.extend_from_slice(names);
+            crate::sys::run(tool, &args)
+        }
+        "apk" => {
+            let mut args = vec!["add", "--no-interactive"];
+            args.extend_from_slice(names);
+            crate::sys::run("apk", &args)
+        }
+        other => Err(std::io::Error::other(format!("no installer for {other}"))),
+    }
+}
+
+/// The content of a captured configuration file (a private one's from the secrets).
+fn content_of(f: &ConfigFile, l: &Loaded) -> Option<Vec<u8>> {
+    if f.private {
+        l.secrets
+            .configs
+            .iter()
+            .find(|s| s.path == f.file.path)
+            .map(FileCopy::bytes)
+    } else {
+        Some(f.file.bytes())
+    }
+}
+
+pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let files = &l.state.configs;
+    if files.is_empty() {
+        return Ok(Outcome::skipped("no changed configuration was captured"));
+    }
+    let mut warnings = Vec::new();
+    let mut kept_aside = Vec::new();
+    let mut failed = Vec::new();
+    let mut done = 0;
+    for f in files {
+        let path = match super::safe_path(&f.file.path, &["/etc/"]) {
+            Ok(p) if !configs::not_carried(p) => p,
+            _ => {
+                warnings.push(format!(
+                    "refusing the configuration path '{}' from the snapshot",
+                    f.file.path.escape_debug()
+                ));
+                continue;
+            }
+        };
+        let owner = match (a.uid_of(&f.file.owner), a.gid_of(&f.file.group)) {
+            (Some(u), Some(g)) => (u, g),
+            _ => {
+                warnings.push(format!(
+                    "{path}: its owner {}:{} does not exist on the new OS: owned by root",
+                    f.file.owner, f.file.group
+                ));
+                (0, 0)
+            }
+        };
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            a.mkdir(&dir.display().to_string(), 0o755, None)?;
+        }
+        if let Some(target) = &f.file.link {
+            if target.contains('\0') || target.contains('\n') {
+                warnings.push(format!("refusing the link target of {path}"));
+                continue;
+            }
+            a.link(path, target)?;
+            done += 1;
+            continue;
+        }
+        let Some(content) = content_of(f, l) else {
+            failed.push(format!(
+                "{path}: its private content is not in the snapshot's secrets"
+            ));
+            continue;
+        };
+        // the new OS's own version differs: the user's wins, the new default stays beside it
+        let aside = format!("{path}.carryover-new");
+        if let Some(theirs) = a.original(path)
+            && theirs.as_bytes() != content.as_slice()
+            && !a.exists(&aside)
+        {
+            a.install(&aside, theirs.as_bytes(), f.file.mode & 0o7777, Some(owner))?;
+            kept_aside.push(aside);
+        }
+        a.install(path, &content, f.file.mode & 0o7777, Some(owner))?;
+        done += 1;
+    }
+    if !kept_aside.is_empty() {
+        warnings.push(format!(
+            "the new OS's own version kept beside the restored file: {}",
+            kept_aside.join(", ")
+        ));
+    }
+    let mut o = a.finish(
+        format!(
+            "{done} configuration files ({} the new OS's version kept as .carryover-new)",
+            kept_aside.len()
+        ),
+        warnings,
+    );
+    o.failed_files = failed;
+    Ok(o)
+}
+
+/// The journal's last lines of a unit, for the report of a service that did not start.
+fn last_log_lines(unit: &str) -> String {
+    crate::sys::run(
+        "journalctl",
+        &["-u", unit, "-n", "5", "--no-pager", "-o", "cat", "-q"],
+    )
+    .map(|t| t.lines().collect::<Vec<_>>().join(" | "))
+    .unwrap_or_default()
+}
+
+pub fn readiness(a: &Apply, l: &Loaded) -> Result<Outcome> {
+    let before = &l.state.baseline;
+    if !before.taken {
+        return Ok(Outcome::skipped(
+            "no baseline: the old OS was not captured live",
+        ));
+    }
+    if !a.root.is_live() {
+        return Ok(Outcome::skipped("not the live system (--root is not /)"));
+    }
+    if a.dry_run {
+        return Ok(Outcome::skipped("dry run"));
+    }
+    let deadline = Instant::now() + a.options.ready_timeout;
+    let results = loop {
+        let services = baseline::active_services();
+        let now = baseline::listeners(a.root, &baseline::program_names());
+        let r = baseline::compare(before, &services, &now);
+        if r.iter().all(|x| x.ready) || Instant::now() >= deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let ready = results.iter().filter(|r| r.ready).count();
+    let mut o = Outcome {
+        status: Status::Unchanged,
+        detail: format!(
+            "{ready} of {} services and ports of the old OS are back",
+            results.len()
+        ),
+        warnings: Vec::new(),
+        failed_files: Vec::new(),
+        attention: Vec::new(),
+        changes: results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {} ({})",
+                    r.what,
+                    if r.ready { "ready" } else { "NOT READY" },
+                    r.detail
+                )
+            })
+            .collect(),
+    };
+    for r in results.iter().filter(|r| !r.ready) {
+        let logs = if r.what.ends_with(".service") {
+            last_log_lines(&r.what)
+        } else {
+            String::new()
+        };
+        o.attention.push(if logs.is_empty() {
+            format!("{}: {}", r.what, r.detail)
+        } else {
+            format!("{}: {} — {logs}", r.what, r.detail)
+        });
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(n: &str) -> Package {
+        Package {
+            name: n.into(),
+            version: "1".into(),
+            arch: "amd64".into(),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let installed: BTreeSet<String> = ["openssh-server".to_string()].into();
+        let offered: BTreeSet<String> = ["nginx", "postgresql", "postgresql-17", "apache2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let d = |n: &str, from: &str| decide(&pkg(n), from, "dpkg", &installed, Some(&offered));
+        assert_eq!(d("nginx", "dpkg"), Decision::Install("nginx".into()));
+        assert_eq!(
+            d("openssh-server", "dpkg"),
+            Decision::Installed("openssh-server".into())
+        );
+        assert_eq!(
+            d("postgresql-15", "dpkg"),
+            Decision::Install("postgresql".into())
+        );
+        assert_eq!(d("httpd", "rpm"), Decision::Install("apache2".into()));
+        assert_eq!(d("mongodb-org", "dpkg"), Decision::Missing);
+        // no index to read: everything is tried
+        assert_eq!(
+            decide(&pkg("jq"), "dpkg", "dpkg", &installed, None),
+            Decision::Install("jq".into())
+        );
+    }
+}

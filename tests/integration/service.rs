@@ -1,0 +1,340 @@
+//! #17: the service environment comes back — the packages the user chose, third-party
+//! repositories (checked against a loopback HTTP server standing in for the repository's
+//! host), changed and added configuration with the new OS's version kept aside, and the
+//! findings that name application files and databases on the system disk.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::fixtures::*;
+
+/// nginx's default nginx.conf on the old OS: its md5 is in the dpkg status below.
+const NGINX_DEFAULT: &str = "user www-data;\nworker_processes auto;\n# the package default\n";
+const NGINX_DEFAULT_MD5: &str = "5b03083890c9e9b946b58068af1a70f1";
+const NGINX_MINE: &str = "user www-data;\nworker_processes 8;\n# tuned by the operator\n";
+const NGINX_TRIXIE: &str = "user www-data;\nworker_processes auto;\n# trixie's default\n";
+const SITE: &str = "server {\n  listen 80;\n  root /srv/site;\n}\n";
+const TLS_KEY: &str =
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA\n-----END PRIVATE KEY-----\n";
+
+/// An apt repository host on loopback: answers 200 for `dists/<suite>/InRelease` of the
+/// suites it has, 404 for anything else.
+fn repo_server(suites: &'static [&'static str]) -> u16 {
+    serve_get(move |path| {
+        if suites
+            .iter()
+            .any(|s| path == format!("/pgdg/dists/{s}/InRelease"))
+        {
+            ("200 OK", "-----BEGIN PGP SIGNED MESSAGE-----\n".into())
+        } else {
+            ("404 Not Found", String::new())
+        }
+    })
+}
+
+/// A Debian 12 server running nginx with a custom site, PostgreSQL and Redis, with the
+/// PostgreSQL project's repository (served on `port`) and one whose host is gone.
+fn old_service_host(dir: &std::path::Path, port: u16) -> Tree {
+    let t = old_debian(dir);
+    let status = format!(
+        "Package: base-files\nStatus: install ok installed\nPriority: required\nEssential: yes\nVersion: 12.4\nArchitecture: amd64\n\n\
+Package: nginx\nStatus: install ok installed\nPriority: optional\nVersion: 1.22.1-9\nArchitecture: amd64\n\n\
+Package: nginx-common\nStatus: install ok installed\nPriority: optional\nVersion: 1.22.1-9\nArchitecture: all\nConffiles:\n /etc/nginx/nginx.conf {NGINX_DEFAULT_MD5}\n /etc/nginx/mime.types 0123456789abcdef0123456789abcdef obsolete\n\n\
+Package: postgresql\nStatus: install ok installed\nPriority: optional\nVersion: 15+248\nArchitecture: all\n\n\
+Package: postgresql-15\nStatus: install ok installed\nPriority: optional\nVersion: 15.6-0+deb12u1\nArchitecture: amd64\n\n\
+Package: redis-server\nStatus: install ok installed\nPriority: optional\nVersion: 5:7.0.15-1\nArchitecture: amd64\n\n\
+Package: libfoo1\nStatus: install ok installed\nPriority: optional\nVersion: 1.0\nArchitecture: amd64\n\n\
+Package: mongodb-org\nStatus: install ok installed\nPriority: optional\nVersion: 7.0.5\nArchitecture: amd64\n\n\
+Package: linux-image-amd64\nStatus: install ok installed\nPriority: optional\nVersion: 6.1.76-1\nArchitecture: amd64\n\n\
+Package: removed-one\nStatus: deinstall ok config-files\n"
+    );
+    t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n")
+        .file("/var/lib/dpkg/status", &status)
+        .file("/var/lib/apt/extended_states", "Package: nginx-common\nArchitecture: all\nAuto-Installed: 1\n\nPackage: postgresql-15\nArchitecture: amd64\nAuto-Installed: 1\n")
+        .file("/var/lib/dpkg/info/nginx-common.list", "/etc\n/etc/nginx\n/etc/nginx/nginx.conf\n/etc/nginx/mime.types\n")
+        .file("/var/lib/dpkg/info/base-files.list", "/etc/login.defs\n/etc/os-release\n")
+        .file("/etc/nginx/nginx.conf", NGINX_MINE)
+        .file("/etc/nginx/mime.types", "types {}\n")
+        .file("/etc/nginx/sites-available/app", SITE)
+        .link("/etc/nginx/sites-enabled/app", "../sites-available/app")
+        .file_mode("/etc/ssl/private/app.key", TLS_KEY, 0o600)
+        .file("/etc/apt/sources.list", "deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian-security bookworm-security main\n")
+        .file("/etc/apt/sources.list.d/pgdg.list", &format!("deb [signed-by=/etc/apt/keyrings/pgdg.asc] http://127.0.0.1:{port}/pgdg bookworm-pgdg main\n"))
+        .file("/etc/apt/sources.list.d/gone.list", "deb http://repo.gone.invalid/debian-extra bookworm extra\n")
+        .file("/etc/apt/keyrings/pgdg.asc", "-----BEGIN PGP PUBLIC KEY BLOCK-----\npgdg\n-----END PGP PUBLIC KEY BLOCK-----\n")
+        .file("/etc/apt/preferences.d/pgdg.pref", "Package: *\nPin: origin 127.0.0.1\nPin-Priority: 600\n");
+    t
+}
+
+/// A Debian 13 image whose apt index offers nginx, PostgreSQL 17 and Redis; nginx's
+/// default configuration is there (as its package would put it).
+fn new_trixie(dir: &std::path::Path) -> Tree {
+    let t = new_debian(dir);
+    t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\nID=debian\n")
+        .file("/var/lib/apt/lists/deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages",
+            "Package: nginx\nVersion: 1.26.3-3\n\nPackage: postgresql\nVersion: 17+278\n\nPackage: postgresql-17\nVersion: 17.5-1\n\nPackage: redis-server\nVersion: 5:8.0.2-3\nProvides: redis\n\nPackage: openssh-server\nVersion: 1:10.0p1-7\n")
+        .file("/etc/nginx/nginx.conf", NGINX_TRIXIE);
+    t
+}
+
+fn md5_checks_out() {
+    // the constant above is the md5 of the default; keep them in step
+    let out = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(NGINX_DEFAULT.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let sum = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        sum.starts_with(NGINX_DEFAULT_MD5),
+        "md5 of the default is {sum}"
+    );
+}
+
+#[test]
+fn the_service_environment_is_captured_and_planned_on_the_new_os() {
+    md5_checks_out();
+    let port = repo_server(&["trixie-pgdg"]);
+    let t = tempfile::tempdir().unwrap();
+    let old = old_service_host(&t.path().join("old"), port);
+    // what capture records: the user's packages, the third-party repositories, the
+    // changed configuration (the private key's content never in the state)
+    let o = Cmd::new("inspect").root(&old.dir).json().run();
+    assert_exit!(o, Some(0));
+    let v = json(&o);
+    let chosen: Vec<&str> = v["packages"]["chosen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        chosen,
+        vec![
+            "libfoo1",
+            "mongodb-org",
+            "nginx",
+            "postgresql",
+            "redis-server"
+        ],
+        "manual marks only: no auto, essential, required or kernel packages"
+    );
+    let repos = &v["repos"];
+    assert_eq!(repos["codename"], "bookworm");
+    let uris: Vec<&str> = repos["apt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["uris"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uris,
+        vec![
+            "http://repo.gone.invalid/debian-extra",
+            &format!("http://127.0.0.1:{port}/pgdg")
+        ],
+        "the distribution's own archives are left out"
+    );
+    assert_eq!(repos["keys"][0]["path"], "/etc/apt/keyrings/pgdg.asc");
+    let configs: Vec<(String, bool)> = v["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["private"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    for want in [
+        ("/etc/nginx/nginx.conf".to_string(), false),
+        ("/etc/nginx/sites-available/app".to_string(), false),
+        ("/etc/nginx/sites-enabled/app".to_string(), false),
+        ("/etc/ssl/private/app.key".to_string(), true),
+    ] {
+        assert!(configs.contains(&want), "{want:?} in {configs:?}");
+    }
+    for not in [
+        "/etc/nginx/mime.types",
+        "/etc/login.defs",
+        "/etc/hosts",
+        "/etc/apt/sources.list",
+    ] {
+        assert!(
+            !configs.iter().any(|(p, _)| p == not),
+            "{not} is not carried as configuration"
+        );
+    }
+    assert!(
+        !stdout(&o).contains("MC4CAQAwBQYDK2VwBCIEIA"),
+        "a private key is never in the state"
+    );
+
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_trixie(&t.path().join("new"));
+    let plan = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    let p = step(&plan, "packages");
+    let changes = p["changes"].to_string();
+    for want in [
+        "install nginx (old OS: 1.22.1-9)",
+        "install postgresql (old OS: 15+248)",
+        "install redis-server",
+    ] {
+        assert!(changes.contains(want), "{want} in {p}");
+    }
+    assert!(p["attention"].to_string().contains("mongodb-org"), "{p}");
+    assert!(p["warnings"].to_string().contains("libfoo1"), "{p}");
+    assert!(!changes.contains("linux-image"), "{p}");
+    let r = step(&plan, "repositories");
+    assert_eq!(r["status"], "would-change", "{r}");
+    assert!(
+        r["attention"].to_string().contains("repo.gone.invalid"),
+        "{r}"
+    );
+
+    // the real run: the repository for trixie, its key and pin, the operator's files
+    let real = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(
+        real["state"], "degraded",
+        "mongodb-org is not offered: {real}"
+    );
+    let sources = new.read("/etc/apt/sources.list.d/carryover-pgdg.sources");
+    assert_eq!(
+        sources,
+        format!(
+            "Types: deb\nURIs: http://127.0.0.1:{port}/pgdg\nSuites: trixie-pgdg\nComponents: main\nSigned-By: /etc/apt/keyrings/pgdg.asc\n"
+        )
+    );
+    assert!(
+        !new.p("/etc/apt/sources.list.d/carryover-gone.sources")
+            .exists()
+    );
+    assert!(new.read("/etc/apt/keyrings/pgdg.asc").contains("pgdg"));
+    assert!(
+        new.read("/etc/apt/preferences.d/pgdg.pref")
+            .contains("Pin-Priority: 600")
+    );
+    assert_eq!(new.read("/etc/nginx/nginx.conf"), NGINX_MINE);
+    assert_eq!(
+        new.read("/etc/nginx/nginx.conf.carryover-new"),
+        NGINX_TRIXIE
+    );
+    assert_eq!(new.read("/etc/nginx/sites-available/app"), SITE);
+    assert_eq!(
+        std::fs::read_link(new.p("/etc/nginx/sites-enabled/app")).unwrap(),
+        std::path::Path::new("../sites-available/app")
+    );
+    assert_eq!(new.read("/etc/ssl/private/app.key"), TLS_KEY);
+    let mode = std::fs::metadata(new.p("/etc/ssl/private/app.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // a second run changes nothing more
+    let again = json(&restore(&new.dir, &store, &["--snapshot", "latest"], &[]));
+    for s in ["repositories", "config-files"] {
+        assert_eq!(
+            step(&again, s)["status"],
+            "unchanged",
+            "{}",
+            step(&again, s)
+        );
+    }
+}
+
+#[test]
+fn report_mode_only_names_the_packages() {
+    let port = repo_server(&[]);
+    let t = tempfile::tempdir().unwrap();
+    let old = old_service_host(&t.path().join("old"), port);
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_trixie(&t.path().join("new"));
+    new.file(
+        "/etc/carryover/config.toml",
+        "[restore]\npackages = \"report\"\n",
+    );
+    let v = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    let p = step(&v, "packages");
+    assert_eq!(p["status"], "unchanged", "{p}");
+    assert!(
+        p["attention"]
+            .to_string()
+            .contains("packages to install by hand: nginx postgresql redis-server"),
+        "{p}"
+    );
+    // a repository that has no suite for the new release is named, not written
+    let r = step(&v, "repositories");
+    assert!(
+        r["attention"]
+            .to_string()
+            .contains("trixie-pgdg/InRelease does not exist"),
+        "{r}"
+    );
+}
+
+#[test]
+fn app_files_and_databases_on_the_system_disk_are_found() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file("/opt/app/bin/app", "#!/bin/sh\n")
+        .file("/opt/app/lib/app.jar", &"x".repeat(5000))
+        .file("/var/lib/postgresql/15/main/PG_VERSION", "15\n")
+        .file("/var/lib/postgresql/15/main/base/1/PG_VERSION", "15\n")
+        .file("/var/lib/dpkg/info/nginx.list", "/usr/local\n");
+    let o = Cmd::new("check").root(&old.dir).json().run();
+    let v = json(&o);
+    let f = v["findings"].as_array().unwrap();
+    let app = f
+        .iter()
+        .find(|x| {
+            x["key"] == "app-files-on-system-disk" && x["message"].to_string().contains("/opt")
+        })
+        .unwrap_or_else(|| panic!("no app-files finding for /opt: {v}"));
+    assert_eq!(app["severity"], "warning");
+    assert!(
+        app["remediation"].to_string().contains("--path /opt"),
+        "{app}"
+    );
+    let db = f
+        .iter()
+        .find(|x| x["key"] == "database-on-system-disk")
+        .unwrap_or_else(|| panic!("no database finding: {v}"));
+    assert_eq!(db["severity"], "blocker");
+    assert!(
+        db["message"]
+            .to_string()
+            .contains("/var/lib/postgresql/15/main"),
+        "{db}"
+    );
+    assert_exit!(o, Some(3));
+    // captured with the example hook: no longer a blocker
+    old.file_mode(
+        "/etc/carryover/hooks/pre-capture.d/10-postgresql-dump",
+        "#!/bin/sh\nexit 0\n",
+        0o755,
+    );
+    let o = Cmd::new("check")
+        .root(&old.dir)
+        .args(&["--path", "/var/lib/postgresql"])
+        .json()
+        .run();
+    let v = json(&o);
+    let db = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == "database-on-system-disk")
+        .cloned()
+        .unwrap();
+    assert_eq!(db["severity"], "info", "{db}");
+}
