@@ -735,6 +735,24 @@ mod tests {
     }
 
     #[test]
+    fn one_map_of_names_both_ways_from_the_recorded_pairs() {
+        let ids = IdNames::of(&parse_passwd(PASSWD).0, &parse_group(GROUP).0);
+        let n = Names::of(&ids);
+        assert_eq!(n.users.name(1000), Some("alice"));
+        assert_eq!(n.users.id("bob"), Some(1001));
+        assert_eq!(n.groups.name(27), Some("sudo"));
+        assert_eq!(n.groups.id("devs"), Some(2000));
+        assert!(n.users.has_id(65534) && !n.users.has_id(1002));
+        assert_eq!(n.users.id("garbage line"), None);
+        // a name listed twice: the later line, as the maps built before did
+        let twice = IdNames::of(
+            &parse_passwd("a:x:5:5::/:/bin/sh\na:x:6:6::/:/bin/sh\n").0,
+            &[],
+        );
+        assert_eq!(Names::of(&twice).users.id("a"), Some(6));
+    }
+
+    #[test]
     fn parses_and_flags_bad_lines() {
         let (p, bad) = parse_passwd(PASSWD);
         assert_eq!(p.len(), 5);
