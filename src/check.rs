@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::agent::{Arch, Platform};
 use crate::config::Target;
+use crate::disks::probe::lvm::VolumeGroup;
 use crate::disks::{Layout, Mount, mount_of};
-use crate::probe::lvm::VolumeGroup;
 use crate::state::mounts::MountEntry;
 use crate::state::windows::WindowsState;
 
@@ -781,15 +781,15 @@ pub fn gather(
     let mut notes = Vec::new();
     // Windows has volumes and raw disks (in its own section) instead
     let windows = state.windows.is_some();
-    let mounts = match std::fs::read_to_string(root.follow("/proc/self/mountinfo")) {
-        Ok(t) => crate::disks::parse_mountinfo(&t),
+    let mounts = match crate::disks::mount_table(root) {
+        Ok(t) => t,
         Err(_) if windows => Vec::new(),
         Err(_) => {
             notes.push(finding(
                 "mount-table-unavailable",
                 "info",
                 "no mount table under the root: the disk checks are based on fstab only".into(),
-                "/proc/self/mountinfo cannot be read".into(),
+                format!("{} cannot be read", crate::disks::MOUNT_TABLE),
                 "run carryover on the live system (--root /) for the full check",
             ));
             Vec::new()
@@ -883,7 +883,7 @@ fn existing_ancestor(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::mounts::parse_fstab;
+    use crate::disks::fstab::parse_fstab;
 
     fn mounts() -> Vec<Mount> {
         crate::disks::parse_mountinfo(
@@ -955,7 +955,7 @@ mod tests {
     #[test]
     fn disks_decide_what_is_on_the_system_disk() {
         use crate::disks::BlockDevice;
-        use crate::probe::lvm::PhysicalVolume;
+        use crate::disks::probe::lvm::PhysicalVolume;
         let dev = |name: &str, dev: &str, disk: &str, mp: &str| BlockDevice {
             name: name.into(),
             dev: dev.into(),

@@ -5,55 +5,25 @@
 //! fixture trees as on the live system.
 //!
 //! `layout` is pure: it takes the block nodes, the mount table and what the devices hold.
+//! Beside it: `probe` (what a device holds, read from its signatures), `mounts` (the live
+//! mount table) and `fstab` (the configured mounts and their merge into a new OS).
+
+pub mod fstab;
+pub mod mounts;
+pub mod probe;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::probe::{Signature, lvm::VolumeGroup};
 use crate::sys::Root;
+use fstab::MountEntry;
+pub use mounts::{MOUNT_TABLE, Mount, mount_of, mount_table, parse_mountinfo};
+use probe::{Signature, lvm::VolumeGroup};
 
 /// Mountpoints that belong to the operating system: the disks under them are system disks.
 pub const SYSTEM_MOUNTPOINTS: &[&str] = &["/", "/boot", "/boot/efi", "/efi", "/usr"];
-
-/// A mount of the live mount table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub mountpoint: PathBuf,
-    pub fstype: String,
-    pub source: String,
-    /// `major:minor` of the mounted device.
-    pub dev: String,
-}
-
-/// Parses /proc/self/mountinfo (octal escapes decoded).
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split_whitespace().collect();
-            let r: Vec<&str> = right.split_whitespace().collect();
-            if f.len() < 5 || r.len() < 2 {
-                return None;
-            }
-            Some(Mount {
-                mountpoint: PathBuf::from(crate::state::mounts::unescape(f[4])),
-                fstype: r[0].to_string(),
-                source: crate::state::mounts::unescape(r[1]),
-                dev: f[2].to_string(),
-            })
-        })
-        .collect()
-}
-
-/// The mount that holds `p` (the longest mountpoint prefix).
-pub fn mount_of<'a>(mounts: &'a [Mount], p: &Path) -> Option<&'a Mount> {
-    mounts
-        .iter()
-        .filter(|m| p.starts_with(&m.mountpoint))
-        .max_by_key(|m| m.mountpoint.as_os_str().len())
-}
 
 /// Whether `p` lies on a system disk by the live mount table: through the discovered
 /// disks when they are known (another partition or LV of the system disk counts), else
@@ -68,12 +38,7 @@ pub fn in_mount_table_on_system_disk(mounts: &[Mount], layout: &Layout, p: &Path
 
 /// Whether `p` lies on a system disk: by the live mount table when there is one, else by
 /// fstab (the entry with the longest mountpoint that holds it; none: the root filesystem).
-pub fn on_system_disk(
-    mounts: &[Mount],
-    layout: &Layout,
-    fstab: &[crate::state::mounts::MountEntry],
-    p: &Path,
-) -> bool {
+pub fn on_system_disk(mounts: &[Mount], layout: &Layout, fstab: &[MountEntry], p: &Path) -> bool {
     in_mount_table_on_system_disk(mounts, layout, p).unwrap_or_else(|| {
         fstab
             .iter()
@@ -83,9 +48,9 @@ pub fn on_system_disk(
     })
 }
 
-/// One block device as `/sys/block` shows it.
+/// One block device as `/sys/block` shows it (not a snapshot's `data::node::Node`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Node {
+pub struct BlockNode {
     pub name: String,
     /// `disk`, `part` or `dm`.
     pub kind: String,
@@ -203,7 +168,7 @@ fn read_trim(p: &Path) -> Option<String> {
 }
 
 /// Reads the block nodes from `/sys/block` under the root.
-pub fn read_sys(root: &Root) -> std::io::Result<Vec<Node>> {
+pub fn read_sys(root: &Root) -> std::io::Result<Vec<BlockNode>> {
     let dir = root.follow("/sys/block");
     let mut out = Vec::new();
     for entry in crate::sys::list_dir(&dir)? {
@@ -233,7 +198,7 @@ pub fn read_sys(root: &Root) -> std::io::Result<Vec<Node>> {
             .iter()
             .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
             .collect();
-        out.push(Node {
+        out.push(BlockNode {
             kind: if dm_name.is_some() { "dm" } else { "disk" }.into(),
             dev: read_trim(&d.join("dev")).unwrap_or_default(),
             size_bytes,
@@ -248,7 +213,7 @@ pub fn read_sys(root: &Root) -> std::io::Result<Vec<Node>> {
             let Some(part) = sub.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            out.push(Node {
+            out.push(BlockNode {
                 name: part.to_string(),
                 kind: "part".into(),
                 dev: read_trim(&sub.join("dev")).unwrap_or_default(),
@@ -263,7 +228,12 @@ pub fn read_sys(root: &Root) -> std::io::Result<Vec<Node>> {
 
 /// The whole disks under `name`, following partitions to their disk and dm devices to the
 /// devices they are made of.
-fn disks_of(nodes: &BTreeMap<&str, &Node>, name: &str, depth: u32, out: &mut BTreeSet<String>) {
+fn disks_of(
+    nodes: &BTreeMap<&str, &BlockNode>,
+    name: &str,
+    depth: u32,
+    out: &mut BTreeSet<String>,
+) {
     let Some(n) = nodes.get(name) else {
         return;
     };
@@ -281,11 +251,11 @@ fn disks_of(nodes: &BTreeMap<&str, &Node>, name: &str, depth: u32, out: &mut BTr
 
 /// Builds the layout from the nodes, the mount table and what each device holds.
 pub fn layout(
-    nodes: &[Node],
+    nodes: &[BlockNode],
     mounts: &[Mount],
-    signature: &dyn Fn(&Node) -> Option<Signature>,
+    signature: &dyn Fn(&BlockNode) -> Option<Signature>,
 ) -> (Layout, Vec<VolumeGroup>) {
-    let by_name: BTreeMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let by_name: BTreeMap<&str, &BlockNode> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     let mut devices: Vec<BlockDevice> = nodes
         .iter()
         .map(|n| {
@@ -381,10 +351,10 @@ pub struct Discovery {
 /// Discovers the disks of the system under the root.
 pub fn discover(root: &Root) -> Discovery {
     let mut notes = Vec::new();
-    let mounts = match std::fs::read_to_string(root.follow("/proc/self/mountinfo")) {
-        Ok(t) => Some(parse_mountinfo(&t)),
+    let mounts = match mount_table(root) {
+        Ok(t) => Some(t),
         Err(e) => {
-            notes.push(format!("/proc/self/mountinfo cannot be read: {e}"));
+            notes.push(format!("{MOUNT_TABLE} cannot be read: {e}"));
             None
         }
     };
@@ -400,7 +370,7 @@ pub fn discover(root: &Root) -> Discovery {
         }
     };
     let signature =
-        |n: &Node| crate::probe::probe_path(&root.follow(format!("/dev/{}", n.name))).ok();
+        |n: &BlockNode| probe::probe_path(&root.follow(format!("/dev/{}", n.name))).ok();
     let (mut layout, volume_groups) =
         self::layout(&nodes, mounts.as_deref().unwrap_or(&[]), &signature);
     if root.is_live() {
@@ -421,10 +391,10 @@ pub fn discover(root: &Root) -> Discovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::lvm::{LogicalVolume, PhysicalVolume};
+    use probe::lvm::{LogicalVolume, PhysicalVolume};
 
-    fn node(name: &str, kind: &str, dev: &str, parents: &[&str], dm: Option<&str>) -> Node {
-        Node {
+    fn node(name: &str, kind: &str, dev: &str, parents: &[&str], dm: Option<&str>) -> BlockNode {
+        BlockNode {
             name: name.into(),
             kind: kind.into(),
             dev: dev.into(),
@@ -436,7 +406,7 @@ mod tests {
 
     /// An ECS: vda (system, root on an LV of sysvg on vda2), vdb (a PV of datavg),
     /// vdc (NTFS on vdc1).
-    fn ecs() -> Vec<Node> {
+    fn ecs() -> Vec<BlockNode> {
         vec![
             node("vda", "disk", "253:0", &[], None),
             node("vda1", "part", "253:1", &["vda"], None),
@@ -473,21 +443,11 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_lines() {
-        let t = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n95 22 254:16 / /mnt/data\\040disk rw,relatime shared:50 - ext4 /dev/mapper/datavg-lvdata rw\n";
-        let m = parse_mountinfo(t);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[1].mountpoint, PathBuf::from("/mnt/data disk"));
-        assert_eq!(m[1].source, "/dev/mapper/datavg-lvdata");
-        assert_eq!(m[1].dev, "254:16");
-    }
-
-    #[test]
     fn system_disk_is_found_through_lvm_and_data_disks_are_the_rest() {
         let mounts = parse_mountinfo(
             "22 1 254:0 / / rw - ext4 /dev/mapper/sysvg-root rw\n23 22 253:1 / /boot rw - ext4 /dev/vda1 rw\n95 22 254:1 / /mnt/data rw - ext4 /dev/mapper/datavg-lvdata rw\n96 22 0:50 / /mnt/win rw - fuseblk /dev/vdc1 rw\n",
         );
-        let sig = |n: &Node| match n.name.as_str() {
+        let sig = |n: &BlockNode| match n.name.as_str() {
             "vda2" => Some(Signature {
                 kind: Some("LVM2_member".into()),
                 lvm: Some(vg("sysvg", "S", "P1", &[("pv0", "P1")])),
@@ -522,7 +482,7 @@ mod tests {
 
     #[test]
     fn a_vg_spanning_disks_is_merged_by_uuid_keeping_the_newest() {
-        let sig = |n: &Node| {
+        let sig = |n: &BlockNode| {
             let pvs = [("pv0", "P1"), ("pv1", "P2")];
             match n.name.as_str() {
                 "vda2" => Some(Signature {

@@ -13,7 +13,6 @@ pub mod local;
 pub mod metadata;
 pub mod origin;
 pub mod paths;
-pub mod probe;
 pub mod report;
 pub mod restore;
 pub mod state;

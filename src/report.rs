@@ -97,7 +97,7 @@ fn uuid_v4() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    crate::probe::uuid_be(&b)
+    crate::disks::probe::uuid_be(&b)
 }
 
 /// The durable queue of events under the root.

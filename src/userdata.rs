@@ -62,20 +62,18 @@ pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
             lvm: false,
         });
     }
-    let text = std::fs::read_to_string(root.follow("/proc/self/mountinfo"))
-        .context("reading the mount table (/proc/self/mountinfo)")?;
-    let mount = crate::disks::parse_mountinfo(&text)
-        .into_iter()
-        .filter(|m| store.starts_with(&m.mountpoint))
-        .max_by_key(|m| m.mountpoint.as_os_str().len())
-        .context("no mount holds the store")?;
+    let table = crate::disks::mount_table(root)
+        .with_context(|| format!("reading the mount table ({})", crate::disks::MOUNT_TABLE))?;
+    let mount = crate::disks::mount_of(&table, &store)
+        .context("no mount holds the store")?
+        .clone();
     if mount.mountpoint == Path::new("/") {
         bail!(
             "the store {} is on the root filesystem, which the Change OS deletes: put it on a data disk",
             store.display()
         );
     }
-    let sig = crate::probe::probe_path(Path::new(&mount.source)).with_context(|| {
+    let sig = crate::disks::probe::probe_path(Path::new(&mount.source)).with_context(|| {
         format!(
             "reading the device {} of {}",
             mount.source,

@@ -6,8 +6,8 @@ use anyhow::Result;
 
 use super::Ctx;
 use super::output::emit;
+use crate::disks::probe;
 use crate::error::Exit;
-use crate::probe;
 
 pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Exit> {
     let mut found = Vec::new();

@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 
 use super::node::{Kind, Node, Xattr};
-use super::repo::{IndexEntry, PackIndex};
+use serde::{Deserialize, Serialize};
 
 const TREE_MAGIC: &[u8; 4] = b"COT1";
 const INDEX_MAGIC: &[u8; 4] = b"COI1";
@@ -233,6 +233,23 @@ fn node(r: &mut Reader) -> Result<Node> {
         ctime_ns: r.u32()?,
         ino: r.uv()?,
     })
+}
+
+/// The index object of one pack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PackIndex {
+    pub pack: String,
+    pub blobs: Vec<IndexEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexEntry {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+    pub compressed: bool,
 }
 
 pub fn encode_index(pi: &PackIndex) -> Vec<u8> {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 
+use super::codec::{IndexEntry, PackIndex};
 use super::node::BlobId;
 use crate::store::Store;
 use crate::store::backend::ObjectWriter;
@@ -21,23 +21,6 @@ const ZSTD_LEVEL: i32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLoc {
     pub pack: u32,
-    pub offset: u32,
-    pub length: u32,
-    pub raw_length: u32,
-    pub compressed: bool,
-}
-
-/// The index object of one pack.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PackIndex {
-    pub pack: String,
-    pub blobs: Vec<IndexEntry>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IndexEntry {
-    #[serde(with = "serde_bytes")]
-    pub id: Vec<u8>,
     pub offset: u32,
     pub length: u32,
     pub raw_length: u32,

@@ -4,7 +4,7 @@
 //! absurd sizes, entries out of order) is refused entry by entry; nothing is written
 //! outside the target; a damaged chunk fails only its file, which is named.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,10 +61,7 @@ impl DataRestore {
 /// it gets a reserved id — the old one when no account of the new OS has it, else a free
 /// one in the system range — and is listed in `DataRestore::unknown_owners`.
 pub struct Owners {
-    users: HashMap<String, u32>,
-    groups: HashMap<String, u32>,
-    used_uids: std::collections::HashSet<u32>,
-    used_gids: std::collections::HashSet<u32>,
+    names: crate::state::accounts::Names,
     not_by_name: std::collections::HashSet<String>,
     /// The homes of those users (absolute): what a data path holds below them is not
     /// written (into the image's account of that name).
@@ -96,12 +93,8 @@ impl Owners {
     /// Owners by name, except `not_by_name` (captured users whose name the image uses for
     /// an account of its own).
     pub fn with_conflicts(root: &Root, not_by_name: &[String]) -> Owners {
-        let (users, groups) = crate::state::accounts::load(root);
         Owners {
-            used_uids: users.iter().map(|u| u.uid).collect(),
-            used_gids: groups.iter().map(|g| g.gid).collect(),
-            users: users.into_iter().map(|u| (u.name, u.uid)).collect(),
-            groups: groups.into_iter().map(|g| (g.name, g.gid)).collect(),
+            names: crate::state::accounts::Names::load(root),
             not_by_name: not_by_name.iter().cloned().collect(),
             not_into: Vec::new(),
             reserved: Mutex::new(Default::default()),
@@ -131,21 +124,21 @@ impl Owners {
     }
 
     fn resolve(&self, group: bool, name: &str, old: u32) -> u32 {
-        let (known, used) = if group {
-            (&self.groups, &self.used_gids)
+        let known = if group {
+            &self.names.groups
         } else {
-            (&self.users, &self.used_uids)
+            &self.names.users
         };
         if !self.not_by_name.contains(name)
-            && let Some(id) = known.get(name)
+            && let Some(id) = known.id(name)
         {
-            return *id;
+            return id;
         }
         let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(id) = reserved.get(&(group, name.to_string())) {
             return *id;
         }
-        let taken = |id: &u32| used.contains(id) || reserved.values().any(|r| r == id);
+        let taken = |id: &u32| known.has_id(*id) || reserved.values().any(|r| r == id);
         let id = if !taken(&old) {
             old
         } else {

@@ -203,8 +203,8 @@ pub fn sysctl(current: Option<&str>, captured: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disks::fstab as mounts;
     use crate::state::hosts::{self, HostsEntry};
-    use crate::state::mounts;
 
     /// How many random cases each property sees.
     const CASES: usize = 3000;

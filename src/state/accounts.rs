@@ -161,20 +161,81 @@ impl IdNames {
             .find(|g| g.1 == gid)
             .map(|g| g.0.as_str())
     }
+
+    /// The names and ids of parsed account files, in their order.
+    pub fn of(users: &[PasswdLine], groups: &[Group]) -> IdNames {
+        IdNames {
+            users: users.iter().map(|p| (p.name.clone(), p.uid)).collect(),
+            groups: groups.iter().map(|g| (g.name.clone(), g.gid)).collect(),
+        }
+    }
+
+    /// The accounts of the system under `root` (unreadable files count as empty).
+    pub fn load(root: &crate::sys::Root) -> IdNames {
+        let (users, groups) = load(root);
+        IdNames::of(&users, &groups)
+    }
 }
 
 pub fn id_names(g: &Gather) -> IdNames {
-    IdNames {
-        users: parse_passwd(&g.read("/etc/passwd").unwrap_or_default())
-            .0
-            .into_iter()
-            .map(|p| (p.name, p.uid))
-            .collect(),
-        groups: parse_group(&g.read("/etc/group").unwrap_or_default())
-            .0
-            .into_iter()
-            .map(|p| (p.name, p.gid))
-            .collect(),
+    IdNames::of(
+        &parse_passwd(&g.read("/etc/passwd").unwrap_or_default()).0,
+        &parse_group(&g.read("/etc/group").unwrap_or_default()).0,
+    )
+}
+
+/// The one lookup of account names and ids, both ways: data capture records each file's
+/// owner by name, data restore finds the new OS's id for that name. Built from the same
+/// pairs capture records as `ids`. Where a file lists a name or an id twice, the later
+/// line wins.
+#[derive(Debug, Default)]
+pub struct Names {
+    pub users: IdMap,
+    pub groups: IdMap,
+}
+
+/// Names ↔ ids of one kind of account (users or groups).
+#[derive(Debug, Default)]
+pub struct IdMap {
+    by_id: std::collections::HashMap<u32, String>,
+    by_name: std::collections::HashMap<String, u32>,
+}
+
+impl IdMap {
+    fn of(pairs: &[(String, u32)]) -> IdMap {
+        IdMap {
+            by_id: pairs.iter().map(|(n, i)| (*i, n.clone())).collect(),
+            by_name: pairs.iter().map(|(n, i)| (n.clone(), *i)).collect(),
+        }
+    }
+
+    /// The name of an id.
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.by_id.get(&id).map(String::as_str)
+    }
+
+    /// The id of a name.
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    /// True when some account has this id.
+    pub fn has_id(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+}
+
+impl Names {
+    pub fn of(ids: &IdNames) -> Names {
+        Names {
+            users: IdMap::of(&ids.users),
+            groups: IdMap::of(&ids.groups),
+        }
+    }
+
+    /// The accounts of the system under `root`.
+    pub fn load(root: &crate::sys::Root) -> Names {
+        Names::of(&IdNames::load(root))
     }
 }
 
@@ -684,6 +745,24 @@ mod tests {
         );
         assert_eq!(r.uid_min, 1000);
         assert_eq!(r.gid_min, 500);
+    }
+
+    #[test]
+    fn one_map_of_names_both_ways_from_the_recorded_pairs() {
+        let ids = IdNames::of(&parse_passwd(PASSWD).0, &parse_group(GROUP).0);
+        let n = Names::of(&ids);
+        assert_eq!(n.users.name(1000), Some("alice"));
+        assert_eq!(n.users.id("bob"), Some(1001));
+        assert_eq!(n.groups.name(27), Some("sudo"));
+        assert_eq!(n.groups.id("devs"), Some(2000));
+        assert!(n.users.has_id(65534) && !n.users.has_id(1002));
+        assert_eq!(n.users.id("garbage line"), None);
+        // a name listed twice: the later line, as the maps built before did
+        let twice = IdNames::of(
+            &parse_passwd("a:x:5:5::/:/bin/sh\na:x:6:6::/:/bin/sh\n").0,
+            &[],
+        );
+        assert_eq!(Names::of(&twice).users.id("a"), Some(6));
     }
 
     #[test]

@@ -354,7 +354,7 @@ fn raw_disks() -> Vec<WinDisk> {
         .map(|(number, f)| WinDisk {
             number,
             system: system == Some(number),
-            contents: crate::probe::probe_disk(&crate::probe::Aligned(f))
+            contents: crate::disks::probe::probe_disk(&crate::disks::probe::Aligned(f))
                 .into_iter()
                 .filter(|(_, s)| s.kind.is_some())
                 .map(|(partition, s)| DiskContent {

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::probe::lvm::VolumeGroup;
+use crate::disks::fstab::{self, MountEntry};
+use crate::disks::probe::lvm::VolumeGroup;
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome};
-use crate::state::mounts::{self, MountEntry};
 
 /// The new OS's package manager and the commands that install `pkg` with it (the second,
 /// when the first fails, refreshes the package lists first).
@@ -204,11 +204,11 @@ pub fn fstab(a: &Apply, l: &Loaded) -> Result<Outcome> {
     if data.is_empty() {
         return Ok(Outcome::skipped("no data-disk entries in the old fstab"));
     }
-    if let Some(why) = data.iter().find_map(|m| mounts::refused(m)) {
+    if let Some(why) = data.iter().find_map(|m| fstab::refused(m)) {
         return Ok(Outcome::failed(why));
     }
     let current = a.read("/etc/fstab").unwrap_or_default();
-    let (merged, clashes) = mounts::merge_fstab(&current, &entries);
+    let (merged, clashes) = fstab::merge_fstab(&current, &entries);
     warnings.extend(clashes);
     for m in &data {
         if !m.swap && super::safe_path(&m.mountpoint, &["/"]).is_err() {
@@ -236,8 +236,8 @@ pub fn fstab(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 "fstab written; mounting failed: {e}"
             )));
         }
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mounted = crate::disks::parse_mountinfo(&table);
+        // the root is the live system here: its table is the one `mount -a` just changed
+        let mounted = crate::disks::mount_table(a.root).unwrap_or_default();
         let missing: Vec<&str> = data
             .iter()
             .filter(|m| !m.swap && !m.options.iter().any(|o| o == "noauto"))

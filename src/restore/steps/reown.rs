@@ -175,7 +175,7 @@ fn forget_done(moves: &mut accounts::IdMoves, record: &super::accounts::Record) 
 /// the new OS uses for a filesystem of its own, or none, is never walked).
 fn data_disk_dirs(a: &Apply, l: &Loaded, warnings: &mut Vec<String>) -> Vec<String> {
     let mut dirs: Vec<String> = Vec::new();
-    let current = crate::state::mounts::parse_fstab(&a.read("/etc/fstab").unwrap_or_default());
+    let current = crate::disks::fstab::parse_fstab(&a.read("/etc/fstab").unwrap_or_default());
     for m in super::disks::by_uuid(l, &mut Vec::new())
         .iter()
         .filter(|m| m.is_data() && !m.swap)
