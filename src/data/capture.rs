@@ -20,7 +20,7 @@ use super::repo::{self, Index, PackWriter, Sealed};
 use super::tree::{Blob, TreeReader, TreeWriter};
 use super::{DataManifest, DataRoot, Progress};
 use crate::state::Problem;
-use crate::store::Store;
+use crate::store::{Object, Store};
 use crate::sys::{self, Root};
 
 const MIN_CHUNK: usize = 256 << 10;
@@ -90,7 +90,14 @@ impl Sink {
         let (bytes, compressed) = repo::encode(raw, z).map_err(StoreFailed)?;
         let sealed = Sealed {
             id,
-            data: self.store.seal(bytes),
+            data: self.store.seal(
+                if data {
+                    Object::DataBlob
+                } else {
+                    Object::TreeBlob
+                },
+                bytes,
+            ),
             raw_length,
             compressed,
         };

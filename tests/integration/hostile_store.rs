@@ -4,7 +4,44 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Command;
 
+use carryover::config::Config;
+use carryover::data::codec;
+use carryover::store::Store;
+use carryover::store::crypto::Crypto;
+
 use super::fixtures::*;
+
+/// The key every encrypted store of these tests has (64 hex digits of 0xab).
+const KEY: [u8; 32] = [0xab; 32];
+
+/// Gives a tree the store key and a config that uses it, plus `extra` config lines.
+fn with_store_key(t: &Tree, extra: &str) {
+    t.file_mode("/etc/carryover/store.key", &hex::encode(KEY), 0o600);
+    t.file(
+        "/etc/carryover/config.toml",
+        &format!("[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n{extra}"),
+    );
+}
+
+/// An old system with `/srv/app` and a store key, and where its store goes.
+fn encrypted_old(dir: &std::path::Path) -> (Tree, std::path::PathBuf) {
+    let old = old_debian(&dir.join("old"));
+    old.file("/srv/app/db.sqlite", "rows\n");
+    with_store_key(&old, "");
+    (old, dir.join("store"))
+}
+
+/// Captures `/srv/app` of `old` into `store`; the snapshot's id.
+fn capture_app(old: &Tree, store: &std::path::Path) -> String {
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(store)
+        .args(&["--path", "/srv/app"])
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    json(&o)["snapshot_id"].as_str().unwrap().to_string()
+}
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
@@ -170,34 +207,11 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
 #[test]
 fn an_edited_manifest_and_a_rolled_back_store_are_refused() {
     let t = tempfile::tempdir().unwrap();
-    let old = old_debian(&t.path().join("old"));
-    old.file("/srv/app/db.sqlite", "rows\n");
-    old.file_mode("/etc/carryover/store.key", &"ab".repeat(32), 0o600);
-    old.file(
-        "/etc/carryover/config.toml",
-        "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
-    );
-    let store = t.path().join("store");
-    let capture_app = || {
-        let o = Cmd::new("capture")
-            .root(&old.dir)
-            .store(&store)
-            .args(&["--path", "/srv/app"])
-            .json()
-            .run();
-        assert_exit!(o, Some(0));
-        json(&o)["snapshot_id"].as_str().unwrap().to_string()
-    };
-    let first = capture_app();
-    let second = capture_app();
+    let (old, store) = encrypted_old(t.path());
+    let first = capture_app(&old, &store);
+    let second = capture_app(&old, &store);
     let new = new_ubuntu(&t.path().join("new"));
-    new.file_mode("/etc/carryover/store.key", &"ab".repeat(32), 0o600);
-    new.file(
-        "/etc/carryover/config.toml",
-        &format!(
-            "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n[restore]\nnot_before = \"{second}\"\n"
-        ),
-    );
+    with_store_key(&new, &format!("[restore]\nnot_before = \"{second}\"\n"));
     // the data root edited in the readable manifest: refused
     let path = store.join(format!("snapshots/{second}.json"));
     let text = std::fs::read_to_string(&path).unwrap();
@@ -302,4 +316,82 @@ fn planted_state_fields_are_refused_by_grammar_and_place() {
     assert!(!new.p("/etc/carryover/config.d/99-evil.toml").exists());
     assert_eq!(new.read("/etc/carryover/token"), "t0ken\n");
     assert_eq!(v["state"], "degraded", "{all}");
+}
+
+/// #16.3: every sealed object is bound to its store, kind and snapshot (AEAD associated
+/// data). Another snapshot's state object copied over this one's (its checksum then fails,
+/// and restore tries to save what it can of a damaged state) does not open as this
+/// snapshot's: nothing of the other snapshot's state is restored, the restore fails and
+/// says whose object it is.
+#[test]
+fn a_state_object_swapped_between_snapshots_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, store) = encrypted_old(t.path());
+    let first = capture_app(&old, &store);
+    old.file("/etc/hostname", "web02\n");
+    let second = capture_app(&old, &store);
+    std::fs::copy(
+        store.join(format!("objects/{first}/state.json")),
+        store.join(format!("objects/{second}/state.json")),
+    )
+    .unwrap();
+    let new = new_ubuntu(&t.path().join("new"));
+    with_store_key(&new, "");
+    let o = restore(&new.dir, &store, &["--snapshot", &second], &[]);
+    let v = json(&o);
+    let all = v.to_string();
+    assert_eq!(v["state"], "failed", "{all}");
+    assert!(
+        all.contains(&format!("it is state.json of snapshot {first}")),
+        "{all}"
+    );
+    assert_eq!(
+        new.read("/etc/hostname"),
+        "ubuntu\n",
+        "nothing of it restored"
+    );
+}
+
+/// #16.3: a tree blob put under a data blob's name (the pack index edited to point the
+/// file's chunk at a tree blob) is refused as what it is — sealed as a tree blob, it does
+/// not open as a file's content; the file is named as not restored.
+#[test]
+fn a_tree_blob_under_a_data_blobs_name_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, dir) = encrypted_old(t.path());
+    let id = capture_app(&old, &dir);
+    let store = Store::open(
+        dir.to_str().unwrap(),
+        &Config::default(),
+        false,
+        Some(Crypto::from_key(KEY)),
+    )
+    .unwrap();
+    let m = store.manifest(&id).unwrap();
+    let tree = hex::decode(&m.data.unwrap().roots[0].tree[0]).unwrap();
+    let mut moved = 0;
+    for key in store.backend().list("index/").unwrap() {
+        let mut pi = codec::decode_index(&std::fs::read(dir.join(&key)).unwrap()).unwrap();
+        let Some(t) = pi.blobs.iter().find(|e| e.id == tree).cloned() else {
+            continue;
+        };
+        for e in pi.blobs.iter_mut().filter(|e| e.id != tree) {
+            (e.offset, e.length, e.raw_length, e.compressed) =
+                (t.offset, t.length, t.raw_length, t.compressed);
+            moved += 1;
+        }
+        std::fs::write(dir.join(&key), codec::encode_index(&pi)).unwrap();
+    }
+    assert_eq!(moved, 1, "the file's one chunk points at the tree blob");
+    let new = new_ubuntu(&t.path().join("new"));
+    with_store_key(&new, "");
+    let v = json(&restore(&new.dir, &dir, &[], &[]));
+    let all = v.to_string();
+    assert!(
+        all.contains("a data blob: authentication failed: it is a tree blob"),
+        "{all}"
+    );
+    assert!(all.contains("/srv/app/db.sqlite"), "{all}");
+    assert_ne!(v["state"], "ready", "{all}");
+    assert!(!new.p("/srv/app/db.sqlite").exists());
 }
