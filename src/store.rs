@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod crypto;
 pub mod s3;
+pub mod seen;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,11 @@ pub struct Manifest {
     pub skipped: Vec<crate::state::Problem>,
     /// The data paths, when any were captured.
     pub data: Option<crate::data::DataManifest>,
+    /// The snapshot of the same instance that was the newest when this one was taken
+    /// (under the MAC with the id, which carries the time). Left out when there is none,
+    /// so manifests written before the field keep their MAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// The system that took the snapshot (the old-system marker): restore refuses to run
     /// on it unless the snapshot is named.
     pub origin: Option<crate::origin::Origin>,
@@ -79,6 +85,7 @@ impl Default for Manifest {
             stored_bytes: 0,
             skipped: Vec::new(),
             data: None,
+            parent: None,
             origin: None,
             mac: None,
         }

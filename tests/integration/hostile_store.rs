@@ -395,3 +395,51 @@ fn a_tree_blob_under_a_data_blobs_name_is_refused() {
     assert_ne!(v["state"], "ready", "{all}");
     assert!(!new.p("/srv/app/db.sqlite").exists());
 }
+
+/// #16.3, rollback by instance: restore never picks by itself a snapshot older than the
+/// newest one seen of this instance — by this machine (a restore ran here) or by the
+/// store's own record of the instance (a capture wrote it) — and says which; named, the
+/// older one is restored. Each manifest names its parent (the newest before it).
+#[test]
+fn a_store_rolled_back_below_the_newest_seen_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let first = capture(&old.dir, &store);
+    let second = capture(&old.dir, &store);
+    let manifest = store.join(format!("snapshots/{second}.json"));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(m["parent"], first.as_str(), "{m}");
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(json(&o)["snapshot_id"], second.as_str());
+
+    // the whole store rolled back (the newest manifest and the store's record gone): this
+    // machine remembers
+    let record = store.join(format!("seen/{INSTANCE}.json"));
+    let kept = std::fs::read(&record).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("rolled back") && err.contains(&second),
+        "{err}"
+    );
+    assert!(err.contains("this machine's own record"), "{err}");
+
+    // a fresh machine (no record of its own, no `not_before`): the store's record says
+    std::fs::write(&record, kept).unwrap();
+    let fresh = new_ubuntu(&t.path().join("fresh"));
+    let o = restore(&fresh.dir, &store, &[], &[]);
+    assert_exit!(o, Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("the store's record of the instance"), "{err}");
+    assert!(!fresh.read("/etc/hostname").contains("web01"));
+    // named, the older snapshot is restored
+    let o = restore(&fresh.dir, &store, &["--snapshot", &first], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(fresh.read("/etc/hostname"), "web01\n");
+}
