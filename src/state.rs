@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod clock;
 pub mod cron;
 pub mod dns;
+pub mod grammar;
 pub mod homes;
 pub mod hosts;
 pub mod identity;

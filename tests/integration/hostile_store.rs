@@ -443,3 +443,120 @@ fn a_store_rolled_back_below_the_newest_seen_is_refused() {
     assert_exit!(o, Some(0));
     assert_eq!(fresh.read("/etc/hostname"), "web01\n");
 }
+
+/// #16.7: a plain store's resolver and hosts values, and fstab fields, are each parsed
+/// by their grammar (an IP address, a domain, a resolver option, host names, a mount's
+/// words): a quote or `;` that would break out of a `dhclient.conf` string, a zone that
+/// smuggles text after an IPv6 address, `localhost` pointed at another host, a newline in
+/// a mount option, a mountpoint climbing into `/etc` — each refused by name, and nothing
+/// of it reaches a file of the new OS.
+#[test]
+fn resolver_hosts_and_fstab_values_are_parsed_by_their_grammar() {
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str, &str); 7] = [
+        (
+            |v| v["dns"]["search"] = serde_json::json!(["corp.example\";option"]),
+            "refusing the search domain",
+            "corp.example\"",
+        ),
+        (
+            |v| v["dns"]["nameservers"] = serde_json::json!(["fe80::1%eth0\";supersede"]),
+            "refusing the nameserver",
+            "supersede\"",
+        ),
+        (
+            |v| v["dns"]["options"] = serde_json::json!(["rotate;reload"]),
+            "refusing the option",
+            "rotate;",
+        ),
+        (
+            |v| {
+                push(
+                    v,
+                    "hosts",
+                    serde_json::json!({"address": "203.0.113.7", "names": ["localhost"]}),
+                )
+            },
+            "belong to a loopback address",
+            "203.0.113.7",
+        ),
+        (
+            |v| {
+                push(
+                    v,
+                    "hosts",
+                    serde_json::json!({"address": "10.9.9.9", "names": ["db;x"]}),
+                )
+            },
+            "not an IP address and host names",
+            "10.9.9.9",
+        ),
+        (
+            |v| {
+                let m = srv_mount(v, |m| {
+                    m["options"] =
+                        serde_json::json!(["defaults\n/dev/vdc /etc/cron.d ext4 exec,suid"]);
+                });
+                push(v, "mounts", m);
+            },
+            "refusing the fstab entry",
+            "cron.d",
+        ),
+        (
+            |v| {
+                let m = srv_mount(v, |m| m["mountpoint"] = "/srv/../etc/cron.d".into());
+                push(v, "mounts", m);
+            },
+            "refusing the",
+            "cron.d",
+        ),
+    ];
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let state = store.join(format!("objects/{id}/state.json"));
+    let (pristine, manifest) = (
+        std::fs::read(&state).unwrap(),
+        std::fs::read(store.join(format!("snapshots/{id}.json"))).unwrap(),
+    );
+    for (i, (edit, refusal, planted)) in cases.into_iter().enumerate() {
+        std::fs::write(&state, &pristine).unwrap();
+        std::fs::write(store.join(format!("snapshots/{id}.json")), &manifest).unwrap();
+        tamper(&store, &id, edit, true);
+        let new = new_ubuntu(&t.path().join(format!("new{i}")));
+        let v = json(&restore(&new.dir, &store, &[], &[]));
+        let all = v.to_string();
+        assert!(all.contains(refusal), "case {i}: {all}");
+        assert_eq!(v["state"], "degraded", "case {i}: {all}");
+        for e in walkdir::WalkDir::new(new.p("/etc")) {
+            let e = e.unwrap();
+            if e.file_type().is_file() {
+                let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+                assert!(
+                    !text.contains(planted),
+                    "case {i}: {}: {text}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+/// Appends `item` to the array `key` of a state document.
+fn push(v: &mut serde_json::Value, key: &str, item: serde_json::Value) {
+    v[key].as_array_mut().unwrap().push(item);
+}
+
+/// The captured `/srv` data-disk mount, changed by `edit`.
+fn srv_mount(v: &serde_json::Value, edit: impl Fn(&mut serde_json::Value)) -> serde_json::Value {
+    let mut m = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountpoint"] == "/srv")
+        .cloned()
+        .unwrap();
+    edit(&mut m);
+    m
+}
