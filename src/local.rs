@@ -19,6 +19,9 @@ pub struct LocalState {
     /// Every snapshot this system took (newest last), recorded before its manifest is
     /// committed: the restore unit never restores one of them here.
     pub taken: Vec<String>,
+    /// The newest snapshot of each instance this system has seen (taken or restored):
+    /// restore never picks an older one by itself (a store rolled back).
+    pub newest_seen: std::collections::BTreeMap<String, String>,
 }
 
 /// How many snapshot ids `taken` keeps.
@@ -76,6 +79,15 @@ impl LocalState {
         }
         let extra = self.taken.len().saturating_sub(TAKEN_KEPT);
         self.taken.drain(..extra);
+    }
+
+    /// Records that `snapshot` of `instance` was seen (never lowering the record).
+    pub fn see(&mut self, instance: Option<&str>, snapshot: &str) {
+        let Some(instance) = instance else { return };
+        let e = self.newest_seen.entry(instance.to_string()).or_default();
+        if e.as_str() < snapshot {
+            *e = snapshot.to_string();
+        }
     }
 
     pub fn load(root: &Root) -> Result<LocalState> {

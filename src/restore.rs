@@ -79,7 +79,7 @@ pub fn load(store: &Store, m: &Manifest) -> Loaded {
         ..Loaded::default()
     };
     match &m.state {
-        Some(r) => match store.get_object(r) {
+        Some(r) => match store.get_object(&m.id, r) {
             Ok(bytes) => {
                 let (state, broken, read) = parse_state_sections(&bytes);
                 loaded.state = state;
@@ -88,13 +88,19 @@ pub fn load(store: &Store, m: &Manifest) -> Loaded {
             }
             Err(e) => {
                 // A checksum mismatch: still try the sections that parse, but say so.
-                let raw = store.get_object_unchecked(r);
-                loaded.broken.insert("*".into(), format!("{e:#}"));
-                if let Some(bytes) = raw {
-                    let (state, broken, read) = parse_state_sections(&bytes);
-                    loaded.state = state;
-                    loaded.broken.extend(broken);
-                    loaded.state_read = read > 0;
+                // In an encrypted store it must still open as this snapshot's state: another
+                // snapshot's copied over it does not (and the error says whose it is).
+                match store.get_object_unchecked(&m.id, r) {
+                    Ok(bytes) => {
+                        loaded.broken.insert("*".into(), format!("{e:#}"));
+                        let (state, broken, read) = parse_state_sections(&bytes);
+                        loaded.state = state;
+                        loaded.broken.extend(broken);
+                        loaded.state_read = read > 0;
+                    }
+                    Err(e2) => {
+                        loaded.broken.insert("*".into(), format!("{e:#}; {e2:#}"));
+                    }
                 }
             }
         },
@@ -107,7 +113,7 @@ pub fn load(store: &Store, m: &Manifest) -> Loaded {
         }
     }
     if let Some(r) = &m.secrets {
-        match store.get_object(r).and_then(|b| {
+        match store.get_object(&m.id, r).and_then(|b| {
             serde_json::from_slice::<Secrets>(&b).context("secrets.json cannot be read")
         }) {
             Ok(s) => loaded.secrets = s,

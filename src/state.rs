@@ -11,6 +11,7 @@ pub mod configs;
 pub mod cron;
 pub mod dns;
 pub mod files;
+pub mod grammar;
 pub mod homes;
 pub mod hosts;
 pub mod identity;

@@ -6,17 +6,22 @@
 pub mod backend;
 pub mod crypto;
 pub mod s3;
+pub mod seen;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 pub use backend::{Backend, LocalBackend};
+pub use crypto::Object;
 
 use crate::config::Config;
 use crate::error::Error;
 
-/// The version of the store layout.
-pub const STORE_FORMAT: u32 = 1;
+/// The version of the store layout. 2: the marker carries a random store id, and every
+/// sealed object of an encrypted store is bound to it, its kind and its snapshot (AEAD
+/// associated data). A format-1 store is still read and written as format 1 (its sealed
+/// objects without associated data, bound only through the manifest's MAC).
+pub const STORE_FORMAT: u32 = 2;
 /// The version of the snapshot manifest.
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -51,6 +56,11 @@ pub struct Manifest {
     pub skipped: Vec<crate::state::Problem>,
     /// The data paths, when any were captured.
     pub data: Option<crate::data::DataManifest>,
+    /// The snapshot of the same instance that was the newest when this one was taken
+    /// (under the MAC with the id, which carries the time). Left out when there is none,
+    /// so manifests written before the field keep their MAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// The system that took the snapshot (the old-system marker): restore refuses to run
     /// on it unless the snapshot is named.
     pub origin: Option<crate::origin::Origin>,
@@ -75,6 +85,7 @@ impl Default for Manifest {
             stored_bytes: 0,
             skipped: Vec::new(),
             data: None,
+            parent: None,
             origin: None,
             mac: None,
         }
@@ -86,6 +97,8 @@ impl Default for Manifest {
 pub struct Store {
     backend: std::sync::Arc<dyn Backend>,
     crypto: Option<std::sync::Arc<crypto::Crypto>>,
+    /// The store's id from its marker (`None` for a format-1 store, which has none).
+    id: Option<std::sync::Arc<str>>,
 }
 
 /// Where the store is: `file:///dir`, a plain path, or `s3://bucket/prefix`.
@@ -113,11 +126,12 @@ impl Store {
         key: Option<crypto::Crypto>,
     ) -> Result<Store> {
         if url.starts_with("s3://") {
-            let store = Store {
+            let mut store = Store {
                 backend: std::sync::Arc::new(s3::S3Backend::open(url, _config)?),
                 crypto: key.map(std::sync::Arc::new),
+                id: None,
             };
-            store.check_marker(create)?;
+            store.id = store.check_marker(create)?.map(Into::into);
             return Ok(store);
         }
         let path = match url.strip_prefix("file://") {
@@ -128,16 +142,18 @@ impl Store {
             None => url,
         };
         let backend = LocalBackend::open(std::path::Path::new(path), create)?;
-        let store = Store {
+        let mut store = Store {
             backend: std::sync::Arc::new(backend),
             crypto: key.map(std::sync::Arc::new),
+            id: None,
         };
-        store.check_marker(create)?;
+        store.id = store.check_marker(create)?.map(Into::into);
         Ok(store)
     }
 
-    fn check_marker(&self, create: bool) -> Result<()> {
-        match self.backend.get(MARKER)? {
+    /// Checks (or writes) the store's marker; returns the store's id (`None`: format 1).
+    fn check_marker(&self, create: bool) -> Result<Option<String>> {
+        let id = match self.backend.get(MARKER)? {
             Some(bytes) => {
                 let v: serde_json::Value = serde_json::from_slice(&bytes)
                     .with_context(|| format!("{} is damaged", MARKER))?;
@@ -147,6 +163,18 @@ impl Store {
                         "the store has format {format}, newer than this carryover understands ({STORE_FORMAT})"
                     );
                 }
+                // from format 2 on the marker names the store; the id goes into every
+                // sealed object's associated data, so it must be one of ours
+                let id = match v["id"].as_str() {
+                    _ if format < 2 => None,
+                    Some(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        Some(id.to_string())
+                    }
+                    _ => bail!(
+                        "{MARKER} of {} is damaged: a format-{format} store has a 32-digit hex id",
+                        self.describe()
+                    ),
+                };
                 let check = v["encryption"]["key_check"].as_str();
                 match (check, &self.crypto) {
                     (None, None) => {}
@@ -164,10 +192,11 @@ impl Store {
                     ),
                     (Some(_), Some(_)) => {}
                 }
+                id
             }
             None if create => {
-                let mut marker =
-                    serde_json::json!({"format": STORE_FORMAT, "created_by": "carryover"});
+                let id = hex::encode(rand::random::<[u8; 16]>());
+                let mut marker = serde_json::json!({"format": STORE_FORMAT, "id": id, "created_by": "carryover"});
                 if let Some(k) = &self.crypto {
                     marker["encryption"] = serde_json::json!({
                         "cipher": "xchacha20poly1305",
@@ -175,13 +204,19 @@ impl Store {
                     });
                 }
                 self.backend.put(MARKER, marker.to_string().as_bytes())?;
+                Some(id)
             }
             None => bail!(
                 "{} is not a carryover store (no {MARKER})",
                 self.backend.describe()
             ),
-        }
-        Ok(())
+        };
+        Ok(id)
+    }
+
+    /// The store's id (`None` for a format-1 store).
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// The id of a blob with this content (keyed when the store is encrypted).
@@ -192,20 +227,72 @@ impl Store {
         }
     }
 
-    /// Encrypts what goes into the store (a no-op for a plain store).
-    pub fn seal(&self, data: Vec<u8>) -> Vec<u8> {
+    /// Encrypts what goes into the store, bound to what it is (a no-op for a plain store).
+    pub fn seal(&self, what: Object<'_>, data: Vec<u8>) -> Vec<u8> {
         match &self.crypto {
-            Some(c) => c.seal(&data),
+            Some(c) => c.seal(&data, &what.associated_data(self.id())),
             None => data,
         }
     }
 
-    /// Decrypts and authenticates what comes out of the store.
-    pub fn unseal(&self, data: Vec<u8>) -> Result<Vec<u8>> {
-        match &self.crypto {
-            Some(c) => c.open(&data),
-            None => Ok(data),
+    /// Decrypts and authenticates what comes out of the store as `what`: an object sealed
+    /// as anything else (another snapshot's, another kind, another store's) is refused, and
+    /// the error says what it is when it is one of this store's.
+    pub fn unseal(&self, what: Object<'_>, data: Vec<u8>) -> Result<Vec<u8>> {
+        self.unseal_as(&[what], data)
+    }
+
+    /// `unseal` for an object that may be any of `kinds` (a blob checked by `verify`).
+    pub fn unseal_as(&self, kinds: &[Object<'_>], data: Vec<u8>) -> Result<Vec<u8>> {
+        let Some(c) = &self.crypto else {
+            return Ok(data);
+        };
+        if let Some(plain) = kinds
+            .iter()
+            .find_map(|k| c.open(&data, &k.associated_data(self.id())))
+        {
+            return Ok(plain);
         }
+        let wanted = kinds.first().map(Object::describe).unwrap_or_default();
+        match self.identify(c, &data, kinds) {
+            Some(other) => bail!(
+                "{wanted}: authentication failed: it is {other}, moved or copied to this name; refused"
+            ),
+            None => bail!(
+                "{wanted}: authentication failed: the object is damaged, was sealed for another place or store, or the key is not this store's"
+            ),
+        }
+    }
+
+    /// What a sealed object that failed to open as `kinds` is, when it is one of this
+    /// store's objects of another kind or snapshot (only tried after a failure).
+    fn identify(&self, c: &crypto::Crypto, data: &[u8], kinds: &[Object<'_>]) -> Option<String> {
+        let opens = |o: &Object<'_>| c.open(data, &o.associated_data(self.id())).is_some();
+        let blobs = [Object::DataBlob, Object::TreeBlob];
+        if let Some(b) = blobs.iter().find(|b| !kinds.contains(b) && opens(b)) {
+            return Some(b.describe());
+        }
+        // a snapshot's object: which snapshot's (a handful of manifests, listed once)
+        if !kinds.iter().any(|k| matches!(k, Object::Snapshot { .. })) {
+            return None;
+        }
+        let ids = self.ids().ok()?;
+        ids.iter().find_map(|s| {
+            ["state.json", "secrets.json"].iter().find_map(|name| {
+                let o = Object::Snapshot { snapshot: s, name };
+                opens(&o).then(|| o.describe())
+            })
+        })
+    }
+
+    /// The bytes a manifest's MAC covers: its canonical JSON, bound to the store.
+    fn mac_input(&self, m: &Manifest) -> Result<Vec<u8>> {
+        let mut out = match self.id() {
+            Some(id) => format!("carryover manifest v2\0{id}\0").into_bytes(),
+            None => Vec::new(),
+        };
+        out.extend(serde_json::to_vec(m)?);
+        Ok(out)
     }
 
     pub fn describe(&self) -> String {
@@ -220,7 +307,7 @@ impl Store {
     /// Writes an object of a snapshot that is being built; returns its checksummed reference.
     pub fn put_object(&self, snapshot: &str, name: &str, data: &[u8]) -> Result<ObjectRef> {
         let key = format!("objects/{snapshot}/{name}");
-        let data = &self.seal(data.to_vec());
+        let data = &self.seal(Object::Snapshot { snapshot, name }, data.to_vec());
         self.backend.put(&key, data)?;
         Ok(ObjectRef {
             key,
@@ -229,14 +316,43 @@ impl Store {
         })
     }
 
-    /// Reads an object and checks its size and checksum.
-    pub fn get_object(&self, r: &ObjectRef) -> Result<Vec<u8>> {
+    /// What the object `r` of snapshot `snapshot` is: its key must be the snapshot's own.
+    fn object_of<'a>(snapshot: &'a str, r: &'a ObjectRef) -> Result<Object<'a>> {
+        let name = r
+            .key
+            .strip_prefix("objects/")
+            .and_then(|k| k.strip_prefix(snapshot))
+            .and_then(|k| k.strip_prefix('/'))
+            .filter(|n| backend::check_name(n).is_ok())
+            .with_context(|| {
+                format!(
+                    "the manifest of snapshot {snapshot} names the object {}, not one of its own; refused",
+                    r.key
+                )
+            })?;
+        Ok(Object::Snapshot { snapshot, name })
+    }
+
+    /// Reads an object of snapshot `snapshot` and checks its size and checksum.
+    pub fn get_object(&self, snapshot: &str, r: &ObjectRef) -> Result<Vec<u8>> {
+        self.read_object(snapshot, r, true)
+    }
+
+    /// An object's content without the checksum check (to save what can be saved of a
+    /// damaged one). In an encrypted store it must still open as this snapshot's object:
+    /// another snapshot's copied over it does not.
+    pub fn get_object_unchecked(&self, snapshot: &str, r: &ObjectRef) -> Result<Vec<u8>> {
+        self.read_object(snapshot, r, false)
+    }
+
+    fn read_object(&self, snapshot: &str, r: &ObjectRef, checked: bool) -> Result<Vec<u8>> {
+        let what = Self::object_of(snapshot, r)?;
         let data = self
             .backend
             .get(&r.key)?
             .with_context(|| format!("object {} is missing from the store", r.key))?;
         let hash = blake3::hash(&data).to_hex().to_string();
-        if data.len() as u64 != r.size || hash != r.blake3 {
+        if checked && (data.len() as u64 != r.size || hash != r.blake3) {
             bail!(
                 "object {} is damaged: checksum {} does not match the manifest's {}",
                 r.key,
@@ -244,15 +360,8 @@ impl Store {
                 r.blake3
             );
         }
-        self.unseal(data)
+        self.unseal(what, data)
             .with_context(|| format!("object {}", r.key))
-    }
-
-    /// An object's content without the checksum check (to save what can be saved of a
-    /// damaged one).
-    pub fn get_object_unchecked(&self, r: &ObjectRef) -> Option<Vec<u8>> {
-        let data = self.backend.get(&r.key).ok().flatten()?;
-        self.unseal(data).ok()
     }
 
     /// Commits a snapshot: the manifest is written last, atomically.
@@ -262,7 +371,7 @@ impl Store {
         if let Some(c) = &self.crypto {
             // every field authenticated: the data roots, the objects' checksums, the
             // origin, the time — the manifest stays readable for `snapshots list`
-            manifest.mac = Some(c.mac(&serde_json::to_vec(&manifest)?));
+            manifest.mac = Some(c.mac(&self.mac_input(&manifest)?));
         }
         let json = serde_json::to_vec_pretty(&manifest)?;
         self.backend
@@ -379,7 +488,7 @@ impl Store {
             .with_context(|| format!("the manifest of snapshot {id} is damaged"))?;
         if let Some(c) = &self.crypto {
             let given = m.mac.take();
-            let expected = c.mac(&serde_json::to_vec(&m)?);
+            let expected = c.mac(&self.mac_input(&m)?);
             if given.as_deref() != Some(expected.as_str()) {
                 bail!(
                     "the manifest of snapshot {id} is not authenticated by this store's key: it was edited or forged (or written without the key); refused"
@@ -451,14 +560,18 @@ impl Store {
     /// Reads a small named document (journal, status) — `None` when absent.
     pub fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match self.backend.get(key)? {
-            Some(b) => Ok(Some(self.unseal(b).with_context(|| key.to_string())?)),
+            Some(b) => Ok(Some(
+                self.unseal(Object::Doc(key), b)
+                    .with_context(|| key.to_string())?,
+            )),
             None => Ok(None),
         }
     }
 
     /// Writes a small named document atomically.
     pub fn put_doc(&self, key: &str, data: &[u8]) -> Result<()> {
-        self.backend.put(key, &self.seal(data.to_vec()))
+        self.backend
+            .put(key, &self.seal(Object::Doc(key), data.to_vec()))
     }
 }
 
@@ -511,4 +624,44 @@ pub fn rfc3339(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path, create: bool) -> Store {
+        let key = crypto::Crypto::from_key([1u8; 32]);
+        Store::open(dir.to_str().unwrap(), &Config::default(), create, Some(key)).unwrap()
+    }
+
+    /// A store made before format 2 (no id in its marker) is read and written as it was:
+    /// its objects sealed with empty associated data. Turning a format-2 store's marker
+    /// into a format-1 one does not open its bound objects without their binding.
+    #[test]
+    fn a_format_1_store_keeps_its_format_and_a_downgrade_opens_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("s");
+        let new = open(&dir, true);
+        assert!(new.id().is_some());
+        let bound = new.put_object("s2", "state.json", b"bound").unwrap();
+        let marker = serde_json::json!({"format": 1, "encryption": {
+            "cipher": "xchacha20poly1305",
+            "key_check": crypto::Crypto::from_key([1u8; 32]).key_check(),
+        }});
+        std::fs::write(dir.join(MARKER), marker.to_string()).unwrap();
+        let old = open(&dir, false);
+        assert_eq!(old.id(), None);
+        assert!(
+            old.get_object("s2", &bound).is_err(),
+            "the downgrade opens nothing"
+        );
+        let r = old.put_object("s1", "state.json", b"plain old").unwrap();
+        assert_eq!(old.get_object("s1", &r).unwrap(), b"plain old");
+        let sealed = std::fs::read(dir.join(&r.key)).unwrap();
+        let c = crypto::Crypto::from_key([1u8; 32]);
+        assert_eq!(c.open(&sealed, b"").unwrap(), b"plain old");
+        // an object of another snapshot's name is not this snapshot's
+        assert!(old.get_object("s3", &r).is_err());
+    }
 }

@@ -229,6 +229,12 @@ fn capture(
         secrets: secrets_ref,
         skipped: skipped.clone(),
         origin: Some(crate::origin::Origin::of(&ctx.root, &state)),
+        parent: store
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|m| m.instance_id.is_some() && m.instance_id == state.identity.instance_id)
+            .map(|m| m.id),
         ..Manifest::default()
     };
     // The new OS has no carryover: the user-data installs the one kept in the store. Without
@@ -251,10 +257,12 @@ fn capture(
     // right after the commit must not leave an old OS that the restore unit would roll back.
     let mut local = LocalState::load(&ctx.root).unwrap_or_default();
     local.record_taken(&id);
+    local.see(state.identity.instance_id.as_deref(), &id);
     local
         .save(&ctx.root)
         .context("recording the snapshot in this system's own state before committing it")?;
     store.commit(&manifest)?;
+    store::seen::record_in_store(&store, state.identity.instance_id.as_deref(), &id);
     if let Some((suspect, stored)) = &heal
         && let Err(e) = data::damaged::after_capture(&store, suspect, stored)
     {

@@ -1,6 +1,6 @@
 //! `carryover restore`: choose the snapshot of this instance, run the plan, report.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::output::{emit, field};
 use super::{Ctx, RestoreArgs};
@@ -82,21 +82,10 @@ impl Job<'_> {
             Err(e) if quiet => return nothing_due(ctx, format!("{e:#}")),
             r => r?,
         };
-        // a store rolled back (newer snapshots removed, an old manifest in their place) is
-        // refused: the user-data names the newest snapshot there was when it was made
-        if args.snapshot.is_none()
-            && let Some(nb) = &ctx.config.restore_not_before
-            && manifest.id.as_str() < nb.as_str()
-        {
-            bail!(
-                "the newest snapshot of this instance in the store is {}, older than {nb}, the newest when the user-data was made: the store lost snapshots or was rolled back; name one with --snapshot to restore it anyway",
-                manifest.id
-            );
-        }
-        let here = Origin::here(&ctx.root);
         // Never onto the system that took the snapshot, unless it is named explicitly by
         // its id (`latest` is what restore picks by itself: it is guarded too).
         let named = args.snapshot.as_deref().is_some_and(|s| s != store::LATEST);
+        let here = Origin::here(&ctx.root);
         if !named
             && let Some(why) = origin::taken_by_this_system(
                 self.local,
@@ -130,6 +119,19 @@ impl Job<'_> {
                 ),
             );
         }
+        // A store rolled back (newer snapshots removed, an old manifest in their place) is
+        // refused: the user-data, this machine and the store's record of the instance name
+        // the newest snapshot seen before. After the old-OS guards: an old OS has seen
+        // newer snapshots in other stores.
+        let floor = store::seen::floor(
+            &store,
+            self.local,
+            ctx.config.restore_not_before.as_deref(),
+            self.instance,
+        );
+        if !named {
+            store::seen::check(&manifest.id, floor.as_ref())?;
+        }
         if let Some(note) = origin::same_root_filesystem(manifest.origin.as_ref(), &here) {
             tracing::warn!("{note}");
         }
@@ -138,7 +140,7 @@ impl Job<'_> {
                 .send("restore", "started", Some(&manifest.id), |_| {});
             self.reporter.arm_panic("restore");
         }
-        self.restore(&url, &store, &manifest, here.marker.as_deref())
+        self.restore(&url, &store, &manifest, here.marker.as_deref(), floor)
     }
 
     fn restore(
@@ -147,6 +149,7 @@ impl Job<'_> {
         store: &Store,
         manifest: &Manifest,
         marker: Option<&str>,
+        floor: Option<(String, &'static str)>,
     ) -> Result<Exit> {
         let (ctx, args) = (self.ctx, self.args);
         let target = format!(
@@ -198,6 +201,13 @@ impl Job<'_> {
                 at: store::now_rfc3339(),
                 state: report.state.clone(),
             });
+            // the newest seen stays the newest: a snapshot named on purpose lowers nothing
+            let newest = floor
+                .map(|(f, _)| f)
+                .filter(|f| f > &manifest.id)
+                .unwrap_or_else(|| manifest.id.clone());
+            local.see(self.instance, &newest);
+            store::seen::record_in_store(store, self.instance, &newest);
             if let Err(e) = local.save(&ctx.root) {
                 tracing::warn!("could not record the restore locally: {e:#}");
             }

@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
                 let mut damaged: Vec<String> =
                     warnings.iter().map(|w| format!("index {w}")).collect();
                 for r in m.state.iter().chain(m.secrets.iter()) {
-                    if let Err(e) = store.get_object(r) {
+                    if let Err(e) = store.get_object(&m.id, r) {
                         damaged.push(format!("{e:#}"));
                     }
                 }

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 
 use super::codec::{IndexEntry, PackIndex};
 use super::node::BlobId;
-use crate::store::Store;
 use crate::store::backend::ObjectWriter;
+use crate::store::{Object, Store};
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET: usize = 16 << 20;
@@ -146,9 +146,22 @@ pub fn compressor() -> Result<zstd::bulk::Compressor<'static>> {
     zstd::bulk::Compressor::new(ZSTD_LEVEL).context("creating a zstd compressor")
 }
 
-/// Reads a blob, decompresses it and checks it against its id; a damaged copy is passed
-/// over for the next one (the first copy's error is returned when none is intact).
-pub fn read_blob(store: &Store, index: &Mutex<Index>, id: &BlobId) -> Result<Vec<u8>> {
+/// What a blob is read as: a chunk of a file, or a tree. In an encrypted store each is
+/// sealed as its kind, so a tree blob is never read as a file's content or the reverse.
+pub const DATA: &[Object<'static>] = &[Object::DataBlob];
+pub const TREE: &[Object<'static>] = &[Object::TreeBlob];
+/// Either (checks of a blob's integrity that do not use its content).
+pub const ANY_BLOB: &[Object<'static>] = &[Object::DataBlob, Object::TreeBlob];
+
+/// Reads a blob of one of `kinds`, decompresses it and checks it against its id; a
+/// damaged copy is passed over for the next one (the first copy's error is returned when
+/// none is intact).
+pub fn read_blob(
+    store: &Store,
+    index: &Mutex<Index>,
+    id: &BlobId,
+    kinds: &[Object<'_>],
+) -> Result<Vec<u8>> {
     let (packs, locs) = {
         let idx = index.lock().expect("index");
         let locs = idx.locations(id);
@@ -157,7 +170,7 @@ pub fn read_blob(store: &Store, index: &Mutex<Index>, id: &BlobId) -> Result<Vec
     };
     let mut first_error = None;
     for (key, loc) in packs.into_iter().zip(locs) {
-        match read_at(store, &(key, loc), id) {
+        match read_at(store, &(key, loc), id, kinds) {
             Ok(raw) => return Ok(raw),
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -169,7 +182,12 @@ pub fn read_blob(store: &Store, index: &Mutex<Index>, id: &BlobId) -> Result<Vec
 }
 
 /// Reads a located blob, decompresses it and checks it against its id.
-pub fn read_at(store: &Store, (key, loc): &(String, BlobLoc), id: &BlobId) -> Result<Vec<u8>> {
+pub fn read_at(
+    store: &Store,
+    (key, loc): &(String, BlobLoc),
+    id: &BlobId,
+    kinds: &[Object<'_>],
+) -> Result<Vec<u8>> {
     if loc.length > MAX_BLOB + 4096 || loc.raw_length > MAX_BLOB {
         bail!(
             "blob {} in {key} claims {} bytes: more than the format ever makes; refused",
@@ -180,7 +198,7 @@ pub fn read_at(store: &Store, (key, loc): &(String, BlobLoc), id: &BlobId) -> Re
     let stored = store
         .backend()
         .get_range(key, loc.offset as u64, loc.length as u64)?;
-    decode(store, stored, loc, id).with_context(|| format!("in {key}"))
+    decode(store, stored, loc, id, kinds).with_context(|| format!("in {key}"))
 }
 
 /// The largest blob the format makes: a 4 MiB chunk, or a tree blob of ~1 MiB plus its last
@@ -188,8 +206,14 @@ pub fn read_at(store: &Store, (key, loc): &(String, BlobLoc), id: &BlobId) -> Re
 /// would make every restore worker allocate it): refused before anything is allocated.
 pub const MAX_BLOB: u32 = 5 << 20;
 
-/// Decrypts and decompresses a stored blob and checks its id.
-pub fn decode(store: &Store, stored: Vec<u8>, loc: &BlobLoc, id: &BlobId) -> Result<Vec<u8>> {
+/// Decrypts a stored blob as one of `kinds`, decompresses it and checks its id.
+pub fn decode(
+    store: &Store,
+    stored: Vec<u8>,
+    loc: &BlobLoc,
+    id: &BlobId,
+    kinds: &[Object<'_>],
+) -> Result<Vec<u8>> {
     if loc.raw_length > MAX_BLOB || stored.len() as u64 > MAX_BLOB as u64 + 4096 {
         bail!(
             "blob {} claims {} bytes ({} stored): more than the format ever makes ({MAX_BLOB}); refused",
@@ -199,7 +223,7 @@ pub fn decode(store: &Store, stored: Vec<u8>, loc: &BlobLoc, id: &BlobId) -> Res
         );
     }
     let stored = store
-        .unseal(stored)
+        .unseal_as(kinds, stored)
         .with_context(|| format!("blob {}", hex::encode(id)))?;
     let raw = if loc.compressed {
         zstd::bulk::decompress(&stored, loc.raw_length as usize)
@@ -326,12 +350,12 @@ mod tests {
         std::fs::write(&pack, bytes).unwrap();
 
         let index = Mutex::new(index);
-        assert_eq!(read_blob(&store, &index, &id).unwrap(), raw);
+        assert_eq!(read_blob(&store, &index, &id, DATA).unwrap(), raw);
         let mut index = index.into_inner().unwrap();
         index.forget_copy(&id, &first);
         assert_eq!(index.locations(&id).len(), 1);
         assert_ne!(index.blobs[&id], first, "the intact copy is read first now");
         index.forget([id]);
-        assert!(read_blob(&store, &Mutex::new(index), &id).is_err());
+        assert!(read_blob(&store, &Mutex::new(index), &id, DATA).is_err());
     }
 }

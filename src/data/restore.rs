@@ -546,7 +546,7 @@ fn write_content(store: &Store, index: &Mutex<Index>, f: &File, n: &Node) -> Res
     let mut in_region = 0u64;
     let mut written = 0u64;
     for id in n.chunk_ids() {
-        let data = repo::read_blob(store, index, &id)?;
+        let data = repo::read_blob(store, index, &id, repo::DATA)?;
         let mut rest = &data[..];
         while !rest.is_empty() {
             let Some(&(off, len)) = regions.get(region) else {

@@ -94,7 +94,7 @@ impl TreeReader {
             let Some(id) = self.ids.next() else {
                 return Ok(None);
             };
-            let raw = repo::read_blob(&self.store, &self.index, &id)?;
+            let raw = repo::read_blob(&self.store, &self.index, &id, repo::TREE)?;
             self.current = decode_nodes(&raw)?.into_iter();
         }
     }

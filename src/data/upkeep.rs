@@ -249,7 +249,7 @@ fn plan(store: &Store, index: &Index, needed: &HashSet<BlobId>) -> Vec<PackPlan>
             locs.sort_by(|a, b| share(b).total_cmp(&share(a)).then(a.pack.cmp(&b.pack)));
             let intact: Vec<bool> = locs
                 .iter()
-                .map(|l| repo::read_at(store, &(index.pack_key(l), *l), id).is_ok())
+                .map(|l| repo::read_at(store, &(index.pack_key(l), *l), id, repo::ANY_BLOB).is_ok())
                 .collect();
             // with no intact copy, every copy stays where it is
             if let Some(i) = intact.iter().position(|ok| *ok) {

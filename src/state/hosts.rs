@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Gather;
+use super::{Gather, grammar};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostsEntry {
@@ -55,22 +55,32 @@ fn render(e: &HostsEntry) -> String {
     format!("{}\t{}", e.address, e.names.join(" "))
 }
 
-/// Why an entry from a snapshot cannot go into a hosts file (`None` when it can): an
-/// address that is not one, or a name that would change what the line says.
+/// Why an entry from a snapshot cannot go into a hosts file (`None` when it can). An entry
+/// is an IP address and host names (`grammar`); the names of the machine itself
+/// (`localhost`, `ip6-loopback`…) only on a loopback address — pointed elsewhere they
+/// would send this machine's own connections to another host. Any other mapping is the
+/// operator's to make: a plain store may carry it.
 pub fn refused(e: &HostsEntry) -> Option<String> {
-    let addr = e.address.split('%').next().unwrap_or("");
-    let name_ok = |n: &String| {
-        !n.is_empty() && !n.starts_with('#') && n.chars().all(|c| c.is_ascii_graphic())
-    };
-    if addr.parse::<std::net::IpAddr>().is_err()
-        || e.address.chars().any(|c| !c.is_ascii_graphic() || c == '#')
-        || e.names.is_empty()
-        || !e.names.iter().all(name_ok)
-    {
-        return Some(format!(
-            "refusing the hosts entry '{} {}': not an address and host names",
+    let shown = || {
+        format!(
+            "{} {}",
             e.address.escape_debug(),
             e.names.join(" ").escape_debug()
+        )
+    };
+    if !grammar::address(&e.address)
+        || e.names.is_empty()
+        || !e.names.iter().all(|n| grammar::host_name(n))
+    {
+        return Some(format!(
+            "refusing the hosts entry '{}': not an IP address and host names",
+            shown()
+        ));
+    }
+    if !grammar::loopback(&e.address) && e.names.iter().any(|n| grammar::local_name(n)) {
+        return Some(format!(
+            "refusing the hosts entry '{}': the names of the machine itself belong to a loopback address",
+            shown()
         ));
     }
     None

@@ -1,12 +1,13 @@
 //! Encryption at rest (`[store] encryption_key_file`): every blob, state, secrets and
-//! journal object sealed with XChaCha20-Poly1305 (a random 192-bit nonce each), and blob
-//! ids keyed so that they reveal nothing about the content. A wrong key or a damaged
-//! object fails authentication and says so.
+//! journal object sealed with XChaCha20-Poly1305 (a random 192-bit nonce each), bound by
+//! its associated data to the store, its kind and its snapshot (an object copied to
+//! another name fails to open), and blob ids keyed so that they reveal nothing about the
+//! content. A wrong key, a damaged or a moved object fails authentication and says so.
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use chacha20poly1305::aead::{Aead, KeyInit};
+use anyhow::{Context, Result};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 const NONCE: usize = 24;
@@ -68,12 +69,13 @@ impl Crypto {
             .to_string()
     }
 
-    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+    /// Seals `plain`, bound to `aad` (see `Object::associated_data`).
+    pub fn seal(&self, plain: &[u8], aad: &[u8]) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE] = rand::random();
         let nonce = XNonce::from(nonce_bytes);
         let ct = self
             .cipher
-            .encrypt(&nonce, plain)
+            .encrypt(&nonce, Payload { msg: plain, aad })
             .expect("encryption of an in-memory buffer does not fail");
         let mut out = Vec::with_capacity(NONCE + ct.len());
         out.extend_from_slice(&nonce_bytes);
@@ -81,18 +83,73 @@ impl Crypto {
         out
     }
 
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
+    /// Opens an object sealed with the same associated data; `None` when it does not
+    /// authenticate (damaged, sealed as another object, or under another key).
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE + TAG {
-            bail!("an encrypted object is too short: damaged");
+            return None;
         }
         let mut n = [0u8; NONCE];
         n.copy_from_slice(&sealed[..NONCE]);
         let nonce = XNonce::from(n);
-        self.cipher.decrypt(&nonce, &sealed[NONCE..]).map_err(|_| {
-            anyhow::anyhow!(
-                "authentication failed: the object is damaged, or the key is not this store's"
+        self.cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &sealed[NONCE..],
+                    aad,
+                },
             )
-        })
+            .ok()
+    }
+}
+
+/// What a sealed object is, for its associated data: an object opened as anything else
+/// (another snapshot's, another kind, another name, another store's) fails authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object<'a> {
+    /// An object of one snapshot (`objects/<snapshot>/<name>`: its state, its secrets).
+    Snapshot { snapshot: &'a str, name: &'a str },
+    /// A chunk of a file: shared by every snapshot (deduplicated), so bound to its kind only.
+    DataBlob,
+    /// A blob of a tree (a directory listing): likewise.
+    TreeBlob,
+    /// A named document (`journal/<snapshot>.json`, the damaged-blob list): bound to its key.
+    Doc(&'a str),
+}
+
+impl Object<'_> {
+    /// The associated data under which this object is sealed in the store `store_id`.
+    /// A store of format 1 (made before objects were bound) has none: `store_id` is `None`
+    /// and objects are sealed with empty associated data, as they were then.
+    pub fn associated_data(&self, store_id: Option<&str>) -> Vec<u8> {
+        let Some(store) = store_id else {
+            return Vec::new();
+        };
+        // fields joined by NUL: none of them can hold one (store ids are hex, snapshot ids
+        // and keys pass `backend::check_name`)
+        let fields: [&str; 3] = match self {
+            Object::Snapshot { snapshot, name } => ["object", snapshot, name],
+            Object::DataBlob => ["data blob", "", ""],
+            Object::TreeBlob => ["tree blob", "", ""],
+            Object::Doc(key) => ["document", key, ""],
+        };
+        let mut out = format!("carryover object v2\0{store}").into_bytes();
+        for f in fields {
+            out.push(0);
+            out.extend_from_slice(f.as_bytes());
+        }
+        out
+    }
+
+    /// How the object is named in an error.
+    pub fn describe(&self) -> String {
+        match self {
+            Object::Snapshot { snapshot, name } => format!("{name} of snapshot {snapshot}"),
+            Object::DataBlob => "a data blob".into(),
+            Object::TreeBlob => "a tree blob".into(),
+            Object::Doc(key) => (*key).to_string(),
+        }
     }
 }
 
@@ -112,16 +169,48 @@ mod tests {
     #[test]
     fn seal_open_and_tamper() {
         let c = Crypto::from_key([7u8; 32]);
-        let s = c.seal(b"secret state");
+        let s = c.seal(b"secret state", b"ad");
         assert!(!s.windows(6).any(|w| w == b"secret"));
-        assert_eq!(c.open(&s).unwrap(), b"secret state");
+        assert_eq!(c.open(&s, b"ad").unwrap(), b"secret state");
         let mut bad = s.clone();
         bad[30] ^= 1;
-        assert!(c.open(&bad).is_err());
+        assert!(c.open(&bad, b"ad").is_none());
+        assert!(c.open(&s, b"other ad").is_none());
         let other = Crypto::from_key([8u8; 32]);
-        assert!(other.open(&s).is_err());
+        assert!(other.open(&s, b"ad").is_none());
         assert_ne!(c.key_check(), other.key_check());
         assert_ne!(c.blob_id(b"x"), *blake3::hash(b"x").as_bytes());
+    }
+
+    #[test]
+    fn every_object_has_its_own_associated_data() {
+        let objects = [
+            Object::Snapshot {
+                snapshot: "a",
+                name: "state.json",
+            },
+            Object::Snapshot {
+                snapshot: "b",
+                name: "state.json",
+            },
+            Object::Snapshot {
+                snapshot: "a",
+                name: "secrets.json",
+            },
+            Object::DataBlob,
+            Object::TreeBlob,
+            Object::Doc("journal/a.json"),
+        ];
+        let ads: std::collections::HashSet<Vec<u8>> = objects
+            .iter()
+            .map(|o| o.associated_data(Some("s1")))
+            .collect();
+        assert_eq!(ads.len(), objects.len());
+        assert_ne!(
+            Object::DataBlob.associated_data(Some("s1")),
+            Object::DataBlob.associated_data(Some("s2"))
+        );
+        assert!(Object::DataBlob.associated_data(None).is_empty());
     }
 
     #[test]

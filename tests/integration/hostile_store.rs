@@ -4,7 +4,44 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Command;
 
+use carryover::config::Config;
+use carryover::data::codec;
+use carryover::store::Store;
+use carryover::store::crypto::Crypto;
+
 use super::fixtures::*;
+
+/// The key every encrypted store of these tests has (64 hex digits of 0xab).
+const KEY: [u8; 32] = [0xab; 32];
+
+/// Gives a tree the store key and a config that uses it, plus `extra` config lines.
+fn with_store_key(t: &Tree, extra: &str) {
+    t.file_mode("/etc/carryover/store.key", &hex::encode(KEY), 0o600);
+    t.file(
+        "/etc/carryover/config.toml",
+        &format!("[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n{extra}"),
+    );
+}
+
+/// An old system with `/srv/app` and a store key, and where its store goes.
+fn encrypted_old(dir: &std::path::Path) -> (Tree, std::path::PathBuf) {
+    let old = old_debian(&dir.join("old"));
+    old.file("/srv/app/db.sqlite", "rows\n");
+    with_store_key(&old, "");
+    (old, dir.join("store"))
+}
+
+/// Captures `/srv/app` of `old` into `store`; the snapshot's id.
+fn capture_app(old: &Tree, store: &std::path::Path) -> String {
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(store)
+        .args(&["--path", "/srv/app"])
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    json(&o)["snapshot_id"].as_str().unwrap().to_string()
+}
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
@@ -170,34 +207,11 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
 #[test]
 fn an_edited_manifest_and_a_rolled_back_store_are_refused() {
     let t = tempfile::tempdir().unwrap();
-    let old = old_debian(&t.path().join("old"));
-    old.file("/srv/app/db.sqlite", "rows\n");
-    old.file_mode("/etc/carryover/store.key", &"ab".repeat(32), 0o600);
-    old.file(
-        "/etc/carryover/config.toml",
-        "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
-    );
-    let store = t.path().join("store");
-    let capture_app = || {
-        let o = Cmd::new("capture")
-            .root(&old.dir)
-            .store(&store)
-            .args(&["--path", "/srv/app"])
-            .json()
-            .run();
-        assert_exit!(o, Some(0));
-        json(&o)["snapshot_id"].as_str().unwrap().to_string()
-    };
-    let first = capture_app();
-    let second = capture_app();
+    let (old, store) = encrypted_old(t.path());
+    let first = capture_app(&old, &store);
+    let second = capture_app(&old, &store);
     let new = new_ubuntu(&t.path().join("new"));
-    new.file_mode("/etc/carryover/store.key", &"ab".repeat(32), 0o600);
-    new.file(
-        "/etc/carryover/config.toml",
-        &format!(
-            "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n[restore]\nnot_before = \"{second}\"\n"
-        ),
-    );
+    with_store_key(&new, &format!("[restore]\nnot_before = \"{second}\"\n"));
     // the data root edited in the readable manifest: refused
     let path = store.join(format!("snapshots/{second}.json"));
     let text = std::fs::read_to_string(&path).unwrap();
@@ -302,4 +316,247 @@ fn planted_state_fields_are_refused_by_grammar_and_place() {
     assert!(!new.p("/etc/carryover/config.d/99-evil.toml").exists());
     assert_eq!(new.read("/etc/carryover/token"), "t0ken\n");
     assert_eq!(v["state"], "degraded", "{all}");
+}
+
+/// #16.3: every sealed object is bound to its store, kind and snapshot (AEAD associated
+/// data). Another snapshot's state object copied over this one's (its checksum then fails,
+/// and restore tries to save what it can of a damaged state) does not open as this
+/// snapshot's: nothing of the other snapshot's state is restored, the restore fails and
+/// says whose object it is.
+#[test]
+fn a_state_object_swapped_between_snapshots_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, store) = encrypted_old(t.path());
+    let first = capture_app(&old, &store);
+    old.file("/etc/hostname", "web02\n");
+    let second = capture_app(&old, &store);
+    std::fs::copy(
+        store.join(format!("objects/{first}/state.json")),
+        store.join(format!("objects/{second}/state.json")),
+    )
+    .unwrap();
+    let new = new_ubuntu(&t.path().join("new"));
+    with_store_key(&new, "");
+    let o = restore(&new.dir, &store, &["--snapshot", &second], &[]);
+    let v = json(&o);
+    let all = v.to_string();
+    assert_eq!(v["state"], "failed", "{all}");
+    assert!(
+        all.contains(&format!("it is state.json of snapshot {first}")),
+        "{all}"
+    );
+    assert_eq!(
+        new.read("/etc/hostname"),
+        "ubuntu\n",
+        "nothing of it restored"
+    );
+}
+
+/// #16.3: a tree blob put under a data blob's name (the pack index edited to point the
+/// file's chunk at a tree blob) is refused as what it is — sealed as a tree blob, it does
+/// not open as a file's content; the file is named as not restored.
+#[test]
+fn a_tree_blob_under_a_data_blobs_name_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, dir) = encrypted_old(t.path());
+    let id = capture_app(&old, &dir);
+    let store = Store::open(
+        dir.to_str().unwrap(),
+        &Config::default(),
+        false,
+        Some(Crypto::from_key(KEY)),
+    )
+    .unwrap();
+    let m = store.manifest(&id).unwrap();
+    let tree = hex::decode(&m.data.unwrap().roots[0].tree[0]).unwrap();
+    let mut moved = 0;
+    for key in store.backend().list("index/").unwrap() {
+        let mut pi = codec::decode_index(&std::fs::read(dir.join(&key)).unwrap()).unwrap();
+        let Some(t) = pi.blobs.iter().find(|e| e.id == tree).cloned() else {
+            continue;
+        };
+        for e in pi.blobs.iter_mut().filter(|e| e.id != tree) {
+            (e.offset, e.length, e.raw_length, e.compressed) =
+                (t.offset, t.length, t.raw_length, t.compressed);
+            moved += 1;
+        }
+        std::fs::write(dir.join(&key), codec::encode_index(&pi)).unwrap();
+    }
+    assert_eq!(moved, 1, "the file's one chunk points at the tree blob");
+    let new = new_ubuntu(&t.path().join("new"));
+    with_store_key(&new, "");
+    let v = json(&restore(&new.dir, &dir, &[], &[]));
+    let all = v.to_string();
+    assert!(
+        all.contains("a data blob: authentication failed: it is a tree blob"),
+        "{all}"
+    );
+    assert!(all.contains("/srv/app/db.sqlite"), "{all}");
+    assert_ne!(v["state"], "ready", "{all}");
+    assert!(!new.p("/srv/app/db.sqlite").exists());
+}
+
+/// #16.3, rollback by instance: restore never picks by itself a snapshot older than the
+/// newest one seen of this instance — by this machine (a restore ran here) or by the
+/// store's own record of the instance (a capture wrote it) — and says which; named, the
+/// older one is restored. Each manifest names its parent (the newest before it).
+#[test]
+fn a_store_rolled_back_below_the_newest_seen_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let first = capture(&old.dir, &store);
+    let second = capture(&old.dir, &store);
+    let manifest = store.join(format!("snapshots/{second}.json"));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(m["parent"], first.as_str(), "{m}");
+    let new = new_ubuntu(&t.path().join("new"));
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(json(&o)["snapshot_id"], second.as_str());
+
+    // the whole store rolled back (the newest manifest and the store's record gone): this
+    // machine remembers
+    let record = store.join(format!("seen/{INSTANCE}.json"));
+    let kept = std::fs::read(&record).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("rolled back") && err.contains(&second),
+        "{err}"
+    );
+    assert!(err.contains("this machine's own record"), "{err}");
+
+    // a fresh machine (no record of its own, no `not_before`): the store's record says
+    std::fs::write(&record, kept).unwrap();
+    let fresh = new_ubuntu(&t.path().join("fresh"));
+    let o = restore(&fresh.dir, &store, &[], &[]);
+    assert_exit!(o, Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("the store's record of the instance"), "{err}");
+    assert!(!fresh.read("/etc/hostname").contains("web01"));
+    // named, the older snapshot is restored
+    let o = restore(&fresh.dir, &store, &["--snapshot", &first], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(fresh.read("/etc/hostname"), "web01\n");
+}
+
+/// #16.7: a plain store's resolver and hosts values, and fstab fields, are each parsed
+/// by their grammar (an IP address, a domain, a resolver option, host names, a mount's
+/// words): a quote or `;` that would break out of a `dhclient.conf` string, a zone that
+/// smuggles text after an IPv6 address, `localhost` pointed at another host, a newline in
+/// a mount option, a mountpoint climbing into `/etc` — each refused by name, and nothing
+/// of it reaches a file of the new OS.
+#[test]
+fn resolver_hosts_and_fstab_values_are_parsed_by_their_grammar() {
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str, &str); 7] = [
+        (
+            |v| v["dns"]["search"] = serde_json::json!(["corp.example\";option"]),
+            "refusing the search domain",
+            "corp.example\"",
+        ),
+        (
+            |v| v["dns"]["nameservers"] = serde_json::json!(["fe80::1%eth0\";supersede"]),
+            "refusing the nameserver",
+            "supersede\"",
+        ),
+        (
+            |v| v["dns"]["options"] = serde_json::json!(["rotate;reload"]),
+            "refusing the option",
+            "rotate;",
+        ),
+        (
+            |v| {
+                push(
+                    v,
+                    "hosts",
+                    serde_json::json!({"address": "203.0.113.7", "names": ["localhost"]}),
+                )
+            },
+            "belong to a loopback address",
+            "203.0.113.7",
+        ),
+        (
+            |v| {
+                push(
+                    v,
+                    "hosts",
+                    serde_json::json!({"address": "10.9.9.9", "names": ["db;x"]}),
+                )
+            },
+            "not an IP address and host names",
+            "10.9.9.9",
+        ),
+        (
+            |v| {
+                let m = srv_mount(v, |m| {
+                    m["options"] =
+                        serde_json::json!(["defaults\n/dev/vdc /etc/cron.d ext4 exec,suid"]);
+                });
+                push(v, "mounts", m);
+            },
+            "refusing the fstab entry",
+            "cron.d",
+        ),
+        (
+            |v| {
+                let m = srv_mount(v, |m| m["mountpoint"] = "/srv/../etc/cron.d".into());
+                push(v, "mounts", m);
+            },
+            "refusing the",
+            "cron.d",
+        ),
+    ];
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let state = store.join(format!("objects/{id}/state.json"));
+    let (pristine, manifest) = (
+        std::fs::read(&state).unwrap(),
+        std::fs::read(store.join(format!("snapshots/{id}.json"))).unwrap(),
+    );
+    for (i, (edit, refusal, planted)) in cases.into_iter().enumerate() {
+        std::fs::write(&state, &pristine).unwrap();
+        std::fs::write(store.join(format!("snapshots/{id}.json")), &manifest).unwrap();
+        tamper(&store, &id, edit, true);
+        let new = new_ubuntu(&t.path().join(format!("new{i}")));
+        let v = json(&restore(&new.dir, &store, &[], &[]));
+        let all = v.to_string();
+        assert!(all.contains(refusal), "case {i}: {all}");
+        assert_eq!(v["state"], "degraded", "case {i}: {all}");
+        for e in walkdir::WalkDir::new(new.p("/etc")) {
+            let e = e.unwrap();
+            if e.file_type().is_file() {
+                let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+                assert!(
+                    !text.contains(planted),
+                    "case {i}: {}: {text}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+/// Appends `item` to the array `key` of a state document.
+fn push(v: &mut serde_json::Value, key: &str, item: serde_json::Value) {
+    v[key].as_array_mut().unwrap().push(item);
+}
+
+/// The captured `/srv` data-disk mount, changed by `edit`.
+fn srv_mount(v: &serde_json::Value, edit: impl Fn(&mut serde_json::Value)) -> serde_json::Value {
+    let mut m = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountpoint"] == "/srv")
+        .cloned()
+        .unwrap();
+    edit(&mut m);
+    m
 }

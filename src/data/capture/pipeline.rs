@@ -18,7 +18,7 @@ use crate::data::node::{BlobId, Kind, Node};
 use crate::data::repo::{self, Index, PackWriter, Sealed};
 use crate::data::tree::{Blob, TreeWriter};
 use crate::state::Problem;
-use crate::store::Store;
+use crate::store::{Object, Store};
 use crate::sys;
 
 /// Where blobs go: deduplicated against the store and this run, compressed by the
@@ -66,7 +66,14 @@ impl Sink {
         let (bytes, compressed) = repo::encode(raw, z).map_err(StoreFailed)?;
         let sealed = Sealed {
             id,
-            data: self.store.seal(bytes),
+            data: self.store.seal(
+                if data {
+                    Object::DataBlob
+                } else {
+                    Object::TreeBlob
+                },
+                bytes,
+            ),
             raw_length,
             compressed,
         };

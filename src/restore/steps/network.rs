@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome};
 use crate::restore::merge::set_block;
-use crate::state::dns;
+use crate::state::{dns, grammar};
 
 pub const RESOLVED_DROPIN: &str = "/etc/systemd/resolved.conf.d/90-carryover.conf";
 pub const NM_DROPIN: &str = "/etc/NetworkManager/conf.d/90-carryover-dns.conf";
@@ -40,27 +40,34 @@ pub fn new_os_manager(a: &Apply) -> String {
 
 pub fn dns(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let d = &l.state.dns;
-    for n in &d.nameservers {
-        if n.parse::<std::net::IpAddr>().is_err()
-            && n.split('%')
-                .next()
-                .and_then(|x| x.parse::<std::net::IpAddr>().ok())
-                .is_none()
-        {
-            return Ok(Outcome::failed(format!(
-                "refusing the nameserver '{n}': not an IP address"
-            )));
-        }
-    }
-    if let Some(bad) = d
-        .search
-        .iter()
-        .chain(&d.options)
-        .find(|s| s.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
-        return Ok(Outcome::failed(format!(
-            "refusing '{bad}': not a domain or option"
-        )));
+    // each value parsed as what it is (they go into resolv.conf, resolved and
+    // NetworkManager drop-ins and quoted into dhclient.conf)
+    let bad = |what: &str, v: &String| {
+        Some(Outcome::failed(format!(
+            "refusing the {what} '{}': not {}",
+            v.escape_debug(),
+            match what {
+                "nameserver" => "an IP address",
+                "search domain" => "a domain name",
+                _ => "a resolver option (`name` or `name:number`)",
+            }
+        )))
+    };
+    let refused = (d.nameservers.iter())
+        .filter(|n| !grammar::address(n))
+        .find_map(|n| bad("nameserver", n))
+        .or_else(|| {
+            (d.search.iter())
+                .filter(|s| !grammar::domain(s))
+                .find_map(|s| bad("search domain", s))
+        })
+        .or_else(|| {
+            (d.options.iter())
+                .filter(|o| !grammar::resolver_option(o))
+                .find_map(|o| bad("option", o))
+        });
+    if let Some(o) = refused {
+        return Ok(o);
     }
     if d.nameservers.is_empty() && d.search.is_empty() {
         return Ok(Outcome::skipped(
