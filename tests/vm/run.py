@@ -100,7 +100,7 @@ class Orchestrator:
 class VM:
     def __init__(self, work, name, image, disks, share, port):
         """IMAGE: a cached image's directory (its vmlinuz and initrd.img boot the VM)."""
-        kernel, initrd = image
+        kernel, initrd = os.path.join(image, "vmlinuz"), os.path.join(image, "initrd.img")
         self.console = os.path.join(work, f"{name}-console.log")
         self.cmd = [
             "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
