@@ -75,6 +75,8 @@ TOML
   (cd /srv/www && find . -type f | sort | xargs sha256sum) > "$out/old-www.sums"
   for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done > "$out/old-ssh.fp"
   id alice > "$out/old-id"
+  cat /etc/os-release > "$out/old-os-release"
+  ldd --version | head -n1 > "$out/old-glibc"
   set +e
   carryover check --format json > "$out/check.json"
   echo "check exit $?" >> "$out/check.json.rc"

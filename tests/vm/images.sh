@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Builds the VM test's guest root trees once and caches them: a Debian bookworm tree (the
-# "old OS") and a trixie tree (the "new OS"), debootstrapped with a kernel, systemd,
+# Builds the VM test's guest root trees once and caches them: Debian trees for the "old
+# OS" (bookworm; bullseye, glibc 2.31, the oldest release Debian's mirror still serves)
+# and a trixie tree (the "new OS"), debootstrapped with a kernel, systemd,
 # lvm2, ntfs-3g, cron and OpenSSH, DHCP through systemd-networkd, and a unit that runs
 # the test's guest script from the host's 9p share. carryover itself is NOT in them: the
 # test installs the .deb into a copy of the old tree, and the new OS gets carryover only
 # through the user-data.
 #
-#   tests/vm/images.sh CACHE_DIR      → CACHE_DIR/{bookworm,trixie}/{root/,vmlinuz,initrd.img}
+#   tests/vm/images.sh CACHE_DIR [SUITE...]   → CACHE_DIR/SUITE/{root/,vmlinuz,initrd.img}
+#
+# SUITE: bullseye, bookworm, trixie (default: bookworm trixie); they are built in parallel.
 set -euo pipefail
 cache=${1:?cache dir}
+shift
+suites=("$@")
+((${#suites[@]})) || suites=(bookworm trixie)
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$cache"
 mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
@@ -16,8 +22,9 @@ mirror=${mirror:-http://deb.debian.org/debian}
 # curl: cloud images have it (and python3, for cloud-init): the user-data's own failure
 # report uses it
 pkgs=linux-image-amd64,systemd-sysv,udev,kmod,lvm2,ntfs-3g,cron,openssh-server,iproute2,procps,e2fsprogs,ca-certificates,curl
-# the recipe's hash names the cache entry: a change to this script rebuilds
-recipe=$(cat "$0" | sha256sum | cut -c1-12)
+# the recipe's hash names the cache entry: a change to the recipe (the package list and
+# build() below, not the usage text or which suites are asked for) rebuilds
+recipe=$( (echo "$pkgs"; sed -n '/^build() {$/,/^}$/p' "$0") | sha256sum | cut -c1-12)
 
 build() {
   local suite=$1 dir=$cache/$1
@@ -65,7 +72,13 @@ UNIT
   echo "== $suite image: built in $((SECONDS - t0)) s"
 }
 
-build bookworm &
-b=$!
-build trixie
-wait $b
+pids=()
+for s in "${suites[@]}"; do
+  case $s in
+    bullseye | bookworm | trixie) ;;
+    *) echo "images.sh: no recipe for $s (bullseye, bookworm, trixie)" >&2; exit 2 ;;
+  esac
+  build "$s" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done

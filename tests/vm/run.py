@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""The end-to-end Change-OS test on real VMs (qemu, TCG).
+"""The end-to-end Change-OS test on real VMs (qemu, TCG), one scenario per old OS.
 
-An old OS (Debian bookworm, carryover installed from the .deb) with an LVM+ext4 data
-disk (the store and data) and an NTFS data disk sets up a server, runs `check` and
-`capture`, and powers off. Its system disk is then swapped for a fresh Debian trixie
-image without carryover; the data disks stay. The user-data `carryover userdata`
-printed is what brings carryover onto the new OS (cloud-init's runcmd is emulated:
-the guest script runs the same commands from a first-boot unit). The restore runs by
-itself and reports to an orchestrator on the host, reached through qemu's user
-networking; the guest then writes what it sees to a 9p share and the host compares it
-with the old OS. A second scenario kills the VM in the middle of the restore; on the
-next boot the restore resumes and ends `ready`.
+An old OS (Debian, carryover installed from the .deb) with an LVM+ext4 data disk (the
+store and data) and an NTFS data disk sets up a server, runs `check` and `capture`, and
+powers off. Its system disk is then swapped for a fresh Debian trixie image without
+carryover; the data disks stay. The user-data `carryover userdata` printed is what
+brings carryover onto the new OS (cloud-init's runcmd is emulated: the guest script runs
+the same commands from a first-boot unit). The restore runs by itself and reports to an
+orchestrator on the host, reached through qemu's user networking; the guest then writes
+what it sees to a 9p share and the host compares it with the old OS.
 
-    tests/vm/run.py [--binary PATH] [--cache DIR] [--keep]
+Scenarios (see OLD): bookworm → trixie, the full one with the cargo-built agent: the
+old OS also reboots after its capture (nothing may change), a second new-OS boot is
+killed in the middle of the restore and the next resumes to `ready`, and a third has a
+blank disk where the store's was. bullseye (glibc 2.31) → trixie, lean: the cycle
+only, with the glibc 2.17 agent of packaging/build-linux (the cargo-built one needs
+glibc 2.34). Both reuse the one cached trixie image.
+
+    tests/vm/run.py [--old bookworm|bullseye]... [--binary PATH] [--binary-glibc217 PATH]
+                    [--cache DIR] [--keep]
 """
+
 
 import argparse
 import http.server
@@ -91,7 +98,9 @@ class Orchestrator:
 
 
 class VM:
-    def __init__(self, work, name, kernel, initrd, disks, share, port):
+    def __init__(self, work, name, image, disks, share, port):
+        """IMAGE: a cached image's directory (its vmlinuz and initrd.img boot the VM)."""
+        kernel, initrd = os.path.join(image, "vmlinuz"), os.path.join(image, "initrd.img")
         self.console = os.path.join(work, f"{name}-console.log")
         self.cmd = [
             "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
@@ -142,6 +151,12 @@ class VM:
     def kill(self):
         self.proc.kill()  # power cut: no shutdown, no sync
         self.proc.wait()
+
+
+def set_phase(share, phase):
+    """What guest.sh does on the next boot from SHARE: old, oldreboot, new, broken."""
+    with open(os.path.join(share, "phase"), "w") as f:
+        f.write(phase + "\n")
 
 
 def system_disk(tree, img, size="3G"):
@@ -221,32 +236,42 @@ def verify_new(out, failures, scenario):
     check("trixie" in read(os.path.join(out, "new-os-release")), "the new OS is trixie", failures)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=os.path.join(TOP, "target/debug/carryover"))
-    ap.add_argument("--cache", default=os.environ.get("CARRYOVER_VM_CACHE", "/var/tmp/carryover-vm"))
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    a = ap.parse_args()
-    t_all = time.monotonic()
-    failures = []
-    work = tempfile.mkdtemp(prefix="carryover-vm-", dir="/var/tmp")
-    log(f"work dir {work}")
+# The old OSes a scenario can start from. `full`: every boot (the old OS rebooted after a
+# capture, a power cut in the middle of the restore, a broken store disk); otherwise only
+# the cycle itself (capture on the old OS, restore on trixie). `agent`: which build of
+# carryover the old OS runs — the one cargo built here (glibc 2.36) or the glibc 2.17
+# baseline from packaging/build-linux, the only one a glibc older than 2.34 can run.
+OLD = {
+    "bookworm": {"glibc": "2.36", "agent": "binary", "full": True},
+    "bullseye": {"glibc": "2.31", "agent": "binary_glibc217", "full": False},
+}
+NEW = "trixie"
 
-    t = time.monotonic()
-    sh(os.path.join(HERE, "images.sh"), a.cache)
-    log(f"images ready in {time.monotonic() - t:.0f} s")
+
+def build_glibc217():
+    """The x86_64 agent on a glibc 2.17 baseline, built by packaging/build-linux."""
+    log("building the glibc 2.17 agent (packaging/build-linux --debug x86_64)")
+    out = subprocess.run([os.path.join(TOP, "packaging/build-linux"), "--debug", "x86_64"],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    return out.split()[-1]
+
+
+def scenario(old, binary, a, work, failures):
+    """Capture on OLD (carryover from BINARY's .deb) → Change OS → restore on trixie.
+    Returns the phase timings."""
+    spec = OLD[old]
     pkg = os.path.join(work, "pkg")
-    sh(os.path.join(TOP, "packaging/build"), a.binary, pkg, stdout=subprocess.DEVNULL)
+    sh(os.path.join(TOP, "packaging/build"), binary, pkg, stdout=subprocess.DEVNULL)
     deb = [os.path.join(pkg, p) for p in os.listdir(pkg) if p.endswith(".deb")][0]
 
-    # the old OS: a copy of the bookworm tree with the .deb installed by dpkg
+    # the old OS: a copy of its tree with the .deb installed by dpkg
     old_root = os.path.join(work, "old-root")
-    sh("cp", "-a", os.path.join(a.cache, "bookworm/root"), old_root)
+    sh("cp", "-a", os.path.join(a.cache, old, "root"), old_root)
     # dpkg inside the tree (dpkg --root would resolve the tree's groups on the host)
     shutil.copy(deb, os.path.join(old_root, "tmp/carryover.deb"))
     sh("chroot", old_root, "dpkg", "-i", "/tmp/carryover.deb", stdout=subprocess.DEVNULL)
     os.unlink(os.path.join(old_root, "tmp/carryover.deb"))
-    print("  package installed into the bookworm tree:")
+    print(f"  package installed into the {old} tree:")
     st = os.stat(os.path.join(old_root, "usr/bin/carryover"))
     check(st.st_mode & 0o777 == 0o755 and st.st_uid == 0, "/usr/bin/carryover 0755 root", failures)
     st = os.stat(os.path.join(old_root, "etc/carryover/config.toml"))
@@ -256,6 +281,13 @@ def main():
     check(os.path.islink(os.path.join(old_root, "etc/systemd/system/timers.target.wants/carryover-report.timer")), "carryover-report.timer enabled", failures)
     status = subprocess.run(["chroot", old_root, "dpkg", "-s", "carryover"], capture_output=True, text=True).stdout
     check("Status: install ok installed" in status, "dpkg says installed", failures)
+    if spec["agent"] != "binary" and os.path.exists(a.binary):
+        # what the glibc 2.17 build is for: the build of this machine does not start here
+        shutil.copy(a.binary, os.path.join(old_root, "tmp/carryover-host"))
+        r = subprocess.run(["chroot", old_root, "/tmp/carryover-host", "--version"], capture_output=True, text=True)
+        os.unlink(os.path.join(old_root, "tmp/carryover-host"))
+        check(r.returncode != 0 and "GLIBC_2.3" in r.stderr and "not found" in r.stderr,
+              f"this machine's own build does not start on {old} ({r.stderr.strip().splitlines()[-1:]})", failures)
 
     old_img = os.path.join(work, "old-system.img")
     system_disk(old_root, old_img)
@@ -268,11 +300,10 @@ def main():
     share = os.path.join(work, "share-old")
     os.makedirs(share)
     shutil.copy(os.path.join(HERE, "guest.sh"), share)
-    with open(os.path.join(share, "phase"), "w") as f:
-        f.write("old\n")
-    bw = os.path.join(a.cache, "bookworm")
-    vm = VM(work, "old", os.path.join(bw, "vmlinuz"), os.path.join(bw, "initrd.img"), [old_img, vdb, vdc], share, orch.port)
-    log("boot 1: the old OS (bookworm): set up, check, capture")
+    set_phase(share, "old")
+    od = os.path.join(a.cache, old)
+    vm = VM(work, "old", od, [old_img, vdb, vdc], share, orch.port)
+    log(f"boot 1: the old OS ({old}): set up, check, capture")
     vm.start()
     booted = vm.wait_line(r"VMTEST guest-start old", BOOT_TIMEOUT)
     took = vm.wait_exit()
@@ -283,6 +314,8 @@ def main():
     t0, t1 = map(float, read(os.path.join(out, "capture.time")).split())
     timings = {"old OS boot": booted - vm.started if booted else None, "capture": t1 - t0, "old OS total": took}
     print("  old OS:")
+    glibc = read(os.path.join(out, "old-glibc")).strip()
+    check(old in read(os.path.join(out, "old-os-release")) and glibc.endswith(" " + spec["glibc"]), f"the old OS is {old} ({glibc})", failures)
     check(read(os.path.join(out, "capture.rc")).strip() == "0", "capture exit 0", failures)
     cap = json.loads(read(os.path.join(out, "capture.json")))
     log(f"snapshot {cap['snapshot_id']}: {cap['files']} files, {cap['bytes']} bytes")
@@ -296,30 +329,31 @@ def main():
     script = extract_runcmd(user_data)
     check(read(os.path.join(out, "capture-killed.rc")).strip() == "137", "a last capture killed after sealing (kill -9 from its post-capture hook)", failures)
 
-    # the old OS reboots: its restore unit runs and must change nothing
-    log("boot 1b: the old OS again (after a capture killed after sealing, newer data, a new hostname)")
-    with open(os.path.join(share, "phase"), "w") as f:
-        f.write("oldreboot\n")
-    since_old = time.monotonic()
-    vm = VM(work, "oldreboot", os.path.join(bw, "vmlinuz"), os.path.join(bw, "initrd.img"), [old_img, vdb, vdc], share, orch.port)
-    vm.start()
-    vm.wait_exit()
-    f = facts(out, "oldreboot.facts")
-    print("  old OS rebooted:")
-    check(f.get("restore_unit") == "active", f"restore unit ran ({f.get('restore_unit')})", failures)
-    check("no restore due" in read(os.path.join(out, "oldreboot-journal.log")), "restore --if-due: no restore due", failures)
-    check(f.get("etc_hostname") == "web01-after", f"hostname kept ({f.get('etc_hostname')})", failures)
-    check(f.get("f0") == "newer than any snapshot", f"newer data kept ({f.get('f0')})", failures)
-    check(orch.wait_for("restore", ("started", "succeeded", "degraded", "failed"), since_old, 1) is None, "no restore event from the old OS", failures)
+    if spec["full"]:
+        # the old OS reboots: its restore unit runs and must change nothing
+        log("boot 1b: the old OS again (after a capture killed after sealing, newer data, a new hostname)")
+        set_phase(share, "oldreboot")
+        since_old = time.monotonic()
+        vm = VM(work, "oldreboot", od, [old_img, vdb, vdc], share, orch.port)
+        vm.start()
+        vm.wait_exit()
+        f = facts(out, "oldreboot.facts")
+        print("  old OS rebooted:")
+        check(f.get("restore_unit") == "active", f"restore unit ran ({f.get('restore_unit')})", failures)
+        check("no restore due" in read(os.path.join(out, "oldreboot-journal.log")), "restore --if-due: no restore due", failures)
+        check(f.get("etc_hostname") == "web01-after", f"hostname kept ({f.get('etc_hostname')})", failures)
+        check(f.get("f0") == "newer than any snapshot", f"newer data kept ({f.get('f0')})", failures)
+        check(orch.wait_for("restore", ("started", "succeeded", "degraded", "failed"), since_old, 1) is None, "no restore event from the old OS", failures)
 
     # the new OS: the trixie tree as it comes, carryover nowhere on it
-    tx = os.path.join(a.cache, "trixie")
+    tx = os.path.join(a.cache, NEW)
     new_tree = os.path.join(tx, "root")
     check(not os.path.exists(os.path.join(new_tree, "usr/bin/carryover")), "the new image has no carryover", failures)
-    # keep the data disks as the old OS left them, for the second scenario
-    vdb2, vdc2 = vdb + ".2", vdc + ".2"
-    sh("cp", "--sparse=always", vdb, vdb2)
-    sh("cp", "--sparse=always", vdc, vdc2)
+    if spec["full"]:
+        # keep the data disks as the old OS left them, for the power-cut boot
+        vdb2, vdc2 = vdb + ".2", vdc + ".2"
+        sh("cp", "--sparse=always", vdb, vdb2)
+        sh("cp", "--sparse=always", vdc, vdc2)
 
     def boot_new(tag, disks, kill_at=None):
         share = os.path.join(work, f"share-{tag}")
@@ -329,9 +363,8 @@ def main():
             shutil.copy(os.path.join(out, name), os.path.join(share, "out", name))
         with open(os.path.join(share, "userdata.sh"), "w") as f:
             f.write(script)
-        with open(os.path.join(share, "phase"), "w") as f:
-            f.write("new\n")
-        vm = VM(work, tag, os.path.join(tx, "vmlinuz"), os.path.join(tx, "initrd.img"), disks, share, orch.port)
+        set_phase(share, "new")
+        vm = VM(work, tag, tx, disks, share, orch.port)
         since = time.monotonic()
         vm.start()
         booted = vm.wait_line(r"VMTEST guest-start new", BOOT_TIMEOUT)
@@ -348,21 +381,21 @@ def main():
 
     new_img = os.path.join(work, "new-system.img")
     system_disk(new_tree, new_img)
-    log("boot 2: the new OS (trixie) with the old data disks: user-data → restore → report")
+    log(f"boot 2: the new OS ({NEW}) with the old data disks: user-data → restore → report")
     share1, since, booted, vm = boot_new("new", [new_img, vdb, vdc])
     ready = orch.wait_for("restore", ("succeeded", "degraded", "failed"), since, 5)
     timings["new OS boot"] = booted
     timings["time to ready (from power-on)"] = ready["at"] - vm.started if ready else None
     journal = read(os.path.join(share1, "out", "restore-journal.log"))
-    m = re.search(r"Finished carryover-restore.service|Deactivated successfully", journal)
     print("  new OS:")
     check(ready is not None and ready["state"] == "succeeded", f"orchestrator got restore/{ready and ready['state']}", failures)
     check(ready is not None and ready["auth"] == f"Bearer {TOKEN}" and ready["instance"] == UUID, "event with the old OS's token, for this instance", failures)
     verify_new(os.path.join(share1, "out"), failures, "first boot")
-    starts = re.findall(r"^(\w+ \d+ [\d:]+) .*Starting carryover-restore", journal, re.M)
     log(f"restore journal: {len(journal.splitlines())} lines")
+    if not spec["full"]:
+        return timings
 
-    # scenario 2: power cut in the middle of the restore, then the next boot resumes
+    # power cut in the middle of the restore, then the next boot resumes
     new_img2 = os.path.join(work, "new-system-2.img")
     system_disk(new_tree, new_img2)
     log("boot 3: the new OS again, killed in the middle of the restore")
@@ -371,7 +404,7 @@ def main():
     # next boot (seen once; a separate problem from resuming)
     share2, since2, _, _ = boot_new("reset", [new_img2, vdb2, vdc2], kill_at=r'step="?report-token')
     log("boot 4: the same disks: the restore resumes")
-    vm = VM(work, "resume", os.path.join(tx, "vmlinuz"), os.path.join(tx, "initrd.img"), [new_img2, vdb2, vdc2], share2, orch.port)
+    vm = VM(work, "resume", tx, [new_img2, vdb2, vdc2], share2, orch.port)
     since3 = time.monotonic()
     vm.start()
     vm.wait_exit()
@@ -383,7 +416,7 @@ def main():
     verify_new(os.path.join(share2, "out"), failures, "after the resume")
     timings["resumed restore (power-on to ready)"] = ready2["at"] - vm.started if ready2 else None
 
-    # scenario 3: the store's disk is broken on the new OS: the user-data itself reports
+    # the store's disk is broken on the new OS: the user-data itself reports
     vdb3 = vdb + ".broken"
     sh("truncate", "-s", "1G", vdb3)
     new_img3 = os.path.join(work, "new-system-3.img")
@@ -394,10 +427,9 @@ def main():
     shutil.copy(os.path.join(HERE, "guest.sh"), share3)
     with open(os.path.join(share3, "userdata.sh"), "w") as f:
         f.write(script)
-    with open(os.path.join(share3, "phase"), "w") as f:
-        f.write("broken\n")
+    set_phase(share3, "broken")
     since5 = time.monotonic()
-    vm = VM(work, "broken", os.path.join(tx, "vmlinuz"), os.path.join(tx, "initrd.img"), [new_img3, vdb3, vdc], share3, orch.port)
+    vm = VM(work, "broken", tx, [new_img3, vdb3, vdc], share3, orch.port)
     vm.start()
     vm.wait_exit()
     failed = orch.wait_for("restore", ("failed",), since5, 5)
@@ -405,18 +437,66 @@ def main():
     check(read(os.path.join(share3, "out", "userdata-run.rc")).strip() != "0", "the user-data's runcmd failed", failures)
     check(failed is not None and "mounting the store disk" in failed["message"], f"orchestrator got restore/failed naming the step ({failed and failed['message']})", failures)
     check(failed is not None and failed["instance"] == UUID, "for this instance", failures)
+    return timings
 
-    print("\nphase timings:")
-    for k, v in timings.items():
-        print(f"  {k:<38} {'-' if v is None else f'{v:.1f} s'}")
-    print(f"  {'whole VM test':<38} {time.monotonic() - t_all:.1f} s")
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="The Change-OS cycle on real VMs: one scenario per old OS, each to trixie.",
+        epilog="Examples: `tests/vm/run.py` runs both scenarios; `tests/vm/run.py --old bookworm` "
+        "only the full one; `tests/vm/run.py --old bullseye --binary-glibc217 "
+        "$(packaging/build-linux --debug x86_64)` only the bullseye one.")
+    ap.add_argument("--old", action="append", choices=sorted(OLD),
+                    help="the old OS of a scenario to run; repeat for several (default: all: "
+                    "bookworm, the full scenario with every boot; bullseye, the capture → restore cycle only)")
+    ap.add_argument("--binary", default=os.path.join(TOP, "target/debug/carryover"),
+                    help="the agent the bookworm scenario installs (default: target/debug/carryover)")
+    ap.add_argument("--binary-glibc217",
+                    help="the x86_64 agent on the glibc 2.17 baseline, for the bullseye scenario "
+                    "(glibc 2.31); default: built by packaging/build-linux --debug x86_64")
+    ap.add_argument("--cache", default=os.environ.get("CARRYOVER_VM_CACHE", "/var/tmp/carryover-vm"),
+                    help="where the guest images are kept between runs (default: $CARRYOVER_VM_CACHE "
+                    "or /var/tmp/carryover-vm)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args()
+    olds = [o for o in OLD if o in (a.old or OLD)]
+    t_all = time.monotonic()
+    work = tempfile.mkdtemp(prefix="carryover-vm-", dir="/var/tmp")
+    log(f"work dir {work}")
+
+    t = time.monotonic()
+    sh(os.path.join(HERE, "images.sh"), a.cache, *olds, NEW)
+    log(f"images ready in {time.monotonic() - t:.0f} s")
+    if any(OLD[o]["agent"] == "binary_glibc217" for o in olds) and not a.binary_glibc217:
+        a.binary_glibc217 = build_glibc217()
+
+    results = []
+    for old in olds:
+        log(f"== scenario: {old} → {NEW}")
+        t = time.monotonic()
+        failures = []
+        before = CHECKED[0]
+        sub = os.path.join(work, old)
+        os.makedirs(sub)
+        timings = scenario(old, getattr(a, OLD[old]["agent"]), a, sub, failures)
+        timings["whole scenario"] = time.monotonic() - t
+        print(f"\nphase timings ({old} → {NEW}):")
+        for k, v in timings.items():
+            print(f"  {k:<38} {'-' if v is None else f'{v:.1f} s'}")
+        results.append((old, CHECKED[0] - before, failures))
+
+    print(f"\n  {'whole VM test':<38} {time.monotonic() - t_all:.1f} s")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
         log(f"kept {work}")
-    print(f"\nVM test: {CHECKED[0] - len(failures)} passed, {len(failures)} failed")
-    if failures:
-        print(f"failed: {failures}")
+    failed = False
+    for old, n, failures in results:
+        print(f"VM test {old} → {NEW}: {n - len(failures)} passed, {len(failures)} failed")
+        if failures:
+            print(f"  failed: {failures}")
+            failed = True
+    if failed:
         sys.exit(1)
 
 
