@@ -390,17 +390,87 @@ fn refs(src: &dyn Source) -> Option<Signature> {
     Some(s)
 }
 
+/// BitLocker (the layout util-linux reads): Vista volumes by their magic alone; Windows 7
+/// and later, and To Go, through the FVE metadata block the boot sector points at — its
+/// version, the volume identifier (the UUID) and the description entry (the label).
 fn bitlocker(src: &dyn Source) -> Option<Signature> {
+    const VISTA: &[u8] = b"\xeb\x52\x90-FVE-FS-";
+    const WIN7: &[u8] = b"\xeb\x58\x90-FVE-FS-";
+    const TOGO: &[u8] = b"\xeb\x58\x90MSWIN4.1";
     let b = src.bytes(0, 512)?;
-    if &b[3..11] != b"-FVE-FS-" {
+    let offset = if &b[..11] == VISTA {
+        let mut s = sig("BitLocker", "crypto");
+        s.version = Some("2".into());
+        return Some(s);
+    } else if &b[..11] == WIN7 {
+        le64(&b, 176)
+    } else if &b[..11] == TOGO {
+        le64(&b, 440)
+    } else {
+        return None;
+    };
+    if offset == 0 || !offset.is_multiple_of(64) {
+        return None;
+    }
+    // the FVE metadata: a 64-byte block header, then a 48-byte header and its entries
+    let head = src.bytes(offset, 64 + 48)?;
+    if &head[..8] != b"-FVE-FS-" {
         return None;
     }
     let mut s = sig("BitLocker", "crypto");
-    // Windows 7+ volumes carry their identifier at 0xA0.
-    let id = &b[0xA0..0xB0];
-    if id.iter().any(|c| *c != 0) {
-        s.uuid = Some(guid_le(id));
+    s.version = Some(le16(&head, 10).to_string());
+    let size = le32(&head, 64) as usize;
+    s.uuid = Some(guid_le(&head[64 + 16..64 + 32]));
+    if (48..=1 << 20).contains(&size)
+        && let Some(meta) = src.bytes(offset + 64, size)
+    {
+        let mut off = 48;
+        while off + 8 < size {
+            let len = le16(&meta, off) as usize;
+            if off % 2 == 1 || len < 8 || off + len > size {
+                break;
+            }
+            if le16(&meta, off + 2) == 0x0007 && le16(&meta, off + 4) == 0x0002 {
+                s.label = label_utf16(&meta[off + 8..off + len]);
+                break;
+            }
+            off += len;
+        }
     }
-    s.version = Some("2".into());
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitlocker_layouts() {
+        // Vista: the magic alone
+        let mut vista = vec![0u8; 4096];
+        vista[..11].copy_from_slice(b"\xeb\x52\x90-FVE-FS-");
+        let s = bitlocker(&vista).unwrap();
+        assert_eq!(
+            (s.kind.as_deref(), s.uuid.as_deref()),
+            (Some("BitLocker"), None)
+        );
+        // To Go shares FAT's OEM name: without FVE metadata where it points, not BitLocker
+        let mut togo = vec![0u8; 4096];
+        togo[..11].copy_from_slice(b"\xeb\x58\x90MSWIN4.1");
+        togo[440..448].copy_from_slice(&1024u64.to_le_bytes());
+        assert!(bitlocker(&togo).is_none());
+        togo[1024..1032].copy_from_slice(b"-FVE-FS-");
+        togo[1024 + 10..1024 + 12].copy_from_slice(&2u16.to_le_bytes());
+        togo[1024 + 64..1024 + 68].copy_from_slice(&48u32.to_le_bytes());
+        togo[1024 + 80..1024 + 96].copy_from_slice(&[0x11; 16]);
+        let s = bitlocker(&togo).unwrap();
+        assert_eq!(s.version.as_deref(), Some("2"));
+        assert_eq!(
+            s.uuid.as_deref(),
+            Some("11111111-1111-1111-1111-111111111111")
+        );
+        // an offset not on 64 bytes, or a metadata size that runs past its entries
+        togo[440..448].copy_from_slice(&1000u64.to_le_bytes());
+        assert!(bitlocker(&togo).is_none());
+    }
 }
