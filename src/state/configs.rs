@@ -192,10 +192,7 @@ pub fn gather(
             }
         }
         "rpm" => {
-            let root = g.root.dir().display().to_string();
-            if let Ok(out) =
-                crate::sys::run_any("rpm", &["--root", &root, "-Va", "--nodeps", "--noscripts"])
-            {
+            if let Ok(out) = super::packages::rpm(g, &["-Va", "--nodeps", "--noscripts"], true) {
                 for p in parse_rpm_verify(&out) {
                     changed.insert(p, Some(String::new()));
                 }

@@ -162,20 +162,33 @@ pub fn parse_zypp_auto(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The names dnf5 records as installed by the user (`packages.toml`: `reason = "User"`).
+/// The names dnf5 records as installed by the user (`packages.toml`: `reason = "User"`);
+/// a key is a name, `name.arch` or a whole `name-version-release.arch`.
 pub fn parse_dnf5_user(text: &str) -> Option<BTreeSet<String>> {
     let doc: toml::Table = text.parse().ok()?;
     let pkgs = doc.get("packages")?.as_table()?;
     Some(
         pkgs.iter()
             .filter(|(_, v)| v.get("reason").and_then(|r| r.as_str()) == Some("User"))
-            .map(|(k, _)| {
-                k.rsplit_once('.')
-                    .map_or(k.as_str(), |(n, _)| n)
-                    .to_string()
-            })
+            .map(|(k, _)| rpm_name(k))
             .collect(),
     )
+}
+
+/// `httpd-2.4.62-1.el10.x86_64` → `httpd`; `httpd.x86_64` → `httpd`; `httpd` → `httpd`.
+fn rpm_name(key: &str) -> String {
+    const ARCHES: &[&str] = &["x86_64", "aarch64", "noarch", "i686", "ppc64le", "s390x"];
+    let k = match key.rsplit_once('.') {
+        Some((head, arch)) if ARCHES.contains(&arch) => head,
+        _ => key,
+    };
+    let parts: Vec<&str> = k.rsplitn(3, '-').collect();
+    let versioned = |p: &str| p.chars().next().is_some_and(|c| c.is_ascii_digit());
+    if parts.len() == 3 && versioned(parts[0]) && versioned(parts[1]) {
+        parts[2].to_string()
+    } else {
+        k.to_string()
+    }
 }
 
 /// The names in apk's world file.
@@ -225,20 +238,11 @@ pub fn gather(g: &Gather) -> Packages {
             chosen: Some(dpkg_chosen(&status, &auto)),
         };
     }
-    let rpmdb = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"]
-        .iter()
-        .find(|d| g.root.follow(d).is_dir());
-    if let Some(dir) = rpmdb {
-        let root = g.root.dir().display().to_string();
-        let all: Vec<Package> = match crate::sys::run(
-            "rpm",
-            &[
-                "--root",
-                &root,
-                "-qa",
-                "--qf",
-                "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}\\n",
-            ],
+    if let Some(dir) = rpm_db(g) {
+        let all: Vec<Package> = match rpm(
+            g,
+            &["-qa", "--qf", "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}\\n"],
+            false,
         ) {
             Ok(out) => parse_rpm_qa(&out),
             Err(e) => {
@@ -284,6 +288,33 @@ pub fn gather(g: &Gather) -> Packages {
     }
 }
 
+/// Where an rpm database lives, in-root (RHEL 7–9 and SUSE: /var/lib/rpm; Fedora 36+,
+/// RHEL 10: /usr/lib/sysimage/rpm).
+const RPM_DBS: &[&str] = &["/usr/lib/sysimage/rpm", "/var/lib/rpm"];
+
+/// The in-root rpm database folder, when the system has one.
+pub fn rpm_db(g: &Gather) -> Option<&'static str> {
+    RPM_DBS
+        .iter()
+        .copied()
+        .find(|d| crate::sys::list_dir(&g.root.follow(d)).is_ok_and(|l| !l.is_empty()))
+}
+
+/// Runs `rpm` against the system under the root, its database named explicitly (the
+/// host's rpm may keep its own elsewhere: Debian's looks in ~/.rpmdb). `any_status`:
+/// the exit status is part of the answer (`-V`).
+pub fn rpm(g: &Gather, args: &[&str], any_status: bool) -> std::io::Result<String> {
+    let db = rpm_db(g).ok_or_else(|| std::io::Error::other("no rpm database"))?;
+    let root = g.root.dir().display().to_string();
+    let mut all = vec!["--root", &root, "--dbpath", db];
+    all.extend_from_slice(args);
+    if any_status {
+        crate::sys::run_any("rpm", &all)
+    } else {
+        crate::sys::run("rpm", &all)
+    }
+}
+
 /// `rpm -qa` lines of `NAME VERSION-RELEASE ARCH`, sorted by name.
 pub fn parse_rpm_qa(text: &str) -> Vec<Package> {
     let mut out: Vec<Package> = text
@@ -307,8 +338,7 @@ pub fn parse_rpm_qa(text: &str) -> Vec<Package> {
 fn rpm_user_installed(g: &Gather) -> Option<BTreeSet<String>> {
     if let Some(t) = g.read("/var/lib/zypp/AutoInstalled") {
         let auto = parse_zypp_auto(&t);
-        let root = g.root.dir().display().to_string();
-        let all = crate::sys::run("rpm", &["--root", &root, "-qa", "--qf", "%{NAME}\\n"]).ok()?;
+        let all = rpm(g, &["-qa", "--qf", "%{NAME}\\n"], false).ok()?;
         return Some(
             all.lines()
                 .filter(|n| !auto.contains(*n))
@@ -344,17 +374,14 @@ fn rpm_user_installed(g: &Gather) -> Option<BTreeSet<String>> {
 pub fn owned_under(g: &Gather, manager: &str, prefix: &str) -> BTreeSet<String> {
     match manager {
         "dpkg" => dpkg_owned(g, &[prefix]),
-        "rpm" => {
-            let root = g.root.dir().display().to_string();
-            crate::sys::run("rpm", &["--root", &root, "-qal"])
-                .map(|o| {
-                    o.lines()
-                        .filter(|l| l.starts_with(prefix))
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
+        "rpm" => rpm(g, &["-qal"], false)
+            .map(|o| {
+                o.lines()
+                    .filter(|l| l.starts_with(prefix))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
         _ => BTreeSet::new(),
     }
 }
@@ -387,6 +414,16 @@ mod tests {
     fn dpkg_status_only_installed() {
         let t = "Package: bash\nStatus: install ok installed\nVersion: 5.2\n\nPackage: oldpkg\nStatus: deinstall ok config-files\n\nPackage: nginx\nStatus: install ok installed\nArchitecture: amd64\n";
         assert_eq!(parse_dpkg_status(t), vec!["bash", "nginx"]);
+    }
+
+    #[test]
+    fn dnf5_keys_by_name_or_nevra() {
+        let t = "version = \"1.0\"\n[packages]\n\"httpd-2.4.62-1.el10.x86_64\" = { reason = \"User\" }\n\"apr-1.7.5-1.el10.x86_64\" = { reason = \"Dependency\" }\n\"php-fpm.x86_64\" = { reason = \"User\" }\n\"jq\" = { reason = \"User\" }\n";
+        let got = parse_dnf5_user(t).unwrap();
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec!["httpd", "jq", "php-fpm"]
+        );
     }
 
     #[test]

@@ -338,3 +338,106 @@ fn app_files_and_databases_on_the_system_disk_are_found() {
         .unwrap();
     assert_eq!(db["severity"], "info", "{db}");
 }
+
+/// Installs empty rpm packages of these names into the tree's rpm database (made with
+/// the real rpmbuild and rpm, as the .rpm packaging does).
+fn rpm_db(t: &Tree, names: &[&str]) {
+    let work = t.p("/tmp/rpmbuild");
+    std::fs::create_dir_all(&work).unwrap();
+    let spec = work.join("p.spec");
+    std::fs::write(
+        &spec,
+        "Name: %{pkg}\nVersion: 1.0\nRelease: 1.el9\nSummary: t\nLicense: MIT\nBuildArch: noarch\n%description\nt\n%files\n",
+    )
+    .unwrap();
+    let top = work.join("top");
+    for n in names {
+        let o = std::process::Command::new("rpmbuild")
+            .args(["-bb", "--quiet", "--define"])
+            .arg(format!("_topdir {}", top.display()))
+            .args(["--define", &format!("pkg {n}")])
+            .arg(&spec)
+            .output()
+            .expect("rpmbuild (Debian's rpm package)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::create_dir_all(t.p("/var/lib/rpm")).unwrap();
+    let root = t.dir.to_str().unwrap();
+    let rpm = |args: &[&str]| {
+        let o = std::process::Command::new("rpm")
+            .args(["--root", root, "--dbpath", "/var/lib/rpm"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    rpm(&["--initdb"]);
+    let pkgs: Vec<String> = names
+        .iter()
+        .map(|n| format!("{}/RPMS/noarch/{n}-1.0-1.el9.noarch.rpm", top.display()))
+        .collect();
+    let mut args = vec!["-i", "--nodeps", "--noscripts", "--justdb"];
+    args.extend(pkgs.iter().map(String::as_str));
+    rpm(&args);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[test]
+fn a_rocky_server_s_packages_map_onto_debian_names() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_rocky(&t.path().join("old"));
+    rpm_db(
+        &old,
+        &[
+            "httpd",
+            "cronie",
+            "redis",
+            "mongodb-org",
+            "apr",
+            "kernel-core",
+        ],
+    );
+    // dnf5's record of what the user installed (apr came as a dependency)
+    old.file(
+        "/usr/lib/sysimage/libdnf5/packages.toml",
+        "version = \"1.0\"\n[packages]\n\"httpd-1.0-1.el9.noarch\" = { reason = \"User\" }\n\"cronie-1.0-1.el9.noarch\" = { reason = \"User\" }\n\"redis-1.0-1.el9.noarch\" = { reason = \"User\" }\n\"mongodb-org-1.0-1.el9.noarch\" = { reason = \"User\" }\n\"kernel-core-1.0-1.el9.noarch\" = { reason = \"User\" }\n\"apr-1.0-1.el9.noarch\" = { reason = \"Dependency\" }\n",
+    );
+    let o = Cmd::new("inspect").root(&old.dir).json().run();
+    assert_exit!(o, Some(0));
+    let v = json(&o);
+    assert_eq!(v["packages"]["manager"], "rpm", "{}", v["packages"]);
+    let chosen: Vec<&str> = v["packages"]["chosen"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", v["packages"]))
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(chosen, vec!["cronie", "httpd", "mongodb-org", "redis"]);
+    let store = t.path().join("store");
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--ack", "lvm-vg-spans-system-disk"])
+        .run();
+    assert!(matches!(o.status.code(), Some(0)), "{}", stderr(&o));
+    let new = new_trixie(&t.path().join("new"));
+    new.file(
+        "/var/lib/apt/lists/deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages",
+        "Package: apache2\nVersion: 2.4.65-2\n\nPackage: cron\nVersion: 3.0pl1-197\n\nPackage: redis\nVersion: 5:8.0.2-3\n",
+    );
+    let v = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    let p = step(&v, "packages");
+    let changes = p["changes"].to_string();
+    for want in [
+        "install apache2 for httpd (old OS: 1.0-1.el9)",
+        "install cron for cronie",
+        "install redis (old OS: 1.0-1.el9)",
+    ] {
+        assert!(changes.contains(want), "{want} in {p}");
+    }
+    assert!(
+        p["attention"].to_string().contains("mongodb-org"),
+        "what the new OS does not offer is listed: {p}"
+    );
+    assert!(!changes.contains("kernel"), "{p}");
+}

@@ -304,10 +304,13 @@ fn decide(
         return Decision::Missing;
     };
     let offered = |n: &str| available.is_none_or(|set| set.contains(n));
+    // the mapped name, its unversioned form, then the old name itself (most names agree
+    // across families even where the table has another first choice)
     let mut candidates = vec![name.clone()];
-    let base = names::unversioned(&name);
-    if base != name {
-        candidates.push(base);
+    for c in [names::unversioned(&name), p.name.clone()] {
+        if !candidates.contains(&c) {
+            candidates.push(c);
+        }
     }
     for c in candidates {
         if installed.contains(&c) {
