@@ -27,6 +27,42 @@ pub struct Package {
     pub name: String,
     pub version: String,
     pub arch: String,
+    /// A few programs it installed (`/usr/sbin/nginx`): where the new OS's manager can
+    /// say which of its packages provides them (`dnf provides`), a package with another
+    /// name is still found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
+}
+
+/// How many programs of a package are recorded.
+const PROGRAMS: usize = 3;
+
+/// True for a path of a program (what `dnf provides` can look up).
+fn is_program(path: &str) -> bool {
+    ["/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/"]
+        .iter()
+        .any(|d| {
+            path.strip_prefix(d)
+                .is_some_and(|n| !n.is_empty() && !n.contains('/'))
+        })
+}
+
+/// Fills in each package's programs from `files`, a list of (package, path).
+fn add_programs(pkgs: &mut [Package], files: impl IntoIterator<Item = (String, String)>) {
+    let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (name, path) in files {
+        if is_program(&path) {
+            let v = by_name.entry(name).or_default();
+            if v.len() < PROGRAMS && !v.contains(&path) {
+                v.push(path);
+            }
+        }
+    }
+    for p in pkgs {
+        if let Some(v) = by_name.remove(&p.name) {
+            p.programs = v;
+        }
+    }
 }
 
 /// One stanza of dpkg's status file.
@@ -146,6 +182,7 @@ pub fn dpkg_chosen(status: &[DpkgPackage], auto: &BTreeSet<String>) -> Vec<Packa
             name: p.name.clone(),
             version: p.version.clone(),
             arch: p.arch.clone(),
+            programs: Vec::new(),
         })
         .collect();
     out.sort();
@@ -232,10 +269,29 @@ pub fn gather(g: &Gather) -> Packages {
             .read("/var/lib/apt/extended_states")
             .map(|t| parse_apt_auto(&t))
             .unwrap_or_default();
+        let mut chosen = dpkg_chosen(&status, &auto);
+        let lists: Vec<(String, String)> = chosen
+            .iter()
+            .flat_map(|p| {
+                [
+                    format!("{}.list", p.name),
+                    format!("{}:{}.list", p.name, p.arch),
+                ]
+                .into_iter()
+                .filter_map(|f| g.read(&format!("/var/lib/dpkg/info/{f}")))
+                .flat_map(|t| {
+                    t.lines()
+                        .map(|l| (p.name.clone(), l.to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+            })
+            .collect();
+        add_programs(&mut chosen, lists);
         return Packages {
             manager: "dpkg".into(),
             names: parse_dpkg_status(&t),
-            chosen: Some(dpkg_chosen(&status, &auto)),
+            chosen: Some(chosen),
         };
     }
     if let Some(dir) = rpm_db(g) {
@@ -253,10 +309,21 @@ pub fn gather(g: &Gather) -> Packages {
         let mut names: Vec<String> = all.iter().map(|p| p.name.clone()).collect();
         names.dedup();
         let chosen = rpm_user_installed(g).map(|user| {
-            all.iter()
+            let mut chosen: Vec<Package> = all
+                .iter()
                 .filter(|p| user.contains(&p.name) && !is_platform_package(&p.name))
                 .cloned()
-                .collect()
+                .collect();
+            if let Ok(files) = rpm(g, &["-qa", "--qf", "[%{NAME} %{FILENAMES}\\n]"], false) {
+                add_programs(
+                    &mut chosen,
+                    files.lines().filter_map(|l| {
+                        l.split_once(' ')
+                            .map(|(n, f)| (n.to_string(), f.to_string()))
+                    }),
+                );
+            }
+            chosen
         });
         return Packages {
             manager: "rpm".into(),
@@ -325,6 +392,7 @@ pub fn parse_rpm_qa(text: &str) -> Vec<Package> {
                 name: w[0].to_string(),
                 version: w[1].to_string(),
                 arch: w[2].to_string(),
+                programs: Vec::new(),
             })
         })
         .collect();

@@ -52,6 +52,7 @@ Package: removed-one\nStatus: deinstall ok config-files\n"
         .file("/var/lib/dpkg/status", &status)
         .file("/var/lib/apt/extended_states", "Package: nginx-common\nArchitecture: all\nAuto-Installed: 1\n\nPackage: postgresql-15\nArchitecture: amd64\nAuto-Installed: 1\n")
         .file("/var/lib/dpkg/info/nginx-common.list", "/etc\n/etc/nginx\n/etc/nginx/nginx.conf\n/etc/nginx/mime.types\n")
+        .file("/var/lib/dpkg/info/nginx.list", "/usr\n/usr/sbin\n/usr/sbin/nginx\n/usr/share/doc/nginx/copyright\n")
         .file("/var/lib/dpkg/info/base-files.list", "/etc/login.defs\n/etc/os-release\n")
         .file("/etc/nginx/nginx.conf", NGINX_MINE)
         .file("/etc/nginx/mime.types", "types {}\n")
@@ -125,6 +126,11 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
             "redis-server"
         ],
         "manual marks only: no auto, essential, required or kernel packages"
+    );
+    // with the programs each installed, for `dnf provides` on a new OS of another family
+    assert_eq!(
+        v["packages"]["chosen"][2]["programs"],
+        serde_json::json!(["/usr/sbin/nginx"])
     );
     let repos = &v["repos"];
     assert_eq!(repos["codename"], "bookworm");

@@ -299,9 +299,24 @@ fn decide(
     to: &str,
     installed: &BTreeSet<String>,
     available: Option<&BTreeSet<String>>,
+    provides: &dyn Fn(&str) -> Option<String>,
 ) -> Decision {
+    // last: the new OS's manager names the package that has one of its programs
+    let by_program = || {
+        p.programs
+            .iter()
+            .find_map(|prog| provides(prog))
+            .map(|n| {
+                if installed.contains(&n) {
+                    Decision::Installed(n)
+                } else {
+                    Decision::Install(n)
+                }
+            })
+            .unwrap_or(Decision::Missing)
+    };
     let Some(name) = names::map(&p.name, from, to) else {
-        return Decision::Missing;
+        return by_program();
     };
     let offered = |n: &str| available.is_none_or(|set| set.contains(n));
     // the mapped name, its unversioned form, then the old name itself (most names agree
@@ -320,7 +335,40 @@ fn decide(
             return Decision::Install(c);
         }
     }
-    Decision::Missing
+    by_program()
+}
+
+/// The new OS's package that provides `program`, asked of its manager on the live system
+/// (`dnf provides`; `apt-file search` where apt-file is installed).
+fn provider(a: &Apply, family: &str, program: &str) -> Option<String> {
+    if !a.root.is_live() || !program.starts_with('/') || program.contains(char::is_whitespace) {
+        return None;
+    }
+    let name = match family {
+        "rpm" if a.has_tool(&["dnf"]) => {
+            crate::sys::run("dnf", &["provides", "-q", "--qf", "%{name}\\n", program])
+                .ok()?
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())?
+                .to_string()
+        }
+        "dpkg" if a.has_tool(&["apt-file"]) => crate::sys::run(
+            "apt-file",
+            &[
+                "search",
+                "-x",
+                &format!("^{}$", program.replace('.', "\\.")),
+            ],
+        )
+        .ok()?
+        .lines()
+        .find_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))?,
+        _ => return None,
+    };
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
+        .then_some(name)
 }
 
 pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
@@ -355,7 +403,15 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
             missing.push(format!("{} (not a package name)", p.name.escape_debug()));
             continue;
         }
-        match decide(p, &old.manager, to, &installed, available.as_ref()) {
+        let provides = |prog: &str| provider(a, to, prog);
+        match decide(
+            p,
+            &old.manager,
+            to,
+            &installed,
+            available.as_ref(),
+            &provides,
+        ) {
             Decision::Installed(_) => already += 1,
             Decision::Install(n) => {
                 let was = if p.version.is_empty() {
@@ -668,6 +724,7 @@ mod tests {
             name: n.into(),
             version: "1".into(),
             arch: "amd64".into(),
+            programs: Vec::new(),
         }
     }
 
@@ -678,7 +735,9 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let d = |n: &str, from: &str| decide(&pkg(n), from, "dpkg", &installed, Some(&offered));
+        let none = |_: &str| None;
+        let d =
+            |n: &str, from: &str| decide(&pkg(n), from, "dpkg", &installed, Some(&offered), &none);
         assert_eq!(d("nginx", "dpkg"), Decision::Install("nginx".into()));
         assert_eq!(
             d("openssh-server", "dpkg"),
@@ -692,8 +751,16 @@ mod tests {
         assert_eq!(d("mongodb-org", "dpkg"), Decision::Missing);
         // no index to read: everything is tried
         assert_eq!(
-            decide(&pkg("jq"), "dpkg", "dpkg", &installed, None),
+            decide(&pkg("jq"), "dpkg", "dpkg", &installed, None, &none),
             Decision::Install("jq".into())
+        );
+        // a name no table knows, found by one of its programs
+        let mut mongo = pkg("mongodb-org-server");
+        mongo.programs = vec!["/usr/bin/mongod".into()];
+        let provides = |p: &str| (p == "/usr/bin/mongod").then(|| "mongodb-server".to_string());
+        assert_eq!(
+            decide(&mongo, "rpm", "dpkg", &installed, Some(&offered), &provides),
+            Decision::Install("mongodb-server".into())
         );
     }
 }
