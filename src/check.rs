@@ -335,9 +335,14 @@ fn gather_setup(
         .map(|(name, _)| name.to_string())
         .collect();
     Setup {
+        // (the dump folder of the example database hooks is made by the hook itself)
         data_paths_missing: data_paths
             .iter()
             .filter(|p| std::fs::symlink_metadata(root.follow(p)).is_err())
+            .filter(|p| {
+                p.as_path() != Path::new(DB_DUMP_DIR)
+                    || crate::hooks::list(root, crate::hooks::Phase::PreCapture).is_empty()
+            })
             .cloned()
             .collect(),
         data_paths_system: data_paths
@@ -688,13 +693,16 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     out
 }
 
+/// Where the example database hooks write their dumps.
+pub const DB_DUMP_DIR: &str = "/var/backups/carryover-db";
+
 /// The words a database's hook is recognised by in its file name.
 fn hook_words(db: &str) -> &'static [&'static str] {
     match db {
-        "postgresql" => &["postgres", "pg"],
-        "mongodb" => &["mongo"],
+        "postgresql" => &["postgresql", "postgres", "pg", "pgsql"],
+        "mongodb" => &["mongo", "mongodb"],
         "redis" => &["redis"],
-        _ => &["mysql", "mariadb"],
+        _ => &["mysql", "mariadb", "mysqldump"],
     }
 }
 
@@ -706,17 +714,25 @@ fn app_findings(i: &Input, out: &mut Vec<Finding>) {
         if let Some((db, dir)) = &d.database {
             let db_captured = captured || covered(dir);
             let hook = i.capture_hooks.iter().find(|h| {
-                hook_words(db)
-                    .iter()
-                    .any(|w| h.to_ascii_lowercase().contains(w))
+                h.to_ascii_lowercase()
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|w| hook_words(db).contains(&w))
             });
+            let dumps_kept = covered(DB_DUMP_DIR);
             match hook {
-                Some(h) => out.push(finding(
+                Some(h) if dumps_kept => out.push(finding(
                     "database-on-system-disk",
                     "info",
-                    format!("the {db} data directory {dir} is on the system disk; the pre-capture hook {h} takes care of it"),
-                    format!("{dir} ({db}); pre-capture hook {h}"),
-                    "make sure the hook's output (the example hooks: /var/backups/carryover-db) is in [data] paths",
+                    format!("the {db} data directory {dir} is on the system disk; the pre-capture hook {h} dumps it into {DB_DUMP_DIR}, which is captured"),
+                    format!("{dir} ({db}); pre-capture hook {h}; {DB_DUMP_DIR} in the data paths"),
+                    "nothing to do",
+                )),
+                Some(h) => out.push(finding(
+                    "database-on-system-disk",
+                    "blocker",
+                    format!("the {db} data directory {dir} is on the system disk; the pre-capture hook {h} is there, but {DB_DUMP_DIR} (where the example hooks dump) is not in the data paths: the dump would be deleted with the disk"),
+                    format!("{dir} ({db}); pre-capture hook {h}; {DB_DUMP_DIR} not captured"),
+                    &format!("add {DB_DUMP_DIR} to [data] paths (or --path {DB_DUMP_DIR})"),
                 )),
                 _ => out.push(finding(
                     "database-on-system-disk",

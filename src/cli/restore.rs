@@ -218,7 +218,17 @@ impl Job<'_> {
             let steps = report
                 .steps
                 .iter()
-                .map(|s| serde_json::json!({"name": s.name, "status": s.status.as_str(), "detail": s.detail}))
+                .map(|s| {
+                    let mut v = serde_json::json!({"name": s.name, "status": s.status.as_str(), "detail": s.detail});
+                    // what needs a person, and the readiness check line by line (bounded)
+                    if !s.attention.is_empty() {
+                        v["attention"] = s.attention.iter().take(20).cloned().collect();
+                    }
+                    if s.name == "readiness" && !s.changes.is_empty() {
+                        v["readiness"] = s.changes.iter().take(50).cloned().collect();
+                    }
+                    v
+                })
                 .collect();
             self.reporter
                 .send("restore", state, Some(&manifest.id), |e| {

@@ -263,6 +263,44 @@ impl<'a> Apply<'a> {
         }
     }
 
+    /// True when a folder on the way to `abs` is (or, in a dry run, would be) a symbolic
+    /// link: a write there would land wherever the link points, outside the place the
+    /// path names.
+    pub fn through_link(&self, abs: &str) -> bool {
+        let mut at = String::new();
+        let parts: Vec<&str> = abs.trim_start_matches('/').split('/').collect();
+        for c in &parts[..parts.len().saturating_sub(1)] {
+            at.push('/');
+            at.push_str(c);
+            if matches!(self.planned(&at), Some(Planned::Link(_)))
+                || std::fs::symlink_metadata(self.root.path(&at))
+                    .is_ok_and(|m| m.file_type().is_symlink())
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The new OS's file at `abs` as bytes with its mode — never through a symlink (a
+    /// link there gives `None`); in a dry run as the earlier steps would have left it.
+    pub fn file_bytes(&self, abs: &str) -> Option<(Vec<u8>, u32)> {
+        match self.planned(abs) {
+            Some(Planned::File(b)) => return Some((b, 0o644)),
+            Some(_) => return None,
+            None => {}
+        }
+        let host = self.root.path(abs);
+        let meta = std::fs::symlink_metadata(&host).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        Some((
+            std::fs::read(&host).ok()?,
+            crate::sys::mode_of(&meta) & 0o7777,
+        ))
+    }
+
     /// True when one of `tools` is a program of the new OS.
     pub fn has_tool(&self, tools: &[&str]) -> bool {
         const BIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -325,7 +363,8 @@ impl<'a> Apply<'a> {
             return Ok(false);
         }
         self.changed.set(true);
-        let old = self.current_bytes(abs);
+        // what is replaced, never read through a link (a link to /etc/shadow stays unread)
+        let old = self.file_bytes(abs).map(|(b, _)| b);
         self.note_file_change(abs, old.as_deref(), content, mode);
         if self.dry_run {
             self.plan(abs, Planned::File(content.to_vec()));

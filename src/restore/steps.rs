@@ -233,7 +233,7 @@ pub fn safe_path<'p>(path: &'p str, prefixes: &[&str]) -> Result<&'p str> {
     let plain = path.starts_with('/')
         && path[1..]
             .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.chars().any(char::is_control));
     if !plain
         || !prefixes
             .iter()

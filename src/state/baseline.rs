@@ -174,7 +174,8 @@ fn hex_address(hex: &str) -> Option<String> {
 /// TCP LISTEN is state 0x0A; a bound UDP socket with no peer is 0x07.
 const TCP_LISTEN: u8 = 0x0a;
 const UDP_UNCONNECTED: u8 = 0x07;
-/// UDP ports from here up are a client's ephemeral ones, not a service's.
+/// Ports from here up are ephemeral (a client's, or a server's bound to port 0 and
+/// different at every start), not a service's.
 const EPHEMERAL: u16 = 32768;
 
 /// The listening sockets of `/proc/net/*` under `root`, with the program of each
@@ -191,10 +192,11 @@ pub fn listeners(root: &crate::sys::Root, names: &BTreeMap<u32, String>) -> Vec<
             continue;
         };
         for (addr, port, state, inode) in parse_proc_net(&String::from_utf8_lossy(&text)) {
-            let listening = match proto {
-                "tcp" => state == TCP_LISTEN,
-                _ => state == UDP_UNCONNECTED && port < EPHEMERAL,
-            };
+            let listening = port < EPHEMERAL
+                && match proto {
+                    "tcp" => state == TCP_LISTEN,
+                    _ => state == UDP_UNCONNECTED,
+                };
             if listening {
                 sockets.push((proto.to_string(), addr, port, inode));
             }
@@ -203,7 +205,15 @@ pub fn listeners(root: &crate::sys::Root, names: &BTreeMap<u32, String>) -> Vec<
     let owners = socket_owners(root);
     let mut out: BTreeSet<Listener> = BTreeSet::new();
     for (proto, address, port, inode) in sockets {
-        let program = owners.get(&inode).and_then(|pid| names.get(pid)).cloned();
+        // a service's socket: its process runs in a system service's cgroup (a program a
+        // user started by hand in a session is not part of the baseline)
+        let Some(pid) = owners.get(&inode) else {
+            continue;
+        };
+        if !in_system_service(root, *pid) {
+            continue;
+        }
+        let program = names.get(pid).cloned();
         if program.as_deref().is_some_and(is_platform_program) {
             continue;
         }
@@ -215,6 +225,23 @@ pub fn listeners(root: &crate::sys::Root, names: &BTreeMap<u32, String>) -> Vec<
         });
     }
     out.into_iter().collect()
+}
+
+/// True when the process runs in a system service's cgroup (`…/system.slice/x.service`).
+fn in_system_service(root: &crate::sys::Root, pid: u32) -> bool {
+    crate::sys::read_opt(&root.path(format!("/proc/{pid}/cgroup")))
+        .ok()
+        .flatten()
+        .is_some_and(|b| parse_cgroup_is_service(&String::from_utf8_lossy(&b)))
+}
+
+/// `0::/system.slice/nginx.service` → true; a user session's scope → false.
+pub fn parse_cgroup_is_service(text: &str) -> bool {
+    text.lines().any(|l| {
+        l.rsplit(':')
+            .next()
+            .is_some_and(|p| p.contains("/system.slice/") && p.contains(".service"))
+    })
 }
 
 /// Socket inode → pid, from the `socket:[N]` links in `/proc/<pid>/fd`.
@@ -311,11 +338,21 @@ pub struct Readiness {
 pub fn compare(before: &Baseline, services_now: &[String], now: &[Listener]) -> Vec<Readiness> {
     let mut out = Vec::new();
     for s in &before.services {
-        let ready = services_now.contains(s);
+        // another version's unit stands for it: postgresql@15-main → postgresql@17-main,
+        // php8.2-fpm → php8.4-fpm
+        let same = services_now.iter().find(|n| *n == s).or_else(|| {
+            services_now
+                .iter()
+                .find(|n| unversioned_unit(n) == unversioned_unit(s))
+        });
         out.push(Readiness {
             what: s.clone(),
-            ready,
-            detail: if ready { "active" } else { "not active" }.into(),
+            ready: same.is_some(),
+            detail: match same {
+                Some(n) if n == s => "active".into(),
+                Some(n) => format!("active as {n}"),
+                None => "not active".into(),
+            },
         });
     }
     let mut seen = BTreeSet::new();
@@ -347,9 +384,49 @@ pub fn compare(before: &Baseline, services_now: &[String], now: &[Listener]) -> 
     out
 }
 
+/// A unit name with its version numbers blanked: `postgresql@15-main.service` →
+/// `postgresql@#-main.service`, `php8.2-fpm.service` → `php#-fpm.service`.
+pub fn unversioned_unit(unit: &str) -> String {
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in unit.strip_suffix(".service").unwrap_or(unit).chars() {
+        if c.is_ascii_digit() || (in_number && c == '.') {
+            if !in_number {
+                out.push('#');
+                in_number = true;
+            }
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_and_cgroups() {
+        assert_eq!(
+            unversioned_unit("postgresql@15-main.service"),
+            "postgresql@#-main"
+        );
+        assert_eq!(unversioned_unit("php8.2-fpm.service"), "php#-fpm");
+        assert!(parse_cgroup_is_service("0::/system.slice/nginx.service\n"));
+        assert!(!parse_cgroup_is_service(
+            "0::/user.slice/user-0.slice/session-3.scope\n"
+        ));
+        let before = Baseline {
+            taken: true,
+            services: vec!["postgresql@15-main.service".into()],
+            listening: vec![],
+        };
+        let r = compare(&before, &["postgresql@17-main.service".into()], &[]);
+        assert!(r[0].ready, "{r:?}");
+        assert_eq!(r[0].detail, "active as postgresql@17-main.service");
+    }
 
     #[test]
     fn proc_net_lines() {

@@ -323,26 +323,56 @@ fn app_files_and_databases_on_the_system_disk_are_found() {
         "{db}"
     );
     assert_exit!(o, Some(3));
-    // captured with the example hook: no longer a blocker
+    // a hook whose name merely contains "pg" (upgrade) is not a database's
+    old.file_mode(
+        "/etc/carryover/hooks/pre-capture.d/05-upgrade-notes",
+        "#!/bin/sh\nexit 0\n",
+        0o755,
+    );
+    let db_finding = |args: &[&str]| {
+        let v = json(&Cmd::new("check").root(&old.dir).args(args).json().run());
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["key"] == "database-on-system-disk")
+            .cloned()
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    assert_eq!(db_finding(&[])["severity"], "blocker");
+    // the example hook, but its dump folder not captured: still lost with the disk
     old.file_mode(
         "/etc/carryover/hooks/pre-capture.d/10-postgresql-dump",
         "#!/bin/sh\nexit 0\n",
         0o755,
     );
-    let o = Cmd::new("check")
-        .root(&old.dir)
-        .args(&["--path", "/var/lib/postgresql"])
-        .json()
-        .run();
-    let v = json(&o);
-    let db = v["findings"]
+    let f = db_finding(&["--path", "/var/lib/postgresql"]);
+    assert_eq!(f["severity"], "blocker", "{f}");
+    assert!(
+        f["remediation"]
+            .to_string()
+            .contains("/var/backups/carryover-db"),
+        "{f}"
+    );
+    // with it (made by the hook at capture: not missing now)
+    let v = json(
+        &Cmd::new("check")
+            .root(&old.dir)
+            .args(&["--path", "/var/backups/carryover-db"])
+            .json()
+            .run(),
+    );
+    let keys: Vec<(&str, &str)> = v["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["key"] == "database-on-system-disk")
-        .cloned()
-        .unwrap();
-    assert_eq!(db["severity"], "info", "{db}");
+        .map(|f| (f["key"].as_str().unwrap(), f["severity"].as_str().unwrap()))
+        .collect();
+    assert!(
+        keys.contains(&("database-on-system-disk", "info")),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.0 == "data-path-missing"), "{keys:?}");
 }
 
 /// Installs empty rpm packages of these names into the tree's rpm database (made with
@@ -446,4 +476,129 @@ fn a_rocky_server_s_packages_map_onto_debian_names() {
         "what the new OS does not offer is listed: {p}"
     );
     assert!(!changes.contains("kernel"), "{p}");
+}
+
+/// #17 from an attacker's side (a plain store is root-equivalent, but every field keeps
+/// to its grammar and every write to its place): writes through a planted link, links
+/// read through, keyrings of the new OS, apt options that turn checks off, package names
+/// that are options, configuration of another version.
+#[test]
+fn hostile_service_state_is_refused_field_by_field() {
+    let port = repo_server(&["trixie-pgdg", "trixie"]);
+    let t = tempfile::tempdir().unwrap();
+    let old = old_service_host(&t.path().join("old"), port);
+    old.file(
+        "/etc/postgresql/15/main/postgresql.conf",
+        "shared_buffers = 1GB\n",
+    );
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let cfg = |path: &str, content: &str| {
+        serde_json::json!({"path": path, "mode": 0o644, "owner": "root", "group": "root",
+            "content": base64_of(content)})
+    };
+    tamper(
+        &store,
+        &id,
+        |v| {
+            let configs = v["configs"].as_array_mut().unwrap();
+            // 1. a link into /root, then a file "below" it; a file below a link the new
+            // OS has (/etc/xdg/systemd/user → /etc/systemd/user, a place of another step)
+            configs.push(
+                serde_json::json!({"path": "/etc/evil", "mode": 0o777, "owner": "root",
+                "group": "root", "link": "../root/.ssh"}),
+            );
+            configs.push(cfg(
+                "/etc/evil/authorized_keys",
+                "ssh-ed25519 AAAA attacker\n",
+            ));
+            configs.push(cfg(
+                "/etc/xdg/systemd/user/default.target.wants/pwn.service",
+                "[Service]\nExecStart=/tmp/pwn\n",
+            ));
+            // 2. a file whose new-OS version is a link to /etc/shadow: never read through
+            configs.push(cfg("/etc/leak", "x\n"));
+            let apt = v["repos"]["apt"].as_array_mut().unwrap();
+            // 3. trusted=yes, a key over the distribution's keyring
+            let mut trusted = apt[1].clone();
+            trusted["file"] = "/etc/apt/sources.list.d/trusted.list".into();
+            trusted["options"] = serde_json::json!([["trusted", "yes"]]);
+            apt.push(trusted);
+            let mut over = apt[1].clone();
+            over["file"] = "/etc/apt/sources.list.d/over.list".into();
+            over["signed_by"] = "/usr/share/keyrings/debian-archive-keyring.gpg".into();
+            apt.push(over);
+            v["repos"]["keys"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                "path": "/usr/share/keyrings/debian-archive-keyring.gpg", "mode": 0o644,
+                "owner": "root", "group": "root", "content": base64_of("old keys\n")}));
+            // 4. package names that are apt options or removals
+            let chosen = v["packages"]["chosen"].as_array_mut().unwrap();
+            for n in ["--allow-unauthenticated", "openssh-server-", "-o"] {
+                chosen.push(serde_json::json!({"name": n, "version": "1", "arch": "all"}));
+            }
+        },
+        true,
+    );
+    let new = new_trixie(&t.path().join("new"));
+    new.file(
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+        "trixie keys\n",
+    )
+    .link("/etc/leak", "/etc/shadow")
+    .dir("/root/.ssh")
+    .dir("/etc/systemd/user")
+    .link("/etc/xdg/systemd/user", "../../systemd/user");
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let c = step(&v, "config-files");
+    assert!(
+        !new.p("/root/.ssh/authorized_keys").exists(),
+        "nothing is written through a link: {c}"
+    );
+    assert!(
+        !new.p("/etc/systemd/user/default.target.wants/pwn.service")
+            .exists(),
+        "nothing is written through the new OS's links: {c}"
+    );
+    assert!(
+        c["failed_files"]
+            .to_string()
+            .contains("/etc/xdg/systemd/user/default.target.wants/pwn.service"),
+        "{c}"
+    );
+    // the new OS's /etc/leak (a link to shadow) was not read into an aside file
+    assert!(!new.p("/etc/leak.carryover-new").exists(), "{c}");
+    assert!(!c.to_string().contains("root:*"), "{c}");
+    // another version's configuration is held back, named
+    assert!(!new.p("/etc/postgresql/15/main/postgresql.conf").exists());
+    assert!(
+        c["warnings"].to_string().contains("/etc/postgresql/15"),
+        "{c}"
+    );
+    let r = step(&v, "repositories");
+    assert!(r["attention"].to_string().contains("'trusted'"), "{r}");
+    assert!(
+        !new.p("/etc/apt/sources.list.d/carryover-trusted.sources")
+            .exists()
+    );
+    assert_eq!(
+        new.read("/usr/share/keyrings/debian-archive-keyring.gpg"),
+        "trixie keys\n",
+        "a keyring of the new OS is never replaced: {r}"
+    );
+    let p = step(&v, "packages");
+    let text = p.to_string();
+    assert!(
+        text.contains("--allow-unauthenticated (not a package name)"),
+        "{p}"
+    );
+    assert!(text.contains("openssh-server- (not a package name)"), "{p}");
+    assert!(!p["changes"].to_string().contains("install -o"), "{p}");
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }

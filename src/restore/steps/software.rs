@@ -78,6 +78,77 @@ fn plain_word(w: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_./+~:=,".contains(c))
 }
 
+/// The apt source options carried: the harmless ones. `trusted`, `allow-insecure` and
+/// the like turn signature checks off — refused and named.
+const APT_OPTIONS: &[&str] = &[
+    "arch",
+    "architectures",
+    "lang",
+    "languages",
+    "target",
+    "targets",
+    "pdiffs",
+    "by-hash",
+    "check-valid-until",
+    "valid-until-min",
+    "valid-until-max",
+    "check-date",
+    "date-max-future",
+    "inrelease-path",
+    "snapshot",
+];
+
+/// Why an apt source from the snapshot is not carried, if it is not.
+fn apt_source_refused(s: &AptSource) -> Option<String> {
+    if s.uris
+        .iter()
+        .any(|u| u.starts_with("file:") || u.starts_with("cdrom:"))
+    {
+        return Some("a local source (file:, cdrom:) is not there on the new OS".into());
+    }
+    if !s.uris.iter().all(|u| plain_uri(u))
+        || !s
+            .suites
+            .iter()
+            .chain(&s.components)
+            .chain(&s.types)
+            .all(|w| plain_word(w))
+        || !s.types.iter().all(|t| t == "deb" || t == "deb-src")
+    {
+        return Some("a field outside apt's grammar".into());
+    }
+    if let Some((k, _)) = s
+        .options
+        .iter()
+        .find(|(k, v)| !APT_OPTIONS.contains(&k.as_str()) || !plain_word(v))
+    {
+        return Some(format!(
+            "its option '{}' is not carried (it would weaken apt's checks, or is unknown)",
+            k.escape_debug()
+        ));
+    }
+    if let Some(k) = &s.signed_by
+        && super::safe_path(k, KEY_DIRS).is_err()
+    {
+        return Some(format!(
+            "its key '{}' is not a file below {}",
+            k.escape_debug(),
+            KEY_DIRS.join(", ")
+        ));
+    }
+    None
+}
+
+/// The highest `Pin-Priority` of an apt preferences file (1000 and up lets apt
+/// downgrade packages).
+fn max_pin_priority(text: &str) -> i64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("Pin-Priority:"))
+        .filter_map(|v| v.trim().parse::<i64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let r = &l.state.repos;
     if r.apt.is_empty() && r.rpm.is_empty() {
@@ -104,21 +175,10 @@ pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
             for (stem, mut sources) in apt_files(l, codename.as_deref()) {
                 let mut ok = Vec::new();
                 for s in sources.drain(..) {
-                    if !s.uris.iter().all(|u| plain_uri(u))
-                        || !s
-                            .suites
-                            .iter()
-                            .chain(&s.components)
-                            .chain(&s.types)
-                            .all(|w| plain_word(w))
-                        || !s
-                            .options
-                            .iter()
-                            .all(|(k, v)| plain_word(k) && plain_word(v))
-                    {
-                        warnings.push(format!(
-                            "refusing the apt source {} from the snapshot: a field outside apt's grammar",
-                            s.uris.join(" ")
+                    if let Some(why) = apt_source_refused(&s) {
+                        attention.push(format!(
+                            "the apt source {} is not carried: {why}",
+                            s.uris.join(" ").escape_debug()
                         ));
                         continue;
                     }
@@ -153,22 +213,25 @@ pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 if ok.is_empty() {
                     continue;
                 }
-                for s in ok.iter_mut() {
+                for (i, s) in ok.iter_mut().enumerate() {
                     if let Some(key) = &s.inline_key {
-                        let path = format!("/etc/apt/keyrings/carryover-{stem}.asc");
+                        let path = if i == 0 {
+                            format!("/etc/apt/keyrings/carryover-{stem}.asc")
+                        } else {
+                            format!("/etc/apt/keyrings/carryover-{stem}-{i}.asc")
+                        };
                         a.mkdir("/etc/apt/keyrings", 0o755, Some((0, 0)))?;
                         a.install(&path, key.as_bytes(), 0o644, Some((0, 0)))?;
                         s.signed_by = Some(path);
                         s.inline_key = None;
-                    }
-                    if let Some(k) = &s.signed_by {
+                    } else if let Some(k) = &s.signed_by {
                         keys_needed.insert(k.clone());
                     }
                 }
                 keys_needed.extend(
                     r.keys
                         .iter()
-                        .filter(|k| k.path.starts_with("/etc/apt/trusted.gpg"))
+                        .filter(|k| k.path.starts_with("/etc/apt/trusted.gpg.d/"))
                         .map(|k| k.path.clone()),
                 );
                 let path = format!("/etc/apt/sources.list.d/carryover-{stem}.sources");
@@ -183,10 +246,20 @@ pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 } else {
                     format!("/etc/apt/preferences.d/{}", super::safe_name(name)?)
                 };
-                if p.link.is_none() {
-                    a.install(&target, &p.bytes(), 0o644, Some((0, 0)))?;
-                    written.push(target);
+                if p.link.is_some() || configs::not_carried(&format!("/etc/x/{name}")) {
+                    continue;
                 }
+                let text = p.bytes();
+                let prio = max_pin_priority(&String::from_utf8_lossy(&text));
+                if prio >= 1000 {
+                    attention.push(format!(
+                        "the apt pin {} (priority {prio}: apt may downgrade packages to it) is not carried",
+                        p.path
+                    ));
+                    continue;
+                }
+                a.install(&target, &text, 0o644, Some((0, 0)))?;
+                written.push(target);
             }
         }
     }
@@ -217,16 +290,25 @@ pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
         if !keys_needed.contains(&k.path) || k.link.is_some() {
             continue;
         }
-        let path = super::safe_path(&k.path, KEY_DIRS).or_else(|_| {
-            if k.path == "/etc/apt/trusted.gpg" {
-                Ok(k.path.as_str())
-            } else {
-                Err(anyhow::anyhow!(
-                    "refusing the key path '{}' from the snapshot",
-                    k.path
-                ))
+        let Ok(path) = super::safe_path(&k.path, KEY_DIRS) else {
+            attention.push(format!(
+                "the key {} is not carried: not below {}",
+                k.path.escape_debug(),
+                KEY_DIRS.join(", ")
+            ));
+            continue;
+        };
+        // a keyring of the new OS is never replaced (the distribution's own keys live
+        // beside the third-party ones)
+        match a.file_bytes(path) {
+            Some((b, _)) if b != k.bytes() => {
+                warnings.push(format!(
+                    "{path} exists on the new OS with other keys: kept, the old OS's not written"
+                ));
+                continue;
             }
-        })?;
+            _ => {}
+        }
         a.install(path, &k.bytes(), 0o644, Some((0, 0)))?;
     }
     if a.root.is_live() && !a.dry_run && !written.is_empty() {
@@ -275,6 +357,22 @@ fn apt_available(a: &Apply) -> Option<BTreeSet<String>> {
         }
     }
     any.then_some(out)
+}
+
+/// A package name by its family's grammar — never an option (`-o`, `--allow-…`) or an
+/// apt action suffix (`bash-` removes bash).
+fn package_name(name: &str, family: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = match family {
+        "dpkg" => name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c)),
+        _ => name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c)),
+    };
+    first_ok && rest_ok && name.len() >= 2 && !name.ends_with('-')
 }
 
 /// The installed packages of the new OS (in a dry run too: what is on disk).
@@ -389,17 +487,23 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
             "the new OS has no package manager carryover knows",
         ));
     }
+    // the index decides what is offered: read it fresh first (a cloud image often comes
+    // with empty lists; the repositories step updates only when it wrote a source)
+    let mut warnings = Vec::new();
+    if to == "dpkg"
+        && a.root.is_live()
+        && !a.dry_run
+        && let Err(e) = crate::sys::run_env("apt-get", &["update", "-q"], &[])
+    {
+        warnings.push(format!("apt-get update: {e}"));
+    }
     let installed = installed_now(a);
     let available = if to == "dpkg" { apt_available(a) } else { None };
     let mut install = Vec::new();
     let mut missing = Vec::new();
     let mut already = 0;
     for p in chosen {
-        if !p
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
-        {
+        if !package_name(&p.name, &old.manager) {
             missing.push(format!("{} (not a package name)", p.name.escape_debug()));
             continue;
         }
@@ -413,6 +517,9 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
             &provides,
         ) {
             Decision::Installed(_) => already += 1,
+            Decision::Install(n) if !package_name(&n, to) => {
+                missing.push(format!("{} (not a package name)", n.escape_debug()));
+            }
             Decision::Install(n) => {
                 let was = if p.version.is_empty() {
                     String::new()
@@ -431,7 +538,11 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
             Decision::Missing => missing.push(p.name.clone()),
         }
     }
-    let mut warnings = Vec::new();
+    if to == "dpkg" && a.root.is_live() && a.dry_run {
+        warnings.push(
+            "planned from the package index as it is now: the real run reads it fresh (apt-get update) first".into(),
+        );
+    }
     let mut attention = Vec::new();
     // libraries a user marked by hand come back with what needs them; a program or
     // service the new OS does not offer needs a person
@@ -516,6 +627,13 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
 fn run_install(a: &Apply, family: &str, names: &[&str]) -> std::io::Result<String> {
     match family {
         "dpkg" => {
+            // the packages' services are not started by their install scripts: they start
+            // (activate) after config-files has put the user's configuration back
+            let policy = a.root.path("/usr/sbin/policy-rc.d");
+            let ours = !policy.exists();
+            if ours {
+                crate::sys::write_atomic(&policy, b"#!/bin/sh\n# carryover: no service starts during the restore's install\nexit 101\n", 0o755)?;
+            }
             let mut args = vec![
                 "install",
                 "-y",
@@ -568,6 +686,65 @@ fn content_of(f: &ConfigFile, l: &Loaded) -> Option<Vec<u8>> {
     }
 }
 
+/// The folder up to the first version-named component below /etc
+/// (`/etc/postgresql/15/main/x.conf` → `/etc/postgresql/15`, `/etc/php/8.2/fpm/…` →
+/// `/etc/php/8.2`): configuration of one version of a program.
+fn versioned_folder(path: &str) -> Option<String> {
+    let mut at = String::new();
+    for c in path
+        .trim_start_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .split_last()?
+        .1
+    {
+        at.push('/');
+        at.push_str(c);
+        if c.chars().any(|x| x.is_ascii_digit())
+            && c.chars().all(|x| x.is_ascii_digit() || x == '.')
+        {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// The in-root path a link at `path` pointing at `target` leads to (lexically).
+fn link_destination(path: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        p.pop();
+        p
+    };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The new OS's own version of `path` as it was before this snapshot's restore: its
+/// backup when there is one, else the file (never through a symlink).
+fn theirs(a: &Apply, path: &str) -> Option<(Vec<u8>, u32)> {
+    let backup = a.backup_path(path);
+    if let Ok(m) = std::fs::symlink_metadata(&backup)
+        && m.is_file()
+    {
+        return Some((
+            std::fs::read(&backup).ok()?,
+            crate::sys::mode_of(&m) & 0o7777,
+        ));
+    }
+    a.file_bytes(path)
+}
+
 pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let files = &l.state.configs;
     if files.is_empty() {
@@ -575,9 +752,13 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     }
     let mut warnings = Vec::new();
     let mut kept_aside = Vec::new();
+    let mut held_back: BTreeSet<String> = BTreeSet::new();
     let mut failed = Vec::new();
     let mut done = 0;
-    for f in files {
+    // files first, links after: a link may point at a file restored here
+    let (links, plain): (Vec<&ConfigFile>, Vec<&ConfigFile>) =
+        files.iter().partition(|f| f.file.link.is_some());
+    for f in plain.into_iter().chain(links) {
         let path = match super::safe_path(&f.file.path, &["/etc/"]) {
             Ok(p) if !configs::not_carried(p) => p,
             _ => {
@@ -588,50 +769,37 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 continue;
             }
         };
-        let owner = match (a.uid_of(&f.file.owner), a.gid_of(&f.file.group)) {
-            (Some(u), Some(g)) => (u, g),
-            _ => {
-                warnings.push(format!(
-                    "{path}: its owner {}:{} does not exist on the new OS: owned by root",
-                    f.file.owner, f.file.group
-                ));
-                (0, 0)
-            }
-        };
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            a.mkdir(&dir.display().to_string(), 0o755, None)?;
-        }
-        if let Some(target) = &f.file.link {
-            if target.contains('\0') || target.contains('\n') {
-                warnings.push(format!("refusing the link target of {path}"));
-                continue;
-            }
-            a.link(path, target)?;
-            done += 1;
-            continue;
-        }
-        let Some(content) = content_of(f, l) else {
+        if a.through_link(path) {
             failed.push(format!(
-                "{path}: its private content is not in the snapshot's secrets"
+                "{path}: a folder on its way is a symbolic link on the new OS: not written through it"
             ));
             continue;
-        };
-        // the new OS's own version differs: the user's wins, the new default stays beside it
-        let aside = format!("{path}.carryover-new");
-        if let Some(theirs) = a.original(path)
-            && theirs.as_bytes() != content.as_slice()
-            && !a.exists(&aside)
-        {
-            a.install(&aside, theirs.as_bytes(), f.file.mode & 0o7777, Some(owner))?;
-            kept_aside.push(aside);
         }
-        a.install(path, &content, f.file.mode & 0o7777, Some(owner))?;
-        done += 1;
+        if let Some(dir) = versioned_folder(path)
+            && !a.is_dir(&dir)
+        {
+            held_back.insert(dir);
+            continue;
+        }
+        match restore_config(a, l, f, path, &mut warnings) {
+            Ok(Some(aside)) => {
+                kept_aside.push(aside);
+                done += 1;
+            }
+            Ok(None) => done += 1,
+            Err(e) => failed.push(format!("{path}: {e:#}")),
+        }
     }
     if !kept_aside.is_empty() {
         warnings.push(format!(
             "the new OS's own version kept beside the restored file: {}",
             kept_aside.join(", ")
+        ));
+    }
+    if !held_back.is_empty() {
+        warnings.push(format!(
+            "configuration of another version held back (the new OS has another version of the program; compare by hand — the files are in the snapshot): {}",
+            held_back.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
     let mut o = a.finish(
@@ -643,6 +811,66 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     );
     o.failed_files = failed;
     Ok(o)
+}
+
+/// Puts one configuration file (or link) back; the new OS's differing version goes
+/// beside it — its path is returned.
+fn restore_config(
+    a: &Apply,
+    l: &Loaded,
+    f: &ConfigFile,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<String>> {
+    let owner = match (a.uid_of(&f.file.owner), a.gid_of(&f.file.group)) {
+        (Some(u), Some(g)) => (u, g),
+        _ => {
+            warnings.push(format!(
+                "{path}: its owner {}:{} does not exist on the new OS: owned by root",
+                f.file.owner, f.file.group
+            ));
+            (0, 0)
+        }
+    };
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        a.mkdir(&dir.display().to_string(), 0o755, None)?;
+    }
+    if let Some(target) = &f.file.link {
+        if target.is_empty() || target.chars().any(char::is_control) {
+            anyhow::bail!("refusing its link target from the snapshot");
+        }
+        let dest = link_destination(path, target);
+        if !a.exists(&dest) {
+            warnings.push(format!(
+                "{path} → {target} not made: {dest} does not exist on the new OS"
+            ));
+            return Ok(None);
+        }
+        a.link(path, target)?;
+        return Ok(None);
+    }
+    let Some(content) = content_of(f, l) else {
+        anyhow::bail!("its private content is not in the snapshot's secrets");
+    };
+    // the new OS's own version differs: the user's wins, the new default stays beside it
+    let aside = format!("{path}.carryover-new");
+    let mut kept = None;
+    if let Some((theirs, mode)) = theirs(a, path)
+        && theirs != content
+    {
+        match a.file_bytes(&aside) {
+            None if !a.exists(&aside) => {
+                a.install(&aside, &theirs, mode, Some(owner))?;
+                kept = Some(aside);
+            }
+            Some((b, _)) if b == theirs => {}
+            _ => warnings.push(format!(
+                "{aside} exists already and is not the new OS's version: the new OS's {path} is only in the backup folder"
+            )),
+        }
+    }
+    a.install(path, &content, f.file.mode & 0o7777, Some(owner))?;
+    Ok(kept)
 }
 
 /// The journal's last lines of a unit, for the report of a service that did not start.
@@ -726,6 +954,26 @@ mod tests {
             arch: "amd64".into(),
             programs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn package_names_by_grammar() {
+        for good in ["nginx", "postgresql-15", "libstdc++6", "php8.2-fpm", "g++"] {
+            assert!(package_name(good, "dpkg"), "{good}");
+        }
+        for bad in [
+            "-o",
+            "--allow-unauthenticated",
+            "bash-",
+            "Nginx",
+            "a",
+            "sudo_",
+            "x y",
+        ] {
+            assert!(!package_name(bad, "dpkg"), "{bad}");
+        }
+        assert!(package_name("perl-Data-Dumper", "rpm"));
+        assert!(!package_name("-y", "rpm"));
     }
 
     #[test]

@@ -106,6 +106,36 @@ pub fn timezone(a: &Apply, l: &Loaded) -> Result<Outcome> {
     Ok(a.finish(zone.to_string(), vec![]))
 }
 
+/// The enabled services whose configuration folder (`/etc/<name>/`, `-server`, `-fpm`
+/// or a trailing `d` dropped: nginx, redis-server → /etc/redis, sshd → /etc/ssh) holds a
+/// file the config-files step restored.
+fn units_with_restored_config(a: &Apply, l: &Loaded) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in &l.state.services.enabled {
+        let Some(name) = e.unit.strip_suffix(".service") else {
+            continue;
+        };
+        if name.contains('@') || !unit_installed(a, &e.unit) || out.contains(&e.unit) {
+            continue;
+        }
+        let stems = [
+            name,
+            name.trim_end_matches("-server"),
+            name.trim_end_matches("-fpm"),
+            name.trim_end_matches('d'),
+        ];
+        let restored = l.state.configs.iter().any(|c| {
+            stems
+                .iter()
+                .any(|s| !s.is_empty() && c.file.path.starts_with(&format!("/etc/{s}/")))
+        });
+        if restored {
+            out.push(e.unit.clone());
+        }
+    }
+    out
+}
+
 fn unit_installed(a: &Apply, unit: &str) -> bool {
     UNIT_DIRS
         .iter()
@@ -327,6 +357,15 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 e.origin == "custom",
             );
         }
+    }
+    // a service already running (the image had it, or it came up before its configuration
+    // was restored) reads the restored configuration only when restarted
+    for unit in units_with_restored_config(a, l) {
+        run(
+            &format!("restarting {unit} for its restored configuration"),
+            &["systemctl", "try-restart", "--no-block", &unit],
+            false,
+        );
     }
     if !failures.is_empty() {
         let mut o = Outcome::failed(failures.join("; "));
