@@ -76,6 +76,8 @@ pub struct SystemState {
     pub repos: repos::Repos,
     /// Configuration files the user changed or added (private ones' content in secrets).
     pub configs: Vec<configs::ConfigFile>,
+    /// The `/etc/*/*-enabled` folders and what they held.
+    pub enabled_dirs: Vec<configs::EnabledDir>,
     /// Folders on the system disk holding files no package owns (and databases).
     pub app_dirs: Vec<appfiles::AppDir>,
     /// What ran on the live old OS: services and listening ports (the readiness check).
@@ -258,6 +260,7 @@ pub fn gather(root: &Root, config: &Config) -> (SystemState, Secrets) {
         packages,
         repos,
         configs,
+        enabled_dirs: configs::enabled_dirs(&g),
         app_dirs,
         baseline: baseline::gather(&g),
         identity,

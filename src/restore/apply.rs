@@ -100,6 +100,8 @@ enum Planned {
     File(Vec<u8>),
     Link(String),
     Dir,
+    /// Removed.
+    Gone,
 }
 
 /// How many changed lines of one file the report lists.
@@ -246,11 +248,19 @@ impl<'a> Apply<'a> {
     }
 
     pub fn exists(&self, abs: &str) -> bool {
-        self.planned(abs).is_some() || std::fs::symlink_metadata(self.root.path(abs)).is_ok()
+        match self.planned(abs) {
+            Some(Planned::Gone) => false,
+            Some(_) => true,
+            None => std::fs::symlink_metadata(self.root.path(abs)).is_ok(),
+        }
     }
 
     pub fn is_dir(&self, abs: &str) -> bool {
-        matches!(self.planned(abs), Some(Planned::Dir)) || self.root.follow(abs).is_dir()
+        match self.planned(abs) {
+            Some(Planned::Dir) => true,
+            Some(Planned::Gone) => false,
+            _ => self.root.follow(abs).is_dir(),
+        }
     }
 
     /// True when `abs` is (or, in a dry run, would be) a file or a link to one.
@@ -258,7 +268,7 @@ impl<'a> Apply<'a> {
         match self.planned(abs) {
             Some(Planned::File(_)) => true,
             Some(Planned::Link(t)) => self.is_file(&t),
-            Some(Planned::Dir) => false,
+            Some(Planned::Dir) | Some(Planned::Gone) => false,
             None => self.root.follow(abs).is_file(),
         }
     }
@@ -418,6 +428,37 @@ impl<'a> Apply<'a> {
             crate::sys::sync_dir(dir)?;
         }
         Ok(true)
+    }
+
+    /// Removes the file or link at `abs` (never a directory), keeping it in the backup
+    /// folder; a no-op when there is none.
+    pub fn remove(&self, abs: &str) -> io::Result<bool> {
+        if !self.exists(abs) || self.is_dir(abs) && !self.is_link(abs) {
+            return Ok(false);
+        }
+        self.changed.set(true);
+        self.note_change(format!("{abs}: removed (kept in the backup folder)"));
+        if self.dry_run {
+            self.plan(abs, Planned::Gone);
+            return Ok(true);
+        }
+        self.backup(abs)?;
+        let host = self.root.path(abs);
+        std::fs::remove_file(&host)?;
+        if let Some(dir) = host.parent() {
+            crate::sys::sync_dir(dir)?;
+        }
+        Ok(true)
+    }
+
+    /// True when `abs` is (or would be) a symbolic link.
+    pub fn is_link(&self, abs: &str) -> bool {
+        match self.planned(abs) {
+            Some(Planned::Link(_)) => true,
+            Some(_) => false,
+            None => std::fs::symlink_metadata(self.root.path(abs))
+                .is_ok_and(|m| m.file_type().is_symlink()),
+        }
     }
 
     /// Creates a directory (and parents) with a mode and owner, if it does not exist.

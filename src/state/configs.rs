@@ -153,6 +153,50 @@ pub const NOT_CARRIED: &[&str] = &[
     "/etc/etckeeper/",
 ];
 
+/// A folder of enabled things (`/etc/nginx/sites-enabled`, `/etc/apache2/mods-enabled`)
+/// and the names it held: what the operator removed there stays removed on the new OS
+/// (a package's install script re-creates `sites-enabled/default`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct EnabledDir {
+    pub path: String,
+    pub entries: Vec<String>,
+}
+
+/// The `/etc/<program>/*-enabled` folders and their entries.
+pub fn enabled_dirs(g: &Gather) -> Vec<EnabledDir> {
+    let mut out = Vec::new();
+    if !g.root.follow("/etc").is_dir() {
+        return out;
+    }
+    for program in g.list("/etc") {
+        let Ok(children) = crate::sys::list_dir(&program) else {
+            continue;
+        };
+        for d in children {
+            let name = d
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let inner = g.inner(&d).display().to_string();
+            if !name.ends_with("-enabled") || !d.is_dir() || not_carried(&format!("{inner}/")) {
+                continue;
+            }
+            let mut entries: Vec<String> = crate::sys::list_dir(&d)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            entries.sort();
+            out.push(EnabledDir {
+                path: inner,
+                entries,
+            });
+        }
+    }
+    out
+}
+
 /// At most this many configuration files, and bytes of them, are carried; past that a
 /// problem names what was left out (an /etc grown by a tool, not by hand).
 pub const MAX_FILES: usize = 2000;

@@ -74,7 +74,9 @@ fn new_trixie(dir: &std::path::Path) -> Tree {
     t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\nID=debian\n")
         .file("/var/lib/apt/lists/deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages",
             "Package: nginx\nVersion: 1.26.3-3\n\nPackage: postgresql\nVersion: 17+278\n\nPackage: postgresql-17\nVersion: 17.5-1\n\nPackage: redis-server\nVersion: 5:8.0.2-3\nProvides: redis\n\nPackage: openssh-server\nVersion: 1:10.0p1-7\n")
-        .file("/etc/nginx/nginx.conf", NGINX_TRIXIE);
+        .file("/etc/nginx/nginx.conf", NGINX_TRIXIE)
+        .file("/etc/nginx/sites-available/default", "server { listen 80 default_server; }\n")
+        .link("/etc/nginx/sites-enabled/default", "../sites-available/default");
     t
 }
 
@@ -240,6 +242,15 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
         std::path::Path::new("../sites-available/app")
     );
     assert_eq!(new.read("/etc/ssl/private/app.key"), TLS_KEY);
+    // the package's default site, which the operator had removed, stays removed
+    assert!(std::fs::symlink_metadata(new.p("/etc/nginx/sites-enabled/default")).is_err());
+    assert!(
+        step(&real, "config-files")["warnings"]
+            .to_string()
+            .contains("/etc/nginx/sites-enabled/default"),
+        "{}",
+        step(&real, "config-files")
+    );
     let mode = std::fs::metadata(new.p("/etc/ssl/private/app.key"))
         .unwrap()
         .permissions()

@@ -747,8 +747,15 @@ fn theirs(a: &Apply, path: &str) -> Option<(Vec<u8>, u32)> {
 
 pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let files = &l.state.configs;
-    if files.is_empty() {
+    if files.is_empty() && l.state.enabled_dirs.is_empty() {
         return Ok(Outcome::skipped("no changed configuration was captured"));
+    }
+    if files.len() > 4 * configs::MAX_FILES {
+        return Ok(Outcome::failed(format!(
+            "the snapshot names {} configuration files, more than capture ever records ({}): refused",
+            files.len(),
+            configs::MAX_FILES
+        )));
     }
     let mut warnings = Vec::new();
     let mut kept_aside = Vec::new();
@@ -789,6 +796,39 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
             Ok(None) => done += 1,
             Err(e) => failed.push(format!("{path}: {e:#}")),
         }
+    }
+    // what the operator had removed from an *-enabled folder stays removed
+    let mut disabled = Vec::new();
+    for d in &l.state.enabled_dirs {
+        let Ok(dir) = super::safe_path(&d.path, &["/etc/"]) else {
+            continue;
+        };
+        if configs::not_carried(&format!("{dir}/")) || a.through_link(&format!("{dir}/x")) {
+            continue;
+        }
+        let Ok(now) = crate::sys::list_dir(&a.root.path(dir)) else {
+            continue;
+        };
+        for entry in now {
+            let Some(name) = entry.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if d.entries.contains(&name) {
+                continue;
+            }
+            let path = format!("{dir}/{name}");
+            match a.remove(&path) {
+                Ok(true) => disabled.push(path),
+                Ok(false) => {}
+                Err(e) => failed.push(format!("{path}: {e}")),
+            }
+        }
+    }
+    if !disabled.is_empty() {
+        warnings.push(format!(
+            "not enabled on the old OS, so taken out (kept in the backup folder): {}",
+            disabled.join(", ")
+        ));
     }
     if !kept_aside.is_empty() {
         warnings.push(format!(
