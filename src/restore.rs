@@ -3,6 +3,7 @@
 //! decide `ready`, `degraded` or `failed`.
 
 pub mod apply;
+pub mod document;
 pub mod merge;
 pub mod names;
 pub mod steps;

@@ -12,6 +12,9 @@ const PHASES: &[&str] = &["check", "capture", "restore"];
 const STATES: &[&str] = &["started", "succeeded", "degraded", "failed", "blocked"];
 
 pub fn run(ctx: &Ctx, args: ReportArgs) -> Result<Exit> {
+    if let Some(out) = &args.html {
+        return html(ctx, out);
+    }
     let extra = match &args.event {
         None => None,
         Some(spec) => {
@@ -40,5 +43,28 @@ pub fn run(ctx: &Ctx, args: ReportArgs) -> Result<Exit> {
         eprintln!("carryover: {left} events still wait in the outbox");
         return Ok(Exit::Failure);
     }
+    Ok(Exit::Success)
+}
+
+/// `report --html FILE`: the last restore's report as a page.
+fn html(ctx: &Ctx, out: &std::path::Path) -> Result<Exit> {
+    use crate::restore::document;
+    let src = ctx
+        .root
+        .path(format!("{}/restore-report.json", document::LOG_DIR));
+    let bytes = crate::sys::read_opt(&src)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "no restore report at {}: no restore has run here",
+            src.display()
+        ))
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{} is not a restore report: {e}", src.display())))?;
+    let meta = document::Meta {
+        hostname: v["hostname"].as_str().unwrap_or("").to_string(),
+        finished_at: v["finished_at"].as_str().unwrap_or("").to_string(),
+    };
+    crate::sys::write_atomic(out, document::html(&v, &meta).as_bytes(), 0o600)?;
+    println!("{}", out.display());
     Ok(Exit::Success)
 }

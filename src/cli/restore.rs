@@ -235,6 +235,21 @@ impl Job<'_> {
                     e.set_failed_files(&report.failed_files);
                     e.steps = steps;
                 });
+            // the report an operator reads after the change, and the login banner
+            let meta = crate::restore::document::Meta {
+                hostname: manifest.hostname.clone(),
+                finished_at: crate::store::now_rfc3339(),
+            };
+            match serde_json::to_value(&report) {
+                Ok(v) => {
+                    if let Err(e) = crate::restore::document::write(&ctx.root, &v, &meta) {
+                        tracing::warn!(
+                            "could not write the restore report under /var/log/carryover: {e}"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!("could not render the restore report: {e}"),
+            }
         }
         emit(ctx.format, &report, || render(&report))?;
         Ok(match report.state.as_str() {

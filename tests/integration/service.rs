@@ -613,3 +613,88 @@ fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// #19.1 and #19.8: the restore leaves its report under /var/log/carryover (text, JSON,
+/// the latest and per snapshot) and a login banner while degraded; `report --html` makes
+/// a page of it that a real browser (Debian's chromium, headless) renders.
+#[test]
+fn the_restore_report_is_on_disk_and_renders_in_a_browser() {
+    let port = repo_server(&["trixie-pgdg"]);
+    let t = tempfile::tempdir().unwrap();
+    let old = old_service_host(&t.path().join("old"), port);
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let new = new_trixie(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(v["state"], "degraded");
+    let txt = new.read("/var/log/carryover/restore-report.txt");
+    assert!(txt.contains("result    DEGRADED"), "{txt}");
+    assert!(txt.contains("mongodb-org"), "the reason is named: {txt}");
+    assert!(txt.contains("/etc/hostname: "), "old → new values: {txt}");
+    assert_eq!(
+        new.read(&format!("/var/log/carryover/restore-{id}.txt")),
+        txt
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&new.read("/var/log/carryover/restore-report.json")).unwrap();
+    assert_eq!(doc["state"], "degraded");
+    assert!(!doc["reasons"].as_array().unwrap().is_empty());
+    let mode = std::fs::metadata(new.p("/var/log/carryover/restore-report.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "root-only");
+    assert!(new.read("/etc/motd.d/50-carryover").contains("DEGRADED"));
+
+    let page = t.path().join("report.html");
+    let o = Cmd::new("report")
+        .root(&new.dir)
+        .arg("--html")
+        .arg(&page)
+        .run();
+    assert_exit!(o, Some(0));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"state\">DEGRADED<"), "{html}");
+    // a real browser: the DOM it built, and a screenshot of the page
+    let profile = tempfile::tempdir().unwrap();
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ];
+    let url = format!("file://{}", page.display());
+    let dom = std::process::Command::new("chromium")
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", &url])
+        .output()
+        .expect("chromium (Debian's package; .ci/run installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("DEGRADED") && dom.contains("mongodb-org"),
+        "{dom}"
+    );
+    let shot = t.path().join("report.png");
+    let o = std::process::Command::new("chromium")
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .args(["--window-size=1200,1600", &url])
+        .output()
+        .unwrap();
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&o.stderr)));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Ok(dir) = std::env::var("CARRYOVER_TEST_ARTIFACTS") {
+        let _ = std::fs::copy(&shot, std::path::Path::new(&dir).join("restore-report.png"));
+    }
+}

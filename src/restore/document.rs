@@ -1,0 +1,354 @@
+//! The restore report an operator reads after the change, like Leapp's: on disk under
+//! `/var/log/carryover/` as text and JSON (per snapshot and the latest), as a
+//! self-contained HTML page for a browser, and a one-line login banner while a restore is
+//! degraded or failed. Built from the report's JSON, so the file, the page and the
+//! orchestrator's event say the same thing.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::sys::Root;
+
+/// Where the reports go, in-root.
+pub const LOG_DIR: &str = "/var/log/carryover";
+/// The login banner while the last restore is degraded or failed.
+pub const MOTD: &str = "/etc/motd.d/50-carryover";
+
+/// What the report is about besides its content.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub hostname: String,
+    pub finished_at: String,
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn lines(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Why a restore is not `ready`, one line each: failed steps, what needs a person,
+/// failed health checks, failed files.
+pub fn reasons(report: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for step in report["steps"].as_array().into_iter().flatten() {
+        let name = s(&step["name"]);
+        if s(&step["status"]) == "failed" {
+            out.push(format!("step {name} failed: {}", s(&step["detail"])));
+        }
+        for a in lines(&step["attention"]) {
+            out.push(format!("{name}: {a}"));
+        }
+    }
+    for h in report["health"].as_array().into_iter().flatten() {
+        if h["ok"] == Value::Bool(false) {
+            out.push(format!(
+                "health check {}: {}",
+                s(&h["name"]),
+                s(&h["detail"])
+            ));
+        }
+    }
+    let failed = lines(&report["failed_files"]);
+    if !failed.is_empty() {
+        out.push(format!("{} files could not be restored", failed.len()));
+    }
+    out
+}
+
+/// The report as text: the result and its reasons first, then every step with what it
+/// changed, old → new.
+pub fn text(report: &Value, meta: &Meta) -> String {
+    let mut o = String::new();
+    let state = s(&report["state"]);
+    let _ = writeln!(o, "carryover restore report");
+    let _ = writeln!(o, "  host      {}", meta.hostname);
+    let _ = writeln!(o, "  snapshot  {}", s(&report["snapshot_id"]));
+    let _ = writeln!(o, "  finished  {}", meta.finished_at);
+    let _ = writeln!(o, "  result    {}", state.to_uppercase());
+    let why = reasons(report);
+    if !why.is_empty() {
+        let _ = writeln!(o, "\nNeeds a person:");
+        for r in &why {
+            let _ = writeln!(o, "  - {r}");
+        }
+    }
+    let _ = writeln!(o, "\nSteps:");
+    for step in report["steps"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "  {:<16} {:<12} {}",
+            s(&step["name"]),
+            s(&step["status"]),
+            s(&step["detail"])
+        );
+        for c in lines(&step["changes"]) {
+            let _ = writeln!(o, "      {c}");
+        }
+        for w in lines(&step["warnings"]) {
+            let _ = writeln!(o, "      warning: {w}");
+        }
+        for f in lines(&step["failed_files"]) {
+            let _ = writeln!(o, "      FAILED: {f}");
+        }
+    }
+    let health: Vec<&Value> = report["health"].as_array().into_iter().flatten().collect();
+    if !health.is_empty() {
+        let _ = writeln!(o, "\nHealth checks (every step re-run as a dry run):");
+        for h in health {
+            let ok = if h["ok"] == Value::Bool(false) {
+                "CHANGED SINCE"
+            } else {
+                "as restored"
+            };
+            let _ = writeln!(o, "  {:<16} {ok}  {}", s(&h["name"]), s(&h["detail"]));
+        }
+    }
+    o
+}
+
+fn esc(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' => out.push(' '),
+            c if c.is_control() && c != '\n' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The report as one self-contained HTML page (no script, no outside resource): what an
+/// orchestrator can show an operator who never opens a shell on the new server.
+pub fn html(report: &Value, meta: &Meta) -> String {
+    let state = s(&report["state"]);
+    let colour = match state {
+        "ready" => "#1a7f37",
+        "degraded" => "#9a6700",
+        "planned" => "#0969da",
+        _ => "#cf222e",
+    };
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\
+<title>carryover restore {} — {}</title><style>\
+body{{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;color:#1f2328;padding:0 1em}}\
+h1{{font-size:1.5em}} .state{{display:inline-block;padding:.15em .6em;border-radius:1em;color:#fff;background:{colour}}}\
+table{{border-collapse:collapse;width:100%}} td,th{{border-bottom:1px solid #d0d7de;padding:.35em .5em;text-align:left;vertical-align:top}}\
+.changed,.would-change{{color:#0969da}} .failed{{color:#cf222e;font-weight:600}} .skipped,.unchanged{{color:#57606a}}\
+ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;color:#424a53}} .need li{{color:#9a6700}}\
+</style></head><body>\n",
+        esc(s(&report["snapshot_id"])),
+        esc(&meta.hostname)
+    );
+    let _ = write!(
+        o,
+        "<h1>Restore of {} <span class=\"state\" id=\"state\">{}</span></h1>\n<p>snapshot <code>{}</code> · finished {}</p>\n",
+        esc(&meta.hostname),
+        esc(&state.to_uppercase()),
+        esc(s(&report["snapshot_id"])),
+        esc(&meta.finished_at)
+    );
+    let why = reasons(report);
+    if !why.is_empty() {
+        let _ = writeln!(o, "<h2>Needs a person</h2><ul class=\"need\">");
+        for r in &why {
+            let _ = writeln!(o, "<li>{}</li>", esc(r));
+        }
+        let _ = writeln!(o, "</ul>");
+    }
+    let _ = writeln!(
+        o,
+        "<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>what, old → new</th></tr>"
+    );
+    for step in report["steps"].as_array().into_iter().flatten() {
+        let status = s(&step["status"]);
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}",
+            esc(s(&step["name"])),
+            esc(status),
+            esc(status),
+            esc(s(&step["detail"]))
+        );
+        let extra: Vec<String> = lines(&step["changes"])
+            .into_iter()
+            .map(esc)
+            .chain(
+                lines(&step["warnings"])
+                    .into_iter()
+                    .map(|w| format!("warning: {}", esc(w))),
+            )
+            .chain(
+                lines(&step["failed_files"])
+                    .into_iter()
+                    .map(|f| format!("<span class=\"failed\">FAILED: {}</span>", esc(f))),
+            )
+            .collect();
+        if !extra.is_empty() {
+            let _ = write!(o, "<ul class=\"c\">");
+            for e in extra {
+                let _ = write!(o, "<li>{e}</li>");
+            }
+            let _ = write!(o, "</ul>");
+        }
+        let _ = writeln!(o, "</td></tr>");
+    }
+    let _ = writeln!(o, "</table>");
+    let health: Vec<&Value> = report["health"].as_array().into_iter().flatten().collect();
+    if !health.is_empty() {
+        let _ = writeln!(
+            o,
+            "<h2>Health checks</h2><table><tr><th>step</th><th>result</th><th>detail</th></tr>"
+        );
+        for h in health {
+            let bad = h["ok"] == Value::Bool(false);
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+                esc(s(&h["name"])),
+                if bad { "failed" } else { "unchanged" },
+                if bad { "changed since" } else { "as restored" },
+                esc(s(&h["detail"]))
+            );
+        }
+        let _ = writeln!(o, "</table>");
+    }
+    let _ = writeln!(o, "</body></html>");
+    o
+}
+
+/// Writes `restore-<snapshot>.{txt,json}` and the latest `restore-report.{txt,json}`
+/// (root-only), and the login banner while the restore is not `ready` (removed when it
+/// is). Returns the files written.
+pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<PathBuf>> {
+    let id = s(&report["snapshot_id"]);
+    let safe = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let dir = root.path(LOG_DIR);
+    crate::sys::create_dirs(&dir, 0o700)?;
+    let mut doc = report.clone();
+    doc["hostname"] = meta.hostname.clone().into();
+    doc["finished_at"] = meta.finished_at.clone().into();
+    doc["reasons"] = reasons(report).into();
+    let json = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    let txt = text(report, meta);
+    let mut names = vec!["restore-report".to_string()];
+    if safe {
+        names.push(format!("restore-{id}"));
+    }
+    let mut out = Vec::new();
+    for n in names {
+        for (ext, bytes) in [("txt", txt.as_bytes()), ("json", json.as_slice())] {
+            let p = dir.join(format!("{n}.{ext}"));
+            crate::sys::write_atomic(&p, bytes, 0o600)?;
+            out.push(p);
+        }
+    }
+    let motd = root.path(MOTD);
+    match s(&report["state"]) {
+        "degraded" | "failed" => {
+            let line = format!(
+                "carryover: the restore of this server after its Change OS is {} — read {LOG_DIR}/restore-report.txt (or: carryover status --long)\n",
+                s(&report["state"]).to_uppercase()
+            );
+            crate::sys::write_atomic(&motd, line.as_bytes(), 0o644)?;
+            out.push(motd);
+        }
+        _ => match std::fs::remove_file(&motd) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        },
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Value {
+        serde_json::json!({
+            "snapshot_id": "20261201T120000000Z-0a1b2c3d",
+            "state": "degraded",
+            "steps": [
+                {"name": "hostname", "status": "changed", "detail": "hostname web01",
+                 "changes": ["/etc/hostname: ecs-1a2b → web01"]},
+                {"name": "packages", "status": "changed", "detail": "2 to install",
+                 "attention": ["packages not offered: mongodb-org"]},
+                {"name": "sshd", "status": "failed", "detail": "sshd -t refused <it>"}
+            ],
+            "failed_files": ["/srv/x: permission denied"],
+            "health": [{"name": "dns", "ok": false, "detail": "not as restored"}],
+            "resumed": false
+        })
+    }
+
+    #[test]
+    fn reasons_name_everything_that_is_not_ready() {
+        let r = reasons(&sample());
+        assert_eq!(
+            r,
+            vec![
+                "packages: packages not offered: mongodb-org",
+                "step sshd failed: sshd -t refused <it>",
+                "health check dns: not as restored",
+                "1 files could not be restored",
+            ]
+        );
+    }
+
+    #[test]
+    fn text_and_html_carry_the_same_content_escaped() {
+        let meta = Meta {
+            hostname: "web01".into(),
+            finished_at: "2026-12-01T12:05:00Z".into(),
+        };
+        let t = text(&sample(), &meta);
+        assert!(t.contains("result    DEGRADED"), "{t}");
+        assert!(t.contains("/etc/hostname: ecs-1a2b → web01"), "{t}");
+        assert!(t.contains("CHANGED SINCE"), "{t}");
+        let h = html(&sample(), &meta);
+        assert!(h.contains("sshd -t refused &lt;it&gt;"), "{h}");
+        assert!(!h.contains("<it>"));
+        assert!(!h.contains("<script"));
+        assert!(h.contains("id=\"state\">DEGRADED<"), "{h}");
+    }
+
+    #[test]
+    fn files_and_banner_follow_the_state() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let meta = Meta::default();
+        let written = write(&root, &sample(), &meta).unwrap();
+        assert_eq!(written.len(), 5, "{written:?}");
+        let motd = std::fs::read_to_string(root.path(MOTD)).unwrap();
+        assert!(motd.contains("DEGRADED"), "{motd}");
+        let mut ready = sample();
+        ready["state"] = "ready".into();
+        write(&root, &ready, &meta).unwrap();
+        assert!(
+            !root.path(MOTD).exists(),
+            "the banner goes with a ready restore"
+        );
+        let latest: Value = serde_json::from_slice(
+            &std::fs::read(root.path(format!("{LOG_DIR}/restore-report.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(latest["state"], "ready");
+    }
+}
