@@ -70,7 +70,7 @@ pub enum Command {
     /// The post hook: plan, apply (journaled, resumable), health checks, report.
     Restore(RestoreArgs),
     /// Where this machine stands in the cycle.
-    Status(StoreArg),
+    Status(StatusArgs),
     /// The store's snapshots.
     Snapshots {
         #[command(subcommand)]
@@ -131,6 +131,24 @@ pub struct StoreArg {
     /// The store: a directory (or file:// URL) on a data disk, or s3://bucket/prefix.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The store: a directory (or file:// URL) on a data disk, or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Also print the last restore's report: every step, what changed, and why it is
+    /// not `ready`.
+    #[arg(long)]
+    pub long: bool,
+    /// Wait until a restore that runs or is due here has ended, then exit with its result
+    /// (0 ready, 4 degraded, 1 failed).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit 1).
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]

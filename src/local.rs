@@ -104,3 +104,32 @@ impl LocalState {
         Ok(())
     }
 }
+
+/// Marks a restore running on this machine (`/var/lib/carryover/restore.running` with
+/// its pid) for `status --wait`; removed when dropped. A marker whose process is gone
+/// is stale (a crash): `restore_running` ignores it.
+pub struct RunMarker(PathBuf);
+
+const RUNNING: &str = "restore.running";
+
+impl RunMarker {
+    pub fn start(root: &Root) -> Result<RunMarker> {
+        let dir = private_dir(root, STATE_DIR)?;
+        let p = dir.join(RUNNING);
+        crate::sys::write_atomic(&p, std::process::id().to_string().as_bytes(), 0o600)?;
+        Ok(RunMarker(p))
+    }
+}
+
+impl Drop for RunMarker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The pid of a restore running on this machine, if one is.
+pub fn restore_running(root: &Root) -> Option<u32> {
+    let p = root.path(format!("{STATE_DIR}/{RUNNING}"));
+    let pid: u32 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
+    crate::sys::process_alive(pid).then_some(pid)
+}

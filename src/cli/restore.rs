@@ -42,6 +42,14 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
     // OS reports a failure wherever a restore was expected (the user-data says so).
     let speaks = !args.dry_run && !local.took_any();
     let expected = !args.if_due || ctx.config.restore_expected;
+    // `status --wait` waits while this runs
+    let _running = if args.dry_run {
+        None
+    } else {
+        crate::local::RunMarker::start(&ctx.root)
+            .inspect_err(|e| tracing::warn!("{e:#}"))
+            .ok()
+    };
     let job = Job {
         ctx,
         args: &args,

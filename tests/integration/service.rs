@@ -698,3 +698,65 @@ fn the_restore_report_is_on_disk_and_renders_in_a_browser() {
         let _ = std::fs::copy(&shot, std::path::Path::new(&dir).join("restore-report.png"));
     }
 }
+
+/// #19.2: `status --long` names why a restore is not ready and prints its report;
+/// `status --wait` waits while a restore runs (a live process holds the marker) and exits
+/// with the restore's result; a store named on the command line must exist.
+#[test]
+fn status_waits_for_the_restore_and_says_why_it_is_not_ready() {
+    let port = repo_server(&["trixie-pgdg"]);
+    let t = tempfile::tempdir().unwrap();
+    let old = old_service_host(&t.path().join("old"), port);
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_trixie(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(v["state"], "degraded");
+    let o = Cmd::new("status").root(&new.dir).arg("--long").run();
+    assert_exit!(o, Some(0));
+    let out = stdout(&o);
+    assert!(
+        out.contains("why not ready") && out.contains("mongodb-org"),
+        "{out}"
+    );
+    assert!(out.contains("carryover restore report"), "{out}");
+    // a restore "runs": a live process's pid in the marker; --wait returns once it ends
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("2")
+        .spawn()
+        .unwrap();
+    new.file(
+        "/var/lib/carryover/restore.running",
+        &sleeper.id().to_string(),
+    );
+    let reaper = std::thread::spawn(move || sleeper.wait());
+    let started = std::time::Instant::now();
+    let o = Cmd::new("status").root(&new.dir).arg("--wait").run();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1500),
+        "--wait returned while the restore ran"
+    );
+    assert_exit!(o, Some(4));
+    reaper.join().unwrap().unwrap();
+    // --timeout gives up
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("5")
+        .spawn()
+        .unwrap();
+    new.file(
+        "/var/lib/carryover/restore.running",
+        &sleeper.id().to_string(),
+    );
+    let o = Cmd::new("status")
+        .root(&new.dir)
+        .args(&["--wait", "--timeout", "1"])
+        .run();
+    assert_exit!(o, Some(1));
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let o = Cmd::new("status")
+        .root(&new.dir)
+        .args(&["--store", "/nonexistent/store"])
+        .run();
+    assert_exit!(o, Some(2));
+}
