@@ -51,3 +51,28 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
     }
     Exit::Failure
 }
+
+/// The kind of an error for `--format json`: `config`, `usage`, `not-available`,
+/// `blocked` or `failure`.
+pub fn kind_of(err: &anyhow::Error) -> &'static str {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Error>() {
+            return match e {
+                Error::Config { .. } => "config",
+                Error::Usage(_) => "usage",
+                Error::NotAvailable(_) => "not-available",
+                Error::Blocked(_) => "blocked",
+            };
+        }
+    }
+    "failure"
+}
+
+/// A failed command's JSON on stdout: `{"error": {"kind", "message", "exit_code"}}`.
+pub fn json_error(err: &anyhow::Error) -> serde_json::Value {
+    serde_json::json!({"error": {
+        "kind": kind_of(err),
+        "message": format!("{err:#}"),
+        "exit_code": exit_for(err).code(),
+    }})
+}

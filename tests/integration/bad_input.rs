@@ -303,3 +303,56 @@ fn a_store_that_is_not_a_store_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no store"), "{}", stderr(&o));
 }
+
+/// #19.3: with `--format json` a failing command says so on stdout, as JSON a program can
+/// read: kind, message, exit code — a usage error, a config error, a missing store.
+#[test]
+fn failures_are_json_on_stdout_with_format_json() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = Tree::new(&t.path().join("root"));
+    tree.file("/etc/carryover/config.toml", "[store]\nurl = 5\n");
+    let cases: Vec<(Vec<String>, &str, i32)> = vec![
+        (
+            vec![
+                "restore".into(),
+                "--bogus".into(),
+                "--format".into(),
+                "json".into(),
+            ],
+            "usage",
+            2,
+        ),
+        (
+            vec![
+                "check".into(),
+                "--root".into(),
+                tree.dir.display().to_string(),
+                "--format=json".into(),
+            ],
+            "config",
+            2,
+        ),
+        (
+            vec![
+                "snapshots".into(),
+                "list".into(),
+                "--store".into(),
+                t.path().join("none").display().to_string(),
+                "--format".into(),
+                "json".into(),
+            ],
+            "failure",
+            1,
+        ),
+    ];
+    for (args, kind, code) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = carryover(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim())
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {}", stdout(&o)));
+        assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
+        assert_eq!(v["error"]["exit_code"], code, "{args:?}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+}
