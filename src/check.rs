@@ -654,7 +654,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     for h in i.homes.iter().filter(|h| !h.in_data_paths) {
         let size = format!(
             "{} in {} file{}",
-            human_size(h.bytes),
+            crate::units::bytes(h.bytes),
             h.files,
             if h.files == 1 { "" } else { "s" }
         );
@@ -753,20 +753,11 @@ fn app_findings(i: &Input, out: &mut Vec<Finding>) {
                 "{} holds {} files ({}) no package owns, on the system disk: the Change OS deletes them",
                 d.path,
                 d.files,
-                human_size(d.bytes)
+                crate::units::bytes(d.bytes)
             ),
             format!("{}: {} files, {} bytes not owned by a package", d.path, d.files, d.bytes),
             &format!("capture it: carryover capture --path {} (or add it to [data] paths); or acknowledge that it is not needed", d.path),
         ));
-    }
-}
-
-/// `178 bytes`, `12.3 MB`, `2.1 GB`.
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        0..1_000_000 => format!("{bytes} bytes"),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
-        _ => format!("{:.1} GB", bytes as f64 / 1e9),
     }
 }
 

@@ -18,4 +18,5 @@ pub mod restore;
 pub mod state;
 pub mod store;
 pub mod sys;
+pub mod units;
 pub mod userdata;

@@ -332,8 +332,12 @@ fn capture(
         );
         field(&mut o, "store", &result.store);
         field(&mut o, "files", result.files);
-        field(&mut o, "bytes", result.bytes);
-        field(&mut o, "stored bytes", result.stored_bytes);
+        field(&mut o, "bytes", crate::units::bytes(result.bytes));
+        field(
+            &mut o,
+            "stored bytes",
+            crate::units::bytes(result.stored_bytes),
+        );
         for p in &result.skipped {
             field(&mut o, "NOT CAPTURED", format!("{}: {}", p.path, p.error));
         }

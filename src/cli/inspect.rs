@@ -89,9 +89,9 @@ pub fn render(s: &SystemState) -> String {
                 &mut o,
                 "device",
                 format!(
-                    "{} ({} MB, {}) {what}{mounted}",
+                    "{} ({}, {}) {what}{mounted}",
                     d.dm_name.as_deref().unwrap_or(&d.name),
-                    d.size_bytes / 1_000_000,
+                    crate::units::bytes(d.size_bytes),
                     d.disks.join("+")
                 ),
             );
@@ -180,7 +180,7 @@ pub fn render(s: &SystemState) -> String {
             } else {
                 "NOT captured"
             };
-            format!("{} ({} MB, {taken})", h.path, h.bytes / 1_000_000)
+            format!("{} ({}, {taken})", h.path, crate::units::bytes(h.bytes))
         })
         .collect();
     field(&mut o, "homes on the system disk", list(&homes));
@@ -247,10 +247,10 @@ pub fn render(s: &SystemState) -> String {
                 "NOT captured"
             };
             format!(
-                "{} ({} files, {} MB{db}, {taken})",
+                "{} ({} files, {}{db}, {taken})",
                 d.path,
                 d.files,
-                d.bytes / 1_000_000
+                crate::units::bytes(d.bytes)
             )
         })
         .collect();

@@ -27,19 +27,7 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
         SnapshotsCommand::List(s) => {
             let store = open(ctx, s.store.as_deref())?;
             let list = store.list()?;
-            emit(ctx.format, &list, || {
-                let mut o = String::new();
-                for m in &list {
-                    o.push_str(&format!(
-                        "{}  {}  {}  {}\n",
-                        m.id,
-                        m.created_at,
-                        m.instance_id.as_deref().unwrap_or("-"),
-                        m.hostname
-                    ));
-                }
-                o
-            })?;
+            emit(ctx.format, &list, || list_text(&list, s.store.as_deref()))?;
             Ok(Exit::Success)
         }
         SnapshotsCommand::Show { id, store } => {
@@ -210,4 +198,78 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
 
 fn open(ctx: &Ctx, cli: Option<&str>) -> Result<Store> {
     Ok(ctx.open_store(cli, false)?.1)
+}
+
+/// `snapshots list` as a table like restic's: a header, second-precision local times,
+/// the data's size and paths, `latest` per instance, and what needs a look (paths not
+/// captured).
+fn list_text(list: &[crate::store::Manifest], store: Option<&str>) -> String {
+    if list.is_empty() {
+        return format!(
+            "no snapshots in the store{}\n",
+            store.map(|s| format!(" {s}")).unwrap_or_default()
+        );
+    }
+    let mut newest: std::collections::BTreeMap<&str, &str> = Default::default();
+    for m in list {
+        newest.insert(m.instance_id.as_deref().unwrap_or("-"), &m.id);
+    }
+    let rows: Vec<[String; 7]> = list
+        .iter()
+        .map(|m| {
+            let instance = m.instance_id.as_deref().unwrap_or("-");
+            let paths = m
+                .data
+                .as_ref()
+                .map(|d| {
+                    d.roots
+                        .iter()
+                        .map(|r| r.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let mut notes = Vec::new();
+            if newest.get(instance) == Some(&m.id.as_str()) {
+                notes.push("latest".to_string());
+            }
+            if !m.skipped.is_empty() {
+                notes.push(format!("{} NOT CAPTURED", m.skipped.len()));
+            }
+            [
+                m.id.clone(),
+                crate::units::local_time(&m.created_at),
+                m.hostname.clone(),
+                instance.to_string(),
+                crate::units::bytes(m.bytes),
+                if paths.is_empty() { "-".into() } else { paths },
+                notes.join(", "),
+            ]
+        })
+        .collect();
+    let header = ["ID", "Time", "Host", "Instance", "Size", "Paths", ""];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            l.push_str(&format!("{c:<w$}", w = widths[i]));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut o = line(&header);
+    o.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+    o.push('\n');
+    for r in &rows {
+        o.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    o.push_str(&format!("{} snapshots\n", rows.len()));
+    o
 }

@@ -760,3 +760,57 @@ fn status_waits_for_the_restore_and_says_why_it_is_not_ready() {
         .run();
     assert_exit!(o, Some(2));
 }
+
+/// #19.5: `snapshots list` reads like restic's — a header, local times to the second,
+/// sizes, paths, `latest`, what was not captured; an empty store says so.
+#[test]
+fn snapshots_list_is_a_table() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let old = old_debian(&t.path().join("old"));
+    old.file("/srv/app/data.bin", &"x".repeat(3000));
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/srv/app"])
+        .run();
+    assert_exit!(o, Some(0));
+    let id = capture(&old.dir, &store);
+    let o = Cmd::new("snapshots list").store(&store).run();
+    assert_exit!(o, Some(0));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("Time") && lines[0].contains("Size"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("---"), "{out}");
+    assert!(
+        lines[2].contains("/srv/app") && lines[2].contains("KiB"),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with(&id) && lines[3].ends_with("latest"),
+        "{out}"
+    );
+    assert!(!lines[2].contains("latest"), "{out}");
+    // second precision: `YYYY-MM-DD HH:MM:SS`
+    let time = lines[2].split("  ").nth(1).unwrap();
+    assert_eq!(time.len(), 19, "{out}");
+    assert_eq!(lines.last(), Some(&"2 snapshots"));
+    // a store with no snapshot (its marker alone)
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(
+        store.join("carryover-store.json"),
+        empty.join("carryover-store.json"),
+    )
+    .unwrap();
+    let o = Cmd::new("snapshots list").store(&empty).run();
+    assert_exit!(o, Some(0));
+    assert!(
+        stdout(&o).starts_with("no snapshots in the store"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -1,0 +1,62 @@
+//! Sizes and times as people read them in text output: `1.02 GiB`, `2026-12-01 14:05:09`
+//! in the machine's own time zone. JSON keeps the exact numbers and RFC 3339 times.
+
+/// Bytes in binary units with three significant digits: `512 B`, `1.50 KiB`, `1.02 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: &[&str] = &["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    let digits = if v < 10.0 {
+        2
+    } else if v < 100.0 {
+        1
+    } else {
+        0
+    };
+    format!("{v:.digits$} {}", UNITS[unit])
+}
+
+/// An RFC 3339 time as `YYYY-MM-DD HH:MM:SS` in the local time zone (UTC when the
+/// zone cannot be read); the text as it is when it does not parse.
+pub fn local_time(rfc3339: &str) -> String {
+    let Ok(t) =
+        time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+    else {
+        return rfc3339.to_string();
+    };
+    let local = time::UtcOffset::current_local_offset()
+        .map(|o| t.to_offset(o))
+        .unwrap_or(t);
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    local.format(&fmt).unwrap_or_else(|_| rfc3339.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(1_096_558_400), "1.02 GiB");
+        assert_eq!(bytes(150 << 20), "150 MiB");
+        assert_eq!(bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn times_to_the_second() {
+        let t = local_time("2026-12-01T14:05:09.123456789Z");
+        assert_eq!(t.len(), 19, "{t}");
+        assert!(t.starts_with("2026-12-0"), "{t}");
+        assert_eq!(local_time("garbage"), "garbage");
+    }
+}
