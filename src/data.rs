@@ -69,6 +69,8 @@ pub struct Progress {
 
 impl Progress {
     /// A bar when `show` (stderr is a terminal and the output is not JSON), else counters.
+    /// It fits 80 columns, counts in binary units, shows the files done (the small-file
+    /// phase moves few bytes), and gives an ETA only once the rate means something.
     pub fn new(show: bool, total_bytes: Option<u64>, what: &str) -> Progress {
         let bar = show.then(|| {
             let b = match total_bytes {
@@ -76,11 +78,35 @@ impl Progress {
                 None => indicatif::ProgressBar::new_spinner(),
             };
             b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            let style = indicatif::ProgressStyle::with_template(&format!(
-                "{what} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}} {{msg}}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            let template = match total_bytes {
+                Some(_) => format!(
+                    "{what:<7} [{{bar:12}}] {{binary_bytes:>9}}/{{binary_total_bytes:<9}} {{binary_bytes_per_sec:>11}} {{eta_when_known}} {{msg}}"
+                ),
+                None => format!("{what:<7} {{spinner}} {{binary_bytes:>9}} {{binary_bytes_per_sec:>11}} {{msg}}"),
+            };
+            let style = indicatif::ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .with_key(
+                    "eta_when_known",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        // an estimate from the first moments (or the first percent) is noise
+                        let early = s.elapsed() < std::time::Duration::from_secs(3)
+                            || s.fraction() < 0.01;
+                        let _ = if early {
+                            write!(w, "ETA --")
+                        } else {
+                            let secs = s.eta().as_secs();
+                            match secs {
+                                0..60 => write!(w, "ETA {secs}s"),
+                                60..3600 => write!(w, "ETA {}m{:02}s", secs / 60, secs % 60),
+                                _ => write!(w, "ETA {}h{:02}m", secs / 3600, secs % 3600 / 60),
+                            }
+                        };
+                    },
+                )
+                .progress_chars("=> ");
             b.set_style(style);
+            b.enable_steady_tick(std::time::Duration::from_millis(250));
             b
         });
         Progress {
@@ -96,7 +122,7 @@ impl Progress {
 
     pub fn file(&self) {
         let n = self.files.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(b) = self.bar.as_ref().filter(|_| n.is_multiple_of(512)) {
+        if let Some(b) = self.bar.as_ref().filter(|_| n.is_multiple_of(64)) {
             b.set_message(format!("{n} files"));
         }
     }
@@ -106,6 +132,16 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.inc(n);
         }
+    }
+
+    /// The bar itself, for worker threads to advance as each file is done.
+    pub fn bar(&self) -> Option<indicatif::ProgressBar> {
+        self.bar.clone()
+    }
+
+    /// Adds bytes to the count without moving the bar (the workers moved it).
+    pub fn tally(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Bytes of unchanged files that were not read again.

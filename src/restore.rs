@@ -174,6 +174,8 @@ pub struct Options {
     pub install_packages: bool,
     /// `[restore] ready_timeout_seconds`.
     pub ready_timeout: std::time::Duration,
+    /// Draw progress bars (stderr is a terminal, the output is text).
+    pub progress: bool,
 }
 
 impl Default for Options {
@@ -181,6 +183,7 @@ impl Default for Options {
         Options {
             install_packages: true,
             ready_timeout: std::time::Duration::from_secs(120),
+            progress: false,
         }
     }
 }
@@ -190,6 +193,7 @@ impl Options {
         Options {
             install_packages: c.restore_install_packages,
             ready_timeout: std::time::Duration::from_secs(c.ready_timeout_seconds),
+            progress: false,
         }
     }
 }

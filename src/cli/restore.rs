@@ -179,7 +179,11 @@ impl Job<'_> {
             &target,
             args.dry_run,
             marker,
-            &restore::Options::from_config(&ctx.config),
+            &restore::Options {
+                progress: ctx.format == super::Format::Text
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                ..restore::Options::from_config(&ctx.config)
+            },
         )?;
         let post = (!args.dry_run).then(|| hooks::run(Phase::PostRestore, &hook_env));
         for (name, r) in [("pre-restore-hooks", pre), ("post-restore-hooks", post)] {

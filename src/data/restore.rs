@@ -266,12 +266,16 @@ fn restore_root(
             let index = index.clone();
             let owners = owners.clone();
             let results = results.clone();
+            let bar = progress.bar();
             thread::spawn(move || {
                 for job in rx {
                     let r = write_file(&store, &index, &owners, &job);
                     let mut res = results.lock().expect("results");
                     match r {
                         Ok((n, changed)) => {
+                            if let Some(b) = &bar {
+                                b.inc(n);
+                            }
                             res.files += 1;
                             res.bytes += n;
                             res.count(changed);
@@ -390,7 +394,7 @@ fn restore_root(
         out.bytes += r.bytes;
         out.changed += r.changed;
         out.unchanged += r.unchanged;
-        progress.bytes(r.bytes);
+        progress.tally(r.bytes);
         out.failed.append(&mut r.failed);
     }
     for (host, name, node) in links {

@@ -814,3 +814,93 @@ fn snapshots_list_is_a_table() {
         stdout(&o)
     );
 }
+
+/// #19.4: on a terminal (a pty from `script`), capture and restore draw a bar in binary
+/// units, with the file count, an ETA only once it means something, within 80 columns.
+#[test]
+fn progress_bars_fit_80_columns_on_a_terminal() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    // 48 MiB that does not compress, in 64 files
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for i in 0..64 {
+        let mut data = vec![0u8; 768 << 10];
+        for b in data.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *b = seed as u8;
+        }
+        std::fs::create_dir_all(old.p("/srv/big")).unwrap();
+        std::fs::write(old.p(&format!("/srv/big/f{i:02}.bin")), &data).unwrap();
+    }
+    let store = t.path().join("store");
+    let bin = agent_bin();
+    let on_tty = |args: String| {
+        let o = std::process::Command::new("script")
+            .args(["-qec", &args, "/dev/null"])
+            .env("COLUMNS", "80")
+            .env("LINES", "24")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, out) = on_tty(format!(
+        "stty cols 80 rows 24; {} capture --root {} --store {} --path /srv/big",
+        bin.display(),
+        old.dir.display(),
+        store.display()
+    ));
+    assert_eq!(code, Some(0), "{out}");
+    let new = new_debian(&t.path().join("new"));
+    let (code, out2) = on_tty(format!(
+        "stty cols 80 rows 24; {} restore --root {} --store {}",
+        bin.display(),
+        new.dir.display(),
+        store.display()
+    ));
+    assert!(matches!(code, Some(0) | Some(4)), "{out2}");
+    for (what, text) in [("capture", &out), ("restore", &out2)] {
+        // the frames the terminal was sent, escape sequences taken out
+        let plain = strip_ansi(text);
+        let frames: Vec<&str> = plain
+            .split(['\r', '\n'])
+            .map(str::trim_end)
+            .filter(|l| l.starts_with(what) && l.contains("iB"))
+            .collect();
+        assert!(!frames.is_empty(), "no {what} bar drawn: {plain:?}");
+        for f in &frames {
+            assert!(f.chars().count() <= 80, "{what} frame wider than 80: {f:?}");
+            assert!(!f.contains("ETA 2") || !f.contains('h'), "{what}: {f:?}");
+        }
+        assert!(
+            frames[0].contains("ETA --"),
+            "no ETA before it means something: {:?}",
+            frames[0]
+        );
+    }
+}
+
+/// The text a terminal shows, without ANSI escape sequences.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}

@@ -124,15 +124,16 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         .filter(|u| conflicts.contains(&u.name) && u.home.starts_with('/') && u.home.len() > 1)
         .map(|u| u.home.trim_end_matches('/').to_string())
         .collect();
+    let progress = Progress::new(
+        a.options.progress && !a.dry_run,
+        Some(manifest.bytes),
+        "restore",
+    );
     let r = restore::restore(
-        store,
-        index,
-        a.root,
-        manifest,
-        &Progress::hidden(),
-        &conflicts,
-        &not_into,
-    )?;
+        store, index, a.root, manifest, &progress, &conflicts, &not_into,
+    );
+    progress.finish();
+    let r = r?;
     let (warnings, mut attention) = owner_accounts(a, &r.unknown_owners, warnings)?;
     attention.extend(home_attention);
     if r.not_written > 0 {
