@@ -3,6 +3,7 @@
 //! decide `ready`, `degraded` or `failed`.
 
 pub mod apply;
+mod job;
 pub mod merge;
 pub mod names;
 pub mod steps;
@@ -16,6 +17,7 @@ use crate::state::{Secrets, SystemState};
 use crate::store::{Manifest, Store};
 use crate::sys::Root;
 use apply::{Apply, Outcome, Status};
+pub use job::{Request, RestoreOutcome, run};
 
 /// A snapshot's state as restore sees it: each section parsed on its own, so a damaged
 /// section fails only the steps that need it.
@@ -193,12 +195,62 @@ impl Options {
     }
 }
 
+/// How a restore ended (serialized `ready`, `degraded`, `failed`, `planned`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreState {
+    /// Every step done and every health check as restored.
+    Ready,
+    /// Some step failed, a health check found a change, or something needs a person.
+    Degraded,
+    /// Nothing of the system came back.
+    Failed,
+    /// A dry run: the plan only.
+    Planned,
+}
+
+impl RestoreState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreState::Ready => "ready",
+            RestoreState::Degraded => "degraded",
+            RestoreState::Failed => "failed",
+            RestoreState::Planned => "planned",
+        }
+    }
+
+    /// The process exit code of CLI.md.
+    pub fn exit(self) -> crate::error::Exit {
+        use crate::error::Exit;
+        match self {
+            RestoreState::Ready | RestoreState::Planned => Exit::Success,
+            RestoreState::Degraded => Exit::Degraded,
+            RestoreState::Failed => Exit::Failure,
+        }
+    }
+
+    /// The state of the orchestrator's `restore` event (a dry run sends none).
+    pub fn event_state(self) -> crate::report::EventState {
+        use crate::report::EventState;
+        match self {
+            RestoreState::Ready | RestoreState::Planned => EventState::Succeeded,
+            RestoreState::Degraded => EventState::Degraded,
+            RestoreState::Failed => EventState::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for RestoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The result of a restore.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub snapshot_id: String,
-    /// `ready`, `degraded` or `failed` (`planned` for a dry run).
-    pub state: String,
+    pub state: RestoreState,
     pub steps: Vec<StepReport>,
     pub failed_files: Vec<String>,
     pub health: Vec<HealthCheck>,
@@ -206,11 +258,47 @@ pub struct RestoreReport {
     pub resumed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One post-restore health check. Serialized with `status` and, as before it, `ok`
+/// (true unless the check found the system not as restored).
+#[derive(Debug, Clone)]
 pub struct HealthCheck {
     pub name: String,
-    pub ok: bool,
+    pub status: Health,
     pub detail: String,
+}
+
+/// What a health check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// The step, run again as a dry run, finds nothing to change.
+    AsRestored,
+    /// Something changed it after the step (a first-boot tool, a failed write).
+    ChangedSince,
+    /// The re-check itself failed: the step's own failure is in the report already, so
+    /// this is not counted against the restore.
+    RecheckFailed,
+    /// Files of the snapshot are missing or of another size, or its tree cannot be read.
+    Missing,
+}
+
+impl Health {
+    /// False when the check found the system not as restored (the restore is degraded).
+    pub fn healthy(self) -> bool {
+        matches!(self, Health::AsRestored | Health::RecheckFailed)
+    }
+}
+
+impl Serialize for HealthCheck {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("HealthCheck", 4)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("ok", &self.status.healthy())?;
+        st.serialize_field("status", &self.status)?;
+        st.serialize_field("detail", &self.detail)?;
+        st.end()
+    }
 }
 
 fn journal_key(snapshot: &str) -> String {
@@ -221,16 +309,30 @@ fn journal_key(snapshot: &str) -> String {
 /// right after the N-th step has been journaled, as a crash or power loss would.
 const CRASH_HOOK: &str = "CARRYOVER_TEST_CRASH_AFTER_STEP";
 
-/// Runs the plan against `root`.
-pub fn run(
-    store: &Store,
-    manifest: &Manifest,
-    root: &Root,
-    target_id: &str,
-    dry_run: bool,
-    marker: Option<&str>,
-    options: &Options,
-) -> Result<RestoreReport> {
+/// One run of the plan: which snapshot onto which system, and how.
+pub struct Plan<'a> {
+    pub store: &'a Store,
+    pub manifest: &'a Manifest,
+    pub root: &'a Root,
+    /// `instance@root`: a journal is resumed only for the same target.
+    pub target_id: &'a str,
+    pub dry_run: bool,
+    /// This system's origin marker, kept in the journal (see `origin`).
+    pub marker: Option<&'a str>,
+    pub options: &'a Options,
+}
+
+/// Runs the plan against its root: the steps (journaled, resumed), then the health checks.
+pub fn execute(plan: &Plan) -> Result<RestoreReport> {
+    let Plan {
+        store,
+        manifest,
+        root,
+        target_id,
+        dry_run,
+        marker,
+        options,
+    } = *plan;
     let loaded = load(store, manifest);
     let a = Apply::new(root, &manifest.id, dry_run).with_options(options.clone());
     let key = journal_key(&manifest.id);
@@ -319,17 +421,18 @@ pub fn run(
         health_checks(root, &manifest.id, &loaded)
     };
     let failed = reports.iter().any(|r| r.status == Status::Failed);
-    let unhealthy = health.iter().any(|h| !h.ok) || reports.iter().any(|r| !r.attention.is_empty());
+    let unhealthy = health.iter().any(|h| !h.status.healthy())
+        || reports.iter().any(|r| !r.attention.is_empty());
     let state = if dry_run {
-        "planned"
+        RestoreState::Planned
     } else if !loaded.state_read || reports.iter().all(|r| r.status == Status::Failed) {
         // nothing of the system came back: its state could not be read, or every step
         // failed
-        "failed"
+        RestoreState::Failed
     } else if failed || unhealthy {
-        "degraded"
+        RestoreState::Degraded
     } else {
-        "ready"
+        RestoreState::Ready
     };
     if !dry_run {
         journal.finished_at = Some(crate::store::now_rfc3339());
@@ -338,7 +441,7 @@ pub fn run(
     }
     Ok(RestoreReport {
         snapshot_id: manifest.id.clone(),
-        state: state.into(),
+        state,
         failed_files: reports
             .iter()
             .flat_map(|r| r.failed_files.clone())
@@ -374,10 +477,14 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
         .filter(|s| s.verify)
         .map(|s| {
             let o = run_step(&a, loaded, s);
-            let ok = matches!(o.status, Status::Unchanged | Status::Skipped);
+            let status = match o.status {
+                Status::Unchanged | Status::Skipped => Health::AsRestored,
+                Status::Failed => Health::RecheckFailed,
+                Status::WouldChange | Status::Changed => Health::ChangedSince,
+            };
             HealthCheck {
                 name: s.name.to_string(),
-                ok: ok || o.status == Status::Failed,
+                status,
                 detail: if o.status == Status::WouldChange {
                     "not as restored: something changed it after the step".into()
                 } else {
@@ -392,7 +499,11 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
         let missing = crate::data::restore::missing(store, root, data);
         checks.push(HealthCheck {
             name: "data".into(),
-            ok: missing.as_ref().is_ok_and(|m| m.is_empty()),
+            status: if missing.as_ref().is_ok_and(|m| m.is_empty()) {
+                Health::AsRestored
+            } else {
+                Health::Missing
+            },
             detail: match missing {
                 Ok(m) if m.is_empty() => "every file of the snapshot is in place".into(),
                 Ok(m) => format!(

@@ -110,6 +110,23 @@ pub fn resolve_url(cli: Option<&str>, config: &Config) -> Result<String, Error> 
         })
 }
 
+/// Opens the store named on the command line (`cli`) or in the config, with the store
+/// key when one is configured (its file is read under the root). Returns its URL too.
+pub fn open_configured(
+    root: &crate::sys::Root,
+    config: &Config,
+    cli: Option<&str>,
+    create: bool,
+) -> Result<(String, Store)> {
+    let url = resolve_url(cli, config)?;
+    let key = match &config.store.encryption_key_file {
+        Some(p) => Some(crypto::Crypto::from_key_file(&root.follow(p))?),
+        None => None,
+    };
+    let store = Store::open(&url, config, create, key)?;
+    Ok((url, store))
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.backend.describe())
