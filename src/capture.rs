@@ -321,12 +321,7 @@ fn capture(
         },
         Some(&sealed.snapshot_id),
         |e| {
-            let failed: Vec<String> = sealed
-                .skipped
-                .iter()
-                .map(|p| format!("{}: {}", p.path, p.error))
-                .collect();
-            e.set_failed_files(&failed);
+            e.set_failed_files(&sealed.skipped);
             e.set_findings(&sealed.findings);
         },
     );

@@ -137,10 +137,10 @@ impl Event {
         }
     }
 
-    /// Sets the failed files, cut to `MAX_LIST` and counted.
-    pub fn set_failed_files(&mut self, files: &[String]) {
+    /// Sets the failed files (`path: reason` lines), cut to `MAX_LIST` and counted.
+    pub fn set_failed_files(&mut self, files: &[crate::error::Problem]) {
         self.failed_files_total = files.len();
-        self.failed_files = files.iter().take(MAX_LIST).cloned().collect();
+        self.failed_files = files.iter().take(MAX_LIST).map(|p| p.to_string()).collect();
     }
 
     pub fn with_message(mut self, m: &str) -> Event {
@@ -563,6 +563,34 @@ pub fn flush_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_keeps_the_protocol_words_and_typed_lists() {
+        let mut e = Event::new("i-1", EventPhase::Capture, EventState::Blocked, None);
+        e.set_findings(&[crate::check::Finding {
+            key: "lvm-to-windows".into(),
+            severity: crate::check::Severity::Blocker,
+            message: "m".into(),
+            evidence: "e".into(),
+            remediation: "r".into(),
+        }]);
+        e.set_failed_files(&[crate::error::Problem::new("/srv/x", "gone")]);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            (v["phase"].as_str(), v["state"].as_str()),
+            (Some("capture"), Some("blocked"))
+        );
+        assert_eq!(v["findings"][0]["severity"], "blocker");
+        assert_eq!(v["failed_files"], serde_json::json!(["/srv/x: gone"]));
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        for p in EventPhase::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        for s in EventState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn a_token_over_plain_http_is_only_fine_on_this_machine() {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Problem;
 use crate::state::{Secrets, SystemState};
 use crate::store::{Manifest, Store};
 use crate::sys::Root;
@@ -135,8 +136,12 @@ pub struct StepReport {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failed_files: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::error::problem_lines"
+    )]
+    pub failed_files: Vec<Problem>,
     /// What a person must look at (the restore ends `degraded`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attention: Vec<String>,
@@ -252,7 +257,8 @@ pub struct RestoreReport {
     pub snapshot_id: String,
     pub state: RestoreState,
     pub steps: Vec<StepReport>,
-    pub failed_files: Vec<String>,
+    #[serde(with = "crate::error::problem_lines")]
+    pub failed_files: Vec<Problem>,
     pub health: Vec<HealthCheck>,
     /// True when this run picked up an interrupted restore.
     pub resumed: bool,
@@ -516,4 +522,52 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
         });
     }
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_states_serialize_as_the_words_of_the_protocol() {
+        for (s, word, exit) in [
+            (RestoreState::Ready, "ready", 0),
+            (RestoreState::Degraded, "degraded", 4),
+            (RestoreState::Failed, "failed", 1),
+            (RestoreState::Planned, "planned", 0),
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), word);
+            assert_eq!(s.to_string(), word);
+            assert_eq!(s.exit().code(), exit);
+            let back: RestoreState = serde_json::from_value(word.into()).unwrap();
+            assert_eq!(back, s);
+        }
+        assert_eq!(
+            RestoreState::Ready.event_state(),
+            crate::report::EventState::Succeeded
+        );
+    }
+
+    #[test]
+    fn a_failed_recheck_is_not_called_ok_by_its_status_but_keeps_the_old_json() {
+        let check = |status| {
+            serde_json::to_value(HealthCheck {
+                name: "dns".into(),
+                status,
+                detail: String::new(),
+            })
+            .unwrap()
+        };
+        let failed = check(Health::RecheckFailed);
+        assert_eq!(failed["status"], "recheck-failed");
+        assert_eq!(
+            failed["ok"], true,
+            "as before: not counted against the restore"
+        );
+        let changed = check(Health::ChangedSince);
+        assert_eq!(changed["status"], "changed-since");
+        assert_eq!(changed["ok"], false);
+        assert_eq!(check(Health::Missing)["ok"], false);
+        assert_eq!(check(Health::AsRestored)["ok"], true);
+    }
 }

@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         field(&mut o, "bytes", sealed.bytes);
         field(&mut o, "stored bytes", sealed.stored_bytes);
         for p in &sealed.skipped {
-            field(&mut o, "NOT CAPTURED", format!("{}: {}", p.path, p.error));
+            field(&mut o, "NOT CAPTURED", p);
         }
         o
     })?;

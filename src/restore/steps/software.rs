@@ -552,8 +552,9 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
             continue;
         }
         let Some(content) = content_of(f, l) else {
-            failed.push(format!(
-                "{path}: its private content is not in the snapshot's secrets"
+            failed.push(crate::error::Problem::new(
+                path.to_string(),
+                "its private content is not in the snapshot's secrets",
             ));
             continue;
         };
