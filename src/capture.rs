@@ -352,8 +352,8 @@ fn read_agents(files: &[PathBuf]) -> Result<Vec<(crate::agent::Platform, Vec<u8>
 /// The store's directory on this machine, so a store inside a data path is not captured
 /// into itself.
 fn store_host_dir(url: &str) -> PathBuf {
-    let p = store::local_dir(url).unwrap_or(std::path::Path::new(url));
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    let p = store::local_dir(url).unwrap_or_else(|| PathBuf::from(url));
+    std::fs::canonicalize(&p).unwrap_or(p)
 }
 
 /// Puts this very binary into the store under its platform's key (once per version), for

@@ -403,7 +403,7 @@ fn agent_missing(target: Target, store_url: Option<&str>) -> Option<(Platform, S
     if needed == Platform::this() || needed.key().is_err() {
         return None;
     }
-    let present = crate::store::backend::LocalBackend::open(dir, false)
+    let present = crate::store::backend::LocalBackend::open(&dir, false)
         .ok()
         .and_then(|b| crate::agent::find(&b, needed))
         .is_some();
@@ -837,7 +837,7 @@ pub fn gather(
         .map(|b| parse_crypttab(&String::from_utf8_lossy(&b)))
         .unwrap_or_default();
     let local = store_url.and_then(crate::store::local_dir);
-    let store_dir = local.map(|p| {
+    let store_dir = local.as_deref().map(|p| {
         let abs = existing_ancestor(p);
         let canon = std::fs::canonicalize(&abs).unwrap_or(abs);
         if canon.starts_with(root.dir()) {
@@ -847,6 +847,7 @@ pub fn gather(
         }
     });
     let store_free = local
+        .as_deref()
         .map(existing_ancestor)
         .and_then(|p| crate::sys::free_bytes(&p));
     // A store that already holds snapshots gets an incremental capture: only changed

@@ -462,7 +462,7 @@ fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
     let damaged: Vec<&String> = step
         .needs
         .iter()
-        .filter_map(|n| loaded.broken.get(*n).or(loaded.broken.get("*")))
+        .filter_map(|n| loaded.broken.get(n.name()).or(loaded.broken.get("*")))
         .collect();
     if let Some(why) = damaged.first() {
         return Outcome::failed(format!("the snapshot is damaged: {why}"));
