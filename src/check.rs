@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::agent::{Arch, Platform};
 use crate::config::Target;
@@ -16,11 +16,37 @@ use crate::disks::{Layout, Mount, mount_of};
 use crate::state::mounts::MountEntry;
 use crate::state::windows::WindowsState;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// How much a finding matters (serialized `blocker`, `warning`, `info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Stops `capture` unless acknowledged by key.
+    Blocker,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Blocker => "blocker",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // padding (`{:<8}`) applies to the word
+        f.pad(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub key: String,
-    /// `blocker`, `warning` or `info`.
-    pub severity: String,
+    pub severity: Severity,
     pub message: String,
     pub evidence: String,
     pub remediation: String,
@@ -28,14 +54,14 @@ pub struct Finding {
 
 fn finding(
     key: &str,
-    severity: &str,
+    severity: Severity,
     message: String,
     evidence: String,
     remediation: &str,
 ) -> Finding {
     Finding {
         key: key.into(),
-        severity: severity.into(),
+        severity,
         message,
         evidence,
         remediation: remediation.into(),
@@ -139,7 +165,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     for p in &s.data_paths_system {
         out.push(finding(
             "data-path-is-system",
-            "blocker",
+            Severity::Blocker,
             format!("the data path {} is a place of the operating system itself: restoring it would carry the old OS over the new one (its fstab, passwd, package database)", p.display()),
             format!("{} in [data] paths or --path", p.display()),
             "name the application's own folders instead (/etc/nginx, /var/lib/postgresql, /srv/app); restore refuses such a path in any case",
@@ -148,7 +174,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     for p in &s.data_paths_missing {
         out.push(finding(
             "data-path-missing",
-            "blocker",
+            Severity::Blocker,
             format!("the data path {} does not exist: nothing of it would be captured", p.display()),
             format!("{} is in [data] paths or --path but not on this system", p.display()),
             "correct the path (a typo?) or remove it from [data] paths; `--ack data-path-missing` if it is meant to be absent",
@@ -161,7 +187,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
             .filter(|known| edit_distance(k, known) <= 3);
         out.push(finding(
             "ack-unknown-key",
-            "warning",
+            Severity::Warning,
             format!("the acknowledgement `{k}` names no finding carryover knows: it acknowledges nothing"),
             format!("`{k}` in [check] ack or --ack"),
             &match near {
@@ -173,7 +199,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     if !s.store_configured {
         out.push(finding(
             "store-not-configured",
-            "warning",
+            Severity::Warning,
             "no store is configured: capture needs --store, and the new OS learns the store only from the user-data".into(),
             "no [store] url and no --store".into(),
             "set [store] url to a directory on a data disk or an s3:// URL",
@@ -182,7 +208,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     if s.store_configured && !s.store_encrypted {
         out.push(finding(
             "store-not-encrypted",
-            "info",
+            Severity::Info,
             "the store is not encrypted: whoever can write its disk or bucket can change what the new OS restores as root (and read the data)".into(),
             "no [store] encryption_key_file".into(),
             "set [store] encryption_key_file (`openssl rand -hex 32`, kept off the system disk) so the store is sealed and authenticated; see docs/security.md",
@@ -191,7 +217,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     match &s.report_url {
         None => out.push(finding(
             "report-not-configured",
-            "warning",
+            Severity::Warning,
             "no orchestrator is configured: nobody hears whether the new OS came back".into(),
             "no [report] url".into(),
             "set [report] url (and token_file) to the orchestrating API, or watch the new OS yourself",
@@ -199,7 +225,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
         Some(url) if s.token_present && crate::report::plain_http_off_host(url) => {
             out.push(finding(
                 "report-token-over-http",
-                "warning",
+                Severity::Warning,
                 format!("the orchestrator's token goes to {url} over plain http: anyone on the way can read it"),
                 "[report] url is http:// to a host that is not this machine".into(),
                 "use an https:// URL for the orchestrator",
@@ -207,7 +233,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
         }
         Some(url) if !s.token_present => out.push(finding(
             "report-token-missing",
-            "warning",
+            Severity::Warning,
             format!("events go to {url} without a token: an orchestrator that wants one refuses them"),
             "[report] token_file does not exist".into(),
             "write the orchestrator's token to the token file (0600) before the capture: it travels in the snapshot",
@@ -217,7 +243,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     if !s.password_hashes && !s.users_with_hashes.is_empty() {
         out.push(finding(
             "password-hashes-not-captured",
-            "warning",
+            Severity::Warning,
             format!(
                 "{} users log in with a password; without their hashes they are locked on the new OS",
                 s.users_with_hashes.len()
@@ -229,7 +255,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     if let Some((platform, store)) = &s.agent_missing {
         out.push(finding(
             "agent-missing",
-            "warning",
+            Severity::Warning,
             format!("the store holds no agent for {platform}: the user-data cannot install carryover on the new OS"),
             format!("{store} has no {} (a readable {platform} binary)", platform.key().unwrap_or("agent")),
             &format!(
@@ -244,7 +270,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     if s.instance_id_source.as_deref() == Some("machine-id") {
         out.push(finding(
             "instance-id-from-machine-id",
-            "warning",
+            Severity::Warning,
             "the instance id comes from /etc/machine-id: clones of this server share it, and the new OS gets another one".into(),
             "no metadata service and no DMI product UUID answered".into(),
             "make the metadata service reachable ([identity] metadata_url), or name the snapshot on the new OS with `restore --snapshot`",
@@ -382,7 +408,7 @@ fn agent_missing(target: Target, store_url: Option<&str>) -> Option<(Platform, S
     if needed == Platform::this() || needed.key().is_err() {
         return None;
     }
-    let present = crate::store::backend::LocalBackend::open(dir, false)
+    let present = crate::store::backend::LocalBackend::open(&dir, false)
         .ok()
         .and_then(|b| crate::agent::find(&b, needed))
         .is_some();
@@ -410,7 +436,7 @@ fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
             match v.filesystem.as_str() {
                 "NTFS" => out.push(finding(
                     "ntfs-needs-ntfs3g",
-                    "info",
+                    Severity::Info,
                     format!("{} is NTFS: the new Linux needs ntfs-3g", v.mount),
                     format!("{} {} serial {} label '{}'", v.mount, v.filesystem, v.serial, v.label),
                     if unmapped.contains(&v.mount) {
@@ -421,7 +447,7 @@ fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
                 )),
                 "ReFS" => out.push(finding(
                     "refs-to-linux",
-                    "blocker",
+                    Severity::Blocker,
                     format!("{} is ReFS: Linux cannot read it, the data would be unreachable", v.mount),
                     format!("{} {} serial {}", v.mount, v.filesystem, v.serial),
                     "move the data to an NTFS volume (or into the store) before changing to Linux",
@@ -438,7 +464,7 @@ fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
             if target == Target::Windows && kind == "LVM2_member" {
                 out.push(finding(
                     "lvm-to-windows",
-                    "blocker",
+                    Severity::Blocker,
                     format!("{where_} is an LVM physical volume: Windows cannot read LVM"),
                     evidence,
                     "move the data to a plain NTFS disk (or into the store) before changing to Windows",
@@ -446,7 +472,7 @@ fn windows_findings(w: &WindowsState, target: Target, out: &mut Vec<Finding>) {
             } else if target == Target::Windows && LINUX_FS.contains(&kind) {
                 out.push(finding(
                     "linux-fs-to-windows",
-                    "warning",
+                    Severity::Warning,
                     format!(
                         "{where_} is {kind}: Windows cannot read it without Ext2Fsd or similar"
                     ),
@@ -488,7 +514,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     {
         out.push(finding(
                 "store-on-system-disk",
-                "blocker",
+                Severity::Blocker,
                 format!("the store {} is on the system disk, which the Change OS deletes", dir.display()),
                 format!("{} is on the root filesystem ({})", dir.display(), root_source.clone().unwrap_or_default()),
                 "put the store on a data disk (e.g. /mnt/data/carryover) or in S3-compatible object storage",
@@ -498,7 +524,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         if on_system_disk(p) {
             out.push(finding(
                 "data-path-on-system-disk",
-                "info",
+                Severity::Info,
                 format!(
                     "{} is on the system disk: it is captured and restored from the store",
                     p.display()
@@ -513,7 +539,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     {
         out.push(finding(
                 "store-too-small",
-                "blocker",
+                Severity::Blocker,
                 format!("the capture may need {} MB; the store has {} MB free", need / 1_000_000, free / 1_000_000),
                 format!("data paths total {need} bytes before compression; {free} bytes free where the store is"),
                 "free space on the store's disk, a larger disk, or an S3 store",
@@ -535,7 +561,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
                 .collect();
             out.push(finding(
                 "lvm-vg-spans-system-disk",
-                "blocker",
+                Severity::Blocker,
                 format!(
                     "volume group {} has PVs on the system disk and on data disks: without the system disk its volumes cannot be activated",
                     vg.name
@@ -555,7 +581,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         if mounted_here && on_system_disk(mp) && !covered {
             out.push(finding(
                 "mount-on-system-disk",
-                "blocker",
+                Severity::Blocker,
                 format!(
                     "{} is on the system disk ({}): the Change OS deletes it and it is not in [data] paths",
                     m.mountpoint, m.spec
@@ -574,7 +600,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
     {
         out.push(finding(
             "flavor-cannot-change-os",
-            "blocker",
+            Severity::Blocker,
             format!("instance type {ty} cannot change OS"),
             format!("metadata instance-type = {ty}"),
             "resize to a flavor that supports Change OS first, or migrate instead",
@@ -589,7 +615,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         if m.spec_kind == "device" {
             out.push(finding(
                 "fstab-device-name-unstable",
-                "warning",
+                Severity::Warning,
                 format!("{where_} is named by device ({}) in fstab", m.spec),
                 format!("fstab: {} {} {}", m.spec, where_, m.fstype),
                 "use UUID= (see `carryover probe`): device names can change after the Change OS; restore writes what was captured",
@@ -598,7 +624,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         if m.swap {
             out.push(finding(
                 "swap-on-data-disk",
-                "info",
+                Severity::Info,
                 format!("swap on a data disk ({}) is carried to the new OS", m.spec),
                 format!("fstab: {} none swap", m.spec),
                 "nothing to do, or `--ack swap-on-data-disk`",
@@ -612,7 +638,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         if luks {
             out.push(finding(
                 "luks-key-needed",
-                "warning",
+                Severity::Warning,
                 format!("{where_} is an encrypted (LUKS) volume"),
                 format!("fstab: {}; /etc/crypttab names it", m.spec),
                 "make sure its key or passphrase reaches the new OS; carryover does not carry keys",
@@ -623,7 +649,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
                 if lvm && !luks {
                     out.push(finding(
                         "lvm-to-windows",
-                        "blocker",
+                        Severity::Blocker,
                         format!("{where_} is an LVM volume: Windows cannot read LVM, the data would be unreachable"),
                         format!("fstab: {} {}", m.spec, m.fstype),
                         "move the data to a plain NTFS disk (or into the store) before changing to Windows",
@@ -631,7 +657,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
                 } else if LINUX_FS.contains(&m.fstype.as_str()) {
                     out.push(finding(
                         "linux-fs-to-windows",
-                        "warning",
+                        Severity::Warning,
                         format!("{where_} is {}: Windows cannot read it without Ext2Fsd or similar (xfs and btrfs not at all)", m.fstype),
                         format!("fstab: {} {} {}", m.spec, where_, m.fstype),
                         "install a reader on the new Windows, or copy the data to NTFS first",
@@ -642,7 +668,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
                 if m.fstype == "ntfs" || m.fstype == "ntfs-3g" || m.fstype == "ntfs3" {
                     out.push(finding(
                         "ntfs-needs-ntfs3g",
-                        "info",
+                        Severity::Info,
                         format!("{where_} is NTFS: the new Linux needs ntfs-3g"),
                         format!("fstab: {} {} {}", m.spec, where_, m.fstype),
                         "nothing to do: the user-data installs ntfs-3g when the store is on NTFS; install it for other NTFS disks",
@@ -671,7 +697,7 @@ pub fn findings(i: &Input) -> Vec<Finding> {
         };
         out.push(finding(
             "home-on-system-disk",
-            "warning",
+            Severity::Warning,
             format!(
                 "the home of {} ({}, {size}) is on the system disk: {fate}",
                 h.user, h.path
@@ -722,21 +748,21 @@ fn app_findings(i: &Input, out: &mut Vec<Finding>) {
             match hook {
                 Some(h) if dumps_kept => out.push(finding(
                     "database-on-system-disk",
-                    "info",
+                    Severity::Info,
                     format!("the {db} data directory {dir} is on the system disk; the pre-capture hook {h} dumps it into {DB_DUMP_DIR}, which is captured"),
                     format!("{dir} ({db}); pre-capture hook {h}; {DB_DUMP_DIR} in the data paths"),
                     "nothing to do",
                 )),
                 Some(h) => out.push(finding(
                     "database-on-system-disk",
-                    "blocker",
+                    Severity::Blocker,
                     format!("the {db} data directory {dir} is on the system disk; the pre-capture hook {h} is there, but {DB_DUMP_DIR} (where the example hooks dump) is not in the data paths: the dump would be deleted with the disk"),
                     format!("{dir} ({db}); pre-capture hook {h}; {DB_DUMP_DIR} not captured"),
                     &format!("add {DB_DUMP_DIR} to [data] paths (or --path {DB_DUMP_DIR})"),
                 )),
                 _ => out.push(finding(
                     "database-on-system-disk",
-                    "blocker",
+                    Severity::Blocker,
                     format!("a {db} data directory ({dir}) is on the system disk: the Change OS deletes it, and copying the files of a running database is not a consistent backup"),
                     format!("{dir} holds a {db} data directory; {}", if db_captured { "captured as data, but no pre-capture hook stops or dumps the database" } else { "not captured" }),
                     "copy the example hook for it from /usr/share/carryover/examples/hooks/pre-capture.d/ into /etc/carryover/hooks/pre-capture.d/ (it dumps the database consistently; its post-restore twin loads the dump on the new OS) and add /var/backups/carryover-db to [data] paths — or move the database to a data disk; see the README's \"Databases\"",
@@ -748,7 +774,7 @@ fn app_findings(i: &Input, out: &mut Vec<Finding>) {
         }
         out.push(finding(
             "app-files-on-system-disk",
-            "warning",
+            Severity::Warning,
             format!(
                 "{} holds {} files ({}) no package owns, on the system disk: the Change OS deletes them",
                 d.path,
@@ -765,7 +791,7 @@ fn app_findings(i: &Input, out: &mut Vec<Finding>) {
 pub fn unacknowledged(found: &[Finding], ack: &[String]) -> Vec<String> {
     found
         .iter()
-        .filter(|f| f.severity == "blocker" && !ack.contains(&f.key))
+        .filter(|f| f.severity == Severity::Blocker && !ack.contains(&f.key))
         .map(|f| f.key.clone())
         .collect()
 }
@@ -794,7 +820,7 @@ pub fn gather(
         Err(_) => {
             notes.push(finding(
                 "mount-table-unavailable",
-                "info",
+                Severity::Info,
                 "no mount table under the root: the disk checks are based on fstab only".into(),
                 format!("{} cannot be read", crate::disks::MOUNT_TABLE),
                 "run carryover on the live system (--root /) for the full check",
@@ -805,7 +831,7 @@ pub fn gather(
     if !state.disks.discovered && !windows {
         notes.push(finding(
             "disks-unavailable",
-            "info",
+            Severity::Info,
             "the disks could not be discovered: the checks use fstab and the mount table only"
                 .into(),
             "/sys/block cannot be read under the root".into(),
@@ -818,7 +844,7 @@ pub fn gather(
         .map(|b| parse_crypttab(&String::from_utf8_lossy(&b)))
         .unwrap_or_default();
     let local = store_url.and_then(crate::store::local_dir);
-    let store_dir = local.map(|p| {
+    let store_dir = local.as_deref().map(|p| {
         let abs = existing_ancestor(p);
         let canon = std::fs::canonicalize(&abs).unwrap_or(abs);
         if canon.starts_with(root.dir()) {
@@ -828,6 +854,7 @@ pub fn gather(
         }
     });
     let store_free = local
+        .as_deref()
         .map(existing_ancestor)
         .and_then(|p| crate::sys::free_bytes(&p));
     // A store that already holds snapshots gets an incremental capture: only changed

@@ -22,8 +22,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::agent::Arch;
 use crate::config::{Config, Target};
 use crate::error::{Error, Exit};
+use crate::report::EventPhase;
 use crate::store::Store;
-use crate::store::crypto::Crypto;
 use crate::sys::Root;
 
 #[derive(Debug, Parser)]
@@ -275,13 +275,7 @@ impl Ctx {
     /// Opens the store named on the command line or in the config, with the store key
     /// when one is configured (its file is read under the root).
     pub fn open_store(&self, cli_url: Option<&str>, create: bool) -> Result<(String, Store)> {
-        let url = crate::store::resolve_url(cli_url, &self.config)?;
-        let key = match &self.config.store.encryption_key_file {
-            Some(p) => Some(Crypto::from_key_file(&self.root.follow(p))?),
-            None => None,
-        };
-        let store = Store::open(&url, &self.config, create, key)?;
-        Ok((url, store))
+        crate::store::open_configured(&self.root, &self.config, cli_url, create)
     }
 }
 
@@ -310,13 +304,13 @@ impl Cli {
     /// still tells the orchestrator, through what the config files that do parse name.
     fn report_early_failure(&self, root: &Root, e: &anyhow::Error) {
         let phase = match &self.command {
-            Command::Capture(_) => "capture",
+            Command::Capture(_) => EventPhase::Capture,
             Command::Restore(a) if !a.dry_run => {
                 let old_os = crate::local::LocalState::load(root).is_ok_and(|l| l.took_any());
                 if old_os {
                     return;
                 }
-                "restore"
+                EventPhase::Restore
             }
             _ => return,
         };

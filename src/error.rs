@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// The exit codes of the command-line contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -42,6 +44,72 @@ impl Error {
     }
 }
 
+/// A file (or another named thing) that could not be read, captured or restored, and why:
+/// per-item failures never stop a run, they are named in its report and turn its exit code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub path: String,
+    pub error: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, error: impl std::fmt::Display) -> Problem {
+        Problem {
+            path: path.into(),
+            error: error.to_string(),
+        }
+    }
+
+    /// A `path: reason` line as the data engine writes it (split at the first `: `; the
+    /// line it prints back is the same either way).
+    pub fn from_line(line: &str) -> Problem {
+        match line.split_once(": ") {
+            Some((path, error)) => Problem::new(path, error),
+            None => Problem::new(line, ""),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.error.is_empty() {
+            f.write_str(&self.path)
+        } else {
+            write!(f, "{}: {}", self.path, self.error)
+        }
+    }
+}
+
+/// Serde for the lists of problems the restore report, its journal and the events carry
+/// as `path: reason` lines (their JSON shape since the first version); reading accepts
+/// `{path, error}` objects too.
+pub mod problem_lines {
+    use super::Problem;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[Problem], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(Problem::to_string))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Line(String),
+        Object(Problem),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Problem>, D::Error> {
+        let items = Vec::<Either>::deserialize(d)?;
+        Ok(items
+            .into_iter()
+            .map(|i| match i {
+                Either::Line(l) => Problem::from_line(&l),
+                Either::Object(p) => p,
+            })
+            .collect())
+    }
+}
+
 /// The exit code for any error that reached the top.
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
@@ -75,4 +143,33 @@ pub fn json_error(err: &anyhow::Error) -> serde_json::Value {
         "message": format!("{err:#}"),
         "exit_code": exit_for(err).code(),
     }})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Lines(#[serde(with = "problem_lines")] Vec<Problem>);
+
+    #[test]
+    fn problems_travel_as_path_reason_lines_and_read_back_from_either_shape() {
+        let list = Lines(vec![
+            Problem::new("/srv/a: b", "permission denied"),
+            Problem::new("/etc/x", ""),
+        ]);
+        let json = serde_json::to_value(&list).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!(["/srv/a: b: permission denied", "/etc/x"])
+        );
+        // a journal of an older version (lines) and one with objects both read
+        let back: Lines = serde_json::from_value(serde_json::json!([
+            "/srv/a: b: permission denied",
+            {"path": "/srv/c", "error": "gone"}
+        ]))
+        .unwrap();
+        assert_eq!(back.0[0].to_string(), "/srv/a: b: permission denied");
+        assert_eq!(back.0[1], Problem::new("/srv/c", "gone"));
+    }
 }

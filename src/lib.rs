@@ -2,6 +2,7 @@
 //! Change OS. The library holds everything; `main.rs` only parses and maps errors.
 
 pub mod agent;
+pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod origin;
 pub mod paths;
 pub mod report;
 pub mod restore;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod sys;

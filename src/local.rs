@@ -40,7 +40,7 @@ pub struct RestoreRecord {
     pub snapshot_id: String,
     pub store: String,
     pub at: String,
-    pub state: String,
+    pub state: crate::restore::RestoreState,
 }
 
 /// Makes a directory of the agent's own state (`/var/lib/carryover` or below): the state

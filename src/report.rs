@@ -19,20 +19,93 @@ const FAILED: &str = "failed";
 pub const MAX_LIST: usize = 200;
 pub const MAX_MESSAGE: usize = 4096;
 
+/// Which command an event is about (serialized `check`, `capture`, `restore`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventPhase {
+    Check,
+    Capture,
+    Restore,
+}
+
+/// Where the command stands (serialized `started`, `succeeded`, `degraded`, `failed`,
+/// `blocked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventState {
+    Started,
+    Succeeded,
+    Degraded,
+    Failed,
+    Blocked,
+}
+
+impl EventPhase {
+    pub const ALL: [EventPhase; 3] = [EventPhase::Check, EventPhase::Capture, EventPhase::Restore];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventPhase::Check => "check",
+            EventPhase::Capture => "capture",
+            EventPhase::Restore => "restore",
+        }
+    }
+}
+
+impl EventState {
+    pub const ALL: [EventState; 5] = [
+        EventState::Started,
+        EventState::Succeeded,
+        EventState::Degraded,
+        EventState::Failed,
+        EventState::Blocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Started => "started",
+            EventState::Succeeded => "succeeded",
+            EventState::Degraded => "degraded",
+            EventState::Failed => "failed",
+            EventState::Blocked => "blocked",
+        }
+    }
+}
+
+impl std::fmt::Display for EventPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for EventState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A restore step as an event carries it: its name, how it ended, the detail.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventStep {
+    pub name: String,
+    pub status: crate::restore::apply::Status,
+    pub detail: String,
+}
+
 /// One event of the protocol.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub event_id: String,
     pub instance_id: String,
-    pub phase: String,
-    pub state: String,
+    pub phase: EventPhase,
+    pub state: EventState,
     pub snapshot_id: Option<String>,
     pub agent_version: String,
     pub at: String,
     #[serde(default)]
-    pub findings: Vec<serde_json::Value>,
+    pub findings: Vec<crate::check::Finding>,
     #[serde(default)]
-    pub steps: Vec<serde_json::Value>,
+    pub steps: Vec<EventStep>,
     #[serde(default)]
     pub failed_files: Vec<String>,
     #[serde(default)]
@@ -42,12 +115,17 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(instance_id: &str, phase: &str, state: &str, snapshot_id: Option<&str>) -> Event {
+    pub fn new(
+        instance_id: &str,
+        phase: EventPhase,
+        state: EventState,
+        snapshot_id: Option<&str>,
+    ) -> Event {
         Event {
             event_id: uuid_v4(),
             instance_id: instance_id.to_string(),
-            phase: phase.to_string(),
-            state: state.to_string(),
+            phase,
+            state,
             snapshot_id: snapshot_id.map(str::to_string),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             at: crate::store::now_rfc3339(),
@@ -59,10 +137,10 @@ impl Event {
         }
     }
 
-    /// Sets the failed files, cut to `MAX_LIST` and counted.
-    pub fn set_failed_files(&mut self, files: &[String]) {
+    /// Sets the failed files (`path: reason` lines), cut to `MAX_LIST` and counted.
+    pub fn set_failed_files(&mut self, files: &[crate::error::Problem]) {
         self.failed_files_total = files.len();
-        self.failed_files = files.iter().take(MAX_LIST).cloned().collect();
+        self.failed_files = files.iter().take(MAX_LIST).map(|p| p.to_string()).collect();
     }
 
     pub fn with_message(mut self, m: &str) -> Event {
@@ -72,9 +150,18 @@ impl Event {
 
     /// The preflight findings.
     pub fn set_findings(&mut self, f: &[crate::check::Finding]) {
-        self.findings = f
+        self.findings = f.to_vec();
+    }
+
+    /// The restore's steps (name, status, detail).
+    pub fn set_steps(&mut self, steps: &[crate::restore::StepReport]) {
+        self.steps = steps
             .iter()
-            .filter_map(|x| serde_json::to_value(x).ok())
+            .map(|s| EventStep {
+                name: s.name.clone(),
+                status: s.status,
+                detail: s.detail.clone(),
+            })
             .collect();
     }
 
@@ -363,8 +450,8 @@ impl Reporter {
     /// adds the findings, steps or failed files.
     pub fn send(
         &self,
-        phase: &str,
-        state: &str,
+        phase: EventPhase,
+        state: EventState,
         snapshot: Option<&str>,
         fill: impl FnOnce(&mut Event),
     ) {
@@ -379,8 +466,8 @@ impl Reporter {
 
     fn send_within(
         &self,
-        phase: &str,
-        state: &str,
+        phase: EventPhase,
+        state: EventState,
         snapshot: Option<&str>,
         fill: impl FnOnce(&mut Event),
         seconds: u64,
@@ -400,14 +487,16 @@ impl Reporter {
     }
 
     /// `phase`/`failed` with the error as the message.
-    pub fn failed(&self, phase: &str, snapshot: Option<&str>, err: &anyhow::Error) {
+    pub fn failed(&self, phase: EventPhase, snapshot: Option<&str>, err: &anyhow::Error) {
         let message = format!("{err:#}");
-        self.send(phase, "failed", snapshot, |e| e.set_message(&message));
+        self.send(phase, EventState::Failed, snapshot, |e| {
+            e.set_message(&message)
+        });
     }
 
     /// From now on a panic of this process queues `phase`/`failed` (see
     /// `install_panic_hook`).
-    pub fn arm_panic(&self, phase: &'static str) {
+    pub fn arm_panic(&self, phase: EventPhase) {
         if let Ok(mut slot) = PANIC_REPORT.lock() {
             *slot = Some((self.clone(), phase));
         }
@@ -415,8 +504,7 @@ impl Reporter {
 }
 
 /// The reporter a panic tells the orchestrator through, once armed.
-static PANIC_REPORT: std::sync::Mutex<Option<(Reporter, &'static str)>> =
-    std::sync::Mutex::new(None);
+static PANIC_REPORT: std::sync::Mutex<Option<(Reporter, EventPhase)>> = std::sync::Mutex::new(None);
 
 /// Installs a panic hook that, after the usual message, queues a `failed` event for the
 /// job that armed it (and tries to send it for a few seconds): a bug still reaches the
@@ -428,7 +516,13 @@ pub fn install_panic_hook() {
         let armed = PANIC_REPORT.try_lock().ok().and_then(|mut s| s.take());
         if let Some((reporter, phase)) = armed {
             let message = format!("carryover crashed: {info}");
-            reporter.send_within(phase, "failed", None, |e| e.set_message(&message), 5);
+            reporter.send_within(
+                phase,
+                EventState::Failed,
+                None,
+                |e| e.set_message(&message),
+                5,
+            );
         }
     }));
 }
@@ -471,6 +565,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_event_keeps_the_protocol_words_and_typed_lists() {
+        let mut e = Event::new("i-1", EventPhase::Capture, EventState::Blocked, None);
+        e.set_findings(&[crate::check::Finding {
+            key: "lvm-to-windows".into(),
+            severity: crate::check::Severity::Blocker,
+            message: "m".into(),
+            evidence: "e".into(),
+            remediation: "r".into(),
+        }]);
+        e.set_failed_files(&[crate::error::Problem::new("/srv/x", "gone")]);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            (v["phase"].as_str(), v["state"].as_str()),
+            (Some("capture"), Some("blocked"))
+        );
+        assert_eq!(v["findings"][0]["severity"], "blocker");
+        assert_eq!(v["failed_files"], serde_json::json!(["/srv/x: gone"]));
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        for p in EventPhase::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        for s in EventState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
     fn a_token_over_plain_http_is_only_fine_on_this_machine() {
         assert!(plain_http_off_host("http://orchestrator.invalid/api"));
         assert!(plain_http_off_host("http://10.0.2.100:8080"));
@@ -491,7 +613,7 @@ mod tests {
             ..Config::default()
         };
         install_panic_hook();
-        Reporter::new(&root, &config, Some("i-123")).arm_panic("restore");
+        Reporter::new(&root, &config, Some("i-123")).arm_panic(EventPhase::Restore);
         let r = std::panic::catch_unwind(|| panic!("a bug in a step"));
         assert!(r.is_err());
         let outbox = Outbox::open(&root).unwrap();
@@ -503,7 +625,10 @@ mod tests {
             .collect();
         assert_eq!(queued.len(), 1, "{queued:?}");
         let e = &queued[0];
-        assert_eq!((e.phase.as_str(), e.state.as_str()), ("restore", "failed"));
+        assert_eq!(
+            (e.phase, e.state),
+            (EventPhase::Restore, EventState::Failed)
+        );
         assert_eq!(e.instance_id, "i-123");
         assert!(
             e.message.as_deref().unwrap().contains("a bug in a step"),

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod document;
+mod job;
 pub mod merge;
 pub mod names;
 pub mod steps;
@@ -13,10 +14,12 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Problem;
 use crate::state::{Secrets, SystemState};
 use crate::store::{Manifest, Store};
 use crate::sys::Root;
 use apply::{Apply, Outcome, Status};
+pub use job::{Request, RestoreOutcome, run};
 
 /// A snapshot's state as restore sees it: each section parsed on its own, so a damaged
 /// section fails only the steps that need it.
@@ -134,8 +137,12 @@ pub struct StepReport {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failed_files: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::error::problem_lines"
+    )]
+    pub failed_files: Vec<Problem>,
     /// What a person must look at (the restore ends `degraded`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attention: Vec<String>,
@@ -198,24 +205,111 @@ impl Options {
     }
 }
 
+/// How a restore ended (serialized `ready`, `degraded`, `failed`, `planned`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreState {
+    /// Every step done and every health check as restored.
+    Ready,
+    /// Some step failed, a health check found a change, or something needs a person.
+    Degraded,
+    /// Nothing of the system came back.
+    Failed,
+    /// A dry run: the plan only.
+    Planned,
+}
+
+impl RestoreState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreState::Ready => "ready",
+            RestoreState::Degraded => "degraded",
+            RestoreState::Failed => "failed",
+            RestoreState::Planned => "planned",
+        }
+    }
+
+    /// The process exit code of CLI.md.
+    pub fn exit(self) -> crate::error::Exit {
+        use crate::error::Exit;
+        match self {
+            RestoreState::Ready | RestoreState::Planned => Exit::Success,
+            RestoreState::Degraded => Exit::Degraded,
+            RestoreState::Failed => Exit::Failure,
+        }
+    }
+
+    /// The state of the orchestrator's `restore` event (a dry run sends none).
+    pub fn event_state(self) -> crate::report::EventState {
+        use crate::report::EventState;
+        match self {
+            RestoreState::Ready | RestoreState::Planned => EventState::Succeeded,
+            RestoreState::Degraded => EventState::Degraded,
+            RestoreState::Failed => EventState::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for RestoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The result of a restore.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub snapshot_id: String,
-    /// `ready`, `degraded` or `failed` (`planned` for a dry run).
-    pub state: String,
+    pub state: RestoreState,
     pub steps: Vec<StepReport>,
-    pub failed_files: Vec<String>,
+    #[serde(with = "crate::error::problem_lines")]
+    pub failed_files: Vec<Problem>,
     pub health: Vec<HealthCheck>,
     /// True when this run picked up an interrupted restore.
     pub resumed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One post-restore health check. Serialized with `status` and, as before it, `ok`
+/// (true unless the check found the system not as restored).
+#[derive(Debug, Clone)]
 pub struct HealthCheck {
     pub name: String,
-    pub ok: bool,
+    pub status: Health,
     pub detail: String,
+}
+
+/// What a health check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// The step, run again as a dry run, finds nothing to change.
+    AsRestored,
+    /// Something changed it after the step (a first-boot tool, a failed write).
+    ChangedSince,
+    /// The re-check itself failed: the step's own failure is in the report already, so
+    /// this is not counted against the restore.
+    RecheckFailed,
+    /// Files of the snapshot are missing or of another size, or its tree cannot be read.
+    Missing,
+}
+
+impl Health {
+    /// False when the check found the system not as restored (the restore is degraded).
+    pub fn healthy(self) -> bool {
+        matches!(self, Health::AsRestored | Health::RecheckFailed)
+    }
+}
+
+impl Serialize for HealthCheck {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("HealthCheck", 4)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("ok", &self.status.healthy())?;
+        st.serialize_field("status", &self.status)?;
+        st.serialize_field("detail", &self.detail)?;
+        st.end()
+    }
 }
 
 fn journal_key(snapshot: &str) -> String {
@@ -226,16 +320,30 @@ fn journal_key(snapshot: &str) -> String {
 /// right after the N-th step has been journaled, as a crash or power loss would.
 const CRASH_HOOK: &str = "CARRYOVER_TEST_CRASH_AFTER_STEP";
 
-/// Runs the plan against `root`.
-pub fn run(
-    store: &Store,
-    manifest: &Manifest,
-    root: &Root,
-    target_id: &str,
-    dry_run: bool,
-    marker: Option<&str>,
-    options: &Options,
-) -> Result<RestoreReport> {
+/// One run of the plan: which snapshot onto which system, and how.
+pub struct Plan<'a> {
+    pub store: &'a Store,
+    pub manifest: &'a Manifest,
+    pub root: &'a Root,
+    /// `instance@root`: a journal is resumed only for the same target.
+    pub target_id: &'a str,
+    pub dry_run: bool,
+    /// This system's origin marker, kept in the journal (see `origin`).
+    pub marker: Option<&'a str>,
+    pub options: &'a Options,
+}
+
+/// Runs the plan against its root: the steps (journaled, resumed), then the health checks.
+pub fn execute(plan: &Plan) -> Result<RestoreReport> {
+    let Plan {
+        store,
+        manifest,
+        root,
+        target_id,
+        dry_run,
+        marker,
+        options,
+    } = *plan;
     let loaded = load(store, manifest);
     let a = Apply::new(root, &manifest.id, dry_run).with_options(options.clone());
     let key = journal_key(&manifest.id);
@@ -324,17 +432,18 @@ pub fn run(
         health_checks(root, &manifest.id, &loaded)
     };
     let failed = reports.iter().any(|r| r.status == Status::Failed);
-    let unhealthy = health.iter().any(|h| !h.ok) || reports.iter().any(|r| !r.attention.is_empty());
+    let unhealthy = health.iter().any(|h| !h.status.healthy())
+        || reports.iter().any(|r| !r.attention.is_empty());
     let state = if dry_run {
-        "planned"
+        RestoreState::Planned
     } else if !loaded.state_read || reports.iter().all(|r| r.status == Status::Failed) {
         // nothing of the system came back: its state could not be read, or every step
         // failed
-        "failed"
+        RestoreState::Failed
     } else if failed || unhealthy {
-        "degraded"
+        RestoreState::Degraded
     } else {
-        "ready"
+        RestoreState::Ready
     };
     if !dry_run {
         journal.finished_at = Some(crate::store::now_rfc3339());
@@ -343,7 +452,7 @@ pub fn run(
     }
     Ok(RestoreReport {
         snapshot_id: manifest.id.clone(),
-        state: state.into(),
+        state,
         failed_files: reports
             .iter()
             .flat_map(|r| r.failed_files.clone())
@@ -358,7 +467,7 @@ fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
     let damaged: Vec<&String> = step
         .needs
         .iter()
-        .filter_map(|n| loaded.broken.get(*n).or(loaded.broken.get("*")))
+        .filter_map(|n| loaded.broken.get(n.name()).or(loaded.broken.get("*")))
         .collect();
     if let Some(why) = damaged.first() {
         return Outcome::failed(format!("the snapshot is damaged: {why}"));
@@ -379,10 +488,14 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
         .filter(|s| s.verify)
         .map(|s| {
             let o = run_step(&a, loaded, s);
-            let ok = matches!(o.status, Status::Unchanged | Status::Skipped);
+            let status = match o.status {
+                Status::Unchanged | Status::Skipped => Health::AsRestored,
+                Status::Failed => Health::RecheckFailed,
+                Status::WouldChange | Status::Changed => Health::ChangedSince,
+            };
             HealthCheck {
                 name: s.name.to_string(),
-                ok: ok || o.status == Status::Failed,
+                status,
                 detail: if o.status == Status::WouldChange {
                     "not as restored: something changed it after the step".into()
                 } else {
@@ -397,7 +510,11 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
         let missing = crate::data::restore::missing(store, root, data);
         checks.push(HealthCheck {
             name: "data".into(),
-            ok: missing.as_ref().is_ok_and(|m| m.is_empty()),
+            status: if missing.as_ref().is_ok_and(|m| m.is_empty()) {
+                Health::AsRestored
+            } else {
+                Health::Missing
+            },
             detail: match missing {
                 Ok(m) if m.is_empty() => "every file of the snapshot is in place".into(),
                 Ok(m) => format!(
@@ -410,4 +527,52 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
         });
     }
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_states_serialize_as_the_words_of_the_protocol() {
+        for (s, word, exit) in [
+            (RestoreState::Ready, "ready", 0),
+            (RestoreState::Degraded, "degraded", 4),
+            (RestoreState::Failed, "failed", 1),
+            (RestoreState::Planned, "planned", 0),
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), word);
+            assert_eq!(s.to_string(), word);
+            assert_eq!(s.exit().code(), exit);
+            let back: RestoreState = serde_json::from_value(word.into()).unwrap();
+            assert_eq!(back, s);
+        }
+        assert_eq!(
+            RestoreState::Ready.event_state(),
+            crate::report::EventState::Succeeded
+        );
+    }
+
+    #[test]
+    fn a_failed_recheck_is_not_called_ok_by_its_status_but_keeps_the_old_json() {
+        let check = |status| {
+            serde_json::to_value(HealthCheck {
+                name: "dns".into(),
+                status,
+                detail: String::new(),
+            })
+            .unwrap()
+        };
+        let failed = check(Health::RecheckFailed);
+        assert_eq!(failed["status"], "recheck-failed");
+        assert_eq!(
+            failed["ok"], true,
+            "as before: not counted against the restore"
+        );
+        let changed = check(Health::ChangedSince);
+        assert_eq!(changed["status"], "changed-since");
+        assert_eq!(changed["ok"], false);
+        assert_eq!(check(Health::Missing)["ok"], false);
+        assert_eq!(check(Health::AsRestored)["ok"], true);
+    }
 }

@@ -112,12 +112,7 @@ pub struct ReportToken {
     pub token: String,
 }
 
-/// A file that could not be read or parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    pub path: String,
-    pub error: String,
-}
+pub use crate::error::Problem;
 
 /// What the section gatherers share: the root, the config and the list of problems.
 pub struct Gather<'a> {

@@ -101,6 +101,45 @@ pub struct Store {
     id: Option<std::sync::Arc<str>>,
 }
 
+/// Where a store is, parsed from its URL: `file:///dir` or a plain path (a directory),
+/// or `s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Local(std::path::PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl StoreUrl {
+    /// Parses a store URL; another scheme than `file://` and `s3://` is a usage error.
+    pub fn parse(url: &str) -> Result<StoreUrl, Error> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::Usage(format!("{url}: no bucket")));
+            }
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        match url.strip_prefix("file://") {
+            Some(p) => Ok(StoreUrl::Local(p.into())),
+            None if url.contains("://") => {
+                Err(Error::Usage(format!("unsupported store URL '{url}'")))
+            }
+            None => Ok(StoreUrl::Local(url.into())),
+        }
+    }
+
+    /// The directory of a local store; `None` for S3.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            StoreUrl::Local(p) => Some(p),
+            StoreUrl::S3 { .. } => None,
+        }
+    }
+}
+
 /// Where the store is: `file:///dir`, a plain path, or `s3://bucket/prefix`.
 pub fn resolve_url(cli: Option<&str>, config: &Config) -> Result<String, Error> {
     cli.map(str::to_string)
@@ -108,6 +147,23 @@ pub fn resolve_url(cli: Option<&str>, config: &Config) -> Result<String, Error> 
         .ok_or_else(|| {
             Error::Usage("no store: give --store URL or set [store] url in the config".into())
         })
+}
+
+/// Opens the store named on the command line (`cli`) or in the config, with the store
+/// key when one is configured (its file is read under the root). Returns its URL too.
+pub fn open_configured(
+    root: &crate::sys::Root,
+    config: &Config,
+    cli: Option<&str>,
+    create: bool,
+) -> Result<(String, Store)> {
+    let url = resolve_url(cli, config)?;
+    let key = match &config.store.encryption_key_file {
+        Some(p) => Some(crypto::Crypto::from_key_file(&root.follow(p))?),
+        None => None,
+    };
+    let store = Store::open(&url, config, create, key)?;
+    Ok((url, store))
 }
 
 impl std::fmt::Debug for Store {
@@ -125,25 +181,12 @@ impl Store {
         create: bool,
         key: Option<crypto::Crypto>,
     ) -> Result<Store> {
-        if url.starts_with("s3://") {
-            let mut store = Store {
-                backend: std::sync::Arc::new(s3::S3Backend::open(url, _config)?),
-                crypto: key.map(std::sync::Arc::new),
-                id: None,
-            };
-            store.id = store.check_marker(create)?.map(Into::into);
-            return Ok(store);
-        }
-        let path = match url.strip_prefix("file://") {
-            Some(p) => p,
-            None if url.contains("://") => {
-                return Err(Error::Usage(format!("unsupported store URL '{url}'")).into());
-            }
-            None => url,
+        let backend: std::sync::Arc<dyn Backend> = match StoreUrl::parse(url)? {
+            StoreUrl::S3 { .. } => std::sync::Arc::new(s3::S3Backend::open(url, _config)?),
+            StoreUrl::Local(path) => std::sync::Arc::new(LocalBackend::open(&path, create)?),
         };
-        let backend = LocalBackend::open(std::path::Path::new(path), create)?;
         let mut store = Store {
-            backend: std::sync::Arc::new(backend),
+            backend,
             crypto: key.map(std::sync::Arc::new),
             id: None,
         };
@@ -588,14 +631,13 @@ fn shortlist<'a>(names: impl Iterator<Item = impl Into<String> + 'a>) -> String 
     out
 }
 
-/// The directory of a local store URL (`file:///dir` or a plain path); `None` for S3.
-pub fn local_dir(url: &str) -> Option<&std::path::Path> {
-    if url.starts_with("s3://") {
-        return None;
-    }
-    Some(std::path::Path::new(
-        url.strip_prefix("file://").unwrap_or(url),
-    ))
+/// The directory of a local store URL (`file:///dir` or a plain path); `None` for S3 (and
+/// for a URL no store opens).
+pub fn local_dir(url: &str) -> Option<std::path::PathBuf> {
+    StoreUrl::parse(url)
+        .ok()?
+        .local_dir()
+        .map(std::path::Path::to_path_buf)
 }
 
 /// A new snapshot id: sortable by time, unique by a random suffix.
@@ -633,6 +675,32 @@ mod tests {
     fn open(dir: &std::path::Path, create: bool) -> Store {
         let key = crypto::Crypto::from_key([1u8; 32]);
         Store::open(dir.to_str().unwrap(), &Config::default(), create, Some(key)).unwrap()
+    }
+
+    #[test]
+    fn store_urls_are_a_directory_or_a_bucket_and_nothing_else() {
+        let local = |p: &str| StoreUrl::Local(p.into());
+        assert_eq!(
+            StoreUrl::parse("/mnt/data/c").unwrap(),
+            local("/mnt/data/c")
+        );
+        assert_eq!(
+            StoreUrl::parse("file:///mnt/data/c").unwrap(),
+            local("/mnt/data/c")
+        );
+        assert_eq!(
+            StoreUrl::parse("s3://bucket/a/b/").unwrap(),
+            StoreUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(StoreUrl::parse("s3://bucket").unwrap().local_dir(), None);
+        for bad in ["s3://", "s3:///p", "ftp://host/dir"] {
+            assert!(StoreUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(local_dir("s3://b/p"), None);
+        assert_eq!(local_dir("file:///srv/s"), Some("/srv/s".into()));
     }
 
     /// A store made before format 2 (no id in its marker) is read and written as it was:

@@ -9,6 +9,7 @@ use super::{CheckArgs, Ctx};
 use crate::check::{self, Finding};
 use crate::config::Target;
 use crate::error::Exit;
+use crate::report::{EventPhase, EventState};
 use crate::state;
 
 #[derive(Serialize)]
@@ -41,11 +42,11 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Exit> {
         &args.ack,
     );
     crate::report::Reporter::new(&ctx.root, &ctx.config, st.identity.instance_id.as_deref()).send(
-        "check",
+        EventPhase::Check,
         if blockers.is_empty() {
-            "succeeded"
+            EventState::Succeeded
         } else {
-            "blocked"
+            EventState::Blocked
         },
         None,
         |e| e.set_findings(&findings),

@@ -5,11 +5,8 @@ use anyhow::Result;
 
 use super::{Ctx, ReportArgs};
 use crate::error::{Error, Exit};
-use crate::report::{self, Event};
+use crate::report::{self, Event, EventPhase, EventState};
 use crate::state::{Gather, identity};
-
-const PHASES: &[&str] = &["check", "capture", "restore"];
-const STATES: &[&str] = &["started", "succeeded", "degraded", "failed", "blocked"];
 
 pub fn run(ctx: &Ctx, args: ReportArgs) -> Result<Exit> {
     if let Some(out) = &args.html {
@@ -19,14 +16,18 @@ pub fn run(ctx: &Ctx, args: ReportArgs) -> Result<Exit> {
         None => None,
         Some(spec) => {
             let (phase, state) = spec.split_once(':').unwrap_or((spec, ""));
-            if !PHASES.contains(&phase) || !STATES.contains(&state) {
+            let phase = EventPhase::ALL.into_iter().find(|p| p.as_str() == phase);
+            let state = EventState::ALL.into_iter().find(|s| s.as_str() == state);
+            let (Some(phase), Some(state)) = (phase, state) else {
+                let names =
+                    |l: &mut dyn Iterator<Item = &'static str>| l.collect::<Vec<_>>().join(", ");
                 return Err(Error::Usage(format!(
                     "--event {spec}: expected PHASE:STATE with PHASE one of {} and STATE one of {}",
-                    PHASES.join(", "),
-                    STATES.join(", ")
+                    names(&mut EventPhase::ALL.iter().map(|p| p.as_str())),
+                    names(&mut EventState::ALL.iter().map(|s| s.as_str()))
                 ))
                 .into());
-            }
+            };
             let g = Gather::new(&ctx.root, &ctx.config);
             let (id, _, _) = identity::instance(&g);
             let id =

@@ -149,11 +149,9 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     })?;
     // with --wait, the exit code is the restore's result
     Ok(if args.wait {
-        match st.last_restore.as_ref().map(|r| r.state.as_str()) {
-            Some("ready") | None => Exit::Success,
-            Some("degraded") => Exit::Degraded,
-            Some(_) => Exit::Failure,
-        }
+        st.last_restore
+            .as_ref()
+            .map_or(Exit::Success, |r| r.state.exit())
     } else {
         Exit::Success
     })

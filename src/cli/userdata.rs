@@ -36,7 +36,7 @@ pub fn run(
     want.key()
         .map_err(|e| Error::Usage(format!("--arch: {e}")))?;
     // where the store is first: a store the change would delete is refused before anything
-    let disk = match crate::store::local_dir(&url) {
+    let disk = match crate::store::StoreUrl::parse(&url)?.local_dir() {
         Some(dir) => Some(userdata::locate_store(&ctx.root, dir)?),
         None => None,
     };

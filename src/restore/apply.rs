@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Problem;
 use crate::state::accounts;
 use crate::state::identity::{self, OsRelease};
 use crate::sys::Root;
@@ -42,9 +43,13 @@ pub struct Outcome {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    /// Files that could not be restored (`path: reason`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failed_files: Vec<String>,
+    /// Files that could not be restored.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::error::problem_lines"
+    )]
+    pub failed_files: Vec<Problem>,
     /// What a person must look at although the step did its work (the restore ends
     /// `degraded`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -23,13 +23,100 @@ use anyhow::{Result, bail};
 use super::Loaded;
 use super::apply::{Apply, Outcome};
 
+/// A part of the snapshot a step reads: a section of the state (its serialized name is
+/// `SystemState`'s field name, the key restore's lenient parse records damage under) or
+/// the secrets object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Identity,
+    Dns,
+    Hosts,
+    Mounts,
+    Lvm,
+    Disks,
+    Users,
+    Groups,
+    Services,
+    Cron,
+    SshHostKeys,
+    Logins,
+    Sshd,
+    Sudoers,
+    Timezone,
+    Ntp,
+    Sysctl,
+    Packages,
+    Repos,
+    Configs,
+    Baseline,
+    Windows,
+    Secrets,
+}
+
+impl Section {
+    pub const ALL: [Section; 23] = [
+        Section::Identity,
+        Section::Dns,
+        Section::Hosts,
+        Section::Mounts,
+        Section::Lvm,
+        Section::Disks,
+        Section::Users,
+        Section::Groups,
+        Section::Services,
+        Section::Cron,
+        Section::SshHostKeys,
+        Section::Logins,
+        Section::Sshd,
+        Section::Sudoers,
+        Section::Timezone,
+        Section::Ntp,
+        Section::Sysctl,
+        Section::Packages,
+        Section::Repos,
+        Section::Configs,
+        Section::Baseline,
+        Section::Windows,
+        Section::Secrets,
+    ];
+
+    /// The key of the section in state.json (`secrets`: the secrets object).
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Identity => "identity",
+            Section::Dns => "dns",
+            Section::Hosts => "hosts",
+            Section::Mounts => "mounts",
+            Section::Lvm => "lvm",
+            Section::Disks => "disks",
+            Section::Users => "users",
+            Section::Groups => "groups",
+            Section::Services => "services",
+            Section::Cron => "cron",
+            Section::SshHostKeys => "ssh_host_keys",
+            Section::Logins => "logins",
+            Section::Sshd => "sshd",
+            Section::Sudoers => "sudoers",
+            Section::Timezone => "timezone",
+            Section::Ntp => "ntp",
+            Section::Sysctl => "sysctl",
+            Section::Packages => "packages",
+            Section::Repos => "repos",
+            Section::Configs => "configs",
+            Section::Baseline => "baseline",
+            Section::Windows => "windows",
+            Section::Secrets => "secrets",
+        }
+    }
+}
+
 /// One step of the plan.
 pub struct StepDef {
     pub name: &'static str,
     /// What it does, for `--dry-run` and the report.
     pub about: &'static str,
-    /// The sections of the state it reads.
-    pub needs: &'static [&'static str],
+    /// The parts of the snapshot it reads: damage in one of them fails the step.
+    pub needs: &'static [Section],
     pub run: fn(&Apply, &Loaded) -> Result<Outcome>,
     /// Part of the post-restore health check (re-run as a dry run, must be unchanged).
     pub verify: bool,
@@ -39,14 +126,14 @@ pub struct StepDef {
 const REPORT_TOKEN: StepDef = StepDef {
     name: "report-token",
     about: "put the orchestrator's token in place (unless the new OS has one) so the restore can report",
-    needs: &["secrets"],
+    needs: &[Section::Secrets],
     run: system::report_token,
     verify: true,
 };
 const HOSTS: StepDef = StepDef {
     name: "hosts",
     about: "merge the hosts file entries",
-    needs: &["hosts"],
+    needs: &[Section::Hosts],
     run: identity::hosts,
     verify: true,
 };
@@ -79,7 +166,7 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "hostname",
         about: "set the hostname",
-        needs: &["identity"],
+        needs: &[Section::Identity],
         run: identity::hostname,
         verify: true,
     },
@@ -87,35 +174,35 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "dns",
         about: "set DNS servers and search domains through the new OS's resolver manager",
-        needs: &["dns"],
+        needs: &[Section::Dns],
         run: network::dns,
         verify: true,
     },
     StepDef {
         name: "accounts",
         about: "recreate local groups and users with the same names and ids",
-        needs: &["users", "groups"],
+        needs: &[Section::Users, Section::Groups],
         run: accounts::accounts,
         verify: true,
     },
     StepDef {
         name: "disks",
         about: "install lvm2/ntfs-3g when the data disks need them and activate their volume groups",
-        needs: &["lvm", "mounts", "disks"],
+        needs: &[Section::Lvm, Section::Mounts, Section::Disks],
         run: disks::volumes,
         verify: true,
     },
     StepDef {
         name: "fstab",
         about: "merge the data-disk mounts into fstab (by UUID, nofail), create their mountpoints, mount and check them",
-        needs: &["mounts", "disks"],
+        needs: &[Section::Mounts, Section::Disks],
         run: disks::fstab,
         verify: true,
     },
     StepDef {
         name: "reown",
         about: "re-own the files on the data disks of accounts whose id had to change (old id → new id)",
-        needs: &["users", "groups", "mounts"],
+        needs: &[Section::Users, Section::Groups, Section::Mounts],
         run: reown::reown,
         verify: true,
     },
@@ -123,105 +210,105 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "ssh-host-keys",
         about: "put back the SSH host keys",
-        needs: &["ssh_host_keys", "secrets"],
+        needs: &[Section::SshHostKeys, Section::Secrets],
         run: system::ssh_host_keys,
         verify: true,
     },
     StepDef {
         name: "authorized-keys",
         about: "put back root's and the users' SSH authorized_keys (root's merged with the Change OS key pair)",
-        needs: &["logins", "users"],
+        needs: &[Section::Logins, Section::Users],
         run: logins::authorized_keys,
         verify: true,
     },
     StepDef {
         name: "sshd",
         about: "carry the old OS's sshd settings the new OS lacks as a checked drop-in",
-        needs: &["sshd"],
+        needs: &[Section::Sshd],
         run: logins::sshd,
         verify: true,
     },
     StepDef {
         name: "sudoers",
         about: "carry the sudo rules of the captured users and groups, checked with visudo",
-        needs: &["sudoers", "users", "groups"],
+        needs: &[Section::Sudoers, Section::Users, Section::Groups],
         run: sudoers::sudoers,
         verify: true,
     },
     StepDef {
         name: "repositories",
         about: "re-add the third-party package repositories that exist for the new release (checked by fetching their index), with their keys and pins",
-        needs: &["repos"],
+        needs: &[Section::Repos],
         run: software::repositories,
         verify: true,
     },
     StepDef {
         name: "packages",
         about: "install the packages the user chose on the old OS through the new OS's manager, in one transaction, names mapped across families",
-        needs: &["packages"],
+        needs: &[Section::Packages],
         run: software::packages,
         verify: false,
     },
     StepDef {
         name: "config-files",
         about: "put back the configuration the user changed or added under /etc; the new OS's differing version is kept as <file>.carryover-new",
-        needs: &["configs", "secrets"],
+        needs: &[Section::Configs, Section::Secrets],
         run: software::config_files,
         verify: true,
     },
     StepDef {
         name: "unit-files",
         about: "install custom systemd unit files and drop-ins",
-        needs: &["services"],
+        needs: &[Section::Services],
         run: services::unit_files,
         verify: true,
     },
     StepDef {
         name: "enable-units",
         about: "enable and mask units as on the old OS",
-        needs: &["services"],
+        needs: &[Section::Services],
         run: services::enable_units,
         verify: true,
     },
     StepDef {
         name: "cron",
         about: "restore crontabs and cron.d jobs",
-        needs: &["cron"],
+        needs: &[Section::Cron],
         run: cron::cron,
         verify: true,
     },
     StepDef {
         name: "timezone",
         about: "set the timezone",
-        needs: &["timezone"],
+        needs: &[Section::Timezone],
         run: system::timezone,
         verify: true,
     },
     StepDef {
         name: "ntp",
         about: "set the NTP servers through the new OS's time client",
-        needs: &["ntp"],
+        needs: &[Section::Ntp],
         run: system::ntp,
         verify: true,
     },
     StepDef {
         name: "sysctl",
         about: "install sysctl drop-ins",
-        needs: &["sysctl"],
+        needs: &[Section::Sysctl],
         run: system::sysctl,
         verify: true,
     },
     StepDef {
         name: "activate",
         about: "on the live system: reload systemd, apply sysctl, mount, start enabled units",
-        needs: &["services"],
+        needs: &[Section::Services],
         run: system::activate,
         verify: false,
     },
     StepDef {
         name: "readiness",
         about: "on the live system: wait until every service and port of the old OS is back ([restore] ready_timeout_seconds)",
-        needs: &["baseline"],
+        needs: &[Section::Baseline],
         run: software::readiness,
         verify: false,
     },
@@ -277,6 +364,32 @@ mod tests {
         assert!(safe_path("/etc/systemd/system/", pre).is_err());
         assert!(safe_name("../x").is_err());
         assert!(safe_name("alice").is_ok());
+    }
+
+    #[test]
+    fn every_section_is_a_key_of_the_state_and_damage_there_is_found_under_it() {
+        let state = crate::state::SystemState {
+            windows: Some(Default::default()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        let obj = json.as_object().unwrap();
+        for section in Section::ALL {
+            let name = section.name();
+            if section == Section::Secrets {
+                // the secrets are their own object (`restore::load` records its damage
+                // under this name), never a section of state.json
+                assert!(!obj.contains_key(name));
+                continue;
+            }
+            assert!(obj.contains_key(name), "state.json has no `{name}`");
+            // a damaged section fails the steps that need it, by this very name
+            let mut damaged = obj.clone();
+            damaged.insert(name.into(), serde_json::json!(12345));
+            let bytes = serde_json::to_vec(&damaged).unwrap();
+            let (_, broken) = crate::restore::parse_state_lenient(&bytes);
+            assert_eq!(broken.keys().collect::<Vec<_>>(), [name], "{broken:?}");
+        }
     }
 
     #[test]

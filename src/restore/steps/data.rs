@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::data::repo::Index;
 use crate::data::{Progress, restore, verify};
+use crate::error::Problem;
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
 
@@ -111,7 +112,7 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         } else {
             Status::Failed
         };
-        o.failed_files = damaged;
+        o.failed_files = damaged.iter().map(|l| Problem::from_line(l)).collect();
         o.attention = home_attention;
         return Ok(o);
     }
@@ -173,7 +174,8 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         status,
         detail,
         warnings,
-        failed_files: r.failed,
+        // the data engine names its failures as `path: reason` lines
+        failed_files: r.failed.iter().map(|l| Problem::from_line(l)).collect(),
         attention,
         changes: Vec::new(),
     })

@@ -10,6 +10,7 @@ use anyhow::Result;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use crate::error::Problem;
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome};
 use crate::state::accounts;
@@ -96,7 +97,7 @@ pub fn reown(a: &Apply, l: &Loaded) -> Result<Outcome> {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    failed.push(format!("{dir}: {e}"));
+                    failed.push(Problem::new(dir.as_str(), e));
                     continue;
                 }
             };
@@ -120,7 +121,10 @@ pub fn reown(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 continue;
             }
             if let Err(e) = crate::sys::lchown(entry.path(), new.0, new.1) {
-                failed.push(format!("{}: {e}", a.root.inner(entry.path()).display()));
+                failed.push(Problem::new(
+                    a.root.inner(entry.path()).display().to_string(),
+                    e,
+                ));
             }
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::error::Problem;
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
 use crate::restore::names;
@@ -777,8 +778,9 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
             }
         };
         if a.through_link(path) {
-            failed.push(format!(
-                "{path}: a folder on its way is a symbolic link on the new OS: not written through it"
+            failed.push(Problem::new(
+                path.to_string(),
+                "a folder on its way is a symbolic link on the new OS: not written through it",
             ));
             continue;
         }
@@ -794,7 +796,7 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 done += 1;
             }
             Ok(None) => done += 1,
-            Err(e) => failed.push(format!("{path}: {e:#}")),
+            Err(e) => failed.push(Problem::new(path.to_string(), format!("{e:#}"))),
         }
     }
     // what the operator had removed from an *-enabled folder stays removed
@@ -820,7 +822,7 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
             match a.remove(&path) {
                 Ok(true) => disabled.push(path),
                 Ok(false) => {}
-                Err(e) => failed.push(format!("{path}: {e}")),
+                Err(e) => failed.push(Problem::new(path.clone(), e.to_string())),
             }
         }
     }

@@ -6,6 +6,7 @@
 
 use anyhow::Result;
 
+use crate::error::Problem;
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
 use crate::restore::merge;
@@ -126,7 +127,7 @@ pub fn sudoers(a: &Apply, l: &Loaded) -> Result<Outcome> {
             },
         ) {
             Checked::Failed(why) => {
-                failed.push(format!("{path}: {why}; not written"));
+                failed.push(Problem::new(path.as_str(), format!("{why}; not written")));
                 continue;
             }
             Checked::NotRun(why) => not_run = Some(why),

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use super::StepDef;
+use super::{Section, StepDef};
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome};
 use crate::state::windows::{self as ws, BUILTIN_USERS, WinNtp};
@@ -17,7 +17,7 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "hostname",
         about: "set the computer name (in effect after the next boot)",
-        needs: &["identity"],
+        needs: &[Section::Identity],
         run: hostname,
         verify: true,
     },
@@ -25,28 +25,28 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "dns",
         about: "set each adapter's DNS servers and suffix (found again by MAC) and the search list",
-        needs: &["dns", "windows"],
+        needs: &[Section::Dns, Section::Windows],
         run: dns,
         verify: true,
     },
     StepDef {
         name: "accounts",
         about: "recreate local users (without passwords) and groups with their members",
-        needs: &["windows"],
+        needs: &[Section::Windows],
         run: accounts,
         verify: true,
     },
     StepDef {
         name: "timezone",
         about: "set the time zone",
-        needs: &["windows"],
+        needs: &[Section::Windows],
         run: timezone,
         verify: true,
     },
     StepDef {
         name: "ntp",
         about: "point the Windows Time service at the old time servers",
-        needs: &["ntp", "windows"],
+        needs: &[Section::Ntp, Section::Windows],
         run: ntp,
         verify: true,
     },
@@ -54,7 +54,7 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         name: "services",
         about: "set services' start types again and register services whose programs survived",
-        needs: &["windows"],
+        needs: &[Section::Windows],
         run: services,
         verify: true,
     },
