@@ -90,6 +90,12 @@ pub struct EventStep {
     pub name: String,
     pub status: crate::restore::apply::Status,
     pub detail: String,
+    /// What needs a person (up to 20 lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<String>,
+    /// The readiness step's lines (up to 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readiness: Vec<String>,
 }
 
 /// One event of the protocol.
@@ -161,6 +167,12 @@ impl Event {
                 name: s.name.clone(),
                 status: s.status,
                 detail: s.detail.clone(),
+                attention: s.attention.iter().take(20).cloned().collect(),
+                readiness: if s.name == "readiness" {
+                    s.changes.iter().take(50).cloned().collect()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
     }

@@ -16,6 +16,8 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<Exit> {
         snapshot: args.snapshot,
         dry_run: args.dry_run,
         if_due: args.if_due,
+        progress: ctx.format == super::Format::Text
+            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     match restore::run(&request)? {
         RestoreOutcome::NotDue { reason } => {

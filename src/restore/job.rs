@@ -31,6 +31,8 @@ pub struct Request<'a> {
     pub dry_run: bool,
     /// The boot unit: restore only when a restore is due.
     pub if_due: bool,
+    /// Draw progress bars (stderr is a terminal, the output is text).
+    pub progress: bool,
 }
 
 /// How a restore request ended.
@@ -67,6 +69,14 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
     // OS reports a failure wherever a restore was expected (the user-data says so).
     let speaks = !req.dry_run && !local.took_any();
     let expected = !req.if_due || req.config.restore_expected;
+    // `status --wait` waits while this runs
+    let _running = if req.dry_run {
+        None
+    } else {
+        crate::local::RunMarker::start(req.root)
+            .inspect_err(|e| tracing::warn!("{e:#}"))
+            .ok()
+    };
     let job = Job {
         req,
         local: &local,
@@ -200,7 +210,10 @@ impl Job<'_> {
             target_id: &target,
             dry_run: req.dry_run,
             marker,
-            options: &super::Options::from_config(req.config),
+            options: &super::Options {
+                progress: req.progress,
+                ..super::Options::from_config(req.config)
+            },
         })?;
         let post = (!req.dry_run).then(|| hooks::run(Phase::PostRestore, &hook_env));
         for (name, r) in [("pre-restore-hooks", pre), ("post-restore-hooks", post)] {
@@ -233,6 +246,22 @@ impl Job<'_> {
                     e.set_steps(&report.steps);
                 },
             );
+            // the report an operator reads after the change, and the login banner
+            let meta = super::document::Meta {
+                hostname: manifest.hostname.clone(),
+                finished_at: crate::store::now_rfc3339(),
+            };
+            match serde_json::to_value(&report) {
+                Ok(v) => {
+                    if let Err(e) = super::document::write(req.root, &v, &meta) {
+                        tracing::warn!(
+                            "could not write the restore report under {}: {e}",
+                            super::document::LOG_DIR
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!("could not render the restore report: {e}"),
+            }
         }
         Ok(report)
     }

@@ -563,10 +563,7 @@ fn homes_on_the_system_disk_are_captured_by_default_and_restored_with_owners() {
     assert_eq!(alice["severity"], "warning");
     // main.rs and authorized_keys, not the 100 kB cache
     assert!(
-        alice["message"]
-            .as_str()
-            .unwrap()
-            .contains(" bytes in 2 files"),
+        alice["message"].as_str().unwrap().contains(" B in 2 files"),
         "{alice}"
     );
     assert!(
@@ -631,7 +628,7 @@ fn large_homes_are_named_and_captured_only_when_asked() {
     let f = finding(&Cmd::new("check").root(&old.dir).json().run());
     let msg = f["message"].as_str().unwrap();
     assert!(
-        msg.contains("/home/alice") && msg.contains("2.1 GB in 1 file)"),
+        msg.contains("/home/alice") && msg.contains("2.00 GiB in 1 file)"),
         "{f}"
     );
     assert!(msg.contains("NOT captured"), "{f}");
