@@ -80,6 +80,7 @@ pub enum Command {
     Report(ReportArgs),
     /// Identify filesystem and volume signatures on block devices or image files.
     Probe {
+        /// Block devices or image files to read (taken as given, not under --root).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -88,8 +89,19 @@ pub enum Command {
         #[command(subcommand)]
         command: ServiceCommand,
     },
+    /// Print a shell completion script (the packages install them).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from this command line.
+    #[command(hide = true)]
+    Man,
     /// Print the user-data for the cloud's Change OS call.
     Userdata {
+        /// The OS family of the new OS: a cloud-config for Linux, a PowerShell script for
+        /// Windows.
         #[arg(long, value_enum, default_value_t = Target::Linux)]
         os: Target,
         /// The agent for the new OS, put into the store first (a change to the other OS
@@ -153,6 +165,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// The OS family after the change (default [check] target, else linux): decides which
+    /// findings apply (LVM or ext4 data for Windows, ReFS for Linux).
     #[arg(long, value_enum)]
     pub target: Option<Target>,
     /// Accept a finding by key (repeatable), as capture would.
@@ -167,6 +181,8 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
+    /// The OS family after the change (default [check] target, else linux): decides which
+    /// findings apply and which agent the store must hold.
     #[arg(long, value_enum)]
     pub target: Option<Target>,
     /// Accept a preflight finding by key (repeatable).
@@ -322,6 +338,24 @@ impl Cli {
 
     /// Runs the command and returns the exit code it earned.
     pub fn run(self) -> Result<Exit> {
+        // what is generated from the command line itself needs no root or config
+        match &self.command {
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let mut out = Vec::new();
+                clap_complete::generate(*shell, &mut cmd, "carryover", &mut out);
+                std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+                return Ok(Exit::Success);
+            }
+            Command::Man => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                let mut out = Vec::new();
+                clap_mangen::Man::new(cmd).render(&mut out)?;
+                std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+                return Ok(Exit::Success);
+            }
+            _ => {}
+        }
         let root = Root::new(crate::sys::default_root(&self.root))
             .map_err(|e| Error::Usage(format!("--root: {e}")))?;
         let config = match Config::load(&root, self.config.as_deref()) {
@@ -338,6 +372,7 @@ impl Cli {
             format: self.format,
         };
         match self.command {
+            Command::Completions { .. } | Command::Man => unreachable!("handled above"),
             Command::Inspect => inspect::run(&ctx),
             Command::Capture(a) => capture::run(&ctx, a),
             Command::Restore(a) => restore::run(&ctx, a),

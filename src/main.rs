@@ -1,6 +1,6 @@
 //! The `carryover` binary: logging, parse, run, map the result to an exit code.
 
-use carryover::cli::{Cli, Format};
+use carryover::cli::{Cli, Command, Format};
 use carryover::error::{Exit, exit_for, json_error};
 
 fn main() {
@@ -40,14 +40,36 @@ fn main() {
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    // colour only on a terminal, and never when NO_COLOR is set (no-color.org)
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // a restore (the first-boot one above all) also logs to a file an operator finds
+    // after the change: /var/log/carryover/restore.log, root-only, at info level
+    let log_file = match &cli.command {
+        Command::Restore(a) if !a.dry_run => {
+            carryover::restore::document::open_log(&cli.root, "restore.log").ok()
+        }
+        _ => None,
+    };
+    use tracing_subscriber::prelude::*;
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_env("CARRYOVER_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+        );
+    let file_layer = log_file.map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .with_target(false)
+            .with_filter(tracing_subscriber::EnvFilter::new("info"))
+    });
+    tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
         .init();
     carryover::report::install_panic_hook();
     let json = cli.format == Format::Json;

@@ -62,6 +62,20 @@ pub fn run_any(program: &str, args: &[&str]) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&output(program, args, &[])?.stdout).into_owned())
 }
 
+/// Opens a file to append to, created with `mode` when absent, never through a symlink.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode).custom_flags(nix::libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    o.open(path)
+}
+
 /// Reads a file, `Ok(None)` when it does not exist.
 pub fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {

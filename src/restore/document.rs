@@ -232,6 +232,15 @@ ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;colo
     o
 }
 
+/// Opens `<root>/var/log/carryover/<name>` to append the log to (root-only, never through
+/// a link); the folder is made 0700.
+pub fn open_log(root_dir: &std::path::Path, name: &str) -> std::io::Result<std::fs::File> {
+    let root = Root::new(crate::sys::default_root(root_dir))?;
+    let dir = root.path(LOG_DIR);
+    crate::sys::create_dirs(&dir, 0o700)?;
+    crate::sys::open_append(&dir.join(name), 0o600)
+}
+
 /// Writes `restore-<snapshot>.{txt,json}` and the latest `restore-report.{txt,json}`
 /// (root-only), and the login banner while the restore is not `ready` (removed when it
 /// is). Returns the files written.

@@ -184,6 +184,17 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
     }
     mode_of("/usr/lib/tmpfiles.d/carryover.conf");
     mode_of("/usr/share/doc/carryover/README.md");
+    // what an ecosystem package ships: copyright, completions, the manual page, a preset
+    for f in [
+        "/usr/share/doc/carryover/copyright",
+        "/usr/share/bash-completion/completions/carryover",
+        "/usr/share/zsh/vendor-completions/_carryover",
+        "/usr/share/fish/vendor_completions.d/carryover.fish",
+        "/usr/share/man/man1/carryover.1.gz",
+        "/usr/lib/systemd/system-preset/80-carryover.preset",
+    ] {
+        assert_eq!(mode_of(f), "-rw-r--r-- root/root", "{f}");
+    }
     let conffiles = run(Command::new("dpkg-deb")
         .args(["-I"])
         .arg(&deb)
@@ -193,7 +204,7 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
         .args(["-I"])
         .arg(&deb)
         .arg("postinst"));
-    assert!(postinst.contains("systemctl enable carryover-restore.service carryover-report.timer"));
+    assert!(postinst.contains("systemctl preset carryover-restore.service carryover-report.timer"));
 
     let dump = run(Command::new("rpm").args(["-qp", "--dump"]).arg(&rpm));
     let rpm_line = |path: &str| {
@@ -220,7 +231,9 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
         rpm_line(&format!("/usr/lib/systemd/system/{u}"));
     }
     let scripts = run(Command::new("rpm").args(["-qp", "--scripts"]).arg(&rpm));
-    assert!(scripts.contains("systemctl enable carryover-restore.service carryover-report.timer"));
+    assert!(scripts.contains("systemctl preset carryover-restore.service carryover-report.timer"));
+    rpm_line("/usr/lib/systemd/system-preset/80-carryover.preset");
+    rpm_line("/usr/share/man/man1/carryover.1.gz");
     // the packaged binary runs
     let extracted = t.path().join("x");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extracted));
@@ -229,6 +242,29 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
         .output()
         .unwrap();
     assert!(stdout(&o).starts_with("carryover "), "{}", stdout(&o));
+    // the preset enables both units; the completion script and the page are the CLI's
+    let preset = std::fs::read_to_string(
+        extracted.join("usr/lib/systemd/system-preset/80-carryover.preset"),
+    )
+    .unwrap();
+    assert_eq!(
+        preset,
+        "enable carryover-restore.service\nenable carryover-report.timer\n"
+    );
+    let bash =
+        std::fs::read_to_string(extracted.join("usr/share/bash-completion/completions/carryover"))
+            .unwrap();
+    assert!(
+        bash.contains("snapshots") && bash.contains("--dry-run"),
+        "{bash}"
+    );
+    let man = run(Command::new("sh").arg("-c").arg(format!(
+        "gzip -dc {} | head -20",
+        extracted
+            .join("usr/share/man/man1/carryover.1.gz")
+            .display()
+    )));
+    assert!(man.contains(".TH carryover 1"), "{man}");
 }
 
 #[test]

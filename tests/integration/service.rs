@@ -863,6 +863,39 @@ fn progress_bars_fit_80_columns_on_a_terminal() {
         store.display()
     ));
     assert!(matches!(code, Some(0) | Some(4)), "{out2}");
+    // the restore logs to a file too (root-only), at info level
+    let log = new.read("/var/log/carryover/restore.log");
+    assert!(log.contains("step=\"hostname\""), "{log}");
+    let mode = std::fs::metadata(new.p("/var/log/carryover/restore.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // colour on a terminal, none with NO_COLOR
+    let sgr = |t: &str| {
+        t.match_indices("\u{1b}[").any(|(i, _)| {
+            t[i + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ';')
+                .count()
+                < 8
+                && t[i + 2..]
+                    .trim_start_matches(|c: char| c.is_ascii_digit() || c == ';')
+                    .starts_with('m')
+        })
+    };
+    let dry = |no_color: bool| {
+        on_tty(format!(
+            "stty cols 80 rows 24; {}{} -v restore --dry-run --root {} --store {}",
+            if no_color { "NO_COLOR=1 " } else { "" },
+            bin.display(),
+            new.dir.display(),
+            store.display()
+        ))
+        .1
+    };
+    assert!(sgr(&dry(false)), "colour on a terminal");
+    assert!(!sgr(&dry(true)), "NO_COLOR is respected");
     for (what, text) in [("capture", &out), ("restore", &out2)] {
         // the frames the terminal was sent, escape sequences taken out
         let plain = strip_ansi(text);
