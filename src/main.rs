@@ -46,9 +46,10 @@ fn main() {
     // a restore (the first-boot one above all) also logs to a file an operator finds
     // after the change: /var/log/carryover/restore.log, root-only, at info level
     let log_file = match &cli.command {
-        Command::Restore(a) if !a.dry_run => {
-            carryover::restore::document::open_log(&cli.root, "restore.log").ok()
-        }
+        Command::Restore(a) if !a.dry_run => Some(carryover::restore::document::LazyLog::new(
+            &cli.root,
+            "restore.log",
+        )),
         _ => None,
     };
     use tracing_subscriber::prelude::*;

@@ -31,6 +31,7 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
                     f.key, f.message, f.remediation
                 );
             }
+
             return Err(Error::Blocked(blockers).into());
         }
     };
@@ -52,6 +53,15 @@ pub fn run(ctx: &Ctx, args: CaptureArgs) -> Result<Exit> {
         );
         for p in &sealed.skipped {
             field(&mut o, "NOT CAPTURED", p);
+        }
+        // every finding of the preflight, not only the blockers: what was acknowledged,
+        // what needs a look, what was noted
+        for f in &sealed.findings {
+            field(
+                &mut o,
+                f.severity.as_str(),
+                format!("{}: {} ({})", f.key, f.message, f.remediation),
+            );
         }
         o
     })?;

@@ -232,13 +232,57 @@ ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;colo
     o
 }
 
-/// Opens `<root>/var/log/carryover/<name>` to append the log to (root-only, never through
-/// a link); the folder is made 0700.
-pub fn open_log(root_dir: &std::path::Path, name: &str) -> std::io::Result<std::fs::File> {
-    let root = Root::new(crate::sys::default_root(root_dir))?;
-    let dir = root.path(LOG_DIR);
-    crate::sys::create_dirs(&dir, 0o700)?;
-    crate::sys::open_append(&dir.join(name), 0o600)
+/// Whether the restore log file is written: only once a restore really runs (the old
+/// OS's boot unit, which finds nothing due, leaves no trace).
+static LOG_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on the log goes to the file too.
+pub fn start_log() {
+    LOG_ON.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The restore's log file, `<root>/var/log/carryover/<name>` (root-only, appended, never
+/// through a link), opened at the first line written after [`start_log`]; lines before it
+/// are dropped.
+pub struct LazyLog {
+    root_dir: PathBuf,
+    name: &'static str,
+    file: Option<std::fs::File>,
+}
+
+impl LazyLog {
+    pub fn new(root_dir: &std::path::Path, name: &'static str) -> LazyLog {
+        LazyLog {
+            root_dir: root_dir.to_path_buf(),
+            name,
+            file: None,
+        }
+    }
+}
+
+impl std::io::Write for LazyLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !LOG_ON.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(buf.len());
+        }
+        if self.file.is_none() {
+            let root = Root::new(crate::sys::default_root(&self.root_dir))?;
+            let dir = root.path(LOG_DIR);
+            crate::sys::create_dirs(&dir, 0o700)?;
+            self.file = Some(crate::sys::open_append(&dir.join(self.name), 0o600)?);
+        }
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Writes `restore-<snapshot>.{txt,json}` and the latest `restore-report.{txt,json}`
@@ -274,7 +318,9 @@ pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<Pa
                 "carryover: the restore of this server after its Change OS is {} — read {LOG_DIR}/restore-report.txt (or: carryover status --long)\n",
                 s(&report["state"]).to_uppercase()
             );
-            crate::sys::write_atomic(&motd, line.as_bytes(), 0o644)?;
+            if crate::sys::read_opt(&motd).ok().flatten().as_deref() != Some(line.as_bytes()) {
+                crate::sys::write_atomic(&motd, line.as_bytes(), 0o644)?;
+            }
             out.push(motd);
         }
         _ => match std::fs::remove_file(&motd) {

@@ -69,14 +69,6 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
     // OS reports a failure wherever a restore was expected (the user-data says so).
     let speaks = !req.dry_run && !local.took_any();
     let expected = !req.if_due || req.config.restore_expected;
-    // `status --wait` waits while this runs
-    let _running = if req.dry_run {
-        None
-    } else {
-        crate::local::RunMarker::start(req.root)
-            .inspect_err(|e| tracing::warn!("{e:#}"))
-            .ok()
-    };
     let job = Job {
         req,
         local: &local,
@@ -191,6 +183,15 @@ impl Job<'_> {
         floor: Option<(String, &'static str)>,
     ) -> Result<RestoreReport> {
         let req = self.req;
+        // a restore runs: `status --wait` waits while it does, and it logs to its file
+        let _running = if req.dry_run {
+            None
+        } else {
+            super::document::start_log();
+            crate::local::RunMarker::start(req.root)
+                .inspect_err(|e| tracing::warn!("{e:#}"))
+                .ok()
+        };
         let target = format!(
             "{}@{}",
             self.instance.unwrap_or("unknown"),

@@ -13,7 +13,11 @@ fn snapshot_tree(dir: &Path) -> BTreeMap<String, String> {
     for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let e = e.unwrap();
         let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
-        if rel.starts_with("var/lib/carryover/state.json") {
+        // the agent's own record, its log and report of the run (rewritten by each run)
+        if rel.starts_with("var/lib/carryover/state.json")
+            || rel.starts_with("var/lib/carryover/restore.running")
+            || rel.starts_with("var/log/carryover")
+        {
             continue;
         }
         let m = e.path().symlink_metadata().unwrap();
