@@ -79,7 +79,13 @@ impl Sealed {
 /// Runs a capture; every way it ends is reported to the orchestrator.
 pub fn run(req: &Request) -> Result<CaptureOutcome> {
     // The state first: it names the instance every event is about.
-    let (state, secrets) = state::gather(req.root, req.config);
+    // the state sees the --path data paths too (what they hold is not "left on the
+    // system disk")
+    let mut with_paths = req.config.clone();
+    with_paths
+        .data_paths
+        .extend(req.paths.iter().filter(|p| p.has_root()).cloned());
+    let (state, secrets) = state::gather(req.root, &with_paths);
     let reporter = Reporter::new(req.root, req.config, state.identity.instance_id.as_deref());
     reporter.send(EventPhase::Capture, EventState::Started, None, |_| {});
     reporter.arm_panic(EventPhase::Capture);

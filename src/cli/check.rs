@@ -20,9 +20,11 @@ struct CheckResult {
 
 pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<Exit> {
     let target = args.target.unwrap_or(ctx.config.target);
-    let (st, _) = state::gather(&ctx.root, &ctx.config);
     let mut paths = ctx.config.data_paths.clone();
     paths.extend(args.paths.iter().cloned());
+    let mut with_paths = ctx.config.clone();
+    with_paths.data_paths = paths.clone();
+    let (st, _) = state::gather(&ctx.root, &with_paths);
     let url = args
         .store
         .store

@@ -244,18 +244,23 @@ pub fn gather(
                 continue;
             }
             let inner = g.inner(e.path()).display().to_string();
-            if owned.contains(&inner) {
+            // owned by a package, or captured as data
+            if owned.contains(&inner) || data_paths.iter().any(|p| Path::new(&inner).starts_with(p))
+            {
                 continue;
             }
             files += 1;
             bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
         }
-        if files == 0 {
+        // a database is named even when its folder is captured as data (copying a
+        // running database's files is not a consistent backup)
+        let database = find_database(g, &host);
+        if files == 0 && database.is_none() {
             continue;
         }
         out.push(AppDir {
-            captured: data_paths.iter().any(|p| Path::new(&c).starts_with(p)),
-            database: find_database(g, &host),
+            captured: files == 0 || data_paths.iter().any(|p| Path::new(&c).starts_with(p)),
+            database,
             path: c,
             files,
             bytes,
