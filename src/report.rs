@@ -96,6 +96,12 @@ pub struct EventStep {
     /// The readiness step's lines (up to 50).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readiness: Vec<String>,
+    /// What the step changed, old → new (up to 20 lines; private files by size only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// Its warnings (up to 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One event of the protocol.
@@ -116,6 +122,9 @@ pub struct Event {
     pub failed_files: Vec<String>,
     #[serde(default)]
     pub failed_files_total: usize,
+    /// Why a restore is not `ready`, one line each (the restore report's reasons).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
     #[serde(default)]
     pub message: Option<String>,
 }
@@ -139,6 +148,7 @@ impl Event {
             steps: Vec::new(),
             failed_files: Vec::new(),
             failed_files_total: 0,
+            reasons: Vec::new(),
             message: None,
         }
     }
@@ -173,6 +183,12 @@ impl Event {
                 } else {
                     Vec::new()
                 },
+                changes: if s.name == "readiness" {
+                    Vec::new()
+                } else {
+                    s.changes.iter().take(20).cloned().collect()
+                },
+                warnings: s.warnings.iter().take(10).cloned().collect(),
             })
             .collect();
     }

@@ -245,6 +245,9 @@ impl Job<'_> {
                 |e| {
                     e.set_failed_files(&report.failed_files);
                     e.set_steps(&report.steps);
+                    if let Ok(v) = serde_json::to_value(&report) {
+                        e.reasons = super::document::reasons(&v).into_iter().take(50).collect();
+                    }
                 },
             );
             // the report an operator reads after the change, and the login banner

@@ -23,6 +23,8 @@ enum Answer {
 struct Seen {
     /// (event_id, phase, state, authorization, answered status)
     requests: Vec<(String, String, String, String, u16)>,
+    /// The events as sent.
+    bodies: Vec<serde_json::Value>,
 }
 
 /// Answers from the script, then 200 for everything.
@@ -77,6 +79,7 @@ fn orchestrator(l: TcpListener, script: Vec<Answer>) -> Arc<Mutex<Seen>> {
                     code
                 }
             };
+            s2.lock().unwrap().bodies.push(ev.clone());
             s2.lock().unwrap().requests.push((
                 ev["event_id"].as_str().unwrap_or("").into(),
                 ev["phase"].as_str().unwrap_or("").into(),
@@ -439,5 +442,57 @@ fn a_capture_that_fails_reaches_the_orchestrator() {
     assert_eq!(
         events(&seen),
         vec![pair("capture", "started"), pair("capture", "failed")]
+    );
+}
+
+/// #19.1: the orchestrator's event carries what the report on disk says (bounded): why
+/// the restore is not ready, and per step its changes old → new, warnings and what needs
+/// a person.
+#[test]
+fn a_degraded_restore_tells_the_orchestrator_why() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_ubuntu(&t.path().join("old"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, vec![]);
+    configure(&old, port);
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    // the image's own `debian` (1000) is not the old OS's `debian` (1003): a conflict
+    let new = new_debian(&t.path().join("new"));
+    configure(&new, port);
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = seen.lock().unwrap();
+    let ev = seen
+        .bodies
+        .iter()
+        .rev()
+        .find(|b| b["phase"] == "restore" && b["state"] == "degraded")
+        .unwrap_or_else(|| panic!("no degraded restore event: {:?}", seen.bodies));
+    let reasons = ev["reasons"].to_string();
+    assert!(
+        reasons.contains("accounts:") && reasons.contains("debian"),
+        "{ev}"
+    );
+    let step = |name: &str| {
+        ev["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {ev}"))
+    };
+    assert!(
+        !step("accounts")["attention"].as_array().unwrap().is_empty(),
+        "{ev}"
+    );
+    assert!(
+        step("hostname")["changes"]
+            .to_string()
+            .contains("/etc/hostname: "),
+        "{ev}"
     );
 }
