@@ -258,7 +258,8 @@ impl Ctx {
             Some(p) => Some(Crypto::from_key_file(&self.root.follow(p))?),
             None => None,
         };
-        let store = Store::open(&url, &self.config, create, key)?;
+        let store = Store::open(&url, &self.config, create, key)?
+            .with_cache(&self.root.path("/var/lib/carryover/cache"));
         Ok((url, store))
     }
 }

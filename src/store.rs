@@ -4,6 +4,7 @@
 //! object storage look the same to everything above.
 
 pub mod backend;
+pub mod cache;
 pub mod crypto;
 pub mod s3;
 pub mod seen;
@@ -99,6 +100,8 @@ pub struct Store {
     crypto: Option<std::sync::Arc<crypto::Crypto>>,
     /// The store's id from its marker (`None` for a format-1 store, which has none).
     id: Option<std::sync::Arc<str>>,
+    /// Where a remote store's pack indexes are kept locally.
+    cache: Option<cache::Cache>,
 }
 
 /// Where the store is: `file:///dir`, a plain path, or `s3://bucket/prefix`.
@@ -130,6 +133,7 @@ impl Store {
                 backend: std::sync::Arc::new(s3::S3Backend::open(url, _config)?),
                 crypto: key.map(std::sync::Arc::new),
                 id: None,
+                cache: None,
             };
             store.id = store.check_marker(create)?.map(Into::into);
             return Ok(store);
@@ -146,6 +150,7 @@ impl Store {
             backend: std::sync::Arc::new(backend),
             crypto: key.map(std::sync::Arc::new),
             id: None,
+            cache: None,
         };
         store.id = store.check_marker(create)?.map(Into::into);
         Ok(store)
@@ -212,6 +217,26 @@ impl Store {
             ),
         };
         Ok(id)
+    }
+
+    /// Keeps a remote store's pack indexes under `base` (`<root>/var/lib/carryover/cache`),
+    /// by store id; a local store and a format-1 store (no id) are not cached.
+    pub fn with_cache(mut self, base: &std::path::Path) -> Store {
+        if let Some(id) = &self.id
+            && self.backend.connections() > 1
+        {
+            self.cache = Some(cache::Cache::new(base, id));
+        }
+        self
+    }
+
+    /// Pack indexes (objects that never change once written), through the cache when
+    /// there is one, fetched concurrently.
+    pub fn get_indexes(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        match &self.cache {
+            Some(c) => c.get_many(self.backend(), keys),
+            None => self.backend.get_many(keys),
+        }
     }
 
     /// The store's id (`None` for a format-1 store).

@@ -45,10 +45,9 @@ impl Index {
     pub fn load(store: &Store) -> Result<(Index, Vec<String>)> {
         let mut idx = Index::default();
         let mut warnings = Vec::new();
-        for key in store.backend().list("index/")? {
-            let loaded = store
-                .backend()
-                .get(&key)?
+        let keys = store.backend().list("index/")?;
+        for (key, got) in keys.iter().zip(store.get_indexes(&keys)) {
+            let loaded = got?
                 .context("vanished")
                 .and_then(|b| super::codec::decode_index(&b).context("cannot be decoded"));
             match loaded {

@@ -195,6 +195,13 @@ fn s3_round_trip_with_multipart_packs() {
         &env(SECRET),
     );
     assert_eq!(v.status.code(), Some(0), "{}\n{}", stdout(&v), stderr(&v));
+    // the pack indexes are kept under the root, by store id, by the commands after the first
+    let cached: Vec<_> = walkdir::WalkDir::new(old.p("/var/lib/carryover/cache"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert_eq!(cached.len(), packs.len(), "one cached index per pack");
 
     let new = restore_new(&t.path().join("new"), cfg);
     assert_eq!(std::fs::read(new.p("/srv/app/blob.bin")).unwrap(), big);
