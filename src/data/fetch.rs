@@ -10,7 +10,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 
 use anyhow::{Result, anyhow};
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, unbounded};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, unbounded,
+};
 
 use super::node::BlobId;
 use super::repo::{BlobLoc, Index, MAX_BLOB};
@@ -21,6 +23,8 @@ use crate::store::backend::{Fetched, Range};
 pub const GAP: u64 = 1 << 20;
 /// A planned range grows to at most this (one blob alone may be larger).
 pub const MAX_RANGE: u64 = 4 << 20;
+/// How long the planner waits for the next file before it sends what it has planned.
+const IDLE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Bytes fetched and not yet written: the planner waits while they are spent.
 struct Budget {
@@ -144,10 +148,10 @@ impl Planner {
         }
     }
 
-    /// Plans the reads of a file's chunks; they arrive on the returned channel, in any
-    /// order, as their ranges are read.
-    pub fn plan(&mut self, chunks: impl Iterator<Item = BlobId>) -> Receiver<Chunk> {
-        let (tx, rx) = unbounded();
+    /// Plans the reads of a file's chunks; they arrive on `tx`, in any order, as their
+    /// ranges are read. The file must already be on its way to a writer: the budget may
+    /// wait for it to write its first chunks.
+    pub fn plan(&mut self, chunks: impl Iterator<Item = BlobId>, tx: Sender<Chunk>) {
         for (pos, id) in chunks.enumerate() {
             let found = self.index.lock().expect("index").blobs.get(&id).copied();
             match found {
@@ -172,7 +176,6 @@ impl Planner {
                 }
             }
         }
-        rx
     }
 
     /// Adds a blob to the open range when it is of the same pack and near enough.
@@ -289,17 +292,25 @@ pub fn plan_in_order<J>(
     loop {
         let job = match jobs.try_recv() {
             Ok(j) => j,
-            Err(TryRecvError::Empty) => {
-                planner.flush();
-                match jobs.recv() {
-                    Ok(j) => j,
-                    Err(_) => break,
+            // the walker is a little behind: wait a moment before sending a small range
+            Err(TryRecvError::Empty) => match jobs.recv_timeout(IDLE) {
+                Ok(j) => j,
+                Err(RecvTimeoutError::Timeout) => {
+                    planner.flush();
+                    match jobs.recv() {
+                        Ok(j) => j,
+                        Err(_) => break,
+                    }
                 }
-            }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
             Err(TryRecvError::Disconnected) => break,
         };
-        let chunks = chunks_of(&job).map(|ids| planner.plan(ids.into_iter()));
-        match out.try_send((job, chunks)) {
+        let ids = chunks_of(&job);
+        let (tx, rx) = unbounded();
+        // the job first, then its reads: its writer is on the way before the budget could
+        // wait for it
+        match out.try_send((job, ids.is_some().then_some(rx))) {
             Ok(()) => {}
             Err(TrySendError::Full(item)) => {
                 planner.flush();
@@ -308,6 +319,9 @@ pub fn plan_in_order<J>(
                 }
             }
             Err(TrySendError::Disconnected(_)) => break,
+        }
+        if let Some(ids) = ids {
+            planner.plan(ids.into_iter(), tx);
         }
     }
     planner.finish()
@@ -398,7 +412,11 @@ mod tests {
         let mut planner = Planner::start(store, index, 8 * MAX_RANGE);
         let files: Vec<_> = ids
             .iter()
-            .map(|id| planner.plan([*id].into_iter()))
+            .map(|id| {
+                let (tx, rx) = unbounded();
+                planner.plan([*id].into_iter(), tx);
+                rx
+            })
             .collect();
         let ranges = planner.finish();
         for (rx, id) in files.into_iter().zip(ids) {
@@ -422,6 +440,45 @@ mod tests {
         // 40 KB between the wanted blobs is read through; 4 MiB caps a range
         let (_t, store, ids) = store_with(200, 10_000, 40_000);
         assert_eq!(read_all(&store, &ids), 3);
+    }
+
+    /// Regression: a file with more chunks than the read-ahead budget holds hung the
+    /// restore (its reads were planned before it was handed to a writer, and the budget
+    /// waited for a writer that never came).
+    #[test]
+    fn a_file_larger_than_the_budget_is_read_to_its_end() {
+        let (_t, store, ids) = store_with(12, 1 << 20, 0);
+        let (index, _) = Index::load(&store).unwrap();
+        let index = Arc::new(Mutex::new(index));
+        let (jtx, jrx) = crossbeam_channel::bounded::<Vec<BlobId>>(4);
+        let (otx, orx) = crossbeam_channel::bounded(4);
+        let planner = {
+            let store = store.clone();
+            thread::spawn(move || {
+                plan_in_order(&store, index, MAX_RANGE, jrx, otx, |j| Some(j.clone()))
+            })
+        };
+        jtx.send(ids.clone()).unwrap();
+        drop(jtx);
+        let (file, rx) = orx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap();
+        let mut chunks = InOrder::new(rx.unwrap());
+        for id in &file {
+            let (loc, stored) = chunks.next_chunk();
+            let raw = repo::decode(
+                &store,
+                stored.unwrap().bytes().to_vec(),
+                &loc.unwrap(),
+                id,
+                repo::DATA,
+            );
+            assert_eq!(&store.blob_id(&raw.unwrap()), id);
+        }
+        assert!(
+            planner.join().unwrap() >= 3,
+            "12 MiB in ranges of at most 4 MiB"
+        );
     }
 
     #[test]
