@@ -1,5 +1,6 @@
 //! Restoring data paths: the tree streamed in order, directories made as they come, file
-//! contents written by worker threads under temporary names and renamed, hard links and
+//! contents read by pack (`fetch`: planned, coalesced, fetched ahead) and written by worker
+//! threads under temporary names and renamed, hard links and
 //! directory metadata last. A hostile tree (`..`, absolute names, paths through a symlink,
 //! absurd sizes, entries out of order) is refused entry by entry; nothing is written
 //! outside the target; a damaged chunk fails only its file, which is named.

@@ -379,14 +379,36 @@ impl Conn {
             .complete_multipart_upload(Some(&self.creds), k, upload, tags())
             .body();
         let what = format!("completing the upload of {k}");
-        retry(|| async {
+        let completed = retry(|| async {
             let text = text(&what, self.client.post(url.clone()).body(body.clone())).await?;
             if text.contains("<Error>") {
                 return Err(Fail::Stop(anyhow!("{what}: S3 reported an error: {text}")));
             }
             Ok(())
         })
-        .await
+        .await;
+        // a completion whose answer was lost on a dropped connection is refused when sent
+        // again (the upload is gone): the object in place, whole, is the success it was
+        match completed {
+            Err(e) if self.size_of(k).await == Some(data.len() as u64) => {
+                tracing::debug!("{e:#}, but {k} is complete");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// The size of the object `k` (full key), when it exists.
+    async fn size_of(&self, k: &str) -> Option<u64> {
+        let mut action = self.bucket.list_objects_v2(Some(&self.creds));
+        action.with_prefix(k);
+        let url = action.sign(SIGN_FOR);
+        let what = format!("listing {k}");
+        let text = retry(|| text(&what, self.client.get(url.clone())))
+            .await
+            .ok()?;
+        let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&text).ok()?;
+        parsed.contents.into_iter().find(|c| c.key == k)?.size
     }
 
     async fn create_new(&self, k: &str, data: Bytes) -> Result<bool> {
