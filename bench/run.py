@@ -4,10 +4,16 @@ instead — `tar | zstd -3 -T0` (GNU tar incremental) and restic — on the shar
 set, in one run.
 
   python3 bench/run.py [--work DIR] [--small N] [--large-mib N] [--runs N] [--cold] [--check]
+  python3 bench/run.py --s3 [--work DIR] [--small N] [--large-mib N]
 
 Phases per tool: first capture, no-op re-capture, capture after the data set's 1 %
 mutation, full restore of the latest snapshot. For each: wall time, peak RSS (of the
 process tree, from wait4), and the store's size. Prints a Markdown table.
+
+--s3: carryover and restic (its default `-o s3.connections`) against an S3 server (s3s-fs
+on loopback), directly and through ../shared/bench/wanproxy.py (20 ms one-way latency,
+25 MB/s per connection): first capture and full restore, wall time and peak RSS, on a set
+of 5,000 small files + 300 MiB of large ones unless --small/--large-mib say otherwise.
 
 The data set is generated once by ../shared/bench/gen_dataset.py into WORK/root/data
 (carryover captures it as `--root WORK/root --path /data` and restores it under
@@ -134,17 +140,107 @@ class Restic(Tool):
         return os.path.join(self.restore_dir, self.data.lstrip("/"))
 
 
+S3_KEY, S3_SECRET = "bench-key", "bench-secret-0123456789"
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port):
+    import socket
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def s3_bench(a, work, data):
+    """Capture and restore through S3, on loopback and through the WAN relay."""
+    s3fs = shutil.which("s3s-fs") or os.path.expanduser("~/.cargo/bin/s3s-fs")
+    if not os.path.exists(s3fs):
+        sys.exit("s3s-fs is missing: cargo install s3s-fs@0.14.1 --features binary")
+    s3dir = os.path.join(work, "s3")
+    shutil.rmtree(s3dir, ignore_errors=True)
+    os.makedirs(os.path.join(s3dir, "bench"))
+    port, relay = free_port(), free_port()
+    procs = [subprocess.Popen([s3fs, "--host", "127.0.0.1", "--port", str(port), "--access-key", S3_KEY,
+                               "--secret-key", S3_SECRET, s3dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen([sys.executable, os.path.join(SHARED, "wanproxy.py"), str(relay), str(port), "20", "25"])]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET, AWS_REGION="us-east-1",
+               RESTIC_PASSWORD="bench")
+    rows = {}
+    try:
+        wait_port(port)
+        wait_port(relay)
+        for link, p in (("loopback", port), ("20 ms one-way, 25 MB/s per connection", relay)):
+            endpoint = f"http://127.0.0.1:{p}"
+            row = rows[link] = {}
+            for tool in a.tools.split(","):
+                if tool not in ("carryover", "restic"):
+                    continue
+                prefix = f"{tool}-{p}"
+                shutil.rmtree(os.path.join(s3dir, "bench", prefix), ignore_errors=True)
+                target = os.path.join(work, "restore-s3-" + tool)
+                shutil.rmtree(target, ignore_errors=True)
+                os.makedirs(target)
+                if tool == "carryover":
+                    e = dict(env, AWS_ENDPOINT_URL=endpoint)
+                    url = f"s3://bench/{prefix}"
+                    shutil.rmtree(os.path.join(work, "root", "var"), ignore_errors=True)
+                    row["capture carryover"] = run(f"{a.binary} capture -q --root {work}/root --store {url} --path /data", env=e)
+                    snaps = json.loads(subprocess.check_output(
+                        [a.binary, "snapshots", "list", "--store", url, "--format", "json"], env=e))
+                    row["restore carryover"] = run(f"{a.binary} restore -q --root {target} --store {url} "
+                                                   f"--snapshot {snaps[-1]['id']}", env=e)
+                else:
+                    e = dict(env, RESTIC_REPOSITORY=f"s3:{endpoint}/bench/{prefix}",
+                             RESTIC_CACHE_DIR=os.path.join(work, f"restic-cache-{p}"))
+                    shutil.rmtree(e["RESTIC_CACHE_DIR"], ignore_errors=True)
+                    subprocess.run("restic init -q", shell=True, env=e, check=True, stdout=subprocess.DEVNULL)
+                    row["capture restic"] = run(f"restic backup -q {data}", env=e)
+                    row["restore restic"] = run(f"restic restore -q latest --target {target}", env=e)
+                shutil.rmtree(target, ignore_errors=True)
+                print(link, tool, {k: v for k, v in row.items() if tool in k}, file=sys.stderr)
+    finally:
+        for pr in procs:
+            pr.kill()
+            pr.wait()
+    print(f"\n{a.small} small files + {a.large_mib} MiB large, S3 (s3s-fs), one run; seconds (peak RSS MiB)\n")
+    cols = ["capture carryover", "capture restic", "restore carryover", "restore restic"]
+    print("| link | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for link, row in rows.items():
+        cells = [f"{row[c][0]:.1f} ({row[c][1]:.0f})" if c in row else "–" for c in cols]
+        print(f"| {link} | " + " | ".join(cells) + " |")
+    with open(os.path.join(work, "results-s3.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/var/tmp/carryover-bench")
-    ap.add_argument("--small", type=int, default=100000)
-    ap.add_argument("--large-mib", type=int, default=2048)
+    ap.add_argument("--small", type=int, default=None)
+    ap.add_argument("--large-mib", type=int, default=None)
+    ap.add_argument("--s3", action="store_true")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--tools", default="carryover,tar-zstd,restic")
     ap.add_argument("--binary", default=os.path.join(REPO, "target", "release", "carryover"))
     a = ap.parse_args()
+    if a.s3 and a.work == ap.get_default("work"):
+        a.work += "-s3"
+    if a.small is None:
+        a.small = 5000 if a.s3 else 100000
+    if a.large_mib is None:
+        a.large_mib = 300 if a.s3 else 2048
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
     for tool in ("zstd", "tar", "restic"):
@@ -160,6 +256,8 @@ def main():
         subprocess.run([sys.executable, gen, "generate", data, "--small", str(a.small),
                         "--large-mib", str(a.large_mib)], check=True)
         open(stamp, "w").close()
+    if a.s3:
+        return s3_bench(a, work, data)
     undo = os.path.join(work, "undo")
 
     all_tools = {

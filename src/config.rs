@@ -57,6 +57,7 @@ struct StoreFragment {
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     encryption_key_file: Option<String>,
+    connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,7 +105,7 @@ struct CaptureFragment {
 }
 
 /// Where snapshots go.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StoreSettings {
     pub url: Option<String>,
     pub endpoint: Option<String>,
@@ -114,6 +115,25 @@ pub struct StoreSettings {
     #[serde(skip)]
     pub secret_access_key: Option<String>,
     pub encryption_key_file: Option<PathBuf>,
+    /// `[store] connections`: concurrent transfers to an S3 store.
+    pub connections: usize,
+}
+
+/// `[store] connections` when the config does not say.
+pub const DEFAULT_CONNECTIONS: usize = 8;
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            encryption_key_file: None,
+            connections: DEFAULT_CONNECTIONS,
+        }
+    }
 }
 
 /// The validated settings every command works from.
@@ -304,6 +324,10 @@ impl Config {
             if let Some(k) = s.encryption_key_file {
                 self.store.encryption_key_file = Some(PathBuf::from(k));
             }
+            if s.connections == Some(0) {
+                return Err(bad("store.connections", "must be at least 1".into()));
+            }
+            set(&mut self.store.connections, s.connections);
         }
         if let Some(d) = f.data {
             for p in d.paths.unwrap_or_default() {
@@ -491,6 +515,19 @@ mod tests {
     fn syntax_error_has_a_line() {
         let e = err("[data]\npaths = [\"/srv\"\n");
         assert!(e.contains("line "), "{e}");
+    }
+
+    #[test]
+    fn store_connections_default_to_8_and_must_be_at_least_1() {
+        let c = Config::from_str("[store]\nurl = \"/mnt\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.store.connections, 8);
+        let c = Config::from_str("[store]\nconnections = 3\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.store.connections, 3);
+        let e = err("[store]\nconnections = 0\n");
+        assert!(
+            e.contains("key `store.connections`") && e.contains("at least 1"),
+            "{e}"
+        );
     }
 
     #[test]

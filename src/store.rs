@@ -4,6 +4,7 @@
 //! object storage look the same to everything above.
 
 pub mod backend;
+pub mod cache;
 pub mod crypto;
 pub mod s3;
 pub mod seen;
@@ -99,6 +100,8 @@ pub struct Store {
     crypto: Option<std::sync::Arc<crypto::Crypto>>,
     /// The store's id from its marker (`None` for a format-1 store, which has none).
     id: Option<std::sync::Arc<str>>,
+    /// Where a remote store's pack indexes are kept locally.
+    cache: Option<cache::Cache>,
 }
 
 /// Where a store is, parsed from its URL: `file:///dir` or a plain path (a directory),
@@ -162,7 +165,8 @@ pub fn open_configured(
         Some(p) => Some(crypto::Crypto::from_key_file(&root.follow(p))?),
         None => None,
     };
-    let store = Store::open(&url, config, create, key)?;
+    let store = Store::open(&url, config, create, key)?
+        .with_cache(&root.path("/var/lib/carryover/cache"));
     Ok((url, store))
 }
 
@@ -189,6 +193,7 @@ impl Store {
             backend,
             crypto: key.map(std::sync::Arc::new),
             id: None,
+            cache: None,
         };
         store.id = store.check_marker(create)?.map(Into::into);
         Ok(store)
@@ -255,6 +260,26 @@ impl Store {
             ),
         };
         Ok(id)
+    }
+
+    /// Keeps a remote store's pack indexes under `base` (`<root>/var/lib/carryover/cache`),
+    /// by store id; a local store and a format-1 store (no id) are not cached.
+    pub fn with_cache(mut self, base: &std::path::Path) -> Store {
+        if let Some(id) = &self.id
+            && self.backend.connections() > 1
+        {
+            self.cache = Some(cache::Cache::new(base, id));
+        }
+        self
+    }
+
+    /// Pack indexes (objects that never change once written), through the cache when
+    /// there is one, fetched concurrently.
+    pub fn get_indexes(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        match &self.cache {
+            Some(c) => c.get_many(self.backend(), keys),
+            None => self.backend.get_many(keys),
+        }
     }
 
     /// The store's id (`None` for a format-1 store).

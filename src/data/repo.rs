@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use super::codec::{IndexEntry, PackIndex};
 use super::node::BlobId;
-use crate::store::backend::ObjectWriter;
+use crate::store::backend::{Done, ObjectWriter, Transfer};
 use crate::store::{Object, Store};
 
 /// Packs are sealed once they reach this size.
@@ -45,10 +45,9 @@ impl Index {
     pub fn load(store: &Store) -> Result<(Index, Vec<String>)> {
         let mut idx = Index::default();
         let mut warnings = Vec::new();
-        for key in store.backend().list("index/")? {
-            let loaded = store
-                .backend()
-                .get(&key)?
+        let keys = store.backend().list("index/")?;
+        for (key, got) in keys.iter().zip(store.get_indexes(&keys)) {
+            let loaded = got?
                 .context("vanished")
                 .and_then(|b| super::codec::decode_index(&b).context("cannot be decoded"));
             match loaded {
@@ -245,15 +244,26 @@ pub struct Sealed {
     pub compressed: bool,
 }
 
-/// Collects blobs into packs, streaming each pack to the store, then writes its index.
+/// Collects blobs into packs, then writes each pack's index once the pack is stored. To
+/// a local store a pack is streamed to its file; to a concurrent one (S3) it is built in
+/// memory and handed over whole, so several go up while the next is being filled, and
+/// its blobs enter the in-memory index only once pack and index are acknowledged.
 pub struct PackWriter {
     store: Store,
-    current: Option<(String, Box<dyn ObjectWriter>)>,
+    current: Option<(String, Open)>,
     size: usize,
     entries: Vec<IndexEntry>,
     index: Arc<Mutex<Index>>,
+    /// Packs (with their index) on their way up, oldest first.
+    uploading: std::collections::VecDeque<(PackIndex, u64, Box<dyn Transfer>)>,
     pub packs_written: u64,
     pub bytes_written: u64,
+}
+
+/// The pack being filled.
+enum Open {
+    Stream(Box<dyn ObjectWriter>),
+    Memory(Vec<u8>),
 }
 
 impl PackWriter {
@@ -264,6 +274,7 @@ impl PackWriter {
             size: 0,
             entries: Vec::new(),
             index,
+            uploading: Default::default(),
             packs_written: 0,
             bytes_written: 0,
         }
@@ -272,15 +283,23 @@ impl PackWriter {
     pub fn add(&mut self, b: Sealed) -> Result<()> {
         if self.current.is_none() {
             let id = hex::encode(rand::random::<[u8; 32]>());
-            let w = self
-                .store
-                .backend()
-                .put_stream(&pack_key(&id))
-                .context("writing a pack")?;
-            self.current = Some((id, w));
+            let open = if self.store.backend().connections() > 1 {
+                Open::Memory(Vec::with_capacity(PACK_TARGET + (1 << 20)))
+            } else {
+                Open::Stream(
+                    self.store
+                        .backend()
+                        .put_stream(&pack_key(&id))
+                        .context("writing a pack")?,
+                )
+            };
+            self.current = Some((id, open));
         }
-        let (_, w) = self.current.as_mut().expect("a pack is open");
-        w.write(&b.data).context("writing a pack")?;
+        let (_, open) = self.current.as_mut().expect("a pack is open");
+        match open {
+            Open::Stream(w) => w.write(&b.data).context("writing a pack")?,
+            Open::Memory(buf) => buf.extend_from_slice(&b.data),
+        }
         self.entries.push(IndexEntry {
             id: b.id.to_vec(),
             offset: self.size as u32,
@@ -290,31 +309,62 @@ impl PackWriter {
         });
         self.size += b.data.len();
         if self.size >= PACK_TARGET {
-            self.flush()?;
+            self.seal()?;
         }
         Ok(())
     }
 
-    /// Seals the pending pack, then writes its index.
-    pub fn flush(&mut self) -> Result<()> {
-        let Some((id, w)) = self.current.take() else {
+    /// Seals the pending pack: it and then its index go to the store (in the background
+    /// when the store can).
+    fn seal(&mut self) -> Result<()> {
+        let Some((id, open)) = self.current.take() else {
             return Ok(());
         };
-        w.commit().context("writing a pack")?;
         let pi = PackIndex {
             pack: id.clone(),
             blobs: std::mem::take(&mut self.entries),
         };
         let enc = super::codec::encode_index(&pi);
-        self.store
-            .backend()
-            .put(&format!("index/{id}"), &enc)
-            .context("writing a pack index")?;
-        self.packs_written += 1;
-        self.bytes_written += self.size as u64;
-        self.size = 0;
-        self.index.lock().expect("index lock").add(pi);
+        let size = std::mem::take(&mut self.size) as u64;
+        let index_key = format!("index/{id}");
+        let transfer: Box<dyn Transfer> = match open {
+            Open::Stream(w) => {
+                w.commit().context("writing a pack")?;
+                self.store
+                    .backend()
+                    .put(&index_key, &enc)
+                    .context("writing a pack index")?;
+                Box::new(Done)
+            }
+            Open::Memory(buf) => self
+                .store
+                .backend()
+                .put_in_order(vec![(pack_key(&id), buf), (index_key, enc)])
+                .context("writing a pack")?,
+        };
+        self.uploading.push_back((pi, size, transfer));
+        self.collect(false)
+    }
+
+    /// Takes in the packs that are stored (every one with `all`), oldest first.
+    fn collect(&mut self, all: bool) -> Result<()> {
+        while let Some((_, _, t)) = self.uploading.front() {
+            if !all && !t.done() {
+                break;
+            }
+            let (pi, size, t) = self.uploading.pop_front().expect("front exists");
+            t.wait().context("writing a pack")?;
+            self.packs_written += 1;
+            self.bytes_written += size;
+            self.index.lock().expect("index lock").add(pi);
+        }
         Ok(())
+    }
+
+    /// Seals the pending pack and waits until every pack and index is stored.
+    pub fn flush(&mut self) -> Result<()> {
+        self.seal()?;
+        self.collect(true)
     }
 }
 

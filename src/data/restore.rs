@@ -1,5 +1,6 @@
 //! Restoring data paths: the tree streamed in order, directories made as they come, file
-//! contents written by worker threads under temporary names and renamed, hard links and
+//! contents read by pack (`fetch`: planned, coalesced, fetched ahead) and written by worker
+//! threads under temporary names and renamed, hard links and
 //! directory metadata last. A hostile tree (`..`, absolute names, paths through a symlink,
 //! absurd sizes, entries out of order) is refused entry by entry; nothing is written
 //! outside the target; a damaged chunk fails only its file, which is named.
@@ -11,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use anyhow::{Result, anyhow, bail};
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, bounded};
 
+use super::fetch::{self, Chunk, InOrder};
 use super::node::{Kind, Node, check_path, path_cmp};
 use super::repo::{self, Index};
 use super::tree::TreeReader;
@@ -257,7 +259,19 @@ fn restore_root(
     progress: &Progress,
     out: &mut DataRestore,
 ) -> Result<()> {
-    let (tx, rx) = bounded::<Job>(1024);
+    // walker → planner (pack-level reads, fetched ahead) → workers, all in tree order
+    let (tx, jobs) = bounded::<Job>(1024);
+    let (ptx, rx) = bounded::<(Job, Option<Receiver<Chunk>>)>(256);
+    let planner = {
+        let store = store.clone();
+        let index = index.clone();
+        let budget = read_ahead(store.backend().connections());
+        thread::spawn(move || {
+            fetch::plan_in_order(&store, index, budget, jobs, ptx, |job: &Job| {
+                needs_content(job).then(|| job.node.chunk_ids().collect())
+            })
+        })
+    };
     let results = Arc::new(Mutex::new(DataRestore::default()));
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -268,8 +282,9 @@ fn restore_root(
             let results = results.clone();
             let bar = progress.bar();
             thread::spawn(move || {
-                for job in rx {
-                    let r = write_file(&store, &index, &owners, &job);
+                for (job, chunks) in rx {
+                    let chunks = chunks.map(InOrder::new);
+                    let r = write_file(&store, &index, &owners, &job, chunks);
                     let mut res = results.lock().expect("results");
                     match r {
                         Ok((n, changed)) => {
@@ -385,6 +400,10 @@ fn restore_root(
         }
     }
     drop(tx);
+    let ranges = planner
+        .join()
+        .map_err(|_| anyhow!("the restore planner panicked"))?;
+    tracing::debug!("{shown_root}: file contents read in {ranges} ranges");
     for w in workers {
         w.join().map_err(|_| anyhow!("a restore worker panicked"))?;
     }
@@ -471,12 +490,31 @@ fn put_in_place(tmp: &Path, host: &Path) -> Result<()> {
     })
 }
 
-/// Writes one regular file; returns the bytes written and whether anything changed.
+/// How many bytes are read ahead of the writers: enough ranges for every connection.
+fn read_ahead(connections: usize) -> u64 {
+    (connections + 2).max(4) as u64 * fetch::MAX_RANGE
+}
+
+/// True when the file at `m` is taken as the node's content: a file of the same size and
+/// mtime (from an earlier run, or on a surviving data disk).
+fn same_content(m: &std::fs::Metadata, n: &Node) -> bool {
+    let fm = sys::file_meta(m);
+    m.is_file() && fm.size == n.size && (fm.mtime, fm.mtime_ns) == (n.mtime, n.mtime_ns)
+}
+
+/// Whether a file's content must be read from the store (not when it is in place).
+fn needs_content(job: &Job) -> bool {
+    job.fresh || !std::fs::symlink_metadata(&job.host).is_ok_and(|m| same_content(&m, &job.node))
+}
+
+/// Writes one regular file (its chunks from `chunks` when they were planned); returns the
+/// bytes written and whether anything changed.
 fn write_file(
     store: &Store,
     index: &Mutex<Index>,
     owners: &Owners,
     job: &Job,
+    chunks: Option<InOrder>,
 ) -> Result<(u64, bool)> {
     let n = &job.node;
     if n.size > MAX_FILE_SIZE {
@@ -501,21 +539,20 @@ fn write_file(
     // other names (hard links) is never changed in place, but written anew when its
     // metadata differs.
     if job.fresh {
-    } else if let Ok(m) = std::fs::symlink_metadata(&job.host) {
-        let fm = sys::file_meta(&m);
-        if m.is_file() && fm.size == n.size && (fm.mtime, fm.mtime_ns) == (n.mtime, n.mtime_ns) {
-            if fm.nlink == 1 {
-                return Ok((0, apply_meta(&job.host, n, owners, false)?));
-            }
-            if !meta_differs(&job.host, n, owners, false)? {
-                return Ok((0, false));
-            }
+    } else if let Ok(m) = std::fs::symlink_metadata(&job.host)
+        && same_content(&m, n)
+    {
+        if sys::file_meta(&m).nlink == 1 {
+            return Ok((0, apply_meta(&job.host, n, owners, false)?));
+        }
+        if !meta_differs(&job.host, n, owners, false)? {
+            return Ok((0, false));
         }
     }
     let tmp = temp_of(&job.host);
     let result = (|| -> Result<u64> {
         let f = create_temp(&tmp)?;
-        let written = write_content(store, index, &f, n)?;
+        let written = write_content(store, index, &f, n, chunks)?;
         if n.extents.is_some() || written != n.size {
             f.set_len(n.size)?;
         }
@@ -542,15 +579,33 @@ fn write_file(
     }
 }
 
-/// Writes the chunks into the file, at the data regions of a sparse file.
-fn write_content(store: &Store, index: &Mutex<Index>, f: &File, n: &Node) -> Result<u64> {
+/// Writes the chunks into the file, at the data regions of a sparse file. A planned chunk
+/// is decoded and checked here; one that did not come or is bad is read again from every
+/// copy the index has.
+fn write_content(
+    store: &Store,
+    index: &Mutex<Index>,
+    f: &File,
+    n: &Node,
+    mut chunks: Option<InOrder>,
+) -> Result<u64> {
     let expected = n.data_len();
     let regions = n.extents.clone().unwrap_or_else(|| vec![(0, n.size)]);
     let mut region = 0usize;
     let mut in_region = 0u64;
     let mut written = 0u64;
     for id in n.chunk_ids() {
-        let data = repo::read_blob(store, index, &id, repo::DATA)?;
+        let planned = chunks.as_mut().map(InOrder::next_chunk);
+        let data = match planned {
+            Some((Some(loc), Ok(stored))) => {
+                repo::decode(store, stored.bytes().to_vec(), &loc, &id, repo::DATA)
+            }
+            _ => Err(anyhow!("not read ahead")),
+        };
+        let data = match data {
+            Ok(d) => d,
+            Err(_) => repo::read_blob(store, index, &id, repo::DATA)?,
+        };
         let mut rest = &data[..];
         while !rest.is_empty() {
             let Some(&(off, len)) = regions.get(region) else {

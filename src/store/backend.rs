@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use crossbeam_channel::{Receiver, Sender};
 
 /// Where the store keeps its objects. `put` must be atomic: a reader sees the whole
 /// object or none of it.
@@ -32,6 +33,66 @@ pub trait Backend: Send + Sync {
     /// A URL that lets anyone GET `key` for `valid` (object storage only).
     fn presigned_get(&self, _key: &str, _valid: std::time::Duration) -> Option<String> {
         None
+    }
+    /// How many transfers the backend runs at once (1: each happens in the caller).
+    fn connections(&self) -> usize {
+        1
+    }
+    /// Puts `objects` one after the other, each only after the one before is
+    /// acknowledged (a pack, then its index). A concurrent backend does it in the
+    /// background and blocks here while its limit of such chains is in flight; this one
+    /// puts them now.
+    fn put_in_order(&self, objects: Vec<(String, Vec<u8>)>) -> Result<Box<dyn Transfer>> {
+        for (key, data) in objects {
+            self.put(&key, &data)?;
+        }
+        Ok(Box::new(Done))
+    }
+    /// Reads every range that comes from `requests` and hands it to `deliver`, at most
+    /// `connections` at once, in any order; returns when `requests` is closed and every
+    /// read is delivered.
+    fn get_ranges(&self, requests: Receiver<Range>, deliver: &Sender<Fetched>) {
+        for r in requests {
+            let got = self.get_range(&r.key, r.offset, r.len);
+            if deliver.send((r, got)).is_err() {
+                return;
+            }
+        }
+    }
+    /// Several whole objects (`None`: absent), concurrently where the backend can.
+    fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+}
+
+/// One ranged read of `get_ranges`; `tag` is the caller's.
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub key: String,
+    pub offset: u64,
+    pub len: u64,
+    pub tag: u64,
+}
+
+/// A range and what reading it gave.
+pub type Fetched = (Range, Result<Vec<u8>>);
+
+/// A transfer started by `put_in_order`.
+pub trait Transfer: Send {
+    /// True once `wait` would not block.
+    fn done(&self) -> bool;
+    fn wait(self: Box<Self>) -> Result<()>;
+}
+
+/// A transfer that finished before it was returned.
+pub struct Done;
+
+impl Transfer for Done {
+    fn done(&self) -> bool {
+        true
+    }
+    fn wait(self: Box<Self>) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -1,30 +1,51 @@
 //! The S3-compatible store (`s3://bucket/prefix`): Huawei OBS, Ceph RGW, MinIO and AWS
 //! speak this protocol. Requests are signed with SigV4 (rusty-s3, presigned) and sent
-//! with reqwest; connection errors, timeouts, 408, 429 and 5xx are retried with
-//! backoff; packs larger than one part go up as multipart uploads.
+//! with async reqwest on a small tokio runtime the backend owns: the rest of carryover
+//! calls it synchronously, and what can overlap — packs going up, ranges and index
+//! objects coming down — runs `[store] connections` transfers at once. Connection
+//! errors, timeouts, 408, 429, 5xx and a body cut off mid-transfer are retried with
+//! backoff and jitter; objects larger than one part go up as multipart uploads, their
+//! parts in parallel.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
-use reqwest::blocking::{Client, Response};
+use anyhow::{Context, Result, anyhow};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use reqwest::{Client, Response};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
 
-use super::backend::{Backend, ObjectWriter, check_name};
+use super::backend::{Backend, Fetched, ObjectWriter, Range, Transfer, check_name};
 use crate::config::Config;
 use crate::error::Error;
 
 /// Multipart uploads use parts of this size (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
 const SIGN_FOR: Duration = Duration::from_secs(3600);
-const ATTEMPTS: u32 = 5;
+const ATTEMPTS: u32 = 6;
 
-#[derive(Clone)]
-pub struct S3Backend {
+/// What every request needs; shared with the tasks on the runtime.
+struct Conn {
     bucket: Bucket,
     creds: Credentials,
     prefix: String,
     client: Client,
+    /// One permit per connection: ranged reads and whole-object reads.
+    reads: Arc<Semaphore>,
+    /// Chains of `put_in_order` in flight (each may send a few parts at once).
+    chains: Arc<Semaphore>,
+}
+
+#[derive(Clone)]
+pub struct S3Backend {
+    conn: Arc<Conn>,
+    rt: Arc<Runtime>,
     url: String,
+    connections: usize,
 }
 
 /// Where the S3 settings come from: the config first, then the standard `AWS_*` variables.
@@ -94,67 +115,98 @@ impl S3Backend {
         let bucket = Bucket::new(endpoint_url, UrlStyle::Path, bucket.to_string(), region)
             .map_err(|e| Error::Usage(format!("S3 endpoint '{endpoint}': {e}")))?;
         crate::sys::tls_provider();
+        let connections = s.connections.max(1);
         let client = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(connections)
             .build()
             .context("creating the HTTP client")?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("carryover-s3")
+            .enable_all()
+            .build()
+            .context("starting the S3 transfer runtime")?;
         Ok(S3Backend {
-            bucket,
-            creds,
-            prefix,
-            client,
+            conn: Arc::new(Conn {
+                bucket,
+                creds,
+                prefix,
+                client,
+                reads: Arc::new(Semaphore::new(connections)),
+                // a chain sends up to two parts of a 16 MiB pack at once
+                chains: Arc::new(Semaphore::new(connections.div_ceil(2))),
+            }),
+            rt: Arc::new(rt),
             url: url.to_string(),
+            connections,
         })
     }
 
-    fn full(&self, key: &str) -> Result<String> {
-        for part in key.split('/') {
-            check_name(part)?;
-        }
-        Ok(if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{key}", self.prefix)
-        })
-    }
-
-    /// Sends a request built by `make`, retrying what is worth retrying.
-    fn send(
-        &self,
-        what: &str,
-        make: &dyn Fn() -> reqwest::blocking::RequestBuilder,
-    ) -> Result<Response> {
-        let mut last = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let base = 100u64 << attempt.min(6);
-                let jitter = rand::random::<u64>() % base;
-                std::thread::sleep(Duration::from_millis(base + jitter));
-            }
-            match make().send() {
-                Ok(r) => {
-                    let st = r.status().as_u16();
-                    if st == 408 || st == 429 || st >= 500 {
-                        last = Some(anyhow!("{what}: S3 answered {}", r.status()));
-                        continue;
-                    }
-                    return Ok(r);
-                }
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
-                    last = Some(anyhow!("{what}: {e}"));
-                }
-                Err(e) => return Err(anyhow!("{what}: {e}")),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow!("{what}: failed")))
+    /// Runs one request to its end on the backend's runtime (the synchronous boundary).
+    fn block<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        self.rt.block_on(f)
     }
 }
 
+/// Why one attempt failed: worth another, or final.
+enum Fail {
+    Retry(anyhow::Error),
+    Stop(anyhow::Error),
+}
+
+/// A transport error: retried, except a request that cannot be built.
+fn net(what: &str, e: reqwest::Error) -> Fail {
+    if e.is_builder() {
+        Fail::Stop(anyhow!("{what}: {e}"))
+    } else {
+        Fail::Retry(anyhow!("{what}: {e}"))
+    }
+}
+
+/// A success passes; 408, 429 and 5xx are retried; anything else is final, with S3's code.
+async fn ok(what: &str, r: Response) -> Result<Response, Fail> {
+    let st = r.status().as_u16();
+    if r.status().is_success() {
+        Ok(r)
+    } else if st == 408 || st == 429 || st >= 500 {
+        Err(Fail::Retry(anyhow!("{what}: S3 answered {}", r.status())))
+    } else {
+        Err(Fail::Stop(failure(what, r).await))
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or has failed `ATTEMPTS` times,
+/// sleeping with exponential backoff and jitter in between.
+async fn retry<T, F, Fut>(f: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, Fail>>,
+{
+    let mut last = None;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let base = 100u64 << attempt.min(6);
+            let jitter = rand::random::<u64>() % base;
+            tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        }
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(Fail::Retry(e)) => {
+                tracing::debug!("{e:#}; trying again");
+                last = Some(e);
+            }
+            Err(Fail::Stop(e)) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("S3 request failed")))
+}
+
 /// The error for an S3 answer that is not a success, with S3's own code.
-fn failure(what: &str, r: Response) -> anyhow::Error {
+async fn failure(what: &str, r: Response) -> anyhow::Error {
     let status = r.status();
-    let body = r.text().unwrap_or_default();
+    let body = r.text().await.unwrap_or_default();
     let code = body
         .split("<Code>")
         .nth(1)
@@ -170,109 +222,219 @@ fn failure(what: &str, r: Response) -> anyhow::Error {
     anyhow!("{what}: S3 answered {status} {code}{hint}")
 }
 
-impl Backend for S3Backend {
-    fn presigned_get(&self, key: &str, valid: Duration) -> Option<String> {
-        let k = self.full(key).ok()?;
-        Some(
-            self.bucket
-                .get_object(Some(&self.creds), &k)
-                .sign(valid)
-                .to_string(),
-        )
+/// Sends one request; a transport error is worth another attempt.
+async fn send(what: &str, req: reqwest::RequestBuilder) -> Result<Response, Fail> {
+    req.send().await.map_err(|e| net(what, e))
+}
+
+/// Sends one request that must succeed; returns the answer's text.
+async fn text(what: &str, req: reqwest::RequestBuilder) -> Result<String, Fail> {
+    let r = ok(what, send(what, req).await?).await?;
+    r.text().await.map_err(|e| net(what, e))
+}
+
+impl Conn {
+    fn full(&self, key: &str) -> Result<String> {
+        for part in key.split('/') {
+            check_name(part)?;
+        }
+        Ok(if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        })
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-        let k = self.full(key)?;
-        let url = self.bucket.put_object(Some(&self.creds), &k).sign(SIGN_FOR);
-        let r = self.send(&format!("writing {k}"), &|| {
-            self.client.put(url.clone()).body(data.to_vec())
-        })?;
-        if !r.status().is_success() {
-            return Err(failure(&format!("writing {k}"), r));
-        }
-        Ok(())
+    async fn put(&self, k: &str, body: Bytes) -> Result<()> {
+        let url = self.bucket.put_object(Some(&self.creds), k).sign(SIGN_FOR);
+        let what = format!("writing {k}");
+        retry(|| async {
+            let r = send(&what, self.client.put(url.clone()).body(body.clone())).await?;
+            ok(&what, r).await.map(drop)
+        })
+        .await
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let k = self.full(key)?;
-        let url = self.bucket.get_object(Some(&self.creds), &k).sign(SIGN_FOR);
-        let r = self.send(&format!("reading {k}"), &|| self.client.get(url.clone()))?;
-        if r.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        if !r.status().is_success() {
-            return Err(failure(&format!("reading {k}"), r));
-        }
-        Ok(Some(
-            r.bytes().with_context(|| format!("reading {k}"))?.to_vec(),
-        ))
+    async fn get(&self, k: &str) -> Result<Option<Vec<u8>>> {
+        let url = self.bucket.get_object(Some(&self.creds), k).sign(SIGN_FOR);
+        let what = format!("reading {k}");
+        retry(|| async {
+            let r = send(&what, self.client.get(url.clone())).await?;
+            if r.status().as_u16() == 404 {
+                return Ok(None);
+            }
+            let r = ok(&what, r).await?;
+            let body = r.bytes().await.map_err(|e| net(&what, e))?;
+            Ok(Some(Vec::from(body)))
+        })
+        .await
     }
 
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+    /// `len` bytes of `key` from `offset`.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         if len == 0 {
             return Ok(Vec::new());
         }
         let k = self.full(key)?;
         let url = self.bucket.get_object(Some(&self.creds), &k).sign(SIGN_FOR);
         let range = format!("bytes={offset}-{}", offset + len - 1);
-        let r = self.send(&format!("reading {k}"), &|| {
-            self.client.get(url.clone()).header("Range", range.clone())
-        })?;
-        if r.status().as_u16() == 416 {
-            bail!("{key} is shorter than the index says");
-        }
-        if !r.status().is_success() {
-            return Err(failure(&format!("reading {k}"), r));
-        }
-        let full = r.status().as_u16() == 200;
-        let body = r.bytes().with_context(|| format!("reading {k}"))?;
-        // A server that ignores Range sends the whole object.
-        let part = if full {
-            let end = offset.checked_add(len).filter(|e| *e <= body.len() as u64);
-            match end {
-                Some(end) => body[offset as usize..end as usize].to_vec(),
-                None => bail!("{key} is shorter than the index says"),
+        let what = format!("reading {k}");
+        let short = || Fail::Stop(anyhow!("{key} is shorter than the index says"));
+        retry(|| async {
+            let r = send(
+                &what,
+                self.client.get(url.clone()).header("Range", range.clone()),
+            )
+            .await?;
+            if r.status().as_u16() == 416 {
+                return Err(short());
             }
-        } else {
-            body.to_vec()
-        };
-        if part.len() as u64 != len {
-            bail!("{key} is shorter than the index says");
-        }
-        Ok(part)
+            let r = ok(&what, r).await?;
+            let full = r.status().as_u16() == 200;
+            let body = r.bytes().await.map_err(|e| net(&what, e))?;
+            // A server that ignores Range sends the whole object.
+            let part = if full {
+                let end = offset.checked_add(len).filter(|e| *e <= body.len() as u64);
+                match end {
+                    Some(end) => body.slice(offset as usize..end as usize),
+                    None => return Err(short()),
+                }
+            } else {
+                body
+            };
+            if part.len() as u64 != len {
+                return Err(short());
+            }
+            Ok(Vec::from(part))
+        })
+        .await
     }
 
-    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
-        if self.get(key)?.is_some() {
+    /// An object in one PUT when it fits one part, else a multipart upload whose parts
+    /// go up at the same time; a failed multipart upload is aborted.
+    async fn put_object(self: Arc<Self>, k: String, data: Bytes) -> Result<()> {
+        if data.len() <= PART_SIZE {
+            return self.put(&k, data).await;
+        }
+        let what = format!("starting the upload of {k}");
+        let url = self
+            .bucket
+            .create_multipart_upload(Some(&self.creds), &k)
+            .sign(SIGN_FOR);
+        let upload = retry(|| async {
+            let text = text(&what, self.client.post(url.clone())).await?;
+            let parsed = rusty_s3::actions::CreateMultipartUpload::parse_response(&text)
+                .map_err(|e| Fail::Stop(anyhow!("{what}: {e}")))?;
+            Ok(parsed.upload_id().to_string())
+        })
+        .await?;
+        let done = self.clone().parts_and_complete(&k, &upload, data).await;
+        if done.is_err() {
+            let url = self
+                .bucket
+                .abort_multipart_upload(Some(&self.creds), &k, &upload)
+                .sign(SIGN_FOR);
+            let _ = self.client.delete(url).send().await;
+        }
+        done
+    }
+
+    async fn parts_and_complete(self: Arc<Self>, k: &str, upload: &str, data: Bytes) -> Result<()> {
+        let mut parts = tokio::task::JoinSet::new();
+        for (i, start) in (0..data.len()).step_by(PART_SIZE).enumerate() {
+            let n = i as u16 + 1;
+            let body = data.slice(start..(start + PART_SIZE).min(data.len()));
+            let conn = self.clone();
+            let url = self
+                .bucket
+                .upload_part(Some(&self.creds), k, n, upload)
+                .sign(SIGN_FOR);
+            let what = format!("uploading part {n} of {k}");
+            parts.spawn(async move {
+                let etag = retry(|| async {
+                    let r = send(&what, conn.client.put(url.clone()).body(body.clone())).await?;
+                    let r = ok(&what, r).await?;
+                    r.headers()
+                        .get("ETag")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                        .ok_or_else(|| Fail::Stop(anyhow!("{what}: no ETag in the answer")))
+                })
+                .await?;
+                Ok::<_, anyhow::Error>((n, etag))
+            });
+        }
+        let mut etags = Vec::new();
+        while let Some(r) = parts.join_next().await {
+            etags.push(r.context("a part upload stopped")??);
+        }
+        etags.sort();
+        let tags = || etags.iter().map(|(_, e)| e.as_str());
+        let url = self
+            .bucket
+            .complete_multipart_upload(Some(&self.creds), k, upload, tags())
+            .sign(SIGN_FOR);
+        let body = self
+            .bucket
+            .complete_multipart_upload(Some(&self.creds), k, upload, tags())
+            .body();
+        let what = format!("completing the upload of {k}");
+        let completed = retry(|| async {
+            let text = text(&what, self.client.post(url.clone()).body(body.clone())).await?;
+            if text.contains("<Error>") {
+                return Err(Fail::Stop(anyhow!("{what}: S3 reported an error: {text}")));
+            }
+            Ok(())
+        })
+        .await;
+        // a completion whose answer was lost on a dropped connection is refused when sent
+        // again (the upload is gone): the object in place, whole, is the success it was
+        match completed {
+            Err(e) if self.size_of(k).await == Some(data.len() as u64) => {
+                tracing::debug!("{e:#}, but {k} is complete");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// The size of the object `k` (full key), when it exists.
+    async fn size_of(&self, k: &str) -> Option<u64> {
+        let mut action = self.bucket.list_objects_v2(Some(&self.creds));
+        action.with_prefix(k);
+        let url = action.sign(SIGN_FOR);
+        let what = format!("listing {k}");
+        let text = retry(|| text(&what, self.client.get(url.clone())))
+            .await
+            .ok()?;
+        let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&text).ok()?;
+        parsed.contents.into_iter().find(|c| c.key == k)?.size
+    }
+
+    async fn create_new(&self, k: &str, data: Bytes) -> Result<bool> {
+        if self.get(k).await?.is_some() {
             return Ok(false);
         }
-        let k = self.full(key)?;
-        let url = self.bucket.put_object(Some(&self.creds), &k).sign(SIGN_FOR);
-        let r = self.send(&format!("writing {k}"), &|| {
-            self.client
-                .put(url.clone())
-                .header("If-None-Match", "*")
-                .body(data.to_vec())
-        })?;
-        match r.status().as_u16() {
-            412 | 409 => Ok(false),
-            s if (200..300).contains(&s) => Ok(true),
-            _ => Err(failure(&format!("writing {k}"), r)),
-        }
+        let url = self.bucket.put_object(Some(&self.creds), k).sign(SIGN_FOR);
+        let what = format!("writing {k}");
+        retry(|| async {
+            let r = send(
+                &what,
+                self.client
+                    .put(url.clone())
+                    .header("If-None-Match", "*")
+                    .body(data.clone()),
+            )
+            .await?;
+            match r.status().as_u16() {
+                412 | 409 => Ok(false),
+                _ => ok(&what, r).await.map(|_| true),
+            }
+        })
+        .await
     }
 
-    fn put_stream(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        Ok(Box::new(S3Writer {
-            backend: self.clone(),
-            key: self.full(key)?,
-            buf: Vec::new(),
-            upload: None,
-            etags: Vec::new(),
-            done: false,
-        }))
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let full_prefix = if self.prefix.is_empty() {
             prefix.to_string()
         } else {
@@ -283,6 +445,7 @@ impl Backend for S3Backend {
         } else {
             self.prefix.len() + 1
         };
+        let what = format!("listing {full_prefix}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -292,15 +455,9 @@ impl Backend for S3Backend {
                 action.with_continuation_token(t.as_str());
             }
             let url = action.sign(SIGN_FOR);
-            let r = self.send(&format!("listing {full_prefix}"), &|| {
-                self.client.get(url.clone())
-            })?;
-            if !r.status().is_success() {
-                return Err(failure(&format!("listing {full_prefix}"), r));
-            }
-            let text = r.text()?;
+            let text = retry(|| text(&what, self.client.get(url.clone()))).await?;
             let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&text)
-                .map_err(|e| anyhow!("listing {full_prefix}: the answer cannot be read: {e}"))?;
+                .map_err(|e| anyhow!("{what}: the answer cannot be read: {e}"))?;
             for c in parsed.contents {
                 if c.key.len() > strip {
                     out.push(c.key[strip..].to_string());
@@ -315,153 +472,192 @@ impl Backend for S3Backend {
         Ok(out)
     }
 
-    fn delete(&self, key: &str) -> Result<()> {
-        let k = self.full(key)?;
+    async fn delete(&self, k: &str) -> Result<()> {
         let url = self
             .bucket
-            .delete_object(Some(&self.creds), &k)
+            .delete_object(Some(&self.creds), k)
             .sign(SIGN_FOR);
-        let r = self.send(&format!("removing {k}"), &|| {
-            self.client.delete(url.clone())
-        })?;
-        if !r.status().is_success() && r.status().as_u16() != 404 {
-            return Err(failure(&format!("removing {k}"), r));
-        }
-        Ok(())
+        let what = format!("removing {k}");
+        retry(|| async {
+            let r = send(&what, self.client.delete(url.clone())).await?;
+            if r.status().as_u16() == 404 {
+                return Ok(());
+            }
+            ok(&what, r).await.map(drop)
+        })
+        .await
+    }
+}
+
+impl Backend for S3Backend {
+    fn presigned_get(&self, key: &str, valid: Duration) -> Option<String> {
+        let k = self.conn.full(key).ok()?;
+        Some(
+            self.conn
+                .bucket
+                .get_object(Some(&self.conn.creds), &k)
+                .sign(valid)
+                .to_string(),
+        )
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        let k = self.conn.full(key)?;
+        self.block(self.conn.put(&k, Bytes::copy_from_slice(data)))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let k = self.conn.full(key)?;
+        self.block(self.conn.get(&k))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.block(self.conn.get_range(key, offset, len))
+    }
+
+    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let k = self.conn.full(key)?;
+        self.block(self.conn.create_new(&k, Bytes::copy_from_slice(data)))
+    }
+
+    fn put_stream(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        Ok(Box::new(S3Writer {
+            backend: self.clone(),
+            key: self.conn.full(key)?,
+            buf: Vec::new(),
+        }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.block(self.conn.list(prefix))
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let k = self.conn.full(key)?;
+        self.block(self.conn.delete(&k))
     }
 
     fn describe(&self) -> String {
         self.url.clone()
     }
+
+    fn connections(&self) -> usize {
+        self.connections
+    }
+
+    fn put_in_order(&self, objects: Vec<(String, Vec<u8>)>) -> Result<Box<dyn Transfer>> {
+        let keys = objects
+            .iter()
+            .map(|(k, _)| self.conn.full(k))
+            .collect::<Result<Vec<_>>>()?;
+        let permit = self
+            .rt
+            .block_on(self.conn.chains.clone().acquire_owned())
+            .context("the S3 transfers stopped")?;
+        let conn = self.conn.clone();
+        let task = self.rt.spawn(async move {
+            let _slot = permit;
+            for (k, (_, data)) in keys.into_iter().zip(objects) {
+                conn.clone().put_object(k, Bytes::from(data)).await?;
+            }
+            Ok(())
+        });
+        Ok(Box::new(S3Transfer {
+            task,
+            rt: self.rt.clone(),
+        }))
+    }
+
+    fn get_ranges(&self, requests: Receiver<Range>, deliver: &Sender<Fetched>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for r in requests {
+            let Ok(permit) = self.rt.block_on(self.conn.reads.clone().acquire_owned()) else {
+                break;
+            };
+            let conn = self.conn.clone();
+            let deliver = deliver.clone();
+            tasks.spawn_on(
+                async move {
+                    let got = conn.get_range(&r.key, r.offset, r.len).await;
+                    drop(permit);
+                    let _ = deliver.send((r, got));
+                },
+                self.rt.handle(),
+            );
+            while tasks.try_join_next().is_some() {}
+        }
+        self.rt
+            .block_on(async { while tasks.join_next().await.is_some() {} });
+    }
+
+    fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            let conn = self.conn.clone();
+            let key = key.clone();
+            tasks.spawn_on(
+                async move {
+                    let _slot = conn.reads.clone().acquire_owned().await;
+                    let got = match conn.full(&key) {
+                        Ok(k) => conn.get(&k).await,
+                        Err(e) => Err(e),
+                    };
+                    (i, got)
+                },
+                self.rt.handle(),
+            );
+        }
+        let mut out: Vec<Result<Option<Vec<u8>>>> = keys
+            .iter()
+            .map(|k| Err(anyhow!("reading {k}: the transfer stopped")))
+            .collect();
+        self.rt.block_on(async {
+            while let Some(r) = tasks.join_next().await {
+                if let Ok((i, got)) = r {
+                    out[i] = got;
+                }
+            }
+        });
+        out
+    }
 }
 
-/// A pack on its way up: one PUT when small, a multipart upload of 8 MiB parts when not.
+/// A chain of `put_in_order` running on the runtime.
+struct S3Transfer {
+    task: tokio::task::JoinHandle<Result<()>>,
+    rt: Arc<Runtime>,
+}
+
+impl Transfer for S3Transfer {
+    fn done(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    fn wait(self: Box<Self>) -> Result<()> {
+        self.rt
+            .block_on(self.task)
+            .context("an S3 upload stopped")?
+    }
+}
+
+/// A large object on its way up, kept in memory and sent at `commit` (multipart when it
+/// is larger than one part); dropped without `commit`, nothing is sent.
 struct S3Writer {
     backend: S3Backend,
     key: String,
     buf: Vec<u8>,
-    upload: Option<String>,
-    etags: Vec<String>,
-    done: bool,
-}
-
-impl S3Writer {
-    fn upload_part(&mut self, data: Vec<u8>) -> Result<()> {
-        let b = self.backend.clone();
-        if self.upload.is_none() {
-            let url = b
-                .bucket
-                .create_multipart_upload(Some(&b.creds), &self.key)
-                .sign(SIGN_FOR);
-            let r = b.send(&format!("starting the upload of {}", self.key), &|| {
-                b.client.post(url.clone())
-            })?;
-            if !r.status().is_success() {
-                return Err(failure(&format!("starting the upload of {}", self.key), r));
-            }
-            let text = r.text()?;
-            let parsed = rusty_s3::actions::CreateMultipartUpload::parse_response(&text)
-                .map_err(|e| anyhow!("starting the upload of {}: {e}", self.key))?;
-            self.upload = Some(parsed.upload_id().to_string());
-        }
-        let upload = self.upload.clone().expect("started");
-        let n = self.etags.len() as u16 + 1;
-        let url = b
-            .bucket
-            .upload_part(Some(&b.creds), &self.key, n, &upload)
-            .sign(SIGN_FOR);
-        let what = format!("uploading part {n} of {}", self.key);
-        let r = b.send(&what, &|| b.client.put(url.clone()).body(data.clone()))?;
-        if !r.status().is_success() {
-            return Err(failure(&what, r));
-        }
-        let etag = r
-            .headers()
-            .get("ETag")
-            .and_then(|v| v.to_str().ok())
-            .with_context(|| format!("{what}: no ETag in the answer"))?
-            .to_string();
-        self.etags.push(etag);
-        Ok(())
-    }
 }
 
 impl ObjectWriter for S3Writer {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.buf.extend_from_slice(data);
-        while self.buf.len() >= PART_SIZE {
-            let rest = self.buf.split_off(PART_SIZE);
-            let part = std::mem::replace(&mut self.buf, rest);
-            self.upload_part(part)?;
-        }
         Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        let b = self.backend.clone();
-        match self.upload.clone() {
-            None => {
-                let url = b
-                    .bucket
-                    .put_object(Some(&b.creds), &self.key)
-                    .sign(SIGN_FOR);
-                let body = std::mem::take(&mut self.buf);
-                let r = b.send(&format!("writing {}", self.key), &|| {
-                    b.client.put(url.clone()).body(body.clone())
-                })?;
-                if !r.status().is_success() {
-                    return Err(failure(&format!("writing {}", self.key), r));
-                }
-            }
-            Some(upload) => {
-                if !self.buf.is_empty() {
-                    let last = std::mem::take(&mut self.buf);
-                    self.upload_part(last)?;
-                }
-                let action = b.bucket.complete_multipart_upload(
-                    Some(&b.creds),
-                    &self.key,
-                    &upload,
-                    self.etags.iter().map(String::as_str),
-                );
-                let url = action.sign(SIGN_FOR);
-                let body = b
-                    .bucket
-                    .complete_multipart_upload(
-                        Some(&b.creds),
-                        &self.key,
-                        &upload,
-                        self.etags.iter().map(String::as_str),
-                    )
-                    .body();
-                let what = format!("completing the upload of {}", self.key);
-                let r = b.send(&what, &|| b.client.post(url.clone()).body(body.clone()))?;
-                if !r.status().is_success() {
-                    return Err(failure(&what, r));
-                }
-                let text = r.text()?;
-                if text.contains("<Error>") {
-                    bail!("{what}: S3 reported an error: {text}");
-                }
-            }
-        }
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for S3Writer {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        if let Some(upload) = &self.upload {
-            let b = self.backend.clone();
-            let url = b
-                .bucket
-                .abort_multipart_upload(Some(&b.creds), &self.key, upload)
-                .sign(SIGN_FOR);
-            let _ = b.client.delete(url).send();
-        }
+        let data = Bytes::from(std::mem::take(&mut self.buf));
+        let conn = self.backend.conn.clone();
+        let key = self.key.clone();
+        self.backend.block(conn.put_object(key, data))
     }
 }

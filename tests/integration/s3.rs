@@ -108,14 +108,14 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 /// An old OS whose config names the S3 store (`fleet/web01` in the server's bucket) and
 /// the data path /srv.
-fn old_tree(dir: &Path, server: &S3Server) -> Tree {
+fn old_tree(dir: &Path, port: u16) -> Tree {
     let old = Tree::new(dir);
     old.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
         .file("/etc/hostname", "web01\n")
         .file("/srv/app/config.toml", "[app]\nport = 8080\n")
         .file(
             "/etc/carryover/config.toml",
-            &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\n[data]\npaths = [\"/srv\"]\n", server.port),
+            &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\n[data]\npaths = [\"/srv\"]\n", port),
         );
     old
 }
@@ -156,7 +156,7 @@ impl S3Server {
 fn s3_round_trip_with_multipart_packs() {
     let t = tempfile::tempdir().unwrap();
     let server = start(&t.path().join("s3"));
-    let old = old_tree(&t.path().join("old"), &server);
+    let old = old_tree(&t.path().join("old"), server.port);
     // 20 MiB that does not compress: packs of 16 MiB go up as multipart uploads
     let big = noise(42, 20 << 20);
     std::fs::write(old.p("/srv/app/blob.bin"), &big).unwrap();
@@ -195,6 +195,13 @@ fn s3_round_trip_with_multipart_packs() {
         &env(SECRET),
     );
     assert_eq!(v.status.code(), Some(0), "{}\n{}", stdout(&v), stderr(&v));
+    // the pack indexes are kept under the root, by store id, by the commands after the first
+    let cached: Vec<_> = walkdir::WalkDir::new(old.p("/var/lib/carryover/cache"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert_eq!(cached.len(), packs.len(), "one cached index per pack");
 
     let new = restore_new(&t.path().join("new"), cfg);
     assert_eq!(std::fs::read(new.p("/srv/app/blob.bin")).unwrap(), big);
@@ -349,7 +356,7 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
 fn s3_forget_and_prune_free_the_space() {
     let t = tempfile::tempdir().unwrap();
     let server = start(&t.path().join("s3"));
-    let old = old_tree(&t.path().join("old"), &server);
+    let old = old_tree(&t.path().join("old"), server.port);
     let root = old.dir.to_str().unwrap();
     let cfg = old.p("/etc/carryover/config.toml");
     let cfg = cfg.to_str().unwrap();
@@ -394,4 +401,137 @@ fn s3_forget_and_prune_free_the_space() {
     let new = restore_new(&t.path().join("new"), cfg);
     assert_eq!(std::fs::read(new.p("/srv/app/second.bin")).unwrap(), second);
     assert!(!new.p("/srv/app/first.bin").exists());
+}
+
+/// A TCP relay on loopback in front of the S3 server, slowed to `rate` bytes/s per
+/// connection and direction so a transfer takes a while; `cut` drops every connection and
+/// closes the port, `start` opens it again on the same port.
+struct Relay {
+    port: u16,
+    target: u16,
+    rate: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn new(target: u16, rate: u64) -> Relay {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Relay {
+            port,
+            target,
+            rate,
+            stop: Default::default(),
+            open: Default::default(),
+            acceptor: None,
+        };
+        r.start();
+        r
+    }
+
+    fn start(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(false, Ordering::SeqCst);
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (stop, open, target, rate) =
+            (self.stop.clone(), self.open.clone(), self.target, self.rate);
+        self.acceptor = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut open = open.lock().unwrap();
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = vec![0u8; 16 << 10];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_micros(n as u64 * 1_000_000 / rate));
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+                open.push(client);
+                open.push(server);
+            }
+        }));
+    }
+
+    /// Drops every connection and closes the port; returns how many were open.
+    fn cut(&mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(a) = self.acceptor.take() {
+            a.join().unwrap();
+        }
+        let mut open = self.open.lock().unwrap();
+        for s in open.iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let n = open.len() / 2;
+        open.clear();
+        n
+    }
+}
+
+/// #18.5: the connection to the store dropped mid-transfer (the relay killed, then started
+/// again a second later): capture and restore retry and complete, every byte in place.
+#[test]
+fn s3_transfers_survive_the_connection_dropping_mid_transfer() {
+    let t = tempfile::tempdir().unwrap();
+    let server = start(&t.path().join("s3"));
+    let mut relay = Relay::new(server.port, 8 << 20);
+    let old = old_tree(&t.path().join("old"), relay.port);
+    let big: Vec<Vec<u8>> = (0..4).map(|i| noise(100 + i, 12 << 20)).collect();
+    for (i, b) in big.iter().enumerate() {
+        std::fs::write(old.p(&format!("/srv/app/blob{i}.bin")), b).unwrap();
+    }
+    let mut cut_twice = |args: Vec<String>| {
+        let job = std::thread::spawn(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&a, &env(SECRET))
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            !job.is_finished(),
+            "still transferring when the relay is cut"
+        );
+        let open = relay.cut();
+        std::thread::sleep(Duration::from_millis(1000));
+        relay.start();
+        let o = job.join().unwrap();
+        assert!(open > 0, "the relay was cut while transfers were running");
+        o
+    };
+    let root = old.dir.to_str().unwrap().to_string();
+    let o = cut_twice(vec!["capture".into(), "--root".into(), root]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let cfg = old.p("/etc/carryover/config.toml");
+    let new = Tree::new(&t.path().join("new"));
+    new.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
+        .file("/etc/hostname", "fresh\n");
+    let args = ["restore", "--root", new.dir.to_str().unwrap(), "--config"];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(cfg.to_str().unwrap().into());
+    let o = cut_twice(args);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    for (i, b) in big.iter().enumerate() {
+        let got = std::fs::read(new.p(&format!("/srv/app/blob{i}.bin"))).unwrap();
+        assert!(got == *b, "blob{i}.bin restored byte for byte");
+    }
 }
