@@ -165,8 +165,8 @@ pub fn open_configured(
         Some(p) => Some(crypto::Crypto::from_key_file(&root.follow(p))?),
         None => None,
     };
-    let store = Store::open(&url, config, create, key)?
-        .with_cache(&root.path("/var/lib/carryover/cache"));
+    let store =
+        Store::open(&url, config, create, key)?.with_cache(&root.path("/var/lib/carryover/cache"));
     Ok((url, store))
 }
 

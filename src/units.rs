@@ -38,9 +38,34 @@ pub fn local_time(rfc3339: &str) -> String {
     local.format(&fmt).unwrap_or_else(|_| rfc3339.to_string())
 }
 
+/// Text for a terminal: control characters (an escape sequence read back from a store)
+/// shown as `\u{..}` instead of being sent to the terminal; newlines and tabs kept.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_a_terminal() {
+        assert_eq!(printable("a\tb\nc"), "a\tb\nc");
+        assert_eq!(printable("x\u{1b}[31my"), "x\\u{1b}[31my");
+    }
 
     #[test]
     fn sizes() {

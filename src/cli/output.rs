@@ -9,7 +9,8 @@ use super::Format;
 pub fn emit<T: Serialize>(format: Format, value: &T, text: impl FnOnce() -> String) -> Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Text => print!("{}", text()),
+        // what was read back from a store never drives the terminal
+        Format::Text => print!("{}", crate::units::printable(&text())),
     }
     Ok(())
 }

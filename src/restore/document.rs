@@ -65,6 +65,10 @@ pub fn reasons(report: &Value) -> Vec<String> {
 /// The report as text: the result and its reasons first, then every step with what it
 /// changed, old → new.
 pub fn text(report: &Value, meta: &Meta) -> String {
+    crate::units::printable(&text_raw(report, meta)).into_owned()
+}
+
+fn text_raw(report: &Value, meta: &Meta) -> String {
     let mut o = String::new();
     let state = s(&report["state"]);
     let _ = writeln!(o, "carryover restore report");
