@@ -225,6 +225,7 @@ fn capture(
         .context("storing the state")?;
     let secrets_ref = if secrets.ssh_host_keys.is_empty()
         && secrets.shadow.is_empty()
+        && secrets.configs.is_empty()
         && secrets.report_token.is_none()
     {
         None

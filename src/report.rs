@@ -96,7 +96,7 @@ pub struct EventStep {
     /// The readiness step's lines (up to 50).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readiness: Vec<String>,
-    /// What the step changed, old → new (up to 20 lines; private files by size only).
+    /// What the step changed: the paths only (up to 20), never lines of content.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
     /// Its warnings (up to 10).
@@ -183,10 +183,24 @@ impl Event {
                 } else {
                     Vec::new()
                 },
+                // what was touched, by name only: a line of a configuration file may hold a
+                // secret even where the file is readable (the report on the server has them)
                 changes: if s.name == "readiness" {
                     Vec::new()
                 } else {
-                    s.changes.iter().take(20).cloned().collect()
+                    let mut names: Vec<String> = Vec::new();
+                    for c in &s.changes {
+                        // a file by its path; other lines (`install nginx …`) as they are
+                        let name = if c.starts_with('/') {
+                            c.split([':', ' ']).next().unwrap_or("").to_string()
+                        } else {
+                            c.clone()
+                        };
+                        if !name.is_empty() && !names.contains(&name) && names.len() < 20 {
+                            names.push(name);
+                        }
+                    }
+                    names
                 },
                 warnings: s.warnings.iter().take(10).cloned().collect(),
             })

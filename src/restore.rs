@@ -432,8 +432,11 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         health_checks(root, &manifest.id, &loaded)
     };
     let failed = reports.iter().any(|r| r.status == Status::Failed);
+    // a file that could not be restored needs a person as much as a failed step
     let unhealthy = health.iter().any(|h| !h.status.healthy())
-        || reports.iter().any(|r| !r.attention.is_empty());
+        || reports
+            .iter()
+            .any(|r| !r.attention.is_empty() || !r.failed_files.is_empty());
     let state = if dry_run {
         RestoreState::Planned
     } else if !loaded.state_read || reports.iter().all(|r| r.status == Status::Failed) {

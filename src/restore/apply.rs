@@ -167,9 +167,16 @@ impl<'a> Apply<'a> {
     /// Notes what replacing `old` with `new` at `abs` changes: one-line files as
     /// `old → new`, others line by line (`+ line`, `- line`); private files only by size.
     fn note_file_change(&self, abs: &str, old: Option<&[u8]>, new: &[u8], mode: u32) {
-        let private = mode & 0o077 == 0
+        // private as capture judges it: not readable by others, a key by its name or its
+        // content (its lines never reach a report, the orchestrator or a page)
+        let key_block = |b: &[u8]| String::from_utf8_lossy(b).contains("PRIVATE KEY");
+        let private = mode & 0o004 == 0
             || ["/etc/shadow", "/etc/gshadow"].contains(&abs)
-            || abs.contains("token");
+            || abs.contains("token")
+            || abs.ends_with(".key")
+            || abs.ends_with(".pem")
+            || key_block(new)
+            || old.is_some_and(key_block);
         let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_string);
         let (old_t, new_t) = (old.and_then(text), text(new));
         match (private, old_t, new_t) {
