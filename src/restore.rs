@@ -283,10 +283,12 @@ pub fn run(
             reports.push(prev.clone());
             continue;
         }
+        let started = std::time::Instant::now();
         let outcome = run_step(&a, &loaded, step);
         tracing::info!(
             step = step.name,
             status = outcome.status.as_str(),
+            secs = format!("{:.1}", started.elapsed().as_secs_f64()),
             "{}",
             outcome.detail
         );

@@ -308,14 +308,47 @@ pub struct Readiness {
 
 /// Compares what runs now with the baseline: each service active before is active, each
 /// port listened on before is listened on again (by the same program where both are known).
+/// Two unit names that differ only in the version numbers in them
+/// (`postgresql@15-main.service` and `postgresql@17-main.service`, `php8.2-fpm.service`
+/// and `php8.4-fpm.service`): the same service of another release.
+pub fn same_but_version(a: &str, b: &str) -> bool {
+    fn shape(s: &str) -> (String, bool) {
+        let mut out = String::new();
+        let mut digits = false;
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                digits = true;
+                if !out.ends_with('#') {
+                    out.push('#');
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        (out, digits)
+    }
+    let ((sa, da), (sb, _)) = (shape(a), shape(b));
+    a != b && da && sa == sb
+}
+
 pub fn compare(before: &Baseline, services_now: &[String], now: &[Listener]) -> Vec<Readiness> {
     let mut out = Vec::new();
     for s in &before.services {
-        let ready = services_now.contains(s);
+        let (ready, detail) = if services_now.contains(s) {
+            (true, "active".to_string())
+        } else if let Some(other) = services_now
+            .iter()
+            .find(|n| !before.services.contains(n) && same_but_version(s, n))
+        {
+            // postgresql@15-main on bookworm is postgresql@17-main on trixie
+            (true, format!("{other} active"))
+        } else {
+            (false, "not active".to_string())
+        };
         out.push(Readiness {
             what: s.clone(),
             ready,
-            detail: if ready { "active" } else { "not active" }.into(),
+            detail,
         });
     }
     let mut seen = BTreeSet::new();
@@ -404,6 +437,46 @@ mod tests {
             ]
         );
         assert!(r[2].detail.contains("apache2 listens instead of nginx"));
+    }
+
+    #[test]
+    fn a_service_of_another_release_is_the_same_service() {
+        let before = Baseline {
+            taken: true,
+            services: vec![
+                "postgresql@15-main.service".into(),
+                "php8.2-fpm.service".into(),
+                "redis-server.service".into(),
+            ],
+            listening: Vec::new(),
+        };
+        let now: Vec<String> = [
+            "postgresql@17-main.service",
+            "php8.4-fpm.service",
+            "redis-sentinel.service",
+        ]
+        .map(String::from)
+        .into();
+        let r = compare(&before, &now, &[]);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.what.as_str(), r.ready, r.detail.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    "postgresql@15-main.service",
+                    true,
+                    "postgresql@17-main.service active"
+                ),
+                ("php8.2-fpm.service", true, "php8.4-fpm.service active"),
+                ("redis-server.service", false, "not active"),
+            ]
+        );
+        assert!(!same_but_version("nginx.service", "nginx.service"));
+        assert!(!same_but_version(
+            "postgresql@15-main.service",
+            "postgresql@15-replica.service"
+        ));
     }
 
     #[test]

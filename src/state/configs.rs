@@ -121,10 +121,18 @@ pub const NOT_CARRIED: &[&str] = &[
     "/etc/security/opasswd",
 ];
 
+/// The operator's hooks (`/etc/carryover/hooks/<phase>.d/`): under carryover's own
+/// folder, which is not carried, yet carried all the same — the system disk that held them
+/// is replaced, and the post-restore hooks (loading a database dump) must be on the new
+/// OS before they run. The config-files step writes them root's, never group- or
+/// other-writable, never as links.
+pub const HOOKS: &str = "/etc/carryover/hooks/";
+
 /// True when `path` is one of [`NOT_CARRIED`] (a prefix ending in `/` covers a folder,
-/// other entries a file and its siblings with a suffix, like `/etc/passwd-`).
+/// other entries a file and its siblings with a suffix, like `/etc/passwd-`); the
+/// [`HOOKS`] folder is the one exception.
 pub fn not_carried(path: &str) -> bool {
-    NOT_CARRIED.iter().any(|p| path.starts_with(p))
+    (!path.starts_with(HOOKS) && NOT_CARRIED.iter().any(|p| path.starts_with(p)))
         || path.ends_with('~')
         || path.ends_with(".dpkg-old")
         || path.ends_with(".dpkg-dist")
@@ -210,8 +218,9 @@ pub fn gather(
             .follow_links(false)
             .into_iter()
             .filter_entry(|e| {
-                let inner = g.inner(e.path()).display().to_string();
-                !e.file_type().is_dir() || !not_carried(&format!("{inner}/"))
+                let dir = format!("{}/", g.inner(e.path()).display());
+                // a folder on the way to the hooks is walked; its other files are not taken
+                !e.file_type().is_dir() || !not_carried(&dir) || HOOKS.starts_with(&dir)
             })
             .flatten()
         {
@@ -285,6 +294,10 @@ mod tests {
             "/etc/network/interfaces",
             "/etc/nginx/nginx.conf.dpkg-dist",
             "/etc/alternatives/editor",
+            "/etc/carryover/config.toml",
+            "/etc/carryover/token",
+            "/etc/carryover/config.d/10-vm.toml",
+            "/etc/carryover/hooks/post-restore.d/90-load~",
         ] {
             assert!(not_carried(p), "{p}");
         }
@@ -292,6 +305,7 @@ mod tests {
             "/etc/nginx/sites-available/app",
             "/etc/myapp/app.toml",
             "/etc/environment",
+            "/etc/carryover/hooks/post-restore.d/90-postgresql-load",
         ] {
             assert!(!not_carried(p), "{p}");
         }

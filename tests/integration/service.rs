@@ -73,7 +73,9 @@ fn new_trixie(dir: &std::path::Path) -> Tree {
     t.file("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\nID=debian\n")
         .file("/var/lib/apt/lists/deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages",
             "Package: nginx\nVersion: 1.26.3-3\n\nPackage: postgresql\nVersion: 17+278\n\nPackage: postgresql-17\nVersion: 17.5-1\n\nPackage: redis-server\nVersion: 5:8.0.2-3\nProvides: redis\n\nPackage: openssh-server\nVersion: 1:10.0p1-7\n")
-        .file("/etc/nginx/nginx.conf", NGINX_TRIXIE);
+        .file("/etc/nginx/nginx.conf", NGINX_TRIXIE)
+        .file("/etc/nginx/sites-available/default", "server { listen 80 default_server; }\n")
+        .link("/etc/nginx/sites-enabled/default", "/etc/nginx/sites-available/default");
     t
 }
 
@@ -233,6 +235,21 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
         std::fs::read_link(new.p("/etc/nginx/sites-enabled/app")).unwrap(),
         std::path::Path::new("../sites-available/app")
     );
+    // the old OS had nginx's default site disabled: so has the new one (the link kept
+    // in the backup), its file stays
+    assert!(
+        std::fs::symlink_metadata(new.p("/etc/nginx/sites-enabled/default")).is_err(),
+        "{}",
+        step(&real, "config-files")
+    );
+    assert!(new.p("/etc/nginx/sites-available/default").exists());
+    assert!(
+        step(&real, "config-files")["changes"].to_string().contains(
+            "/etc/nginx/sites-enabled/default → /etc/nginx/sites-available/default removed"
+        ),
+        "{}",
+        step(&real, "config-files")
+    );
     assert_eq!(new.read("/etc/ssl/private/app.key"), TLS_KEY);
     let mode = std::fs::metadata(new.p("/etc/ssl/private/app.key"))
         .unwrap()
@@ -337,4 +354,53 @@ fn app_files_and_databases_on_the_system_disk_are_found() {
         .cloned()
         .unwrap();
     assert_eq!(db["severity"], "info", "{db}");
+}
+
+/// The operator's hooks live under /etc/carryover on the system disk the Change OS
+/// replaces: the config-files step brings them to the new OS (root's, never writable by
+/// group or others), where the post-restore hook runs after the steps of the same restore
+/// — the database dump is loaded by it. carryover's other files there are not carried.
+#[test]
+fn the_operators_hooks_come_to_the_new_os_and_the_post_restore_one_runs() {
+    use std::os::unix::fs::MetadataExt;
+    let port = repo_server(&[]);
+    let t = tempfile::tempdir().unwrap();
+    let old = old_service_host(&t.path().join("old"), port);
+    let load = "/etc/carryover/hooks/post-restore.d/90-postgresql-load";
+    old.file_mode(
+        "/etc/carryover/hooks/pre-capture.d/10-postgresql-dump",
+        "#!/bin/sh\nexit 0\n",
+        0o755,
+    )
+    .file_mode(
+        load,
+        "#!/bin/sh\necho \"$CARRYOVER_PHASE $CARRYOVER_SNAPSHOT_ID\" > \"$CARRYOVER_ROOT/loaded\"\n",
+        0o775,
+    )
+    .file_mode(
+        "/etc/carryover/config.d/10-old.toml",
+        "[report]\nurl = \"http://old.example\"\n",
+        0o600,
+    );
+    std::os::unix::fs::chown(old.p(load), Some(1000), Some(1000)).unwrap();
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let new = new_trixie(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let c = step(&v, "config-files")["changes"].to_string();
+    assert!(c.contains(load), "{v}");
+    let m = std::fs::metadata(new.p(load)).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid(), m.gid()),
+        (0o755, 0, 0),
+        "root's, not writable by its group (captured 0775, uid 1000)"
+    );
+    assert!(
+        new.p("/etc/carryover/hooks/pre-capture.d/10-postgresql-dump")
+            .exists(),
+        "the next capture on the new OS dumps the database too"
+    );
+    assert!(!new.p("/etc/carryover/config.d/10-old.toml").exists());
+    assert_eq!(step(&v, "post-restore-hooks")["status"], "changed", "{v}");
+    assert_eq!(new.read("/loaded"), format!("post-restore {id}\n"));
 }

@@ -529,7 +529,19 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 continue;
             }
         };
+        // a hook runs as root: root's, writable by root only, never a link
+        let hook = path.starts_with(configs::HOOKS);
+        if hook && f.file.link.is_some() {
+            warnings.push(format!("refusing the hook {path}: a link in the snapshot"));
+            continue;
+        }
+        let mode = if hook {
+            f.file.mode & 0o755
+        } else {
+            f.file.mode & 0o7777
+        };
         let owner = match (a.uid_of(&f.file.owner), a.gid_of(&f.file.group)) {
+            _ if hook => (0, 0),
             (Some(u), Some(g)) => (u, g),
             _ => {
                 warnings.push(format!(
@@ -563,11 +575,40 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
             && theirs.as_bytes() != content.as_slice()
             && !a.exists(&aside)
         {
-            a.install(&aside, theirs.as_bytes(), f.file.mode & 0o7777, Some(owner))?;
+            a.install(&aside, theirs.as_bytes(), mode, Some(owner))?;
             kept_aside.push(aside);
         }
-        a.install(path, &content, f.file.mode & 0o7777, Some(owner))?;
+        a.install(path, &content, mode, Some(owner))?;
         done += 1;
+    }
+    // what the old OS had disabled stays disabled: in a `*-enabled/` folder the snapshot
+    // holds (nginx's sites-enabled, apache's mods-enabled …), a link of the new OS that
+    // the old OS's folder did not have — every link there is captured, no package owns
+    // one — is removed (nginx's default site would take port 80 from the user's)
+    let mut disabled = Vec::new();
+    for dir in enabled_dirs(files) {
+        let Ok(entries) = crate::sys::list_dir(&a.root.follow(&dir)) else {
+            continue;
+        };
+        for e in entries {
+            let name = e
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let abs = format!("{dir}/{name}");
+            if !files.iter().any(|f| f.file.path == abs)
+                && a.remove_link(&abs, "not enabled on the old OS")?
+            {
+                disabled.push(abs);
+            }
+        }
+    }
+    if !disabled.is_empty() {
+        warnings.push(format!(
+            "disabled as on the old OS (the links are in the backup): {}",
+            disabled.join(", ")
+        ));
     }
     if !kept_aside.is_empty() {
         warnings.push(format!(
@@ -584,6 +625,18 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     );
     o.failed_files = failed;
     Ok(o)
+}
+
+/// The `*-enabled` folders that captured configuration files lie in directly.
+fn enabled_dirs(files: &[ConfigFile]) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|f| {
+            let (dir, _) = f.file.path.rsplit_once('/')?;
+            (dir.ends_with("-enabled") && super::safe_path(dir, &["/etc/"]).is_ok())
+                .then(|| dir.to_string())
+        })
+        .collect()
 }
 
 /// The journal's last lines of a unit, for the report of a service that did not start.
