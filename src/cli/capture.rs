@@ -138,6 +138,27 @@ fn capture(
     };
     // A failing pre-capture hook (a database that could not be quiesced) stops the capture.
     hooks::run(Phase::PreCapture, &hook_env)?;
+    // a data path missing before the hooks (a warning then) must be there now
+    if !args
+        .ack
+        .iter()
+        .chain(&ctx.config.ack)
+        .any(|k| k == "data-path-missing")
+    {
+        let missing: Vec<String> = data_paths
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(ctx.root.follow(p)).is_err())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "carryover: blocker data-path-missing: {} still missing after the pre-capture hooks ran",
+                missing.join(", ")
+            );
+            reporter.send("capture", "blocked", None, |e| e.set_findings(&findings));
+            return Err(Error::Blocked(vec!["data-path-missing".into()]).into());
+        }
+    }
 
     // the homes on the system disk that [capture] homes (or its default) takes, without
     // their caches

@@ -404,3 +404,61 @@ fn the_operators_hooks_come_to_the_new_os_and_the_post_restore_one_runs() {
     assert_eq!(step(&v, "post-restore-hooks")["status"], "changed", "{v}");
     assert_eq!(new.read("/loaded"), format!("post-restore {id}\n"));
 }
+
+/// The README's recipe: the example dump hook in pre-capture.d and its folder in
+/// `[data] paths`. Before the first capture the folder does not exist — the hook makes it
+/// — so the preflight only warns, and capture checks again after the hooks ran: the dump
+/// is in the snapshot; a folder still missing then blocks the capture.
+#[test]
+fn a_data_path_made_by_a_pre_capture_hook_is_captured() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let dump = "/etc/carryover/hooks/pre-capture.d/10-postgresql-dump";
+    let capture = || {
+        Cmd::new("capture")
+            .root(&old.dir)
+            .store(&store)
+            .args(&["--path", "/var/backups/carryover-db"])
+            .json()
+            .run()
+    };
+    // a hook that makes nothing: blocked after it ran
+    old.file_mode(dump, "#!/bin/sh\nexit 0\n", 0o755);
+    let o = capture();
+    assert_exit!(o, Some(3));
+    assert!(
+        stderr(&o)
+            .contains("/var/backups/carryover-db still missing after the pre-capture hooks ran"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Cmd::new("check")
+        .root(&old.dir)
+        .args(&["--path", "/var/backups/carryover-db"])
+        .json()
+        .run();
+    let v = json(&o);
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "data-path-missing")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(f["severity"], "warning", "{f}");
+    // the hook as the example's: it makes the folder and the dump
+    old.file_mode(
+        dump,
+        "#!/bin/sh\nset -e\nd=\"$CARRYOVER_ROOT/var/backups/carryover-db\"\nmkdir -p \"$d\"\necho 'CREATE TABLE notes;' > \"$d/postgresql.sql\"\n",
+        0o755,
+    );
+    let o = capture();
+    assert_exit!(o, Some(0));
+    let new = new_debian(&t.path().join("new"));
+    restore(&new.dir, &store, &[], &[]);
+    assert_eq!(
+        new.read("/var/backups/carryover-db/postgresql.sql"),
+        "CREATE TABLE notes;\n"
+    );
+}
