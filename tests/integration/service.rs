@@ -57,6 +57,7 @@ Package: removed-one\nStatus: deinstall ok config-files\n"
         .file("/etc/nginx/mime.types", "types {}\n")
         .file("/etc/nginx/sites-available/app", SITE)
         .link("/etc/nginx/sites-enabled/app", "../sites-available/app")
+        .file("/etc/postgresql/15/main/postgresql.conf", "data_directory = '/var/lib/postgresql/15/main'\nport = 5432\n")
         .file_mode("/etc/ssl/private/app.key", TLS_KEY, 0o600)
         .file("/etc/apt/sources.list", "deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian-security bookworm-security main\n")
         .file("/etc/apt/sources.list.d/pgdg.list", &format!("deb [signed-by=/etc/apt/keyrings/pgdg.asc] http://127.0.0.1:{port}/pgdg bookworm-pgdg main\n"))
@@ -75,7 +76,8 @@ fn new_trixie(dir: &std::path::Path) -> Tree {
             "Package: nginx\nVersion: 1.26.3-3\n\nPackage: postgresql\nVersion: 17+278\n\nPackage: postgresql-17\nVersion: 17.5-1\n\nPackage: redis-server\nVersion: 5:8.0.2-3\nProvides: redis\n\nPackage: openssh-server\nVersion: 1:10.0p1-7\n")
         .file("/etc/nginx/nginx.conf", NGINX_TRIXIE)
         .file("/etc/nginx/sites-available/default", "server { listen 80 default_server; }\n")
-        .link("/etc/nginx/sites-enabled/default", "/etc/nginx/sites-available/default");
+        .link("/etc/nginx/sites-enabled/default", "/etc/nginx/sites-available/default")
+        .file("/etc/postgresql/17/main/postgresql.conf", "data_directory = '/var/lib/postgresql/17/main'\nport = 5432\n");
     t
 }
 
@@ -243,6 +245,16 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
         step(&real, "config-files")
     );
     assert!(new.p("/etc/nginx/sites-available/default").exists());
+    // PostgreSQL 15's cluster configuration is not written beside 17's: it would name a
+    // cluster whose programs the new OS does not have
+    assert!(!new.p("/etc/postgresql/15").exists());
+    assert!(
+        step(&real, "config-files")["warnings"]
+            .to_string()
+            .contains("/etc/postgresql/15/ not carried: the configuration of a release the new OS does not have (it has /etc/postgresql/17/)"),
+        "{}",
+        step(&real, "config-files")
+    );
     assert!(
         step(&real, "config-files")["changes"].to_string().contains(
             "/etc/nginx/sites-enabled/default → /etc/nginx/sites-available/default removed"

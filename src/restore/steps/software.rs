@@ -517,6 +517,7 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let mut warnings = Vec::new();
     let mut kept_aside = Vec::new();
     let mut failed = Vec::new();
+    let mut other_release = BTreeMap::new();
     let mut done = 0;
     for f in files {
         let path = match super::safe_path(&f.file.path, &["/etc/"]) {
@@ -529,6 +530,10 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 continue;
             }
         };
+        if let Some((old, new)) = versioned_elsewhere(a, path) {
+            other_release.insert(old, new);
+            continue;
+        }
         // a hook runs as root: root's, writable by root only, never a link
         let hook = path.starts_with(configs::HOOKS);
         if hook && f.file.link.is_some() {
@@ -581,6 +586,11 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
         a.install(path, &content, mode, Some(owner))?;
         done += 1;
     }
+    for (old, new) in &other_release {
+        warnings.push(format!(
+            "{old}/ not carried: the configuration of a release the new OS does not have (it has {new}/); the old files are in the snapshot, compare them by hand"
+        ));
+    }
     // what the old OS had disabled stays disabled: in a `*-enabled/` folder the snapshot
     // holds (nginx's sites-enabled, apache's mods-enabled …), a link of the new OS that
     // the old OS's folder did not have — every link there is captured, no package owns
@@ -625,6 +635,37 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     );
     o.failed_files = failed;
     Ok(o)
+}
+
+/// A path in a version's folder (`/etc/postgresql/15/main/postgresql.conf`,
+/// `/etc/php/8.2/fpm/php.ini`) where the new OS has no folder of that version but one of
+/// another (`/etc/postgresql/17`): `(old folder, new folder)`. Its configuration belongs to
+/// the old release's server (PostgreSQL 15's cluster): written to the new OS it would name
+/// a cluster or pool whose programs are not there.
+fn versioned_elsewhere(a: &Apply, path: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let i = parts.iter().position(|c| {
+        c.starts_with(|ch: char| ch.is_ascii_digit())
+            && c.chars().all(|ch| ch.is_ascii_digit() || ch == '.')
+    })?;
+    let parent = parts[..i].join("/");
+    let old = format!("{parent}/{}", parts[i]);
+    if i < 3 || a.exists(&old) {
+        return None;
+    }
+    let mut others: Vec<String> = crate::sys::list_dir(&a.root.follow(&parent))
+        .ok()?
+        .into_iter()
+        .filter_map(|p| {
+            let n = p.file_name()?.to_string_lossy().into_owned();
+            (n.starts_with(|ch: char| ch.is_ascii_digit())
+                && n.chars().all(|ch| ch.is_ascii_digit() || ch == '.')
+                && p.is_dir())
+            .then(|| format!("{parent}/{n}"))
+        })
+        .collect();
+    others.sort();
+    others.pop().map(|new| (old, new))
 }
 
 /// The `*-enabled` folders that captured configuration files lie in directly.
