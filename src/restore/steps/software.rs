@@ -439,7 +439,15 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
         }
         if !a.dry_run {
             let names: Vec<&str> = install.iter().map(String::as_str).collect();
-            if let Err(e) = run_install(a, to, &names) {
+            // an image's package lists may be missing or older than its mirror (the
+            // repositories step refreshes them only when it wrote a source): refresh, retry
+            let first = run_install(a, to, &names);
+            let result = match first {
+                Err(_) if to == "dpkg" => crate::sys::run_env("apt-get", &["update", "-q"], &[])
+                    .and_then(|_| run_install(a, to, &names)),
+                other => other,
+            };
+            if let Err(e) = result {
                 let mut o = Outcome::failed(format!("{detail}: {e}"));
                 o.attention = attention;
                 o.warnings = warnings;
