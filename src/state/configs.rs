@@ -80,6 +80,9 @@ pub const NOT_CARRIED: &[&str] = &[
     "/etc/initramfs-tools/",
     "/etc/dracut",
     "/etc/modprobe.d/",
+    "/etc/lvm/backup/",
+    "/etc/lvm/archive/",
+    "/etc/lvm/devices/",
     "/etc/modules-load.d/",
     "/etc/udev/",
     "/etc/selinux/",
@@ -159,6 +162,18 @@ pub fn dpkg_changed(
     out
 }
 
+/// ucf's record of the configuration files packages manage through it (postinst-written,
+/// so not dpkg conffiles: `/etc/postgresql-common/createcluster.conf`), from
+/// `/var/lib/ucf/hashfile`: `path → md5` of the package's version.
+pub fn parse_ucf_hashfile(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (sum, path) = l.split_once(char::is_whitespace)?;
+            Some((path.trim().to_string(), sum.to_string()))
+        })
+        .collect()
+}
+
 /// The `%config` files `rpm -Va` reports with a changed digest: `S.5....T.  c /etc/x`.
 pub fn parse_rpm_verify(text: &str) -> Vec<String> {
     text.lines()
@@ -183,18 +198,18 @@ pub fn gather(
     packages: &super::packages::Packages,
     owned: &BTreeSet<String>,
 ) -> (Vec<ConfigFile>, Vec<FileCopy>) {
+    let md5_now = |p: &str| {
+        crate::sys::read_opt(&g.root.path(p))
+            .ok()
+            .flatten()
+            .map(|b| md5_hex(&b))
+    };
     let mut changed: BTreeMap<String, Option<String>> = BTreeMap::new();
     match packages.manager.as_str() {
         "dpkg" => {
             if let Some(t) = g.read("/var/lib/dpkg/status") {
                 let status = super::packages::parse_dpkg(&t);
-                let md5_of = |p: &str| {
-                    crate::sys::read_opt(&g.root.path(p))
-                        .ok()
-                        .flatten()
-                        .map(|b| md5_hex(&b))
-                };
-                for (path, pkg) in dpkg_changed(&status, md5_of) {
+                for (path, pkg) in dpkg_changed(&status, md5_now) {
                     changed.insert(path, Some(pkg));
                 }
             }
@@ -211,7 +226,12 @@ pub fn gather(
         }
         _ => {}
     }
-    // files no package owns (only where the manager can say what it owns)
+    // files no package owns (only where the manager can say what it owns); a file ucf
+    // manages for a package counts as the package's, carried only when changed
+    let ucf = g
+        .read("/var/lib/ucf/hashfile")
+        .map(|t| parse_ucf_hashfile(&t))
+        .unwrap_or_default();
     if packages.manager == "dpkg" || packages.manager == "rpm" {
         let etc = g.root.path("/etc");
         for entry in walkdir::WalkDir::new(&etc)
@@ -229,6 +249,12 @@ pub fn gather(
             }
             let inner = g.inner(entry.path()).display().to_string();
             if owned.contains(&inner) || not_carried(&inner) || changed.contains_key(&inner) {
+                continue;
+            }
+            if ucf
+                .get(&inner)
+                .is_some_and(|sum| md5_now(&inner).as_ref() == Some(sum))
+            {
                 continue;
             }
             changed.insert(inner, None);
@@ -309,6 +335,21 @@ mod tests {
         ] {
             assert!(!not_carried(p), "{p}");
         }
+    }
+
+    #[test]
+    fn ucf_hashfile_lines() {
+        let h = parse_ucf_hashfile(
+            "e6fd6e8e29210c5678181f33177d5433  /etc/ssh/sshd_config\nfbc910d4bc9889530c92c7e8b101689b  /etc/postgresql-common/createcluster.conf\n",
+        );
+        assert_eq!(
+            h.get("/etc/postgresql-common/createcluster.conf")
+                .map(String::as_str),
+            Some("fbc910d4bc9889530c92c7e8b101689b")
+        );
+        assert_eq!(h.len(), 2);
+        assert!(not_carried("/etc/lvm/backup/datavg"));
+        assert!(not_carried("/etc/lvm/archive/datavg_00000-1.vg"));
     }
 
     #[test]

@@ -58,6 +58,11 @@ Package: removed-one\nStatus: deinstall ok config-files\n"
         .file("/etc/nginx/sites-available/app", SITE)
         .link("/etc/nginx/sites-enabled/app", "../sites-available/app")
         .file("/etc/postgresql/15/main/postgresql.conf", "data_directory = '/var/lib/postgresql/15/main'\nport = 5432\n")
+        // files ucf manages for a package: the unchanged one is the package's, not the user's
+        .file("/etc/postgresql-common/createcluster.conf", "create_main_cluster = true\n")
+        .file("/etc/postgresql-common/pg_upgradecluster.d/x.conf", "create_main_cluster = false\n")
+        .file("/var/lib/ucf/hashfile", "e5a902f3dcc25d965c8abf35bc2ff5e1  /etc/postgresql-common/createcluster.conf\ne5a902f3dcc25d965c8abf35bc2ff5e1  /etc/postgresql-common/pg_upgradecluster.d/x.conf\n")
+        .file("/etc/lvm/backup/datavg", "datavg {\n}\n")
         .file_mode("/etc/ssl/private/app.key", TLS_KEY, 0o600)
         .file("/etc/apt/sources.list", "deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian-security bookworm-security main\n")
         .file("/etc/apt/sources.list.d/pgdg.list", &format!("deb [signed-by=/etc/apt/keyrings/pgdg.asc] http://127.0.0.1:{port}/pgdg bookworm-pgdg main\n"))
@@ -166,7 +171,16 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
     ] {
         assert!(configs.contains(&want), "{want:?} in {configs:?}");
     }
+    assert!(
+        configs.contains(&(
+            "/etc/postgresql-common/pg_upgradecluster.d/x.conf".into(),
+            false
+        )),
+        "a ucf file that differs from ucf's checksum is carried: {configs:?}"
+    );
     for not in [
+        "/etc/postgresql-common/createcluster.conf",
+        "/etc/lvm/backup/datavg",
         "/etc/nginx/mime.types",
         "/etc/login.defs",
         "/etc/hosts",
