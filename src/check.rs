@@ -106,6 +106,9 @@ pub struct Input {
 pub struct Setup {
     /// Data paths (`[data] paths`, `--path`) that do not exist.
     pub data_paths_missing: Vec<PathBuf>,
+    /// There are pre-capture hooks: a missing data path may be what one of them makes (a
+    /// database dump's folder); capture checks again after they ran.
+    pub pre_capture_hooks: bool,
     /// Data paths that are places of the OS itself (`/etc`, `/var/lib`, `/usr`…).
     pub data_paths_system: Vec<PathBuf>,
     /// The keys acknowledged (`[check] ack`, `--ack`).
@@ -172,12 +175,28 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
         ));
     }
     for p in &s.data_paths_missing {
+        let (severity, message, remediation) = if s.pre_capture_hooks {
+            (
+                Severity::Warning,
+                "does not exist yet: a pre-capture hook may make it (the example database hooks make /var/backups/carryover-db)",
+                "capture checks again after the pre-capture hooks ran and stops if it is still missing; correct the path if it is a typo",
+            )
+        } else {
+            (
+                Severity::Blocker,
+                "does not exist: nothing of it would be captured",
+                "correct the path (a typo?) or remove it from [data] paths; `--ack data-path-missing` if it is meant to be absent",
+            )
+        };
         out.push(finding(
             "data-path-missing",
-            Severity::Blocker,
-            format!("the data path {} does not exist: nothing of it would be captured", p.display()),
-            format!("{} is in [data] paths or --path but not on this system", p.display()),
-            "correct the path (a typo?) or remove it from [data] paths; `--ack data-path-missing` if it is meant to be absent",
+            severity,
+            format!("the data path {} {message}", p.display()),
+            format!(
+                "{} is in [data] paths or --path but not on this system",
+                p.display()
+            ),
+            remediation,
         ));
     }
     for k in s.ack.iter().filter(|k| !KEYS.contains(&k.as_str())) {
@@ -371,6 +390,7 @@ fn gather_setup(
             })
             .cloned()
             .collect(),
+        pre_capture_hooks: !crate::hooks::list(root, crate::hooks::Phase::PreCapture).is_empty(),
         data_paths_system: data_paths
             .iter()
             .filter(|p| crate::paths::is_system_location(&p.to_string_lossy()))

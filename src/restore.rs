@@ -396,10 +396,12 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
             reports.push(prev.clone());
             continue;
         }
+        let started = std::time::Instant::now();
         let outcome = run_step(&a, &loaded, step);
         tracing::info!(
             step = step.name,
             status = outcome.status.as_str(),
+            secs = format!("{:.1}", started.elapsed().as_secs_f64()),
             "{}",
             outcome.detail
         );

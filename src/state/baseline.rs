@@ -335,6 +335,13 @@ pub struct Readiness {
 
 /// Compares what runs now with the baseline: each service active before is active, each
 /// port listened on before is listened on again (by the same program where both are known).
+/// Two unit names that differ only in the version numbers in them
+/// (`postgresql@15-main.service` and `postgresql@17-main.service`, `php8.2-fpm.service`
+/// and `php8.4-fpm.service`): the same service of another release.
+pub fn same_but_version(a: &str, b: &str) -> bool {
+    a != b && unversioned_unit(a) == unversioned_unit(b)
+}
+
 pub fn compare(before: &Baseline, services_now: &[String], now: &[Listener]) -> Vec<Readiness> {
     let mut out = Vec::new();
     for s in &before.services {
@@ -481,6 +488,46 @@ mod tests {
             ]
         );
         assert!(r[2].detail.contains("apache2 listens instead of nginx"));
+    }
+
+    #[test]
+    fn a_service_of_another_release_is_the_same_service() {
+        let before = Baseline {
+            taken: true,
+            services: vec![
+                "postgresql@15-main.service".into(),
+                "php8.2-fpm.service".into(),
+                "redis-server.service".into(),
+            ],
+            listening: Vec::new(),
+        };
+        let now: Vec<String> = [
+            "postgresql@17-main.service",
+            "php8.4-fpm.service",
+            "redis-sentinel.service",
+        ]
+        .map(String::from)
+        .into();
+        let r = compare(&before, &now, &[]);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.what.as_str(), r.ready, r.detail.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    "postgresql@15-main.service",
+                    true,
+                    "active as postgresql@17-main.service"
+                ),
+                ("php8.2-fpm.service", true, "active as php8.4-fpm.service"),
+                ("redis-server.service", false, "not active"),
+            ]
+        );
+        assert!(!same_but_version("nginx.service", "nginx.service"));
+        assert!(!same_but_version(
+            "postgresql@15-main.service",
+            "postgresql@15-replica.service"
+        ));
     }
 
     #[test]

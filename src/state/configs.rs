@@ -95,6 +95,9 @@ pub const NOT_CARRIED: &[&str] = &[
     "/etc/dracut.conf",
     "/etc/dracut.conf.d/",
     "/etc/modprobe.d/",
+    "/etc/lvm/backup/",
+    "/etc/lvm/archive/",
+    "/etc/lvm/devices/",
     "/etc/modules-load.d/",
     "/etc/udev/",
     "/etc/selinux/",
@@ -153,6 +156,13 @@ pub const NOT_CARRIED: &[&str] = &[
     "/etc/etckeeper/",
 ];
 
+/// The operator's hooks (`/etc/carryover/hooks/<phase>.d/`): under carryover's own
+/// folder, which is not carried, yet carried all the same — the system disk that held them
+/// is replaced, and the post-restore hooks (loading a database dump) must be on the new
+/// OS before they run. The config-files step writes them root's, never group- or
+/// other-writable, never as links.
+pub const HOOKS: &str = "/etc/carryover/hooks/";
+
 /// A folder of enabled things (`/etc/nginx/sites-enabled`, `/etc/apache2/mods-enabled`)
 /// and the names it held: what the operator removed there stays removed on the new OS
 /// (a package's install script re-creates `sites-enabled/default`).
@@ -205,7 +215,9 @@ pub const MAX_BYTES: usize = 16 << 20;
 /// True when `path` is one of [`NOT_CARRIED`], or a packaging leftover
 /// (`*.dpkg-dist`, `*.rpmnew`, `*.carryover-new`, editor backups).
 pub fn not_carried(path: &str) -> bool {
-    NOT_CARRIED.iter().any(|p| {
+    // the operator's hooks are the one exception under carryover's own folder
+    let hook = path.starts_with(HOOKS) && !path.chars().any(|c| c.is_control());
+    !hook && NOT_CARRIED.iter().any(|p| {
         if let Some(prefix) = p.strip_suffix('*') {
             path.starts_with(prefix)
         } else if p.ends_with('/') {
@@ -286,18 +298,18 @@ pub fn gather(
     packages: &super::packages::Packages,
     owned: &BTreeSet<String>,
 ) -> (Vec<ConfigFile>, Vec<FileCopy>) {
+    let md5_now = |p: &str| {
+        crate::sys::read_opt(&g.root.path(p))
+            .ok()
+            .flatten()
+            .map(|b| md5_hex(&b))
+    };
     let mut changed: BTreeMap<String, Option<String>> = BTreeMap::new();
     match packages.manager.as_str() {
         "dpkg" => {
             if let Some(t) = g.read("/var/lib/dpkg/status") {
                 let status = super::packages::parse_dpkg(&t);
-                let md5_of = |p: &str| {
-                    crate::sys::read_opt(&g.root.path(p))
-                        .ok()
-                        .flatten()
-                        .map(|b| md5_hex(&b))
-                };
-                for (path, pkg) in dpkg_changed(&status, md5_of) {
+                for (path, pkg) in dpkg_changed(&status, md5_now) {
                     changed.insert(path, Some(pkg));
                 }
             }
@@ -331,8 +343,9 @@ pub fn gather(
             .follow_links(false)
             .into_iter()
             .filter_entry(|e| {
-                let inner = g.inner(e.path()).display().to_string();
-                !e.file_type().is_dir() || !not_carried(&format!("{inner}/"))
+                let dir = format!("{}/", g.inner(e.path()).display());
+                // a folder on the way to the hooks is walked; its other files are not taken
+                !e.file_type().is_dir() || !not_carried(&dir) || HOOKS.starts_with(&dir)
             })
             .flatten()
         {
@@ -344,6 +357,12 @@ pub fn gather(
                 || not_carried(&inner)
                 || changed.contains_key(&inner)
                 || unchanged_ucf(&inner)
+            {
+                continue;
+            }
+            if ucf
+                .get(&inner)
+                .is_some_and(|sum| md5_now(&inner).as_ref() == Some(sum))
             {
                 continue;
             }
@@ -427,6 +446,10 @@ mod tests {
             "/etc/network/interfaces",
             "/etc/nginx/nginx.conf.dpkg-dist",
             "/etc/alternatives/editor",
+            "/etc/carryover/config.toml",
+            "/etc/carryover/token",
+            "/etc/carryover/config.d/10-vm.toml",
+            "/etc/carryover/hooks/post-restore.d/90-load~",
         ] {
             assert!(not_carried(p), "{p}");
         }
@@ -434,6 +457,7 @@ mod tests {
             "/etc/nginx/sites-available/app",
             "/etc/myapp/app.toml",
             "/etc/environment",
+            "/etc/carryover/hooks/post-restore.d/90-postgresql-load",
         ] {
             assert!(!not_carried(p), "{p}");
         }
@@ -446,6 +470,21 @@ mod tests {
         );
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("/etc/ssh/sshd_config"));
+    }
+
+    #[test]
+    fn ucf_hashfile_lines() {
+        let h = parse_ucf_hashfile(
+            "e6fd6e8e29210c5678181f33177d5433  /etc/ssh/sshd_config\nfbc910d4bc9889530c92c7e8b101689b  /etc/postgresql-common/createcluster.conf\n",
+        );
+        assert_eq!(
+            h.get("/etc/postgresql-common/createcluster.conf")
+                .map(String::as_str),
+            Some("fbc910d4bc9889530c92c7e8b101689b")
+        );
+        assert_eq!(h.len(), 2);
+        assert!(not_carried("/etc/lvm/backup/datavg"));
+        assert!(not_carried("/etc/lvm/archive/datavg_00000-1.vg"));
     }
 
     #[test]

@@ -58,6 +58,12 @@ Package: removed-one\nStatus: deinstall ok config-files\n"
         .file("/etc/nginx/mime.types", "types {}\n")
         .file("/etc/nginx/sites-available/app", SITE)
         .link("/etc/nginx/sites-enabled/app", "../sites-available/app")
+        .file("/etc/postgresql/15/main/postgresql.conf", "data_directory = '/var/lib/postgresql/15/main'\nport = 5432\n")
+        // files ucf manages for a package: the unchanged one is the package's, not the user's
+        .file("/etc/postgresql-common/createcluster.conf", "create_main_cluster = true\n")
+        .file("/etc/postgresql-common/pg_upgradecluster.d/x.conf", "create_main_cluster = false\n")
+        .file("/var/lib/ucf/hashfile", "e5a902f3dcc25d965c8abf35bc2ff5e1  /etc/postgresql-common/createcluster.conf\ne5a902f3dcc25d965c8abf35bc2ff5e1  /etc/postgresql-common/pg_upgradecluster.d/x.conf\n")
+        .file("/etc/lvm/backup/datavg", "datavg {\n}\n")
         .file_mode("/etc/ssl/private/app.key", TLS_KEY, 0o600)
         .file("/etc/apt/sources.list", "deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian-security bookworm-security main\n")
         .file("/etc/apt/sources.list.d/pgdg.list", &format!("deb [signed-by=/etc/apt/keyrings/pgdg.asc] http://127.0.0.1:{port}/pgdg bookworm-pgdg main\n"))
@@ -76,7 +82,8 @@ fn new_trixie(dir: &std::path::Path) -> Tree {
             "Package: nginx\nVersion: 1.26.3-3\n\nPackage: postgresql\nVersion: 17+278\n\nPackage: postgresql-17\nVersion: 17.5-1\n\nPackage: redis-server\nVersion: 5:8.0.2-3\nProvides: redis\n\nPackage: openssh-server\nVersion: 1:10.0p1-7\n")
         .file("/etc/nginx/nginx.conf", NGINX_TRIXIE)
         .file("/etc/nginx/sites-available/default", "server { listen 80 default_server; }\n")
-        .link("/etc/nginx/sites-enabled/default", "../sites-available/default");
+        .link("/etc/nginx/sites-enabled/default", "/etc/nginx/sites-available/default")
+        .file("/etc/postgresql/17/main/postgresql.conf", "data_directory = '/var/lib/postgresql/17/main'\nport = 5432\n");
     t
 }
 
@@ -170,7 +177,16 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
     ] {
         assert!(configs.contains(&want), "{want:?} in {configs:?}");
     }
+    assert!(
+        configs.contains(&(
+            "/etc/postgresql-common/pg_upgradecluster.d/x.conf".into(),
+            false
+        )),
+        "a ucf file that differs from ucf's checksum is carried: {configs:?}"
+    );
     for not in [
+        "/etc/postgresql-common/createcluster.conf",
+        "/etc/lvm/backup/datavg",
         "/etc/nginx/mime.types",
         "/etc/login.defs",
         "/etc/hosts",
@@ -240,6 +256,31 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
     assert_eq!(
         std::fs::read_link(new.p("/etc/nginx/sites-enabled/app")).unwrap(),
         std::path::Path::new("../sites-available/app")
+    );
+    // the old OS had nginx's default site disabled: so has the new one (the link kept
+    // in the backup), its file stays
+    assert!(
+        std::fs::symlink_metadata(new.p("/etc/nginx/sites-enabled/default")).is_err(),
+        "{}",
+        step(&real, "config-files")
+    );
+    assert!(new.p("/etc/nginx/sites-available/default").exists());
+    // PostgreSQL 15's cluster configuration is not written beside 17's: it would name a
+    // cluster whose programs the new OS does not have
+    assert!(!new.p("/etc/postgresql/15").exists());
+    assert!(
+        step(&real, "config-files")["warnings"]
+            .to_string()
+            .contains("/etc/postgresql/15/ not carried: the configuration of a release the new OS does not have (it has /etc/postgresql/17/)"),
+        "{}",
+        step(&real, "config-files")
+    );
+    assert!(
+        step(&real, "config-files")["changes"].to_string().contains(
+            "/etc/nginx/sites-enabled/default → /etc/nginx/sites-available/default removed"
+        ),
+        "{}",
+        step(&real, "config-files")
     );
     assert_eq!(new.read("/etc/ssl/private/app.key"), TLS_KEY);
     // the package's default site, which the operator had removed, stays removed
@@ -936,4 +977,111 @@ fn strip_ansi(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// The operator's hooks live under /etc/carryover on the system disk the Change OS
+/// replaces: the config-files step brings them to the new OS (root's, never writable by
+/// group or others), where the post-restore hook runs after the steps of the same restore
+/// — the database dump is loaded by it. carryover's other files there are not carried.
+#[test]
+fn the_operators_hooks_come_to_the_new_os_and_the_post_restore_one_runs() {
+    use std::os::unix::fs::MetadataExt;
+    let port = repo_server(&[]);
+    let t = tempfile::tempdir().unwrap();
+    let old = old_service_host(&t.path().join("old"), port);
+    let load = "/etc/carryover/hooks/post-restore.d/90-postgresql-load";
+    old.file_mode(
+        "/etc/carryover/hooks/pre-capture.d/10-postgresql-dump",
+        "#!/bin/sh\nexit 0\n",
+        0o755,
+    )
+    .file_mode(
+        load,
+        "#!/bin/sh\necho \"$CARRYOVER_PHASE $CARRYOVER_SNAPSHOT_ID\" > \"$CARRYOVER_ROOT/loaded\"\n",
+        0o775,
+    )
+    .file_mode(
+        "/etc/carryover/config.d/10-old.toml",
+        "[report]\nurl = \"http://old.example\"\n",
+        0o600,
+    );
+    std::os::unix::fs::chown(old.p(load), Some(1000), Some(1000)).unwrap();
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let new = new_trixie(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let c = step(&v, "config-files")["changes"].to_string();
+    assert!(c.contains(load), "{v}");
+    let m = std::fs::metadata(new.p(load)).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid(), m.gid()),
+        (0o755, 0, 0),
+        "root's, not writable by its group (captured 0775, uid 1000)"
+    );
+    assert!(
+        new.p("/etc/carryover/hooks/pre-capture.d/10-postgresql-dump")
+            .exists(),
+        "the next capture on the new OS dumps the database too"
+    );
+    assert!(!new.p("/etc/carryover/config.d/10-old.toml").exists());
+    assert_eq!(step(&v, "post-restore-hooks")["status"], "changed", "{v}");
+    assert_eq!(new.read("/loaded"), format!("post-restore {id}\n"));
+}
+
+/// The README's recipe: the example dump hook in pre-capture.d and its folder in
+/// `[data] paths`. Before the first capture the folder does not exist — the hook makes it
+/// — so the preflight only warns, and capture checks again after the hooks ran: the dump
+/// is in the snapshot; a folder still missing then blocks the capture.
+#[test]
+fn a_data_path_made_by_a_pre_capture_hook_is_captured() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let dump = "/etc/carryover/hooks/pre-capture.d/10-postgresql-dump";
+    let capture = || {
+        Cmd::new("capture")
+            .root(&old.dir)
+            .store(&store)
+            .args(&["--path", "/var/backups/carryover-db"])
+            .json()
+            .run()
+    };
+    // a hook that makes nothing: blocked after it ran
+    old.file_mode(dump, "#!/bin/sh\nexit 0\n", 0o755);
+    let o = capture();
+    assert_exit!(o, Some(3));
+    assert!(
+        stderr(&o)
+            .contains("/var/backups/carryover-db still missing after the pre-capture hooks ran"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Cmd::new("check")
+        .root(&old.dir)
+        .args(&["--path", "/var/backups/carryover-db"])
+        .json()
+        .run();
+    let v = json(&o);
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "data-path-missing")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(f["severity"], "warning", "{f}");
+    // the hook as the example's: it makes the folder and the dump
+    old.file_mode(
+        dump,
+        "#!/bin/sh\nset -e\nd=\"$CARRYOVER_ROOT/var/backups/carryover-db\"\nmkdir -p \"$d\"\necho 'CREATE TABLE notes;' > \"$d/postgresql.sql\"\n",
+        0o755,
+    );
+    let o = capture();
+    assert_exit!(o, Some(0));
+    let new = new_debian(&t.path().join("new"));
+    restore(&new.dir, &store, &[], &[]);
+    assert_eq!(
+        new.read("/var/backups/carryover-db/postgresql.sql"),
+        "CREATE TABLE notes;\n"
+    );
 }

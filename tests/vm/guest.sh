@@ -37,7 +37,7 @@ old() {
   mkdir -p /data/app/sub /srv/www
   head -c 24000000 /dev/urandom > /data/app/blob
   i=0; while [ $i -lt 300 ]; do echo "file $i" > /data/app/sub/f$i; i=$((i + 1)); done
-  echo '<h1>web01</h1>' > /srv/www/index.html
+  echo '<h1>web01</h1><p>carryover-vm-marker-5f1c</p>' > /srv/www/index.html
   chown -R alice:alice /data/app /srv/www
   echo "on the NTFS disk" > /mnt/win/readme.txt
   # a login: alice's SSH key, in her home on the system disk; a file of hers on the data
@@ -55,15 +55,47 @@ old() {
   mkdir -p /data/other
   echo "alice's, on the data disk" > /data/other/alice.txt
   chown alice:alice /data/other/alice.txt
+  # the service (the image has nginx-light and PostgreSQL): a custom site from /srv/www
+  # that replaces nginx's default one, and a database with a table and a row
+  if [ -f "$H/service" ]; then
+    cat > /etc/nginx/sites-available/web01 <<'NGX'
+server {
+    listen 80 default_server;
+    listen [::]:80 default_server;
+    server_name web01;
+    root /srv/www;
+    index index.html;
+}
+NGX
+    ln -s ../sites-available/web01 /etc/nginx/sites-enabled/web01
+    rm -f /etc/nginx/sites-enabled/default
+    nginx -t
+    systemctl restart nginx.service
+    curl -fsS http://127.0.0.1/ > "$out/old-page.html"
+    n=0
+    until su postgres -s /bin/sh -c "psql -Atqc 'select 1'" >/dev/null 2>&1; do
+      n=$((n + 1)); [ $n -lt 90 ] || break; sleep 2
+    done
+    su postgres -s /bin/sh -c "createdb app"
+    su postgres -s /bin/sh -c "psql -d app -c \"create table notes (id int primary key, body text); insert into notes values (1, 'a row from bookworm')\""
+    su postgres -s /bin/sh -c "psql -d app -Atc 'select body from notes where id = 1'" > "$out/old-pg-row"
+    su postgres -s /bin/sh -c "psql -Atc 'show server_version'" > "$out/old-pg-version"
+    # the example hooks, as the README says: root's, 0755
+    ex=/usr/share/carryover/examples/hooks
+    install -d -m 0755 /etc/carryover/hooks/pre-capture.d /etc/carryover/hooks/post-restore.d
+    install -m 0755 -o root -g root $ex/pre-capture.d/10-postgresql-dump /etc/carryover/hooks/pre-capture.d/
+    install -m 0755 -o root -g root $ex/post-restore.d/90-postgresql-load /etc/carryover/hooks/post-restore.d/
+    db_path=', "/var/backups/carryover-db"'
+  fi
   # carryover, installed from the .deb: config, token
   printf 'vm-test-token\n' > /etc/carryover/token
   chmod 600 /etc/carryover/token
   mkdir -p /etc/carryover/config.d
-  cat > /etc/carryover/config.d/10-vm.toml <<'TOML'
+  cat > /etc/carryover/config.d/10-vm.toml <<TOML
 [store]
 url = "/data/carryover"
 [data]
-paths = ["/data/app", "/srv/www"]
+paths = ["/data/app", "/srv/www"${db_path:-}]
 [report]
 url = "http://10.0.2.100:8080"
 send_timeout_seconds = 10
@@ -141,6 +173,7 @@ new() {
     n=$((n + 1))
   done
   mark "restore-finished $st after ${n}s"
+  journalctl --sync; sleep 2
   journalctl -b -u carryover-restore.service --no-pager > "$out/restore-journal.log"
   {
     echo "hostname=$(hostname)"
@@ -157,6 +190,17 @@ new() {
     echo "win_readme=$(cat /mnt/win/readme.txt)"
     echo "restore_unit=$st"
   } > "$out/new.facts"
+  if [ -f "$H/service" ]; then
+    {
+      echo "nginx=$(systemctl is-active nginx.service)"
+      echo "sites_enabled=$(ls /etc/nginx/sites-enabled | tr '\n' ' ')"
+      echo "pg_row=$(su postgres -s /bin/sh -c "psql -d app -Atc 'select body from notes where id = 1'" 2>&1 | tr '\n' ' ')"
+      echo "pg_version=$(su postgres -s /bin/sh -c "psql -Atc 'show server_version'" 2>&1 | tr '\n' ' ')"
+      echo "pg_units=$(systemctl list-units --state=active --plain --no-legend 'postgresql*' | awk '{printf "%s ", $1}')"
+      echo "hooks=$(stat -c '%n %U:%G %a' /etc/carryover/hooks/post-restore.d/* 2>&1 | tr '\n' ' ')"
+    } >> "$out/new.facts"
+    journalctl -b -u carryover-restore.service -o short-unix --no-pager > "$out/restore-journal-unix.log"
+  fi
   id alice > "$out/new-id"
   for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done > "$out/new-ssh.fp"
   (cd /data/app && find . -type f | sort | xargs sha256sum) > "$out/new-data.sums"
@@ -169,6 +213,12 @@ new() {
   sshd -T 2>&1 | grep -E '^(passwordauthentication|maxauthtries) ' > "$out/new-sshd" 2>&1
   cat /etc/os-release > "$out/new-os-release"
   sync
+  if [ -f "$H/fetch" ]; then
+    # the host fetches the page through qemu's hostfwd, then says so
+    mark "serving"
+    n=0
+    while [ ! -f "$H/fetched" ] && [ $n -lt 300 ]; do sleep 1; n=$((n + 1)); done
+  fi
 }
 
 case $phase in

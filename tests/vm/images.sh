@@ -22,9 +22,12 @@ mirror=${mirror:-http://deb.debian.org/debian}
 # curl: cloud images have it (and python3, for cloud-init): the user-data's own failure
 # report uses it
 pkgs=linux-image-amd64,systemd-sysv,udev,kmod,lvm2,ntfs-3g,cron,openssh-server,iproute2,procps,e2fsprogs,ca-certificates,curl
+# the old OS of the full scenario runs a service: nginx (a custom site) and PostgreSQL,
+# installed by apt-get in the tree (so apt marks them as the user's choice)
+service_pkgs="nginx-light postgresql"
 # the recipe's hash names the cache entry: a change to the recipe (the package list and
 # build() below, not the usage text or which suites are asked for) rebuilds
-recipe=$( (echo "$pkgs"; sed -n '/^build() {$/,/^}$/p' "$0") | sha256sum | cut -c1-12)
+recipe=$( (echo "$pkgs $service_pkgs"; sed -n '/^build() {$/,/^}$/p' "$0") | sha256sum | cut -c1-12)
 
 build() {
   local suite=$1 dir=$cache/$1
@@ -39,6 +42,27 @@ build() {
   debootstrap --variant=minbase --include="$pkgs" "$suite" "$dir/root" "$mirror" >"$dir/debootstrap.log" 2>&1 \
     || { tail -30 "$dir/debootstrap.log"; exit 1; }
   local r=$dir/root
+  # apt's marks as a cloud image has them: the recipe's packages chosen, their
+  # dependencies automatic (debootstrap leaves no extended_states: everything would look
+  # chosen by hand)
+  chroot "$r" sh -c 'dpkg-query -W -f "\${Package}\n" | xargs apt-mark auto' >/dev/null
+  chroot "$r" apt-mark manual ${pkgs//,/ } >/dev/null
+  if [ "$suite" = bookworm ]; then
+    # started by nothing in the tree (policy-rc.d), enabled for the VM's boot; initdb
+    # needs /proc and /dev/shm
+    printf '#!/bin/sh\nexit 101\n' > "$r/usr/sbin/policy-rc.d"
+    chmod 0755 "$r/usr/sbin/policy-rc.d"
+    mount -t proc proc "$r/proc"
+    mkdir -p "$r/dev/shm"
+    mount -t tmpfs shm "$r/dev/shm"
+    local ok=0
+    chroot "$r" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 \
+      apt-get install -y -q --no-install-recommends $service_pkgs >"$dir/service.log" 2>&1 || ok=$?
+    umount "$r/dev/shm" "$r/proc"
+    rm -f "$r/usr/sbin/policy-rc.d"
+    ((ok == 0)) || { tail -30 "$dir/service.log"; exit 1; }
+    chroot "$r" apt-get clean
+  fi
   echo "$suite-image" > "$r/etc/hostname"
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$r/etc/hosts"
   echo "LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1" > "$r/etc/fstab"

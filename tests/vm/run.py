@@ -28,11 +28,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -98,8 +100,10 @@ class Orchestrator:
 
 
 class VM:
-    def __init__(self, work, name, image, disks, share, port):
-        """IMAGE: a cached image's directory (its vmlinuz and initrd.img boot the VM)."""
+    def __init__(self, work, name, image, disks, share, port, http_port=None):
+        """IMAGE: a cached image's directory (its vmlinuz and initrd.img boot the VM).
+        HTTP_PORT: a loopback port of the host forwarded to the guest's port 80."""
+        fwd = f",hostfwd=tcp:127.0.0.1:{http_port}-:80" if http_port else ""
         kernel, initrd = os.path.join(image, "vmlinuz"), os.path.join(image, "initrd.img")
         self.console = os.path.join(work, f"{name}-console.log")
         self.cmd = [
@@ -109,7 +113,7 @@ class VM:
             "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.show_status=0",
             "-uuid", UUID,
             # cmd: spawns the relay for each connection the guest opens
-            "-netdev", f"user,id=n0,guestfwd=tcp:10.0.2.100:8080-cmd:python3 {os.path.join(HERE, 'relay.py')} {port}",
+            "-netdev", f"user,id=n0,guestfwd=tcp:10.0.2.100:8080-cmd:python3 {os.path.join(HERE, 'relay.py')} {port}{fwd}",
             "-device", "virtio-net-pci,netdev=n0",
             "-virtfs", f"local,path={share},mount_tag=hostshare,security_model=none,id=hs",
             "-serial", f"file:{self.console}", "-monitor", "none",
@@ -151,6 +155,12 @@ class VM:
     def kill(self):
         self.proc.kill()  # power cut: no shutdown, no sync
         self.proc.wait()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def set_phase(share, phase):
@@ -236,14 +246,45 @@ def verify_new(out, failures, scenario):
     check("trixie" in read(os.path.join(out, "new-os-release")), "the new OS is trixie", failures)
 
 
+def step_secs(journal, name):
+    """The seconds a restore step took, from its `done` line in the journal."""
+    m = re.search(r'step="?' + re.escape(name) + r'"?\s.*?secs="?([0-9.]+)', journal)
+    return float(m.group(1)) if m else None
+
+
+def verify_service(out, journal, failures):
+    """The service came back: nginx serves the page, PostgreSQL holds the row, the
+    readiness step names each service and port. Returns the redeploy's timings."""
+    f = facts(out)
+    print("  the service (nginx, PostgreSQL):")
+    page = read(os.path.join(out, "new-page.html")) if os.path.exists(os.path.join(out, "new-page.html")) else ""
+    check("carryover-vm-marker-5f1c" in page, f"the host fetched the custom site over port 80 ({page.strip()[:80]!r})", failures)
+    check(f.get("nginx") == "active", f"nginx active ({f.get('nginx')})", failures)
+    check(f.get("sites_enabled", "").split() == ["web01"], f"sites-enabled as the operator left it ({f.get('sites_enabled')})", failures)
+    check(f.get("pg_row") == "a row from bookworm", f"the row read back ({f.get('pg_row')})", failures)
+    check(f.get("pg_version", "").startswith("17"), f"PostgreSQL of trixie ({f.get('pg_version')})", failures)
+    check(f.get("hooks", "").split() == ["/etc/carryover/hooks/post-restore.d/90-postgresql-load", "root:root", "755"],
+          f"the post-restore hook carried, root's, 0755 ({f.get('hooks')})", failures)
+    for want in ("nginx.service: ready (active)", "tcp/80 (nginx): ready", "tcp/5432 (postgres): ready", "hello.service: ready (active)"):
+        check(want in journal, f"readiness: {want}", failures)
+    check(re.search(r"postgresql@15-main.service: ready \(postgresql@17-main.service active\)", journal) is not None,
+          "readiness: postgresql@15-main is postgresql@17-main now", failures)
+    unix = read(os.path.join(out, "restore-journal-unix.log"))
+    steps = {s: step_secs(unix, s) for s in ("repositories", "packages", "config-files")}
+    print(f"    redeploy steps: {steps}")
+    t = {f"{s} step": v for s, v in steps.items()}
+    t["redeploy (repositories+packages+config-files)"] = sum(v for v in steps.values() if v is not None) if all(v is not None for v in steps.values()) else None
+    return t
+
+
 # The old OSes a scenario can start from. `full`: every boot (the old OS rebooted after a
 # capture, a power cut in the middle of the restore, a broken store disk); otherwise only
 # the cycle itself (capture on the old OS, restore on trixie). `agent`: which build of
 # carryover the old OS runs — the one cargo built here (glibc 2.36) or the glibc 2.17
 # baseline from packaging/build-linux, the only one a glibc older than 2.34 can run.
 OLD = {
-    "bookworm": {"glibc": "2.36", "agent": "binary", "full": True},
-    "bullseye": {"glibc": "2.31", "agent": "binary_glibc217", "full": False},
+    "bookworm": {"glibc": "2.36", "agent": "binary", "full": True, "service": True},
+    "bullseye": {"glibc": "2.31", "agent": "binary_glibc217", "full": False, "service": False},
 }
 NEW = "trixie"
 
@@ -300,6 +341,8 @@ def scenario(old, binary, a, work, failures):
     share = os.path.join(work, "share-old")
     os.makedirs(share)
     shutil.copy(os.path.join(HERE, "guest.sh"), share)
+    if spec["service"]:
+        open(os.path.join(share, "service"), "w").close()
     set_phase(share, "old")
     od = os.path.join(a.cache, old)
     vm = VM(work, "old", od, [old_img, vdb, vdc], share, orch.port)
@@ -324,6 +367,11 @@ def scenario(old, binary, a, work, failures):
     check("fstab-device-name-unstable" in keys and "ntfs-needs-ntfs3g" in keys, f"check findings {keys}", failures)
     check("data-path-on-system-disk" in keys, "data-path-on-system-disk for /srv/www", failures)
     check(orch.wait_for("capture", ("succeeded",), 0, 5) is not None, "orchestrator got capture/succeeded", failures)
+    if spec["service"]:
+        check("carryover-vm-marker-5f1c" in read(os.path.join(out, "old-page.html")), "the old OS serves the custom site", failures)
+        check(read(os.path.join(out, "old-pg-row")).strip() == "a row from bookworm", f"PostgreSQL {read(os.path.join(out, 'old-pg-version')).strip()} holds the row", failures)
+        check(any(f["key"] == "database-on-system-disk" and f["severity"] == "info" for f in json.loads(read(os.path.join(out, "check.json")))["findings"]),
+              "database-on-system-disk is info with the dump hook", failures)
     user_data = read(os.path.join(out, "user-data"))
     check(user_data.startswith("#cloud-config") and len(user_data) < 32 * 1024 and TOKEN not in user_data, "user-data: cloud-config, < 32 KB, no token", failures)
     script = extract_runcmd(user_data)
@@ -359,15 +407,31 @@ def scenario(old, binary, a, work, failures):
         share = os.path.join(work, f"share-{tag}")
         os.makedirs(os.path.join(share, "out"), exist_ok=True)
         shutil.copy(os.path.join(HERE, "guest.sh"), share)
+        if spec["service"]:
+            open(os.path.join(share, "service"), "w").close()
+            if not kill_at:
+                open(os.path.join(share, "fetch"), "w").close()
         for name in ("old-data.sums", "old-www.sums", "old-ssh.fp", "old-id", "old-alice-keys.fp"):
             shutil.copy(os.path.join(out, name), os.path.join(share, "out", name))
         with open(os.path.join(share, "userdata.sh"), "w") as f:
             f.write(script)
         set_phase(share, "new")
-        vm = VM(work, tag, tx, disks, share, orch.port)
+        http_port = free_port() if spec["service"] and not kill_at else None
+        vm = VM(work, tag, tx, disks, share, orch.port, http_port)
         since = time.monotonic()
         vm.start()
         booted = vm.wait_line(r"VMTEST guest-start new", BOOT_TIMEOUT)
+        if http_port:
+            # the page the new OS serves, fetched by the host over the forwarded port
+            if vm.wait_line(r"VMTEST serving", 1800):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=30) as r:
+                        page = r.read().decode(errors="replace")
+                except OSError as e:
+                    page = f"fetch failed: {e}"
+                with open(os.path.join(share, "out", "new-page.html"), "w") as f:
+                    f.write(page)
+            open(os.path.join(share, "fetched"), "w").close()
         if kill_at:
             at = vm.wait_line(kill_at, BOOT_TIMEOUT)
             if at is None:
@@ -391,6 +455,8 @@ def scenario(old, binary, a, work, failures):
     check(ready is not None and ready["state"] == "succeeded", f"orchestrator got restore/{ready and ready['state']}", failures)
     check(ready is not None and ready["auth"] == f"Bearer {TOKEN}" and ready["instance"] == UUID, "event with the old OS's token, for this instance", failures)
     verify_new(os.path.join(share1, "out"), failures, "first boot")
+    if spec["service"]:
+        timings.update(verify_service(os.path.join(share1, "out"), journal, failures))
     log(f"restore journal: {len(journal.splitlines())} lines")
     if not spec["full"]:
         return timings

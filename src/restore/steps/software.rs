@@ -610,7 +610,15 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
         }
         if !a.dry_run {
             let names: Vec<&str> = install.iter().map(String::as_str).collect();
-            if let Err(e) = run_install(a, to, &names) {
+            // an image's package lists may be missing or older than its mirror (the
+            // repositories step refreshes them only when it wrote a source): refresh, retry
+            let first = run_install(a, to, &names);
+            let result = match first {
+                Err(_) if to == "dpkg" => crate::sys::run_env("apt-get", &["update", "-q"], &[])
+                    .and_then(|_| run_install(a, to, &names)),
+                other => other,
+            };
+            if let Err(e) = result {
                 let mut o = Outcome::failed(format!("{detail}: {e}"));
                 o.attention = attention;
                 o.warnings = warnings;
@@ -864,7 +872,13 @@ fn restore_config(
     path: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Option<String>> {
+    // a hook runs as root: root's, writable by root only, never a link
+    let hook = path.starts_with(configs::HOOKS);
+    if hook && f.file.link.is_some() {
+        anyhow::bail!("refusing the hook: a link in the snapshot");
+    }
     let owner = match (a.uid_of(&f.file.owner), a.gid_of(&f.file.group)) {
+        _ if hook => (0, 0),
         (Some(u), Some(g)) => (u, g),
         _ => {
             warnings.push(format!(
@@ -911,7 +925,12 @@ fn restore_config(
             )),
         }
     }
-    a.install(path, &content, f.file.mode & 0o7777, Some(owner))?;
+    let mode = if hook {
+        f.file.mode & 0o755
+    } else {
+        f.file.mode & 0o7777
+    };
+    a.install(path, &content, mode, Some(owner))?;
     Ok(kept)
 }
 

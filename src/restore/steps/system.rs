@@ -338,6 +338,31 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
         );
     }
     run("mounting data disks", &["mount", "-a"], true);
+    // the packages' services of the baseline that already run (the packages step started
+    // them with the new OS's default configuration) restart to read what config-files put
+    // back; custom units are the user's own and are only started below
+    let vendor = |u: &String| {
+        l.state
+            .services
+            .enabled
+            .iter()
+            .any(|e| &e.unit == u && e.origin != "custom")
+    };
+    let running: Vec<&str> = l
+        .state
+        .baseline
+        .services
+        .iter()
+        .filter(|u| !u.contains('@') && vendor(u) && unit_installed(a, u))
+        .map(String::as_str)
+        .collect();
+    if !running.is_empty() {
+        run(
+            "restarting the services to read their restored configuration",
+            &[&["systemctl", "try-restart"][..], &running].concat(),
+            false,
+        );
+    }
     // what was enabled starts now: the custom units (a failure fails the step) and the
     // packages' own units the old OS had enabled (the readiness check names those that
     // do not come up)
