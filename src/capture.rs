@@ -163,6 +163,29 @@ fn capture(
     };
     // A failing pre-capture hook (a database that could not be quiesced) stops the capture.
     hooks::run(Phase::PreCapture, &hook_env)?;
+    // a data path missing before the hooks (a warning then) must be there now
+    if !req
+        .ack
+        .iter()
+        .chain(&config.ack)
+        .any(|k| k == "data-path-missing")
+    {
+        let missing: Vec<String> = data_paths
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(root.follow(p)).is_err())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !missing.is_empty() {
+            tracing::error!(
+                "data-path-missing: {} still missing after the pre-capture hooks ran",
+                missing.join(", ")
+            );
+            reporter.send(EventPhase::Capture, EventState::Blocked, None, |e| {
+                e.set_findings(&findings)
+            });
+            return Err(Error::Blocked(vec!["data-path-missing".into()]).into());
+        }
+    }
 
     // the homes on the system disk that [capture] homes (or its default) takes, without
     // their caches

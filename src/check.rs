@@ -380,14 +380,10 @@ fn gather_setup(
         .map(|(name, _)| name.to_string())
         .collect();
     Setup {
-        // (the dump folder of the example database hooks is made by the hook itself)
+        // (a pre-capture hook may make one: then a warning, and capture checks again)
         data_paths_missing: data_paths
             .iter()
             .filter(|p| std::fs::symlink_metadata(root.follow(p)).is_err())
-            .filter(|p| {
-                p.as_path() != Path::new(DB_DUMP_DIR)
-                    || crate::hooks::list(root, crate::hooks::Phase::PreCapture).is_empty()
-            })
             .cloned()
             .collect(),
         pre_capture_hooks: !crate::hooks::list(root, crate::hooks::Phase::PreCapture).is_empty(),

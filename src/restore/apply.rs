@@ -463,26 +463,6 @@ impl<'a> Apply<'a> {
         Ok(true)
     }
 
-    /// Removes the symlink at `abs` (kept in the backup folder first); nothing else is
-    /// ever removed through this, and a no-op when no link is there.
-    pub fn remove_link(&self, abs: &str, why: &str) -> io::Result<bool> {
-        let host = self.root.path(abs);
-        let Ok(target) = std::fs::read_link(&host) else {
-            return Ok(false);
-        };
-        self.changed.set(true);
-        self.note_change(format!("{abs} → {} removed ({why})", target.display()));
-        if self.dry_run {
-            return Ok(true);
-        }
-        self.backup(abs)?;
-        std::fs::remove_file(&host)?;
-        if let Some(dir) = host.parent() {
-            crate::sys::sync_dir(dir)?;
-        }
-        Ok(true)
-    }
-
     /// True when `abs` is (or would be) a symbolic link.
     pub fn is_link(&self, abs: &str) -> bool {
         match self.planned(abs) {

@@ -217,15 +217,17 @@ pub const MAX_BYTES: usize = 16 << 20;
 pub fn not_carried(path: &str) -> bool {
     // the operator's hooks are the one exception under carryover's own folder
     let hook = path.starts_with(HOOKS) && !path.chars().any(|c| c.is_control());
-    !hook && NOT_CARRIED.iter().any(|p| {
-        if let Some(prefix) = p.strip_suffix('*') {
-            path.starts_with(prefix)
-        } else if p.ends_with('/') {
-            path.starts_with(p) || path == &p[..p.len() - 1]
-        } else {
-            path == *p || path.strip_prefix(p) == Some("-")
-        }
-    }) || path.ends_with('~')
+    !hook
+        && NOT_CARRIED.iter().any(|p| {
+            if let Some(prefix) = p.strip_suffix('*') {
+                path.starts_with(prefix)
+            } else if p.ends_with('/') {
+                path.starts_with(p) || path == &p[..p.len() - 1]
+            } else {
+                path == *p || path.strip_prefix(p) == Some("-")
+            }
+        })
+        || path.ends_with('~')
         || [
             ".dpkg-old",
             ".dpkg-dist",
