@@ -107,7 +107,10 @@ mod tests {
         assert!(!e.matches(Path::new("/home/a1/.cache")));
         assert!(e.matches(Path::new("/srv/{x,y}")));
         assert!(!e.matches(Path::new("/srv/x")));
-        assert!(e.matches(Path::new("/srv/a\\b")));
+        // (on Windows a backslash separates path components: no name holds one)
+        if cfg!(unix) {
+            assert!(e.matches(Path::new("/srv/a\\b")));
+        }
     }
 
     /// The hand-written matcher this replaced backtracked: a star per `a` tried every
