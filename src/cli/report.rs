@@ -65,7 +65,19 @@ fn html(ctx: &Ctx, out: &std::path::Path) -> Result<Exit> {
         hostname: v["hostname"].as_str().unwrap_or("").to_string(),
         finished_at: v["finished_at"].as_str().unwrap_or("").to_string(),
     };
-    crate::sys::write_atomic(out, document::html(&v, &meta).as_bytes(), 0o600)?;
+    // a bare file name is in the current folder; a folder that does not exist is not made
+    let out = match out.parent() {
+        Some(p) if p.as_os_str().is_empty() => std::env::current_dir()?.join(out),
+        _ => out.to_path_buf(),
+    };
+    if !out.parent().is_some_and(|p| p.is_dir()) {
+        return Err(Error::Usage(format!(
+            "--html {}: its folder does not exist",
+            out.display()
+        ))
+        .into());
+    }
+    crate::sys::write_atomic(&out, document::html(&v, &meta).as_bytes(), 0o600)?;
     println!("{}", out.display());
     Ok(Exit::Success)
 }

@@ -271,6 +271,7 @@ impl std::io::Write for LazyLog {
         }
         if self.file.is_none() {
             let root = Root::new(crate::sys::default_root(&self.root_dir))?;
+            no_link_on_the_way(&root, LOG_DIR)?;
             let dir = root.path(LOG_DIR);
             crate::sys::create_dirs(&dir, 0o700)?;
             self.file = Some(crate::sys::open_append(&dir.join(self.name), 0o600)?);
@@ -289,12 +290,29 @@ impl std::io::Write for LazyLog {
     }
 }
 
+/// Refuses a place whose folders (in-root) include a symbolic link: a restored link at
+/// `/etc/motd.d` or `/var/log` must not carry these writes elsewhere.
+fn no_link_on_the_way(root: &Root, abs: &str) -> std::io::Result<()> {
+    let mut at = String::new();
+    for c in abs.trim_start_matches('/').split('/') {
+        at.push('/');
+        at.push_str(c);
+        if std::fs::symlink_metadata(root.path(&at)).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!(
+                "{at} is a symbolic link: nothing is written through it"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Writes `restore-<snapshot>.{txt,json}` and the latest `restore-report.{txt,json}`
 /// (root-only), and the login banner while the restore is not `ready` (removed when it
 /// is). Returns the files written.
 pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<PathBuf>> {
     let id = s(&report["snapshot_id"]);
     let safe = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    no_link_on_the_way(root, LOG_DIR)?;
     let dir = root.path(LOG_DIR);
     crate::sys::create_dirs(&dir, 0o700)?;
     let mut doc = report.clone();
@@ -315,6 +333,7 @@ pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<Pa
             out.push(p);
         }
     }
+    no_link_on_the_way(root, "/etc/motd.d")?;
     let motd = root.path(MOTD);
     match s(&report["state"]) {
         "degraded" | "failed" => {
@@ -393,6 +412,16 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = Root::new(t.path()).unwrap();
         let meta = Meta::default();
+        // a link on the way is never written through
+        std::fs::create_dir_all(t.path().join("etc/sudoers.d")).unwrap();
+        crate::sys::symlink(
+            std::path::Path::new("sudoers.d"),
+            &t.path().join("etc/motd.d"),
+        )
+        .unwrap();
+        assert!(write(&root, &sample(), &meta).is_err());
+        assert!(!t.path().join("etc/sudoers.d/50-carryover").exists());
+        std::fs::remove_file(t.path().join("etc/motd.d")).unwrap();
         let written = write(&root, &sample(), &meta).unwrap();
         assert_eq!(written.len(), 5, "{written:?}");
         let motd = std::fs::read_to_string(root.path(MOTD)).unwrap();
