@@ -96,7 +96,6 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), generated from this command line.
-    #[command(hide = true)]
     Man,
     /// Print the user-data for the cloud's Change OS call.
     Userdata {

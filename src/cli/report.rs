@@ -41,8 +41,7 @@ pub fn run(ctx: &Ctx, args: ReportArgs) -> Result<Exit> {
     let wait = args.wait.unwrap_or(ctx.config.report_send_timeout_seconds);
     let left = report::flush_all(&ctx.root, &ctx.config, extra, wait)?;
     if left > 0 {
-        eprintln!("carryover: {left} events still wait in the outbox");
-        return Ok(Exit::Failure);
+        anyhow::bail!("{left} events still wait in the outbox");
     }
     Ok(Exit::Success)
 }
@@ -78,6 +77,7 @@ fn html(ctx: &Ctx, out: &std::path::Path) -> Result<Exit> {
         .into());
     }
     crate::sys::write_atomic(&out, document::html(&v, &meta).as_bytes(), 0o600)?;
-    println!("{}", out.display());
+    let v = serde_json::json!({"html": out.display().to_string()});
+    super::output::emit(ctx.format, &v, || format!("{}\n", out.display()))?;
     Ok(Exit::Success)
 }

@@ -59,12 +59,11 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
         // a restore that is due starts within moments of boot: wait for it to run and end
         while restore_phase(ctx, &local) != "none" {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                eprintln!(
-                    "carryover: a restore is still {} after {} s",
+                anyhow::bail!(
+                    "a restore is still {} after {} s",
                     restore_phase(ctx, &local),
                     args.timeout.unwrap_or(0)
                 );
-                return Ok(Exit::Failure);
             }
             std::thread::sleep(Duration::from_millis(500));
             local = LocalState::load(&ctx.root)?;

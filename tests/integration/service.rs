@@ -701,6 +701,14 @@ fn the_restore_report_is_on_disk_and_renders_in_a_browser() {
     assert_exit!(o, Some(0));
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("id=\"state\">DEGRADED<"), "{html}");
+    let o = Cmd::new("report")
+        .root(&new.dir)
+        .arg("--html")
+        .arg(&page)
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    assert_eq!(json(&o)["html"], page.display().to_string());
     // a real browser: the DOM it built, and a screenshot of the page
     let profile = tempfile::tempdir().unwrap();
     let flags = [
