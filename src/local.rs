@@ -22,6 +22,17 @@ pub struct LocalState {
     /// The newest snapshot of each instance this system has seen (taken or restored):
     /// restore never picks an older one by itself (a store rolled back).
     pub newest_seen: std::collections::BTreeMap<String, String>,
+    /// The last restore that failed before it could run its plan (no store, no snapshot):
+    /// `status` names it instead of waiting for a restore that is not coming.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<FailureRecord>,
+}
+
+/// A restore that stopped before its plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub at: String,
+    pub error: String,
 }
 
 /// How many snapshot ids `taken` keeps.

@@ -17,8 +17,12 @@ use crate::restore::document;
 struct Status {
     last_capture: Option<crate::local::CaptureRecord>,
     last_restore: Option<crate::local::RestoreRecord>,
-    /// `running`, `due` (the user-data expects one and none has finished) or `none`.
+    /// `running`, `due` (the user-data expects one and none has finished), `failed` (the
+    /// expected one stopped before its plan) or `none`.
     restore: &'static str,
+    /// The expected restore that stopped before its plan, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_failure: Option<crate::local::FailureRecord>,
     /// Why the last restore is not `ready`, from its report.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     reasons: Vec<String>,
@@ -35,7 +39,12 @@ fn restore_phase(ctx: &Ctx, local: &LocalState) -> &'static str {
     if crate::local::restore_running(&ctx.root).is_some() {
         "running"
     } else if ctx.config.restore_expected && local.last_restore.is_none() {
-        "due"
+        // one that failed before its plan is not coming by itself
+        if local.last_failure.is_some() {
+            "failed"
+        } else {
+            "due"
+        }
     } else {
         "none"
     }
@@ -57,7 +66,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
             .timeout
             .map(|t| Instant::now() + Duration::from_secs(t));
         // a restore that is due starts within moments of boot: wait for it to run and end
-        while restore_phase(ctx, &local) != "none" {
+        while matches!(restore_phase(ctx, &local), "running" | "due") {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 anyhow::bail!(
                     "a restore is still {} after {} s",
@@ -94,6 +103,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     let report = last_report(ctx);
     let st = Status {
         restore: restore_phase(ctx, &local),
+        last_failure: local.last_failure.clone(),
         reasons: report.as_ref().map(document::reasons).unwrap_or_default(),
         outbox,
         last_capture: local.last_capture,
@@ -102,6 +112,14 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
         snapshots,
         report: if args.long { report.clone() } else { None },
     };
+    if args.wait && st.restore == "failed" {
+        anyhow::bail!(
+            "the expected restore failed before its plan: {}",
+            st.last_failure
+                .as_ref()
+                .map_or(String::new(), |f| f.error.clone())
+        );
+    }
     emit(ctx.format, &st, || {
         let mut o = String::new();
         match &st.last_capture {
@@ -122,6 +140,15 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
         }
         if st.restore != "none" {
             field(&mut o, "restore", st.restore);
+        }
+        if st.restore == "failed"
+            && let Some(f) = &st.last_failure
+        {
+            field(
+                &mut o,
+                "why it failed",
+                format!("{} (at {})", f.error, f.at),
+            );
         }
         for r in &st.reasons {
             field(&mut o, "why not ready", r);

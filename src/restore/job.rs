@@ -81,6 +81,15 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
         && expected
     {
         reporter.failed(EventPhase::Restore, req.snapshot.as_deref(), e);
+        // and `status` says so instead of waiting for it
+        let mut record = LocalState::load(req.root).unwrap_or_default();
+        record.last_failure = Some(crate::local::FailureRecord {
+            at: crate::store::now_rfc3339(),
+            error: format!("{e:#}"),
+        });
+        if let Err(e) = record.save(req.root) {
+            tracing::warn!("could not record the failed restore: {e:#}");
+        }
     }
     result
 }

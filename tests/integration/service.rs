@@ -1098,3 +1098,41 @@ fn a_data_path_made_by_a_pre_capture_hook_is_captured() {
         "CREATE TABLE notes;\n"
     );
 }
+
+/// #19.2: an expected restore that fails before its plan (the store is not there) is
+/// named by `status`, and `status --wait` does not wait for it forever.
+#[test]
+fn status_names_a_restore_that_failed_before_its_plan() {
+    let t = tempfile::tempdir().unwrap();
+    let new = new_trixie(&t.path().join("new"));
+    new.file(
+        "/etc/carryover/config.toml",
+        "[store]\nurl = \"/mnt/not-mounted/carryover\"\n[restore]\nexpected = true\n",
+    );
+    let o = Cmd::new("restore").root(&new.dir).arg("--if-due").run();
+    assert_exit!(o, Some(1));
+    let o = Cmd::new("status").root(&new.dir).run();
+    assert_exit!(o, Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("restore") && out.contains("failed"), "{out}");
+    assert!(
+        out.contains("why it failed") && out.contains("not-mounted"),
+        "{out}"
+    );
+    let started = std::time::Instant::now();
+    let o = Cmd::new("status")
+        .root(&new.dir)
+        .args(&["--wait", "--timeout", "30"])
+        .json()
+        .run();
+    assert_exit!(o, Some(1));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "it did not wait"
+    );
+    let v = json(&o);
+    assert!(
+        v["error"]["message"].to_string().contains("not-mounted"),
+        "{v}"
+    );
+}
