@@ -38,6 +38,15 @@ pub fn local_time(rfc3339: &str) -> String {
     local.format(&fmt).unwrap_or_else(|_| rfc3339.to_string())
 }
 
+/// `1 user`, `2 users`, `0 users`.
+pub fn count(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
 /// Text for a terminal: control characters (an escape sequence read back from a store)
 /// shown as `\u{..}` instead of being sent to the terminal; newlines and tabs kept.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {

@@ -173,10 +173,10 @@ pub fn accounts(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
     let mut out = a.finish(
         format!(
-            "{} users ({}), {} groups",
-            users.len(),
+            "{} ({}), {}",
+            crate::units::count(users.len(), "user"),
             names.join(", "),
-            groups.len()
+            crate::units::count(groups.len(), "group")
         ),
         warnings,
     );

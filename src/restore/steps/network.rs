@@ -163,7 +163,16 @@ pub fn dns(a: &Apply, l: &Loaded) -> Result<Outcome> {
         a.rewrite("/etc/dhcp/dhclient.conf", &set_block(&current, &body))?;
     }
     Ok(a.finish(
-        format!("{} via {manager} ({where_})", d.nameservers.join(", ")),
+        format!(
+            "{} via {} ({where_})",
+            d.nameservers.join(", "),
+            // no resolver manager: the file itself
+            if manager == "none" {
+                "file"
+            } else {
+                manager.as_str()
+            }
+        ),
         warnings,
     ))
 }

@@ -854,7 +854,8 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     }
     let mut o = a.finish(
         format!(
-            "{done} configuration files ({} the new OS's version kept as .carryover-new)",
+            "{} ({} the new OS's version kept as .carryover-new)",
+            crate::units::count(done, "configuration file"),
             kept_aside.len()
         ),
         warnings,
