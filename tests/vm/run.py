@@ -267,7 +267,7 @@ def verify_service(out, journal, failures):
           f"the post-restore hook carried, root's, 0755 ({f.get('hooks')})", failures)
     for want in ("nginx.service: ready (active)", "tcp/80 (nginx): ready", "tcp/5432 (postgres): ready", "hello.service: ready (active)"):
         check(want in journal, f"readiness: {want}", failures)
-    check(re.search(r"postgresql@15-main.service: ready \(postgresql@17-main.service active\)", journal) is not None,
+    check(re.search(r"postgresql@15-main.service: ready \(active as postgresql@17-main.service\)", journal) is not None,
           "readiness: postgresql@15-main is postgresql@17-main now", failures)
     unix = read(os.path.join(out, "restore-journal-unix.log"))
     steps = {s: step_secs(unix, s) for s in ("repositories", "packages", "config-files")}
