@@ -774,6 +774,8 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
     // files first, links after: a link may point at a file restored here
     let (links, plain): (Vec<&ConfigFile>, Vec<&ConfigFile>) =
         files.iter().partition(|f| f.file.link.is_some());
+    // the new OS's accounts, read once for every file's owner
+    let accounts = a.accounts();
     for f in plain.into_iter().chain(links) {
         let path = match super::safe_path(&f.file.path, &["/etc/"]) {
             Ok(p) if !configs::not_carried(p) => p,
@@ -798,7 +800,7 @@ pub fn config_files(a: &Apply, l: &Loaded) -> Result<Outcome> {
             held_back.insert(dir);
             continue;
         }
-        match restore_config(a, l, f, path, &mut warnings) {
+        match restore_config(a, l, f, path, &accounts, &mut warnings) {
             Ok(Some(aside)) => {
                 kept_aside.push(aside);
                 done += 1;
@@ -871,6 +873,10 @@ fn restore_config(
     l: &Loaded,
     f: &ConfigFile,
     path: &str,
+    accounts: &(
+        Vec<crate::state::accounts::PasswdLine>,
+        Vec<crate::state::accounts::Group>,
+    ),
     warnings: &mut Vec<String>,
 ) -> Result<Option<String>> {
     // a hook runs as root: root's, writable by root only, never a link
@@ -878,7 +884,17 @@ fn restore_config(
     if hook && f.file.link.is_some() {
         anyhow::bail!("refusing the hook: a link in the snapshot");
     }
-    let owner = match (a.uid_of(&f.file.owner), a.gid_of(&f.file.group)) {
+    let uid = accounts
+        .0
+        .iter()
+        .find(|u| u.name == f.file.owner)
+        .map(|u| u.uid);
+    let gid = accounts
+        .1
+        .iter()
+        .find(|g| g.name == f.file.group)
+        .map(|g| g.gid);
+    let owner = match (uid, gid) {
         _ if hook => (0, 0),
         (Some(u), Some(g)) => (u, g),
         _ => {
