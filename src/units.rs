@@ -47,6 +47,12 @@ pub fn count(n: usize, one: &str) -> String {
     }
 }
 
+/// A value read back from the store, quoted for a message: `'…'` with newlines, control
+/// characters and quotes escaped, so a crafted value cannot forge lines of a report or log.
+pub fn quoted(s: &str) -> String {
+    format!("'{}'", s.escape_debug())
+}
+
 /// Text for a terminal: control characters (an escape sequence read back from a store)
 /// shown as `\u{..}` instead of being sent to the terminal; newlines and tabs kept.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {

@@ -327,7 +327,8 @@ pub fn safe_path<'p>(path: &'p str, prefixes: &[&str]) -> Result<&'p str> {
             .any(|pre| path.starts_with(pre) && path.len() > pre.len())
     {
         bail!(
-            "refusing the path '{path}' from the snapshot: not below {}",
+            "refusing the path {} from the snapshot: not below {}",
+            crate::units::quoted(path),
             prefixes.join(" or ")
         );
     }
@@ -337,7 +338,10 @@ pub fn safe_path<'p>(path: &'p str, prefixes: &[&str]) -> Result<&'p str> {
 /// Refuses a name from the snapshot that is not a single plain file name.
 pub fn safe_name(name: &str) -> Result<&str> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        bail!("refusing the name '{name}' from the snapshot");
+        bail!(
+            "refusing the name {} from the snapshot",
+            crate::units::quoted(name)
+        );
     }
     Ok(name)
 }

@@ -111,7 +111,7 @@ pub fn check_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !ok {
-        bail!("'{name}' is not a valid store name");
+        bail!("{} is not a valid store name", crate::units::quoted(name));
     }
     Ok(())
 }

@@ -222,6 +222,20 @@ fn a_hostile_snapshot_never_writes_outside_its_targets() {
             .unwrap();
         assert_eq!(s["status"], "failed", "{name}: {s}");
     }
+    // a value from the store is quoted with its newline escaped: it cannot forge a line of
+    // the report on disk or of the log
+    let host = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "hostname")
+        .unwrap();
+    assert!(host.to_string().contains(r"'evil\\nhost'"), "{host}");
+    let report = new.read("/var/log/carryover/restore-report.txt");
+    assert!(
+        report.contains(r"'evil\nhost'") && !report.lines().any(|l| l.trim() == "host'"),
+        "{report}"
+    );
     let shadow = new.read("/etc/shadow");
     assert!(
         shadow.starts_with(&shadow_before) && !shadow.contains("[Unit]"),

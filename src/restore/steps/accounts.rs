@@ -324,7 +324,10 @@ pub fn home_allowed(home: &str, uid: u32) -> Result<(), String> {
             .iter()
             .any(|p| under(p));
     if os_place || (uid != 0 && under("/root")) {
-        return Err(format!("home '{home}' is a place of the OS, refused"));
+        return Err(format!(
+            "home {} is a place of the OS, refused",
+            crate::units::quoted(home)
+        ));
     }
     Ok(())
 }

@@ -89,7 +89,11 @@ pub fn cron(a: &Apply, l: &Loaded) -> Result<Outcome> {
                 a.install(&path, t.content.as_bytes(), 0o600, Some((uid, gid)))?;
                 done += 1;
             }
-            other => warnings.push(format!("{}: unknown cron kind '{other}'; skipped", t.path)),
+            other => warnings.push(format!(
+                "{}: unknown cron kind {}; skipped",
+                t.path,
+                crate::units::quoted(other)
+            )),
         }
     }
     let detail = format!("{done} tables ({vendor} belonging to packages left to them)");

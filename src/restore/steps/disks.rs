@@ -128,8 +128,8 @@ pub fn volumes(a: &Apply, l: &Loaded) -> Result<Outcome> {
         for vg in &vgs {
             if !safe_vg_name(&vg.name) {
                 return Ok(Outcome::failed(format!(
-                    "refusing the volume group name '{}'",
-                    vg.name
+                    "refusing the volume group name {}",
+                    crate::units::quoted(&vg.name)
                 )));
             }
             let dir = format!("/dev/{}", vg.name);
@@ -213,8 +213,8 @@ pub fn fstab(a: &Apply, l: &Loaded) -> Result<Outcome> {
     for m in &data {
         if !m.swap && super::safe_path(&m.mountpoint, &["/"]).is_err() {
             return Ok(Outcome::failed(format!(
-                "refusing the mountpoint '{}'",
-                m.mountpoint
+                "refusing the mountpoint {}",
+                crate::units::quoted(&m.mountpoint)
             )));
         }
         if m.spec_kind == "device" {

@@ -39,7 +39,8 @@ pub fn hostname(a: &Apply, l: &Loaded) -> Result<Outcome> {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
     {
         return Ok(Outcome::failed(format!(
-            "refusing the hostname '{name}': not a valid host name"
+            "refusing the hostname {}: not a valid host name",
+            crate::units::quoted(name)
         )));
     }
     a.install("/etc/hostname", format!("{name}\n").as_bytes(), 0o644, None)?;

@@ -185,7 +185,10 @@ fn data_disk_dirs(a: &Apply, l: &Loaded, warnings: &mut Vec<String>) -> Vec<Stri
         .filter(|m| m.is_data() && !m.swap)
     {
         let Ok(p) = super::safe_path(&m.mountpoint, &["/"]) else {
-            warnings.push(format!("refusing the mountpoint '{}'", m.mountpoint));
+            warnings.push(format!(
+                "refusing the mountpoint {}",
+                crate::units::quoted(&m.mountpoint)
+            ));
             continue;
         };
         match current.iter().find(|c| c.mountpoint == m.mountpoint) {

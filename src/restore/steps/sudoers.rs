@@ -91,10 +91,14 @@ pub fn sudoers(a: &Apply, l: &Loaded) -> Result<Outcome> {
                         sudoers::Line::Spec { users, .. } if users.iter().any(|u| conflicts.iter().any(|c| c == u)));
                     if names_conflict {
                         warnings.push(format!(
-                            "{path}: '{text}' not carried: the new OS's account of that name is another one"
+                            "{path}: {} not carried: the new OS's account of that name is another one",
+                            crate::units::quoted(&text)
                         ));
                     } else {
-                        attention.push(format!("{path}: '{text}' refused: {why}"));
+                        attention.push(format!(
+                            "{path}: {} refused: {why}",
+                            crate::units::quoted(&text)
+                        ));
                     }
                 }
             }

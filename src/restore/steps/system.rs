@@ -92,7 +92,10 @@ pub fn timezone(a: &Apply, l: &Loaded) -> Result<Outcome> {
     };
     let zone_path = format!("/usr/share/zoneinfo/{zone}");
     if super::safe_path(&zone_path, &["/usr/share/zoneinfo/"]).is_err() {
-        return Ok(Outcome::failed(format!("refusing the timezone '{zone}'")));
+        return Ok(Outcome::failed(format!(
+            "refusing the timezone {}",
+            crate::units::quoted(zone)
+        )));
     }
     if !a.root.follow(&zone_path).is_file() {
         return Ok(Outcome::failed(format!(

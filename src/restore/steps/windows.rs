@@ -83,7 +83,8 @@ fn hostname(a: &Apply, l: &Loaded) -> Result<Outcome> {
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     {
         return Ok(Outcome::failed(format!(
-            "refusing the computer name '{name}': not a valid host name"
+            "refusing the computer name {}: not a valid host name",
+            crate::units::quoted(name)
         )));
     }
     let mut warnings = Vec::new();
@@ -287,7 +288,8 @@ fn timezone(a: &Apply, l: &Loaded) -> Result<Outcome> {
     };
     if !win::timezone_known(&want) {
         return Ok(Outcome::failed(format!(
-            "Windows has no time zone '{want}'"
+            "Windows has no time zone {}",
+            crate::units::quoted(&want)
         )));
     }
     if win::timezone()?.as_deref() != Some(want.as_str()) {
