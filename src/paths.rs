@@ -1,6 +1,6 @@
 //! Where carryover keeps its own files in the system it runs on, as in-root paths:
-//! `/etc/carryover` and `/var/lib/carryover` on Linux, `C:\ProgramData\carryover` on
-//! Windows. One place, so the rest of the code never asks which OS it runs on.
+//! `/etc/carryover`, `/var/lib/carryover` and `/var/log/carryover` on Linux,
+//! `C:\ProgramData\carryover` (with `state\` and `log\`) on Windows. One place, so the rest of the code never asks which OS it runs on.
 
 #[cfg(not(windows))]
 macro_rules! config_dir {
@@ -27,6 +27,21 @@ macro_rules! state_dir {
     };
 }
 
+#[cfg(not(windows))]
+macro_rules! log_dir {
+    () => {
+        "/var/log/carryover"
+    };
+}
+#[cfg(windows)]
+macro_rules! log_dir {
+    () => {
+        "/ProgramData/carryover/log"
+    };
+}
+
+/// The restore's log and its report on disk (root-only).
+pub const LOG_DIR: &str = log_dir!();
 /// The configuration directory (config.toml, config.d/, hooks/, the token).
 pub const CONFIG_DIR: &str = config_dir!();
 /// The main config file.

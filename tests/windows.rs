@@ -184,9 +184,12 @@ fn a_data_path_round_trips_on_the_c_drive() {
         "a directory tree is not the running Windows: its settings are left alone"
     );
     assert!(
-        !new.join("etc").exists(),
-        "nothing of /etc written on Windows"
+        !new.join("etc").exists() && !new.join("var").exists(),
+        "nothing of /etc or /var written on Windows"
     );
+    let report = std::fs::read_to_string(new.join(r"ProgramData\carryover\log\restore-report.txt"))
+        .expect("the restore report in ProgramData");
+    assert!(report.contains("READY"), "{report}");
     assert_eq!(
         std::fs::read_to_string(new.join("app/config.ini")).unwrap(),
         "[app]\r\nport=8080\r\n"

@@ -12,9 +12,36 @@ use serde_json::Value;
 use crate::sys::Root;
 
 /// Where the reports go, in-root.
-pub const LOG_DIR: &str = "/var/log/carryover";
-/// The login banner while the last restore is degraded or failed.
+pub use crate::paths::LOG_DIR;
+/// The login banner while the last restore is degraded or failed, where pam_motd reads
+/// `/etc/motd.d` (Linux-PAM 1.3.1 and later: Debian 10+, Ubuntu 20.04+, EL8+).
 pub const MOTD: &str = "/etc/motd.d/50-carryover";
+/// The same banner for interactive login shells where pam_motd reads `/etc/motd` only
+/// (Linux-PAM 1.1: CentOS/RHEL 7, Ubuntu 18.04, SLES 12) — carryover does not edit the
+/// operator's `/etc/motd`.
+pub const PROFILE_BANNER: &str = "/etc/profile.d/zz-carryover-restore.sh";
+
+/// Where a system's pam_motd module may be (multiarch Debian/Ubuntu, EL, SUSE).
+const PAM_MOTD: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/security/pam_motd.so",
+    "/lib/x86_64-linux-gnu/security/pam_motd.so",
+    "/usr/lib/aarch64-linux-gnu/security/pam_motd.so",
+    "/lib/aarch64-linux-gnu/security/pam_motd.so",
+    "/usr/lib64/security/pam_motd.so",
+    "/lib64/security/pam_motd.so",
+    "/usr/lib/security/pam_motd.so",
+    "/lib/security/pam_motd.so",
+];
+
+/// Whether the system's pam_motd reads a motd folder: its module knows the `motd_dir=`
+/// option (added with `/etc/motd.d` in Linux-PAM 1.3.1). No module found: the folder (it
+/// harms nothing).
+fn pam_reads_motd_dir(root: &Root) -> bool {
+    PAM_MOTD
+        .iter()
+        .find_map(|p| std::fs::read(root.path(p)).ok())
+        .is_none_or(|so| so.windows(9).any(|w| w == b"motd_dir="))
+}
 
 /// What the report is about besides its content.
 #[derive(Debug, Clone, Default)]
@@ -333,26 +360,50 @@ pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<Pa
             out.push(p);
         }
     }
-    no_link_on_the_way(root, "/etc/motd.d")?;
-    let motd = root.path(MOTD);
-    match s(&report["state"]) {
-        "degraded" | "failed" => {
-            let line = format!(
-                "carryover: the restore of this server after its Change OS is {} — read {LOG_DIR}/restore-report.txt (or: carryover status --long)\n",
-                s(&report["state"]).to_uppercase()
-            );
-            if crate::sys::read_opt(&motd).ok().flatten().as_deref() != Some(line.as_bytes()) {
-                crate::sys::write_atomic(&motd, line.as_bytes(), 0o644)?;
-            }
-            out.push(motd);
-        }
-        _ => match std::fs::remove_file(&motd) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        },
+    if cfg!(not(windows)) {
+        out.extend(banner(root, s(&report["state"]))?);
     }
     Ok(out)
+}
+
+/// The login banner: written while `state` is degraded or failed (in `/etc/motd.d`, or a
+/// profile.d script where pam_motd reads no folder), removed from both places otherwise.
+fn banner(root: &Root, state: &str) -> std::io::Result<Option<PathBuf>> {
+    let line = format!(
+        "carryover: the restore of this server after its Change OS is {} — read {LOG_DIR}/restore-report.txt (or: carryover status --long)",
+        state.to_uppercase()
+    );
+    let want = match state {
+        "degraded" | "failed" if pam_reads_motd_dir(root) => Some((MOTD, format!("{line}\n"))),
+        "degraded" | "failed" => Some((
+            PROFILE_BANNER,
+            // the line holds no quote: it is carryover's own words and a state name
+            format!(
+                "# Written by carryover while the last restore is not ready (this system's\n\
+                 # pam_motd reads /etc/motd only); removed once a restore is ready.\n\
+                 case $- in *i*) printf '%s\\n' '{line}' >&2 ;; esac\n"
+            ),
+        )),
+        _ => None,
+    };
+    for place in [MOTD, PROFILE_BANNER] {
+        let path = root.path(place);
+        match &want {
+            Some((p, body)) if *p == place => {
+                let dir = &place[..place.rfind('/').unwrap_or(0)];
+                no_link_on_the_way(root, dir)?;
+                if crate::sys::read_opt(&path).ok().flatten().as_deref() != Some(body.as_bytes()) {
+                    crate::sys::write_atomic(&path, body.as_bytes(), 0o644)?;
+                }
+            }
+            _ => match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    Ok(want.map(|(p, _)| root.path(p)))
 }
 
 #[cfg(test)]
@@ -425,9 +476,18 @@ mod tests {
             std::fs::remove_file(t.path().join("etc/motd.d")).unwrap();
         }
         let written = write(&root, &sample(), &meta).unwrap();
-        assert_eq!(written.len(), 5, "{written:?}");
-        let motd = std::fs::read_to_string(root.path(MOTD)).unwrap();
-        assert!(motd.contains("DEGRADED"), "{motd}");
+        // the two reports twice (by snapshot, the latest) and, on Linux, the banner
+        assert_eq!(
+            written.len(),
+            if cfg!(windows) { 4 } else { 5 },
+            "{written:?}"
+        );
+        assert!(written[0].starts_with(root.path(LOG_DIR)), "{written:?}");
+        if cfg!(not(windows)) {
+            let motd = std::fs::read_to_string(root.path(MOTD)).unwrap();
+            assert!(motd.contains("DEGRADED"), "{motd}");
+            assert!(!root.path(PROFILE_BANNER).exists());
+        }
         let mut ready = sample();
         ready["state"] = "ready".into();
         write(&root, &ready, &meta).unwrap();
@@ -440,5 +500,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(latest["state"], "ready");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_old_pam_motd_gets_the_banner_through_login_shells() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let module = t.path().join("usr/lib64/security/pam_motd.so");
+        std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+        // Linux-PAM 1.1.8's module (CentOS 7) knows motd= and /etc/motd, no motd_dir=
+        std::fs::write(&module, b"\x7fELF..motd=\0/etc/motd\0MOTD_SHOWN=pam\0").unwrap();
+        let mut failed = sample();
+        failed["state"] = "failed".into();
+        let written = write(&root, &failed, &Meta::default()).unwrap();
+        assert_eq!(written.last().unwrap(), &root.path(PROFILE_BANNER));
+        assert!(!root.path(MOTD).exists());
+        let script = std::fs::read_to_string(root.path(PROFILE_BANNER)).unwrap();
+        // a real shell prints it when interactive, and nothing otherwise
+        let run = |flags: &[&str]| {
+            let o = std::process::Command::new("sh")
+                .args(flags)
+                .arg(root.path(PROFILE_BANNER))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{script}");
+            String::from_utf8(o.stderr).unwrap()
+        };
+        assert!(run(&["-i"]).contains("is FAILED — read /var/log/carryover/restore-report.txt"));
+        assert_eq!(run(&[]), "");
+        // Linux-PAM 1.5's module reads /etc/motd.d: the banner moves there
+        std::fs::write(
+            &module,
+            b"\x7fELF..motd=\0motd_dir=\0/etc/motd.d:/run/motd.d\0",
+        )
+        .unwrap();
+        write(&root, &failed, &Meta::default()).unwrap();
+        assert!(root.path(MOTD).exists() && !root.path(PROFILE_BANNER).exists());
+        let mut ready = sample();
+        ready["state"] = "ready".into();
+        std::fs::write(&module, b"motd=").unwrap();
+        write(&root, &failed, &Meta::default()).unwrap();
+        write(&root, &ready, &Meta::default()).unwrap();
+        assert!(!root.path(MOTD).exists() && !root.path(PROFILE_BANNER).exists());
     }
 }
