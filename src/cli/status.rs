@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::output::{emit, field};
 use super::{Ctx, StatusArgs};
-use crate::error::{Error, Exit};
+use crate::error::Exit;
 use crate::local::LocalState;
 use crate::restore::document;
 
@@ -80,12 +80,12 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     }
     let url = args.store.clone().or_else(|| ctx.config.store.url.clone());
     let snapshots = match &url {
-        // a store named on the command line must be there; the configured one may not
-        // be reachable (a new OS before its disk is mounted)
+        // a store named on the command line must be there (a failure, exit 1, as for
+        // `snapshots list`); the configured one may not be reachable (a new OS before its
+        // disk is mounted)
         Some(u) if args.store.is_some() => Some(
             ctx.open_store(Some(u), false)
-                .and_then(|(_, s)| s.list())
-                .map_err(|e| Error::Usage(format!("the store {u}: {e:#}")))?
+                .and_then(|(_, s)| s.list())?
                 .len(),
         ),
         Some(u) => ctx

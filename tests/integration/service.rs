@@ -812,7 +812,18 @@ fn status_waits_for_the_restore_and_says_why_it_is_not_ready() {
         .root(&new.dir)
         .args(&["--store", "/nonexistent/store"])
         .run();
-    assert_exit!(o, Some(2));
+    // the same failure as `snapshots list` on it
+    assert_exit!(o, Some(1));
+    assert!(
+        stderr(&o).contains("store /nonexistent/store does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Cmd::new("snapshots list")
+        .root(&new.dir)
+        .args(&["--store", "/nonexistent/store"])
+        .run();
+    assert_exit!(o, Some(1));
 }
 
 /// #19.5: `snapshots list` reads like restic's — a header, local times to the second,
