@@ -183,7 +183,7 @@ pub fn render(s: &SystemState) -> String {
             format!("{} ({}, {taken})", h.path, crate::units::bytes(h.bytes))
         })
         .collect();
-    field(&mut o, "homes on the system disk", list(&homes));
+    field(&mut o, "homes on system", list(&homes));
     field(&mut o, "timezone", s.timezone.as_deref().unwrap_or("-"));
     let ntp: Vec<&str> = s.ntp.servers.iter().map(|n| n.host.as_str()).collect();
     field(&mut o, "ntp", format!("{} ({})", list(&ntp), s.ntp.manager));
@@ -221,7 +221,7 @@ pub fn render(s: &SystemState) -> String {
         .map(|r| format!("{} {}", r.uris.join(" "), r.suites.join(" ")))
         .chain(s.repos.rpm.iter().map(|r| r.file.path.clone()))
         .collect();
-    field(&mut o, "repositories (third-party)", list(&repos));
+    field(&mut o, "3rd-party repos", list(&repos));
     let configs: Vec<String> = s
         .configs
         .iter()
@@ -231,7 +231,7 @@ pub fn render(s: &SystemState) -> String {
             format!("{} ({from}{private})", c.file.path)
         })
         .collect();
-    field(&mut o, "configuration changed or added", list(&configs));
+    field(&mut o, "changed configs", list(&configs));
     let apps: Vec<String> = s
         .app_dirs
         .iter()
@@ -254,7 +254,7 @@ pub fn render(s: &SystemState) -> String {
             )
         })
         .collect();
-    field(&mut o, "app files on the system disk", list(&apps));
+    field(&mut o, "app files", list(&apps));
     let running: Vec<String> = s
         .baseline
         .services
@@ -271,7 +271,7 @@ pub fn render(s: &SystemState) -> String {
         .collect();
     field(
         &mut o,
-        "running (baseline)",
+        "running baseline",
         if s.baseline.taken {
             list(&running)
         } else {
@@ -282,4 +282,20 @@ pub fn render(s: &SystemState) -> String {
         field(&mut o, "PROBLEM", format!("{}: {}", p.path, p.error));
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every label fits the column, so the values line up (`snapshots show`, `inspect`).
+    #[test]
+    fn labels_fit_their_column() {
+        let text = super::render(&crate::state::SystemState::default());
+        for line in text.lines().filter(|l| !l.starts_with(' ')) {
+            assert_eq!(
+                line.as_bytes().get(16),
+                Some(&b' '),
+                "a label longer than the column: {line:?}"
+            );
+        }
+    }
 }
