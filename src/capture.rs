@@ -227,7 +227,7 @@ fn capture(
                 .map(|p| data::capture::estimate_bytes(&root.follow(p)))
                 .sum(),
         });
-        let progress = std::sync::Arc::new(Progress::new(req.progress, total, "capture"));
+        let progress = std::sync::Arc::new(Progress::new(req.progress, total, None, "capture"));
         let out = data::capture::capture(
             &store,
             index,

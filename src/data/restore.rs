@@ -280,17 +280,15 @@ fn restore_root(
             let index = index.clone();
             let owners = owners.clone();
             let results = results.clone();
-            let bar = progress.bar();
+            let done = progress.done();
             thread::spawn(move || {
                 for (job, chunks) in rx {
                     let chunks = chunks.map(InOrder::new);
                     let r = write_file(&store, &index, &owners, &job, chunks);
+                    done.file(job.node.size);
                     let mut res = results.lock().expect("results");
                     match r {
                         Ok((n, changed)) => {
-                            if let Some(b) = &bar {
-                                b.inc(n);
-                            }
                             res.files += 1;
                             res.bytes += n;
                             res.count(changed);
@@ -376,7 +374,6 @@ fn restore_root(
                         .push(format!("{name}: a data path must be a directory"));
                     continue;
                 }
-                progress.file();
                 let fresh = fresh_dirs.contains(&parent);
                 if tx
                     .send(Job {

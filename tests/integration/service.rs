@@ -980,6 +980,19 @@ fn progress_bars_fit_80_columns_on_a_terminal() {
             frames[0]
         );
     }
+    // restore counts its files against the snapshot's, and its last frame shows them all:
+    // the bar moves for every file, written or already in place
+    let plain = strip_ansi(&out2);
+    let last = plain
+        .split(['\r', '\n'])
+        .rfind(|l| l.starts_with("restore") && l.contains("iB"))
+        .unwrap()
+        .trim_end()
+        .to_string();
+    assert!(
+        last.ends_with("64/64 files") && last.contains("48.00 MiB/48.00 MiB"),
+        "{last:?}"
+    );
 }
 
 /// The text a terminal shows, without ANSI escape sequences.

@@ -128,6 +128,7 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let progress = Progress::new(
         a.options.progress && !a.dry_run,
         Some(manifest.bytes),
+        Some(manifest.files),
         "restore",
     );
     let r = restore::restore(
