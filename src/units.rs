@@ -53,16 +53,21 @@ pub fn quoted(s: &str) -> String {
     format!("'{}'", s.escape_debug())
 }
 
-/// Text for a terminal: control characters (an escape sequence read back from a store)
-/// shown as `\u{..}` instead of being sent to the terminal; newlines and tabs kept.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+/// Bidirectional-text controls: shown as they are they reorder what follows them on the
+/// screen (a value read back from a store could make a line read backwards).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escaped(s: &str, keep: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c.is_control() || is_bidi_control(c)) && !keep(c);
+    if !s.chars().any(bad) {
         return std::borrow::Cow::Borrowed(s);
     }
     std::borrow::Cow::Owned(
         s.chars()
             .map(|c| {
-                if c.is_control() && c != '\n' && c != '\t' {
+                if bad(c) {
                     c.escape_unicode().to_string()
                 } else {
                     c.to_string()
@@ -70,6 +75,20 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+/// Text for a terminal: control characters (an escape sequence read back from a store)
+/// and bidirectional controls shown as `\u{..}` instead of being sent to the terminal;
+/// newlines and tabs kept.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    escaped(s, |c| c == '\n' || c == '\t')
+}
+
+/// One value on one line of a report or table: like [`printable`], and a newline or a
+/// carriage return in it is shown as `\u{a}` / `\u{d}`, so a crafted value cannot make a
+/// line of its own (a fake `result READY` under the real one).
+pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    escaped(s, |c| c == '\t')
 }
 
 #[cfg(test)]
@@ -80,6 +99,12 @@ mod tests {
     fn control_characters_never_reach_a_terminal() {
         assert_eq!(printable("a\tb\nc"), "a\tb\nc");
         assert_eq!(printable("x\u{1b}[31my"), "x\\u{1b}[31my");
+        assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(
+            one_line("web01\n  result    READY\r"),
+            "web01\\u{a}  result    READY\\u{d}"
+        );
+        assert_eq!(one_line("plain é"), "plain é");
     }
 
     #[test]

@@ -239,10 +239,16 @@ fn list_text(list: &[crate::store::Manifest], store: Option<&str>) -> String {
             [
                 m.id.clone(),
                 crate::units::local_time(&m.created_at),
-                m.hostname.clone(),
-                instance.to_string(),
+                // values of the (untrusted) manifest, one line each: a newline in a
+                // hostname must not break the table
+                crate::units::one_line(&m.hostname).into_owned(),
+                crate::units::one_line(instance).into_owned(),
                 crate::units::bytes(m.bytes),
-                if paths.is_empty() { "-".into() } else { paths },
+                if paths.is_empty() {
+                    "-".into()
+                } else {
+                    crate::units::one_line(&paths).into_owned()
+                },
                 notes.join(", "),
             ]
         })

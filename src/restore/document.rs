@@ -96,18 +96,21 @@ pub fn text(report: &Value, meta: &Meta) -> String {
 }
 
 fn text_raw(report: &Value, meta: &Meta) -> String {
+    // every value on a line of its own: a newline read back from a store is shown, not
+    // obeyed
+    let l = |v: &str| crate::units::one_line(v).into_owned();
     let mut o = String::new();
     let state = s(&report["state"]);
     let _ = writeln!(o, "carryover restore report");
-    let _ = writeln!(o, "  host      {}", meta.hostname);
-    let _ = writeln!(o, "  snapshot  {}", s(&report["snapshot_id"]));
-    let _ = writeln!(o, "  finished  {}", meta.finished_at);
+    let _ = writeln!(o, "  host      {}", l(&meta.hostname));
+    let _ = writeln!(o, "  snapshot  {}", l(s(&report["snapshot_id"])));
+    let _ = writeln!(o, "  finished  {}", l(&meta.finished_at));
     let _ = writeln!(o, "  result    {}", state.to_uppercase());
     let why = reasons(report);
     if !why.is_empty() {
         let _ = writeln!(o, "\nNeeds a person:");
         for r in &why {
-            let _ = writeln!(o, "  - {r}");
+            let _ = writeln!(o, "  - {}", l(r));
         }
     }
     let _ = writeln!(o, "\nSteps:");
@@ -115,18 +118,18 @@ fn text_raw(report: &Value, meta: &Meta) -> String {
         let _ = writeln!(
             o,
             "  {:<16} {:<12} {}",
-            s(&step["name"]),
-            s(&step["status"]),
-            s(&step["detail"])
+            l(s(&step["name"])),
+            l(s(&step["status"])),
+            l(s(&step["detail"]))
         );
         for c in lines(&step["changes"]) {
-            let _ = writeln!(o, "      {c}");
+            let _ = writeln!(o, "      {}", l(&c));
         }
         for w in lines(&step["warnings"]) {
-            let _ = writeln!(o, "      warning: {w}");
+            let _ = writeln!(o, "      warning: {}", l(&w));
         }
         for f in lines(&step["failed_files"]) {
-            let _ = writeln!(o, "      FAILED: {f}");
+            let _ = writeln!(o, "      FAILED: {}", l(&f));
         }
     }
     let health: Vec<&Value> = report["health"].as_array().into_iter().flatten().collect();
@@ -138,7 +141,7 @@ fn text_raw(report: &Value, meta: &Meta) -> String {
             } else {
                 "as restored"
             };
-            let _ = writeln!(o, "  {:<16} {ok}  {}", s(&h["name"]), s(&h["detail"]));
+            let _ = writeln!(o, "  {:<16} {ok}  {}", l(s(&h["name"])), l(s(&h["detail"])));
         }
     }
     o
@@ -154,7 +157,9 @@ fn esc(t: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             '\t' => out.push(' '),
-            c if c.is_control() && c != '\n' => out.push('\u{fffd}'),
+            c if (c.is_control() && c != '\n') || crate::units::is_bidi_control(c) => {
+                out.push('\u{fffd}')
+            }
             c => out.push(c),
         }
     }

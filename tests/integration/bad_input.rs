@@ -370,3 +370,55 @@ fn failures_are_json_on_stdout_with_format_json() {
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
 }
+
+/// A plain store's manifest is anyone's to edit: a hostname with a newline and a bidi
+/// override cannot forge a line of the restore report, of `status --long` or of the
+/// snapshots table.
+#[test]
+fn a_crafted_hostname_cannot_forge_report_lines() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let mpath = store.join(format!("snapshots/{id}.json"));
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["hostname"] = "web01\n  result    READY\u{202e}".into();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let new = new_debian(&t.path().join("new"));
+    let o = Cmd::new("restore").root(&new.dir).store(&store).run();
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(4)),
+        "{}",
+        stderr(&o)
+    );
+    let forged = |text: &str| {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("result"))
+            .count()
+            > 1
+            || text.contains('\u{202e}')
+    };
+    let report = new.read("/var/log/carryover/restore-report.txt");
+    assert!(
+        report.contains(r"web01\u{a}  result    READY\u{202e}"),
+        "{report}"
+    );
+    assert!(!forged(&report), "{report}");
+    let o = Cmd::new("status --long").root(&new.dir).run();
+    assert!(!forged(&stdout(&o)), "{}", stdout(&o));
+    let o = Cmd::new("snapshots list")
+        .root(&new.dir)
+        .store(&store)
+        .run();
+    let table = stdout(&o);
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "header, rule, one row, count: {table}"
+    );
+    assert!(!forged(&table), "{table}");
+    let page = t.path().join("report.html");
+    let o = Cmd::new("report --html").arg(&page).root(&new.dir).run();
+    assert_exit!(o, Some(0));
+    assert!(!std::fs::read_to_string(&page).unwrap().contains('\u{202e}'));
+}
