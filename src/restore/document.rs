@@ -123,13 +123,13 @@ fn text_raw(report: &Value, meta: &Meta) -> String {
             l(s(&step["detail"]))
         );
         for c in lines(&step["changes"]) {
-            let _ = writeln!(o, "      {}", l(&c));
+            let _ = writeln!(o, "      {}", l(c));
         }
         for w in lines(&step["warnings"]) {
-            let _ = writeln!(o, "      warning: {}", l(&w));
+            let _ = writeln!(o, "      warning: {}", l(w));
         }
         for f in lines(&step["failed_files"]) {
-            let _ = writeln!(o, "      FAILED: {}", l(&f));
+            let _ = writeln!(o, "      FAILED: {}", l(f));
         }
     }
     let health: Vec<&Value> = report["health"].as_array().into_iter().flatten().collect();
