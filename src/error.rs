@@ -32,13 +32,16 @@ pub enum Error {
     NotAvailable(&'static str),
     #[error("blocked by preflight findings not acknowledged: {}", .0.join(", "))]
     Blocked(Vec<String>),
+    /// A wait that ended before what it waited for (`status --wait --timeout`).
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Config { .. } | Error::Usage(_) => Exit::Usage,
-            Error::NotAvailable(_) => Exit::Failure,
+            Error::NotAvailable(_) | Error::Timeout(_) => Exit::Failure,
             Error::Blocked(_) => Exit::Blocked,
         }
     }
@@ -121,7 +124,7 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
 }
 
 /// The kind of an error for `--format json`: `config`, `usage`, `not-available`,
-/// `blocked` or `failure`.
+/// `blocked`, `timeout` or `failure`.
 pub fn kind_of(err: &anyhow::Error) -> &'static str {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Error>() {
@@ -130,6 +133,7 @@ pub fn kind_of(err: &anyhow::Error) -> &'static str {
                 Error::Usage(_) => "usage",
                 Error::NotAvailable(_) => "not-available",
                 Error::Blocked(_) => "blocked",
+                Error::Timeout(_) => "timeout",
             };
         }
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::output::{emit, field};
 use super::{Ctx, StatusArgs};
-use crate::error::Exit;
+use crate::error::{Error, Exit};
 use crate::local::LocalState;
 use crate::restore::document;
 
@@ -68,11 +68,12 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
         // a restore that is due starts within moments of boot: wait for it to run and end
         while matches!(restore_phase(ctx, &local), "running" | "due") {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                anyhow::bail!(
+                return Err(Error::Timeout(format!(
                     "a restore is still {} after {} s",
                     restore_phase(ctx, &local),
                     args.timeout.unwrap_or(0)
-                );
+                ))
+                .into());
             }
             std::thread::sleep(Duration::from_millis(500));
             local = LocalState::load(&ctx.root)?;
@@ -112,14 +113,6 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
         snapshots,
         report: if args.long { report.clone() } else { None },
     };
-    if args.wait && st.restore == "failed" {
-        anyhow::bail!(
-            "the expected restore failed before its plan: {}",
-            st.last_failure
-                .as_ref()
-                .map_or(String::new(), |f| f.error.clone())
-        );
-    }
     emit(ctx.format, &st, || {
         let mut o = String::new();
         match &st.last_capture {
@@ -173,8 +166,12 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
         }
         o
     })?;
-    // with --wait, the exit code is the restore's result
+    // with --wait, the exit code is the restore's result (the status printed either way;
+    // one that failed before its plan is a failure)
     Ok(if args.wait {
+        if st.restore == "failed" {
+            return Ok(Exit::Failure);
+        }
         st.last_restore
             .as_ref()
             .map_or(Exit::Success, |r| r.state.exit())

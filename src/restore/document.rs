@@ -64,6 +64,9 @@ fn lines(v: &Value) -> Vec<&str> {
 /// failed health checks, failed files.
 pub fn reasons(report: &Value) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(e) = report["error"].as_str() {
+        out.push(format!("the restore stopped before its plan: {e}"));
+    }
     for step in report["steps"].as_array().into_iter().flatten() {
         let name = s(&step["name"]);
         if s(&step["status"]) == "failed" {
@@ -339,8 +342,7 @@ fn no_link_on_the_way(root: &Root, abs: &str) -> std::io::Result<()> {
 }
 
 /// Writes `restore-<snapshot>.{txt,json}` and the latest `restore-report.{txt,json}`
-/// (root-only), and the login banner while the restore is not `ready` (removed when it
-/// is). Returns the files written.
+/// (root-only). Returns the files written. The login banner is [`banner`]'s.
 pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<PathBuf>> {
     let id = s(&report["snapshot_id"]);
     let safe = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
@@ -365,15 +367,17 @@ pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<Pa
             out.push(p);
         }
     }
-    if cfg!(not(windows)) {
-        out.extend(banner(root, s(&report["state"]))?);
-    }
     Ok(out)
 }
 
 /// The login banner: written while `state` is degraded or failed (in `/etc/motd.d`, or a
-/// profile.d script where pam_motd reads no folder), removed from both places otherwise.
-fn banner(root: &Root, state: &str) -> std::io::Result<Option<PathBuf>> {
+/// profile.d script where pam_motd reads no folder), removed from both places otherwise;
+/// never through a symbolic link on the way, neither written nor removed. None on
+/// Windows. Returns the banner written.
+pub fn banner(root: &Root, state: &str) -> std::io::Result<Option<PathBuf>> {
+    if cfg!(windows) {
+        return Ok(None);
+    }
     let line = format!(
         "carryover: the restore of this server after its Change OS is {} — read {LOG_DIR}/restore-report.txt (or: carryover status --long)",
         state.to_uppercase()
@@ -393,14 +397,16 @@ fn banner(root: &Root, state: &str) -> std::io::Result<Option<PathBuf>> {
     };
     for place in [MOTD, PROFILE_BANNER] {
         let path = root.path(place);
+        let dir = &place[..place.rfind('/').unwrap_or(0)];
         match &want {
             Some((p, body)) if *p == place => {
-                let dir = &place[..place.rfind('/').unwrap_or(0)];
                 no_link_on_the_way(root, dir)?;
                 if crate::sys::read_opt(&path).ok().flatten().as_deref() != Some(body.as_bytes()) {
                     crate::sys::write_atomic(&path, body.as_bytes(), 0o644)?;
                 }
             }
+            // a folder reached through a link holds no banner of ours: nothing removed
+            _ if no_link_on_the_way(root, dir).is_err() => {}
             _ => match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -463,12 +469,19 @@ mod tests {
         assert!(h.contains("id=\"state\">DEGRADED<"), "{h}");
     }
 
+    /// The reports and the banner for `report`, as the restore writes them.
+    fn both(root: &Root, report: &Value) -> std::io::Result<Vec<PathBuf>> {
+        let mut out = write(root, report, &Meta::default())?;
+        out.extend(banner(root, s(&report["state"]))?);
+        Ok(out)
+    }
+
     #[test]
     fn files_and_banner_follow_the_state() {
         let t = tempfile::tempdir().unwrap();
         let root = Root::new(t.path()).unwrap();
-        let meta = Meta::default();
-        // a link on the way is never written through (symbolic links to folders: Unix)
+        // a link on the way is never written through, nor removed through (symbolic
+        // links to folders: Unix)
         if cfg!(unix) {
             std::fs::create_dir_all(t.path().join("etc/sudoers.d")).unwrap();
             crate::sys::symlink(
@@ -476,11 +489,21 @@ mod tests {
                 &t.path().join("etc/motd.d"),
             )
             .unwrap();
-            assert!(write(&root, &sample(), &meta).is_err());
+            assert!(
+                write(&root, &sample(), &Meta::default()).is_ok(),
+                "the reports are written"
+            );
+            assert!(banner(&root, "degraded").is_err());
             assert!(!t.path().join("etc/sudoers.d/50-carryover").exists());
+            std::fs::write(t.path().join("etc/sudoers.d/50-carryover"), "keep").unwrap();
+            banner(&root, "ready").unwrap();
+            assert!(
+                t.path().join("etc/sudoers.d/50-carryover").exists(),
+                "not removed through the link"
+            );
             std::fs::remove_file(t.path().join("etc/motd.d")).unwrap();
         }
-        let written = write(&root, &sample(), &meta).unwrap();
+        let written = both(&root, &sample()).unwrap();
         // the two reports twice (by snapshot, the latest) and, on Linux, the banner
         assert_eq!(
             written.len(),
@@ -495,7 +518,7 @@ mod tests {
         }
         let mut ready = sample();
         ready["state"] = "ready".into();
-        write(&root, &ready, &meta).unwrap();
+        both(&root, &ready).unwrap();
         assert!(
             !root.path(MOTD).exists(),
             "the banner goes with a ready restore"
@@ -518,7 +541,7 @@ mod tests {
         std::fs::write(&module, b"\x7fELF..motd=\0/etc/motd\0MOTD_SHOWN=pam\0").unwrap();
         let mut failed = sample();
         failed["state"] = "failed".into();
-        let written = write(&root, &failed, &Meta::default()).unwrap();
+        let written = both(&root, &failed).unwrap();
         assert_eq!(written.last().unwrap(), &root.path(PROFILE_BANNER));
         assert!(!root.path(MOTD).exists());
         let script = std::fs::read_to_string(root.path(PROFILE_BANNER)).unwrap();
@@ -540,13 +563,13 @@ mod tests {
             b"\x7fELF..motd=\0motd_dir=\0/etc/motd.d:/run/motd.d\0",
         )
         .unwrap();
-        write(&root, &failed, &Meta::default()).unwrap();
+        both(&root, &failed).unwrap();
         assert!(root.path(MOTD).exists() && !root.path(PROFILE_BANNER).exists());
         let mut ready = sample();
         ready["state"] = "ready".into();
         std::fs::write(&module, b"motd=").unwrap();
-        write(&root, &failed, &Meta::default()).unwrap();
-        write(&root, &ready, &Meta::default()).unwrap();
+        both(&root, &failed).unwrap();
+        both(&root, &ready).unwrap();
         assert!(!root.path(MOTD).exists() && !root.path(PROFILE_BANNER).exists());
     }
 }

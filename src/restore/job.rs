@@ -90,6 +90,26 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
         if let Err(e) = record.save(req.root) {
             tracing::warn!("could not record the failed restore: {e:#}");
         }
+        // the report an operator looks for, and the banner that points at it
+        let report = serde_json::json!({
+            "snapshot_id": req.snapshot.as_deref().unwrap_or(""),
+            "state": "failed",
+            "error": format!("{e:#}"),
+            "steps": [],
+        });
+        let meta = super::document::Meta {
+            hostname: String::new(),
+            finished_at: crate::store::now_rfc3339(),
+        };
+        if let Err(e) = super::document::write(req.root, &report, &meta) {
+            tracing::warn!(
+                "could not write the restore report under {}: {e}",
+                super::document::LOG_DIR
+            );
+        }
+        if let Err(e) = super::document::banner(req.root, "failed") {
+            tracing::warn!("could not write the login banner: {e}");
+        }
     }
     result
 }
@@ -274,6 +294,9 @@ impl Job<'_> {
                     }
                 }
                 Err(e) => tracing::warn!("could not render the restore report: {e}"),
+            }
+            if let Err(e) = super::document::banner(req.root, report.state.as_str()) {
+                tracing::warn!("could not write or remove the login banner: {e}");
             }
         }
         Ok(report)

@@ -804,8 +804,11 @@ fn status_waits_for_the_restore_and_says_why_it_is_not_ready() {
     let o = Cmd::new("status")
         .root(&new.dir)
         .args(&["--wait", "--timeout", "1"])
+        .json()
         .run();
     assert_exit!(o, Some(1));
+    // a wait that gave up is told apart from a failed restore
+    assert_eq!(json(&o)["error"]["kind"], "timeout", "{}", stdout(&o));
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let o = Cmd::new("status")
@@ -1135,6 +1138,23 @@ fn status_names_a_restore_that_failed_before_its_plan() {
     );
     let o = Cmd::new("restore").root(&new.dir).arg("--if-due").run();
     assert_exit!(o, Some(1));
+    // the report an operator looks for says so, and the login banner points at it
+    let report = new.read("/var/log/carryover/restore-report.txt");
+    assert!(
+        report.contains("result    FAILED")
+            && report.contains("the restore stopped before its plan")
+            && report.contains("not-mounted"),
+        "{report}"
+    );
+    assert!(new.read("/etc/motd.d/50-carryover").contains("FAILED"));
+    let page = t.path().join("page.html");
+    let o = Cmd::new("report --html").arg(&page).root(&new.dir).run();
+    assert_exit!(o, Some(0));
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains("not-mounted")
+    );
     let o = Cmd::new("status").root(&new.dir).run();
     assert_exit!(o, Some(0));
     let out = stdout(&o);
@@ -1154,9 +1174,13 @@ fn status_names_a_restore_that_failed_before_its_plan() {
         started.elapsed() < std::time::Duration::from_secs(20),
         "it did not wait"
     );
+    // the status itself, as without --wait, and the result as the exit code
     let v = json(&o);
+    assert_eq!(v["restore"], "failed", "{v}");
     assert!(
-        v["error"]["message"].to_string().contains("not-mounted"),
+        v["last_failure"]["error"]
+            .to_string()
+            .contains("not-mounted"),
         "{v}"
     );
 }
