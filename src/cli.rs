@@ -273,8 +273,8 @@ pub struct ReportArgs {
     /// How long to keep trying (default [report] send_timeout_seconds).
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
-    /// Write the last restore's report as a self-contained HTML page to FILE (from
-    /// <root>/var/log/carryover/restore-report.json) instead of sending events.
+    /// Write the last restore's report as a self-contained HTML page to FILE (`-`:
+    /// standard output) instead of sending events; only a page is replaced.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 }

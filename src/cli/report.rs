@@ -64,6 +64,13 @@ fn html(ctx: &Ctx, out: &std::path::Path) -> Result<Exit> {
         hostname: v["hostname"].as_str().unwrap_or("").to_string(),
         finished_at: v["finished_at"].as_str().unwrap_or("").to_string(),
     };
+    let page = document::html(&v, &meta);
+    // `-`: standard output
+    if out.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(page.as_bytes())?;
+        return Ok(Exit::Success);
+    }
     // a bare file name is in the current folder; a folder that does not exist is not made
     let out = match out.parent() {
         Some(p) if p.as_os_str().is_empty() => std::env::current_dir()?.join(out),
@@ -76,7 +83,23 @@ fn html(ctx: &Ctx, out: &std::path::Path) -> Result<Exit> {
         ))
         .into());
     }
-    crate::sys::write_atomic(&out, document::html(&v, &meta).as_bytes(), 0o600)?;
+    // run as root: only a page replaces a page — never a device, a link, a folder or a
+    // file of another kind (`--html /etc/passwd`)
+    if let Ok(m) = std::fs::symlink_metadata(&out) {
+        let ours = m.file_type().is_file()
+            && crate::sys::read_opt(&out)
+                .ok()
+                .flatten()
+                .is_some_and(|b| b.starts_with(b"<!DOCTYPE html>"));
+        if !ours {
+            return Err(Error::Usage(format!(
+                "--html {}: something that is not an HTML page is there; nothing replaced (name a new file, or - for standard output)",
+                out.display()
+            ))
+            .into());
+        }
+    }
+    crate::sys::write_atomic(&out, page.as_bytes(), 0o600)?;
     let v = serde_json::json!({"html": out.display().to_string()});
     super::output::emit(ctx.format, &v, || format!("{}\n", out.display()))?;
     Ok(Exit::Success)

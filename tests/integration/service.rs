@@ -4,7 +4,7 @@
 //! findings that name application files and databases on the system disk.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
 use crate::fixtures::*;
 
@@ -709,6 +709,36 @@ fn the_restore_report_is_on_disk_and_renders_in_a_browser() {
         .run();
     assert_exit!(o, Some(0));
     assert_eq!(json(&o)["html"], page.display().to_string());
+    // `-` is standard output; a file that is not a page (or a link, a device) is never
+    // replaced
+    let o = Cmd::new("report --html -").root(&new.dir).run();
+    assert_exit!(o, Some(0));
+    assert!(stdout(&o).starts_with("<!DOCTYPE html>"));
+    let passwd = t.path().join("passwd");
+    std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let link = t.path().join("link.html");
+    std::os::unix::fs::symlink(&page, &link).unwrap();
+    for target in [&passwd, &link, &std::path::PathBuf::from("/dev/null")] {
+        let o = Cmd::new("report --html").arg(target).root(&new.dir).run();
+        assert_exit!(o, Some(2));
+        assert!(stderr(&o).contains("nothing replaced"), "{}", stderr(&o));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&passwd).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
     // a real browser: the DOM it built, and a screenshot of the page
     let profile = tempfile::tempdir().unwrap();
     let flags = [
