@@ -96,7 +96,12 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), generated from this command line.
-    Man,
+    Man {
+        /// Write every page instead — carryover.1 and one per subcommand
+        /// (carryover-status.1, carryover-snapshots-list.1, …) — into this folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print the user-data for the cloud's Change OS call.
     Userdata {
         /// The OS family of the new OS: a cloud-config for Linux, a PowerShell script for
@@ -279,6 +284,26 @@ pub struct ReportArgs {
     pub html: Option<PathBuf>,
 }
 
+/// Writes `cmd`'s manual page and one per subcommand, named as the pages refer to each
+/// other (`carryover-snapshots-list.1`), into `dir` (0644).
+fn manual_pages(cmd: &clap::Command, dir: &std::path::Path) -> Result<()> {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        // clap names are 'static (without its `string` feature); a handful, once
+        let name: &'static str =
+            Box::leak(format!("{}-{}", cmd.get_name(), sub.get_name()).into_boxed_str());
+        manual_pages(&sub.clone().name(name), dir)?;
+    }
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    let page = dir.join(format!("{}.1", cmd.get_name()));
+    crate::sys::write_atomic(&page, &out, 0o644)
+        .map_err(|e| Error::Usage(format!("--dir {}: {e}", dir.display())))?;
+    Ok(())
+}
+
 /// What every subcommand gets: the parsed globals, the root and the config.
 pub struct Ctx {
     pub root: Root,
@@ -346,11 +371,20 @@ impl Cli {
                 std::io::Write::write_all(&mut std::io::stdout(), &out)?;
                 return Ok(Exit::Success);
             }
-            Command::Man => {
+            Command::Man { dir } => {
                 let cmd = <Cli as clap::CommandFactory>::command();
-                let mut out = Vec::new();
-                clap_mangen::Man::new(cmd).render(&mut out)?;
-                std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+                match dir {
+                    Some(dir) => {
+                        let mut cmd = cmd;
+                        cmd.build();
+                        manual_pages(&cmd, dir)?;
+                    }
+                    None => {
+                        let mut out = Vec::new();
+                        clap_mangen::Man::new(cmd).render(&mut out)?;
+                        std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+                    }
+                }
                 return Ok(Exit::Success);
             }
             _ => {}
@@ -371,7 +405,9 @@ impl Cli {
             format: self.format,
         };
         match self.command {
-            Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+            Command::Completions { .. } | Command::Man { .. } => {
+                unreachable!("handled above")
+            }
             Command::Inspect => inspect::run(&ctx),
             Command::Capture(a) => capture::run(&ctx, a),
             Command::Restore(a) => restore::run(&ctx, a),

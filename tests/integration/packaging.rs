@@ -191,6 +191,8 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
         "/usr/share/zsh/vendor-completions/_carryover",
         "/usr/share/fish/vendor_completions.d/carryover.fish",
         "/usr/share/man/man1/carryover.1.gz",
+        "/usr/share/man/man1/carryover-status.1.gz",
+        "/usr/share/man/man1/carryover-snapshots-list.1.gz",
         "/usr/lib/systemd/system-preset/80-carryover.preset",
     ] {
         assert_eq!(mode_of(f), "-rw-r--r-- root/root", "{f}");
@@ -265,6 +267,17 @@ fn deb_and_rpm_hold_the_agent_units_and_a_root_only_config() {
             .display()
     )));
     assert!(man.contains(".TH carryover 1"), "{man}");
+    // a page per subcommand, as the main page's SEE ALSO names them, with its options
+    let status = run(Command::new("sh").arg("-c").arg(format!(
+        "gzip -dc {}",
+        extracted
+            .join("usr/share/man/man1/carryover-status.1.gz")
+            .display()
+    )));
+    assert!(
+        status.contains(".TH carryover-status 1") && status.contains("\\-\\-wait"),
+        "{status}"
+    );
 }
 
 #[test]
