@@ -38,9 +38,36 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
                 serde_json::json!({"manifest": m, "state": loaded.state, "damaged": loaded.broken});
             emit(ctx.format, &value, || {
                 let mut o = String::new();
+                let one = |v: &str| crate::units::one_line(v).into_owned();
                 field(&mut o, "snapshot", &m.id);
-                field(&mut o, "created", &m.created_at);
-                field(&mut o, "agent", &m.agent_version);
+                field(&mut o, "created", crate::units::local_time(&m.created_at));
+                field(&mut o, "agent", one(&m.agent_version));
+                if let Some(p) = &m.parent {
+                    field(&mut o, "parent", one(p));
+                }
+                let paths: Vec<String> = m
+                    .data
+                    .iter()
+                    .flat_map(|d| d.roots.iter().map(|r| one(&r.path)))
+                    .collect();
+                field(&mut o, "data paths", super::output::list(&paths));
+                field(
+                    &mut o,
+                    "data",
+                    format!(
+                        "{}, {} ({} stored)",
+                        crate::units::count(m.files as usize, "file"),
+                        crate::units::bytes(m.bytes),
+                        crate::units::bytes(m.stored_bytes)
+                    ),
+                );
+                for p in &m.skipped {
+                    field(
+                        &mut o,
+                        "NOT CAPTURED",
+                        one(&format!("{}: {}", p.path, p.error)),
+                    );
+                }
                 o.push_str(&super::inspect::render(&loaded.state));
                 for (k, v) in &loaded.broken {
                     field(&mut o, "DAMAGED", format!("{k}: {v}"));

@@ -211,7 +211,7 @@ fn ctimes(dir: &Path) -> Vec<(PathBuf, i64, i64, u64)> {
 }
 
 /// #12.4: a second `restore` of the same snapshot reported `data changed 20005 of 20005
-/// files, 0 bytes written` and changed the ctime of every entry (chown, chmod, utimens,
+/// files, 0 B written` and changed the ctime of every entry (chown, chmod, utimens,
 /// setxattr, symlinks and device nodes made again). What is already as in the snapshot
 /// is now left alone, and the whole second restore changes nothing.
 #[test]
@@ -235,7 +235,7 @@ fn a_second_restore_is_a_no_op_regression_12_4() {
         detail.contains(&format!(
             "{} entries already as in the snapshot",
             before.len()
-        )) && detail.contains("0 bytes written"),
+        )) && detail.contains("0 B written"),
         "{detail}"
     );
     for s in v["steps"].as_array().unwrap() {

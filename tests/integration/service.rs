@@ -896,6 +896,22 @@ fn snapshots_list_is_a_table() {
     let time = lines[2].split("  ").nth(1).unwrap();
     assert_eq!(time.len(), 19, "{out}");
     assert_eq!(lines.last(), Some(&"2 snapshots"));
+    // `show` says the same: local time to the second, the data paths, files and size
+    let first = lines[2].split_whitespace().next().unwrap();
+    let o = Cmd::new("snapshots show")
+        .arg(first)
+        .root(&old.dir)
+        .store(&store)
+        .run();
+    assert_exit!(o, Some(0));
+    let show = stdout(&o);
+    assert!(show.contains(&format!("created          {time}")), "{show}");
+    assert!(show.contains("data paths       /srv/app"), "{show}");
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("data             ") && l.contains("KiB")),
+        "{show}"
+    );
     // a store with no snapshot (its marker alone)
     let empty = t.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

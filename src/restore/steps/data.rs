@@ -152,10 +152,10 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
             Status::Failed
         };
         let detail = format!(
-            "{} of {} files, {} bytes written ({} entries written or set, {} already as in the snapshot), into {}",
+            "{} of {} files, {} written ({} entries written or set, {} already as in the snapshot), into {}",
             r.files,
             manifest.files,
-            r.bytes,
+            crate::units::bytes(r.bytes),
             r.changed,
             r.unchanged,
             paths.join(", ")
@@ -163,7 +163,7 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         (status, detail)
     } else {
         let detail = format!(
-            "all {} entries already as in the snapshot ({} of {} files), 0 bytes written, into {}",
+            "all {} entries already as in the snapshot ({} of {} files), 0 B written, into {}",
             r.unchanged,
             r.files,
             manifest.files,
