@@ -20,12 +20,16 @@ fn main() {
                     .windows(2)
                     .any(|w| w[0] == "--format" && w[1] == "json");
             if code != 0 && wants_json {
+                // the message without the usage lines, on one line ("the following
+                // required arguments were not provided: --wait")
                 let message = e.to_string();
                 let first = message
                     .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ");
+                    .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let first = first.trim_start_matches("error: ");
                 println!(
                     "{}",
                     serde_json::json!({"error": {"kind": "usage", "message": first, "exit_code": code}})

@@ -11,16 +11,22 @@ use crate::error::Exit;
 
 pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Exit> {
     let mut found = Vec::new();
-    let mut failed = false;
+    let mut failed = Vec::new();
     for p in paths {
         match probe::probe_path(p) {
             Ok(s) => found.push(s),
-            Err(e) => {
-                eprintln!("carryover: {}: {e}", p.display());
-                failed = true;
-            }
+            Err(e) => failed.push(format!("{}: {e}", p.display())),
         }
     }
+    // nothing probed: one error (JSON's error object); some: the others are named on
+    // stderr and the exit code says so
+    if found.is_empty() && !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("; "));
+    }
+    for f in &failed {
+        eprintln!("carryover: {f}");
+    }
+    let failed = !failed.is_empty();
     emit(ctx.format, &found, || {
         let mut o = String::new();
         for s in &found {

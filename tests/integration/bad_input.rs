@@ -358,6 +358,27 @@ fn failures_are_json_on_stdout_with_format_json() {
             "failure",
             1,
         ),
+        (
+            vec![
+                "probe".into(),
+                t.path().join("none").display().to_string(),
+                "--format".into(),
+                "json".into(),
+            ],
+            "failure",
+            1,
+        ),
+        (
+            vec![
+                "status".into(),
+                "--timeout".into(),
+                "3".into(),
+                "--format".into(),
+                "json".into(),
+            ],
+            "usage",
+            2,
+        ),
     ];
     for (args, kind, code) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -367,7 +388,12 @@ fn failures_are_json_on_stdout_with_format_json() {
             .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {}", stdout(&o)));
         assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
         assert_eq!(v["error"]["exit_code"], code, "{args:?}: {v}");
-        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(!message.is_empty());
+        // a missing argument is named, not cut off at the line break before it
+        if args[0] == "status" {
+            assert!(message.ends_with("not provided: --wait"), "{message}");
+        }
     }
 }
 
