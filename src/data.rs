@@ -103,7 +103,7 @@ fn eta(elapsed: std::time::Duration, bytes: f64, files: Option<f64>) -> Option<u
 
 impl Progress {
     /// A bar when `show` (stderr is a terminal and the output is not JSON), else counters.
-    /// It fits 80 columns, counts in binary units, shows the files done (of
+    /// It fits 80 columns (a narrower terminal: fewer fields), counts in binary units, shows the files done (of
     /// `total_files` when known: the small-file phase moves few bytes), and gives an ETA
     /// only once the rate means something.
     pub fn new(
@@ -119,7 +119,16 @@ impl Progress {
                 None => indicatif::ProgressBar::new_spinner(),
             };
             b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            // the full line fits 80 columns; a narrower terminal gets the bar, the bytes
+            // and the ETA only
+            let narrow = console::Term::stderr()
+                .size_checked()
+                .is_some_and(|(_, cols)| cols < 80);
             let template = match total_bytes {
+                Some(_) if narrow => format!(
+                    "{what:<7} [{{bar:8}}] {{binary_bytes:>9}}/{{binary_total_bytes:<9}} {{eta_when_known}}"
+                ),
+                None if narrow => format!("{what:<7} {{spinner}} {{binary_bytes:>9}} {{files}}"),
                 Some(_) => format!(
                     "{what:<7} [{{bar:10}}] {{binary_bytes:>9}}/{{binary_total_bytes:<9}} {{binary_bytes_per_sec:>11}} {{eta_when_known:<9}} {{files}}"
                 ),

@@ -1029,6 +1029,23 @@ fn progress_bars_fit_80_columns_on_a_terminal() {
             frames[0]
         );
     }
+    // a narrower terminal gets a shorter line
+    let (code, narrow) = on_tty(format!(
+        "stty cols 60 rows 24; {} capture --root {} --store {} --path /srv/big",
+        bin.display(),
+        old.dir.display(),
+        t.path().join("store60").display()
+    ));
+    assert_eq!(code, Some(0), "{narrow}");
+    let frames: Vec<String> = strip_ansi(&narrow)
+        .split(['\r', '\n'])
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| l.starts_with("capture") && l.contains("iB"))
+        .collect();
+    assert!(!frames.is_empty(), "{narrow:?}");
+    for f in &frames {
+        assert!(f.chars().count() <= 60, "frame wider than 60: {f:?}");
+    }
     // restore counts its files against the snapshot's, and its last frame shows them all:
     // the bar moves for every file, written or already in place
     let plain = strip_ansi(&out2);
