@@ -90,7 +90,14 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
         if let Err(e) = record.save(req.root) {
             tracing::warn!("could not record the failed restore: {e:#}");
         }
-        // the report an operator looks for, and the banner that points at it
+    }
+    // where the user-data said a restore is expected (a new OS), the report an operator
+    // looks for and the banner that points at it — not for a restore by hand refused
+    // elsewhere (the old OS itself)
+    if let Err(e) = &result
+        && speaks
+        && req.config.restore_expected
+    {
         let report = serde_json::json!({
             "snapshot_id": req.snapshot.as_deref().unwrap_or(""),
             "state": "failed",
