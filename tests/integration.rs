@@ -12,6 +12,8 @@ mod accounts;
 mod bad_input;
 #[path = "integration/check.rs"]
 mod check;
+#[path = "integration/compat.rs"]
+mod compat;
 #[path = "integration/cycle.rs"]
 mod cycle;
 #[path = "integration/data.rs"]

@@ -76,7 +76,7 @@ fn plant_claiming(
     for (mut n, content) in entries {
         if let Some(c) = content.filter(|c| !c.is_empty()) {
             let id = seal(&mut pw, &c, claim);
-            n.chunks.extend_from_slice(&id);
+            n.chunks.push(id);
         }
         if let Some((_, raw)) = tree.push(&n).unwrap() {
             seal(&mut pw, &raw, None);
@@ -94,7 +94,7 @@ fn plant_claiming(
         data: Some(DataManifest {
             roots: vec![DataRoot {
                 path: root_path.into(),
-                tree: ids.iter().map(hex::encode).collect(),
+                tree: ids,
                 files: 0,
                 bytes: 0,
             }],
