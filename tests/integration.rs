@@ -30,6 +30,8 @@ mod hostile_store;
 mod identity;
 #[path = "integration/logins.rs"]
 mod logins;
+#[path = "integration/output.rs"]
+mod output;
 #[path = "integration/packaging.rs"]
 mod packaging;
 #[path = "integration/probe.rs"]
