@@ -726,6 +726,30 @@ mod tests {
         assert_eq!(local_dir("file:///srv/s"), Some("/srv/s".into()));
     }
 
+    /// Listing parses names by the key grammar: a file under `packs/` or `index/` that
+    /// is not one of carryover's is passed over, never removed as an unindexed pack, and a
+    /// name under `snapshots/` without `.json` is no snapshot.
+    #[test]
+    fn foreign_names_in_the_store_are_passed_over_not_taken_or_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("s");
+        let store = Store::open(dir.to_str().unwrap(), &Config::default(), true, None).unwrap();
+        let unindexed = Key::Pack(PackId::random()).path();
+        for key in [
+            unindexed.as_str(),
+            "packs/zz/notes.txt",
+            "packs/README",
+            "index/README",
+            "snapshots/README",
+        ] {
+            store.backend().put(key, b"x").unwrap();
+        }
+        assert_eq!(store.remove_unindexed_packs().unwrap(), vec![unindexed]);
+        assert!(dir.join("packs/zz/notes.txt").exists());
+        assert!(dir.join("packs/README").exists());
+        assert!(store.ids().unwrap().is_empty());
+    }
+
     /// A store made before format 2 (no id in its marker) is read and written as it was:
     /// its objects sealed with empty associated data. Turning a format-2 store's marker
     /// into a format-1 one does not open its bound objects without their binding.
