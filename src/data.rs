@@ -18,7 +18,6 @@ pub mod winmeta;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use node::BlobId;
@@ -41,25 +40,11 @@ pub struct DataManifest {
 #[serde(default)]
 pub struct DataRoot {
     pub path: String,
-    /// The tree blobs, in order (hex ids).
-    pub tree: Vec<String>,
+    /// The tree blobs, in order (hex in JSON; a manifest with anything else there does
+    /// not parse).
+    pub tree: Vec<BlobId>,
     pub files: u64,
     pub bytes: u64,
-}
-
-impl DataRoot {
-    pub fn tree_ids(&self) -> Result<Vec<BlobId>> {
-        self.tree
-            .iter()
-            .map(|h| {
-                let v = hex::decode(h).ok().filter(|v| v.len() == 32);
-                let v = v.with_context(|| format!("'{h}' is not a blob id"))?;
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&v);
-                Ok(id)
-            })
-            .collect()
-    }
 }
 
 /// Counters of a running capture or restore, drawn as a progress bar on a terminal.

@@ -62,15 +62,6 @@ impl Problem {
             error: error.to_string(),
         }
     }
-
-    /// A `path: reason` line as the data engine writes it (split at the first `: `; the
-    /// line it prints back is the same either way).
-    pub fn from_line(line: &str) -> Problem {
-        match line.split_once(": ") {
-            Some((path, error)) => Problem::new(path, error),
-            None => Problem::new(line, ""),
-        }
-    }
 }
 
 impl std::fmt::Display for Problem {
@@ -106,7 +97,9 @@ pub mod problem_lines {
         Ok(items
             .into_iter()
             .map(|i| match i {
-                Either::Line(l) => Problem::from_line(&l),
+                // a line cannot be split back safely (a path may hold ": "): it is kept
+                // whole, and prints back as it was
+                Either::Line(l) => Problem::new(l, ""),
                 Either::Object(p) => p,
             })
             .collect())
@@ -174,6 +167,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(back.0[0].to_string(), "/srv/a: b: permission denied");
+        // never cut at a ": " that may be the path's own
+        assert_eq!(back.0[0], Problem::new("/srv/a: b: permission denied", ""));
         assert_eq!(back.0[1], Problem::new("/srv/c", "gone"));
     }
 }

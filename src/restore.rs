@@ -313,7 +313,7 @@ impl Serialize for HealthCheck {
 }
 
 fn journal_key(snapshot: &str) -> String {
-    format!("journal/{snapshot}.json")
+    crate::store::Key::journal(snapshot).path()
 }
 
 /// Test hook (debug builds only): `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process

@@ -6,6 +6,8 @@
 pub mod backend;
 pub mod cache;
 pub mod crypto;
+pub mod id;
+pub mod key;
 pub mod s3;
 pub mod seen;
 
@@ -14,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 pub use backend::{Backend, LocalBackend};
 pub use crypto::Object;
+pub use id::{BlobId, PackId};
+pub use key::{Dir, Key};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -26,7 +30,7 @@ pub const STORE_FORMAT: u32 = 2;
 /// The version of the snapshot manifest.
 pub const MANIFEST_FORMAT: u32 = 1;
 
-const MARKER: &str = "carryover-store.json";
+use key::MARKER;
 
 /// A reference to one object of a snapshot, with its checksum.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -288,11 +292,11 @@ impl Store {
     }
 
     /// The id of a blob with this content (keyed when the store is encrypted).
-    pub fn blob_id(&self, raw: &[u8]) -> [u8; 32] {
-        match &self.crypto {
+    pub fn blob_id(&self, raw: &[u8]) -> BlobId {
+        BlobId::from_array(match &self.crypto {
             Some(c) => c.blob_id(raw),
             None => *blake3::hash(raw).as_bytes(),
-        }
+        })
     }
 
     /// Encrypts what goes into the store, bound to what it is (a no-op for a plain store).
@@ -374,7 +378,7 @@ impl Store {
 
     /// Writes an object of a snapshot that is being built; returns its checksummed reference.
     pub fn put_object(&self, snapshot: &str, name: &str, data: &[u8]) -> Result<ObjectRef> {
-        let key = format!("objects/{snapshot}/{name}");
+        let key = Key::object(snapshot, name).path();
         let data = &self.seal(Object::Snapshot { snapshot, name }, data.to_vec());
         self.backend.put(&key, data)?;
         Ok(ObjectRef {
@@ -386,13 +390,13 @@ impl Store {
 
     /// What the object `r` of snapshot `snapshot` is: its key must be the snapshot's own.
     fn object_of<'a>(snapshot: &'a str, r: &'a ObjectRef) -> Result<Object<'a>> {
-        let name = r
-            .key
-            .strip_prefix("objects/")
-            .and_then(|k| k.strip_prefix(snapshot))
-            .and_then(|k| k.strip_prefix('/'))
-            .filter(|n| backend::check_name(n).is_ok())
-            .with_context(|| {
+        let name = match Key::parse(Dir::Objects, &r.key) {
+            Some(Key::Object { snapshot: s, .. }) if s == snapshot => {
+                r.key.rsplit('/').next().filter(|n| !n.is_empty())
+            }
+            _ => None,
+        };
+        let name = name.with_context(|| {
                 format!(
                     "the manifest of snapshot {snapshot} names the object {}, not one of its own; refused",
                     r.key
@@ -443,7 +447,7 @@ impl Store {
         }
         let json = serde_json::to_vec_pretty(&manifest)?;
         self.backend
-            .put(&format!("snapshots/{}.json", manifest.id), &json)
+            .put(&Key::snapshot(&manifest.id).path(), &json)
             .context("committing the snapshot manifest")
     }
 
@@ -451,13 +455,11 @@ impl Store {
     /// oldest first.
     pub fn ids(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self
-            .backend
-            .list("snapshots/")?
+            .list_keys(Dir::Snapshots)?
             .into_iter()
-            .filter_map(|key| {
-                key.strip_prefix("snapshots/")
-                    .and_then(|k| k.strip_suffix(".json"))
-                    .map(str::to_string)
+            .filter_map(|key| match key {
+                Key::Snapshot(id) => Some(id),
+                _ => None,
             })
             .collect();
         ids.sort();
@@ -550,7 +552,7 @@ impl Store {
         backend::check_name(id)?;
         let bytes = self
             .backend
-            .get(&format!("snapshots/{id}.json"))?
+            .get(&Key::snapshot(id).path())?
             .with_context(|| format!("no snapshot '{id}' in {}", self.describe()))?;
         let mut m: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("the manifest of snapshot {id} is damaged"))?;
@@ -581,16 +583,15 @@ impl Store {
     /// Packs without an index (a capture killed before it wrote the index): removed.
     /// Only called under the store lock.
     pub fn remove_unindexed_packs(&self) -> Result<Vec<String>> {
-        let indexed: std::collections::HashSet<String> = self
-            .backend
-            .list("index/")?
-            .into_iter()
-            .filter_map(|k| k.strip_prefix("index/").map(str::to_string))
+        let indexed: std::collections::HashSet<PackId> = self
+            .list_keys(Dir::Index)?
+            .iter()
+            .filter_map(Key::pack_id)
             .collect();
         let mut removed = Vec::new();
-        for key in self.backend.list("packs/")? {
-            let id = key.rsplit('/').next().unwrap_or("");
-            if !indexed.contains(id) {
+        for key in self.list_keys(Dir::Packs)? {
+            if key.pack_id().is_some_and(|id| !indexed.contains(&id)) {
+                let key = key.path();
                 self.backend.delete(&key)?;
                 removed.push(key);
             }
@@ -605,24 +606,21 @@ impl Store {
     pub fn remove_orphans(&self) -> Result<Vec<String>> {
         let committed: std::collections::HashSet<String> = self.ids()?.into_iter().collect();
         let mut removed = Vec::new();
-        for key in self.backend.list("objects/")? {
-            let id = key.split('/').nth(1).unwrap_or("");
-            if !id.is_empty() && !committed.contains(id) {
-                self.backend.delete(&key)?;
-                removed.push(key);
-            }
-        }
-        for key in self.backend.list("journal/")? {
-            let id = key
-                .strip_prefix("journal/")
-                .and_then(|k| k.strip_suffix(".json"))
-                .unwrap_or("");
-            if !id.is_empty() && !committed.contains(id) {
-                self.backend.delete(&key)?;
-                removed.push(key);
+        for dir in [Dir::Objects, Dir::Journal] {
+            for key in self.list_keys(dir)? {
+                if key.snapshot_id().is_some_and(|id| !committed.contains(id)) {
+                    let key = key.path();
+                    self.backend.delete(&key)?;
+                    removed.push(key);
+                }
             }
         }
         Ok(removed)
+    }
+
+    /// The keys under `dir` that have its grammar (others are named in a warning).
+    pub fn list_keys(&self, dir: Dir) -> Result<Vec<Key>> {
+        Ok(key::parse_listing(dir, self.backend.list(dir.prefix())?))
     }
 
     /// Reads a small named document (journal, status) — `None` when absent.
@@ -726,6 +724,30 @@ mod tests {
         }
         assert_eq!(local_dir("s3://b/p"), None);
         assert_eq!(local_dir("file:///srv/s"), Some("/srv/s".into()));
+    }
+
+    /// Listing parses names by the key grammar: a file under `packs/` or `index/` that
+    /// is not one of carryover's is passed over, never removed as an unindexed pack, and a
+    /// name under `snapshots/` without `.json` is no snapshot.
+    #[test]
+    fn foreign_names_in_the_store_are_passed_over_not_taken_or_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("s");
+        let store = Store::open(dir.to_str().unwrap(), &Config::default(), true, None).unwrap();
+        let unindexed = Key::Pack(PackId::random()).path();
+        for key in [
+            unindexed.as_str(),
+            "packs/zz/notes.txt",
+            "packs/README",
+            "index/README",
+            "snapshots/README",
+        ] {
+            store.backend().put(key, b"x").unwrap();
+        }
+        assert_eq!(store.remove_unindexed_packs().unwrap(), vec![unindexed]);
+        assert!(dir.join("packs/zz/notes.txt").exists());
+        assert!(dir.join("packs/README").exists());
+        assert!(store.ids().unwrap().is_empty());
     }
 
     /// A store made before format 2 (no id in its marker) is read and written as it was:

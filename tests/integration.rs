@@ -12,6 +12,8 @@ mod accounts;
 mod bad_input;
 #[path = "integration/check.rs"]
 mod check;
+#[path = "integration/compat.rs"]
+mod compat;
 #[path = "integration/cycle.rs"]
 mod cycle;
 #[path = "integration/data.rs"]
@@ -28,6 +30,8 @@ mod hostile_store;
 mod identity;
 #[path = "integration/logins.rs"]
 mod logins;
+#[path = "integration/output.rs"]
+mod output;
 #[path = "integration/packaging.rs"]
 mod packaging;
 #[path = "integration/probe.rs"]

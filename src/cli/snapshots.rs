@@ -105,7 +105,8 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
                     }
                 }
                 if let Some(d) = &m.data {
-                    damaged.extend(verify::check_snapshot(&store, &index, d, &damage));
+                    let problems = verify::check_snapshot(&store, &index, d, &damage);
+                    damaged.extend(problems.iter().map(ToString::to_string));
                 }
                 results.push(Verified {
                     snapshot_id: m.id.clone(),

@@ -81,8 +81,7 @@ pub fn capture(
             }
             let parent_tree = parent
                 .and_then(|p| p.roots.iter().find(|r| r.path == shown))
-                .map(|r| r.tree_ids())
-                .transpose()?;
+                .map(|r| r.tree.clone());
             let walker = Walker {
                 store,
                 root,
@@ -410,7 +409,7 @@ impl RootWalk<'_, '_> {
         }
         Ok(DataRoot {
             path: path.display().to_string(),
-            tree: ids.iter().map(hex::encode).collect(),
+            tree: ids,
             files: self.ord.files,
             bytes: self.ord.bytes,
         })

@@ -6,6 +6,7 @@
 use anyhow::{Result, bail};
 
 use super::node::{Kind, Node, Xattr};
+use crate::store::id::{BlobId, ID_LEN, PackId};
 use serde::{Deserialize, Serialize};
 
 const TREE_MAGIC: &[u8; 4] = b"COT1";
@@ -77,8 +78,13 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self) -> Result<Vec<u8>> {
+        Ok(self.take_bytes()?.to_vec())
+    }
+
+    /// A length-prefixed byte string, borrowed.
+    fn take_bytes(&mut self) -> Result<&'a [u8]> {
         let n = self.uv()?;
-        Ok(self.take(n)?.to_vec())
+        self.take(n)
     }
 
     fn opt_str(&mut self) -> Result<Option<String>> {
@@ -135,7 +141,10 @@ pub fn put_node(out: &mut Vec<u8>, n: &Node) {
     put_iv(out, n.mtime);
     put_uv(out, n.mtime_ns as u64);
     put_uv(out, n.size);
-    put_bytes(out, &n.chunks);
+    put_uv(out, (n.chunks.len() * ID_LEN) as u64);
+    for id in &n.chunks {
+        out.extend_from_slice(id.as_bytes());
+    }
     match &n.extents {
         None => put_uv(out, 0),
         Some(ex) => {
@@ -182,10 +191,15 @@ fn node(r: &mut Reader) -> Result<Node> {
     let mtime = r.iv()?;
     let mtime_ns = r.u32()?;
     let size = r.uv()?;
-    let chunks = r.bytes()?;
-    if chunks.len() % 32 != 0 {
+    let n = r.uv()?;
+    if n % ID_LEN as u64 != 0 {
         bail!("a chunk list is not a whole number of ids");
     }
+    let chunks = r
+        .take(n)?
+        .chunks_exact(ID_LEN)
+        .filter_map(BlobId::from_slice)
+        .collect();
     let extents = match r.uv()? {
         0 => None,
         n => {
@@ -238,14 +252,13 @@ fn node(r: &mut Reader) -> Result<Node> {
 /// The index object of one pack.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PackIndex {
-    pub pack: String,
+    pub pack: PackId,
     pub blobs: Vec<IndexEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexEntry {
-    #[serde(with = "serde_bytes")]
-    pub id: Vec<u8>,
+    pub id: BlobId,
     pub offset: u32,
     pub length: u32,
     pub raw_length: u32,
@@ -255,10 +268,10 @@ pub struct IndexEntry {
 pub fn encode_index(pi: &PackIndex) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + pi.blobs.len() * 44);
     out.extend_from_slice(INDEX_MAGIC);
-    put_bytes(&mut out, pi.pack.as_bytes());
+    put_bytes(&mut out, pi.pack.to_string().as_bytes());
     put_uv(&mut out, pi.blobs.len() as u64);
     for e in &pi.blobs {
-        out.extend_from_slice(&e.id);
+        out.extend_from_slice(e.id.as_bytes());
         put_uv(&mut out, e.offset as u64);
         put_uv(&mut out, e.length as u64);
         put_uv(&mut out, e.raw_length as u64);
@@ -272,10 +285,10 @@ pub fn decode_index(raw: &[u8]) -> Result<PackIndex> {
         bail!("not a pack index of this version");
     };
     let mut r = Reader { b: body };
-    let pack = String::from_utf8(r.bytes()?)?;
-    if pack.len() < 2 || !pack.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("names no valid pack");
-    }
+    let pack: PackId = std::str::from_utf8(r.take_bytes()?)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("names no valid pack"))?;
     let n = r.uv()?;
     if n > r.b.len() as u64 / 36 {
         bail!("a blob count points past the end");
@@ -283,7 +296,8 @@ pub fn decode_index(raw: &[u8]) -> Result<PackIndex> {
     let mut blobs = Vec::with_capacity(n as usize);
     for _ in 0..n {
         blobs.push(IndexEntry {
-            id: r.take(32)?.to_vec(),
+            id: BlobId::from_slice(r.take(ID_LEN as u64)?)
+                .ok_or_else(|| anyhow::anyhow!("truncated"))?,
             offset: r.u32()?,
             length: r.u32()?,
             raw_length: r.u32()?,
@@ -309,7 +323,7 @@ mod tests {
             mtime: -5,
             mtime_ns: 999_999_999,
             size: 1 << 40,
-            chunks: vec![7u8; 64],
+            chunks: vec![BlobId::from_array([7; 32]); 2],
             extents: Some(vec![(0, 10), (1 << 33, 4)]),
             target: Vec::new(),
             rdev: 259,
@@ -361,9 +375,9 @@ mod tests {
     #[test]
     fn index_round_trip() {
         let pi = PackIndex {
-            pack: "ab".repeat(32),
+            pack: "ab".repeat(32).parse().unwrap(),
             blobs: vec![IndexEntry {
-                id: vec![9; 32],
+                id: BlobId::from_array([9; 32]),
                 offset: 1,
                 length: 2,
                 raw_length: 3,

@@ -14,7 +14,7 @@ use super::verify::{self, Damage};
 use crate::store::Store;
 
 /// The list's object in the store (sealed like the journal in an encrypted store).
-pub const KEY: &str = "damaged.json";
+pub const KEY: &str = crate::store::key::DAMAGED;
 const FORMAT: u32 = 1;
 /// A list larger than this is not one carryover wrote.
 const MAX_BYTES: usize = 64 << 20;
@@ -52,8 +52,7 @@ impl DamagedList {
     pub fn ids(&self) -> HashSet<BlobId> {
         self.blobs
             .keys()
-            .filter_map(|h| hex::decode(h).ok())
-            .filter_map(|v| BlobId::try_from(&v[..]).ok())
+            .filter_map(|h| h.parse::<BlobId>().ok())
             .collect()
     }
 
@@ -86,7 +85,7 @@ impl DamagedList {
             l.blobs = damage
                 .blobs
                 .iter()
-                .map(|(id, why)| (hex::encode(id), why.clone()))
+                .map(|(id, why)| (id.to_string(), why.clone()))
                 .collect();
         })
     }
@@ -112,10 +111,7 @@ pub fn before_capture(store: &Store, index: &mut Index, check: bool) -> Result<H
                 index.forget_copy(id, loc);
             }
             for (id, why) in &damage.blobs {
-                tracing::warn!(
-                    "blob {} is damaged ({why}): stored again from the source",
-                    hex::encode(id)
-                );
+                tracing::warn!("blob {id} is damaged ({why}): stored again from the source");
             }
             DamagedList::record(store, &damage).context("recording the damaged blobs")?
         }
@@ -131,7 +127,10 @@ pub fn after_capture(
     suspect: &HashSet<BlobId>,
     stored: &HashSet<BlobId>,
 ) -> Result<()> {
-    let healed: HashSet<String> = suspect.intersection(stored).map(hex::encode).collect();
+    let healed: HashSet<String> = suspect
+        .intersection(stored)
+        .map(BlobId::to_string)
+        .collect();
     if healed.is_empty() {
         return Ok(());
     }

@@ -210,9 +210,7 @@ impl Planner {
         let Some(p) = self.open.take() else { return };
         let key = {
             let idx = self.index.lock().expect("index");
-            idx.packs
-                .get(p.pack as usize)
-                .map(|k| super::repo::pack_key(k))
+            idx.packs.get(p.pack as usize).map(super::repo::pack_key)
         };
         let Some(key) = key else {
             let e = || anyhow!("the index names a pack it does not have");

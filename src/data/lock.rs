@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
 
-const KEY: &str = "locks/writer.json";
+const KEY: &str = crate::store::key::LOCK;
 /// A lock of another host older than this is stale (its capture cannot still be running).
 const STALE_SECONDS: i64 = 6 * 3600;
 

@@ -6,8 +6,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-/// A content id: BLAKE3 of the plaintext chunk.
-pub type BlobId = [u8; 32];
+pub use crate::store::BlobId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,9 +38,9 @@ pub struct Node {
     pub mtime_ns: u32,
     #[serde(default)]
     pub size: u64,
-    /// The chunk ids of the content, 32 bytes each, concatenated.
-    #[serde(default, with = "serde_bytes")]
-    pub chunks: Vec<u8>,
+    /// The chunk ids of the content, in order.
+    #[serde(default)]
+    pub chunks: Vec<BlobId>,
     /// Data regions (offset, length) of a file with holes; the chunks hold only these.
     #[serde(default)]
     pub extents: Option<Vec<(u64, u64)>>,
@@ -72,11 +71,7 @@ pub struct Xattr {
 impl Node {
     /// The chunk ids.
     pub fn chunk_ids(&self) -> impl Iterator<Item = BlobId> + '_ {
-        self.chunks.chunks_exact(32).map(|c| {
-            let mut id = [0u8; 32];
-            id.copy_from_slice(c);
-            id
-        })
+        self.chunks.iter().copied()
     }
 
     /// The number of content bytes the chunks hold.

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use super::codec::{IndexEntry, PackIndex};
 use super::node::BlobId;
 use crate::store::backend::{Done, ObjectWriter, Transfer};
-use crate::store::{Object, Store};
+use crate::store::{Dir, Key, Object, PackId, Store};
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET: usize = 16 << 20;
@@ -30,7 +30,7 @@ pub struct BlobLoc {
 /// The in-memory index of every blob in the store.
 #[derive(Default)]
 pub struct Index {
-    pub packs: Vec<String>,
+    pub packs: Vec<PackId>,
     /// The copy of each blob that is read first.
     pub blobs: HashMap<BlobId, BlobLoc>,
     /// Further copies: a capture that healed a damaged blob, or a prune that was
@@ -45,7 +45,7 @@ impl Index {
     pub fn load(store: &Store) -> Result<(Index, Vec<String>)> {
         let mut idx = Index::default();
         let mut warnings = Vec::new();
-        let keys = store.backend().list("index/")?;
+        let keys: Vec<String> = store.list_keys(Dir::Index)?.iter().map(Key::path).collect();
         for (key, got) in keys.iter().zip(store.get_indexes(&keys)) {
             let loaded = got?
                 .context("vanished")
@@ -62,21 +62,19 @@ impl Index {
         let n = self.packs.len() as u32;
         self.packs.push(pi.pack);
         for e in pi.blobs {
-            if let Ok(id) = <BlobId>::try_from(&e.id[..]) {
-                let loc = BlobLoc {
-                    pack: n,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                    compressed: e.compressed,
-                };
-                match self.blobs.entry(id) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(loc);
-                    }
-                    std::collections::hash_map::Entry::Occupied(_) => {
-                        self.copies.entry(id).or_default().push(loc)
-                    }
+            let loc = BlobLoc {
+                pack: n,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+                compressed: e.compressed,
+            };
+            match self.blobs.entry(e.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(loc);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.copies.entry(e.id).or_default().push(loc)
                 }
             }
         }
@@ -126,8 +124,8 @@ impl Index {
     }
 }
 
-pub fn pack_key(pack: &str) -> String {
-    format!("packs/{}/{pack}", &pack[..2])
+pub fn pack_key(pack: &PackId) -> String {
+    Key::Pack(*pack).path()
 }
 
 /// Compresses a blob (kept raw when zstd does not make it smaller).
@@ -176,8 +174,7 @@ pub fn read_blob(
             }
         }
     }
-    Err(first_error
-        .unwrap_or_else(|| anyhow::anyhow!("blob {} is not in the store's index", hex::encode(id))))
+    Err(first_error.unwrap_or_else(|| anyhow::anyhow!("blob {id} is not in the store's index")))
 }
 
 /// Reads a located blob, decompresses it and checks it against its id.
@@ -189,8 +186,7 @@ pub fn read_at(
 ) -> Result<Vec<u8>> {
     if loc.length > MAX_BLOB + 4096 || loc.raw_length > MAX_BLOB {
         bail!(
-            "blob {} in {key} claims {} bytes: more than the format ever makes; refused",
-            hex::encode(id),
+            "blob {id} in {key} claims {} bytes: more than the format ever makes; refused",
             loc.raw_length.max(loc.length)
         );
     }
@@ -215,23 +211,22 @@ pub fn decode(
 ) -> Result<Vec<u8>> {
     if loc.raw_length > MAX_BLOB || stored.len() as u64 > MAX_BLOB as u64 + 4096 {
         bail!(
-            "blob {} claims {} bytes ({} stored): more than the format ever makes ({MAX_BLOB}); refused",
-            hex::encode(id),
+            "blob {id} claims {} bytes ({} stored): more than the format ever makes ({MAX_BLOB}); refused",
             loc.raw_length,
             stored.len()
         );
     }
     let stored = store
         .unseal_as(kinds, stored)
-        .with_context(|| format!("blob {}", hex::encode(id)))?;
+        .with_context(|| format!("blob {id}"))?;
     let raw = if loc.compressed {
         zstd::bulk::decompress(&stored, loc.raw_length as usize)
-            .with_context(|| format!("blob {} cannot be decompressed", hex::encode(id)))?
+            .with_context(|| format!("blob {id} cannot be decompressed"))?
     } else {
         stored
     };
     if raw.len() != loc.raw_length as usize || &store.blob_id(&raw) != id {
-        bail!("blob {} is damaged (checksum mismatch)", hex::encode(id));
+        bail!("blob {id} is damaged (checksum mismatch)");
     }
     Ok(raw)
 }
@@ -250,7 +245,7 @@ pub struct Sealed {
 /// its blobs enter the in-memory index only once pack and index are acknowledged.
 pub struct PackWriter {
     store: Store,
-    current: Option<(String, Open)>,
+    current: Option<(PackId, Open)>,
     size: usize,
     entries: Vec<IndexEntry>,
     index: Arc<Mutex<Index>>,
@@ -282,7 +277,7 @@ impl PackWriter {
 
     pub fn add(&mut self, b: Sealed) -> Result<()> {
         if self.current.is_none() {
-            let id = hex::encode(rand::random::<[u8; 32]>());
+            let id = PackId::random();
             let open = if self.store.backend().connections() > 1 {
                 Open::Memory(Vec::with_capacity(PACK_TARGET + (1 << 20)))
             } else {
@@ -301,7 +296,7 @@ impl PackWriter {
             Open::Memory(buf) => buf.extend_from_slice(&b.data),
         }
         self.entries.push(IndexEntry {
-            id: b.id.to_vec(),
+            id: b.id,
             offset: self.size as u32,
             length: b.data.len() as u32,
             raw_length: b.raw_length,
@@ -321,12 +316,12 @@ impl PackWriter {
             return Ok(());
         };
         let pi = PackIndex {
-            pack: id.clone(),
+            pack: id,
             blobs: std::mem::take(&mut self.entries),
         };
         let enc = super::codec::encode_index(&pi);
         let size = std::mem::take(&mut self.size) as u64;
-        let index_key = format!("index/{id}");
+        let index_key = Key::Index(id).path();
         let transfer: Box<dyn Transfer> = match open {
             Open::Stream(w) => {
                 w.commit().context("writing a pack")?;

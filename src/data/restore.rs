@@ -19,6 +19,7 @@ use super::node::{Kind, Node, check_path, path_cmp};
 use super::repo::{self, Index};
 use super::tree::TreeReader;
 use super::{DataManifest, Progress};
+use crate::error::Problem;
 use crate::store::Store;
 use crate::sys::{self, Root};
 
@@ -37,8 +38,8 @@ pub struct DataRestore {
     pub changed: u64,
     /// Entries that were already as in the snapshot and were left alone.
     pub unchanged: u64,
-    /// `path: reason` for everything that could not be restored.
-    pub failed: Vec<String>,
+    /// Everything that could not be restored, and why.
+    pub failed: Vec<Problem>,
     /// Owners the new OS had no account for, and the ids their files got.
     pub unknown_owners: Vec<UnknownOwner>,
     /// Entries left out: below the home of an old user whose name is another account of
@@ -176,7 +177,7 @@ pub fn missing(store: &Store, root: &Root, data: &DataManifest) -> Result<Vec<St
             continue;
         }
         let dest = root.path(&r.path);
-        let mut reader = TreeReader::new(store.clone(), index.clone(), r.tree_ids()?);
+        let mut reader = TreeReader::new(store.clone(), index.clone(), r.tree.clone());
         while let Some(n) = reader.next_node()? {
             if n.kind != Kind::File || !check_path(&n.path) {
                 continue;
@@ -214,22 +215,22 @@ pub fn restore(
     for r in &data.roots {
         if !r.path.starts_with('/') || !check_path(r.path.trim_start_matches('/').as_bytes()) {
             out.failed
-                .push(format!("{}: not a valid data path; refused", r.path));
+                .push(Problem::new(&r.path, "not a valid data path; refused"));
             continue;
         }
         if crate::paths::is_system_location(&r.path) {
-            out.failed.push(format!(
-                "{}: a place of the operating system itself, never restored as data; refused",
-                r.path
+            out.failed.push(Problem::new(
+                &r.path,
+                "a place of the operating system itself, never restored as data; refused",
             ));
             continue;
         }
         let dest = root.path(&r.path);
         if let Err(e) = sys::create_dirs(&dest, 0o755) {
-            out.failed.push(format!("{}: {e}", r.path));
+            out.failed.push(Problem::new(&r.path, e));
             continue;
         }
-        let ids = r.tree_ids()?;
+        let ids = r.tree.clone();
         let reader = TreeReader::new(store.clone(), index.clone(), ids);
         restore_root(
             store, &index, &owners, &r.path, &dest, reader, progress, &mut out,
@@ -293,7 +294,7 @@ fn restore_root(
                             res.bytes += n;
                             res.count(changed);
                         }
-                        Err(e) => res.failed.push(format!("{}: {e:#}", job.shown)),
+                        Err(e) => res.failed.push(Problem::new(&job.shown, format!("{e:#}"))),
                     }
                 }
             })
@@ -336,8 +337,9 @@ fn restore_root(
             .as_ref()
             .is_none_or(|p| path_cmp(p, &node.path).is_lt());
         if !check_path(&node.path) || !in_order {
-            out.failed.push(format!(
-                "{name}: invalid or out-of-order entry in the snapshot; refused"
+            out.failed.push(Problem::new(
+                &name,
+                "invalid or out-of-order entry in the snapshot; refused",
             ));
             continue;
         }
@@ -347,8 +349,9 @@ fn restore_root(
             None => Vec::new(),
         };
         if !node.path.is_empty() && !dirs.contains(&parent) {
-            out.failed.push(format!(
-                "{name}: its parent is not a directory of the snapshot; refused"
+            out.failed.push(Problem::new(
+                &name,
+                "its parent is not a directory of the snapshot; refused",
             ));
             continue;
         }
@@ -366,12 +369,12 @@ fn restore_root(
                     dirs.insert(node.path.clone());
                     deferred_dirs.push((host, name, node, created));
                 }
-                Err(e) => out.failed.push(format!("{name}: {e}")),
+                Err(e) => out.failed.push(Problem::new(&name, e)),
             },
             Kind::File => {
                 if node.path.is_empty() {
                     out.failed
-                        .push(format!("{name}: a data path must be a directory"));
+                        .push(Problem::new(&name, "a data path must be a directory"));
                     continue;
                 }
                 let fresh = fresh_dirs.contains(&parent);
@@ -391,7 +394,7 @@ fn restore_root(
             Kind::Symlink | Kind::Fifo | Kind::Char | Kind::Block => {
                 match make_other(&host, &node, owners) {
                     Ok(changed) => out.count(changed),
-                    Err(e) => out.failed.push(format!("{name}: {e:#}")),
+                    Err(e) => out.failed.push(Problem::new(name, format!("{e:#}"))),
                 }
             }
         }
@@ -419,18 +422,19 @@ fn restore_root(
                 out.files += 1;
                 out.count(changed);
             }
-            Err(e) => out.failed.push(format!("{name}: {e:#}")),
+            Err(e) => out.failed.push(Problem::new(name, format!("{e:#}"))),
         }
     }
     for (host, name, node, created) in deferred_dirs.iter().rev() {
         match apply_meta(host, node, owners, false) {
             Ok(changed) => out.count(*created || changed),
-            Err(e) => out.failed.push(format!("{name}: {e:#}")),
+            Err(e) => out.failed.push(Problem::new(name, format!("{e:#}"))),
         }
     }
     if let Some(e) = tree_error {
-        out.failed.push(format!(
-            "{shown_root}: the rest of the tree cannot be read: {e:#}"
+        out.failed.push(Problem::new(
+            shown_root,
+            format!("the rest of the tree cannot be read: {e:#}"),
         ));
     }
     Ok(())

@@ -18,7 +18,7 @@ use super::node::BlobId;
 use super::repo::{self, BlobLoc, Index, PackWriter, Sealed};
 use super::verify;
 use crate::error::Error;
-use crate::store::{Manifest, Store};
+use crate::store::{Key, Manifest, PackId, Store};
 
 /// A pack with a larger share of dead bytes than this is rewritten.
 const REWRITE_DEAD_SHARE: f64 = 0.5;
@@ -84,7 +84,7 @@ pub fn forget(store: &Store, which: &Forget) -> Result<Vec<String>> {
     for id in &ids {
         store
             .backend()
-            .delete(&format!("snapshots/{id}.json"))
+            .delete(&Key::snapshot(id).path())
             .with_context(|| format!("forgetting snapshot {id}"))?;
     }
     Ok(ids)
@@ -174,7 +174,7 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
     // leftover the next capture or prune removes; an index without its pack never is).
     for &n in &gone {
         let name = &index.packs[n];
-        store.backend().delete(&format!("index/{name}"))?;
+        store.backend().delete(&Key::Index(*name).path())?;
         crash_point("index-deleted");
         store.backend().delete(&repo::pack_key(name))?;
     }
@@ -185,12 +185,8 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
     r.bytes_after = kept + writer.bytes_written;
     // A damaged blob no snapshot needs any more is no longer worth healing.
     DamagedList::update(store, |l| {
-        l.blobs.retain(|k, _| {
-            hex::decode(k)
-                .ok()
-                .and_then(|v| BlobId::try_from(&v[..]).ok())
-                .is_some_and(|id| needed.contains(&id))
-        })
+        l.blobs
+            .retain(|k, _| k.parse::<BlobId>().is_ok_and(|id| needed.contains(&id)))
     })?;
     Ok(r)
 }
@@ -213,7 +209,7 @@ fn needed_by_all(
         if let Some(d) = &m.data {
             let (ids, problems) = verify::needed_blobs(store, index, d);
             if let Some(p) = problems.into_iter().next() {
-                return Err(refuse(p));
+                return Err(refuse(p.to_string()));
             }
             needed.extend(ids);
         }
@@ -279,7 +275,7 @@ fn plan(store: &Store, index: &Index, needed: &HashSet<BlobId>) -> Vec<PackPlan>
 /// compressed), each checked first; `Err(why)` when one is damaged (nothing is copied).
 fn copy_live(
     store: &Store,
-    pack: &str,
+    pack: &PackId,
     p: &PackPlan,
     writer: &mut PackWriter,
 ) -> Result<Result<(), String>> {

@@ -9,6 +9,7 @@ use super::node::{BlobId, Kind, Node};
 use super::repo::{self, Index};
 use super::tree::TreeReader;
 use super::{DataManifest, DataRoot};
+use crate::error::Problem;
 use crate::store::Store;
 
 /// What is wrong with the data of a store.
@@ -111,16 +112,10 @@ fn walk(
     index: &Arc<Mutex<Index>>,
     data: &DataManifest,
     mut visit: impl FnMut(Visit),
-) -> Vec<String> {
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     for root in &data.roots {
-        let ids = match root.tree_ids() {
-            Ok(ids) => ids,
-            Err(e) => {
-                problems.push(format!("{}: {e:#}", root.path));
-                continue;
-            }
-        };
+        let ids = root.tree.clone();
         visit(Visit::Trees(root, &ids));
         let mut reader = TreeReader::new(store.clone(), index.clone(), ids);
         loop {
@@ -128,9 +123,9 @@ fn walk(
                 Ok(Some(node)) => visit(Visit::Node(root, &node)),
                 Ok(None) => break,
                 Err(e) => {
-                    problems.push(format!(
-                        "{}: the tree cannot be read further: {e:#}",
-                        root.path
+                    problems.push(Problem::new(
+                        &root.path,
+                        format!("the tree cannot be read further: {e:#}"),
                     ));
                     break;
                 }
@@ -146,7 +141,7 @@ pub fn needed_blobs(
     store: &Store,
     index: &Arc<Mutex<Index>>,
     data: &DataManifest,
-) -> (HashSet<BlobId>, Vec<String>) {
+) -> (HashSet<BlobId>, Vec<Problem>) {
     let mut needed = HashSet::new();
     let problems = walk(store, index, data, |v| match v {
         Visit::Trees(_, ids) => needed.extend(ids.iter().copied()),
@@ -155,9 +150,13 @@ pub fn needed_blobs(
     (needed, problems)
 }
 
-/// The files of a snapshot that cannot be restored, each `path: why`: the blobs it
-/// needs are read and hashed (only those), as a restore would read them.
-pub fn damaged_files(store: &Store, index: &Arc<Mutex<Index>>, data: &DataManifest) -> Vec<String> {
+/// The files of a snapshot that cannot be restored, and why: the blobs it needs are
+/// read and hashed (only those), as a restore would read them.
+pub fn damaged_files(
+    store: &Store,
+    index: &Arc<Mutex<Index>>,
+    data: &DataManifest,
+) -> Vec<Problem> {
     let (needed, _) = needed_blobs(store, index, data);
     let damage = check_blobs(store, &index.lock().expect("index"), Some(&needed));
     check_snapshot(store, index, data, &damage)
@@ -170,16 +169,15 @@ pub fn check_snapshot(
     index: &Arc<Mutex<Index>>,
     data: &DataManifest,
     damage: &Damage,
-) -> Vec<String> {
+) -> Vec<Problem> {
     let mut out = Vec::new();
     let problems = walk(store, index, data, |v| match v {
         Visit::Trees(root, ids) => {
             for id in ids {
                 if let Some(why) = damage.blobs.get(id) {
-                    out.push(format!(
-                        "{}: tree blob {} damaged: {why}",
-                        root.path,
-                        hex::encode(id)
+                    out.push(Problem::new(
+                        &root.path,
+                        format!("tree blob {id} damaged: {why}"),
                     ));
                 }
             }
@@ -193,12 +191,12 @@ pub fn check_snapshot(
             for id in node.chunk_ids() {
                 let missing = !index.lock().expect("index").blobs.contains_key(&id);
                 if missing {
-                    out.push(format!(
-                        "{name}: chunk {} is missing from the store",
-                        hex::encode(id)
+                    out.push(Problem::new(
+                        &name,
+                        format!("chunk {id} is missing from the store"),
                     ));
                 } else if let Some(why) = damage.blobs.get(&id) {
-                    out.push(format!("{name}: chunk {} damaged: {why}", hex::encode(id)));
+                    out.push(Problem::new(&name, format!("chunk {id} damaged: {why}")));
                 }
             }
         }

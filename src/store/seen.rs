@@ -19,7 +19,7 @@ struct Record {
 fn key(instance: &str) -> Option<String> {
     backend::check_name(instance)
         .ok()
-        .map(|_| format!("seen/{instance}.json"))
+        .map(|_| super::Key::seen(instance).path())
 }
 
 /// The store's record for `instance`; a record that cannot be read is ignored (with a

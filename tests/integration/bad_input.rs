@@ -14,7 +14,7 @@ fn a_broken_config_names_file_line_and_key_and_exits_2() {
         "/etc/carryover/config.toml",
         "[store]\nurl = \"/mnt/data\"\n\n[data]\npaths = \"/srv\"\n",
     );
-    let o = carryover(&["inspect", "--root", old.dir.to_str().unwrap()]);
+    let o = Cmd::new("inspect").root(&old.dir).run();
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
@@ -30,7 +30,7 @@ fn a_broken_config_names_file_line_and_key_and_exits_2() {
         "/etc/carryover/config.d/50-typo.toml",
         "[report]\ntoken_fil = \"/etc/carryover/token\"\n",
     );
-    let o = carryover(&["inspect", "--root", old.dir.to_str().unwrap()]);
+    let o = Cmd::new("inspect").root(&old.dir).run();
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
@@ -38,20 +38,17 @@ fn a_broken_config_names_file_line_and_key_and_exits_2() {
         "{e}"
     );
 
-    let o = carryover(&[
-        "inspect",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--config",
-        "/nonexistent/carryover.toml",
-    ]);
+    let o = Cmd::new("inspect")
+        .root(&old.dir)
+        .args(&["--config", "/nonexistent/carryover.toml"])
+        .run();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent/carryover.toml"));
 }
 
 #[test]
 fn a_missing_root_is_a_usage_error() {
-    let o = carryover(&["inspect", "--root", "/nonexistent/old-os"]);
+    let o = Cmd::new("inspect").root("/nonexistent/old-os").run();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent/old-os"), "{}", stderr(&o));
 }
@@ -83,15 +80,11 @@ fn unreadable_and_garbage_files_are_named_and_the_capture_goes_on() {
     std::fs::remove_file(old.p("/etc/timezone")).unwrap();
     std::fs::create_dir(old.p("/etc/timezone")).unwrap();
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .json()
+        .run();
     assert_eq!(o.status.code(), Some(4), "degraded: {}", stderr(&o));
     let v = json(&o);
     let skipped = v["skipped"].to_string();
@@ -105,15 +98,12 @@ fn unreadable_and_garbage_files_are_named_and_the_capture_goes_on() {
     // the rest was captured and the snapshot is complete
     let id = v["snapshot_id"].as_str().unwrap();
     let new = new_ubuntu(&t.path().join("new"));
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--snapshot",
-        id,
-    ]);
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .store(&store)
+        .arg("--snapshot")
+        .arg(id)
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(new.read("/etc/passwd").contains("alice:x:1000"));
 }
@@ -140,15 +130,11 @@ fn a_damaged_section_fails_only_its_steps_and_verify_names_it() {
     );
 
     let new = new_ubuntu(&t.path().join("new"));
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .store(&store)
+        .json()
+        .run();
     assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
     let v = json(&o);
     assert_eq!(v["state"], "degraded");
@@ -194,15 +180,11 @@ fn a_hostile_snapshot_never_writes_outside_its_targets() {
     let new = new_ubuntu(&t.path().join("new"));
     let shadow_before = new.read("/etc/shadow");
     let passwd_before = new.read("/etc/passwd");
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .store(&store)
+        .json()
+        .run();
     assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
     let v = json(&o);
     for name in [
@@ -269,13 +251,7 @@ fn another_instances_snapshot_is_refused_unless_named() {
         "/sys/class/dmi/id/product_uuid",
         "11111111-2222-3333-4444-555555555555\n",
     );
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("restore").root(&new.dir).store(&store).run();
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("no snapshot of instance 11111111-2222-3333-4444-555555555555"),
@@ -283,15 +259,12 @@ fn another_instances_snapshot_is_refused_unless_named() {
         stderr(&o)
     );
     assert_eq!(new.read("/etc/hostname"), "ubuntu\n");
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--snapshot",
-        &id,
-    ]);
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .store(&store)
+        .arg("--snapshot")
+        .arg(&id)
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert_eq!(new.read("/etc/hostname"), "web01\n");
 }
@@ -300,20 +273,17 @@ fn another_instances_snapshot_is_refused_unless_named() {
 fn a_store_that_is_not_a_store_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let new = new_ubuntu(&t.path().join("new"));
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        new.dir.join("etc").to_str().unwrap(),
-    ]);
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .store(new.dir.join("etc"))
+        .run();
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("not a carryover store"),
         "{}",
         stderr(&o)
     );
-    let o = carryover(&["restore", "--root", new.dir.to_str().unwrap()]);
+    let o = Cmd::new("restore").root(&new.dir).run();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no store"), "{}", stderr(&o));
 }

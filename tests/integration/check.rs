@@ -22,15 +22,7 @@ fn findings_exit_codes_and_acks() {
     let on_system = old.p("/var/backups/carryover");
     let on_data = old.p("/data/carryover");
 
-    let o = carryover(&[
-        "check",
-        "--root",
-        root,
-        "--store",
-        on_data.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("check").root(root).store(&on_data).json().run();
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let v = json(&o);
     assert_eq!(v["target"], "linux");
@@ -54,36 +46,19 @@ fn findings_exit_codes_and_acks() {
     }
 
     // the store on the system disk: a blocker, capture stops with 3 and writes nothing
-    let o = carryover(&[
-        "check",
-        "--root",
-        root,
-        "--store",
-        on_system.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("check").root(root).store(&on_system).run();
     assert_eq!(o.status.code(), Some(3));
     assert!(stdout(&o).contains("store-on-system-disk"));
-    let o = carryover(&[
-        "capture",
-        "--root",
-        root,
-        "--store",
-        on_system.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("capture").root(root).store(&on_system).run();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("store-on-system-disk"));
     assert!(!on_system.join("snapshots").exists());
-    let o = carryover(&[
-        "capture",
-        "--root",
-        root,
-        "--store",
-        on_system.to_str().unwrap(),
-        "--ack",
-        "store-on-system-disk",
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("capture")
+        .root(root)
+        .store(&on_system)
+        .args(&["--ack", "store-on-system-disk"])
+        .json()
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         json(&o)["findings"]
@@ -92,17 +67,12 @@ fn findings_exit_codes_and_acks() {
     );
 
     // to Windows: the LVM volume is a blocker, ext4 a warning; [check] ack accepts
-    let o = carryover(&[
-        "check",
-        "--root",
-        root,
-        "--target",
-        "windows",
-        "--store",
-        on_data.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("check")
+        .root(root)
+        .args(&["--target", "windows"])
+        .store(&on_data)
+        .json()
+        .run();
     assert_eq!(o.status.code(), Some(3));
     let text = stdout(&o);
     assert!(
@@ -113,13 +83,7 @@ fn findings_exit_codes_and_acks() {
         "/etc/carryover/config.toml",
         "[check]\ntarget = \"windows\"\nack = [\"lvm-to-windows\"]\n",
     );
-    let o = carryover(&[
-        "check",
-        "--root",
-        root,
-        "--store",
-        on_data.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("check").root(root).store(&on_data).run();
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("(acknowledged)"));
 }

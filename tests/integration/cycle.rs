@@ -418,14 +418,11 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(v["state"], "planned");
     assert_eq!(step(&v, "hostname")["status"], "would-change");
     assert_eq!(snapshot_tree(&new.dir), before);
-    let text = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let text = Cmd::new("restore")
+        .root(&new.dir)
+        .store(&store)
+        .arg("--dry-run")
+        .run();
     let text = stdout(&text);
     assert!(
         text.contains("hostname") && text.contains("would-change") && text.contains("planned"),
@@ -560,13 +557,7 @@ fn ubuntu_to_rocky_uses_network_manager_chrony_and_free_ids() {
 fn inspect_prints_every_section() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(t.path());
-    let o = carryover(&[
-        "inspect",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("inspect").root(&old.dir).json().run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = json(&o);
     for k in [
@@ -610,11 +601,7 @@ fn inspect_prints_every_section() {
         !text.contains("HASHEDPASSWORD"),
         "a password hash in inspect output"
     );
-    let human = stdout(&carryover(&[
-        "inspect",
-        "--root",
-        old.dir.to_str().unwrap(),
-    ]));
+    let human = stdout(&Cmd::new("inspect").root(&old.dir).run());
     assert!(
         human.contains("web01") && human.contains("10.0.0.2"),
         "{human}"
@@ -694,15 +681,7 @@ fn snapshots_list_show_verify_and_status() {
     assert_eq!(show["state"]["identity"]["hostname"], "web01");
     let o = carryover(&["snapshots", "verify", "--store", s]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    let st = carryover(&[
-        "status",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        s,
-        "--format",
-        "json",
-    ]);
+    let st = Cmd::new("status").root(&old.dir).store(s).json().run();
     let st = json(&st);
     assert_eq!(st["last_capture"]["snapshot_id"], b.as_str());
     assert_eq!(st["snapshots"], 2);
@@ -734,7 +713,7 @@ fn restore_if_due_runs_once_on_the_new_os_and_never_on_the_old() {
     assert!(v["reason"].as_str().unwrap().contains("old OS"), "{v}");
 
     // no store configured: quiet
-    let o = carryover(&["restore", "--root", new.dir.to_str().unwrap(), "--if-due"]);
+    let o = Cmd::new("restore").root(&new.dir).arg("--if-due").run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("no store is configured"));
 

@@ -77,31 +77,17 @@ pub(super) fn new_root(dir: &Path) -> Tree {
 }
 
 pub(super) fn capture_paths(old: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "capture",
-        "--root",
-        old.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--path",
-        "/srv",
-        "--format",
-        "json",
-    ];
-    args.extend_from_slice(extra);
-    carryover(&args)
+    Cmd::new("capture")
+        .root(old)
+        .store(store)
+        .args(&["--path", "/srv"])
+        .json()
+        .args(extra)
+        .run()
 }
 
 fn restore_into(new: &Path, store: &Path) -> std::process::Output {
-    carryover(&[
-        "restore",
-        "--root",
-        new.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ])
+    Cmd::new("restore").root(new).store(store).json().run()
 }
 
 /// `rsync -rlptDHAXn --checksum --itemize-changes` prints nothing when the trees agree.
@@ -813,16 +799,12 @@ fn an_encrypted_store_hides_content_and_needs_its_key() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
     assert_eq!(
-        carryover(&[
-            "snapshots",
-            "verify",
-            "--root",
-            new.dir.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap()
-        ])
-        .status
-        .code(),
+        Cmd::new("snapshots verify")
+            .root(&new.dir)
+            .store(&store)
+            .run()
+            .status
+            .code(),
         Some(0)
     );
     // without the key, or with another, a clear error

@@ -157,7 +157,7 @@ fn discovery_findings_and_restore_by_uuid() {
     let root = old.dir.to_str().unwrap();
     let pid = std::process::id();
 
-    let o = carryover(&["inspect", "--root", root, "--format", "json"]);
+    let o = Cmd::new("inspect").root(root).json().run();
     let v = json(&o);
     let disks = &v["disks"];
     assert_eq!(disks["discovered"], true);
@@ -201,7 +201,7 @@ fn discovery_findings_and_restore_by_uuid() {
     on.sort();
     assert_eq!(on, vec!["vda", "vdb"]);
     assert_eq!(vg(format!("codata{pid}"))["pvs"][0]["disks"][0], "vdd");
-    let text = stdout(&carryover(&["inspect", "--root", root]));
+    let text = stdout(&Cmd::new("inspect").root(root).run());
     assert!(
         text.contains("system disk") && text.contains("vda"),
         "{text}"
@@ -210,62 +210,56 @@ fn discovery_findings_and_restore_by_uuid() {
     // check: the VG over vda2+vdb and /srv on vda3 are blockers; the store on the LV is fine
     let store = old.p("/data/carryover");
     let store_s = store.to_str().unwrap();
-    let o = carryover(&[
-        "check", "--root", root, "--store", store_s, "--format", "json",
-    ]);
+    let o = Cmd::new("check").root(root).store(store_s).json().run();
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
     let k = keys(&json(&o));
     assert!(k.contains(&"lvm-vg-spans-system-disk".into()), "{k:?}");
     assert!(k.contains(&"mount-on-system-disk".into()), "{k:?}");
     assert!(!k.contains(&"store-on-system-disk".into()), "{k:?}");
     assert!(!k.contains(&"disks-unavailable".into()), "{k:?}");
-    let o = carryover(&[
-        "check",
-        "--root",
-        root,
-        "--store",
-        old.p("/srv").to_str().unwrap(),
-        "--ack",
-        "lvm-vg-spans-system-disk",
-        "--ack",
-        "mount-on-system-disk",
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("check")
+        .root(root)
+        .store(old.p("/srv"))
+        .args(&[
+            "--ack",
+            "lvm-vg-spans-system-disk",
+            "--ack",
+            "mount-on-system-disk",
+        ])
+        .json()
+        .run();
     assert!(
         keys(&json(&o)).contains(&"store-on-system-disk".into()),
         "/srv is on vda3, a partition of the system disk"
     );
     // /srv in [data] paths: carried by the store, no longer a blocker
-    let o = carryover(&[
-        "check", "--root", root, "--store", store_s, "--path", "/srv", "--format", "json",
-    ]);
+    let o = Cmd::new("check")
+        .root(root)
+        .store(store_s)
+        .args(&["--path", "/srv"])
+        .json()
+        .run();
     let k = keys(&json(&o));
     assert!(!k.contains(&"mount-on-system-disk".into()), "{k:?}");
 
     // capture with the acks, restore into a new OS: the swap named /dev/vdc2 comes back by UUID
-    let o = carryover(&[
-        "capture",
-        "--root",
-        root,
-        "--store",
-        store_s,
-        "--ack",
-        "lvm-vg-spans-system-disk",
-        "--ack",
-        "mount-on-system-disk",
-    ]);
+    let o = Cmd::new("capture")
+        .root(root)
+        .store(store_s)
+        .args(&[
+            "--ack",
+            "lvm-vg-spans-system-disk",
+            "--ack",
+            "mount-on-system-disk",
+        ])
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let new = new_ubuntu(&t.path().join("new"));
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store_s,
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .store(store_s)
+        .json()
+        .run();
     let v = json(&o);
     let fstab = new.read("/etc/fstab");
     assert!(

@@ -202,15 +202,7 @@ pub fn json_ok(o: &Output) -> serde_json::Value {
 
 /// Captures `old` into `store`, checks the result's shape, returns the snapshot id.
 pub fn capture(old: &Path, store: &Path) -> String {
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("capture").root(old).store(store).json().run();
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -464,17 +456,12 @@ pub fn restore(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut args = vec![
-        "restore",
-        "--root",
-        new.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
-    args.extend_from_slice(extra);
-    carryover_env(&args, env)
+    let c = Cmd::new("restore")
+        .root(new)
+        .store(store)
+        .json()
+        .args(extra);
+    env.iter().fold(c, |c, (k, v)| c.env(k, v)).run()
 }
 
 /// A plain HTTP server on loopback for the test's life: each GET's path goes to `answer`,
@@ -510,12 +497,14 @@ pub fn serve_get(answer: impl Fn(&str) -> (&'static str, String) + Send + 'stati
 /// `Cmd::new("capture").root(&old.dir).store(&store).json().run()`.
 pub struct Cmd {
     args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
 }
 
 impl Cmd {
     pub fn new(command: &str) -> Cmd {
         Cmd {
             args: command.split(' ').map(Into::into).collect(),
+            env: Vec::new(),
         }
     }
 
@@ -537,6 +526,12 @@ impl Cmd {
         self.arg("--store").arg(dir.as_ref())
     }
 
+    /// An environment variable for the run (`carryover_env`'s clean environment otherwise).
+    pub fn env(mut self, key: &str, value: &str) -> Cmd {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn json(self) -> Cmd {
         self.args(&["--format", "json"])
     }
@@ -548,7 +543,12 @@ impl Cmd {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        carryover(&args)
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        carryover_env(&args, &env)
     }
 }
 

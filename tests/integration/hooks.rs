@@ -50,15 +50,11 @@ fn hooks_run_in_order_with_their_environment_once_per_snapshot() {
     let new = new_ubuntu(&t.path().join("new"));
     hook(&new, "post-restore", "10-warm", &line);
     for _ in 0..2 {
-        let o = carryover(&[
-            "restore",
-            "--root",
-            new.dir.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
+        let o = Cmd::new("restore")
+            .root(&new.dir)
+            .store(&store)
+            .json()
+            .run();
         assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     }
     let text = std::fs::read_to_string(&log).unwrap();
@@ -80,13 +76,7 @@ fn a_failing_pre_capture_hook_stops_the_capture() {
         "echo 'cannot lock the tables' >&2\nexit 3",
     );
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("capture").root(&old.dir).store(&store).run();
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
@@ -125,13 +115,7 @@ fn a_hook_past_its_timeout_is_killed_with_its_children() {
     );
     let store = t.path().join("store");
     let t0 = Instant::now();
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("capture").root(&old.dir).store(&store).run();
     assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -167,19 +151,12 @@ fn writable_hooks_and_configs_are_refused_and_hooks_get_a_clean_environment() {
         &format!("#!/bin/sh\nenv > {}\n", seen.display()),
         0o755,
     );
-    let o = carryover_env(
-        &[
-            "capture",
-            "--root",
-            old.dir.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-        ],
-        &[
-            ("AWS_SECRET_ACCESS_KEY", "PLANTED-SECRET"),
-            ("AWS_ACCESS_KEY_ID", "AKIAPLANTED"),
-        ],
-    );
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .env("AWS_SECRET_ACCESS_KEY", "PLANTED-SECRET")
+        .env("AWS_ACCESS_KEY_ID", "AKIAPLANTED")
+        .run();
     assert_exit!(o, Some(0));
     let env = std::fs::read_to_string(&seen).unwrap();
     assert!(!env.contains("PLANTED"), "{env}");

@@ -76,7 +76,7 @@ fn plant_claiming(
     for (mut n, content) in entries {
         if let Some(c) = content.filter(|c| !c.is_empty()) {
             let id = seal(&mut pw, &c, claim);
-            n.chunks.extend_from_slice(&id);
+            n.chunks.push(id);
         }
         if let Some((_, raw)) = tree.push(&n).unwrap() {
             seal(&mut pw, &raw, None);
@@ -94,7 +94,7 @@ fn plant_claiming(
         data: Some(DataManifest {
             roots: vec![DataRoot {
                 path: root_path.into(),
-                tree: ids.iter().map(hex::encode).collect(),
+                tree: ids,
                 files: 0,
                 bytes: 0,
             }],
@@ -107,17 +107,13 @@ fn plant_claiming(
 }
 
 fn restore(new: &Path, store: &Path, id: &str) -> serde_json::Value {
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--snapshot",
-        id,
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("restore")
+        .root(new)
+        .store(store)
+        .arg("--snapshot")
+        .arg(id)
+        .json()
+        .run();
     assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
     json(&o)
 }
@@ -250,17 +246,13 @@ fn truncated_packs_fail_their_files_without_a_panic() {
         }
     }
     let new = Tree::new(&t.path().join("new"));
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--snapshot",
-        &id,
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .store(&store)
+        .arg("--snapshot")
+        .arg(&id)
+        .json()
+        .run();
     assert!(
         matches!(o.status.code(), Some(1) | Some(4)),
         "{}\n{}",

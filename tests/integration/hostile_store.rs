@@ -368,7 +368,7 @@ fn a_tree_blob_under_a_data_blobs_name_is_refused() {
     )
     .unwrap();
     let m = store.manifest(&id).unwrap();
-    let tree = hex::decode(&m.data.unwrap().roots[0].tree[0]).unwrap();
+    let tree = m.data.unwrap().roots[0].tree[0];
     let mut moved = 0;
     for key in store.backend().list("index/").unwrap() {
         let mut pi = codec::decode_index(&std::fs::read(dir.join(&key)).unwrap()).unwrap();

@@ -68,13 +68,7 @@ fn the_metadata_service_gives_the_instance_id_and_type() {
         &old,
         &format!("http://127.0.0.1:{}", metadata_server(false)),
     );
-    let v = json(&carryover(&[
-        "inspect",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+    let v = json(&Cmd::new("inspect").root(&old.dir).json().run());
     assert_eq!(v["identity"]["instance_id"], UUID.to_lowercase());
     assert_eq!(v["identity"]["instance_id_source"], "metadata");
     assert_eq!(v["identity"]["instance_type"], "s6.large.2");
@@ -94,13 +88,7 @@ fn an_absent_or_hanging_service_falls_back_to_dmi_within_the_timeout() {
         let old = old_debian(t.path());
         with_metadata(&old, &format!("http://127.0.0.1:{port}"));
         let t0 = Instant::now();
-        let v = json(&carryover(&[
-            "inspect",
-            "--root",
-            old.dir.to_str().unwrap(),
-            "--format",
-            "json",
-        ]));
+        let v = json(&Cmd::new("inspect").root(&old.dir).json().run());
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         assert_eq!(v["identity"]["instance_id"], INSTANCE);
         assert_eq!(v["identity"]["instance_id_source"], "dmi");
@@ -114,15 +102,11 @@ fn restore_picks_the_snapshot_of_the_instance_the_cloud_names() {
     let old = old_debian(&t.path().join("old"));
     with_metadata(&old, &url);
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .json()
+        .run();
     assert_eq!(json(&o)["instance_id"], UUID.to_lowercase());
     // the new OS's DMI says something else (a rebuilt image); the metadata service decides
     let new = new_ubuntu(&t.path().join("new"));
@@ -131,13 +115,7 @@ fn restore_picks_the_snapshot_of_the_instance_the_cloud_names() {
         "99999999-2222-3333-4444-555555555555\n",
     );
     with_metadata(&new, &url);
-    let o = carryover(&[
-        "restore",
-        "--root",
-        new.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("restore").root(&new.dir).store(&store).run();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(new.read("/etc/hostname"), "web01\n");
 }

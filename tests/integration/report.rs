@@ -119,15 +119,11 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
     drop(listener); // nobody listens: connections are refused
     configure(&old, port);
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .json()
+        .run();
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -137,21 +133,12 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
     let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
     assert!(stderr(&o).contains("outbox"), "{}", stderr(&o));
     // a second event while still down: a hand-sent one
-    let o = carryover(&[
-        "report",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--event",
-        "check:succeeded",
-    ]);
+    let o = Cmd::new("report")
+        .root(&old.dir)
+        .args(&["--event", "check:succeeded"])
+        .run();
     assert_eq!(o.status.code(), Some(1), "still waiting");
-    let st = json(&carryover(&[
-        "status",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+    let st = json(&Cmd::new("status").root(&old.dir).json().run());
     // capture's started and succeeded, and the hand-sent one
     assert_eq!(st["outbox"]["pending"].as_array().unwrap().len(), 3);
 
@@ -165,13 +152,10 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
             Answer::Hang,
         ],
     );
-    let o = carryover(&[
-        "report",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--wait",
-        "30",
-    ]);
+    let o = Cmd::new("report")
+        .root(&old.dir)
+        .args(&["--wait", "30"])
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for out in [stdout(&o), stderr(&o)] {
         assert!(!out.contains(TOKEN), "the token was printed");
@@ -206,13 +190,7 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
         "retries are of the first event: in order"
     );
     drop(seen);
-    let st = json(&carryover(&[
-        "status",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+    let st = json(&Cmd::new("status").root(&old.dir).json().run());
     assert!(st["outbox"]["pending"].as_array().unwrap().is_empty());
     let _ = id;
 }
@@ -226,13 +204,7 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
     let seen = orchestrator(listener, vec![Answer::Status(401, None)]);
     configure(&old, port);
     let store = t.path().join("store");
-    let o = carryover(&[
-        "capture",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ]);
+    let o = Cmd::new("capture").root(&old.dir).store(&store).run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::thread::sleep(Duration::from_millis(100));
     {
@@ -249,13 +221,7 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
             "a 401 is not retried"
         );
     }
-    let st = json(&carryover(&[
-        "status",
-        "--root",
-        old.dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+    let st = json(&Cmd::new("status").root(&old.dir).json().run());
     assert_eq!(
         st["outbox"]["failed"]
             .as_array()
@@ -322,9 +288,15 @@ fn check_reports_its_findings() {
     let t = tempfile::tempdir().unwrap();
     let (old, seen, _) = old_os_reporting(t.path(), vec![]);
     let root = old.dir.to_str().unwrap();
-    let o = carryover(&["check", "--root", root, "--target", "windows"]);
+    let o = Cmd::new("check")
+        .root(root)
+        .args(&["--target", "windows"])
+        .run();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let o = carryover(&["check", "--root", root, "--target", "linux"]);
+    let o = Cmd::new("check")
+        .root(root)
+        .args(&["--target", "linux"])
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::thread::sleep(Duration::from_millis(100));
     let seen = seen.lock().unwrap();

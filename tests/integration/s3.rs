@@ -237,16 +237,11 @@ fn wrong_s3_credentials_are_a_clear_error() {
         "the secret is never printed"
     );
     // no credentials at all: a usage error that says where they come from
-    let o = carryover_env(
-        &[
-            "capture",
-            "--root",
-            old.dir.to_str().unwrap(),
-            "--store",
-            url,
-        ],
-        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:1")],
-    );
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(url)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .run();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("AWS_ACCESS_KEY_ID"), "{}", stderr(&o));
 }

@@ -11,6 +11,7 @@ use zstd::bulk::Compressor;
 
 use super::pipeline::Sink;
 use crate::data::Progress;
+use crate::store::BlobId;
 use crate::sys;
 
 const MIN_CHUNK: usize = 256 << 10;
@@ -21,7 +22,7 @@ const READ_ATTEMPTS: usize = 3;
 
 /// A file's chunk ids, the data regions of a sparse file, and a note when it kept
 /// changing while it was read.
-pub(super) type FileContent = (Vec<u8>, Option<Vec<(u64, u64)>>, Option<String>);
+pub(super) type FileContent = (Vec<BlobId>, Option<Vec<(u64, u64)>>, Option<String>);
 
 /// Reads a file's content into chunks; retries when it changes underneath. Returns the
 /// chunk ids, the data extents of a sparse file, and a note when it kept changing.
@@ -53,7 +54,7 @@ pub(super) fn read_file(
             reader.take(MAX_CHUNK as u64).read_to_end(&mut buf)?;
             progress.bytes(buf.len() as u64);
             let id = sink.store.blob_id(&buf);
-            chunks.extend_from_slice(&id);
+            chunks.push(id);
             if !buf.is_empty() {
                 sink.put(id, buf, z, true)?;
             } else {
@@ -64,7 +65,7 @@ pub(super) fn read_file(
                 let c = c.map_err(|e| anyhow!("{e}"))?;
                 progress.bytes(c.length as u64);
                 let id = sink.store.blob_id(&c.data);
-                chunks.extend_from_slice(&id);
+                chunks.push(id);
                 sink.put(id, c.data, z, true)?;
             }
         }

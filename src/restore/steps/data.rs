@@ -7,7 +7,6 @@ use anyhow::Result;
 
 use crate::data::repo::Index;
 use crate::data::{Progress, restore, verify};
-use crate::error::Problem;
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
 
@@ -112,7 +111,7 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         } else {
             Status::Failed
         };
-        o.failed_files = damaged.iter().map(|l| Problem::from_line(l)).collect();
+        o.failed_files = damaged;
         o.attention = home_attention;
         return Ok(o);
     }
@@ -175,8 +174,7 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         status,
         detail,
         warnings,
-        // the data engine names its failures as `path: reason` lines
-        failed_files: r.failed.iter().map(|l| Problem::from_line(l)).collect(),
+        failed_files: r.failed,
         attention,
         changes: Vec::new(),
     })
