@@ -16,6 +16,7 @@ pub mod origin;
 pub mod paths;
 pub mod report;
 pub mod restore;
+pub mod retry;
 pub mod service;
 pub mod state;
 pub mod store;

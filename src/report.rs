@@ -443,7 +443,7 @@ impl Sender {
                             r.status()
                         ));
                     }
-                    if !(st == 408 || st == 425 || st == 429 || st >= 500) {
+                    if !crate::retry::retryable(st) {
                         return Delivery::Refused(format!(
                             "the orchestrator answered {}",
                             r.status()
@@ -457,10 +457,9 @@ impl Sender {
                 Err(err) => (format!("{}", err.without_url()), None),
             };
             attempt += 1;
-            let cap = Duration::from_millis((500u64 << attempt.min(7)).min(60_000));
-            let jitter =
-                Duration::from_millis(rand::random::<u64>() % (cap.as_millis() as u64 + 1));
-            let wait = retry_after.unwrap_or(jitter);
+            let wait = retry_after.unwrap_or_else(|| {
+                crate::retry::backoff(attempt, Duration::from_millis(250), Duration::from_secs(60))
+            });
             if Instant::now() + wait >= deadline {
                 return Delivery::Later(why);
             }
