@@ -76,20 +76,34 @@ impl Sealed {
     }
 }
 
-/// Runs a capture; every way it ends is reported to the orchestrator.
+impl Request<'_> {
+    /// The preflight this capture runs first.
+    fn check(&self) -> check::Request<'_> {
+        check::Request {
+            root: self.root,
+            config: self.config,
+            target: self.target,
+            ack: &self.ack,
+            paths: &self.paths,
+            store: self.store.as_deref(),
+        }
+    }
+}
+
+/// Runs a capture; every way it ends is reported to the orchestrator (a usage error in
+/// the request is refused before anything is read).
 pub fn run(req: &Request) -> Result<CaptureOutcome> {
     // The state first: it names the instance every event is about.
-    // the state sees the --path data paths too (what they hold is not "left on the
-    // system disk")
-    let mut with_paths = req.config.clone();
-    with_paths
-        .data_paths
-        .extend(req.paths.iter().filter(|p| p.has_root()).cloned());
-    let (state, secrets) = state::gather(req.root, &with_paths);
-    let reporter = Reporter::new(req.root, req.config, state.identity.instance_id.as_deref());
+    let preflight = req.check();
+    let gathered = preflight.gather()?;
+    let reporter = Reporter::new(
+        req.root,
+        req.config,
+        gathered.state.identity.instance_id.as_deref(),
+    );
     reporter.send(EventPhase::Capture, EventState::Started, None, |_| {});
     reporter.arm_panic(EventPhase::Capture);
-    let result = capture(req, state, secrets, &reporter);
+    let result = capture(req, &preflight, gathered, &reporter);
     if let Err(e) = &result {
         reporter.failed(EventPhase::Capture, None, e);
     }
@@ -98,44 +112,33 @@ pub fn run(req: &Request) -> Result<CaptureOutcome> {
 
 fn capture(
     req: &Request,
-    state: state::SystemState,
-    secrets: state::Secrets,
+    preflight: &check::Request,
+    gathered: check::Gathered,
     reporter: &Reporter,
 ) -> Result<CaptureOutcome> {
     let (root, config) = (req.root, req.config);
-    let mut data_paths = config.data_paths.clone();
-    for p in &req.paths {
-        // a path in the system under --root: from its root ("/srv"; on Windows also "C:\srv")
-        if !p.has_root() {
-            return Err(
-                Error::Usage(format!("--path {}: not an absolute path", p.display())).into(),
-            );
-        }
-        data_paths.push(p.clone());
-    }
     let agents = read_agents(&req.agents)?;
+    // a capture needs a store (a check does not)
+    store::resolve_url(req.store.as_deref(), config)?;
     // Preflight first: a blocker not acknowledged stops here, before the store is touched.
-    let target = req.target.unwrap_or(config.target);
-    let url_for_check = store::resolve_url(req.store.as_deref(), config)?;
     let check::Evaluation {
         mut findings,
         blockers,
         ..
-    } = check::evaluate(
-        root,
-        config,
-        &state,
+    } = preflight.evaluate(&gathered);
+    let check::Gathered {
         target,
-        &data_paths,
-        Some(&url_for_check),
-        &req.ack,
-    );
+        mut data_paths,
+        state,
+        secrets,
+        ..
+    } = gathered;
     // the agent the new OS needs comes with this capture (--agent)
     if agents
         .iter()
         .any(|(p, _)| *p == check::agent_needed(target))
     {
-        findings.retain(|f| f.key != "agent-missing");
+        findings.retain(|f| f.key != check::AGENT_MISSING);
     }
     if !blockers.is_empty() {
         reporter.send(EventPhase::Capture, EventState::Blocked, None, |e| {
@@ -168,7 +171,7 @@ fn capture(
         .ack
         .iter()
         .chain(&config.ack)
-        .any(|k| k == "data-path-missing")
+        .any(|k| k == check::DATA_PATH_MISSING)
     {
         let missing: Vec<String> = data_paths
             .iter()
@@ -183,7 +186,7 @@ fn capture(
             reporter.send(EventPhase::Capture, EventState::Blocked, None, |e| {
                 e.set_findings(&findings)
             });
-            return Err(Error::Blocked(vec!["data-path-missing".into()]).into());
+            return Err(Error::Blocked(vec![check::DATA_PATH_MISSING.into()]).into());
         }
     }
 

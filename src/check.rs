@@ -130,6 +130,11 @@ pub struct Setup {
     pub agent_missing: Option<(Platform, String)>,
 }
 
+/// The finding `capture` drops when it brings the needed agent itself (`--agent`).
+pub const AGENT_MISSING: &str = "agent-missing";
+/// The finding `capture` checks again after the pre-capture hooks ran.
+pub const DATA_PATH_MISSING: &str = "data-path-missing";
+
 /// Every finding key carryover knows: an acknowledgement of another key is a typo.
 pub const KEYS: &[&str] = &[
     "store-on-system-disk",
@@ -143,7 +148,7 @@ pub const KEYS: &[&str] = &[
     "luks-key-needed",
     "fstab-device-name-unstable",
     "data-path-on-system-disk",
-    "data-path-missing",
+    DATA_PATH_MISSING,
     "data-path-is-system",
     "swap-on-data-disk",
     "ntfs-needs-ntfs3g",
@@ -158,7 +163,7 @@ pub const KEYS: &[&str] = &[
     "password-hashes-not-captured",
     "instance-id-from-machine-id",
     "home-on-system-disk",
-    "agent-missing",
+    AGENT_MISSING,
     "app-files-on-system-disk",
     "database-on-system-disk",
 ];
@@ -189,7 +194,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
             )
         };
         out.push(finding(
-            "data-path-missing",
+            DATA_PATH_MISSING,
             severity,
             format!("the data path {} {message}", p.display()),
             format!(
@@ -273,7 +278,7 @@ fn setup_findings(s: &Setup, out: &mut Vec<Finding>) {
     }
     if let Some((platform, store)) = &s.agent_missing {
         out.push(finding(
-            "agent-missing",
+            AGENT_MISSING,
             Severity::Warning,
             format!("the store holds no agent for {platform}: the user-data cannot install carryover on the new OS"),
             format!("{store} has no {} (a readable {platform} binary)", platform.key().unwrap_or("agent")),
@@ -351,6 +356,133 @@ pub fn evaluate(
         blockers,
         ack,
     }
+}
+
+/// A preflight as `check` asks for it, and as `capture` runs it first.
+pub struct Request<'a> {
+    pub root: &'a crate::sys::Root,
+    pub config: &'a crate::config::Config,
+    /// The OS family after the change (default: the config's).
+    pub target: Option<Target>,
+    /// Findings accepted by key, beside the config's.
+    pub ack: &'a [String],
+    /// Data paths beside the config's, absolute in the system under the root.
+    pub paths: &'a [PathBuf],
+    /// The store's URL (default: the config's).
+    pub store: Option<&'a str>,
+}
+
+/// The system as the preflight saw it: what a capture takes next.
+pub struct Gathered {
+    pub target: Target,
+    /// The config's data paths and the request's.
+    pub data_paths: Vec<PathBuf>,
+    /// The store's URL, when one is named or configured.
+    pub store: Option<String>,
+    pub state: crate::state::SystemState,
+    pub secrets: crate::state::Secrets,
+}
+
+impl Request<'_> {
+    /// Merges the data paths and the store URL and reads the system. A data path that is
+    /// not absolute is a usage error: it would be relative to where carryover was started.
+    pub fn gather(&self) -> Result<Gathered, crate::error::Error> {
+        let mut data_paths = self.config.data_paths.clone();
+        for p in self.paths {
+            // a path in the system under --root: from its root ("/srv"; on Windows also "C:\srv")
+            if !p.has_root() {
+                return Err(crate::error::Error::Usage(format!(
+                    "--path {}: not an absolute path",
+                    p.display()
+                )));
+            }
+            data_paths.push(p.clone());
+        }
+        // the state sees the --path data paths too (what they hold is not "left on the
+        // system disk")
+        let mut with_paths = self.config.clone();
+        with_paths.data_paths = data_paths.clone();
+        let (state, secrets) = crate::state::gather(self.root, &with_paths);
+        Ok(Gathered {
+            target: self.target.unwrap_or(self.config.target),
+            data_paths,
+            store: self
+                .store
+                .map(str::to_string)
+                .or_else(|| self.config.store.url.clone()),
+            state,
+            secrets,
+        })
+    }
+
+    /// The findings on what `gather` read.
+    pub fn evaluate(&self, g: &Gathered) -> Evaluation {
+        evaluate(
+            self.root,
+            self.config,
+            &g.state,
+            g.target,
+            &g.data_paths,
+            g.store.as_deref(),
+            self.ack,
+        )
+    }
+}
+
+/// How `carryover check` ended: the JSON of `check --format json` and its exit code.
+#[derive(Debug, Serialize)]
+pub struct CheckOutcome {
+    pub target: Target,
+    pub findings: Vec<Finding>,
+    /// The keys acknowledged (the config's and the request's).
+    #[serde(skip)]
+    pub ack: Vec<String>,
+    /// The blockers not acknowledged.
+    #[serde(skip)]
+    pub blockers: Vec<String>,
+}
+
+impl CheckOutcome {
+    /// Blocked while a blocker is not acknowledged.
+    pub fn exit(&self) -> crate::error::Exit {
+        if self.blockers.is_empty() {
+            crate::error::Exit::Success
+        } else {
+            crate::error::Exit::Blocked
+        }
+    }
+}
+
+/// The `check` use case: gather, decide, and tell the orchestrator (the `check` event).
+pub fn run(req: &Request) -> Result<CheckOutcome, crate::error::Error> {
+    use crate::report::{EventPhase, EventState, Reporter};
+    let g = req.gather()?;
+    let Evaluation {
+        findings,
+        blockers,
+        ack,
+    } = req.evaluate(&g);
+    Reporter::new(
+        req.root,
+        req.config,
+        g.state.identity.instance_id.as_deref(),
+    )
+    .send(
+        EventPhase::Check,
+        if blockers.is_empty() {
+            EventState::Succeeded
+        } else {
+            EventState::Blocked
+        },
+        None,
+        |e| e.set_findings(&findings),
+    );
+    Ok(CheckOutcome {
+        target: g.target,
+        findings,
+        ack,
+        blockers,
+    })
 }
 
 fn gather_setup(

@@ -202,3 +202,29 @@ fn set_up_mistakes_are_caught_before_the_change() {
     assert!(stderr(&o).contains("data-path-missing"), "{}", stderr(&o));
     assert!(!store.exists());
 }
+
+/// `check` and `capture` read `--path` the same way: one that is not absolute would be
+/// relative to where carryover was started, and both refuse it (exit 2) before reading.
+#[test]
+fn check_refuses_a_relative_data_path_as_capture_does() {
+    let t = tempfile::tempdir().unwrap();
+    let old = ecs(&t.path().join("old"));
+    let store = old.p("/data/carryover");
+    for command in ["check", "capture"] {
+        let o = Cmd::new(command)
+            .root(&old.dir)
+            .store(&store)
+            .args(&["--path", "srv/app"])
+            .run();
+        assert_exit!(o, Some(2));
+        assert!(
+            stderr(&o).contains("--path srv/app: not an absolute path"),
+            "{command}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(
+        std::fs::read_dir(&store).unwrap().next().is_none(),
+        "nothing written to the store"
+    );
+}
