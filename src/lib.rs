@@ -19,6 +19,7 @@ pub mod restore;
 pub mod retry;
 pub mod service;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod sys;
 pub mod units;

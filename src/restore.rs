@@ -256,17 +256,38 @@ impl std::fmt::Display for RestoreState {
     }
 }
 
-/// The result of a restore.
-#[derive(Debug, Clone, Serialize)]
+/// The result of a restore (and, read back from `/var/log/carryover`, its report).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestoreReport {
     pub snapshot_id: String,
     pub state: RestoreState,
+    #[serde(default)]
     pub steps: Vec<StepReport>,
-    #[serde(with = "crate::error::problem_lines")]
+    #[serde(default, with = "crate::error::problem_lines")]
     pub failed_files: Vec<Problem>,
+    #[serde(default)]
     pub health: Vec<HealthCheck>,
     /// True when this run picked up an interrupted restore.
+    #[serde(default)]
     pub resumed: bool,
+    /// Why an expected restore stopped before its plan (its report has no steps then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RestoreReport {
+    /// The report of an expected restore that stopped before its plan.
+    pub fn stopped(snapshot_id: &str, error: String) -> RestoreReport {
+        RestoreReport {
+            snapshot_id: snapshot_id.to_string(),
+            state: RestoreState::Failed,
+            steps: Vec::new(),
+            failed_files: Vec::new(),
+            health: Vec::new(),
+            resumed: false,
+            error: Some(error),
+        }
+    }
 }
 
 /// One post-restore health check. Serialized with `status` and, as before it, `ok`
@@ -279,7 +300,7 @@ pub struct HealthCheck {
 }
 
 /// What a health check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
     /// The step, run again as a dry run, finds nothing to change.
@@ -297,6 +318,42 @@ impl Health {
     /// False when the check found the system not as restored (the restore is degraded).
     pub fn healthy(self) -> bool {
         matches!(self, Health::AsRestored | Health::RecheckFailed)
+    }
+
+    /// What the report prints for it: the findings that need a person in capitals.
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::AsRestored => "as restored",
+            Health::ChangedSince => "CHANGED SINCE",
+            Health::RecheckFailed => "not re-checked",
+            Health::Missing => "FILES MISSING",
+        }
+    }
+}
+
+/// A health check read back: `status`, or (a report older than it) `ok` alone.
+impl<'de> Deserialize<'de> for HealthCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            name: String,
+            #[serde(default)]
+            ok: Option<bool>,
+            #[serde(default)]
+            status: Option<Health>,
+            #[serde(default)]
+            detail: String,
+        }
+        let r = Raw::deserialize(d)?;
+        Ok(HealthCheck {
+            name: r.name,
+            status: r.status.unwrap_or(if r.ok == Some(false) {
+                Health::ChangedSince
+            } else {
+                Health::AsRestored
+            }),
+            detail: r.detail,
+        })
     }
 }
 
@@ -465,6 +522,7 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         steps: reports,
         health,
         resumed,
+        error: None,
     })
 }
 
@@ -525,7 +583,11 @@ fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthChec
                 Ok(m) => format!(
                     "{} files of the snapshot are missing or of another size: {}",
                     m.len(),
-                    m.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    m.iter()
+                        .take(5)
+                        .map(|p| p.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Err(e) => format!("the snapshot's tree cannot be read: {e:#}"),
             },

@@ -58,13 +58,9 @@ fn html(ctx: &Ctx, out: &std::path::Path) -> Result<Exit> {
             src.display()
         ))
     })?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
+    let doc = document::Document::parse(&bytes)
         .map_err(|e| Error::Usage(format!("{} is not a restore report: {e}", src.display())))?;
-    let meta = document::Meta {
-        hostname: v["hostname"].as_str().unwrap_or("").to_string(),
-        finished_at: v["finished_at"].as_str().unwrap_or("").to_string(),
-    };
-    let page = document::html(&v, &meta);
+    let page = document::html(&doc.report, &doc.meta);
     // `-`: standard output
     if out.as_os_str() == "-" {
         use std::io::Write;

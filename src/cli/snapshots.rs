@@ -2,25 +2,13 @@
 //! every byte of it is still as written, and its upkeep.
 
 use anyhow::Result;
-use serde::Serialize;
 
 use super::output::{emit, field};
 use super::{Ctx, SnapshotsCommand};
-use crate::error::Exit;
-use std::sync::{Arc, Mutex};
-
-use crate::data::damaged::DamagedList;
-use crate::data::repo::Index;
 use crate::data::upkeep::{self, Forget};
 use crate::data::verify;
+use crate::error::Exit;
 use crate::store::Store;
-
-#[derive(Debug, Serialize)]
-struct Verified {
-    snapshot_id: String,
-    ok: bool,
-    damaged: Vec<String>,
-}
 
 pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
     match cmd {
@@ -87,63 +75,7 @@ pub fn run(ctx: &Ctx, cmd: SnapshotsCommand) -> Result<Exit> {
                 Some(id) => vec![ctx.resolve_snapshot(&store, &id)?],
                 None => store.list()?,
             };
-            let mut results = Vec::new();
-            let needs_data = manifests.iter().any(|m| m.data.is_some());
-            let (index, warnings) = if needs_data {
-                Index::load(&store)?
-            } else {
-                (Index::default(), Vec::new())
-            };
-            let damage = verify::check_packs(&store, &index);
-            let index = Arc::new(Mutex::new(index));
-            for m in &manifests {
-                let mut damaged: Vec<String> =
-                    warnings.iter().map(|w| format!("index {w}")).collect();
-                for r in m.state.iter().chain(m.secrets.iter()) {
-                    if let Err(e) = store.get_object(&m.id, r) {
-                        damaged.push(format!("{e:#}"));
-                    }
-                }
-                if let Some(d) = &m.data {
-                    let problems = verify::check_snapshot(&store, &index, d, &damage);
-                    damaged.extend(problems.iter().map(ToString::to_string));
-                }
-                results.push(Verified {
-                    snapshot_id: m.id.clone(),
-                    ok: damaged.is_empty(),
-                    damaged,
-                });
-            }
-            if !damage.blobs.is_empty() {
-                tracing::warn!("{} damaged blobs in the store", damage.blobs.len());
-            }
-            let healed = damage.copies.len()
-                - damage
-                    .copies
-                    .iter()
-                    .filter(|(id, _, _)| damage.blobs.contains_key(id))
-                    .count();
-            if healed > 0 {
-                tracing::warn!(
-                    "{healed} damaged copies of blobs that have an intact copy in another pack: `carryover snapshots prune` rewrites the packs that hold them"
-                );
-            }
-            // The next capture stores what is damaged again instead of building on it.
-            if needs_data && let Err(e) = DamagedList::record(&store, &damage) {
-                tracing::warn!("could not record the damaged blobs in the store: {e:#}");
-            }
-            // a manifest that cannot be read is damage too, never silence
-            if all {
-                for bad in store.ids()? {
-                    if let Err(e) = store.manifest(&bad) {
-                        results.push(Verified {
-                            snapshot_id: bad,
-                            ok: false,
-                            damaged: vec![format!("{e:#}")],
-                        });
-                    }
-                }
-            }
+            let results = verify::snapshots(&store, &manifests, all)?;
             let all_ok = results.iter().all(|r| r.ok);
             emit(ctx.format, &results, || {
                 let mut o = String::new();

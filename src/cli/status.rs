@@ -2,117 +2,26 @@
 //! restore runs or is due, why the last one is not `ready`; `--wait` waits for a restore
 //! to end (as `cloud-init status --wait` does), `--long` prints its whole report.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
-use serde::Serialize;
 
 use super::output::{emit, field};
 use super::{Ctx, StatusArgs};
-use crate::error::{Error, Exit};
-use crate::local::LocalState;
+use crate::error::Exit;
 use crate::restore::document;
-
-#[derive(Debug, Serialize)]
-struct Status {
-    last_capture: Option<crate::local::CaptureRecord>,
-    last_restore: Option<crate::local::RestoreRecord>,
-    /// `running`, `due` (the user-data expects one and none has finished), `failed` (the
-    /// expected one stopped before its plan) or `none`.
-    restore: &'static str,
-    /// The expected restore that stopped before its plan, and why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_failure: Option<crate::local::FailureRecord>,
-    /// Why the last restore is not `ready`, from its report.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    reasons: Vec<String>,
-    store: Option<String>,
-    snapshots: Option<usize>,
-    outbox: crate::report::OutboxState,
-    /// `--long`: the last restore's report (its JSON form).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    report: Option<serde_json::Value>,
-}
-
-/// Whether a restore runs here now, or is due (expected by the user-data, none finished).
-fn restore_phase(ctx: &Ctx, local: &LocalState) -> &'static str {
-    if crate::local::restore_running(&ctx.root).is_some() {
-        "running"
-    } else if ctx.config.restore_expected && local.last_restore.is_none() {
-        // one that failed before its plan is not coming by itself
-        if local.last_failure.is_some() {
-            "failed"
-        } else {
-            "due"
-        }
-    } else {
-        "none"
-    }
-}
-
-/// The last restore's report on disk, when there is one.
-fn last_report(ctx: &Ctx) -> Option<serde_json::Value> {
-    let p = ctx
-        .root
-        .path(format!("{}/restore-report.json", document::LOG_DIR));
-    let b = crate::sys::read_opt(&p).ok().flatten()?;
-    serde_json::from_slice(&b).ok()
-}
+use crate::status::{self, RestorePhase};
 
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
-    let mut local = LocalState::load(&ctx.root)?;
-    if args.wait {
-        let deadline = args
-            .timeout
-            .map(|t| Instant::now() + Duration::from_secs(t));
-        // a restore that is due starts within moments of boot: wait for it to run and end
-        while matches!(restore_phase(ctx, &local), "running" | "due") {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Timeout(format!(
-                    "a restore is still {} after {} s",
-                    restore_phase(ctx, &local),
-                    args.timeout.unwrap_or(0)
-                ))
-                .into());
-            }
-            std::thread::sleep(Duration::from_millis(500));
-            local = LocalState::load(&ctx.root)?;
-        }
-    }
-    let url = args.store.clone().or_else(|| ctx.config.store.url.clone());
-    let snapshots = match &url {
-        // a store named on the command line must be there (a failure, exit 1, as for
-        // `snapshots list`); the configured one may not be reachable (a new OS before its
-        // disk is mounted)
-        Some(u) if args.store.is_some() => Some(
-            ctx.open_store(Some(u), false)
-                .and_then(|(_, s)| s.list())?
-                .len(),
-        ),
-        Some(u) => ctx
-            .open_store(Some(u), false)
-            .and_then(|(_, s)| s.list())
-            .map(|l| l.len())
-            .ok(),
-        None => None,
-    };
-    let outbox = if ctx.root.path(crate::report::OUTBOX).is_dir() {
-        crate::report::Outbox::open(&ctx.root)?.state()?
-    } else {
-        Default::default()
-    };
-    let report = last_report(ctx);
-    let st = Status {
-        restore: restore_phase(ctx, &local),
-        last_failure: local.last_failure.clone(),
-        reasons: report.as_ref().map(document::reasons).unwrap_or_default(),
-        outbox,
-        last_capture: local.last_capture,
-        last_restore: local.last_restore,
-        store: url,
-        snapshots,
-        report: if args.long { report.clone() } else { None },
-    };
+    let st = status::run(
+        &status::Request {
+            root: &ctx.root,
+            config: &ctx.config,
+            store: args.store.as_deref(),
+            wait: args.wait.then_some(args.timeout.map(Duration::from_secs)),
+        },
+        args.long,
+    )?;
     emit(ctx.format, &st, || {
         let mut o = String::new();
         match &st.last_capture {
@@ -131,10 +40,10 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
             ),
             None => field(&mut o, "last restore", "none"),
         }
-        if st.restore != "none" {
-            field(&mut o, "restore", st.restore);
+        if st.restore != RestorePhase::None {
+            field(&mut o, "restore", st.restore.as_str());
         }
-        if st.restore == "failed"
+        if st.restore == RestorePhase::Failed
             && let Some(f) = &st.last_failure
         {
             field(
@@ -155,27 +64,14 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
             field(&mut o, "snapshots", n);
         }
         if args.long
-            && let Some(r) = &report
+            && let Some(d) = &st.document
         {
-            let meta = document::Meta {
-                hostname: r["hostname"].as_str().unwrap_or("").into(),
-                finished_at: r["finished_at"].as_str().unwrap_or("").into(),
-            };
             o.push('\n');
-            o.push_str(&document::text(r, &meta));
+            o.push_str(&document::text(&d.report, &d.meta));
         }
         o
     })?;
     // with --wait, the exit code is the restore's result (the status printed either way;
     // one that failed before its plan is a failure)
-    Ok(if args.wait {
-        if st.restore == "failed" {
-            return Ok(Exit::Failure);
-        }
-        st.last_restore
-            .as_ref()
-            .map_or(Exit::Success, |r| r.state.exit())
-    } else {
-        Exit::Success
-    })
+    Ok(if args.wait { st.exit() } else { Exit::Success })
 }

@@ -41,8 +41,8 @@ pub struct Index {
 
 impl Index {
     /// Reads every pack index of the store. An index that cannot be read is skipped (its
-    /// blobs are then written again) and named in the returned warnings.
-    pub fn load(store: &Store) -> Result<(Index, Vec<String>)> {
+    /// blobs are then written again) and named in the returned problems.
+    pub fn load(store: &Store) -> Result<(Index, Vec<crate::error::Problem>)> {
         let mut idx = Index::default();
         let mut warnings = Vec::new();
         let keys: Vec<String> = store.list_keys(Dir::Index)?.iter().map(Key::path).collect();
@@ -52,7 +52,7 @@ impl Index {
                 .and_then(|b| super::codec::decode_index(&b).context("cannot be decoded"));
             match loaded {
                 Ok(pi) => idx.add(pi),
-                Err(e) => warnings.push(format!("{key}: {e:#}")),
+                Err(e) => warnings.push(crate::error::Problem::new(key, format!("{e:#}"))),
             }
         }
         Ok((idx, warnings))

@@ -168,7 +168,11 @@ impl Owners {
 
 /// The regular files of a snapshot that are not in place under `root` (absent, not a
 /// file, or of another size): the health check after a restore. Reads the trees only.
-pub fn missing(store: &Store, root: &Root, data: &DataManifest) -> Result<Vec<String>> {
+pub fn missing(
+    store: &Store,
+    root: &Root,
+    data: &DataManifest,
+) -> Result<Vec<crate::error::Problem>> {
     let (index, _) = Index::load(store)?;
     let index = Arc::new(Mutex::new(index));
     let mut out = Vec::new();
@@ -183,15 +187,20 @@ pub fn missing(store: &Store, root: &Root, data: &DataManifest) -> Result<Vec<St
                 continue;
             }
             let host = dest.join(sys::os_from_bytes(&n.path));
-            let ok =
-                std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_file() && m.len() == n.size);
-            if !ok {
-                out.push(format!(
+            let why = match std::fs::symlink_metadata(&host) {
+                Err(_) => "absent",
+                Ok(m) if !m.is_file() => "not a regular file",
+                Ok(m) if m.len() != n.size => "of another size",
+                Ok(_) => continue,
+            };
+            out.push(crate::error::Problem::new(
+                format!(
                     "{}/{}",
                     r.path.trim_end_matches('/'),
                     String::from_utf8_lossy(&n.path)
-                ));
-            }
+                ),
+                why,
+            ));
         }
     }
     Ok(out)

@@ -23,6 +23,84 @@ pub struct Damage {
     pub blobs_checked: u64,
 }
 
+/// One snapshot as `snapshots verify` found it (its JSON).
+#[derive(Debug, serde::Serialize)]
+pub struct Verified {
+    pub snapshot_id: String,
+    pub ok: bool,
+    #[serde(with = "crate::error::problem_lines")]
+    pub damaged: Vec<Problem>,
+}
+
+/// The `snapshots verify` use case: every object and blob `manifests` need, read and
+/// checked. With `all` (the whole store), a manifest that cannot be read is named too;
+/// the damaged blobs are recorded in the store, so the next capture stores them again.
+pub fn snapshots(
+    store: &Store,
+    manifests: &[crate::store::Manifest],
+    all: bool,
+) -> anyhow::Result<Vec<Verified>> {
+    let mut results = Vec::new();
+    let needs_data = manifests.iter().any(|m| m.data.is_some());
+    let (index, warnings) = if needs_data {
+        Index::load(store)?
+    } else {
+        (Index::default(), Vec::new())
+    };
+    let damage = check_packs(store, &index);
+    let index = Arc::new(Mutex::new(index));
+    for m in manifests {
+        let mut damaged: Vec<Problem> = warnings
+            .iter()
+            .map(|w| Problem::new(format!("index {}", w.path), &w.error))
+            .collect();
+        for r in m.state.iter().chain(m.secrets.iter()) {
+            if let Err(e) = store.get_object(&m.id, r) {
+                damaged.push(Problem::new(&r.key, format!("{e:#}")));
+            }
+        }
+        if let Some(d) = &m.data {
+            damaged.extend(check_snapshot(store, &index, d, &damage));
+        }
+        results.push(Verified {
+            snapshot_id: m.id.clone(),
+            ok: damaged.is_empty(),
+            damaged,
+        });
+    }
+    if !damage.blobs.is_empty() {
+        tracing::warn!("{} damaged blobs in the store", damage.blobs.len());
+    }
+    let healed = damage.copies.len()
+        - damage
+            .copies
+            .iter()
+            .filter(|(id, _, _)| damage.blobs.contains_key(id))
+            .count();
+    if healed > 0 {
+        tracing::warn!(
+            "{healed} damaged copies of blobs that have an intact copy in another pack: `carryover snapshots prune` rewrites the packs that hold them"
+        );
+    }
+    // The next capture stores what is damaged again instead of building on it.
+    if needs_data && let Err(e) = super::damaged::DamagedList::record(store, &damage) {
+        tracing::warn!("could not record the damaged blobs in the store: {e:#}");
+    }
+    // a manifest that cannot be read is damage too, never silence
+    if all {
+        for bad in store.ids()? {
+            if let Err(e) = store.manifest(&bad) {
+                results.push(Verified {
+                    snapshot_id: bad,
+                    ok: false,
+                    damaged: vec![Problem::new("manifest", format!("{e:#}"))],
+                });
+            }
+        }
+    }
+    Ok(results)
+}
+
 /// Reads every pack of the index and checks every copy of every blob in it.
 pub fn check_packs(store: &Store, index: &Index) -> Damage {
     check_blobs(store, index, None)

@@ -7,8 +7,10 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use serde_json::Value;
+use serde::Deserialize;
 
+use super::apply::Status;
+use super::{Health, RestoreReport, RestoreState};
 use crate::sys::Root;
 
 /// Where the reports go, in-root.
@@ -43,72 +45,74 @@ fn pam_reads_motd_dir(root: &Root) -> bool {
         .is_none_or(|so| so.windows(9).any(|w| w == b"motd_dir="))
 }
 
-/// What the report is about besides its content.
-#[derive(Debug, Clone, Default)]
+/// What the report is about besides its content (written beside it in the JSON file).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Meta {
     pub hostname: String,
     pub finished_at: String,
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
+/// A report file read back: the restore's report and what the file adds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Document {
+    #[serde(flatten)]
+    pub report: RestoreReport,
+    #[serde(flatten)]
+    pub meta: Meta,
 }
 
-fn lines(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+impl Document {
+    /// Reads a report file's JSON (written by [`write`]).
+    pub fn parse(bytes: &[u8]) -> serde_json::Result<Document> {
+        serde_json::from_slice(bytes)
+    }
 }
 
 /// Why a restore is not `ready`, one line each: failed steps, what needs a person,
 /// failed health checks, failed files.
-pub fn reasons(report: &Value) -> Vec<String> {
+pub fn reasons(report: &RestoreReport) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(e) = report["error"].as_str() {
+    if let Some(e) = &report.error {
         out.push(format!("the restore stopped before its plan: {e}"));
     }
-    for step in report["steps"].as_array().into_iter().flatten() {
-        let name = s(&step["name"]);
-        if s(&step["status"]) == "failed" {
-            out.push(format!("step {name} failed: {}", s(&step["detail"])));
+    for step in &report.steps {
+        let name = &step.name;
+        if step.status == Status::Failed {
+            out.push(format!("step {name} failed: {}", step.detail));
         }
-        for a in lines(&step["attention"]) {
+        for a in &step.attention {
             out.push(format!("{name}: {a}"));
         }
     }
-    for h in report["health"].as_array().into_iter().flatten() {
-        if h["ok"] == Value::Bool(false) {
-            out.push(format!(
-                "health check {}: {}",
-                s(&h["name"]),
-                s(&h["detail"])
-            ));
-        }
+    for h in report.health.iter().filter(|h| !h.status.healthy()) {
+        out.push(format!("health check {}: {}", h.name, h.detail));
     }
-    let failed = lines(&report["failed_files"]);
-    if !failed.is_empty() {
-        out.push(format!("{} files could not be restored", failed.len()));
+    if !report.failed_files.is_empty() {
+        out.push(format!(
+            "{} files could not be restored",
+            report.failed_files.len()
+        ));
     }
     out
 }
 
 /// The report as text: the result and its reasons first, then every step with what it
 /// changed, old → new.
-pub fn text(report: &Value, meta: &Meta) -> String {
+pub fn text(report: &RestoreReport, meta: &Meta) -> String {
     crate::units::printable(&text_raw(report, meta)).into_owned()
 }
 
-fn text_raw(report: &Value, meta: &Meta) -> String {
+fn text_raw(report: &RestoreReport, meta: &Meta) -> String {
     // every value on a line of its own: a newline read back from a store is shown, not
     // obeyed
     let l = |v: &str| crate::units::one_line(v).into_owned();
     let mut o = String::new();
-    let state = s(&report["state"]);
     let _ = writeln!(o, "carryover restore report");
     let _ = writeln!(o, "  host      {}", l(&meta.hostname));
-    let _ = writeln!(o, "  snapshot  {}", l(s(&report["snapshot_id"])));
+    let _ = writeln!(o, "  snapshot  {}", l(&report.snapshot_id));
     let _ = writeln!(o, "  finished  {}", l(&meta.finished_at));
-    let _ = writeln!(o, "  result    {}", state.to_uppercase());
+    let _ = writeln!(o, "  result    {}", report.state.as_str().to_uppercase());
     let why = reasons(report);
     if !why.is_empty() {
         let _ = writeln!(o, "\nNeeds a person:");
@@ -117,34 +121,34 @@ fn text_raw(report: &Value, meta: &Meta) -> String {
         }
     }
     let _ = writeln!(o, "\nSteps:");
-    for step in report["steps"].as_array().into_iter().flatten() {
+    for step in &report.steps {
         let _ = writeln!(
             o,
             "  {:<16} {:<12} {}",
-            l(s(&step["name"])),
-            l(s(&step["status"])),
-            l(s(&step["detail"]))
+            l(&step.name),
+            step.status.as_str(),
+            l(&step.detail)
         );
-        for c in lines(&step["changes"]) {
+        for c in &step.changes {
             let _ = writeln!(o, "      {}", l(c));
         }
-        for w in lines(&step["warnings"]) {
+        for w in &step.warnings {
             let _ = writeln!(o, "      warning: {}", l(w));
         }
-        for f in lines(&step["failed_files"]) {
-            let _ = writeln!(o, "      FAILED: {}", l(f));
+        for f in &step.failed_files {
+            let _ = writeln!(o, "      FAILED: {}", l(&f.to_string()));
         }
     }
-    let health: Vec<&Value> = report["health"].as_array().into_iter().flatten().collect();
-    if !health.is_empty() {
+    if !report.health.is_empty() {
         let _ = writeln!(o, "\nHealth checks (every step re-run as a dry run):");
-        for h in health {
-            let ok = if h["ok"] == Value::Bool(false) {
-                "CHANGED SINCE"
-            } else {
-                "as restored"
-            };
-            let _ = writeln!(o, "  {:<16} {ok}  {}", l(s(&h["name"])), l(s(&h["detail"])));
+        for h in &report.health {
+            let _ = writeln!(
+                o,
+                "  {:<16} {}  {}",
+                l(&h.name),
+                h.status.label(),
+                l(&h.detail)
+            );
         }
     }
     o
@@ -171,13 +175,13 @@ fn esc(t: &str) -> String {
 
 /// The report as one self-contained HTML page (no script, no outside resource): what an
 /// orchestrator can show an operator who never opens a shell on the new server.
-pub fn html(report: &Value, meta: &Meta) -> String {
-    let state = s(&report["state"]);
-    let colour = match state {
-        "ready" => "#1a7f37",
-        "degraded" => "#9a6700",
-        "planned" => "#0969da",
-        _ => "#cf222e",
+pub fn html(report: &RestoreReport, meta: &Meta) -> String {
+    let state = report.state.as_str();
+    let colour = match report.state {
+        RestoreState::Ready => "#1a7f37",
+        RestoreState::Degraded => "#9a6700",
+        RestoreState::Planned => "#0969da",
+        RestoreState::Failed => "#cf222e",
     };
     let mut o = String::new();
     let _ = write!(
@@ -191,7 +195,7 @@ table{{border-collapse:collapse;width:100%}} td,th{{border-bottom:1px solid #d0d
 .changed,.would-change{{color:#0969da}} .failed{{color:#cf222e;font-weight:600}} .skipped,.unchanged{{color:#57606a}}\
 ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;color:#424a53}} .need li{{color:#9a6700}}\
 </style></head><body>\n",
-        esc(s(&report["snapshot_id"])),
+        esc(&report.snapshot_id),
         esc(&meta.hostname)
     );
     let _ = write!(
@@ -199,7 +203,7 @@ ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;colo
         "<h1>Restore of {} <span class=\"state\" id=\"state\">{}</span></h1>\n<p>snapshot <code>{}</code> · finished {}</p>\n",
         esc(&meta.hostname),
         esc(&state.to_uppercase()),
-        esc(s(&report["snapshot_id"])),
+        esc(&report.snapshot_id),
         esc(&meta.finished_at)
     );
     let why = reasons(report);
@@ -214,29 +218,27 @@ ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;colo
         o,
         "<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>what, old → new</th></tr>"
     );
-    for step in report["steps"].as_array().into_iter().flatten() {
-        let status = s(&step["status"]);
+    for step in &report.steps {
+        let status = step.status.as_str();
         let _ = write!(
             o,
             "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}",
-            esc(s(&step["name"])),
-            esc(status),
-            esc(status),
-            esc(s(&step["detail"]))
+            esc(&step.name),
+            status,
+            status,
+            esc(&step.detail)
         );
-        let extra: Vec<String> = lines(&step["changes"])
-            .into_iter()
-            .map(esc)
-            .chain(
-                lines(&step["warnings"])
-                    .into_iter()
-                    .map(|w| format!("warning: {}", esc(w))),
-            )
-            .chain(
-                lines(&step["failed_files"])
-                    .into_iter()
-                    .map(|f| format!("<span class=\"failed\">FAILED: {}</span>", esc(f))),
-            )
+        let extra: Vec<String> = step
+            .changes
+            .iter()
+            .map(|c| esc(c))
+            .chain(step.warnings.iter().map(|w| format!("warning: {}", esc(w))))
+            .chain(step.failed_files.iter().map(|f| {
+                format!(
+                    "<span class=\"failed\">FAILED: {}</span>",
+                    esc(&f.to_string())
+                )
+            }))
             .collect();
         if !extra.is_empty() {
             let _ = write!(o, "<ul class=\"c\">");
@@ -248,21 +250,23 @@ ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;colo
         let _ = writeln!(o, "</td></tr>");
     }
     let _ = writeln!(o, "</table>");
-    let health: Vec<&Value> = report["health"].as_array().into_iter().flatten().collect();
-    if !health.is_empty() {
+    if !report.health.is_empty() {
         let _ = writeln!(
             o,
             "<h2>Health checks</h2><table><tr><th>step</th><th>result</th><th>detail</th></tr>"
         );
-        for h in health {
-            let bad = h["ok"] == Value::Bool(false);
+        for h in &report.health {
+            let class = match h.status {
+                Health::AsRestored => "unchanged",
+                Health::RecheckFailed => "skipped",
+                Health::ChangedSince | Health::Missing => "failed",
+            };
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-                esc(s(&h["name"])),
-                if bad { "failed" } else { "unchanged" },
-                if bad { "changed since" } else { "as restored" },
-                esc(s(&h["detail"]))
+                "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td></tr>",
+                esc(&h.name),
+                h.status.label().to_lowercase(),
+                esc(&h.detail)
             );
         }
         let _ = writeln!(o, "</table>");
@@ -343,13 +347,13 @@ fn no_link_on_the_way(root: &Root, abs: &str) -> std::io::Result<()> {
 
 /// Writes `restore-<snapshot>.{txt,json}` and the latest `restore-report.{txt,json}`
 /// (root-only). Returns the files written. The login banner is [`banner`]'s.
-pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<PathBuf>> {
-    let id = s(&report["snapshot_id"]);
+pub fn write(root: &Root, report: &RestoreReport, meta: &Meta) -> std::io::Result<Vec<PathBuf>> {
+    let id = &report.snapshot_id;
     let safe = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     no_link_on_the_way(root, LOG_DIR)?;
     let dir = root.path(LOG_DIR);
     crate::sys::create_dirs(&dir, 0o700)?;
-    let mut doc = report.clone();
+    let mut doc = serde_json::to_value(report).map_err(std::io::Error::other)?;
     doc["hostname"] = meta.hostname.clone().into();
     doc["finished_at"] = meta.finished_at.clone().into();
     doc["reasons"] = reasons(report).into();
@@ -374,17 +378,18 @@ pub fn write(root: &Root, report: &Value, meta: &Meta) -> std::io::Result<Vec<Pa
 /// profile.d script where pam_motd reads no folder), removed from both places otherwise;
 /// never through a symbolic link on the way, neither written nor removed. None on
 /// Windows. Returns the banner written.
-pub fn banner(root: &Root, state: &str) -> std::io::Result<Option<PathBuf>> {
+pub fn banner(root: &Root, state: RestoreState) -> std::io::Result<Option<PathBuf>> {
     if cfg!(windows) {
         return Ok(None);
     }
     let line = format!(
         "carryover: the restore of this server after its Change OS is {} — read {LOG_DIR}/restore-report.txt (or: carryover status --long)",
-        state.to_uppercase()
+        state.as_str().to_uppercase()
     );
-    let want = match state {
-        "degraded" | "failed" if pam_reads_motd_dir(root) => Some((MOTD, format!("{line}\n"))),
-        "degraded" | "failed" => Some((
+    let bad = matches!(state, RestoreState::Degraded | RestoreState::Failed);
+    let want = match bad {
+        true if pam_reads_motd_dir(root) => Some((MOTD, format!("{line}\n"))),
+        true => Some((
             PROFILE_BANNER,
             // the line holds no quote: it is carryover's own words and a state name
             format!(
@@ -421,8 +426,8 @@ pub fn banner(root: &Root, state: &str) -> std::io::Result<Option<PathBuf>> {
 mod tests {
     use super::*;
 
-    fn sample() -> Value {
-        serde_json::json!({
+    fn sample() -> RestoreReport {
+        serde_json::from_value(serde_json::json!({
             "snapshot_id": "20261201T120000000Z-0a1b2c3d",
             "state": "degraded",
             "steps": [
@@ -435,7 +440,8 @@ mod tests {
             "failed_files": ["/srv/x: permission denied"],
             "health": [{"name": "dns", "ok": false, "detail": "not as restored"}],
             "resumed": false
-        })
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -462,6 +468,15 @@ mod tests {
         assert!(t.contains("result    DEGRADED"), "{t}");
         assert!(t.contains("/etc/hostname: ecs-1a2b → web01"), "{t}");
         assert!(t.contains("CHANGED SINCE"), "{t}");
+        // files missing after the restore are named for what they are
+        let mut missing = sample();
+        missing.health[0].status = Health::Missing;
+        let t = text(&missing, &meta);
+        assert!(
+            t.contains("FILES MISSING") && !t.contains("CHANGED SINCE"),
+            "{t}"
+        );
+        assert!(html(&missing, &meta).contains(">files missing<"));
         let h = html(&sample(), &meta);
         assert!(h.contains("sshd -t refused &lt;it&gt;"), "{h}");
         assert!(!h.contains("<it>"));
@@ -470,9 +485,9 @@ mod tests {
     }
 
     /// The reports and the banner for `report`, as the restore writes them.
-    fn both(root: &Root, report: &Value) -> std::io::Result<Vec<PathBuf>> {
+    fn both(root: &Root, report: &RestoreReport) -> std::io::Result<Vec<PathBuf>> {
         let mut out = write(root, report, &Meta::default())?;
-        out.extend(banner(root, s(&report["state"]))?);
+        out.extend(banner(root, report.state)?);
         Ok(out)
     }
 
@@ -493,10 +508,10 @@ mod tests {
                 write(&root, &sample(), &Meta::default()).is_ok(),
                 "the reports are written"
             );
-            assert!(banner(&root, "degraded").is_err());
+            assert!(banner(&root, RestoreState::Degraded).is_err());
             assert!(!t.path().join("etc/sudoers.d/50-carryover").exists());
             std::fs::write(t.path().join("etc/sudoers.d/50-carryover"), "keep").unwrap();
-            banner(&root, "ready").unwrap();
+            banner(&root, RestoreState::Ready).unwrap();
             assert!(
                 t.path().join("etc/sudoers.d/50-carryover").exists(),
                 "not removed through the link"
@@ -517,17 +532,24 @@ mod tests {
             assert!(!root.path(PROFILE_BANNER).exists());
         }
         let mut ready = sample();
-        ready["state"] = "ready".into();
+        ready.state = RestoreState::Ready;
         both(&root, &ready).unwrap();
         assert!(
             !root.path(MOTD).exists(),
             "the banner goes with a ready restore"
         );
-        let latest: Value = serde_json::from_slice(
+        let latest: serde_json::Value = serde_json::from_slice(
             &std::fs::read(root.path(format!("{LOG_DIR}/restore-report.json"))).unwrap(),
         )
         .unwrap();
         assert_eq!(latest["state"], "ready");
+        // and it reads back as the typed report
+        let doc = Document::parse(
+            &std::fs::read(root.path(format!("{LOG_DIR}/restore-report.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(doc.report.state, RestoreState::Ready);
+        assert_eq!(reasons(&doc.report), reasons(&ready));
     }
 
     #[cfg(unix)]
@@ -540,7 +562,7 @@ mod tests {
         // Linux-PAM 1.1.8's module (CentOS 7) knows motd= and /etc/motd, no motd_dir=
         std::fs::write(&module, b"\x7fELF..motd=\0/etc/motd\0MOTD_SHOWN=pam\0").unwrap();
         let mut failed = sample();
-        failed["state"] = "failed".into();
+        failed.state = RestoreState::Failed;
         let written = both(&root, &failed).unwrap();
         assert_eq!(written.last().unwrap(), &root.path(PROFILE_BANNER));
         assert!(!root.path(MOTD).exists());
@@ -566,7 +588,7 @@ mod tests {
         both(&root, &failed).unwrap();
         assert!(root.path(MOTD).exists() && !root.path(PROFILE_BANNER).exists());
         let mut ready = sample();
-        ready["state"] = "ready".into();
+        ready.state = RestoreState::Ready;
         std::fs::write(&module, b"motd=").unwrap();
         both(&root, &failed).unwrap();
         both(&root, &ready).unwrap();

@@ -98,12 +98,8 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
         && speaks
         && req.config.restore_expected
     {
-        let report = serde_json::json!({
-            "snapshot_id": req.snapshot.as_deref().unwrap_or(""),
-            "state": "failed",
-            "error": format!("{e:#}"),
-            "steps": [],
-        });
+        let report =
+            super::RestoreReport::stopped(req.snapshot.as_deref().unwrap_or(""), format!("{e:#}"));
         let meta = super::document::Meta {
             hostname: String::new(),
             finished_at: crate::store::now_rfc3339(),
@@ -114,7 +110,7 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
                 super::document::LOG_DIR
             );
         }
-        if let Err(e) = super::document::banner(req.root, "failed") {
+        if let Err(e) = super::document::banner(req.root, super::RestoreState::Failed) {
             tracing::warn!("could not write the login banner: {e}");
         }
     }
@@ -281,9 +277,10 @@ impl Job<'_> {
                 |e| {
                     e.set_failed_files(&report.failed_files);
                     e.set_steps(&report.steps);
-                    if let Ok(v) = serde_json::to_value(&report) {
-                        e.reasons = super::document::reasons(&v).into_iter().take(50).collect();
-                    }
+                    e.reasons = super::document::reasons(&report)
+                        .into_iter()
+                        .take(50)
+                        .collect();
                 },
             );
             // the report an operator reads after the change, and the login banner
@@ -291,18 +288,13 @@ impl Job<'_> {
                 hostname: manifest.hostname.clone(),
                 finished_at: crate::store::now_rfc3339(),
             };
-            match serde_json::to_value(&report) {
-                Ok(v) => {
-                    if let Err(e) = super::document::write(req.root, &v, &meta) {
-                        tracing::warn!(
-                            "could not write the restore report under {}: {e}",
-                            super::document::LOG_DIR
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!("could not render the restore report: {e}"),
+            if let Err(e) = super::document::write(req.root, &report, &meta) {
+                tracing::warn!(
+                    "could not write the restore report under {}: {e}",
+                    super::document::LOG_DIR
+                );
             }
-            if let Err(e) = super::document::banner(req.root, report.state.as_str()) {
+            if let Err(e) = super::document::banner(req.root, report.state) {
                 tracing::warn!("could not write or remove the login banner: {e}");
             }
         }

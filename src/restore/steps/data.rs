@@ -15,7 +15,7 @@ use crate::restore::apply::{Apply, Outcome, Status};
 fn owner_accounts(
     a: &Apply,
     unknown: &[restore::UnknownOwner],
-    index_warnings: Vec<String>,
+    index_warnings: Vec<crate::error::Problem>,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let mut warnings = self::index_warnings(index_warnings);
     let mut attention = Vec::new();
@@ -180,7 +180,7 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
     })
 }
 
-fn index_warnings(warnings: Vec<String>) -> Vec<String> {
+fn index_warnings(warnings: Vec<crate::error::Problem>) -> Vec<String> {
     warnings
         .into_iter()
         .map(|w| format!("store index {w}"))
