@@ -190,7 +190,9 @@ impl Store {
         key: Option<crypto::Crypto>,
     ) -> Result<Store> {
         let backend: std::sync::Arc<dyn Backend> = match StoreUrl::parse(url)? {
-            StoreUrl::S3 { .. } => std::sync::Arc::new(s3::S3Backend::open(url, _config)?),
+            StoreUrl::S3 { bucket, prefix } => {
+                std::sync::Arc::new(s3::S3Backend::open(url, &bucket, &prefix, _config)?)
+            }
             StoreUrl::Local(path) => std::sync::Arc::new(LocalBackend::open(&path, create)?),
         };
         let mut store = Store {

@@ -57,13 +57,9 @@ pub(crate) fn setting(config: Option<&String>, vars: &[&str]) -> Option<String> 
 }
 
 impl S3Backend {
-    pub fn open(url: &str, config: &Config) -> Result<S3Backend> {
-        let rest = url.strip_prefix("s3://").context("not an s3:// URL")?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Usage(format!("{url}: no bucket")).into());
-        }
-        let prefix = prefix.trim_matches('/').to_string();
+    /// Opens the bucket and prefix of `url` (parsed once, by `StoreUrl::parse`; the URL
+    /// names the store in messages).
+    pub fn open(url: &str, bucket: &str, prefix: &str, config: &Config) -> Result<S3Backend> {
         for part in prefix.split('/').filter(|p| !p.is_empty()) {
             check_name(part).map_err(|e| Error::Usage(format!("{url}: {e}")))?;
         }
@@ -132,7 +128,7 @@ impl S3Backend {
             conn: Arc::new(Conn {
                 bucket,
                 creds,
-                prefix,
+                prefix: prefix.to_string(),
                 client,
                 reads: Arc::new(Semaphore::new(connections)),
                 // a chain sends up to two parts of a 16 MiB pack at once
