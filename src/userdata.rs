@@ -98,40 +98,41 @@ pub fn locate_store(root: &Root, store: &Path) -> Result<StoreDisk> {
     })
 }
 
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
+/// The config drop-in the user-data writes on the new OS (`config.d/50-user-data.toml`):
+/// `[store]` (its URL; for S3 the endpoint and region, no credentials: the new OS's
+/// metadata service has them), `[report]` naming the orchestrator (the token travels in
+/// the snapshot) and `[restore]`. Built as a table and serialized by the `toml` crate.
+fn config_dropin(
+    store_url: &str,
+    s3: Option<(Option<&str>, Option<&str>)>,
+    report_url: Option<&str>,
+    pins: &Pins,
+) -> String {
+    use toml::{Table, Value};
+    let mut store = Table::new();
+    store.insert("url".into(), store_url.into());
+    if let Some((endpoint, region)) = s3 {
+        if let Some(e) = endpoint {
+            store.insert("endpoint".into(), e.into());
+        }
+        if let Some(r) = region {
+            store.insert("region".into(), r.into());
         }
     }
-    out.push('"');
-    out
+    let mut doc = Table::new();
+    doc.insert("store".into(), Value::Table(store));
+    if let Some(u) = report_url {
+        let mut report = Table::new();
+        report.insert("url".into(), u.into());
+        doc.insert("report".into(), Value::Table(report));
+    }
+    doc.insert("restore".into(), Value::Table(restore_settings(pins)));
+    toml::to_string(&doc).expect("a table of strings, booleans and integers serializes")
 }
 
-/// The `[store]` lines after `url` for an S3 store (no credentials: the new OS's
-/// metadata service has them).
-fn s3_settings(endpoint: Option<&str>, region: Option<&str>) -> String {
-    let mut out = String::new();
-    if let Some(e) = endpoint {
-        out.push_str(&format!("endpoint = {}\n", toml_string(e)));
-    }
-    if let Some(r) = region {
-        out.push_str(&format!("region = {}\n", toml_string(r)));
-    }
-    out
-}
-
-/// The `[report]` table naming the orchestrator (the token travels in the snapshot).
-fn report_settings(report_url: Option<&str>) -> String {
-    report_url.map_or(String::new(), |u| {
-        format!("[report]\nurl = {}\n", toml_string(u))
-    })
-}
+/// Where the Windows user-data puts the store's URL, found only when it runs (the
+/// volume's drive letter): a value no other setting can hold.
+const WINDOWS_STORE_URL: &str = "@CARRYOVER_STORE_URL@";
 
 /// Single-quotes a word for sh.
 fn sh_quote(s: &str) -> String {
@@ -203,9 +204,8 @@ pub fn cloud_config(
     if let Some(r) = report {
         script.push_str(&failure_report(r));
     }
-    let mut toml = String::from("[store]\n");
     let mut pre_start = None;
-    match access {
+    let toml = match access {
         StoreAccess::Disk(d) => {
             // paths on the new Linux, built with '/' whatever this machine uses
             let rel = d.rel_parts();
@@ -255,8 +255,8 @@ pub fn cloud_config(
             let agent = sh_quote(&format!("{store_path}/{agent_key}"));
             script.push_str(&format!("cp {agent} {AGENT_NEW}\n"));
             script.push_str(&verify_agent(agent_sha256));
-            toml.push_str(&format!("url = {}\n", toml_string(&store_path)));
             pre_start = Some(MOUNT_SCRIPT);
+            config_dropin(&store_path, None, report_url, pins)
         }
         StoreAccess::S3 {
             url,
@@ -274,12 +274,14 @@ pub fn cloud_config(
                 sh_quote(agent_url)
             ));
             script.push_str(&verify_agent(agent_sha256));
-            toml.push_str(&format!("url = {}\n", toml_string(url)));
-            toml.push_str(&s3_settings(endpoint.as_deref(), region.as_deref()));
+            config_dropin(
+                url,
+                Some((endpoint.as_deref(), region.as_deref())),
+                report_url,
+                pins,
+            )
         }
-    }
-    toml.push_str(&report_settings(report_url));
-    toml.push_str(&restore_settings(pins));
+    };
     script.push_str("step='writing the configuration and the units'\n");
     script.push_str("mkdir -p /etc/carryover/config.d\nchmod 0700 /etc/carryover\n");
     script.push_str(&write_file(
@@ -418,18 +420,22 @@ pub struct Pins {
 
 /// `[restore]`: a restore is expected here (see `[restore] expected`), of a snapshot not
 /// older than `not_before`.
-fn restore_settings(pins: &Pins) -> String {
-    let mut s = String::from("[restore]\nexpected = true\n");
+fn restore_settings(pins: &Pins) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("expected".into(), true.into());
     if let Some(id) = &pins.not_before {
-        s.push_str(&format!("not_before = {}\n", toml_string(id)));
+        t.insert("not_before".into(), id.as_str().into());
     }
     if pins.packages_report {
-        s.push_str("packages = \"report\"\n");
+        t.insert("packages".into(), "report".into());
     }
-    if let Some(t) = pins.ready_timeout_seconds {
-        s.push_str(&format!("ready_timeout_seconds = {t}\n"));
+    if let Some(secs) = pins.ready_timeout_seconds {
+        t.insert(
+            "ready_timeout_seconds".into(),
+            i64::try_from(secs).unwrap_or(i64::MAX).into(),
+        );
     }
-    s
+    t
 }
 
 /// True for an instance id that can stand in a URL path and a JSON string as it is.
@@ -552,7 +558,7 @@ pub fn ps1_user_data(
     if let Some(r) = report {
         ps.push_str(&ps_failure_report(r));
     }
-    let mut extra = String::new();
+    let mut s3 = None;
     match access {
         StoreAccess::Disk(d) => {
             windows_can_read(d)?;
@@ -602,11 +608,10 @@ pub fn ps1_user_data(
                 ps_quote(agent_url),
                 ps_quote(url)
             ));
-            extra.push_str(&s3_settings(endpoint.as_deref(), region.as_deref()));
+            s3 = Some((endpoint.as_deref(), region.as_deref()));
         }
     }
-    extra.push_str(&report_settings(report_url));
-    extra.push_str(&restore_settings(pins));
+    let toml = config_dropin(WINDOWS_STORE_URL, s3, report_url, pins);
     // installed only when it is the agent this script names
     ps.push_str(&format!(
         concat!(
@@ -618,13 +623,14 @@ pub fn ps1_user_data(
     ps.push_str(&format!(
         concat!(
             "$url = '\"' + $store.Replace('\\', '\\\\').Replace('\"', '\\\"') + '\"'\n",
-            "$toml = \"[store]`nurl = $url`n\" + {}\n",
+            "$toml = {}.Replace({}, $url)\n",
             "[IO.File]::WriteAllText((Join-Path $etc 'config.d\\50-user-data.toml'), $toml)\n",
             "& $exe service install\n",
             "if ($LASTEXITCODE -ne 0) {{ throw \"carryover: service install failed ($LASTEXITCODE)\" }}\n",
             "Start-Service carryover\n",
         ),
-        ps_quote(&extra)
+        ps_quote(&toml),
+        ps_quote(&format!("\"{WINDOWS_STORE_URL}\""))
     ));
     Ok(ps)
 }
@@ -677,12 +683,22 @@ mod tests {
             )),
             "{ps}"
         );
-        assert!(
-            ps.contains(
-                "'[report]\nurl = \"https://o.example/api\"\n[restore]\nexpected = true\n'"
-            ),
-            "{ps}"
+        // the drop-in is TOML once the store's URL is put in
+        let quoted = ps
+            .split_once("$toml = '")
+            .and_then(|(_, r)| r.split_once("'.Replace('\"@CARRYOVER_STORE_URL@\"', $url)"))
+            .map(|(t, _)| t.replace("''", "'"))
+            .expect("the drop-in in the script");
+        let dropin: toml::Table = quoted
+            .replace("\"@CARRYOVER_STORE_URL@\"", "\"E:\\\\fleet\"")
+            .parse()
+            .unwrap();
+        assert_eq!(dropin["store"]["url"].as_str(), Some("E:\\fleet"));
+        assert_eq!(
+            dropin["report"]["url"].as_str(),
+            Some("https://o.example/api")
         );
+        assert_eq!(dropin["restore"]["expected"].as_bool(), Some(true));
         assert!(ps.contains("& $exe service install") && ps.contains("Start-Service carryover"));
         let ext = StoreDisk {
             fstype: "ext4".into(),
