@@ -1065,6 +1065,63 @@ fn existing_ancestor(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys `findings` (and `gather`) can produce, read from this very
+    /// source: the first argument of every `finding(` call, a literal or a constant.
+    fn produced_keys() -> Vec<&'static str> {
+        let src = include_str!("check.rs");
+        let src = src.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let consts = [
+            ("AGENT_MISSING", AGENT_MISSING),
+            ("DATA_PATH_MISSING", DATA_PATH_MISSING),
+        ];
+        let mut keys = Vec::new();
+        for (at, _) in src.match_indices("finding(") {
+            let before = src[..at].chars().next_back().unwrap_or(' ');
+            if before.is_alphanumeric() || before == '_' {
+                continue; // another function's name
+            }
+            let arg = src[at + "finding(".len()..]
+                .split(',')
+                .next()
+                .unwrap()
+                .trim();
+            if arg == "key: &str" {
+                continue; // the helper's own definition
+            }
+            let key = match arg.strip_prefix('"') {
+                Some(lit) => lit.trim_end_matches('"'),
+                None => {
+                    consts
+                        .iter()
+                        .find(|(name, _)| *name == arg)
+                        .unwrap_or_else(|| {
+                            panic!("a finding key `{arg}`: a literal or a known constant")
+                        })
+                        .1
+                }
+            };
+            keys.push(key);
+        }
+        keys
+    }
+
+    #[test]
+    fn every_key_a_finding_can_have_is_in_keys_and_in_the_readme() {
+        let keys = produced_keys();
+        assert!(keys.len() >= KEYS.len(), "{keys:?}");
+        let readme = include_str!("../README.md");
+        for k in keys {
+            assert!(
+                KEYS.contains(&k),
+                "`{k}` is not in check::KEYS (an --ack of it would be refused as a typo)"
+            );
+            assert!(
+                readme.contains(&format!("| `{k}` |")),
+                "`{k}` has no line in the README's findings table"
+            );
+        }
+    }
     use crate::disks::fstab::parse_fstab;
 
     fn mounts() -> Vec<Mount> {
