@@ -15,7 +15,7 @@ fn a_broken_config_names_file_line_and_key_and_exits_2() {
         "[store]\nurl = \"/mnt/data\"\n\n[data]\npaths = \"/srv\"\n",
     );
     let o = Cmd::new("inspect").root(&old.dir).run();
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit!(o, Some(2));
     let e = stderr(&o);
     assert!(
         e.contains("etc/carryover/config.toml") && e.contains("line 5") && e.contains("data.paths"),
@@ -31,7 +31,7 @@ fn a_broken_config_names_file_line_and_key_and_exits_2() {
         "[report]\ntoken_fil = \"/etc/carryover/token\"\n",
     );
     let o = Cmd::new("inspect").root(&old.dir).run();
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit!(o, Some(2));
     let e = stderr(&o);
     assert!(
         e.contains("50-typo.toml") && e.contains("line 2") && e.contains("report.token_fil"),
@@ -42,14 +42,14 @@ fn a_broken_config_names_file_line_and_key_and_exits_2() {
         .root(&old.dir)
         .args(&["--config", "/nonexistent/carryover.toml"])
         .run();
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit!(o, Some(2));
     assert!(stderr(&o).contains("/nonexistent/carryover.toml"));
 }
 
 #[test]
 fn a_missing_root_is_a_usage_error() {
     let o = Cmd::new("inspect").root("/nonexistent/old-os").run();
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit!(o, Some(2));
     assert!(stderr(&o).contains("/nonexistent/old-os"), "{}", stderr(&o));
 }
 
@@ -57,7 +57,7 @@ fn a_missing_root_is_a_usage_error() {
 fn what_does_not_apply_here_says_so() {
     // the Windows service on Linux: a usage error that points at the systemd units
     let o = carryover(&["service", "install"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit!(o, Some(2));
     assert!(
         stderr(&o).contains("for Windows") && stderr(&o).contains("carryover-restore.service"),
         "{}",
@@ -104,7 +104,7 @@ fn unreadable_and_garbage_files_are_named_and_the_capture_goes_on() {
         .arg("--snapshot")
         .arg(id)
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     assert!(new.read("/etc/passwd").contains("alice:x:1000"));
 }
 
@@ -122,7 +122,7 @@ fn a_damaged_section_fails_only_its_steps_and_verify_names_it() {
     );
 
     let o = carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(
         stdout(&o).contains(&format!("objects/{id}/state.json")) && stdout(&o).contains("DAMAGED"),
         "{}",
@@ -135,7 +135,7 @@ fn a_damaged_section_fails_only_its_steps_and_verify_names_it() {
         .store(&store)
         .json()
         .run();
-    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    assert_exit!(o, Some(4));
     let v = json(&o);
     assert_eq!(v["state"], "degraded");
     let steps = v["steps"].as_array().unwrap();
@@ -185,7 +185,7 @@ fn a_hostile_snapshot_never_writes_outside_its_targets() {
         .store(&store)
         .json()
         .run();
-    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(4));
     let v = json(&o);
     for name in [
         "unit-files",
@@ -252,7 +252,7 @@ fn another_instances_snapshot_is_refused_unless_named() {
         "11111111-2222-3333-4444-555555555555\n",
     );
     let o = Cmd::new("restore").root(&new.dir).store(&store).run();
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit!(o, Some(2));
     assert!(
         stderr(&o).contains("no snapshot of instance 11111111-2222-3333-4444-555555555555"),
         "{}",
@@ -265,7 +265,7 @@ fn another_instances_snapshot_is_refused_unless_named() {
         .arg("--snapshot")
         .arg(&id)
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(new.read("/etc/hostname"), "web01\n");
 }
 
@@ -277,14 +277,14 @@ fn a_store_that_is_not_a_store_is_refused() {
         .root(&new.dir)
         .store(new.dir.join("etc"))
         .run();
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(
         stderr(&o).contains("not a carryover store"),
         "{}",
         stderr(&o)
     );
     let o = Cmd::new("restore").root(&new.dir).run();
-    assert_eq!(o.status.code(), Some(2));
+    assert_exit!(o, Some(2));
     assert!(stderr(&o).contains("no store"), "{}", stderr(&o));
 }
 
@@ -295,73 +295,34 @@ fn failures_are_json_on_stdout_with_format_json() {
     let t = tempfile::tempdir().unwrap();
     let tree = Tree::new(&t.path().join("root"));
     tree.file("/etc/carryover/config.toml", "[store]\nurl = 5\n");
-    let cases: Vec<(Vec<String>, &str, i32)> = vec![
+    let none = t.path().join("none");
+    let cases = [
+        (Cmd::new("restore").arg("--bogus").json(), "usage", 2),
         (
-            vec![
-                "restore".into(),
-                "--bogus".into(),
-                "--format".into(),
-                "json".into(),
-            ],
-            "usage",
-            2,
-        ),
-        (
-            vec![
-                "check".into(),
-                "--root".into(),
-                tree.dir.display().to_string(),
-                "--format=json".into(),
-            ],
+            Cmd::new("check").root(&tree.dir).arg("--format=json"),
             "config",
             2,
         ),
+        (Cmd::new("snapshots list").store(&none).json(), "failure", 1),
+        (Cmd::new("probe").arg(&none).json(), "failure", 1),
         (
-            vec![
-                "snapshots".into(),
-                "list".into(),
-                "--store".into(),
-                t.path().join("none").display().to_string(),
-                "--format".into(),
-                "json".into(),
-            ],
-            "failure",
-            1,
-        ),
-        (
-            vec![
-                "probe".into(),
-                t.path().join("none").display().to_string(),
-                "--format".into(),
-                "json".into(),
-            ],
-            "failure",
-            1,
-        ),
-        (
-            vec![
-                "status".into(),
-                "--timeout".into(),
-                "3".into(),
-                "--format".into(),
-                "json".into(),
-            ],
+            Cmd::new("status").args(&["--timeout", "3"]).json(),
             "usage",
             2,
         ),
     ];
-    for (args, kind, code) in cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = carryover(&args);
-        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+    for (cmd, kind, code) in cases {
+        let args = format!("{:?}", cmd.command());
+        let o = cmd.run();
+        assert_eq!(o.status.code(), Some(code), "{args}: {}", stderr(&o));
         let v: serde_json::Value = serde_json::from_str(stdout(&o).trim())
-            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {}", stdout(&o)));
-        assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
-        assert_eq!(v["error"]["exit_code"], code, "{args:?}: {v}");
+            .unwrap_or_else(|e| panic!("{args}: stdout is not JSON ({e}): {}", stdout(&o)));
+        assert_eq!(v["error"]["kind"], kind, "{args}: {v}");
+        assert_eq!(v["error"]["exit_code"], code, "{args}: {v}");
         let message = v["error"]["message"].as_str().unwrap();
         assert!(!message.is_empty());
         // a missing argument is named, not cut off at the line break before it
-        if args[0] == "status" {
+        if args.contains("\"status\"") {
             assert!(message.ends_with("not provided: --wait"), "{message}");
         }
     }

@@ -51,7 +51,7 @@ fn debian_to_ubuntu_carries_every_setting() {
     let id = capture(&old.dir, &store);
 
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     assert_eq!(v["snapshot_id"], id.as_str());
     assert_eq!(v["state"], "ready");
@@ -278,7 +278,7 @@ fn debian_to_ubuntu_carries_every_setting() {
     // A second restore changes nothing.
     let before = snapshot_tree(&new.dir);
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let v2 = json(&o);
     for s in v2["steps"].as_array().unwrap() {
         assert!(
@@ -311,7 +311,7 @@ fn hosts_merge_keeps_every_name_of_an_address_regression_12_3() {
     let store = t.path().join("store");
     capture(&old.dir, &store);
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(json(&o)["state"], "ready");
     let expected = "127.0.0.1 localhost\n127.0.0.1 runsc\n127.0.1.1\tweb01.prod.example.com web01\n::1 ip6-localhost ip6-loopback\n# restored by carryover\n127.0.0.1\tvm\n";
     assert_eq!(new.read("/etc/hosts"), expected);
@@ -349,7 +349,7 @@ fn ntp_without_a_client_is_written_for_the_old_client_regression_12_9() {
         (&rocky, "/etc/chrony.conf"),
     ] {
         let o = restore(&new.dir, &store, &[], &[]);
-        assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+        assert_exit!(o, Some(0));
         let v = json(&o);
         assert_eq!(v["state"], "ready");
         let ntp = step(&v, "ntp");
@@ -413,7 +413,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     capture(&old.dir, &store);
     let before = snapshot_tree(&new.dir);
     let o = restore(&new.dir, &store, &["--dry-run"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     assert_eq!(v["state"], "planned");
     assert_eq!(step(&v, "hostname")["status"], "would-change");
@@ -443,7 +443,7 @@ fn a_restore_killed_between_steps_resumes_to_the_same_end_state() {
     let ref_store = t.path().join("ref-store");
     copy_dir(&store, &ref_store);
     let o = restore(&reference.dir, &ref_store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0));
+    assert_exit!(o, Some(0));
 
     for crash_after in ["1", "5", "9", "14"] {
         let new = new_ubuntu(&t.path().join(format!("new-{crash_after}")));
@@ -458,7 +458,7 @@ fn a_restore_killed_between_steps_resumes_to_the_same_end_state() {
         assert_ne!(o.status.code(), Some(0), "the crash hook did not fire");
         assert!(o.status.code().is_none(), "killed by a signal, as a crash");
         let o = restore(&new.dir, &s, &[], &[]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_exit!(o, Some(0));
         let v = json(&o);
         assert_eq!(v["resumed"], true);
         assert_eq!(v["state"], "ready");
@@ -490,7 +490,7 @@ fn ubuntu_to_rocky_uses_network_manager_chrony_and_free_ids() {
     let store = t.path().join("store");
     capture(&old.dir, &store);
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     let nm = new.read("/etc/NetworkManager/conf.d/90-carryover-dns.conf");
     assert!(
@@ -558,7 +558,7 @@ fn inspect_prints_every_section() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(t.path());
     let o = Cmd::new("inspect").root(&old.dir).json().run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     for k in [
         "identity",
@@ -637,7 +637,7 @@ fn private_material_is_stored_root_only_and_hashes_only_when_asked() {
     );
     let new = new_ubuntu(&t.path().join("new"));
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0));
+    assert_exit!(o, Some(0));
     assert!(
         new.read("/etc/shadow")
             .contains("alice:$6$rounds=5000$salt$HASHEDPASSWORD:19750")
@@ -680,7 +680,7 @@ fn snapshots_list_show_verify_and_status() {
     ]));
     assert_eq!(show["state"]["identity"]["hostname"], "web01");
     let o = carryover(&["snapshots", "verify", "--store", s]);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     let st = Cmd::new("status").root(&old.dir).store(s).json().run();
     let st = json(&st);
     assert_eq!(st["last_capture"]["snapshot_id"], b.as_str());
@@ -707,19 +707,19 @@ fn restore_if_due_runs_once_on_the_new_os_and_never_on_the_old() {
 
     // the old OS rebooting: it took the snapshot, nothing to restore
     let o = restore(&old.dir, &store, &["--if-due"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     assert_eq!(v["state"], "not-due");
     assert!(v["reason"].as_str().unwrap().contains("old OS"), "{v}");
 
     // no store configured: quiet
     let o = Cmd::new("restore").root(&new.dir).arg("--if-due").run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert!(stdout(&o).contains("no store is configured"));
 
     // the new OS: due once
     let o = restore(&new.dir, &store, &["--if-due"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     assert_eq!(v["state"], "ready", "{v}");
     assert_eq!(v["snapshot_id"], id.as_str());
@@ -773,7 +773,7 @@ fn the_old_os_is_never_restored_onto_whatever_happened_after_sealing() {
     old.file("/etc/hostname", "web01-renamed\n");
     let before = snapshot_tree(&old.dir);
     let o = restore(&old.dir, &store, &["--if-due"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     assert_eq!(v["state"], "not-due", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("old OS"), "{v}");
@@ -790,7 +790,7 @@ fn the_old_os_is_never_restored_onto_whatever_happened_after_sealing() {
     );
     // a restore by hand is refused too, unless the snapshot is named
     let o = restore(&old.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert_exit!(o, Some(2));
     assert!(stderr(&o).contains("--snapshot"), "{}", stderr(&o));
     assert_eq!(snapshot_tree(&old.dir), before, "nothing touched");
     let o = restore(&old.dir, &store, &["--snapshot", &id], &[]);

@@ -112,7 +112,7 @@ fn round_trip_keeps_every_byte_and_bit_of_metadata() {
     let old = data_tree(&t.path().join("old"));
     let store = t.path().join("store");
     let o = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     assert!(v["files"].as_u64().unwrap() >= 308, "{v}");
     assert!(
@@ -122,7 +122,7 @@ fn round_trip_keeps_every_byte_and_bit_of_metadata() {
 
     let new = new_root(&t.path().join("new"));
     let o = restore_into(&new.dir, &store);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     let diff = rsync_diff(&old.p("/srv"), &new.p("/srv"));
     assert_eq!(diff, "", "rsync sees differences");
 
@@ -254,7 +254,7 @@ fn incremental_captures_read_only_what_changed() {
     let first = json(&capture_paths(&old.dir, &store, &[]));
     assert!(first["stored_bytes"].as_u64().unwrap() > 0);
     let again = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(again.status.code(), Some(0));
+    assert_exit!(again, Some(0));
     let again = json(&again);
     let m = |id: &str| {
         json(&carryover(&[
@@ -285,7 +285,7 @@ fn incremental_captures_read_only_what_changed() {
     );
     // the newest snapshot restores the new content
     let new = new_root(&t.path().join("new"));
-    assert_eq!(restore_into(&new.dir, &store).status.code(), Some(0));
+    assert_exit!(restore_into(&new.dir, &store), Some(0));
     assert_eq!(new.read("/srv/app/config.toml"), "[app]\nport = 9090\n");
     assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
 }
@@ -301,9 +301,9 @@ fn excludes_and_a_store_inside_a_data_path_are_left_out() {
     );
     let store = old.p("/srv/carryover-store");
     let o = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let new = new_root(&t.path().join("new"));
-    assert_eq!(restore_into(&new.dir, &store).status.code(), Some(0));
+    assert_exit!(restore_into(&new.dir, &store), Some(0));
     assert!(!new.p("/srv/app/cache.tmp").exists());
     assert!(!new.p("/srv/small/d1").exists());
     assert!(new.p("/srv/small/d2").is_dir());
@@ -331,17 +331,21 @@ fn a_file_that_keeps_changing_or_cannot_be_read_is_named() {
         "mkdir -p {0}/var/lib/carryover && chown 65534:65534 {0}/var/lib/carryover",
         old.dir.display()
     ));
-    let o = Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .args(runner_argv(&agent_bin()))
-        .args(["capture", "--root"])
-        .arg(&old.dir)
-        .args(["--store"])
-        .arg(&store)
-        .args(["--path", "/srv", "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    let o = Cmd::new("capture")
+        .under(&[
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+        ])
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/srv"])
+        .json()
+        .run();
+    assert_exit!(o, Some(4));
     let v = json(&o);
     assert!(
         v["skipped"].to_string().contains("/srv/app/secret"),
@@ -371,7 +375,7 @@ fn a_file_that_keeps_changing_or_cannot_be_read_is_named() {
     let o = capture_paths(&old.dir, &store2, &[]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
-    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    assert_exit!(o, Some(4));
     let v = json(&o);
     assert!(
         v["skipped"].to_string().contains("growing.log")
@@ -429,12 +433,11 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
         std::fs::write(&bulk, d).unwrap();
     }
     for delay_ms in [5u64, 40, 120, 300, 800] {
-        let mut child = agent_command()
-            .args(["capture", "--root"])
-            .arg(&old.dir)
-            .arg("--store")
-            .arg(&store)
-            .args(["--path", "/srv", "-q"])
+        let mut child = Cmd::new("capture")
+            .root(&old.dir)
+            .store(&store)
+            .args(&["--path", "/srv", "-q"])
+            .command()
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -476,12 +479,11 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
     );
     // a restore killed mid-way finishes on the rerun
     let new = new_root(&t.path().join("new"));
-    let mut child = agent_command()
-        .args(["restore", "--root"])
-        .arg(&new.dir)
-        .arg("--store")
-        .arg(&store)
+    let mut child = Cmd::new("restore")
+        .root(&new.dir)
+        .store(&store)
         .arg("-q")
+        .command()
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -489,7 +491,7 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
     let _ = child.kill();
     child.wait().unwrap();
     let o = restore_into(&new.dir, &store);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
     let leftovers: Vec<_> = walkdir::WalkDir::new(new.p("/srv"))
         .into_iter()
@@ -528,7 +530,7 @@ pub(super) fn captured(o: &std::process::Output) -> String {
 /// Restores into `new` (`extra`: e.g. `--snapshot ID`): its /srv is the old one's.
 pub(super) fn restores_identically(old: &Tree, new: &Tree, store: &Path, extra: &[&str]) {
     let o = restore(&new.dir, store, extra, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
 }
 
@@ -560,7 +562,7 @@ fn a_damaged_chunk_is_not_carried_forward() {
     // the dry run names the file that cannot come back, before anything is written
     let new = new_root(&t.path().join("new"));
     let o = restore(&new.dir, &store, &["--dry-run"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let r = json(&o);
     let failed = r["failed_files"].to_string();
     assert!(failed.contains("/srv/app/random.bin"), "{failed}");
@@ -577,17 +579,17 @@ fn a_damaged_chunk_is_not_carried_forward() {
     );
 
     let v = verify(&store, &[]);
-    assert_eq!(v.status.code(), Some(1));
+    assert_exit!(v, Some(1));
     assert!(stdout(&v).contains("/srv/app/random.bin"), "{}", stdout(&v));
     assert!(store.join("damaged.json").exists(), "verify records it");
 
     let second = captured(&capture_paths(&old.dir, &store, &[]));
     assert_ne!(first, second);
     let v = verify(&store, &[&second]);
-    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert_exit!(v, Some(0));
     // the chunk is content-addressed: the first snapshot is healed along with it
     let v = verify(&store, &[]);
-    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert_exit!(v, Some(0));
     assert!(
         !store.join("damaged.json").exists(),
         "struck off once healed"
@@ -597,10 +599,10 @@ fn a_damaged_chunk_is_not_carried_forward() {
 
     // prune rewrites the pack that still holds the damaged copy, without it
     let o = carryover(&["snapshots", "prune", "--store", store.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert!(!damaged_pack.exists());
     let v = verify(&store, &[]);
-    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert_exit!(v, Some(0));
     assert!(!stderr(&v).contains("damaged copies"), "{}", stderr(&v));
 }
 
@@ -609,11 +611,11 @@ fn capture_heal_finds_damage_without_a_verify() {
     let t = tempfile::tempdir().unwrap();
     let old = data_tree(&t.path().join("old"));
     let store = t.path().join("store");
-    assert_eq!(capture_paths(&old.dir, &store, &[]).status.code(), Some(0));
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
     damage_random_bin(&old, &store);
     let id = captured(&capture_paths(&old.dir, &store, &["--heal"]));
     let v = verify(&store, &[&id]);
-    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert_exit!(v, Some(0));
     let new = new_root(&t.path().join("new"));
     restores_identically(&old, &new, &store, &["--snapshot", &id]);
 }
@@ -623,11 +625,11 @@ fn a_flipped_byte_is_named_by_verify_and_its_file_is_not_restored() {
     let t = tempfile::tempdir().unwrap();
     let old = data_tree(&t.path().join("old"));
     let store = t.path().join("store");
-    assert_eq!(capture_paths(&old.dir, &store, &[]).status.code(), Some(0));
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
     damage_random_bin(&old, &store);
 
     let v = verify(&store, &[]);
-    assert_eq!(v.status.code(), Some(1));
+    assert_exit!(v, Some(1));
     let out = stdout(&v);
     assert!(
         out.contains("DAMAGED") && out.contains("/srv/app/random.bin"),
@@ -636,7 +638,7 @@ fn a_flipped_byte_is_named_by_verify_and_its_file_is_not_restored() {
 
     let new = new_root(&t.path().join("new"));
     let o = restore_into(&new.dir, &store);
-    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    assert_exit!(o, Some(4));
     let r = json(&o);
     assert_eq!(r["state"], "degraded");
     assert!(
@@ -687,11 +689,11 @@ fn a_full_store_is_a_clear_error_and_no_snapshot() {
     let store = mnt.join("carryover");
     // the preflight sees it coming
     let o = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(3));
     assert!(stderr(&o).contains("store-too-small"), "{}", stderr(&o));
     // acknowledged, the store really fills up
     let o = capture_paths(&old.dir, &store, &["--ack", "store-too-small"]);
-    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(1));
     assert!(
         stderr(&o).contains("No space left on device"),
         "{}",
@@ -711,7 +713,7 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
     let t = tempfile::tempdir().unwrap();
     let old = data_tree(&t.path().join("old"));
     let store = t.path().join("store");
-    assert_eq!(capture_paths(&old.dir, &store, &[]).status.code(), Some(0));
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
     let lock = format!(
@@ -722,7 +724,7 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
     );
     std::fs::write(store.join("locks/writer.json"), &lock).unwrap();
     let o = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(
         stderr(&o).contains(&format!("in use by process {}", sleeper.id())),
         "{}",
@@ -759,7 +761,7 @@ fn an_encrypted_store_hides_content_and_needs_its_key() {
     );
     let store = t.path().join("store");
     let o = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     // nothing of the content, the state or the names is readable in the store
     for e in walkdir::WalkDir::new(&store)
         .into_iter()
@@ -796,7 +798,7 @@ fn an_encrypted_store_hides_content_and_needs_its_key() {
         "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
     );
     let o = restore_into(&new.dir, &store);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
     assert_eq!(
         Cmd::new("snapshots verify")
@@ -810,7 +812,7 @@ fn an_encrypted_store_hides_content_and_needs_its_key() {
     // without the key, or with another, a clear error
     let bare = new_root(&t.path().join("bare"));
     let o = restore_into(&bare.dir, &store);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(stderr(&o).contains("is encrypted"), "{}", stderr(&o));
     bare.file_mode("/etc/carryover/store.key", &"11".repeat(32), 0o600);
     bare.file(
@@ -818,7 +820,7 @@ fn an_encrypted_store_hides_content_and_needs_its_key() {
         "[store]\nencryption_key_file = \"/etc/carryover/store.key\"\n",
     );
     let o = restore_into(&bare.dir, &store);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(stderr(&o).contains("not the key"), "{}", stderr(&o));
     assert!(
         !stderr(&o).contains(&"11".repeat(32)),

@@ -151,8 +151,15 @@ pub fn carryover(args: &[&str]) -> Output {
 
 pub fn carryover_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = agent_command();
-    c.args(args)
-        .env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP")
+    c.args(args);
+    clean_env(&mut c, env);
+    c.output().unwrap()
+}
+
+/// The environment every run of the binary gets: no crash hooks, no AWS settings of the
+/// machine running the tests, then `env`.
+fn clean_env(c: &mut Command, env: &[(&str, &str)]) {
+    c.env_remove("CARRYOVER_TEST_CRASH_AFTER_STEP")
         .env_remove("CARRYOVER_TEST_CRASH_IN_PRUNE");
     for v in [
         "AWS_ACCESS_KEY_ID",
@@ -168,7 +175,6 @@ pub fn carryover_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -496,6 +502,7 @@ pub fn serve_get(answer: impl Fn(&str) -> (&'static str, String) + Send + 'stati
 /// A carryover command line, built as a user would type it:
 /// `Cmd::new("capture").root(&old.dir).store(&store).json().run()`.
 pub struct Cmd {
+    prefix: Vec<std::ffi::OsString>,
     args: Vec<std::ffi::OsString>,
     env: Vec<(String, String)>,
 }
@@ -503,9 +510,21 @@ pub struct Cmd {
 impl Cmd {
     pub fn new(command: &str) -> Cmd {
         Cmd {
+            prefix: Vec::new(),
             args: command.split(' ').map(Into::into).collect(),
             env: Vec::new(),
         }
+    }
+
+    /// Words that run the binary: `setpriv --reuid 65534 …`, or
+    /// `sh -c 'ulimit -v N; exec "$@"' sh` (the binary and its arguments follow).
+    pub fn under(mut self, prefix: &[&str]) -> Cmd {
+        self.prefix = prefix.iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn config(self, file: impl AsRef<Path>) -> Cmd {
+        self.arg("--config").arg(file.as_ref())
     }
 
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
@@ -532,23 +551,39 @@ impl Cmd {
         self
     }
 
+    /// Environment variables for the run, as a list.
+    pub fn envs(mut self, list: &[(&str, String)]) -> Cmd {
+        self.env
+            .extend(list.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        self
+    }
+
     pub fn json(self) -> Cmd {
         self.args(&["--format", "json"])
     }
 
-    pub fn run(self) -> Output {
-        let args: Vec<String> = self
-            .args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    /// The process to start (to spawn it, or to set its stdio).
+    pub fn command(&self) -> Command {
+        let mut c = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).args(runner_argv(&agent_bin()));
+                c
+            }
+            None => agent_command(),
+        };
+        c.args(&self.args);
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        carryover_env(&args, &env)
+        clean_env(&mut c, &env);
+        c
+    }
+
+    pub fn run(self) -> Output {
+        self.command().output().unwrap()
     }
 }
 

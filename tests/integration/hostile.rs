@@ -284,19 +284,14 @@ fn a_blob_claiming_a_gigabyte_is_refused_without_allocating_it() {
     }
     let id = plant_claiming(&store, "/srv", entries, Some(1 << 30));
     let new = Tree::new(&t.path().join("new"));
-    let o = std::process::Command::new("sh")
-        .arg("-c")
+    let o = Cmd::new("restore")
         // 512 MiB of address space is far more than a restore needs, far less than a bomb
-        .arg("ulimit -v 524288; exec \"$@\"")
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_carryover"))
-        .args(["restore", "--root"])
-        .arg(&new.dir)
-        .arg("--store")
-        .arg(&store)
-        .args(["--snapshot", &id, "--format", "json"])
-        .output()
-        .unwrap();
+        .under(&["sh", "-c", "ulimit -v 524288; exec \"$@\"", "sh"])
+        .root(&new.dir)
+        .store(&store)
+        .args(&["--snapshot", &id])
+        .json()
+        .run();
     assert_exit!(o, Some(4));
     let v = json(&o);
     assert!(

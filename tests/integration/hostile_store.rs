@@ -2,7 +2,6 @@
 //! never redirects a write, and nothing restore creates depends on the umask.
 
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::process::Command;
 
 use carryover::config::Config;
 use carryover::data::codec;
@@ -81,16 +80,11 @@ fn restore_does_not_depend_on_the_umask() {
         let store = t.path().join("store");
         capture(&old.dir, &store);
         let new = new_ubuntu(&t.path().join("new"));
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_carryover"))
-            .args(["restore", "--root"])
-            .arg(&new.dir)
-            .arg("--store")
-            .arg(&store)
-            .output()
-            .unwrap();
+        let o = Cmd::new("restore")
+            .under(&["sh", "-c", &format!("umask {umask}; exec \"$@\""), "sh"])
+            .root(&new.dir)
+            .store(&store)
+            .run();
         assert_exit!(o, Some(0));
         let dropin = new.p("/etc/systemd/resolved.conf.d");
         assert_eq!(mode(&dropin), 0o755, "umask {umask}: {}", dropin.display());

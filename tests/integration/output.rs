@@ -91,6 +91,16 @@ fn capture_restore_and_status_print_the_same_every_time() {
     let o = Cmd::new("restore").root(&new.dir).store(&store).run();
     assert_exit!(o, Some(0));
     snap("restore.txt", t.path(), &stdout(&o));
+    // the same restore onto another fresh image, as JSON (the report an orchestrator's
+    // tooling reads)
+    let other = new_ubuntu(&t.path().join("new-json"));
+    let o = Cmd::new("restore")
+        .root(&other.dir)
+        .store(&store)
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    snap("restore.json", t.path(), &stdout(&o));
     both(|| Cmd::new("status").root(&new.dir), 0, "status", t.path());
 }
 

@@ -88,11 +88,6 @@ fn env(secret: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn run(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
-    let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    carryover_env(args, &e)
-}
-
 /// Bytes that do not compress.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed;
@@ -125,18 +120,12 @@ fn restore_new(dir: &Path, cfg: &str) -> Tree {
     let new = Tree::new(dir);
     new.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
         .file("/etc/hostname", "fresh\n");
-    let o = run(
-        &[
-            "restore",
-            "--root",
-            new.dir.to_str().unwrap(),
-            "--config",
-            cfg,
-            "--format",
-            "json",
-        ],
-        &env(SECRET),
-    );
+    let o = Cmd::new("restore")
+        .root(&new.dir)
+        .config(cfg)
+        .json()
+        .envs(&env(SECRET))
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     new
 }
@@ -160,16 +149,11 @@ fn s3_round_trip_with_multipart_packs() {
     // 20 MiB that does not compress: packs of 16 MiB go up as multipart uploads
     let big = noise(42, 20 << 20);
     std::fs::write(old.p("/srv/app/blob.bin"), &big).unwrap();
-    let o = run(
-        &[
-            "capture",
-            "--root",
-            old.dir.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        &env(SECRET),
-    );
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .json()
+        .envs(&env(SECRET))
+        .run();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let packs = server.packs();
     assert!(
@@ -183,17 +167,11 @@ fn s3_round_trip_with_multipart_packs() {
 
     let cfg = old.p("/etc/carryover/config.toml");
     let cfg = cfg.to_str().unwrap();
-    let v = run(
-        &[
-            "snapshots",
-            "verify",
-            "--root",
-            old.dir.to_str().unwrap(),
-            "--config",
-            cfg,
-        ],
-        &env(SECRET),
-    );
+    let v = Cmd::new("snapshots verify")
+        .root(&old.dir)
+        .config(cfg)
+        .envs(&env(SECRET))
+        .run();
     assert_eq!(v.status.code(), Some(0), "{}\n{}", stdout(&v), stderr(&v));
     // the pack indexes are kept under the root, by store id, by the commands after the first
     let cached: Vec<_> = walkdir::WalkDir::new(old.p("/var/lib/carryover/cache"))
@@ -219,16 +197,7 @@ fn wrong_s3_credentials_are_a_clear_error() {
     let endpoint = format!("http://127.0.0.1:{}", server.port);
     let mut e = env("not-the-secret-XYZ");
     e.push(("AWS_ENDPOINT_URL", endpoint));
-    let o = run(
-        &[
-            "capture",
-            "--root",
-            old.dir.to_str().unwrap(),
-            "--store",
-            url,
-        ],
-        &e,
-    );
+    let o = Cmd::new("capture").root(&old.dir).store(url).envs(&e).run();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("credentials were refused"), "{err}");
@@ -288,10 +257,10 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
             &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"cn-north-4\"\n[data]\npaths = [\"/srv\"]\n[report]\nurl = \"https://orch.example.com/api\"\n", server.port),
         );
     let root = old.dir.to_str().unwrap();
-    let o = run(&["capture", "--root", root], &env(SECRET));
+    let o = Cmd::new("capture").root(root).envs(&env(SECRET)).run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
-    let o = run(&["userdata", "--root", root], &env(SECRET));
+    let o = Cmd::new("userdata").root(root).envs(&env(SECRET)).run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.len() < 32 * 1024 && !text.contains(SECRET), "{text}");
@@ -331,16 +300,7 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
             "/etc/carryover/config.toml",
             &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"cn-north-4\"\n[identity]\nmetadata_url = \"http://127.0.0.1:{md}\"\ntimeout_ms = 2000\n", server.port),
         );
-    let o = run(
-        &[
-            "restore",
-            "--root",
-            new.dir.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        &[],
-    );
+    let o = Cmd::new("restore").root(&new.dir).json().run();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(new.read("/srv/app/config.toml"), "[app]\nport = 8080\n");
     assert_eq!(new.read("/etc/hostname"), "web01\n");
@@ -357,10 +317,11 @@ fn s3_forget_and_prune_free_the_space() {
     let cfg = cfg.to_str().unwrap();
     std::fs::write(old.p("/srv/app/first.bin"), noise(7, 3 << 20)).unwrap();
     let capture = || {
-        let o = run(
-            &["capture", "--root", root, "--format", "json"],
-            &env(SECRET),
-        );
+        let o = Cmd::new("capture")
+            .root(root)
+            .json()
+            .envs(&env(SECRET))
+            .run();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     };
     capture();
@@ -377,10 +338,12 @@ fn s3_forget_and_prune_free_the_space() {
     };
     let before = size();
     let upkeep = |args: &[&str]| {
-        let mut a = vec!["snapshots"];
-        a.extend_from_slice(args);
-        a.extend(["--root", root, "--config", cfg]);
-        let o = run(&a, &env(SECRET));
+        let o = Cmd::new("snapshots")
+            .args(args)
+            .root(root)
+            .config(cfg)
+            .envs(&env(SECRET))
+            .run();
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -495,11 +458,8 @@ fn s3_transfers_survive_the_connection_dropping_mid_transfer() {
     for (i, b) in big.iter().enumerate() {
         std::fs::write(old.p(&format!("/srv/app/blob{i}.bin")), b).unwrap();
     }
-    let mut cut_twice = |args: Vec<String>| {
-        let job = std::thread::spawn(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&a, &env(SECRET))
-        });
+    let mut cut_twice = |cmd: Cmd| {
+        let job = std::thread::spawn(move || cmd.envs(&env(SECRET)).run());
         std::thread::sleep(Duration::from_millis(1500));
         assert!(
             !job.is_finished(),
@@ -512,18 +472,14 @@ fn s3_transfers_survive_the_connection_dropping_mid_transfer() {
         assert!(open > 0, "the relay was cut while transfers were running");
         o
     };
-    let root = old.dir.to_str().unwrap().to_string();
-    let o = cut_twice(vec!["capture".into(), "--root".into(), root]);
+    let o = cut_twice(Cmd::new("capture").root(&old.dir));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     let cfg = old.p("/etc/carryover/config.toml");
     let new = Tree::new(&t.path().join("new"));
     new.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
         .file("/etc/hostname", "fresh\n");
-    let args = ["restore", "--root", new.dir.to_str().unwrap(), "--config"];
-    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    args.push(cfg.to_str().unwrap().into());
-    let o = cut_twice(args);
+    let o = cut_twice(Cmd::new("restore").root(&new.dir).config(&cfg));
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     for (i, b) in big.iter().enumerate() {
         let got = std::fs::read(new.p(&format!("/srv/app/blob{i}.bin"))).unwrap();

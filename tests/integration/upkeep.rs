@@ -142,10 +142,11 @@ fn the_newest_snapshot_of_an_instance_is_never_forgotten() {
     let (first, second) = two_snapshots(&old, &store);
     let root = old.dir.to_str().unwrap();
     for spec in ["latest", second.as_str()] {
-        let o = run(
-            &["snapshots", "forget", "--root", root, &first, spec],
-            &store,
-        );
+        let o = Cmd::new("snapshots forget")
+            .root(root)
+            .args(&[&first, spec])
+            .store(&store)
+            .run();
         assert_eq!(o.status.code(), Some(2), "{spec}: {}", stderr(&o));
         assert!(
             stderr(&o).contains(&format!("{second} is the newest of instance {INSTANCE}")),
@@ -204,18 +205,12 @@ fn snapshot_ids_resolve_by_prefix_and_latest() {
     let (first, second) = two_snapshots(&old, &store);
     let root = old.dir.to_str().unwrap();
     let show = |spec: &str| {
-        run(
-            &[
-                "snapshots",
-                "show",
-                spec,
-                "--root",
-                root,
-                "--format",
-                "json",
-            ],
-            &store,
-        )
+        Cmd::new("snapshots show")
+            .arg(spec)
+            .root(root)
+            .store(&store)
+            .json()
+            .run()
     };
     let o = show("latest");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
