@@ -146,6 +146,17 @@ impl S3Backend {
     }
 }
 
+/// The context of an error for a multipart upload that the server lost while completing
+/// it (after a dropped connection): made again from the start.
+#[derive(Debug)]
+struct UploadLost;
+
+impl std::fmt::Display for UploadLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server lost the upload while completing it")
+    }
+}
+
 /// Why one attempt failed: worth another, or final.
 enum Fail {
     Retry(anyhow::Error),
@@ -161,12 +172,13 @@ fn net(what: &str, e: reqwest::Error) -> Fail {
     }
 }
 
-/// A success passes; 408, 429 and 5xx are retried; anything else is final, with S3's code.
+/// A success passes; what `retry::retryable` names (408, 425, 429, 5xx) is tried again;
+/// anything else is final, with S3's code.
 async fn ok(what: &str, r: Response) -> Result<Response, Fail> {
     let st = r.status().as_u16();
     if r.status().is_success() {
         Ok(r)
-    } else if st == 408 || st == 429 || st >= 500 {
+    } else if crate::retry::retryable(st) {
         Err(Fail::Retry(anyhow!("{what}: S3 answered {}", r.status())))
     } else {
         Err(Fail::Stop(failure(what, r).await))
@@ -174,7 +186,7 @@ async fn ok(what: &str, r: Response) -> Result<Response, Fail> {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or has failed `ATTEMPTS` times,
-/// sleeping with exponential backoff and jitter in between.
+/// sleeping with exponential backoff and full jitter in between (`crate::retry`).
 async fn retry<T, F, Fut>(f: F) -> Result<T>
 where
     F: Fn() -> Fut,
@@ -183,9 +195,9 @@ where
     let mut last = None;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
-            let base = 100u64 << attempt.min(6);
-            let jitter = rand::random::<u64>() % base;
-            tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+            let wait =
+                crate::retry::backoff(attempt, Duration::from_millis(250), Duration::from_secs(10));
+            tokio::time::sleep(wait).await;
         }
         match f().await {
             Ok(v) => return Ok(v),
@@ -307,15 +319,31 @@ impl Conn {
     }
 
     /// An object in one PUT when it fits one part, else a multipart upload whose parts
-    /// go up at the same time; a failed multipart upload is aborted.
+    /// go up at the same time; a failed multipart upload is aborted. An upload that the
+    /// server lost while completing it (the connection dropped mid-completion: the upload
+    /// is gone, the object not there) is made again from the start, up to twice.
     async fn put_object(self: Arc<Self>, k: String, data: Bytes) -> Result<()> {
         if data.len() <= PART_SIZE {
             return self.put(&k, data).await;
         }
+        let mut round = 0;
+        loop {
+            match self.clone().multipart(&k, data.clone()).await {
+                Err(e) if round < 2 && e.downcast_ref::<UploadLost>().is_some() => {
+                    tracing::debug!("{e:#}; uploading {k} again");
+                    round += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One multipart upload of `data` to `k`: started, its parts, completed.
+    async fn multipart(self: Arc<Self>, k: &str, data: Bytes) -> Result<()> {
         let what = format!("starting the upload of {k}");
         let url = self
             .bucket
-            .create_multipart_upload(Some(&self.creds), &k)
+            .create_multipart_upload(Some(&self.creds), k)
             .sign(SIGN_FOR);
         let upload = retry(|| async {
             let text = text(&what, self.client.post(url.clone())).await?;
@@ -324,11 +352,11 @@ impl Conn {
             Ok(parsed.upload_id().to_string())
         })
         .await?;
-        let done = self.clone().parts_and_complete(&k, &upload, data).await;
+        let done = self.clone().parts_and_complete(k, &upload, data).await;
         if done.is_err() {
             let url = self
                 .bucket
-                .abort_multipart_upload(Some(&self.creds), &k, &upload)
+                .abort_multipart_upload(Some(&self.creds), k, &upload)
                 .sign(SIGN_FOR);
             let _ = self.client.delete(url).send().await;
         }
@@ -375,7 +403,12 @@ impl Conn {
             .complete_multipart_upload(Some(&self.creds), k, upload, tags())
             .body();
         let what = format!("completing the upload of {k}");
+        let retried = std::sync::atomic::AtomicBool::new(false);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let completed = retry(|| async {
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                retried.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let text = text(&what, self.client.post(url.clone()).body(body.clone())).await?;
             if text.contains("<Error>") {
                 return Err(Fail::Stop(anyhow!("{what}: S3 reported an error: {text}")));
@@ -386,11 +419,19 @@ impl Conn {
         // a completion whose answer was lost on a dropped connection is refused when sent
         // again (the upload is gone): the object in place, whole, is the success it was
         match completed {
-            Err(e) if self.size_of(k).await == Some(data.len() as u64) => {
-                tracing::debug!("{e:#}, but {k} is complete");
-                Ok(())
-            }
-            r => r,
+            Err(e) => match self.size_of(k).await {
+                Some(n) if n == data.len() as u64 => {
+                    tracing::debug!("{e:#}, but {k} is complete");
+                    Ok(())
+                }
+                // a completion sent again after the connection dropped finds the upload
+                // gone: when the object is not there either, the server lost it midway
+                _ if retried.load(std::sync::atomic::Ordering::Relaxed) => {
+                    Err(e.context(UploadLost))
+                }
+                _ => Err(e),
+            },
+            Ok(()) => Ok(()),
         }
     }
 
