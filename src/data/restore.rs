@@ -5,16 +5,16 @@
 //! absurd sizes, entries out of order) is refused entry by entry; nothing is written
 //! outside the target; a damaged chunk fails only its file, which is named.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use anyhow::{Result, anyhow, bail};
-use crossbeam_channel::{Receiver, bounded};
 
-use super::fetch::{self, Chunk, InOrder};
+use super::fetch::{self, InOrder};
 use super::node::{Kind, Node, check_path, path_cmp};
 use super::repo::{self, Index};
 use super::tree::TreeReader;
@@ -211,6 +211,7 @@ pub fn restore(
     owners.not_into = not_into.to_vec();
     let owners = Arc::new(owners);
     let mut out = DataRestore::default();
+    let mut filesystems = Filesystems::default();
     for r in &data.roots {
         if !r.path.starts_with('/') || !check_path(r.path.trim_start_matches('/').as_bytes()) {
             out.failed
@@ -229,15 +230,58 @@ pub fn restore(
             out.failed.push(format!("{}: {e}", r.path));
             continue;
         }
+        filesystems.add(&dest);
         let ids = r.tree_ids()?;
         let reader = TreeReader::new(store.clone(), index.clone(), ids);
         restore_root(
-            store, &index, &owners, &r.path, &dest, reader, progress, &mut out,
+            store,
+            &index,
+            &owners,
+            &r.path,
+            &dest,
+            reader,
+            progress,
+            &mut out,
+            &mut filesystems,
         )?;
     }
-    sys::sync_all_filesystems();
+    filesystems.sync(&mut out);
     out.unknown_owners = owners.unknown();
     Ok(out)
+}
+
+/// The filesystems a restore wrote to (by device), each with a directory on it.
+///
+/// Durability: the workers write, chmod and rename without flushing anything; when every
+/// data path is done, `sync` flushes each of these filesystems once (syncfs: file
+/// contents, inodes and directory entries alike), and only then does the caller journal
+/// the data step as done. A crash before that leaves the step undone: the next run writes
+/// again whatever is not in place (size and mtime, which are set last). Other filesystems'
+/// dirty pages are not waited for, as a global `sync()` did.
+#[derive(Default)]
+struct Filesystems(BTreeMap<u64, PathBuf>);
+
+impl Filesystems {
+    /// Notes the filesystem of an existing directory (a data path, or a directory the
+    /// restore did not make, which may be a mount point).
+    fn add(&mut self, dir: &Path) {
+        if let Ok(m) = std::fs::symlink_metadata(dir) {
+            self.0
+                .entry(sys::file_meta(&m).dev)
+                .or_insert_with(|| dir.to_path_buf());
+        }
+    }
+
+    fn sync(&self, out: &mut DataRestore) {
+        for dir in self.0.values() {
+            if let Err(e) = sys::sync_filesystem(dir) {
+                out.failed.push(format!(
+                    "{}: flushing the restored files to disk: {e}",
+                    dir.display()
+                ));
+            }
+        }
+    }
 }
 
 struct Job {
@@ -258,16 +302,19 @@ fn restore_root(
     mut reader: TreeReader,
     progress: &Progress,
     out: &mut DataRestore,
+    filesystems: &mut Filesystems,
 ) -> Result<()> {
-    // walker → planner (pack-level reads, fetched ahead) → workers, all in tree order
-    let (tx, jobs) = bounded::<Job>(1024);
-    let (ptx, rx) = bounded::<(Job, Option<Receiver<Chunk>>)>(256);
+    // walker → planner (pack-level reads, fetched ahead) → workers, all in tree order,
+    // through blocking channels (a waiting thread sleeps; it neither spins nor yields)
+    let (tx, jobs) = sync_channel::<Job>(1024);
+    let handoff = Arc::new(fetch::Handoff::<Job>::new(256));
     let planner = {
         let store = store.clone();
         let index = index.clone();
         let budget = read_ahead(store.backend().connections());
+        let handoff = handoff.clone();
         thread::spawn(move || {
-            fetch::plan_in_order(&store, index, budget, jobs, ptx, |job: &Job| {
+            fetch::plan_in_order(&store, index, budget, jobs, &handoff, |job: &Job| {
                 needs_content(job).then(|| job.node.chunk_ids().collect())
             })
         })
@@ -275,14 +322,14 @@ fn restore_root(
     let results = Arc::new(Mutex::new(DataRestore::default()));
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let rx = rx.clone();
+            let handoff = handoff.clone();
             let store = store.clone();
             let index = index.clone();
             let owners = owners.clone();
             let results = results.clone();
             let bar = progress.bar();
             thread::spawn(move || {
-                for (job, chunks) in rx {
+                while let Some((job, chunks)) = handoff.next() {
                     let chunks = chunks.map(InOrder::new);
                     let r = write_file(&store, &index, &owners, &job, chunks);
                     let mut res = results.lock().expect("results");
@@ -301,7 +348,7 @@ fn restore_root(
             })
         })
         .collect();
-    drop(rx);
+    drop(handoff);
 
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
     let mut fresh_dirs: HashSet<Vec<u8>> = HashSet::new();
@@ -364,6 +411,8 @@ fn restore_root(
                 Ok(created) => {
                     if created {
                         fresh_dirs.insert(node.path.clone());
+                    } else {
+                        filesystems.add(&host);
                     }
                     dirs.insert(node.path.clone());
                     deferred_dirs.push((host, name, node, created));
