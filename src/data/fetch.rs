@@ -295,11 +295,12 @@ fn deliver(p: Planned, range: &Range, got: Result<Vec<u8>>, budget: &Arc<Budget>
 pub type Handed<J> = (J, Option<Receiver<Chunk>>);
 
 /// The hand-off from the planner to any number of writers: a bounded queue in tree order
-/// that counts what the writers took. The planner keeps planning into its open range
-/// while the queue is full and no writer can be waiting for that range (none took one of
-/// its files yet); it sends the range before it waits otherwise. Every wait blocks (no
-/// spinning, no yielding).
+/// that counts what the writers took. While the queue is full the planner keeps planning
+/// into its open range as long as the writers are more than half a queue away from it;
+/// closer (a writer may soon wait for it, or already does), it sends the range first.
+/// Every wait blocks (no spinning, no yielding).
 pub struct Handoff<J> {
+    cap: u64,
     tx: Mutex<Option<SyncSender<Handed<J>>>>,
     rx: Mutex<Receiver<Handed<J>>>,
     taken: Mutex<u64>,
@@ -311,6 +312,7 @@ impl<J> Handoff<J> {
     pub fn new(cap: usize) -> Handoff<J> {
         let (tx, rx) = sync_channel(cap);
         Handoff {
+            cap: cap as u64,
             tx: Mutex::new(Some(tx)),
             rx: Mutex::new(rx),
             taken: Mutex::new(0),
@@ -327,8 +329,8 @@ impl<J> Handoff<J> {
         Some(got)
     }
 
-    /// Sends `item` (the file numbered `file`), waiting while the queue is full; the open
-    /// range goes out first when a writer took one of its files.
+    /// Sends `item`, waiting while the queue is full; the open range goes out first when
+    /// the writers are within half a queue of its first file.
     fn send(&self, planner: &mut Planner, tx: &SyncSender<Handed<J>>, item: Handed<J>) -> bool {
         let mut item = item;
         loop {
@@ -338,7 +340,10 @@ impl<J> Handoff<J> {
                 Err(TrySendError::Full(back)) => item = back,
             }
             let taken = self.taken.lock().expect("hand-off");
-            if planner.open_since().is_some_and(|first| *taken > first) {
+            if planner
+                .open_since()
+                .is_some_and(|first| *taken + self.cap / 2 > first)
+            {
                 drop(taken);
                 planner.flush();
                 continue;
@@ -587,10 +592,11 @@ mod tests {
             files += 1;
         }
         assert_eq!(files, 200);
-        // at least 16 files are taken between two sends of a range while the queue is full
+        // at least half a queue of files is taken between two sends of a range while the
+        // queue is full
         let ranges = planner.join().unwrap();
         assert!(
-            ranges <= 200 / 16 + 2,
+            ranges <= 200 / 8 + 2,
             "{ranges} ranges for 2 MB of one pack"
         );
     }

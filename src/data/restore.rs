@@ -25,6 +25,8 @@ use crate::sys::{self, Root};
 /// Nothing real is larger (ext4's limit is 16 TiB): a bigger size is a hostile tree.
 const MAX_FILE_SIZE: u64 = 1 << 50;
 const WORKERS: usize = 4;
+/// Files planned and waiting for a writer (a job is a few hundred bytes).
+const HANDOFF: usize = 4096;
 
 /// What a data restore did.
 #[derive(Debug, Default)]
@@ -307,7 +309,9 @@ fn restore_root(
     // walker → planner (pack-level reads, fetched ahead) → workers, all in tree order,
     // through blocking channels (a waiting thread sleeps; it neither spins nor yields)
     let (tx, jobs) = sync_channel::<Job>(1024);
-    let handoff = Arc::new(fetch::Handoff::<Job>::new(256));
+    // thousands of small files are a few ranges: the queue holds enough of them for the
+    // reads to be requested a round trip ahead of the writers
+    let handoff = Arc::new(fetch::Handoff::<Job>::new(HANDOFF));
     let planner = {
         let store = store.clone();
         let index = index.clone();
