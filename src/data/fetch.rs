@@ -298,48 +298,84 @@ pub type Handed<J> = (J, Option<Receiver<Chunk>>);
 /// that counts what the writers took. While the queue is full the planner keeps planning
 /// into its open range as long as the writers are more than half a queue away from it;
 /// closer (a writer may soon wait for it, or already does), it sends the range first.
-/// Every wait blocks (no spinning, no yielding).
+/// Every wait blocks (no spinning, no yielding). This is the writers' side; the planner
+/// sends through the `Handing` made with it. When the last writer is gone (a panic
+/// included), the planner's sends fail and it stops.
 pub struct Handoff<J> {
+    rx: Mutex<Option<Receiver<Handed<J>>>>,
+    taken: Arc<Taken>,
+}
+
+/// The planner's side of a `Handoff`.
+pub struct Handing<J> {
     cap: u64,
-    tx: Mutex<Option<SyncSender<Handed<J>>>>,
-    rx: Mutex<Receiver<Handed<J>>>,
-    taken: Mutex<u64>,
+    tx: SyncSender<Handed<J>>,
+    taken: Arc<Taken>,
+}
+
+/// How many jobs the writers took; signalled at every take and when they are gone.
+#[derive(Default)]
+struct Taken {
+    count: Mutex<u64>,
     took: Condvar,
 }
 
 impl<J> Handoff<J> {
-    /// A hand-off that holds at most `cap` jobs not yet taken.
-    pub fn new(cap: usize) -> Handoff<J> {
+    /// A hand-off that holds at most `cap` jobs not yet taken: the writers' side to share,
+    /// and the planner's.
+    pub fn new(cap: usize) -> (Arc<Handoff<J>>, Handing<J>) {
         let (tx, rx) = sync_channel(cap);
-        Handoff {
+        let taken = Arc::new(Taken::default());
+        let handing = Handing {
             cap: cap as u64,
-            tx: Mutex::new(Some(tx)),
-            rx: Mutex::new(rx),
-            taken: Mutex::new(0),
-            took: Condvar::new(),
-        }
+            tx,
+            taken: taken.clone(),
+        };
+        (
+            Arc::new(Handoff {
+                rx: Mutex::new(Some(rx)),
+                taken,
+            }),
+            handing,
+        )
     }
 
     /// The next job for a writer (`None` once the planner is done and the queue empty).
     pub fn next(&self) -> Option<Handed<J>> {
         // one writer waits on the channel, the others on the lock
-        let got = self.rx.lock().expect("hand-off").recv().ok()?;
-        *self.taken.lock().expect("hand-off") += 1;
-        self.took.notify_all();
+        let got = self.rx.lock().expect("hand-off").as_ref()?.recv().ok()?;
+        *self.taken.count.lock().expect("hand-off") += 1;
+        self.taken.took.notify_all();
         Some(got)
     }
+}
 
+impl<J> Drop for Handoff<J> {
+    /// The writers are gone: the receiver goes with this, and a waiting planner wakes up
+    /// to find its sends refused.
+    fn drop(&mut self) {
+        // the receiver first: the planner must find it gone when it wakes
+        if let Ok(rx) = self.rx.get_mut() {
+            rx.take();
+        }
+        let _count = self.taken.count.lock();
+        self.taken.took.notify_all();
+    }
+}
+
+impl<J> Handing<J> {
     /// Sends `item`, waiting while the queue is full; the open range goes out first when
-    /// the writers are within half a queue of its first file.
-    fn send(&self, planner: &mut Planner, tx: &SyncSender<Handed<J>>, item: Handed<J>) -> bool {
+    /// the writers are within half a queue of its first file. False: no writer is left.
+    fn send(&self, planner: &mut Planner, item: Handed<J>) -> bool {
         let mut item = item;
         loop {
-            match tx.try_send(item) {
+            // the count is held from the attempt to the wait: no take falls in between
+            let taken = self.taken.count.lock().expect("hand-off");
+            match self.tx.try_send(item) {
                 Ok(()) => return true,
                 Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(back)) => item = back,
             }
-            let taken = self.taken.lock().expect("hand-off");
             if planner
                 .open_since()
                 .is_some_and(|first| *taken + self.cap / 2 > first)
@@ -349,7 +385,7 @@ impl<J> Handoff<J> {
                 continue;
             }
             // a take makes room (or may be a writer that now waits for the open range)
-            drop(self.took.wait(taken).expect("hand-off"));
+            drop(self.taken.took.wait(taken).expect("hand-off"));
         }
     }
 }
@@ -363,13 +399,10 @@ pub fn plan_in_order<J>(
     index: Arc<Mutex<Index>>,
     budget: u64,
     jobs: Receiver<J>,
-    out: &Handoff<J>,
+    out: Handing<J>,
     chunks_of: impl Fn(&J) -> Option<Vec<BlobId>>,
 ) -> u64 {
     let mut planner = Planner::start(store, index, budget);
-    let Some(tx) = out.tx.lock().expect("hand-off").take() else {
-        return planner.finish();
-    };
     loop {
         let job = match jobs.try_recv() {
             Ok(j) => j,
@@ -391,7 +424,7 @@ pub fn plan_in_order<J>(
         let (ctx, crx) = channel();
         // the job first, then its reads: its writer is on the way before the budget could
         // wait for it
-        if !out.send(&mut planner, &tx, (job, ids.is_some().then_some(crx))) {
+        if !out.send(&mut planner, (job, ids.is_some().then_some(crx))) {
             break;
         }
         if let Some(ids) = ids {
@@ -399,7 +432,7 @@ pub fn plan_in_order<J>(
         }
         planner.file += 1;
     }
-    drop(tx);
+    drop(out);
     planner.finish()
 }
 
@@ -527,12 +560,11 @@ mod tests {
         let (index, _) = Index::load(&store).unwrap();
         let index = Arc::new(Mutex::new(index));
         let (jtx, jrx) = sync_channel::<Vec<BlobId>>(4);
-        let out = Arc::new(Handoff::new(4));
+        let (out, handing) = Handoff::new(4);
         let planner = {
             let store = store.clone();
-            let out = out.clone();
             thread::spawn(move || {
-                plan_in_order(&store, index, MAX_RANGE, jrx, &out, |j| Some(j.clone()))
+                plan_in_order(&store, index, MAX_RANGE, jrx, handing, |j| Some(j.clone()))
             })
         };
         jtx.send(ids.clone()).unwrap();
@@ -569,12 +601,13 @@ mod tests {
             jtx.send(vec![*id]).unwrap();
         }
         drop(jtx);
-        let out = Arc::new(Handoff::new(16));
+        let (out, handing) = Handoff::new(16);
         let planner = {
             let store = store.clone();
-            let out = out.clone();
             thread::spawn(move || {
-                plan_in_order(&store, index, 8 * MAX_RANGE, jrx, &out, |j| Some(j.clone()))
+                plan_in_order(&store, index, 8 * MAX_RANGE, jrx, handing, |j| {
+                    Some(j.clone())
+                })
             })
         };
         let mut files = 0;
@@ -599,6 +632,35 @@ mod tests {
             ranges <= 200 / 8 + 2,
             "{ranges} ranges for 2 MB of one pack"
         );
+    }
+
+    /// Regression: the planner held the writers' end of the hand-off itself, so when the
+    /// writers were gone (a panic) it waited for room in a full queue forever.
+    #[test]
+    fn the_planner_stops_when_the_writers_are_gone() {
+        let (_t, store, ids) = store_with(8, 1000, 0);
+        let (index, _) = Index::load(&store).unwrap();
+        let index = Arc::new(Mutex::new(index));
+        let (jtx, jrx) = sync_channel::<Vec<BlobId>>(16);
+        for id in &ids {
+            jtx.send(vec![*id]).unwrap();
+        }
+        let (out, handing) = Handoff::new(2);
+        let (done_tx, done_rx) = channel();
+        thread::spawn(move || {
+            let ranges = plan_in_order(&store, index, MAX_RANGE, jrx, handing, |j| Some(j.clone()));
+            let _ = done_tx.send(ranges);
+        });
+        // the queue fills up; then the only writer goes away without taking anything
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(out);
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_ok(),
+            "the planner still waits for writers that are gone"
+        );
+        drop(jtx);
     }
 
     #[test]

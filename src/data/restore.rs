@@ -311,14 +311,13 @@ fn restore_root(
     let (tx, jobs) = sync_channel::<Job>(1024);
     // thousands of small files are a few ranges: the queue holds enough of them for the
     // reads to be requested a round trip ahead of the writers
-    let handoff = Arc::new(fetch::Handoff::<Job>::new(HANDOFF));
+    let (handoff, handing) = fetch::Handoff::<Job>::new(HANDOFF);
     let planner = {
         let store = store.clone();
         let index = index.clone();
         let budget = read_ahead(store.backend().connections());
-        let handoff = handoff.clone();
         thread::spawn(move || {
-            fetch::plan_in_order(&store, index, budget, jobs, &handoff, |job: &Job| {
+            fetch::plan_in_order(&store, index, budget, jobs, handing, |job: &Job| {
                 needs_content(job).then(|| job.node.chunk_ids().collect())
             })
         })
