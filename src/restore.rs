@@ -3,6 +3,7 @@
 //! decide `ready`, `degraded` or `failed`.
 
 pub mod apply;
+mod background;
 pub mod document;
 mod job;
 pub mod merge;
@@ -446,6 +447,7 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         .map(|s| (s.name.clone(), s.clone()))
         .collect();
     journal.steps.retain(|s| s.status != Status::Failed);
+    let writer = background::DocWriter::new(store.clone(), key.clone());
     let mut reports = Vec::new();
     for (i, step) in steps::plan().iter().enumerate() {
         if let Some(prev) = done_before.get(step.name) {
@@ -474,8 +476,9 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         reports.push(report.clone());
         if !dry_run {
             journal.steps.push(report);
-            store.put_doc(&key, &serde_json::to_vec_pretty(&journal)?)?;
+            writer.save(serde_json::to_vec_pretty(&journal)?)?;
             if crash_after == Some(i + 1) {
+                writer.flush()?;
                 eprintln!(
                     "{CRASH_HOOK}: aborting after step {} ({})",
                     i + 1,
@@ -510,8 +513,10 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
     if !dry_run {
         journal.finished_at = Some(crate::store::now_rfc3339());
         journal.steps = reports.clone();
-        store.put_doc(&key, &serde_json::to_vec_pretty(&journal)?)?;
+        writer.save(serde_json::to_vec_pretty(&journal)?)?;
     }
+    writer.flush()?;
+    drop(writer);
     Ok(RestoreReport {
         snapshot_id: manifest.id.clone(),
         state,

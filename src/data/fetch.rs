@@ -6,13 +6,14 @@
 //! and fall back to `repo::read_blob` (every copy) when a range or a blob is bad.
 
 use std::collections::HashMap;
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError, channel,
+    sync_channel,
+};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 
 use anyhow::{Result, anyhow};
-use crossbeam_channel::{
-    Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, unbounded,
-};
 
 use super::node::BlobId;
 use super::repo::{BlobLoc, Index, MAX_BLOB};
@@ -93,6 +94,8 @@ struct Planned {
     start: u64,
     end: u64,
     wants: Vec<Want>,
+    /// The number of the first file it serves (`Planner::file` then).
+    first_file: u64,
 }
 
 /// Plans the ranges, in the order the files come.
@@ -106,14 +109,18 @@ pub struct Planner {
     threads: Vec<JoinHandle<()>>,
     /// Ranges requested (for tests and logs).
     pub ranges: u64,
+    /// The number of the file being planned (its place in the hand-off).
+    file: u64,
 }
 
 impl Planner {
     /// Starts the fetching (the backend's `get_ranges`) and the delivery threads; at most
     /// `budget` bytes are read ahead of the writers.
     pub fn start(store: &Store, index: Arc<Mutex<Index>>, budget: u64) -> Planner {
-        let (rtx, rrx) = unbounded::<Range>();
-        let (dtx, drx) = unbounded::<Fetched>();
+        // std's channels park a waiting thread at once; crossbeam's spin and yield first
+        // (thousands of sched_yield calls per restore on a busy 2-core machine)
+        let (rtx, rrx) = channel::<Range>();
+        let (dtx, drx) = channel::<Fetched>();
         let budget = Arc::new(Budget {
             used: Mutex::new(0),
             freed: Condvar::new(),
@@ -145,6 +152,7 @@ impl Planner {
             budget,
             threads: vec![fetch, deliver],
             ranges: 0,
+            file: 0,
         }
     }
 
@@ -201,6 +209,7 @@ impl Planner {
             start: off,
             end,
             wants: vec![w],
+            first_file: self.file,
         });
     }
 
@@ -234,6 +243,11 @@ impl Planner {
         if let Some(r) = &self.requests {
             let _ = r.send(range);
         }
+    }
+
+    /// The number of the first file the open (not yet requested) range serves.
+    fn open_since(&self) -> Option<u64> {
+        self.open.as_ref().map(|p| p.first_file)
     }
 
     /// Requests what is planned and waits until every range is delivered.
@@ -275,15 +289,115 @@ fn deliver(p: Planned, range: &Range, got: Result<Vec<u8>>, budget: &Arc<Budget>
     }
 }
 
-/// Runs a planner between `jobs` (in tree order) and `out`: each job goes on with the
-/// channel of its chunks (`None` when `chunks_of` says it needs no content). What is
-/// planned is requested whenever the planner would wait.
+/// A job on its way to a writer, with the channel of its chunks.
+pub type Handed<J> = (J, Option<Receiver<Chunk>>);
+
+/// The hand-off from the planner to any number of writers: a bounded queue in tree order
+/// that counts what the writers took. While the queue is full the planner keeps planning
+/// into its open range as long as the writers are more than half a queue away from it;
+/// closer (a writer may soon wait for it, or already does), it sends the range first.
+/// Every wait blocks (no spinning, no yielding). This is the writers' side; the planner
+/// sends through the `Handing` made with it. When the last writer is gone (a panic
+/// included), the planner's sends fail and it stops.
+pub struct Handoff<J> {
+    rx: Mutex<Option<Receiver<Handed<J>>>>,
+    taken: Arc<Taken>,
+}
+
+/// The planner's side of a `Handoff`.
+pub struct Handing<J> {
+    cap: u64,
+    tx: SyncSender<Handed<J>>,
+    taken: Arc<Taken>,
+}
+
+/// How many jobs the writers took; signalled at every take and when they are gone.
+#[derive(Default)]
+struct Taken {
+    count: Mutex<u64>,
+    took: Condvar,
+}
+
+impl<J> Handoff<J> {
+    /// A hand-off that holds at most `cap` jobs not yet taken: the writers' side to share,
+    /// and the planner's.
+    pub fn new(cap: usize) -> (Arc<Handoff<J>>, Handing<J>) {
+        let (tx, rx) = sync_channel(cap);
+        let taken = Arc::new(Taken::default());
+        let handing = Handing {
+            cap: cap as u64,
+            tx,
+            taken: taken.clone(),
+        };
+        (
+            Arc::new(Handoff {
+                rx: Mutex::new(Some(rx)),
+                taken,
+            }),
+            handing,
+        )
+    }
+
+    /// The next job for a writer (`None` once the planner is done and the queue empty).
+    pub fn next(&self) -> Option<Handed<J>> {
+        // one writer waits on the channel, the others on the lock
+        let got = self.rx.lock().expect("hand-off").as_ref()?.recv().ok()?;
+        *self.taken.count.lock().expect("hand-off") += 1;
+        self.taken.took.notify_all();
+        Some(got)
+    }
+}
+
+impl<J> Drop for Handoff<J> {
+    /// The writers are gone: the receiver goes with this, and a waiting planner wakes up
+    /// to find its sends refused.
+    fn drop(&mut self) {
+        // the receiver first: the planner must find it gone when it wakes
+        if let Ok(rx) = self.rx.get_mut() {
+            rx.take();
+        }
+        let _count = self.taken.count.lock();
+        self.taken.took.notify_all();
+    }
+}
+
+impl<J> Handing<J> {
+    /// Sends `item`, waiting while the queue is full; the open range goes out first when
+    /// the writers are within half a queue of its first file. False: no writer is left.
+    fn send(&self, planner: &mut Planner, item: Handed<J>) -> bool {
+        let mut item = item;
+        loop {
+            // the count is held from the attempt to the wait: no take falls in between
+            let taken = self.taken.count.lock().expect("hand-off");
+            match self.tx.try_send(item) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => item = back,
+            }
+            if planner
+                .open_since()
+                .is_some_and(|first| *taken + self.cap / 2 > first)
+            {
+                drop(taken);
+                planner.flush();
+                continue;
+            }
+            // a take makes room (or may be a writer that now waits for the open range)
+            drop(self.taken.took.wait(taken).expect("hand-off"));
+        }
+    }
+}
+
+/// Runs a planner between `jobs` (in tree order) and the writers behind `out`: each job
+/// goes on with the channel of its chunks (`None` when `chunks_of` says it needs no
+/// content). What is planned is requested whenever the planner would wait for a writer
+/// or the walker.
 pub fn plan_in_order<J>(
     store: &Store,
     index: Arc<Mutex<Index>>,
     budget: u64,
     jobs: Receiver<J>,
-    out: Sender<(J, Option<Receiver<Chunk>>)>,
+    out: Handing<J>,
     chunks_of: impl Fn(&J) -> Option<Vec<BlobId>>,
 ) -> u64 {
     let mut planner = Planner::start(store, index, budget);
@@ -305,23 +419,18 @@ pub fn plan_in_order<J>(
             Err(TryRecvError::Disconnected) => break,
         };
         let ids = chunks_of(&job);
-        let (tx, rx) = unbounded();
+        let (ctx, crx) = channel();
         // the job first, then its reads: its writer is on the way before the budget could
         // wait for it
-        match out.try_send((job, ids.is_some().then_some(rx))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(item)) => {
-                planner.flush();
-                if out.send(item).is_err() {
-                    break;
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => break,
+        if !out.send(&mut planner, (job, ids.is_some().then_some(crx))) {
+            break;
         }
         if let Some(ids) = ids {
-            planner.plan(ids.into_iter(), tx);
+            planner.plan(ids.into_iter(), ctx);
         }
+        planner.file += 1;
     }
+    drop(out);
     planner.finish()
 }
 
@@ -411,7 +520,7 @@ mod tests {
         let files: Vec<_> = ids
             .iter()
             .map(|id| {
-                let (tx, rx) = unbounded();
+                let (tx, rx) = channel();
                 planner.plan([*id].into_iter(), tx);
                 rx
             })
@@ -448,19 +557,17 @@ mod tests {
         let (_t, store, ids) = store_with(12, 1 << 20, 0);
         let (index, _) = Index::load(&store).unwrap();
         let index = Arc::new(Mutex::new(index));
-        let (jtx, jrx) = crossbeam_channel::bounded::<Vec<BlobId>>(4);
-        let (otx, orx) = crossbeam_channel::bounded(4);
+        let (jtx, jrx) = sync_channel::<Vec<BlobId>>(4);
+        let (out, handing) = Handoff::new(4);
         let planner = {
             let store = store.clone();
             thread::spawn(move || {
-                plan_in_order(&store, index, MAX_RANGE, jrx, otx, |j| Some(j.clone()))
+                plan_in_order(&store, index, MAX_RANGE, jrx, handing, |j| Some(j.clone()))
             })
         };
         jtx.send(ids.clone()).unwrap();
         drop(jtx);
-        let (file, rx) = orx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .unwrap();
+        let (file, rx) = out.next().unwrap();
         let mut chunks = InOrder::new(rx.unwrap());
         for id in &file {
             let (loc, stored) = chunks.next_chunk();
@@ -477,6 +584,81 @@ mod tests {
             planner.join().unwrap() >= 3,
             "12 MiB in ranges of at most 4 MiB"
         );
+    }
+
+    /// Regression: while the writers were behind (the hand-off full), the planner sent
+    /// its open range before every file, so 20,000 small files took thousands of reads
+    /// (one request each through S3) instead of a few large ones.
+    #[test]
+    fn small_files_behind_slow_writers_share_ranges() {
+        let (_t, store, ids) = store_with(200, 10_000, 0);
+        let (index, _) = Index::load(&store).unwrap();
+        let index = Arc::new(Mutex::new(index));
+        let (jtx, jrx) = sync_channel::<Vec<BlobId>>(1024);
+        for id in &ids {
+            jtx.send(vec![*id]).unwrap();
+        }
+        drop(jtx);
+        let (out, handing) = Handoff::new(16);
+        let planner = {
+            let store = store.clone();
+            thread::spawn(move || {
+                plan_in_order(&store, index, 8 * MAX_RANGE, jrx, handing, |j| {
+                    Some(j.clone())
+                })
+            })
+        };
+        let mut files = 0;
+        while let Some((file, rx)) = out.next() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            let (loc, stored) = InOrder::new(rx.unwrap()).next_chunk();
+            let raw = repo::decode(
+                &store,
+                stored.unwrap().bytes().to_vec(),
+                &loc.unwrap(),
+                &file[0],
+                repo::DATA,
+            );
+            assert_eq!(store.blob_id(&raw.unwrap()), file[0]);
+            files += 1;
+        }
+        assert_eq!(files, 200);
+        // at least half a queue of files is taken between two sends of a range while the
+        // queue is full
+        let ranges = planner.join().unwrap();
+        assert!(
+            ranges <= 200 / 8 + 2,
+            "{ranges} ranges for 2 MB of one pack"
+        );
+    }
+
+    /// Regression: the planner held the writers' end of the hand-off itself, so when the
+    /// writers were gone (a panic) it waited for room in a full queue forever.
+    #[test]
+    fn the_planner_stops_when_the_writers_are_gone() {
+        let (_t, store, ids) = store_with(8, 1000, 0);
+        let (index, _) = Index::load(&store).unwrap();
+        let index = Arc::new(Mutex::new(index));
+        let (jtx, jrx) = sync_channel::<Vec<BlobId>>(16);
+        for id in &ids {
+            jtx.send(vec![*id]).unwrap();
+        }
+        let (out, handing) = Handoff::new(2);
+        let (done_tx, done_rx) = channel();
+        thread::spawn(move || {
+            let ranges = plan_in_order(&store, index, MAX_RANGE, jrx, handing, |j| Some(j.clone()));
+            let _ = done_tx.send(ranges);
+        });
+        // the queue fills up; then the only writer goes away without taking anything
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(out);
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_ok(),
+            "the planner still waits for writers that are gone"
+        );
+        drop(jtx);
     }
 
     #[test]

@@ -5,16 +5,16 @@
 //! absurd sizes, entries out of order) is refused entry by entry; nothing is written
 //! outside the target; a damaged chunk fails only its file, which is named.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use anyhow::{Result, anyhow, bail};
-use crossbeam_channel::{Receiver, bounded};
 
-use super::fetch::{self, Chunk, InOrder};
+use super::fetch::{self, InOrder};
 use super::node::{Kind, Node, check_path, path_cmp};
 use super::repo::{self, Index};
 use super::tree::TreeReader;
@@ -26,6 +26,8 @@ use crate::sys::{self, Root};
 /// Nothing real is larger (ext4's limit is 16 TiB): a bigger size is a hostile tree.
 const MAX_FILE_SIZE: u64 = 1 << 50;
 const WORKERS: usize = 4;
+/// Files planned and waiting for a writer (a job is a few hundred bytes).
+const HANDOFF: usize = 4096;
 
 /// What a data restore did.
 #[derive(Debug, Default)]
@@ -221,6 +223,7 @@ pub fn restore(
     owners.not_into = not_into.to_vec();
     let owners = Arc::new(owners);
     let mut out = DataRestore::default();
+    let mut filesystems = Filesystems::default();
     for r in &data.roots {
         if !r.path.starts_with('/') || !check_path(r.path.trim_start_matches('/').as_bytes()) {
             out.failed
@@ -239,15 +242,58 @@ pub fn restore(
             out.failed.push(Problem::new(&r.path, e));
             continue;
         }
+        filesystems.add(&dest);
         let ids = r.tree.clone();
         let reader = TreeReader::new(store.clone(), index.clone(), ids);
         restore_root(
-            store, &index, &owners, &r.path, &dest, reader, progress, &mut out,
+            store,
+            &index,
+            &owners,
+            &r.path,
+            &dest,
+            reader,
+            progress,
+            &mut out,
+            &mut filesystems,
         )?;
     }
-    sys::sync_all_filesystems();
+    filesystems.sync(&mut out);
     out.unknown_owners = owners.unknown();
     Ok(out)
+}
+
+/// The filesystems a restore wrote to (by device), each with a directory on it.
+///
+/// Durability: the workers write, chmod and rename without flushing anything; when every
+/// data path is done, `sync` flushes each of these filesystems once (syncfs: file
+/// contents, inodes and directory entries alike), and only then does the caller journal
+/// the data step as done. A crash before that leaves the step undone: the next run writes
+/// again whatever is not in place (size and mtime, which are set last). Other filesystems'
+/// dirty pages are not waited for, as a global `sync()` did.
+#[derive(Default)]
+struct Filesystems(BTreeMap<u64, PathBuf>);
+
+impl Filesystems {
+    /// Notes the filesystem of an existing directory (a data path, or a directory the
+    /// restore did not make, which may be a mount point).
+    fn add(&mut self, dir: &Path) {
+        if let Ok(m) = std::fs::symlink_metadata(dir) {
+            self.0
+                .entry(sys::file_meta(&m).dev)
+                .or_insert_with(|| dir.to_path_buf());
+        }
+    }
+
+    fn sync(&self, out: &mut DataRestore) {
+        for dir in self.0.values() {
+            if let Err(e) = sys::sync_filesystem(dir) {
+                out.failed.push(Problem::new(
+                    dir.display().to_string(),
+                    format!("flushing the restored files to disk: {e}"),
+                ));
+            }
+        }
+    }
 }
 
 struct Job {
@@ -268,16 +314,20 @@ fn restore_root(
     mut reader: TreeReader,
     progress: &Progress,
     out: &mut DataRestore,
+    filesystems: &mut Filesystems,
 ) -> Result<()> {
-    // walker → planner (pack-level reads, fetched ahead) → workers, all in tree order
-    let (tx, jobs) = bounded::<Job>(1024);
-    let (ptx, rx) = bounded::<(Job, Option<Receiver<Chunk>>)>(256);
+    // walker → planner (pack-level reads, fetched ahead) → workers, all in tree order,
+    // through blocking channels (a waiting thread sleeps; it neither spins nor yields)
+    let (tx, jobs) = sync_channel::<Job>(1024);
+    // thousands of small files are a few ranges: the queue holds enough of them for the
+    // reads to be requested a round trip ahead of the writers
+    let (handoff, handing) = fetch::Handoff::<Job>::new(HANDOFF);
     let planner = {
         let store = store.clone();
         let index = index.clone();
         let budget = read_ahead(store.backend().connections());
         thread::spawn(move || {
-            fetch::plan_in_order(&store, index, budget, jobs, ptx, |job: &Job| {
+            fetch::plan_in_order(&store, index, budget, jobs, handing, |job: &Job| {
                 needs_content(job).then(|| job.node.chunk_ids().collect())
             })
         })
@@ -285,14 +335,14 @@ fn restore_root(
     let results = Arc::new(Mutex::new(DataRestore::default()));
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let rx = rx.clone();
+            let handoff = handoff.clone();
             let store = store.clone();
             let index = index.clone();
             let owners = owners.clone();
             let results = results.clone();
             let done = progress.done();
             thread::spawn(move || {
-                for (job, chunks) in rx {
+                while let Some((job, chunks)) = handoff.next() {
                     let chunks = chunks.map(InOrder::new);
                     let r = write_file(&store, &index, &owners, &job, chunks);
                     done.file(job.node.size);
@@ -309,7 +359,7 @@ fn restore_root(
             })
         })
         .collect();
-    drop(rx);
+    drop(handoff);
 
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
     let mut fresh_dirs: HashSet<Vec<u8>> = HashSet::new();
@@ -374,6 +424,8 @@ fn restore_root(
                 Ok(created) => {
                     if created {
                         fresh_dirs.insert(node.path.clone());
+                    } else {
+                        filesystems.add(&host);
                     }
                     dirs.insert(node.path.clone());
                     deferred_dirs.push((host, name, node, created));

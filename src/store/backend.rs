@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender};
 
 /// Where the store keeps its objects. `put` must be atomic: a reader sees the whole
 /// object or none of it.

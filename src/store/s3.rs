@@ -9,11 +9,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
 use reqwest::{Client, Response};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::runtime::Runtime;

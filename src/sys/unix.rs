@@ -373,9 +373,17 @@ pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     a.ino() == b.ino() && a.dev() == b.dev()
 }
 
-/// Flushes every filesystem's dirty data to disk.
-pub fn sync_all_filesystems() {
-    nix::unistd::sync();
+/// Flushes the dirty data and metadata of the one filesystem holding `dir` (syncfs(2)):
+/// what a restore wrote there is on disk when it returns, without waiting for every other
+/// filesystem's dirty pages as a global `sync()` would. `dir` is opened without following
+/// a symlink.
+pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(dir)?;
+    nix::unistd::syncfs(&d).map_err(io::Error::from)
 }
 
 /// Free bytes for an unprivileged writer on the filesystem holding `path`.

@@ -378,7 +378,9 @@ pub fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
 }
 
 /// Windows flushes each file as it is closed after `sync_all`; nothing global to do.
-pub fn sync_all_filesystems() {}
+pub fn sync_filesystem(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
 
 /// Free bytes for this user on the volume holding `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
