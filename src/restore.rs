@@ -374,7 +374,7 @@ fn journal_key(snapshot: &str) -> String {
     crate::store::Key::journal(snapshot).path()
 }
 
-/// Test hook (debug builds only): `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process
+/// Test hook (builds with the `test-hooks` feature only): `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process
 /// right after the N-th step has been journaled, as a crash or power loss would.
 const CRASH_HOOK: &str = "CARRYOVER_TEST_CRASH_AFTER_STEP";
 
@@ -434,8 +434,8 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         steps: Vec::new(),
         restored_on: marker.map(str::to_string),
     });
-    // the crash tests' hook exists only in debug builds: a release agent has none
-    let crash_after: Option<usize> = if cfg!(debug_assertions) {
+    // the crash tests' hook exists only in builds for the tests: a shipped agent has none
+    let crash_after: Option<usize> = if cfg!(feature = "test-hooks") {
         std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok())
     } else {
         None

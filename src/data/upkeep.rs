@@ -302,9 +302,10 @@ fn copy_live(
     Ok(Ok(()))
 }
 
-/// Test hook (debug builds only): `CARRYOVER_TEST_CRASH_IN_PRUNE=written|index-deleted`
-/// aborts the prune there, as a kill or a power cut would.
-#[cfg(debug_assertions)]
+/// Test hook (builds with the `test-hooks` feature only):
+/// `CARRYOVER_TEST_CRASH_IN_PRUNE=written|index-deleted` aborts the prune there, as a kill
+/// or a power cut would.
+#[cfg(feature = "test-hooks")]
 fn crash_point(point: &str) {
     if std::env::var("CARRYOVER_TEST_CRASH_IN_PRUNE").as_deref() == Ok(point) {
         eprintln!("CARRYOVER_TEST_CRASH_IN_PRUNE: aborting at {point}");
@@ -312,7 +313,7 @@ fn crash_point(point: &str) {
     }
 }
 
-#[cfg(not(debug_assertions))]
+#[cfg(not(feature = "test-hooks"))]
 fn crash_point(_: &str) {}
 
 #[cfg(test)]

@@ -431,6 +431,10 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the crash hook: cargo test --features test-hooks"
+)]
 fn a_restore_killed_between_steps_resumes_to_the_same_end_state() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(&t.path().join("old"));

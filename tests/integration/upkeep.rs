@@ -163,6 +163,10 @@ fn the_newest_snapshot_of_an_instance_is_never_forgotten() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the crash hook: cargo test --features test-hooks"
+)]
 fn a_prune_killed_midway_leaves_a_consistent_store() {
     for point in ["written", "index-deleted"] {
         let t = tempfile::tempdir().unwrap();
