@@ -374,9 +374,20 @@ fn journal_key(snapshot: &str) -> String {
     crate::store::Key::journal(snapshot).path()
 }
 
-/// Test hook (builds with the `test-hooks` feature only): `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process
-/// right after the N-th step has been journaled, as a crash or power loss would.
-const CRASH_HOOK: &str = "CARRYOVER_TEST_CRASH_AFTER_STEP";
+/// Test hook (builds with the `test-hooks` feature only; absent from a shipped agent):
+/// `CARRYOVER_TEST_CRASH_AFTER_STEP=N` aborts the process right after the N-th step has
+/// been journaled, as a crash or power loss would.
+#[cfg(feature = "test-hooks")]
+fn crash_after_step() -> Option<usize> {
+    std::env::var("CARRYOVER_TEST_CRASH_AFTER_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn crash_after_step() -> Option<usize> {
+    None
+}
 
 /// One run of the plan: which snapshot onto which system, and how.
 pub struct Plan<'a> {
@@ -434,12 +445,7 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         steps: Vec::new(),
         restored_on: marker.map(str::to_string),
     });
-    // the crash tests' hook exists only in builds for the tests: a shipped agent has none
-    let crash_after: Option<usize> = if cfg!(feature = "test-hooks") {
-        std::env::var(CRASH_HOOK).ok().and_then(|v| v.parse().ok())
-    } else {
-        None
-    };
+    let crash_after = crash_after_step();
     let done_before: BTreeMap<String, StepReport> = journal
         .steps
         .iter()
@@ -480,7 +486,7 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
             if crash_after == Some(i + 1) {
                 writer.flush()?;
                 eprintln!(
-                    "{CRASH_HOOK}: aborting after step {} ({})",
+                    "CARRYOVER_TEST_CRASH_AFTER_STEP: aborting after step {} ({})",
                     i + 1,
                     step.name
                 );

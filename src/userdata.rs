@@ -635,6 +635,133 @@ pub fn ps1_user_data(
     Ok(ps)
 }
 
+/// How long the presigned agent URL of an S3 store stays valid (SigV4's maximum).
+const AGENT_URL_VALID: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// What `carryover userdata` is asked for.
+pub struct Request<'a> {
+    pub root: &'a crate::sys::Root,
+    pub config: &'a crate::config::Config,
+    /// The OS family of the new OS.
+    pub os: crate::config::Target,
+    /// The new OS's architecture (default: this machine's; Windows: x86_64).
+    pub arch: Option<crate::agent::Arch>,
+    /// An agent to put into the store first (it must be the new OS's).
+    pub agent: Option<&'a std::path::Path>,
+    /// The store named on the command line (else the config's).
+    pub store: Option<&'a str>,
+}
+
+/// The use case: the user-data for the Change OS call — where the store is (a store the
+/// change would delete is refused), the new OS's agent pinned by its SHA-256, the newest
+/// snapshot of this instance, the report URL — within the cloud's 32 KB.
+pub fn run(req: &Request) -> anyhow::Result<String> {
+    use crate::agent::{self, Arch, Platform};
+    use crate::config::Target;
+    use crate::error::Error;
+    use crate::store::s3;
+    use anyhow::Context;
+    let url = crate::store::resolve_url(req.store, req.config)?;
+    // the agent for the new OS: its family, on this machine's architecture unless named
+    // (Windows has one build, x86_64)
+    let want = Platform {
+        os: req.os,
+        arch: req.arch.unwrap_or(match req.os {
+            Target::Linux => Arch::this(),
+            Target::Windows => Arch::X86_64,
+        }),
+    };
+    want.key()
+        .map_err(|e| Error::Usage(format!("--arch: {e}")))?;
+    // where the store is first: a store the change would delete is refused before anything
+    let disk = match crate::store::StoreUrl::parse(&url)?.local_dir() {
+        Some(dir) => Some(locate_store(req.root, dir)?),
+        None => None,
+    };
+    if let (Some(d), Target::Windows) = (&disk, req.os) {
+        windows_can_read(d)?;
+    }
+    let (_, st) = crate::store::open_configured(req.root, req.config, Some(&url), false)?;
+    if let Some(file) = req.agent {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("reading the agent {}", file.display()))?;
+        let got = agent::keep(st.backend(), &bytes)
+            .map_err(|e| Error::Usage(format!("--agent {}: {e}", file.display())))?;
+        if got != want {
+            return Err(Error::Usage(format!(
+                "--agent {} is the agent for {got}, not for {want}",
+                file.display()
+            ))
+            .into());
+        }
+    }
+    let Some((key, bytes)) = agent::load(st.backend(), want)? else {
+        anyhow::bail!(
+            "{} holds no agent for {want} ({}): run `carryover capture` there with it, or give it with --agent FILE (packaging/build-linux builds both Linux architectures)",
+            st.describe(),
+            want.key()?
+        );
+    };
+    // the user-data pins the agent by its SHA-256: the new OS installs it only if the
+    // store still holds this very file
+    let agent_sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let access = match disk {
+        Some(d) => StoreAccess::Disk(d),
+        None => StoreAccess::S3 {
+            url: url.clone(),
+            endpoint: s3::setting(
+                req.config.store.endpoint.as_ref(),
+                &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+            ),
+            region: s3::setting(
+                req.config.store.region.as_ref(),
+                &["AWS_REGION", "AWS_DEFAULT_REGION"],
+            ),
+            agent_url: st
+                .backend()
+                .presigned_get(key, AGENT_URL_VALID)
+                .ok_or(Error::NotAvailable("a download URL for this store"))?,
+        },
+    };
+    // the instance the user-data's own failure report is about (the old OS's id is the
+    // new one's: Change OS keeps it)
+    let g = crate::state::Gather::new(req.root, req.config);
+    let instance = crate::state::identity::instance(&g).0;
+    let report = req.config.report_url.as_ref().map(|url| ReportTo {
+        url: url.clone(),
+        instance_id: instance.clone(),
+    });
+    // the newest snapshot of this instance now: the new OS refuses to restore an older one
+    let not_before = st
+        .list()?
+        .into_iter()
+        .rev()
+        .find(|m| m.instance_id.is_some() && m.instance_id == instance)
+        .map(|m| m.id);
+    let pins = Pins {
+        agent_sha256,
+        not_before,
+        packages_report: !req.config.restore_install_packages,
+        ready_timeout_seconds: (req.config.ready_timeout_seconds
+            != crate::config::Config::default().ready_timeout_seconds)
+            .then_some(req.config.ready_timeout_seconds),
+    };
+    let text = match req.os {
+        Target::Linux => cloud_config(&access, report.as_ref(), key, &pins)?,
+        Target::Windows => ps1_user_data(&access, report.as_ref(), &pins)?,
+    };
+    if text.len() > MAX_BYTES {
+        anyhow::bail!(
+            "the user-data is {} bytes, over the cloud's 32 KB",
+            text.len()
+        );
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

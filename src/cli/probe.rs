@@ -15,16 +15,20 @@ pub fn run(ctx: &Ctx, paths: &[PathBuf]) -> Result<Exit> {
     for p in paths {
         match probe::probe_path(p) {
             Ok(s) => found.push(s),
-            Err(e) => failed.push(format!("{}: {e}", p.display())),
+            Err(e) => failed.push(crate::error::Problem::new(p.display().to_string(), e)),
         }
     }
     // nothing probed: one error (JSON's error object); some: the others are named on
     // stderr and the exit code says so
     if found.is_empty() && !failed.is_empty() {
-        anyhow::bail!("{}", failed.join("; "));
+        let all: Vec<String> = failed
+            .iter()
+            .map(|f| format!("{}: {}", f.path, f.error))
+            .collect();
+        anyhow::bail!("{}", all.join("; "));
     }
     for f in &failed {
-        eprintln!("carryover: {f}");
+        eprintln!("carryover: {}: {}", f.path, f.error);
     }
     let failed = !failed.is_empty();
     emit(ctx.format, &found, || {
