@@ -85,7 +85,7 @@ fn unreadable_and_garbage_files_are_named_and_the_capture_goes_on() {
         .store(&store)
         .json()
         .run();
-    assert_eq!(o.status.code(), Some(4), "degraded: {}", stderr(&o));
+    assert_exit!(o, Some(4));
     let v = json(&o);
     let skipped = v["skipped"].to_string();
     for name in [

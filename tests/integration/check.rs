@@ -23,7 +23,7 @@ fn findings_exit_codes_and_acks() {
     let on_data = old.p("/data/carryover");
 
     let o = Cmd::new("check").root(root).store(&on_data).json().run();
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     let v = json(&o);
     assert_eq!(v["target"], "linux");
     let keys: Vec<&str> = v["findings"]
@@ -47,10 +47,10 @@ fn findings_exit_codes_and_acks() {
 
     // the store on the system disk: a blocker, capture stops with 3 and writes nothing
     let o = Cmd::new("check").root(root).store(&on_system).run();
-    assert_eq!(o.status.code(), Some(3));
+    assert_exit!(o, Some(3));
     assert!(stdout(&o).contains("store-on-system-disk"));
     let o = Cmd::new("capture").root(root).store(&on_system).run();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_exit!(o, Some(3));
     assert!(stderr(&o).contains("store-on-system-disk"));
     assert!(!on_system.join("snapshots").exists());
     let o = Cmd::new("capture")
@@ -59,7 +59,7 @@ fn findings_exit_codes_and_acks() {
         .args(&["--ack", "store-on-system-disk"])
         .json()
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert!(
         json(&o)["findings"]
             .to_string()
@@ -73,7 +73,7 @@ fn findings_exit_codes_and_acks() {
         .store(&on_data)
         .json()
         .run();
-    assert_eq!(o.status.code(), Some(3));
+    assert_exit!(o, Some(3));
     let text = stdout(&o);
     assert!(
         text.contains("lvm-to-windows") && text.contains("linux-fs-to-windows"),
@@ -84,7 +84,7 @@ fn findings_exit_codes_and_acks() {
         "[check]\ntarget = \"windows\"\nack = [\"lvm-to-windows\"]\n",
     );
     let o = Cmd::new("check").root(root).store(&on_data).run();
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     assert!(stdout(&o).contains("(acknowledged)"));
 }
 

@@ -457,20 +457,10 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
             "killed after {delay_ms} ms: {ids:?}"
         );
         let v = carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()]);
-        assert_eq!(
-            v.status.code(),
-            Some(0),
-            "killed after {delay_ms} ms: {}",
-            stdout(&v)
-        );
+        assert_exit!(v, Some(0));
     }
     let o = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "the next capture succeeds: {}",
-        stderr(&o)
-    );
+    assert_exit!(o, Some(0));
     assert_eq!(
         carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()])
             .status
@@ -523,7 +513,7 @@ fn damage_random_bin(old: &Tree, store: &Path) -> PathBuf {
 
 /// The snapshot id of a capture that must have succeeded.
 pub(super) fn captured(o: &std::process::Output) -> String {
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    assert_exit!(o, Some(0));
     json(o)["snapshot_id"].as_str().unwrap().to_string()
 }
 
@@ -733,12 +723,7 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let o = capture_paths(&old.dir, &store, &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "a dead holder's lock is stale: {}",
-        stderr(&o)
-    );
+    assert_exit!(o, Some(0));
     assert!(!store.join("locks/writer.json").exists(), "released");
 }
 

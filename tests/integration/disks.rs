@@ -211,7 +211,7 @@ fn discovery_findings_and_restore_by_uuid() {
     let store = old.p("/data/carryover");
     let store_s = store.to_str().unwrap();
     let o = Cmd::new("check").root(root).store(store_s).json().run();
-    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert_exit!(o, Some(3));
     let k = keys(&json(&o));
     assert!(k.contains(&"lvm-vg-spans-system-disk".into()), "{k:?}");
     assert!(k.contains(&"mount-on-system-disk".into()), "{k:?}");
@@ -253,7 +253,7 @@ fn discovery_findings_and_restore_by_uuid() {
             "mount-on-system-disk",
         ])
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let new = new_ubuntu(&t.path().join("new"));
     let o = Cmd::new("restore")
         .root(&new.dir)

@@ -55,7 +55,7 @@ fn hooks_run_in_order_with_their_environment_once_per_snapshot() {
             .store(&store)
             .json()
             .run();
-        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        assert_exit!(o, Some(0));
     }
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
@@ -77,7 +77,7 @@ fn a_failing_pre_capture_hook_stops_the_capture() {
     );
     let store = t.path().join("store");
     let o = Cmd::new("capture").root(&old.dir).store(&store).run();
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     let e = stderr(&o);
     assert!(
         e.contains("10-quiesce-db") && e.contains("cannot lock the tables"),
@@ -117,7 +117,7 @@ fn a_hook_past_its_timeout_is_killed_with_its_children() {
     let t0 = Instant::now();
     let o = Cmd::new("capture").root(&old.dir).store(&store).run();
     assert!(t0.elapsed() < Duration::from_secs(20));
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(
         stderr(&o).contains("did not finish within 1 s"),
         "{}",

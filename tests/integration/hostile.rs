@@ -114,7 +114,7 @@ fn restore(new: &Path, store: &Path, id: &str) -> serde_json::Value {
         .arg(id)
         .json()
         .run();
-    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(4));
     json(&o)
 }
 
@@ -261,7 +261,7 @@ fn truncated_packs_fail_their_files_without_a_panic() {
     );
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     let v = carryover(&["snapshots", "verify", "--store", store.to_str().unwrap()]);
-    assert_eq!(v.status.code(), Some(1));
+    assert_exit!(v, Some(1));
     assert!(
         stdout(&v).contains("truncated") || stdout(&v).contains("shorter"),
         "{}",

@@ -116,6 +116,6 @@ fn restore_picks_the_snapshot_of_the_instance_the_cloud_names() {
     );
     with_metadata(&new, &url);
     let o = Cmd::new("restore").root(&new.dir).store(&store).run();
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(new.read("/etc/hostname"), "web01\n");
 }

@@ -289,7 +289,7 @@ fn check_glibc_refuses_a_binary_that_needs_more_than_glibc_2_17() {
         .arg(host)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_exit!(o, Some(1));
     assert!(
         stderr(&o).contains("needs glibc above 2.17") && stderr(&o).contains("@GLIBC_2.34"),
         "{}",
@@ -300,7 +300,7 @@ fn check_glibc_refuses_a_binary_that_needs_more_than_glibc_2_17() {
         .arg(host)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert!(stdout(&o).contains("needs GLIBC_2.34"), "{}", stdout(&o));
     // a build for the 2.17 baseline passes (CARRYOVER_TEST_BIN: packaging/build-linux's)
     if agent_bin() != host {
@@ -308,7 +308,7 @@ fn check_glibc_refuses_a_binary_that_needs_more_than_glibc_2_17() {
             .arg(agent_bin())
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_exit!(o, Some(0));
         assert_eq!(glibc_needed(&agent_bin()), "2.17");
     }
 }

@@ -48,7 +48,7 @@ fn blkid(img: &Path) -> BTreeMap<String, String> {
 
 fn ours(img: &Path) -> serde_json::Value {
     let o = carryover(&["probe", img.to_str().unwrap(), "--format", "json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     json(&o)[0].clone()
 }
 
@@ -394,6 +394,6 @@ fn truncated_zeroed_and_unreadable_inputs() {
     let zero = image(t.path(), "zero.img", 1);
     assert!(ours(&zero)["type"].is_null());
     let o = carryover(&["probe", "/nonexistent/disk.img"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(stderr(&o).contains("/nonexistent/disk.img"));
 }

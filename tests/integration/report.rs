@@ -124,12 +124,7 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
         .store(&store)
         .json()
         .run();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "the capture's own result: {}",
-        stderr(&o)
-    );
+    assert_exit!(o, Some(0));
     let id = json(&o)["snapshot_id"].as_str().unwrap().to_string();
     assert!(stderr(&o).contains("outbox"), "{}", stderr(&o));
     // a second event while still down: a hand-sent one
@@ -137,7 +132,7 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
         .root(&old.dir)
         .args(&["--event", "check:succeeded"])
         .run();
-    assert_eq!(o.status.code(), Some(1), "still waiting");
+    assert_exit!(o, Some(1));
     let st = json(&Cmd::new("status").root(&old.dir).json().run());
     // capture's started and succeeded, and the hand-sent one
     assert_eq!(st["outbox"]["pending"].as_array().unwrap().len(), 3);
@@ -156,7 +151,7 @@ fn events_survive_an_outage_and_arrive_once_in_order() {
         .root(&old.dir)
         .args(&["--wait", "30"])
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     for out in [stdout(&o), stderr(&o)] {
         assert!(!out.contains(TOKEN), "the token was printed");
     }
@@ -205,7 +200,7 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
     configure(&old, port);
     let store = t.path().join("store");
     let o = Cmd::new("capture").root(&old.dir).store(&store).run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     std::thread::sleep(Duration::from_millis(100));
     {
         // capture/started got the 401 and was set aside, never retried; the next one went
@@ -236,7 +231,7 @@ fn a_401_is_set_aside_not_retried_forever_and_restore_reports_ready() {
     let new = new_ubuntu(&t.path().join("new"));
     configure(&new, port);
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     std::thread::sleep(Duration::from_millis(100));
     let seen = seen.lock().unwrap();
     let last = seen.requests.last().unwrap();
@@ -259,7 +254,7 @@ fn the_token_travels_in_the_snapshot_not_in_user_data() {
         &format!("[report]\nurl = \"http://127.0.0.1:{port}/api\"\nsend_timeout_seconds = 3\n"),
     );
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert!(!stdout(&o).contains(TOKEN) && !stderr(&o).contains(TOKEN));
     let token = new.p("/etc/carryover/token");
     assert_eq!(
@@ -279,7 +274,7 @@ fn the_token_travels_in_the_snapshot_not_in_user_data() {
     // a token the new OS already has is kept
     std::fs::write(&token, "new-os-token\n").unwrap();
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(std::fs::read_to_string(&token).unwrap(), "new-os-token\n");
 }
 
@@ -292,12 +287,12 @@ fn check_reports_its_findings() {
         .root(root)
         .args(&["--target", "windows"])
         .run();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_exit!(o, Some(3));
     let o = Cmd::new("check")
         .root(root)
         .args(&["--target", "linux"])
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     std::thread::sleep(Duration::from_millis(100));
     let seen = seen.lock().unwrap();
     let got: Vec<(&str, &str)> = seen
@@ -434,7 +429,7 @@ fn a_degraded_restore_tells_the_orchestrator_why() {
     let new = new_debian(&t.path().join("new"));
     configure(&new, port);
     let o = restore(&new.dir, &store, &[], &[]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_exit!(o, Some(4));
     std::thread::sleep(Duration::from_millis(100));
     let seen = seen.lock().unwrap();
     let ev = seen

@@ -126,7 +126,7 @@ fn restore_new(dir: &Path, cfg: &str) -> Tree {
         .json()
         .envs(&env(SECRET))
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     new
 }
 
@@ -154,7 +154,7 @@ fn s3_round_trip_with_multipart_packs() {
         .json()
         .envs(&env(SECRET))
         .run();
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     let packs = server.packs();
     assert!(
         !packs.is_empty(),
@@ -172,7 +172,7 @@ fn s3_round_trip_with_multipart_packs() {
         .config(cfg)
         .envs(&env(SECRET))
         .run();
-    assert_eq!(v.status.code(), Some(0), "{}\n{}", stdout(&v), stderr(&v));
+    assert_exit!(v, Some(0));
     // the pack indexes are kept under the root, by store id, by the commands after the first
     let cached: Vec<_> = walkdir::WalkDir::new(old.p("/var/lib/carryover/cache"))
         .into_iter()
@@ -198,7 +198,7 @@ fn wrong_s3_credentials_are_a_clear_error() {
     let mut e = env("not-the-secret-XYZ");
     e.push(("AWS_ENDPOINT_URL", endpoint));
     let o = Cmd::new("capture").root(&old.dir).store(url).envs(&e).run();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_exit!(o, Some(1));
     let err = stderr(&o);
     assert!(err.contains("credentials were refused"), "{err}");
     assert!(
@@ -211,7 +211,7 @@ fn wrong_s3_credentials_are_a_clear_error() {
         .store(url)
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
         .run();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_exit!(o, Some(2));
     assert!(stderr(&o).contains("AWS_ACCESS_KEY_ID"), "{}", stderr(&o));
 }
 
@@ -258,10 +258,10 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
         );
     let root = old.dir.to_str().unwrap();
     let o = Cmd::new("capture").root(root).envs(&env(SECRET)).run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
 
     let o = Cmd::new("userdata").root(root).envs(&env(SECRET)).run();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let text = stdout(&o);
     assert!(text.len() < 32 * 1024 && !text.contains(SECRET), "{text}");
     let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
@@ -301,7 +301,7 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
             &format!("[store]\nurl = \"s3://carryover/fleet/web01\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"cn-north-4\"\n[identity]\nmetadata_url = \"http://127.0.0.1:{md}\"\ntimeout_ms = 2000\n", server.port),
         );
     let o = Cmd::new("restore").root(&new.dir).json().run();
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(new.read("/srv/app/config.toml"), "[app]\nport = 8080\n");
     assert_eq!(new.read("/etc/hostname"), "web01\n");
     assert!(!stdout(&o).contains(SECRET) && !stderr(&o).contains(SECRET));
@@ -322,7 +322,7 @@ fn s3_forget_and_prune_free_the_space() {
             .json()
             .envs(&env(SECRET))
             .run();
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_exit!(o, Some(0));
     };
     capture();
     std::fs::remove_file(old.p("/srv/app/first.bin")).unwrap();
@@ -344,13 +344,7 @@ fn s3_forget_and_prune_free_the_space() {
             .config(cfg)
             .envs(&env(SECRET))
             .run();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{args:?}: {}\n{}",
-            stdout(&o),
-            stderr(&o)
-        );
+        assert_exit!(o, Some(0));
     };
     upkeep(&["forget", "--keep-last", "1"]);
     upkeep(&["prune"]);
@@ -473,14 +467,14 @@ fn s3_transfers_survive_the_connection_dropping_mid_transfer() {
         o
     };
     let o = cut_twice(Cmd::new("capture").root(&old.dir));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
 
     let cfg = old.p("/etc/carryover/config.toml");
     let new = Tree::new(&t.path().join("new"));
     new.file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
         .file("/etc/hostname", "fresh\n");
     let o = cut_twice(Cmd::new("restore").root(&new.dir).config(&cfg));
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     for (i, b) in big.iter().enumerate() {
         let got = std::fs::read(new.p(&format!("/srv/app/blob{i}.bin"))).unwrap();
         assert!(got == *b, "blob{i}.bin restored byte for byte");

@@ -66,7 +66,7 @@ fn run(args: &[&str], store: &Path) -> std::process::Output {
 
 fn prune(store: &Path) -> serde_json::Value {
     let o = run(&["snapshots", "prune", "--format", "json"], store);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_exit!(o, Some(0));
     json(&o)
 }
 
@@ -92,7 +92,7 @@ fn forget_and_prune_free_the_space_and_keep_what_remains() {
         ],
         &store,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(
         json(&o)["forgotten"],
         serde_json::json!([first.clone(), second.clone()])
@@ -121,7 +121,7 @@ fn forget_and_prune_free_the_space_and_keep_what_remains() {
         assert!(!store.join(format!("objects/{id}")).exists());
     }
     let v = verify(&store, &[]);
-    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert_exit!(v, Some(0));
     let new = new_root(&t.path().join("new"));
     restores_identically(&old, &new, &store, &[]);
 
@@ -147,7 +147,7 @@ fn the_newest_snapshot_of_an_instance_is_never_forgotten() {
             .args(&[&first, spec])
             .store(&store)
             .run();
-        assert_eq!(o.status.code(), Some(2), "{spec}: {}", stderr(&o));
+        assert_exit!(o, Some(2));
         assert!(
             stderr(&o).contains(&format!("{second} is the newest of instance {INSTANCE}")),
             "{}",
@@ -156,9 +156,9 @@ fn the_newest_snapshot_of_an_instance_is_never_forgotten() {
     }
     assert_eq!(snapshot_ids(&store), vec![first.clone(), second.clone()]);
     let o = run(&["snapshots", "forget", "--keep-last", "0"], &store);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_exit!(o, Some(2));
     let o = run(&["snapshots", "forget", &first], &store);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(snapshot_ids(&store), vec![second]);
 }
 
@@ -174,7 +174,7 @@ fn a_prune_killed_midway_leaves_a_consistent_store() {
         let store = t.path().join("store");
         let (first, second) = two_snapshots(&old, &store);
         let o = run(&["snapshots", "forget", &first], &store);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_exit!(o, Some(0));
         let before = pack_bytes(&store);
         let o = carryover_env(
             &["snapshots", "prune", "--store", store.to_str().unwrap()],
@@ -186,14 +186,14 @@ fn a_prune_killed_midway_leaves_a_consistent_store() {
             stderr(&o)
         );
         let v = verify(&store, &[]);
-        assert_eq!(v.status.code(), Some(0), "{point}: {}", stdout(&v));
+        assert_exit!(v, Some(0));
         let new = new_root(&t.path().join("new"));
         restores_identically(&old, &new, &store, &["--snapshot", &second]);
 
         // the next prune finishes the job (the killed one's lock is stale)
         prune(&store);
         let v = verify(&store, &[]);
-        assert_eq!(v.status.code(), Some(0), "{point}: {}", stdout(&v));
+        assert_exit!(v, Some(0));
         let again = new_root(&t.path().join("again"));
         restores_identically(&old, &again, &store, &[]);
         let after = pack_bytes(&store);
@@ -217,7 +217,7 @@ fn snapshot_ids_resolve_by_prefix_and_latest() {
             .run()
     };
     let o = show("latest");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     assert_eq!(json(&o)["manifest"]["id"], second.as_str());
 
     let common = first
@@ -226,7 +226,7 @@ fn snapshot_ids_resolve_by_prefix_and_latest() {
         .take_while(|(a, b)| a == b)
         .count();
     let o = run(&["snapshots", "verify", &first[..common]], &store);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_exit!(o, Some(2));
     let err = stderr(&o);
     assert!(
         err.contains("is the start of 2 snapshot ids")
@@ -237,12 +237,12 @@ fn snapshot_ids_resolve_by_prefix_and_latest() {
     let unique = &first[..common + 1];
     assert_eq!(json(&show(unique))["manifest"]["id"], first.as_str());
     let o = run(&["snapshots", "verify", unique], &store);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit!(o, Some(0));
     let new = new_root(&t.path().join("new"));
     let o = restore(&new.dir, &store, &["--dry-run", "--snapshot", unique], &[]);
     assert_eq!(json(&o)["snapshot_id"], first.as_str());
     let o = show("19990101");
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(
         stderr(&o).contains("no snapshot '19990101'"),
         "{}",

@@ -68,7 +68,7 @@ fn user_data_mounts_the_store_disk_by_uuid_and_runs_restore() {
         &["userdata", "--store", store.to_str().unwrap()],
         &[("AWS_SECRET_ACCESS_KEY", "PLANTED-SECRET")],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let text = stdout(&o);
     assert!(text.starts_with("#cloud-config\n") && text.len() < 32 * 1024);
     assert!(!text.contains("PLANTED-SECRET"));
@@ -125,7 +125,7 @@ fn a_store_on_the_system_disk_is_refused() {
         return;
     }
     let o = carryover(&["userdata", "--store", t.path().to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(stderr(&o).contains("root filesystem"), "{}", stderr(&o));
 }
 
@@ -148,7 +148,7 @@ fn windows_user_data_finds_an_ntfs_store_by_serial_and_refuses_ext4() {
         "--store",
         store.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(stderr(&o).contains("--agent"), "{}", stderr(&o));
 
     let o = carryover_env(
@@ -163,7 +163,7 @@ fn windows_user_data_finds_an_ntfs_store_by_serial_and_refuses_ext4() {
         ],
         &[("AWS_SECRET_ACCESS_KEY", "PLANTED-SECRET")],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_exit!(o, Some(0));
     let ps = stdout(&o);
     println!("{ps}");
     assert!(ps.starts_with("#ps1_sysnative\n") && ps.len() < 32 * 1024);
@@ -193,7 +193,7 @@ fn windows_user_data_finds_an_ntfs_store_by_serial_and_refuses_ext4() {
         "--store",
         emnt.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_exit!(o, Some(1));
     assert!(stderr(&o).contains("Windows cannot read"), "{}", stderr(&o));
 }
 
