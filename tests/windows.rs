@@ -28,6 +28,42 @@ fn run(cmd: &mut Command) -> Output {
     retrying(&what, || cmd.output())
 }
 
+// (the Windows tests use part of it)
+#[allow(dead_code)]
+#[path = "common/cmd.rs"]
+mod cmd;
+use cmd::Cmd;
+
+/// The agent under test (for `Cmd`).
+fn agent_bin() -> std::path::PathBuf {
+    env!("CARGO_BIN_EXE_carryover").into()
+}
+
+/// The words that start `program` (for `Cmd`): the program itself under Wine.
+fn runner_argv(program: &Path) -> Vec<std::ffi::OsString> {
+    vec![program.into()]
+}
+
+/// The command that starts the agent (for `Cmd`).
+fn agent_command() -> Command {
+    Command::new(agent_bin())
+}
+
+/// The environment of every run: no AWS settings of the machine running the tests, then
+/// `env` (for `Cmd`).
+fn clean_env(c: &mut Command, env: &[(&str, &str)]) {
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+}
+
+/// Runs a built command to its end (for `Cmd`), through Wine's retried start.
+fn output(c: &mut Command) -> Output {
+    run(c)
+}
+
 fn carryover(args: &[&str]) -> Output {
     run(Command::new(env!("CARGO_BIN_EXE_carryover"))
         .args(args)
@@ -218,16 +254,11 @@ fn a_data_path_round_trips_on_the_c_drive() {
 
 /// Captures `root` (with one more data path) into `store`; returns the snapshot id.
 fn capture(root: &str, store: &Path, path: Option<&str>) -> String {
-    let mut args = vec![
-        "capture",
-        "--root",
-        root,
-        "--store",
-        store.to_str().unwrap(),
-    ];
-    args.extend(path.map(|p| ["--path", p]).into_iter().flatten());
-    args.extend(["--ack", "store-on-system-disk", "--format", "json"]);
-    let o = carryover(&args);
+    let mut cmd = Cmd::new("capture").root(root).store(store);
+    if let Some(p) = path {
+        cmd = cmd.args(&["--path", p]);
+    }
+    let o = cmd.args(&["--ack", "store-on-system-disk"]).json().run();
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -239,16 +270,15 @@ fn capture(root: &str, store: &Path, path: Option<&str>) -> String {
 
 /// Restores snapshot `id` from `store` onto `root`; returns the JSON report.
 fn restore(root: &str, store: &Path, id: &str, more: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "restore",
-        "--root",
-        root,
-        "--store",
-        store.to_str().unwrap(),
-    ];
-    args.extend(["--snapshot", id, "--format", "json"]);
-    args.extend(more);
-    json(&carryover(&args))
+    json(
+        &Cmd::new("restore")
+            .root(root)
+            .store(store)
+            .args(&["--snapshot", id])
+            .json()
+            .args(more)
+            .run(),
+    )
 }
 
 /// One step of a restore report.
@@ -303,9 +333,7 @@ fn set_sz(key: &str, name: &str, value: &str) {
 
 /// The adapters' interface keys (`…\Interfaces\{GUID}`), by the GUIDs inspect shows.
 fn interface_keys() -> Vec<String> {
-    let v = json(&carryover(&[
-        "inspect", "--root", r"C:\", "--format", "json",
-    ]));
+    let v = json(&Cmd::new("inspect").root(r"C:\").json().run());
     v["windows"]["dns"]
         .as_array()
         .unwrap()
@@ -473,9 +501,7 @@ fn windows_settings_round_trip_through_capture_and_restore() {
 #[test]
 fn a_linux_snapshot_brings_its_resolvers_zone_and_time_servers_to_windows() {
     let _turn = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let me = json(&carryover(&[
-        "inspect", "--root", r"C:\", "--format", "json",
-    ]))["identity"]["hostname"]
+    let me = json(&Cmd::new("inspect").root(r"C:\").json().run())["identity"]["hostname"]
         .as_str()
         .unwrap()
         .to_string();
@@ -734,15 +760,11 @@ fn cmd_hooks_run_with_their_environment_and_a_failing_one_stops_the_capture() {
         "@echo off\r\necho the database did not quiesce 1>&2\r\nexit /b 3\r\n",
     )
     .unwrap();
-    let o = carryover(&[
-        "capture",
-        "--root",
-        root.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--ack",
-        "store-on-system-disk",
-    ]);
+    let o = Cmd::new("capture")
+        .root(&root)
+        .store(&store)
+        .args(&["--ack", "store-on-system-disk"])
+        .run();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("20-quiesce.cmd") && text(&o).contains("did not quiesce"),
@@ -755,9 +777,11 @@ fn cmd_hooks_run_with_their_environment_and_a_failing_one_stops_the_capture() {
 fn check_on_windows_flags_ntfs_data_volumes_for_a_change_to_linux() {
     let _turn = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     // Wine's volumes: C: (the system drive) and Z: (the host's /), both "NTFS"
-    let o = carryover(&[
-        "check", "--root", r"C:\", "--target", "linux", "--format", "json",
-    ]);
+    let o = Cmd::new("check")
+        .root(r"C:\")
+        .args(&["--target", "linux"])
+        .json()
+        .run();
     let v = json(&o);
     let keys: Vec<&str> = v["findings"]
         .as_array()
@@ -780,9 +804,11 @@ fn check_on_windows_flags_ntfs_data_volumes_for_a_change_to_linux() {
         !keys.contains(&"mount-table-unavailable") && !keys.contains(&"disks-unavailable"),
         "Linux's notes stay off Windows: {keys:?}"
     );
-    let o = carryover(&[
-        "check", "--root", r"C:\", "--target", "windows", "--format", "json",
-    ]);
+    let o = Cmd::new("check")
+        .root(r"C:\")
+        .args(&["--target", "windows"])
+        .json()
+        .run();
     assert!(
         !json(&o)["findings"]
             .to_string()
