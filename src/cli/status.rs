@@ -49,11 +49,12 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
             field(
                 &mut o,
                 "why it failed",
-                format!("{} (at {})", f.error, f.at),
+                format!("{} (at {})", crate::units::one_line(&f.error), f.at),
             );
         }
         for r in &st.reasons {
-            field(&mut o, "why not ready", r);
+            // a reason quotes what the snapshot said: one line each
+            field(&mut o, "why not ready", crate::units::one_line(r));
         }
         field(&mut o, "store", st.store.as_deref().unwrap_or("-"));
         field(&mut o, "events waiting", st.outbox.pending.len());

@@ -374,6 +374,21 @@ pub fn write(root: &Root, report: &RestoreReport, meta: &Meta) -> std::io::Resul
     Ok(out)
 }
 
+/// The report files and the banner for its state, finished now; what fails is a warning
+/// in the log (the restore's result and its event stand whatever the log folder does).
+pub fn publish(root: &Root, report: &RestoreReport, hostname: String) {
+    let meta = Meta {
+        hostname,
+        finished_at: crate::store::now_rfc3339(),
+    };
+    if let Err(e) = write(root, report, &meta) {
+        tracing::warn!("could not write the restore report under {LOG_DIR}: {e}");
+    }
+    if let Err(e) = banner(root, report.state) {
+        tracing::warn!("could not write or remove the login banner: {e}");
+    }
+}
+
 /// The login banner: written while `state` is degraded or failed (in `/etc/motd.d`, or a
 /// profile.d script where pam_motd reads no folder), removed from both places otherwise;
 /// never through a symbolic link on the way, neither written nor removed. None on

@@ -100,19 +100,7 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
     {
         let report =
             super::RestoreReport::stopped(req.snapshot.as_deref().unwrap_or(""), format!("{e:#}"));
-        let meta = super::document::Meta {
-            hostname: String::new(),
-            finished_at: crate::store::now_rfc3339(),
-        };
-        if let Err(e) = super::document::write(req.root, &report, &meta) {
-            tracing::warn!(
-                "could not write the restore report under {}: {e}",
-                super::document::LOG_DIR
-            );
-        }
-        if let Err(e) = super::document::banner(req.root, super::RestoreState::Failed) {
-            tracing::warn!("could not write the login banner: {e}");
-        }
+        super::document::publish(req.root, &report, String::new());
     }
     result
 }
@@ -284,19 +272,7 @@ impl Job<'_> {
                 },
             );
             // the report an operator reads after the change, and the login banner
-            let meta = super::document::Meta {
-                hostname: manifest.hostname.clone(),
-                finished_at: crate::store::now_rfc3339(),
-            };
-            if let Err(e) = super::document::write(req.root, &report, &meta) {
-                tracing::warn!(
-                    "could not write the restore report under {}: {e}",
-                    super::document::LOG_DIR
-                );
-            }
-            if let Err(e) = super::document::banner(req.root, report.state) {
-                tracing::warn!("could not write or remove the login banner: {e}");
-            }
+            super::document::publish(req.root, &report, manifest.hostname.clone());
         }
         Ok(report)
     }

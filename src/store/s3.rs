@@ -403,12 +403,9 @@ impl Conn {
             .complete_multipart_upload(Some(&self.creds), k, upload, tags())
             .body();
         let what = format!("completing the upload of {k}");
-        let retried = std::sync::atomic::AtomicBool::new(false);
         let attempts = std::sync::atomic::AtomicU32::new(0);
         let completed = retry(|| async {
-            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
-                retried.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let text = text(&what, self.client.post(url.clone()).body(body.clone())).await?;
             if text.contains("<Error>") {
                 return Err(Fail::Stop(anyhow!("{what}: S3 reported an error: {text}")));
@@ -426,7 +423,7 @@ impl Conn {
                 }
                 // a completion sent again after the connection dropped finds the upload
                 // gone: when the object is not there either, the server lost it midway
-                _ if retried.load(std::sync::atomic::Ordering::Relaxed) => {
+                _ if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1 => {
                     Err(e.context(UploadLost))
                 }
                 _ => Err(e),
