@@ -19,6 +19,8 @@ The data set is generated once by ../shared/bench/gen_dataset.py into WORK/root/
 (carryover captures it as `--root WORK/root --path /data` and restores it under
 WORK/restore-carryover/data). --cold drops the page cache before every step (root only).
 --check compares each restored tree with the original (compare_trees.py).
+Every restore goes to a new journaled ext4 on a loop device (as root; --same-fs: a folder
+on the work filesystem instead), so no tool pays for the clean-up of the one before it.
 """
 import argparse
 import json
@@ -55,6 +57,34 @@ def du(path):
             except FileNotFoundError:
                 pass
     return total
+
+
+class FreshFs:
+    """A restore target on a new, journaled ext4 of its own (a loop device), as a data disk
+    of a new server is: this machine's root filesystem is ext4 without a journal, where
+    creating files right after many were deleted scans for recently deleted inodes
+    (`recently_deleted` in the kernel), which made every tool's restore pay for the previous
+    one's clean-up. Needs root; without it (or with --same-fs) the target is a plain folder."""
+
+    def __init__(self, a, path, size_gib):
+        self.on = os.geteuid() == 0 and not a.same_fs
+        self.path, self.size = path, size_gib
+        self.image = path.rstrip("/") + ".img"
+
+    def __enter__(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.makedirs(self.path)
+        if self.on:
+            subprocess.run(["truncate", "-s", f"{self.size}G", self.image], check=True)
+            subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True)
+            subprocess.run(["mount", "-o", "loop", self.image, self.path], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self.on:
+            subprocess.run(["umount", self.path], check=False)
+            os.remove(self.image)
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def drop_caches(cold):
@@ -188,8 +218,6 @@ def s3_bench(a, work, data):
                 prefix = f"{tool}-{p}"
                 shutil.rmtree(os.path.join(s3dir, "bench", prefix), ignore_errors=True)
                 target = os.path.join(work, "restore-s3-" + tool)
-                shutil.rmtree(target, ignore_errors=True)
-                os.makedirs(target)
                 if tool == "carryover":
                     e = dict(env, AWS_ENDPOINT_URL=endpoint)
                     url = f"s3://bench/{prefix}"
@@ -197,16 +225,17 @@ def s3_bench(a, work, data):
                     row["capture carryover"] = run(f"{a.binary} capture -q --root {work}/root --store {url} --path /data", env=e)
                     snaps = json.loads(subprocess.check_output(
                         [a.binary, "snapshots", "list", "--store", url, "--format", "json"], env=e))
-                    row["restore carryover"] = run(f"{a.binary} restore -q --root {target} --store {url} "
-                                                   f"--snapshot {snaps[-1]['id']}", env=e)
+                    with FreshFs(a, target, 4):
+                        row["restore carryover"] = run(f"{a.binary} restore -q --root {target} --store {url} "
+                                                       f"--snapshot {snaps[-1]['id']}", env=e)
                 else:
                     e = dict(env, RESTIC_REPOSITORY=f"s3:{endpoint}/bench/{prefix}",
                              RESTIC_CACHE_DIR=os.path.join(work, f"restic-cache-{p}"))
                     shutil.rmtree(e["RESTIC_CACHE_DIR"], ignore_errors=True)
                     subprocess.run("restic init -q", shell=True, env=e, check=True, stdout=subprocess.DEVNULL)
                     row["capture restic"] = run(f"restic backup -q {data}", env=e)
-                    row["restore restic"] = run(f"restic restore -q latest --target {target}", env=e)
-                shutil.rmtree(target, ignore_errors=True)
+                    with FreshFs(a, target, 4):
+                        row["restore restic"] = run(f"restic restore -q latest --target {target}", env=e)
                 print(link, tool, {k: v for k, v in row.items() if tool in k}, file=sys.stderr)
     finally:
         for pr in procs:
@@ -232,6 +261,8 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--same-fs", action="store_true",
+                    help="restore into folders on the work filesystem, not a new ext4 each time")
     ap.add_argument("--tools", default="carryover,tar-zstd,restic")
     ap.add_argument("--binary", default=os.path.join(REPO, "target", "release", "carryover"))
     a = ap.parse_args()
@@ -259,6 +290,8 @@ def main():
     if a.s3:
         return s3_bench(a, work, data)
     undo = os.path.join(work, "undo")
+    # room for the data set, 4 KiB per small file at least, and ext4's own
+    target_gib = 2 + (a.large_mib * 13 // 10 + a.small // 50) // 1024
 
     all_tools = {
         "carryover": lambda: Carryover(work, a.binary),
@@ -288,15 +321,16 @@ def main():
                 row[t.name]["mutate"] = t.capture()
                 row[t.name]["mutate_added"] = du(t.store) - before
             for t in tools:
-                drop_caches(a.cold)
-                row[t.name]["restore"] = t.restore()
-                if a.check:
-                    orig = os.path.join(work, "orig.json")
-                    copy = os.path.join(work, "copy.json")
-                    subprocess.run([sys.executable, os.path.join(SHARED, "compare_trees.py"), "manifest", data, orig], check=True)
-                    subprocess.run([sys.executable, os.path.join(SHARED, "compare_trees.py"), "manifest", t.restored(), copy], check=True)
-                    subprocess.run([sys.executable, os.path.join(SHARED, "compare_trees.py"), "compare", orig, copy,
-                                    "--label", t.name], check=False)
+                with FreshFs(a, t.restore_dir, target_gib):
+                    drop_caches(a.cold)
+                    row[t.name]["restore"] = t.restore()
+                    if a.check:
+                        orig = os.path.join(work, "orig.json")
+                        copy = os.path.join(work, "copy.json")
+                        compare = [sys.executable, os.path.join(SHARED, "compare_trees.py")]
+                        subprocess.run(compare + ["manifest", data, orig], check=True)
+                        subprocess.run(compare + ["manifest", t.restored(), copy], check=True)
+                        subprocess.run(compare + ["compare", orig, copy, "--label", t.name], check=False)
         finally:
             subprocess.run([sys.executable, gen, "revert", data, undo], check=True, stdout=subprocess.DEVNULL)
         for t in tools:
