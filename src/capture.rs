@@ -149,11 +149,7 @@ fn capture(
 
     let (url, store) = store::open_configured(root, config, req.store.as_deref(), true)?;
     let _lock = StoreLock::acquire(&store)?;
-    for key in store
-        .remove_orphans()?
-        .into_iter()
-        .chain(store.remove_unindexed_packs()?)
-    {
+    for key in store.remove_leftovers()? {
         tracing::info!("removed {key}, left by a capture that did not finish");
     }
 
@@ -166,6 +162,20 @@ fn capture(
     };
     // A failing pre-capture hook (a database that could not be quiesced) stops the capture.
     hooks::run(Phase::PreCapture, &hook_env)?;
+    // The agents go into the store while the data is read: on S3 the 16 MB of this binary
+    // are a few round trips on one connection, the data many on all of them.
+    let keeping = {
+        let store = store.clone();
+        Joined::spawn(move || {
+            let this = keep_agent(&store);
+            let others: Result<()> = agents.iter().try_for_each(|(platform, bytes)| {
+                crate::agent::keep(store.backend(), bytes)
+                    .map(|_| ())
+                    .with_context(|| format!("keeping the agent for {platform} in the store"))
+            });
+            (this, others)
+        })
+    };
     // a data path missing before the hooks (a warning then) must be there now
     if !req
         .ack
@@ -287,7 +297,8 @@ fn capture(
     };
     // The new OS has no carryover: the user-data installs the one kept in the store. Without
     // it the change cannot restore by itself: the capture is degraded, not a success.
-    if let Err(e) = keep_agent(&store) {
+    let (this_agent, other_agents) = keeping.join()?;
+    if let Err(e) = this_agent {
         tracing::warn!("could not keep the agent in the store: {e:#}");
         skipped.push(Problem {
             path: format!(
@@ -297,10 +308,7 @@ fn capture(
             error: format!("{e:#}"),
         });
     }
-    for (platform, bytes) in &agents {
-        crate::agent::keep(store.backend(), bytes)
-            .with_context(|| format!("keeping the agent for {platform} in the store"))?;
-    }
+    other_agents?;
     // "This system took snapshot X" is durable before the snapshot exists: a capture killed
     // right after the commit must not leave an old OS that the restore unit would roll back.
     let mut local = LocalState::load(root).unwrap_or_default();
@@ -380,6 +388,31 @@ fn read_agents(files: &[PathBuf]) -> Result<Vec<(crate::agent::Platform, Vec<u8>
         }
     }
     Ok(agents)
+}
+
+/// A thread that is waited for wherever its owner goes, an early return included: the
+/// store lock taken before it outlives it.
+struct Joined<T>(Option<std::thread::JoinHandle<T>>);
+
+impl<T: Send + 'static> Joined<T> {
+    fn spawn(f: impl FnOnce() -> T + Send + 'static) -> Joined<T> {
+        Joined(Some(std::thread::spawn(f)))
+    }
+
+    fn join(mut self) -> Result<T> {
+        let handle = self.0.take().expect("joined once");
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("keeping the agents in the store panicked"))
+    }
+}
+
+impl<T> Drop for Joined<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// The store's directory on this machine, so a store inside a data path is not captured

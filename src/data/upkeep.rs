@@ -135,7 +135,7 @@ impl PackPlan {
 pub fn prune(store: &Store) -> Result<PruneReport> {
     let _lock = StoreLock::acquire(store)?;
     let mut r = PruneReport {
-        objects_removed: store.remove_orphans()?.len() + store.remove_unindexed_packs()?.len(),
+        objects_removed: store.remove_leftovers()?.len(),
         ..PruneReport::default()
     };
     let (index, warnings) = Index::load(store)?;

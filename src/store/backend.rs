@@ -59,6 +59,10 @@ pub trait Backend: Send + Sync {
             }
         }
     }
+    /// Several listings (as `list`), concurrently where the backend can.
+    fn list_many(&self, prefixes: &[&str]) -> Vec<Result<Vec<String>>> {
+        prefixes.iter().map(|p| self.list(p)).collect()
+    }
     /// Several whole objects (`None`: absent), concurrently where the backend can.
     fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
         keys.iter().map(|k| self.get(k)).collect()

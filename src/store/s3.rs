@@ -144,6 +144,24 @@ impl S3Backend {
     fn block<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
         self.rt.block_on(f)
     }
+
+    /// Runs every future at once on the runtime; their results in the same order.
+    fn block_all<T: Send + 'static>(
+        &self,
+        futures: impl Iterator<Item = impl Future<Output = Result<T>> + Send + 'static>,
+    ) -> Vec<Result<T>> {
+        let tasks: Vec<_> = futures.map(|f| self.rt.spawn(f)).collect();
+        self.rt.block_on(async {
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                out.push(
+                    t.await
+                        .unwrap_or_else(|e| Err(anyhow!("an S3 transfer stopped: {e}"))),
+                );
+            }
+            out
+        })
+    }
 }
 
 /// The context of an error for a multipart upload that the server lost while completing
@@ -624,35 +642,28 @@ impl Backend for S3Backend {
             .block_on(async { while tasks.join_next().await.is_some() {} });
     }
 
-    fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, key) in keys.iter().enumerate() {
+    fn list_many(&self, prefixes: &[&str]) -> Vec<Result<Vec<String>>> {
+        let lists = prefixes.iter().map(|p| {
             let conn = self.conn.clone();
-            let key = key.clone();
-            tasks.spawn_on(
-                async move {
-                    let _slot = conn.reads.clone().acquire_owned().await;
-                    let got = match conn.full(&key) {
-                        Ok(k) => conn.get(&k).await,
-                        Err(e) => Err(e),
-                    };
-                    (i, got)
-                },
-                self.rt.handle(),
-            );
-        }
-        let mut out: Vec<Result<Option<Vec<u8>>>> = keys
-            .iter()
-            .map(|k| Err(anyhow!("reading {k}: the transfer stopped")))
-            .collect();
-        self.rt.block_on(async {
-            while let Some(r) = tasks.join_next().await {
-                if let Ok((i, got)) = r {
-                    out[i] = got;
-                }
+            let p = p.to_string();
+            async move {
+                let _slot = conn.reads.clone().acquire_owned().await;
+                conn.list(&p).await
             }
         });
-        out
+        self.block_all(lists)
+    }
+
+    fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Vec<u8>>>> {
+        let gets = keys.iter().map(|key| {
+            let conn = self.conn.clone();
+            let key = key.clone();
+            async move {
+                let _slot = conn.reads.clone().acquire_owned().await;
+                conn.get(&conn.full(&key)?).await
+            }
+        });
+        self.block_all(gets)
     }
 }
 
