@@ -111,6 +111,8 @@ pub struct Planner {
     pub ranges: u64,
     /// The number of the file being planned (its place in the hand-off).
     file: u64,
+    /// How many reads the backend runs at once.
+    connections: usize,
 }
 
 impl Planner {
@@ -153,7 +155,15 @@ impl Planner {
             threads: vec![fetch, deliver],
             ranges: 0,
             file: 0,
+            connections: store.backend().connections(),
         }
+    }
+
+    /// True when fewer reads are on their way than the backend runs at once: a
+    /// connection waits for work, and holding the open range back for more blobs costs
+    /// time instead of saving a request.
+    fn idle(&self) -> bool {
+        self.in_flight.lock().expect("in flight").len() < self.connections
     }
 
     /// Plans the reads of a file's chunks; they arrive on `tx`, in any order, as their
@@ -376,14 +386,21 @@ impl<J> Handing<J> {
             }
             if planner
                 .open_since()
-                .is_some_and(|first| *taken + self.cap / 2 > first)
+                .is_some_and(|first| *taken + self.cap / 2 > first || planner.idle())
             {
                 drop(taken);
                 planner.flush();
                 continue;
             }
-            // a take makes room (or may be a writer that now waits for the open range)
-            drop(self.taken.took.wait(taken).expect("hand-off"));
+            // a take makes room (or may be a writer that now waits for the open range);
+            // a read delivered meanwhile may leave a connection idle: look again soon
+            drop(
+                self.taken
+                    .took
+                    .wait_timeout(taken, IDLE)
+                    .expect("hand-off")
+                    .0,
+            );
         }
     }
 }

@@ -26,6 +26,9 @@ use crate::sys::{self, Root};
 /// Nothing real is larger (ext4's limit is 16 TiB): a bigger size is a hostile tree.
 const MAX_FILE_SIZE: u64 = 1 << 50;
 const WORKERS: usize = 4;
+/// A file this large has its writeback started when it is written (small ones are left
+/// to the flush at the end: a call each would cost more than it saves).
+const WRITEBACK_FROM: u64 = 1 << 20;
 /// Files planned and waiting for a writer (a job is a few hundred bytes).
 const HANDOFF: usize = 4096;
 
@@ -617,6 +620,9 @@ fn write_file(
         let written = write_content(store, index, &f, n, chunks)?;
         if n.extents.is_some() || written != n.size {
             f.set_len(n.size)?;
+        }
+        if written >= WRITEBACK_FROM {
+            sys::start_writeback(&f);
         }
         drop(f);
         apply_meta(&tmp, n, owners, false)?;

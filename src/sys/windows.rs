@@ -382,6 +382,9 @@ pub fn sync_filesystem(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Nothing to start on Windows (see `sync_filesystem`).
+pub fn start_writeback(_f: &std::fs::File) {}
+
 /// Free bytes for this user on the volume holding `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
     let w = wide(path.as_os_str());
