@@ -10,6 +10,7 @@ mod identity;
 mod logins;
 mod network;
 mod reown;
+mod rpm_repos;
 mod services;
 mod software;
 mod sudoers;

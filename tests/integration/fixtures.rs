@@ -56,6 +56,15 @@ impl Tree {
     pub fn read(&self, abs: &str) -> String {
         std::fs::read_to_string(self.p(abs)).unwrap_or_else(|e| panic!("{abs}: {e}"))
     }
+
+    /// The permission bits of a file in the tree (not through a link).
+    pub fn mode(&self, abs: &str) -> u32 {
+        std::fs::symlink_metadata(self.p(abs))
+            .unwrap_or_else(|e| panic!("{abs}: {e}"))
+            .permissions()
+            .mode()
+            & 0o7777
+    }
 }
 
 /// The carryover binary under test: `CARRYOVER_TEST_BIN` when set (another build of the

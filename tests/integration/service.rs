@@ -4,7 +4,7 @@
 //! findings that name application files and databases on the system disk.
 
 use std::io::Write;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 
 use crate::fixtures::*;
 
@@ -292,11 +292,7 @@ fn the_service_environment_is_captured_and_planned_on_the_new_os() {
         "{}",
         step(&real, "config-files")
     );
-    let mode = std::fs::metadata(new.p("/etc/ssl/private/app.key"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(new.mode("/etc/ssl/private/app.key"), 0o600);
     // a second run changes nothing more
     let again = json(&restore(&new.dir, &store, &["--snapshot", "latest"], &[]));
     for s in ["repositories", "config-files"] {
@@ -475,6 +471,16 @@ fn rpm_db(t: &Tree, names: &[&str]) {
     std::fs::remove_dir_all(&work).unwrap();
 }
 
+/// Captures a Rocky tree into `store` (its `lvm-vg-spans-system-disk` finding acknowledged).
+fn capture_rocky(old: &Tree, store: &std::path::Path) {
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(store)
+        .args(&["--ack", "lvm-vg-spans-system-disk"])
+        .run();
+    assert_exit!(o, Some(0));
+}
+
 #[test]
 fn a_rocky_server_s_packages_map_onto_debian_names() {
     let t = tempfile::tempdir().unwrap();
@@ -507,12 +513,7 @@ fn a_rocky_server_s_packages_map_onto_debian_names() {
         .collect();
     assert_eq!(chosen, vec!["cronie", "httpd", "mongodb-org", "redis"]);
     let store = t.path().join("store");
-    let o = Cmd::new("capture")
-        .root(&old.dir)
-        .store(&store)
-        .args(&["--ack", "lvm-vg-spans-system-disk"])
-        .run();
-    assert!(matches!(o.status.code(), Some(0)), "{}", stderr(&o));
+    capture_rocky(&old, &store);
     let new = new_trixie(&t.path().join("new"));
     new.file(
         "/var/lib/apt/lists/deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages",
@@ -533,6 +534,139 @@ fn a_rocky_server_s_packages_map_onto_debian_names() {
         "what the new OS does not offer is listed: {p}"
     );
     assert!(!changes.contains("kernel"), "{p}");
+}
+
+/// #17 2: a Rocky 8 server's `.repo` files onto Rocky 9 — each section's `$releasever` and
+/// `$basearch` given the new OS's values, a hard-coded `centos/8` renamed, and written only
+/// when its `repodata/repomd.xml` answers on the loopback host standing in for the
+/// repository's; a repository that has no build for the new release is named, not written.
+/// Onto Debian the same files are named, not written.
+#[test]
+fn a_rocky_server_s_repositories_follow_the_new_release() {
+    let arch = elf_arch(&agent_bin());
+    let port = serve_get(move |path| {
+        let there = [
+            format!("/app/el/9/{arch}/repodata/repomd.xml"),
+            format!("/packages/centos/9/{arch}/repodata/repomd.xml"),
+            // the legacy repository has a build for the old release only
+            "/legacy/8/repodata/repomd.xml".to_string(),
+            format!("/app-source/el/8/{arch}/repodata/repomd.xml"),
+        ];
+        if there.iter().any(|p| p == path) {
+            ("200 OK", "<repomd/>\n".into())
+        } else {
+            ("404 Not Found", String::new())
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    let old = old_rocky(&t.path().join("old"));
+    let app = format!(
+        "# the app's repositories\n[app]\nname=App for EL $releasever\nbaseurl=http://127.0.0.1:{port}/app/el/$releasever/$basearch/\ngpgcheck=1\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-app\n\n[app-source]\nname=App sources\nbaseurl=http://127.0.0.1:{port}/app-source/el/$releasever/$basearch/\nenabled=0\n"
+    );
+    old.file(
+        "/etc/os-release",
+        "NAME=\"Rocky Linux\"\nVERSION_ID=\"8.9\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n",
+    )
+    .file("/etc/yum.repos.d/app.repo", &app)
+    .file(
+        "/etc/yum.repos.d/legacy.repo",
+        &format!("[legacy]\nbaseurl=http://127.0.0.1:{port}/legacy/$releasever/\n"),
+    )
+    .file(
+        "/etc/yum.repos.d/nginx.repo",
+        &format!("[nginx-stable]\nname=nginx stable\nbaseurl=http://127.0.0.1:{port}/packages/centos/8/$basearch/\ngpgkey=https://nginx.org/keys/nginx_signing.key\n"),
+    )
+    .file(
+        "/etc/pki/rpm-gpg/RPM-GPG-KEY-app",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\napp\n-----END PGP PUBLIC KEY BLOCK-----\n",
+    );
+    let store = t.path().join("store");
+    capture_rocky(&old, &store);
+    let new = new_rocky(&t.path().join("new"));
+    new.file(
+        "/etc/os-release",
+        "NAME=\"Rocky Linux\"\nVERSION_ID=\"9.4\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n",
+    )
+    .file("/usr/bin/dnf", "")
+    .dir("/var/lib/rpm")
+    .dir("/etc/yum.repos.d");
+    let named = |r: &serde_json::Value, what: &str| {
+        r["attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains(what))
+    };
+    // the plan fetches the indexes too, and says what it would write
+    let plan = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    let r = step(&plan, "repositories");
+    assert_eq!(r["status"], "would-change", "{r}");
+    assert!(
+        named(r, "/legacy/9/repodata/repomd.xml does not exist"),
+        "{r}"
+    );
+    assert!(!new.p("/etc/yum.repos.d/app.repo").exists());
+
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let r = step(&v, "repositories");
+    assert_eq!(r["status"], "changed", "{r}");
+    assert_eq!(
+        new.read("/etc/yum.repos.d/app.repo"),
+        format!(
+            "# the app's repositories\n[app]\nname=App for EL $releasever\nbaseurl=http://127.0.0.1:{port}/app/el/9/{arch}/\ngpgcheck=1\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-app\n\n"
+        ),
+        "{r}"
+    );
+    assert_eq!(
+        new.read("/etc/yum.repos.d/nginx.repo"),
+        format!(
+            "[nginx-stable]\nname=nginx stable\nbaseurl=http://127.0.0.1:{port}/packages/centos/9/{arch}/\ngpgkey=https://nginx.org/keys/nginx_signing.key\n"
+        ),
+    );
+    assert!(
+        !new.p("/etc/yum.repos.d/legacy.repo").exists(),
+        "no build for the new release: not written"
+    );
+    assert!(
+        named(
+            r,
+            &format!(
+                "the repository [legacy] of /etc/yum.repos.d/legacy.repo is not carried: http://127.0.0.1:{port}/legacy/9/repodata/repomd.xml does not exist"
+            )
+        ),
+        "{r}"
+    );
+    assert!(
+        named(
+            r,
+            &format!(
+                "[app-source] of /etc/yum.repos.d/app.repo is not carried: http://127.0.0.1:{port}/app-source/el/9/{arch}/repodata/repomd.xml does not exist"
+            )
+        ),
+        "{r}"
+    );
+    assert!(new.read("/etc/pki/rpm-gpg/RPM-GPG-KEY-app").contains("app"));
+    assert_eq!(new.mode("/etc/yum.repos.d/app.repo"), 0o644);
+    // a second run changes nothing more
+    let again = json(&restore(&new.dir, &store, &["--snapshot", "latest"], &[]));
+    assert_eq!(
+        step(&again, "repositories")["status"],
+        "unchanged",
+        "{again}"
+    );
+
+    // onto Debian: named, not written
+    let deb = new_trixie(&t.path().join("deb"));
+    let v = json(&restore(&deb.dir, &store, &[], &[]));
+    let r = step(&v, "repositories");
+    assert!(
+        named(
+            r,
+            "the yum repository file /etc/yum.repos.d/app.repo is not carried: the new OS does not use dnf, yum or zypper"
+        ),
+        "{r}"
+    );
+    assert!(!deb.p("/etc/yum.repos.d").exists(), "{r}");
 }
 
 /// #17 from an attacker's side (a plain store is root-equivalent, but every field keeps
@@ -685,11 +819,11 @@ fn the_restore_report_is_on_disk_and_renders_in_a_browser() {
         serde_json::from_str(&new.read("/var/log/carryover/restore-report.json")).unwrap();
     assert_eq!(doc["state"], "degraded");
     assert!(!doc["reasons"].as_array().unwrap().is_empty());
-    let mode = std::fs::metadata(new.p("/var/log/carryover/restore-report.json"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "root-only");
+    assert_eq!(
+        new.mode("/var/log/carryover/restore-report.json"),
+        0o600,
+        "root-only"
+    );
     assert!(new.read("/etc/motd.d/50-carryover").contains("DEGRADED"));
 
     let page = t.path().join("report.html");
@@ -980,11 +1114,7 @@ fn progress_bars_fit_80_columns_on_a_terminal() {
     // the restore logs to a file too (root-only), at info level
     let log = new.read("/var/log/carryover/restore.log");
     assert!(log.contains("step=\"hostname\""), "{log}");
-    let mode = std::fs::metadata(new.p("/var/log/carryover/restore.log"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(new.mode("/var/log/carryover/restore.log"), 0o600);
     // colour on a terminal, none with NO_COLOR
     let sgr = |t: &str| {
         t.match_indices("\u{1b}[").any(|(i, _)| {

@@ -19,6 +19,8 @@ use crate::state::files::FileCopy;
 use crate::state::packages::{self, Package};
 use crate::state::repos::{self, AptSource};
 
+use super::rpm_repos;
+
 /// Where repository keys may go.
 const KEY_DIRS: &[&str] = &[
     "/etc/apt/keyrings/",
@@ -50,6 +52,15 @@ fn index_exists(url: &str) -> Result<bool> {
         .build()?;
     let r = client.get(url).send()?;
     Ok(r.status().is_success())
+}
+
+/// Why a repository's index is not there (`None`: it is).
+fn index_missing(url: &str) -> Option<String> {
+    match index_exists(url) {
+        Ok(true) => None,
+        Ok(false) => Some(format!("{url} does not exist")),
+        Err(e) => Some(format!("{url} cannot be fetched: {e}")),
+    }
 }
 
 /// The apt sources grouped by the file they came from, suites renamed for the new release.
@@ -193,11 +204,7 @@ pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
                             } else {
                                 format!("{base}/dists/{suite}/InRelease")
                             };
-                            match index_exists(&url) {
-                                Ok(true) => {}
-                                Ok(false) => missing.push(format!("{url} does not exist")),
-                                Err(e) => missing.push(format!("{url} cannot be fetched: {e}")),
-                            }
+                            missing.extend(index_missing(&url));
                         }
                     }
                     if missing.is_empty() {
@@ -264,28 +271,14 @@ pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
             }
         }
     }
-    for f in &r.rpm {
-        if family != "rpm" {
-            attention.push(format!(
-                "the {} repository file {} not carried: the new OS does not use rpm",
-                f.manager, f.file.path
-            ));
-            continue;
-        }
-        let dir = if f.manager == "zypp" {
-            "/etc/zypp/repos.d/"
-        } else {
-            "/etc/yum.repos.d/"
+    if !r.rpm.is_empty() {
+        let mut t = Tally {
+            written: &mut written,
+            attention: &mut attention,
+            warnings: &mut warnings,
+            keys_needed: &mut keys_needed,
         };
-        let name = f.file.path.rsplit('/').next().unwrap_or("");
-        let target = format!("{dir}{}", super::safe_name(name)?);
-        a.install(&target, &f.file.bytes(), 0o644, Some((0, 0)))?;
-        keys_needed.extend(
-            repos::parse_repo_file(&String::from_utf8_lossy(&f.file.bytes()))
-                .into_iter()
-                .flat_map(|s| s.2),
-        );
-        written.push(target);
+        rpm_repo_files(a, l, family, &mut t)?;
     }
     for k in &r.keys {
         if !keys_needed.contains(&k.path) || k.link.is_some() {
@@ -328,6 +321,136 @@ pub fn repositories(a: &Apply, l: &Loaded) -> Result<Outcome> {
     );
     o.attention = attention;
     Ok(o)
+}
+
+/// What the repositories step collects while it writes.
+struct Tally<'t> {
+    written: &'t mut Vec<String>,
+    attention: &'t mut Vec<String>,
+    warnings: &'t mut Vec<String>,
+    keys_needed: &'t mut BTreeSet<String>,
+}
+
+/// The new OS's rpm repository manager: `zypp` (zypper) or `yum` (dnf, yum).
+fn rpm_manager(a: &Apply) -> Option<&'static str> {
+    if a.has_tool(&["zypper"]) {
+        Some("zypp")
+    } else if a.has_tool(&["dnf", "dnf5", "yum"]) || a.is_dir("/etc/yum.repos.d") {
+        Some("yum")
+    } else {
+        None
+    }
+}
+
+/// Whether a repository index exists: http(s) fetched, `file://` looked up under the
+/// root; other schemes cannot be checked.
+fn rpm_index(a: &Apply, url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return index_missing(url).map_or(Ok(()), Err);
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        let there = super::safe_path(path.trim_end_matches('/'), &["/"]).is_ok()
+            && if url.ends_with('/') {
+                a.is_dir(path.trim_end_matches('/'))
+            } else {
+                a.is_file(path)
+            };
+        return if there {
+            Ok(())
+        } else {
+            Err(format!("{url} does not exist"))
+        };
+    }
+    Err(format!(
+        "{url} cannot be checked (only http, https and file URLs are fetched)"
+    ))
+}
+
+/// The `.repo` files: written to the new OS's `yum.repos.d` or `zypp/repos.d` with the
+/// sections whose repository answers for the new release (variables and the release in
+/// the URLs given the new OS's values); the others named.
+fn rpm_repo_files(a: &Apply, l: &Loaded, family: &str, t: &mut Tally) -> Result<()> {
+    let now = if family == "rpm" {
+        rpm_manager(a)
+    } else {
+        None
+    };
+    let new_os = a.os();
+    let vars = rpm_repos::Vars::new(&new_os, crate::agent::Arch::this().name());
+    for f in &l.state.repos.rpm {
+        let Some(now) = now else {
+            t.attention.push(format!(
+                "the {} repository file {} is not carried: the new OS does not use dnf, yum or zypper",
+                f.manager, f.file.path
+            ));
+            continue;
+        };
+        if f.manager != now {
+            t.attention.push(format!(
+                "the {} repository file {} is not carried: the new OS's manager reads {now} repositories",
+                f.manager, f.file.path
+            ));
+            continue;
+        }
+        let (dir, var_dirs): (&str, &[&str]) = if now == "zypp" {
+            ("/etc/zypp/repos.d/", &["/etc/zypp/vars.d/"])
+        } else {
+            ("/etc/yum.repos.d/", &["/etc/dnf/vars/", "/etc/yum/vars/"])
+        };
+        let name = f.file.path.rsplit('/').next().unwrap_or("");
+        let target = format!("{dir}{}", super::safe_name(name)?);
+        let own_var = |v: &str| {
+            var_dirs.iter().find_map(|d| {
+                a.read(&format!("{d}{v}"))
+                    .and_then(|x| x.lines().next().map(|l| l.trim().to_string()))
+            })
+        };
+        let index = |u: &str| rpm_index(a, u);
+        let key_path = |k: &str| {
+            super::safe_path(k, KEY_DIRS).map(|_| ()).map_err(|_| {
+                format!(
+                    "its key '{}' is not a file below {}",
+                    k.escape_debug(),
+                    KEY_DIRS.join(", ")
+                )
+            })
+        };
+        let c = rpm_repos::carry(
+            &String::from_utf8_lossy(&f.file.bytes()),
+            &rpm_repos::Release {
+                old: &l.state.identity.os,
+                new: &new_os,
+                vars: &vars,
+                own_var: &own_var,
+                index: &index,
+                key_path: &key_path,
+            },
+        );
+        for (id, why) in &c.refused {
+            t.attention.push(format!(
+                "the repository [{}] of {} is not carried: {why}",
+                id.escape_debug(),
+                f.file.path
+            ));
+        }
+        let Some(text) = c.text else {
+            continue;
+        };
+        // a file of that name the new OS has (a package's) is never replaced
+        if let Some((b, _)) = a.file_bytes(&target)
+            && b != text.as_bytes()
+        {
+            t.warnings.push(format!(
+                "{target} exists on the new OS with other content: kept, the old OS's [{}] not written",
+                c.kept.join("], [")
+            ));
+            continue;
+        }
+        a.install(&target, text.as_bytes(), 0o644, Some((0, 0)))?;
+        t.keys_needed.extend(c.keys);
+        t.written.push(target);
+    }
+    Ok(())
 }
 
 /// The packages an apt index of the new OS offers (`/var/lib/apt/lists/*_Packages`):
