@@ -163,13 +163,7 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
     let v = json(&restore(&new.dir, &store, &[], &[]));
     assert_eq!(v["resumed"], true, "{v}");
     assert_ne!(v["state"], "ready", "{v}");
-    let data = v["health"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "data")
-        .cloned()
-        .unwrap();
+    let data = health(&v, "data");
     assert_eq!(data["ok"], false, "{data}");
     assert!(
         data["detail"]
@@ -193,6 +187,57 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
     assert_eq!(v["resumed"], false, "{v}");
     assert_eq!(v["state"], "ready", "{v}");
     assert_eq!(new2.read("/srv/app/db.sqlite"), "precious rows\n");
+}
+
+/// #16.4: the steps a dry run cannot re-check — `packages`, `activate`, `readiness` — are
+/// not taken on a journal's word: a journal forged (from a real one of this snapshot and
+/// target) to say one of them was done leaves the restore `degraded` with that step's
+/// health check failed (the chosen packages are not installed; activate cannot have run
+/// on a tree), and `readiness` is run again whatever the journal says.
+#[test]
+fn a_forged_journal_cannot_claim_packages_activate_or_readiness() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(v["state"], "ready", "{v}");
+    let journal = store.join(format!("journal/{id}.json"));
+    let genuine = std::fs::read(&journal).unwrap();
+    // the journal of that restore, reopened with `forged` claiming to be done
+    let forge = |forged: &str| {
+        let mut j: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
+        j["finished_at"] = serde_json::Value::Null;
+        for s in j["steps"].as_array_mut().unwrap() {
+            if s["name"] == forged {
+                *s = serde_json::json!({"name": forged, "status": "changed", "detail": "forged"});
+            }
+        }
+        std::fs::write(&journal, serde_json::to_vec(&j).unwrap()).unwrap();
+        let v = json(&restore(&new.dir, &store, &[], &[]));
+        assert_eq!(v["resumed"], true, "{v}");
+        v
+    };
+    // the chosen packages the new OS lacks (nginx, chrony) are found not installed
+    let v = forge("packages");
+    assert_eq!(v["state"], "degraded", "{v}");
+    let h = health(&v, "packages");
+    assert_eq!(h["ok"], false, "{h}");
+    assert!(h["detail"].as_str().unwrap().contains("nginx"), "{h}");
+    // activate runs only on the live system: a journal saying it ran here is not believed
+    let v = forge("activate");
+    assert_eq!(v["state"], "degraded", "{v}");
+    assert_eq!(health(&v, "activate")["ok"], false, "{v}");
+    // readiness is run again (here: skipped, as on any tree), never read from the journal
+    let v = forge("readiness");
+    assert_eq!(step(&v, "readiness")["status"], "skipped", "{v}");
+    assert_ne!(step(&v, "readiness")["detail"], "forged", "{v}");
+    assert_eq!(v["state"], "ready", "{v}");
+    // and an honest restore's checks of these steps pass: nothing claimed, nothing missing
+    for name in ["packages", "activate"] {
+        assert_eq!(health(&v, name)["ok"], true, "{v}");
+    }
 }
 
 /// #16.3: an encrypted store authenticates its manifests — an edited data root (or any
