@@ -70,16 +70,34 @@ fn a_symlinked_folder_in_the_store_is_refused_not_followed() {
 }
 
 /// #16.5: restore under umask 077 and 000: what it creates has the mode it must have
-/// (system folders 0755, their files 0644, the agent's own state 0700), never 0700 for a
-/// folder a service must read nor 0777.
+/// (every folder it makes under /etc 0755 — resolved.conf.d, timesyncd.conf.d, cron.d,
+/// sysctl.d… — their files 0644, a data root and what is in it the captured mode, the
+/// agent's own state 0700), never 0700 for a folder a service must read nor 0777.
 #[test]
 fn restore_does_not_depend_on_the_umask() {
     for umask in ["077", "000"] {
         let t = tempfile::tempdir().unwrap();
         let old = old_debian(&t.path().join("old"));
+        // a data root with a mode of its own, below a folder the new OS lacks
+        old.file_mode("/srv/app/bin/run", "#!/bin/sh\n", 0o750);
+        old.file_mode("/srv/app/notes", "hello\n", 0o640);
+        std::fs::set_permissions(
+            old.p("/srv/app/bin"),
+            std::fs::Permissions::from_mode(0o711),
+        )
+        .unwrap();
+        std::fs::set_permissions(old.p("/srv/app"), std::fs::Permissions::from_mode(0o2750))
+            .unwrap();
         let store = t.path().join("store");
-        capture(&old.dir, &store);
+        capture_app(&old, &store);
         let new = new_ubuntu(&t.path().join("new"));
+        // the folders below /etc the image has: every other one is the restore's
+        let image_dirs: Vec<std::path::PathBuf> = walkdir::WalkDir::new(new.p("/etc"))
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_dir())
+            .map(|e| e.into_path())
+            .collect();
         let o = Cmd::new("restore")
             .under(&["sh", "-c", &format!("umask {umask}; exec \"$@\""), "sh"])
             .root(&new.dir)
@@ -87,9 +105,50 @@ fn restore_does_not_depend_on_the_umask() {
             .run();
         assert_exit!(o, Some(0));
         let dropin = new.p("/etc/systemd/resolved.conf.d");
-        assert_eq!(mode(&dropin), 0o755, "umask {umask}: {}", dropin.display());
         for f in std::fs::read_dir(&dropin).unwrap() {
             assert_eq!(mode(&f.unwrap().path()), 0o644, "umask {umask}");
+        }
+        let mut created = Vec::new();
+        for e in walkdir::WalkDir::new(new.p("/etc")) {
+            let e = e.unwrap();
+            if !e.file_type().is_dir() || image_dirs.contains(&e.path().to_path_buf()) {
+                continue;
+            }
+            let abs = format!("/{}", e.path().strip_prefix(&new.dir).unwrap().display());
+            // the agent's own configuration (the orchestrator's token) is root's only
+            let want = if abs.starts_with("/etc/carryover") {
+                0o700
+            } else {
+                0o755
+            };
+            assert_eq!(mode(e.path()), want, "umask {umask}: {abs}");
+            created.push(abs);
+        }
+        for dir in [
+            "/etc/systemd/resolved.conf.d",
+            "/etc/systemd/timesyncd.conf.d",
+            "/etc/cron.d",
+            "/etc/sysctl.d",
+            "/etc/cloud/cloud.cfg.d",
+        ] {
+            assert!(
+                created.iter().any(|c| c == dir) || image_dirs.contains(&new.p(dir)),
+                "umask {umask}: {dir} is not there: {created:?}"
+            );
+        }
+        assert!(
+            created.len() >= 4,
+            "umask {umask}: the restore made these folders below /etc: {created:?}"
+        );
+        // the data root and what is in it as captured; the folder above it 0755
+        for (path, want) in [
+            ("/srv", 0o755),
+            ("/srv/app", 0o2750),
+            ("/srv/app/bin", 0o711),
+            ("/srv/app/bin/run", 0o750),
+            ("/srv/app/notes", 0o640),
+        ] {
+            assert_eq!(mode(&new.p(path)), want, "umask {umask}: {path}");
         }
         for private in [
             "/var/lib/carryover",
@@ -100,9 +159,10 @@ fn restore_does_not_depend_on_the_umask() {
                 assert_eq!(mode(&new.p(private)), 0o700, "umask {umask}: {private}");
             }
         }
-        for e in walkdir::WalkDir::new(new.p("/etc")) {
+        // nothing in the tree is writable by everyone (links aside: theirs is 0777)
+        for e in walkdir::WalkDir::new(&new.dir) {
             let e = e.unwrap();
-            if e.file_type().is_dir() {
+            if !e.path_is_symlink() {
                 let m = mode(e.path());
                 assert!(
                     m & 0o002 == 0,
@@ -112,10 +172,15 @@ fn restore_does_not_depend_on_the_umask() {
             }
         }
         // the store's own folders stay 0700
-        for e in std::fs::read_dir(&store).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                assert_eq!(mode(&p), 0o700, "umask {umask}: {}", p.display());
+        for e in walkdir::WalkDir::new(&store).min_depth(1) {
+            let e = e.unwrap();
+            if e.file_type().is_dir() {
+                assert_eq!(
+                    mode(e.path()),
+                    0o700,
+                    "umask {umask}: {}",
+                    e.path().display()
+                );
             }
         }
     }
