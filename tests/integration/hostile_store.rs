@@ -69,6 +69,33 @@ fn a_symlinked_folder_in_the_store_is_refused_not_followed() {
     );
 }
 
+/// #16.2: modes are set through a descriptor, never by a name a link could redirect: the
+/// agent's state folder made a link that climbs out of the tree is resolved inside the
+/// root (as every path is), and the folder outside keeps its mode.
+#[test]
+fn a_link_at_the_state_folder_does_not_redirect_its_mode() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    let victim = t.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // new/var/lib/carryover → ../../../victim: out of the tree for the host, /victim
+    // inside the root
+    new.link("/var/lib/carryover", "../../../victim");
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(
+        mode(&victim),
+        0o755,
+        "the folder outside the tree was chmodded"
+    );
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert_eq!(mode(&new.p("/victim")), 0o700);
+}
+
 /// #16.5: restore under umask 077 and 000: what it creates has the mode it must have
 /// (every folder it makes under /etc 0755 — resolved.conf.d, timesyncd.conf.d, cron.d,
 /// sysctl.d… — their files 0644, a data root and what is in it the captured mode, the
