@@ -69,6 +69,16 @@ fn a_symlinked_folder_in_the_store_is_refused_not_followed() {
     );
 }
 
+/// `dir` and every folder below it.
+fn dirs_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect()
+}
+
 /// #16.2: modes are set through a descriptor, never by a name a link could redirect: the
 /// agent's state folder made a link that climbs out of the tree is resolved inside the
 /// root (as every path is), and the folder outside keeps its mode.
@@ -119,12 +129,7 @@ fn restore_does_not_depend_on_the_umask() {
         capture_app(&old, &store);
         let new = new_ubuntu(&t.path().join("new"));
         // the folders below /etc the image has: every other one is the restore's
-        let image_dirs: Vec<std::path::PathBuf> = walkdir::WalkDir::new(new.p("/etc"))
-            .into_iter()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_type().is_dir())
-            .map(|e| e.into_path())
-            .collect();
+        let image_dirs = dirs_below(&new.p("/etc"));
         let o = Cmd::new("restore")
             .under(&["sh", "-c", &format!("umask {umask}; exec \"$@\""), "sh"])
             .root(&new.dir)
@@ -177,14 +182,30 @@ fn restore_does_not_depend_on_the_umask() {
         ] {
             assert_eq!(mode(&new.p(path)), want, "umask {umask}: {path}");
         }
-        for private in [
-            "/var/lib/carryover",
+        // an event for an orchestrator that is down waits in the outbox
+        let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = down.local_addr().unwrap().port();
+        drop(down);
+        new.file(
+            "/etc/carryover/config.toml",
+            &format!("[report]\nurl = \"http://127.0.0.1:{port}/api\"\n"),
+        );
+        let o = Cmd::new("report")
+            .under(&["sh", "-c", &format!("umask {umask}; exec \"$@\""), "sh"])
+            .root(&new.dir)
+            .args(&["--event", "check:succeeded", "--wait", "0"])
+            .run();
+        assert_exit!(o, Some(1));
+        // the agent's own state: every folder 0700 (backup/<snapshot>/…, outbox/failed/)
+        let private = dirs_below(&new.p("/var/lib/carryover"));
+        for dir in [
             "/var/lib/carryover/backup",
-            "/var/lib/carryover/outbox",
+            "/var/lib/carryover/outbox/failed",
         ] {
-            if new.p(private).exists() {
-                assert_eq!(mode(&new.p(private)), 0o700, "umask {umask}: {private}");
-            }
+            assert!(private.contains(&new.p(dir)), "umask {umask}: {private:?}");
+        }
+        for dir in &private {
+            assert_eq!(mode(dir), 0o700, "umask {umask}: {}", dir.display());
         }
         // nothing in the tree is writable by everyone (links aside: theirs is 0777)
         for e in walkdir::WalkDir::new(&new.dir) {
