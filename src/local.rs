@@ -64,7 +64,11 @@ pub fn private_dir(root: &Root, abs: &str) -> Result<PathBuf> {
     }
     let dir = root.path(abs);
     crate::sys::create_dirs(&dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
-    crate::sys::set_mode(&state, 0o700)?;
+    // the state directory as the root resolves it (a link there stays inside the root),
+    // its mode set through a descriptor, never by a name a link could redirect
+    let state = root.follow(STATE_DIR);
+    crate::sys::set_dir_mode(&state, 0o700)
+        .with_context(|| format!("setting the mode of {}", state.display()))?;
     Ok(dir)
 }
 

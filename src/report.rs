@@ -247,7 +247,7 @@ impl Outbox {
             .parent()
             .map(std::path::Path::to_path_buf)
             .unwrap_or_else(|| root.path(OUTBOX));
-        crate::sys::set_mode(&dir, 0o700)?;
+        crate::sys::set_dir_mode(&dir, 0o700)?;
         Ok(Outbox { dir })
     }
 

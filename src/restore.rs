@@ -313,6 +313,9 @@ pub enum Health {
     RecheckFailed,
     /// Files of the snapshot are missing or of another size, or its tree cannot be read.
     Missing,
+    /// What a step did, or its report says it did, is not so on the system: the packages
+    /// it installs are not installed, the units it starts have not started.
+    NotDone,
 }
 
 impl Health {
@@ -328,6 +331,7 @@ impl Health {
             Health::ChangedSince => "CHANGED SINCE",
             Health::RecheckFailed => "not re-checked",
             Health::Missing => "FILES MISSING",
+            Health::NotDone => "NOT DONE",
         }
     }
 }
@@ -457,9 +461,13 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
     let mut reports = Vec::new();
     for (i, step) in steps::plan().iter().enumerate() {
         if let Some(prev) = done_before.get(step.name) {
-            tracing::info!(step = step.name, "done before the restart; not run again");
-            reports.push(prev.clone());
-            continue;
+            if !matches!(step.verify, steps::Verify::Itself) {
+                tracing::info!(step = step.name, "done before the restart; not run again");
+                reports.push(prev.clone());
+                continue;
+            }
+            // a check of the live system: what the journal says of it is never taken
+            journal.steps.retain(|s| s.name != step.name);
         }
         let started = std::time::Instant::now();
         let outcome = run_step(&a, &loaded, step);
@@ -497,7 +505,8 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
     let health = if dry_run {
         Vec::new()
     } else {
-        health_checks(root, &manifest.id, &loaded)
+        let a = Apply::new(root, &manifest.id, true).with_options(options.clone());
+        health_checks(&a, &loaded, &reports)
     };
     let failed = reports.iter().any(|r| r.status == Status::Failed);
     // a file that could not be restored needs a person as much as a failed step
@@ -538,12 +547,7 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
 }
 
 fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
-    let damaged: Vec<&String> = step
-        .needs
-        .iter()
-        .filter_map(|n| loaded.broken.get(n.name()).or(loaded.broken.get("*")))
-        .collect();
-    if let Some(why) = damaged.first() {
+    if let Some(why) = damaged(loaded, step) {
         return Outcome::failed(format!("the snapshot is damaged: {why}"));
     }
     a.begin();
@@ -553,58 +557,53 @@ fn run_step(a: &Apply, loaded: &Loaded, step: &steps::StepDef) -> Outcome {
     }
 }
 
-/// After the steps: every verifiable step, run again as a dry run, must find nothing to
-/// change (a first-boot tool or a failed write would show up here).
-fn health_checks(root: &Root, snapshot: &str, loaded: &Loaded) -> Vec<HealthCheck> {
-    let a = Apply::new(root, snapshot, true);
-    let mut checks: Vec<HealthCheck> = steps::plan()
+/// Why a part of the snapshot the step reads cannot be read, if one cannot.
+fn damaged<'l>(loaded: &'l Loaded, step: &steps::StepDef) -> Option<&'l String> {
+    step.needs
         .iter()
-        .filter(|s| s.verify)
-        .map(|s| {
-            let o = run_step(&a, loaded, s);
-            let status = match o.status {
-                Status::Unchanged | Status::Skipped => Health::AsRestored,
-                Status::Failed => Health::RecheckFailed,
-                Status::WouldChange | Status::Changed => Health::ChangedSince,
+        .find_map(|n| loaded.broken.get(n.name()).or(loaded.broken.get("*")))
+}
+
+/// After the steps, each step's work is checked on the system as it is now (`a` is a
+/// dry run): a verifiable step, run again, must find nothing to change (a first-boot tool
+/// or a failed write would show up here); the others have checks of their own, which
+/// see through a journal that says a step was done when it was not (the data in place,
+/// the packages installed, the units started).
+fn health_checks(a: &Apply, loaded: &Loaded, reports: &[StepReport]) -> Vec<HealthCheck> {
+    steps::plan()
+        .iter()
+        .filter_map(|s| {
+            let (status, detail) = match s.verify {
+                steps::Verify::Itself => return None,
+                steps::Verify::DryRun => {
+                    let o = run_step(a, loaded, s);
+                    match o.status {
+                        Status::Unchanged | Status::Skipped => (Health::AsRestored, o.detail),
+                        Status::Failed => (Health::RecheckFailed, o.detail),
+                        Status::WouldChange | Status::Changed => (
+                            Health::ChangedSince,
+                            "not as restored: something changed it after the step".into(),
+                        ),
+                    }
+                }
+                steps::Verify::Check(check) => {
+                    let report = reports.iter().find(|r| r.name == s.name)?;
+                    match damaged(loaded, s) {
+                        Some(why) => (
+                            Health::RecheckFailed,
+                            format!("the snapshot is damaged: {why}"),
+                        ),
+                        None => check(a, loaded, report),
+                    }
+                }
             };
-            HealthCheck {
+            Some(HealthCheck {
                 name: s.name.to_string(),
                 status,
-                detail: if o.status == Status::WouldChange {
-                    "not as restored: something changed it after the step".into()
-                } else {
-                    o.detail
-                },
-            }
+                detail,
+            })
         })
-        .collect();
-    // the data paths: every file of the snapshot is there with its size (a data step
-    // that a journal said was done, but was not, shows up here)
-    if let Some((store, data)) = &loaded.data {
-        let missing = crate::data::restore::missing(store, root, data);
-        checks.push(HealthCheck {
-            name: "data".into(),
-            status: if missing.as_ref().is_ok_and(|m| m.is_empty()) {
-                Health::AsRestored
-            } else {
-                Health::Missing
-            },
-            detail: match missing {
-                Ok(m) if m.is_empty() => "every file of the snapshot is in place".into(),
-                Ok(m) => format!(
-                    "{} files of the snapshot are missing or of another size: {}",
-                    m.len(),
-                    m.iter()
-                        .take(5)
-                        .map(|p| p.path.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Err(e) => format!("the snapshot's tree cannot be read: {e:#}"),
-            },
-        });
-    }
-    checks
+        .collect()
 }
 
 #[cfg(test)]
@@ -651,6 +650,8 @@ mod tests {
         assert_eq!(changed["status"], "changed-since");
         assert_eq!(changed["ok"], false);
         assert_eq!(check(Health::Missing)["ok"], false);
+        assert_eq!(check(Health::NotDone)["status"], "not-done");
+        assert_eq!(check(Health::NotDone)["ok"], false);
         assert_eq!(check(Health::AsRestored)["ok"], true);
     }
 }

@@ -528,7 +528,7 @@ impl<'a> Apply<'a> {
             return Ok(true);
         }
         crate::sys::lchown(&host, owner.0, owner.1)?;
-        crate::sys::set_mode(&host, mode)?;
+        crate::sys::set_dir_mode(&host, mode)?;
         Ok(true)
     }
 

@@ -140,7 +140,10 @@ fn text_raw(report: &RestoreReport, meta: &Meta) -> String {
         }
     }
     if !report.health.is_empty() {
-        let _ = writeln!(o, "\nHealth checks (every step re-run as a dry run):");
+        let _ = writeln!(
+            o,
+            "\nHealth checks (every step re-run as a dry run, or checked on the system):"
+        );
         for h in &report.health {
             let _ = writeln!(
                 o,
@@ -259,7 +262,7 @@ ul.c{{margin:.3em 0 0 0;padding-left:1.2em;font:13px ui-monospace,monospace;colo
             let class = match h.status {
                 Health::AsRestored => "unchanged",
                 Health::RecheckFailed => "skipped",
-                Health::ChangedSince | Health::Missing => "failed",
+                Health::ChangedSince | Health::Missing | Health::NotDone => "failed",
             };
             let _ = writeln!(
                 o,

@@ -21,8 +21,8 @@ mod windows;
 
 use anyhow::{Result, bail};
 
-use super::Loaded;
 use super::apply::{Apply, Outcome};
+use super::{Health, Loaded, StepReport};
 
 /// Declares `Section`, its `ALL` and its `name()` from one list, so a variant cannot be
 /// left out of `ALL`.
@@ -84,8 +84,23 @@ pub struct StepDef {
     /// The parts of the snapshot it reads: damage in one of them fails the step.
     pub needs: &'static [Section],
     pub run: fn(&Apply, &Loaded) -> Result<Outcome>,
-    /// Part of the post-restore health check (re-run as a dry run, must be unchanged).
-    pub verify: bool,
+    /// How the health check after the plan sees that the step's work holds.
+    pub verify: Verify,
+}
+
+/// How the health check after the plan checks a step — never by taking the journal's
+/// word for it: a journal in the store may be forged (#16.4).
+#[derive(Clone, Copy)]
+pub enum Verify {
+    /// Run again as a dry run, it must find nothing to change.
+    DryRun,
+    /// A dry run cannot tell (it installs or starts things on the live system): a check
+    /// of its own says whether what the step did, or says it did (its report, perhaps
+    /// from the journal), holds now.
+    Check(fn(&Apply, &Loaded, &StepReport) -> (Health, String)),
+    /// The step is itself a check of the live system (readiness): it runs on every run,
+    /// also on a resumed one, and is never taken from the journal.
+    Itself,
 }
 
 /// The steps every target has.
@@ -94,21 +109,21 @@ const REPORT_TOKEN: StepDef = StepDef {
     about: "put the orchestrator's token in place (unless the new OS has one) so the restore can report",
     needs: &[Section::Secrets],
     run: system::report_token,
-    verify: true,
+    verify: Verify::DryRun,
 };
 const HOSTS: StepDef = StepDef {
     name: "hosts",
     about: "merge the hosts file entries",
     needs: &[Section::Hosts],
     run: identity::hosts,
-    verify: true,
+    verify: Verify::DryRun,
 };
 const DATA: StepDef = StepDef {
     name: "data",
     about: "restore the data paths: contents, owners by name (on Linux), modes, times, xattrs, links",
     needs: &[],
     run: data::data,
-    verify: false,
+    verify: Verify::Check(data::check),
 };
 
 /// The plan of the system carryover runs on.
@@ -126,7 +141,7 @@ pub const STEPS: &[StepDef] = &[
         about: "tell cloud-init to keep the restored hostname, hosts and SSH host keys",
         needs: &[],
         run: identity::cloud_init_guard,
-        verify: true,
+        verify: Verify::DryRun,
     },
     REPORT_TOKEN,
     StepDef {
@@ -134,7 +149,7 @@ pub const STEPS: &[StepDef] = &[
         about: "set the hostname",
         needs: &[Section::Identity],
         run: identity::hostname,
-        verify: true,
+        verify: Verify::DryRun,
     },
     HOSTS,
     StepDef {
@@ -142,35 +157,35 @@ pub const STEPS: &[StepDef] = &[
         about: "set DNS servers and search domains through the new OS's resolver manager",
         needs: &[Section::Dns],
         run: network::dns,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "accounts",
         about: "recreate local groups and users with the same names and ids",
         needs: &[Section::Users, Section::Groups],
         run: accounts::accounts,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "disks",
         about: "install lvm2/ntfs-3g when the data disks need them and activate their volume groups",
         needs: &[Section::Lvm, Section::Mounts, Section::Disks],
         run: disks::volumes,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "fstab",
         about: "merge the data-disk mounts into fstab (by UUID, nofail), create their mountpoints, mount and check them",
         needs: &[Section::Mounts, Section::Disks],
         run: disks::fstab,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "reown",
         about: "re-own the files on the data disks of accounts whose id had to change (old id → new id)",
         needs: &[Section::Users, Section::Groups, Section::Mounts],
         run: reown::reown,
-        verify: true,
+        verify: Verify::DryRun,
     },
     DATA,
     StepDef {
@@ -178,105 +193,105 @@ pub const STEPS: &[StepDef] = &[
         about: "put back the SSH host keys",
         needs: &[Section::SshHostKeys, Section::Secrets],
         run: system::ssh_host_keys,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "authorized-keys",
         about: "put back root's and the users' SSH authorized_keys (root's merged with the Change OS key pair)",
         needs: &[Section::Logins, Section::Users],
         run: logins::authorized_keys,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "sshd",
         about: "carry the old OS's sshd settings the new OS lacks as a checked drop-in",
         needs: &[Section::Sshd],
         run: logins::sshd,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "sudoers",
         about: "carry the sudo rules of the captured users and groups, checked with visudo",
         needs: &[Section::Sudoers, Section::Users, Section::Groups],
         run: sudoers::sudoers,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "repositories",
         about: "re-add the third-party package repositories that exist for the new release (checked by fetching their index), with their keys and pins",
         needs: &[Section::Repos],
         run: software::repositories,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "packages",
         about: "install the packages the user chose on the old OS through the new OS's manager, in one transaction, names mapped across families",
         needs: &[Section::Packages],
         run: software::packages,
-        verify: false,
+        verify: Verify::Check(software::packages_check),
     },
     StepDef {
         name: "config-files",
         about: "put back the configuration the user changed or added under /etc; the new OS's differing version is kept as <file>.carryover-new",
         needs: &[Section::Configs, Section::EnabledDirs, Section::Secrets],
         run: software::config_files,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "unit-files",
         about: "install custom systemd unit files and drop-ins",
         needs: &[Section::Services],
         run: services::unit_files,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "enable-units",
         about: "enable and mask units as on the old OS",
         needs: &[Section::Services],
         run: services::enable_units,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "cron",
         about: "restore crontabs and cron.d jobs",
         needs: &[Section::Cron],
         run: cron::cron,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "timezone",
         about: "set the timezone",
         needs: &[Section::Timezone],
         run: system::timezone,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "ntp",
         about: "set the NTP servers through the new OS's time client",
         needs: &[Section::Ntp],
         run: system::ntp,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "sysctl",
         about: "install sysctl drop-ins",
         needs: &[Section::Sysctl],
         run: system::sysctl,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "activate",
         about: "on the live system: reload systemd, apply sysctl, mount, start enabled units",
         needs: &[Section::Services],
         run: system::activate,
-        verify: false,
+        verify: Verify::Check(system::activate_check),
     },
     StepDef {
         name: "readiness",
         about: "on the live system: wait until every service and port of the old OS is back ([restore] ready_timeout_seconds)",
         needs: &[Section::Baseline],
         run: software::readiness,
-        verify: false,
+        verify: Verify::Itself,
     },
 ];
 

@@ -185,10 +185,10 @@ impl Backend for LocalBackend {
             missing.push(dir.to_path_buf());
             d = dir.parent();
         }
+        // 0700, set on each new folder through its descriptor (never by its name)
         for dir in missing.iter().rev() {
             crate::sys::create_dir_durable(dir)
                 .with_context(|| format!("creating {}", dir.display()))?;
-            crate::sys::set_mode(dir, 0o700)?;
         }
         crate::sys::write_atomic(&path, data, 0o600)
             .with_context(|| format!("writing {key} to the store"))

@@ -115,10 +115,23 @@ pub fn hook_command(path: &Path) -> Option<Command> {
     (m.is_file() && m.permissions().mode() & 0o111 != 0).then(|| Command::new(path))
 }
 
-/// Sets the permission bits of a path (follows no symlink at the last component as the
-/// callers only pass files they created).
+/// Sets the permission bits of a path by its name — chmod(2), which FOLLOWS a symlink at
+/// the last component: only for a path nobody else can put a link at (an entry the
+/// caller has just checked in a folder only root writes, a file in a private folder). A
+/// directory's mode is set with `set_dir_mode`, which never follows one.
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Sets a directory's permission bits on the directory opened with `O_DIRECTORY |
+/// O_NOFOLLOW`: a symlink (or a file) in its place is refused, never followed.
+pub fn set_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    d.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
 /// The permission bits of a path, without following a symlink.
@@ -347,13 +360,9 @@ pub fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
 /// Makes one directory with `mode` set explicitly: on the directory opened without
 /// following a symlink, so the umask decides nothing and a swapped-in link is refused.
 pub fn mkdir_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().mode(0o700).create(path)?;
-    let d = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)?;
-    d.set_permissions(std::fs::Permissions::from_mode(mode))
+    set_dir_mode(path, mode)
 }
 
 /// Creates a new file exclusively (0600), never through a symlink.
@@ -478,5 +487,20 @@ mod create_tests {
             std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
             0o755
         );
+    }
+
+    #[test]
+    fn a_directory_mode_is_never_set_through_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        set_mode(&victim, 0o755).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(set_dir_mode(&link, 0o700).is_err());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&victim), 0o755);
+        set_dir_mode(&victim, 0o700).unwrap();
+        assert_eq!(mode(&victim), 0o700);
     }
 }

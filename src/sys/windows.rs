@@ -145,6 +145,12 @@ pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, p)
 }
 
+/// A directory's mode (Windows: as `set_mode`, the read-only attribute; its access is the
+/// ACL it inherits).
+pub fn set_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
+    set_mode(path, mode)
+}
+
 /// The mode a Unix tool would show: directories 0755, files 0644, read-only 0444/0555.
 pub fn mode_of(meta: &std::fs::Metadata) -> u32 {
     let dir = meta.file_attributes() & FILE_ATTRIBUTE_DIRECTORY != 0;

@@ -209,6 +209,16 @@ pub fn step<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no step {name}"))
 }
 
+/// The health check `name` of a restore's JSON result.
+pub fn health<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("no health check {name}: {}", v["health"]))
+}
+
 /// The JSON result of a command that must have exited 0.
 pub fn json_ok(o: &Output) -> serde_json::Value {
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(o), stderr(o));

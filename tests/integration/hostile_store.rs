@@ -69,17 +69,67 @@ fn a_symlinked_folder_in_the_store_is_refused_not_followed() {
     );
 }
 
+/// `dir` and every folder below it.
+fn dirs_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// #16.2: modes are set through a descriptor, never by a name a link could redirect: the
+/// agent's state folder made a link that climbs out of the tree is resolved inside the
+/// root (as every path is), and the folder outside keeps its mode.
+#[test]
+fn a_link_at_the_state_folder_does_not_redirect_its_mode() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    let victim = t.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // new/var/lib/carryover → ../../../victim: out of the tree for the host, /victim
+    // inside the root
+    new.link("/var/lib/carryover", "../../../victim");
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(
+        mode(&victim),
+        0o755,
+        "the folder outside the tree was chmodded"
+    );
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert_eq!(mode(&new.p("/victim")), 0o700);
+}
+
 /// #16.5: restore under umask 077 and 000: what it creates has the mode it must have
-/// (system folders 0755, their files 0644, the agent's own state 0700), never 0700 for a
-/// folder a service must read nor 0777.
+/// (every folder it makes under /etc 0755 — resolved.conf.d, timesyncd.conf.d, cron.d,
+/// sysctl.d… — their files 0644, a data root and what is in it the captured mode, the
+/// agent's own state 0700), never 0700 for a folder a service must read nor 0777.
 #[test]
 fn restore_does_not_depend_on_the_umask() {
     for umask in ["077", "000"] {
         let t = tempfile::tempdir().unwrap();
         let old = old_debian(&t.path().join("old"));
+        // a data root with a mode of its own, below a folder the new OS lacks
+        old.file_mode("/srv/app/bin/run", "#!/bin/sh\n", 0o750);
+        old.file_mode("/srv/app/notes", "hello\n", 0o640);
+        std::fs::set_permissions(
+            old.p("/srv/app/bin"),
+            std::fs::Permissions::from_mode(0o711),
+        )
+        .unwrap();
+        std::fs::set_permissions(old.p("/srv/app"), std::fs::Permissions::from_mode(0o2750))
+            .unwrap();
         let store = t.path().join("store");
-        capture(&old.dir, &store);
+        capture_app(&old, &store);
         let new = new_ubuntu(&t.path().join("new"));
+        // the folders below /etc the image has: every other one is the restore's
+        let image_dirs = dirs_below(&new.p("/etc"));
         let o = Cmd::new("restore")
             .under(&["sh", "-c", &format!("umask {umask}; exec \"$@\""), "sh"])
             .root(&new.dir)
@@ -87,22 +137,80 @@ fn restore_does_not_depend_on_the_umask() {
             .run();
         assert_exit!(o, Some(0));
         let dropin = new.p("/etc/systemd/resolved.conf.d");
-        assert_eq!(mode(&dropin), 0o755, "umask {umask}: {}", dropin.display());
         for f in std::fs::read_dir(&dropin).unwrap() {
             assert_eq!(mode(&f.unwrap().path()), 0o644, "umask {umask}");
         }
-        for private in [
-            "/var/lib/carryover",
-            "/var/lib/carryover/backup",
-            "/var/lib/carryover/outbox",
-        ] {
-            if new.p(private).exists() {
-                assert_eq!(mode(&new.p(private)), 0o700, "umask {umask}: {private}");
-            }
-        }
+        let mut created = Vec::new();
         for e in walkdir::WalkDir::new(new.p("/etc")) {
             let e = e.unwrap();
-            if e.file_type().is_dir() {
+            if !e.file_type().is_dir() || image_dirs.contains(&e.path().to_path_buf()) {
+                continue;
+            }
+            let abs = format!("/{}", e.path().strip_prefix(&new.dir).unwrap().display());
+            // the agent's own configuration (the orchestrator's token) is root's only
+            let want = if abs.starts_with("/etc/carryover") {
+                0o700
+            } else {
+                0o755
+            };
+            assert_eq!(mode(e.path()), want, "umask {umask}: {abs}");
+            created.push(abs);
+        }
+        for dir in [
+            "/etc/systemd/resolved.conf.d",
+            "/etc/systemd/timesyncd.conf.d",
+            "/etc/cron.d",
+            "/etc/sysctl.d",
+            "/etc/cloud/cloud.cfg.d",
+        ] {
+            assert!(
+                created.iter().any(|c| c == dir) || image_dirs.contains(&new.p(dir)),
+                "umask {umask}: {dir} is not there: {created:?}"
+            );
+        }
+        assert!(
+            created.len() >= 4,
+            "umask {umask}: the restore made these folders below /etc: {created:?}"
+        );
+        // the data root and what is in it as captured; the folder above it 0755
+        for (path, want) in [
+            ("/srv", 0o755),
+            ("/srv/app", 0o2750),
+            ("/srv/app/bin", 0o711),
+            ("/srv/app/bin/run", 0o750),
+            ("/srv/app/notes", 0o640),
+        ] {
+            assert_eq!(mode(&new.p(path)), want, "umask {umask}: {path}");
+        }
+        // an event for an orchestrator that is down waits in the outbox
+        let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = down.local_addr().unwrap().port();
+        drop(down);
+        new.file(
+            "/etc/carryover/config.toml",
+            &format!("[report]\nurl = \"http://127.0.0.1:{port}/api\"\n"),
+        );
+        let o = Cmd::new("report")
+            .under(&["sh", "-c", &format!("umask {umask}; exec \"$@\""), "sh"])
+            .root(&new.dir)
+            .args(&["--event", "check:succeeded", "--wait", "0"])
+            .run();
+        assert_exit!(o, Some(1));
+        // the agent's own state: every folder 0700 (backup/<snapshot>/…, outbox/failed/)
+        let private = dirs_below(&new.p("/var/lib/carryover"));
+        for dir in [
+            "/var/lib/carryover/backup",
+            "/var/lib/carryover/outbox/failed",
+        ] {
+            assert!(private.contains(&new.p(dir)), "umask {umask}: {private:?}");
+        }
+        for dir in &private {
+            assert_eq!(mode(dir), 0o700, "umask {umask}: {}", dir.display());
+        }
+        // nothing in the tree is writable by everyone (links aside: theirs is 0777)
+        for e in walkdir::WalkDir::new(&new.dir) {
+            let e = e.unwrap();
+            if !e.path_is_symlink() {
                 let m = mode(e.path());
                 assert!(
                     m & 0o002 == 0,
@@ -112,10 +220,15 @@ fn restore_does_not_depend_on_the_umask() {
             }
         }
         // the store's own folders stay 0700
-        for e in std::fs::read_dir(&store).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                assert_eq!(mode(&p), 0o700, "umask {umask}: {}", p.display());
+        for e in walkdir::WalkDir::new(&store).min_depth(1) {
+            let e = e.unwrap();
+            if e.file_type().is_dir() {
+                assert_eq!(
+                    mode(e.path()),
+                    0o700,
+                    "umask {umask}: {}",
+                    e.path().display()
+                );
             }
         }
     }
@@ -163,13 +276,7 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
     let v = json(&restore(&new.dir, &store, &[], &[]));
     assert_eq!(v["resumed"], true, "{v}");
     assert_ne!(v["state"], "ready", "{v}");
-    let data = v["health"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "data")
-        .cloned()
-        .unwrap();
+    let data = health(&v, "data");
     assert_eq!(data["ok"], false, "{data}");
     assert!(
         data["detail"]
@@ -193,6 +300,57 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
     assert_eq!(v["resumed"], false, "{v}");
     assert_eq!(v["state"], "ready", "{v}");
     assert_eq!(new2.read("/srv/app/db.sqlite"), "precious rows\n");
+}
+
+/// #16.4: the steps a dry run cannot re-check — `packages`, `activate`, `readiness` — are
+/// not taken on a journal's word: a journal forged (from a real one of this snapshot and
+/// target) to say one of them was done leaves the restore `degraded` with that step's
+/// health check failed (the chosen packages are not installed; activate cannot have run
+/// on a tree), and `readiness` is run again whatever the journal says.
+#[test]
+fn a_forged_journal_cannot_claim_packages_activate_or_readiness() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    assert_eq!(v["state"], "ready", "{v}");
+    let journal = store.join(format!("journal/{id}.json"));
+    let genuine = std::fs::read(&journal).unwrap();
+    // the journal of that restore, reopened with `forged` claiming to be done
+    let forge = |forged: &str| {
+        let mut j: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
+        j["finished_at"] = serde_json::Value::Null;
+        for s in j["steps"].as_array_mut().unwrap() {
+            if s["name"] == forged {
+                *s = serde_json::json!({"name": forged, "status": "changed", "detail": "forged"});
+            }
+        }
+        std::fs::write(&journal, serde_json::to_vec(&j).unwrap()).unwrap();
+        let v = json(&restore(&new.dir, &store, &[], &[]));
+        assert_eq!(v["resumed"], true, "{v}");
+        v
+    };
+    // the chosen packages the new OS lacks (nginx, chrony) are found not installed
+    let v = forge("packages");
+    assert_eq!(v["state"], "degraded", "{v}");
+    let h = health(&v, "packages");
+    assert_eq!(h["ok"], false, "{h}");
+    assert!(h["detail"].as_str().unwrap().contains("nginx"), "{h}");
+    // activate runs only on the live system: a journal saying it ran here is not believed
+    let v = forge("activate");
+    assert_eq!(v["state"], "degraded", "{v}");
+    assert_eq!(health(&v, "activate")["ok"], false, "{v}");
+    // readiness is run again (here: skipped, as on any tree), never read from the journal
+    let v = forge("readiness");
+    assert_eq!(step(&v, "readiness")["status"], "skipped", "{v}");
+    assert_ne!(step(&v, "readiness")["detail"], "forged", "{v}");
+    assert_eq!(v["state"], "ready", "{v}");
+    // and an honest restore's checks of these steps pass: nothing claimed, nothing missing
+    for name in ["packages", "activate"] {
+        assert_eq!(health(&v, name)["ok"], true, "{v}");
+    }
 }
 
 /// #16.3: an encrypted store authenticates its manifests — an edited data root (or any

@@ -290,6 +290,23 @@ fn user_data_for_an_s3_store_and_credentials_from_the_metadata_service() {
     assert_eq!(body, std::fs::read(agent_bin()).unwrap());
     let (status, _) = http_get(&agent_url.replace(&own_agent_key(), "carryover-store.json"));
     assert_ne!(status, 200, "the signature covers the agent only");
+    // #16.1: the agent is pinned — what is downloaded is checked against the SHA-256 of
+    // the agent in the store before it is installed, as from a store on a disk
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let at = |what: &str| {
+        script
+            .find(what)
+            .unwrap_or_else(|| panic!("no {what} in {script}"))
+    };
+    let fetched = at("fetch 'http://");
+    let checked = at(&format!(
+        "echo '{sha}  /usr/local/lib/carryover/agent.new' | sha256sum -c"
+    ));
+    let installed = at("install -m 0755 /usr/local/lib/carryover/agent.new");
+    assert!(fetched < checked && checked < installed, "{script}");
 
     // the new OS: the store by URL, no key anywhere, the agency's temporary credentials
     let md = credentials_server();

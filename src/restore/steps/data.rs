@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use crate::data::repo::Index;
 use crate::data::{Progress, restore, verify};
-use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
+use crate::restore::{Health, Loaded, StepReport};
 
 /// Creates system accounts for the owners the new OS lacked and says what became of each;
 /// an owner whose name is another account of the image stays a bare number (attention).
@@ -178,6 +178,36 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         attention,
         changes: Vec::new(),
     })
+}
+
+/// The data step's health check: every file of the snapshot is in place with its size,
+/// whatever the step's report (or a journal) says.
+pub fn check(a: &Apply, l: &Loaded, _done: &StepReport) -> (Health, String) {
+    let Some((store, data)) = &l.data else {
+        return (Health::AsRestored, "the snapshot has no data paths".into());
+    };
+    match restore::missing(store, a.root, data) {
+        Ok(m) if m.is_empty() => (
+            Health::AsRestored,
+            "every file of the snapshot is in place".into(),
+        ),
+        Ok(m) => (
+            Health::Missing,
+            format!(
+                "{} files of the snapshot are missing or of another size: {}",
+                m.len(),
+                m.iter()
+                    .take(5)
+                    .map(|p| p.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(e) => (
+            Health::Missing,
+            format!("the snapshot's tree cannot be read: {e:#}"),
+        ),
+    }
 }
 
 fn index_warnings(warnings: Vec<crate::error::Problem>) -> Vec<String> {

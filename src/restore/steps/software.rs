@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::error::Problem;
-use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome, Status};
 use crate::restore::names;
+use crate::restore::{Health, Loaded, StepReport};
 use crate::state::baseline;
 use crate::state::configs::{self, ConfigFile};
 use crate::state::files::FileCopy;
@@ -593,6 +593,91 @@ fn provider(a: &Apply, family: &str, program: &str) -> Option<String> {
         .then_some(name)
 }
 
+/// What becomes of the chosen packages on the new OS as it is now.
+struct Decided<'p> {
+    /// How many are installed (under their name or the new OS's for them).
+    already: usize,
+    /// The new OS's package to install, and the old package it stands for.
+    install: Vec<(String, &'p Package)>,
+    /// Not offered by the new OS (or not a package name), as the report names them.
+    missing: Vec<String>,
+}
+
+/// Decides for each chosen package of the old OS (its manager `from`) what the new OS
+/// (family `to`) has for it, from the installed packages and the index as they are now.
+fn decide_all<'p>(a: &Apply, chosen: &'p [Package], from: &str, to: &str) -> Decided<'p> {
+    let installed = installed_now(a);
+    let available = if to == "dpkg" { apt_available(a) } else { None };
+    let provides = |prog: &str| provider(a, to, prog);
+    let mut d = Decided {
+        already: 0,
+        install: Vec::new(),
+        missing: Vec::new(),
+    };
+    for p in chosen {
+        if !package_name(&p.name, from) {
+            d.missing
+                .push(format!("{} (not a package name)", p.name.escape_debug()));
+            continue;
+        }
+        match decide(p, from, to, &installed, available.as_ref(), &provides) {
+            Decision::Installed(_) => d.already += 1,
+            Decision::Install(n) if !package_name(&n, to) => {
+                d.missing
+                    .push(format!("{} (not a package name)", n.escape_debug()));
+            }
+            Decision::Install(n) => d.install.push((n, p)),
+            Decision::Missing => d.missing.push(p.name.clone()),
+        }
+    }
+    d
+}
+
+/// The packages step's health check: every chosen package the new OS offers is
+/// installed now. Where the step cannot install (a tree, not the live system) or was told
+/// not to (`[restore] packages = "report"`) their absence is its report's business — unless
+/// its report (from a journal, say) claims it installed them.
+pub fn packages_check(a: &Apply, l: &Loaded, done: &StepReport) -> (Health, String) {
+    let old = &l.state.packages;
+    let to = new_family(a);
+    let Some(chosen) = old.chosen.as_deref().filter(|_| to != "none") else {
+        return (Health::AsRestored, done.detail.clone());
+    };
+    let d = decide_all(a, chosen, &old.manager, to);
+    let mut names: Vec<&str> = d.install.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return (
+            Health::AsRestored,
+            format!(
+                "{} of the {} packages the user installed are there (the rest not offered)",
+                d.already,
+                chosen.len()
+            ),
+        );
+    }
+    let claims_done = matches!(done.status, Status::Changed | Status::Unchanged);
+    let left = if !a.options.install_packages {
+        Some("left to install by hand ([restore] packages = \"report\")")
+    } else if !a.root.is_live() && !claims_done {
+        Some("to install on the live system (never into a tree)")
+    } else {
+        None
+    };
+    match left {
+        Some(why) => (Health::AsRestored, format!("{why}: {}", names.join(" "))),
+        None => (
+            Health::NotDone,
+            format!(
+                "the step says {}, but these packages are not installed: {}",
+                done.status.as_str(),
+                names.join(" ")
+            ),
+        ),
+    }
+}
+
 pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
     let old = &l.state.packages;
     let Some(chosen) = &old.chosen else {
@@ -621,47 +706,28 @@ pub fn packages(a: &Apply, l: &Loaded) -> Result<Outcome> {
     {
         warnings.push(format!("apt-get update: {e}"));
     }
-    let installed = installed_now(a);
-    let available = if to == "dpkg" { apt_available(a) } else { None };
-    let mut install = Vec::new();
-    let mut missing = Vec::new();
-    let mut already = 0;
-    for p in chosen {
-        if !package_name(&p.name, &old.manager) {
-            missing.push(format!("{} (not a package name)", p.name.escape_debug()));
-            continue;
+    let Decided {
+        already,
+        install,
+        missing,
+    } = decide_all(a, chosen, &old.manager, to);
+    let mut names: Vec<String> = Vec::new();
+    for (n, p) in install {
+        let was = if p.version.is_empty() {
+            String::new()
+        } else {
+            format!(" (old OS: {})", p.version)
+        };
+        if n == p.name {
+            a.note_change(format!("install {n}{was}"));
+        } else {
+            a.note_change(format!("install {n} for {}{was}", p.name));
         }
-        let provides = |prog: &str| provider(a, to, prog);
-        match decide(
-            p,
-            &old.manager,
-            to,
-            &installed,
-            available.as_ref(),
-            &provides,
-        ) {
-            Decision::Installed(_) => already += 1,
-            Decision::Install(n) if !package_name(&n, to) => {
-                missing.push(format!("{} (not a package name)", n.escape_debug()));
-            }
-            Decision::Install(n) => {
-                let was = if p.version.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (old OS: {})", p.version)
-                };
-                if n == p.name {
-                    a.note_change(format!("install {n}{was}"));
-                } else {
-                    a.note_change(format!("install {n} for {}{was}", p.name));
-                }
-                if !install.contains(&n) {
-                    install.push(n);
-                }
-            }
-            Decision::Missing => missing.push(p.name.clone()),
+        if !names.contains(&n) {
+            names.push(n);
         }
     }
+    let install = names;
     if to == "dpkg" && a.root.is_live() && a.dry_run {
         warnings.push(
             "planned from the package index as it is now: the real run reads it fresh (apt-get update) first".into(),

@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 
-use crate::restore::Loaded;
-use crate::restore::apply::{Apply, Outcome};
+use crate::restore::apply::{Apply, Outcome, Status};
 use crate::restore::merge;
+use crate::restore::{Health, Loaded, StepReport};
 use crate::state::clock::NtpSource;
 use crate::state::services::UNIT_DIRS;
 use crate::state::sysctl::SYSCTL_CONF_DROPIN;
@@ -369,22 +369,12 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
     // what was enabled starts now: the custom units (a failure fails the step) and the
     // packages' own units the old OS had enabled (the readiness check names those that
     // do not come up)
-    for e in &l.state.services.enabled {
-        if (e.dir == "multi-user.target.wants"
-            || e.dir == "default.target.wants"
-            || e.dir == "timers.target.wants")
-            && unit_installed(a, &e.unit)
-            && crate::state::services::UNIT_SUFFIXES
-                .iter()
-                .any(|s| e.unit.ends_with(&format!(".{s}")))
-            && !e.unit.contains('@')
-        {
-            run(
-                &format!("starting {}", e.unit),
-                &["systemctl", "start", "--no-block", &e.unit],
-                e.origin == "custom",
-            );
-        }
+    for (unit, custom) in units_to_start(a, l) {
+        run(
+            &format!("starting {unit}"),
+            &["systemctl", "start", "--no-block", unit],
+            custom,
+        );
     }
     // a service already running (the image had it, or it came up before its configuration
     // was restored) reads the restored configuration only when restarted
@@ -401,7 +391,7 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
         return Ok(o);
     }
     Ok(Outcome {
-        status: crate::restore::apply::Status::Changed,
+        status: Status::Changed,
         detail: "systemd reloaded, sysctl applied, data disks mounted, enabled units started"
             .into(),
         warnings,
@@ -409,4 +399,176 @@ pub fn activate(a: &Apply, l: &Loaded) -> Result<Outcome> {
         attention: Vec::new(),
         changes: Vec::new(),
     })
+}
+
+/// The units activate starts: those the old OS had enabled in `multi-user`, `default` or
+/// `timers.target.wants` that the new OS has; true for the user's own (custom) ones.
+fn units_to_start<'l>(a: &Apply, l: &'l Loaded) -> Vec<(&'l str, bool)> {
+    l.state
+        .services
+        .enabled
+        .iter()
+        .filter(|e| {
+            (e.dir == "multi-user.target.wants"
+                || e.dir == "default.target.wants"
+                || e.dir == "timers.target.wants")
+                && unit_installed(a, &e.unit)
+                && crate::state::services::UNIT_SUFFIXES
+                    .iter()
+                    .any(|s| e.unit.ends_with(&format!(".{s}")))
+                && !e.unit.contains('@')
+        })
+        .map(|e| (e.unit.as_str(), e.origin == "custom"))
+        .collect()
+}
+
+/// The activate step's health check. Activate runs on the live system only: elsewhere a
+/// report that says it ran (from a forged journal) is not believed. On the live system,
+/// every unit it starts that the readiness check does not wait for (readiness waits for
+/// the old OS's active services) must have been started since boot — and a custom one
+/// must not have failed, as the step itself fails then. Units still starting are waited
+/// for up to `[restore] ready_timeout_seconds`.
+pub fn activate_check(a: &Apply, l: &Loaded, done: &StepReport) -> (Health, String) {
+    let claims_done = matches!(done.status, Status::Changed | Status::Unchanged);
+    if !a.root.is_live() {
+        if claims_done {
+            return (
+                Health::NotDone,
+                format!(
+                    "the step says {}, but it runs only on the live system (--root is not /)",
+                    done.status.as_str()
+                ),
+            );
+        }
+        return (Health::AsRestored, done.detail.clone());
+    }
+    let baseline = &l.state.baseline;
+    let units: Vec<(&str, bool)> = units_to_start(a, l)
+        .into_iter()
+        .filter(|(u, _)| !(baseline.taken && baseline.services.iter().any(|s| s == u)))
+        .collect();
+    if units.is_empty() {
+        return (
+            Health::AsRestored,
+            "every unit it starts is one the readiness check waits for".into(),
+        );
+    }
+    let names: Vec<&str> = units.iter().map(|(u, _)| *u).collect();
+    let deadline = std::time::Instant::now() + a.options.ready_timeout;
+    let bad = loop {
+        let mut args = vec!["show", "--property", SHOW_PROPERTIES];
+        args.extend_from_slice(&names);
+        let states = match crate::sys::run("systemctl", &args) {
+            Ok(out) => parse_unit_states(&out),
+            Err(e) => return (Health::RecheckFailed, format!("{e}")),
+        };
+        let bad: Vec<String> = units
+            .iter()
+            .filter_map(|(u, custom)| {
+                let st = states.iter().find(|s| s.id == *u);
+                match st {
+                    Some(s) if s.failed() && *custom => Some(format!("{u} failed")),
+                    Some(s) if s.started() => None,
+                    _ => Some(format!("{u} not started")),
+                }
+            })
+            .collect();
+        if bad.is_empty() || std::time::Instant::now() >= deadline {
+            break bad;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    if bad.is_empty() {
+        (
+            Health::AsRestored,
+            format!(
+                "{} started ({})",
+                crate::units::count(names.len(), "unit"),
+                names.join(", ")
+            ),
+        )
+    } else {
+        (
+            Health::NotDone,
+            format!(
+                "the step says {}, but {}",
+                done.status.as_str(),
+                bad.join(", ")
+            ),
+        )
+    }
+}
+
+/// What `systemctl show` is asked of each unit.
+const SHOW_PROPERTIES: &str = "Id,ActiveState,ConditionTimestampMonotonic";
+
+/// A unit's state as `systemctl show` tells it.
+#[derive(Debug, PartialEq, Eq)]
+struct UnitState {
+    id: String,
+    active: String,
+    /// When its start was last attempted (its conditions checked), in µs since boot; 0:
+    /// never since boot.
+    tried: u64,
+}
+
+impl UnitState {
+    /// Started since boot: running, on its way, or tried (a oneshot that ran and exited,
+    /// a unit whose condition did not hold).
+    fn started(&self) -> bool {
+        matches!(
+            self.active.as_str(),
+            "active" | "activating" | "reloading" | "deactivating" | "failed"
+        ) || self.tried > 0
+    }
+
+    fn failed(&self) -> bool {
+        self.active == "failed"
+    }
+}
+
+/// The units of `systemctl show --property Id,ActiveState,…` (blocks of `key=value` lines
+/// separated by a blank line, one a unit).
+fn parse_unit_states(text: &str) -> Vec<UnitState> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut st = UnitState {
+                id: String::new(),
+                active: String::new(),
+                tried: 0,
+            };
+            for line in block.lines() {
+                match line.split_once('=') {
+                    Some(("Id", v)) => st.id = v.to_string(),
+                    Some(("ActiveState", v)) => st.active = v.to_string(),
+                    Some(("ConditionTimestampMonotonic", v)) => st.tried = v.parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            (!st.id.is_empty()).then_some(st)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_states_tell_started_from_never_started() {
+        let out = "Id=app.service\nActiveState=active\nConditionTimestampMonotonic=5123456\n\n\
+Id=backup.service\nActiveState=inactive\nConditionTimestampMonotonic=6000000\n\n\
+Id=never.service\nActiveState=inactive\nConditionTimestampMonotonic=0\n\n\
+Id=broken.service\nActiveState=failed\nConditionTimestampMonotonic=7000000\n";
+        let st = parse_unit_states(out);
+        let get = |id: &str| st.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(st.len(), 4);
+        assert!(get("app.service").started() && !get("app.service").failed());
+        // a oneshot that ran and exited: tried since boot
+        assert!(get("backup.service").started());
+        // what a journal claims was started but never was
+        assert!(!get("never.service").started());
+        assert!(get("broken.service").failed());
+        assert!(parse_unit_states("").is_empty());
+    }
 }

@@ -99,7 +99,7 @@ fn private_dir() -> std::io::Result<PathBuf> {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir)?;
-    crate::sys::set_mode(&dir, 0o700)?;
+    // 0700 from the start (not the umask's mode, then a chmod by name)
+    crate::sys::mkdir_mode(&dir, 0o700)?;
     Ok(dir)
 }

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use super::{Section, StepDef};
+use super::{Section, StepDef, Verify};
 use crate::restore::Loaded;
 use crate::restore::apply::{Apply, Outcome};
 use crate::state::windows::{self as ws, BUILTIN_USERS, WinNtp};
@@ -19,7 +19,7 @@ pub const STEPS: &[StepDef] = &[
         about: "set the computer name (in effect after the next boot)",
         needs: &[Section::Identity],
         run: hostname,
-        verify: true,
+        verify: Verify::DryRun,
     },
     super::HOSTS,
     StepDef {
@@ -27,28 +27,28 @@ pub const STEPS: &[StepDef] = &[
         about: "set each adapter's DNS servers and suffix (found again by MAC) and the search list",
         needs: &[Section::Dns, Section::Windows],
         run: dns,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "accounts",
         about: "recreate local users (without passwords) and groups with their members",
         needs: &[Section::Windows],
         run: accounts,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "timezone",
         about: "set the time zone",
         needs: &[Section::Windows],
         run: timezone,
-        verify: true,
+        verify: Verify::DryRun,
     },
     StepDef {
         name: "ntp",
         about: "point the Windows Time service at the old time servers",
         needs: &[Section::Ntp, Section::Windows],
         run: ntp,
-        verify: true,
+        verify: Verify::DryRun,
     },
     super::DATA,
     StepDef {
@@ -56,7 +56,7 @@ pub const STEPS: &[StepDef] = &[
         about: "set services' start types again and register services whose programs survived",
         needs: &[Section::Windows],
         run: services,
-        verify: true,
+        verify: Verify::DryRun,
     },
 ];
 
