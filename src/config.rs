@@ -119,8 +119,11 @@ pub struct StoreSettings {
     pub connections: usize,
 }
 
-/// `[store] connections` when the config does not say.
-pub const DEFAULT_CONNECTIONS: usize = 8;
+/// `[store] connections` when the config does not say. Object storage caps each
+/// connection's throughput (the bench's relay: 25 MB/s), so what a transfer gets grows
+/// with the connections: measured through the relay, a restore took 4.0 s with 8 and
+/// 2.9 s with 16 (peak RSS 88 → 137 MiB, restic's 146).
+pub const DEFAULT_CONNECTIONS: usize = 16;
 
 impl Default for StoreSettings {
     fn default() -> Self {
@@ -518,9 +521,9 @@ mod tests {
     }
 
     #[test]
-    fn store_connections_default_to_8_and_must_be_at_least_1() {
+    fn store_connections_default_to_16_and_must_be_at_least_1() {
         let c = Config::from_str("[store]\nurl = \"/mnt\"\n", Path::new("c.toml")).unwrap();
-        assert_eq!(c.store.connections, 8);
+        assert_eq!(c.store.connections, 16);
         let c = Config::from_str("[store]\nconnections = 3\n", Path::new("c.toml")).unwrap();
         assert_eq!(c.store.connections, 3);
         let e = err("[store]\nconnections = 0\n");

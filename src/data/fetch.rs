@@ -159,11 +159,12 @@ impl Planner {
         }
     }
 
-    /// True when fewer reads are on their way than the backend runs at once: a
-    /// connection waits for work, and holding the open range back for more blobs costs
-    /// time instead of saving a request.
+    /// True when the open range is worth a request (a mebibyte) and fewer reads are on
+    /// their way than the backend runs at once: a connection waits for work, and holding
+    /// the range back for more blobs costs time instead of saving a request.
     fn idle(&self) -> bool {
-        self.in_flight.lock().expect("in flight").len() < self.connections
+        self.open.as_ref().is_some_and(|p| p.end - p.start >= GAP)
+            && self.in_flight.lock().expect("in flight").len() < self.connections
     }
 
     /// Plans the reads of a file's chunks; they arrive on `tx`, in any order, as their
