@@ -24,6 +24,9 @@ use crate::store::backend::{Fetched, Range};
 pub const GAP: u64 = 1 << 20;
 /// A planned range grows to at most this (one blob alone may be larger).
 pub const MAX_RANGE: u64 = 4 << 20;
+/// Ranges open at once, one per pack: consecutive files whose blobs alternate between a
+/// few packs (a capture fills several at once) still share a range per pack.
+const MAX_OPEN: usize = 8;
 /// How long the planner waits for the next file before it sends what it has planned.
 const IDLE: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -101,7 +104,10 @@ struct Planned {
 /// Plans the ranges, in the order the files come.
 pub struct Planner {
     index: Arc<Mutex<Index>>,
-    open: Option<Planned>,
+    /// The ranges being planned, by their first file (oldest first), one per pack. They
+    /// go out in that order, never one before an older one: the budget may wait for
+    /// writers, and a writer may wait for the oldest.
+    open: Vec<Planned>,
     requests: Option<Sender<Range>>,
     in_flight: Arc<Mutex<HashMap<u64, Planned>>>,
     next_tag: u64,
@@ -147,7 +153,7 @@ impl Planner {
         };
         Planner {
             index,
-            open: None,
+            open: Vec::new(),
             requests: Some(rtx),
             in_flight,
             next_tag: 0,
@@ -163,7 +169,7 @@ impl Planner {
     /// their way than the backend runs at once: a connection waits for work, and holding
     /// the range back for more blobs costs time instead of saving a request.
     fn idle(&self) -> bool {
-        self.open.as_ref().is_some_and(|p| p.end - p.start >= GAP)
+        self.open.iter().any(|p| p.end - p.start >= GAP)
             && self.in_flight.lock().expect("in flight").len() < self.connections
     }
 
@@ -197,25 +203,29 @@ impl Planner {
         }
     }
 
-    /// Adds a blob to the open range when it is of the same pack and near enough.
+    /// Adds a blob to its pack's open range when it is near enough; else that range
+    /// (and every older one) goes out and a new one is opened.
     fn add(&mut self, w: Want) {
         let (off, end) = (
             w.loc.offset as u64,
             w.loc.offset as u64 + w.loc.length as u64,
         );
-        if let Some(p) = &mut self.open {
+        if let Some(i) = self.open.iter().position(|p| p.pack == w.loc.pack) {
+            let p = &mut self.open[i];
             let start = p.start.min(off);
             let stop = p.end.max(end);
             let near = off <= p.end + GAP && end + GAP >= p.start;
-            if p.pack == w.loc.pack && near && stop - start <= MAX_RANGE {
+            if near && stop - start <= MAX_RANGE {
                 p.start = start;
                 p.end = stop;
                 p.wants.push(w);
                 return;
             }
+            self.send_through(i + 1);
+        } else if self.open.len() >= MAX_OPEN {
+            self.send_through(1);
         }
-        self.flush();
-        self.open = Some(Planned {
+        self.open.push(Planned {
             pack: w.loc.pack,
             start: off,
             end,
@@ -224,10 +234,21 @@ impl Planner {
         });
     }
 
-    /// Requests the open range (call it before waiting for anything: what is planned must
-    /// be on its way, or a writer could wait for it forever).
+    /// Requests every open range (call it before waiting for anything: what is planned
+    /// must be on its way, or a writer could wait for it forever).
     pub fn flush(&mut self) {
-        let Some(p) = self.open.take() else { return };
+        self.send_through(self.open.len());
+    }
+
+    /// Requests the `n` oldest open ranges, oldest first.
+    fn send_through(&mut self, n: usize) {
+        let sent: Vec<Planned> = self.open.drain(..n).collect();
+        for p in sent {
+            self.send(p);
+        }
+    }
+
+    fn send(&mut self, p: Planned) {
         let key = {
             let idx = self.index.lock().expect("index");
             idx.packs.get(p.pack as usize).map(super::repo::pack_key)
@@ -256,9 +277,9 @@ impl Planner {
         }
     }
 
-    /// The number of the first file the open (not yet requested) range serves.
+    /// The number of the first file the oldest open (not yet requested) range serves.
     fn open_since(&self) -> Option<u64> {
-        self.open.as_ref().map(|p| p.first_file)
+        self.open.first().map(|p| p.first_file)
     }
 
     /// Requests what is planned and waits until every range is delivered.
@@ -556,6 +577,41 @@ mod tests {
             assert_eq!(&store.blob_id(&raw.unwrap()), id);
         }
         ranges
+    }
+
+    /// Regression: files whose blobs alternate between two packs (a capture fills
+    /// several at once) were read in one range per file: each change of pack sent the
+    /// open range.
+    #[test]
+    fn blobs_alternating_between_packs_share_a_range_per_pack() {
+        let t = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let store = Store::open(t.path().join("s").to_str().unwrap(), &config, true, None).unwrap();
+        let index = Arc::new(Mutex::new(Index::default()));
+        let mut writers = [
+            PackWriter::new(store.clone(), index.clone()),
+            PackWriter::new(store.clone(), index.clone()),
+        ];
+        let mut ids = Vec::new();
+        for i in 0..200u32 {
+            let raw: Vec<u8> = (0..10_000u32)
+                .map(|j| (j.wrapping_mul(2_654_435_761) ^ i.wrapping_mul(97)) as u8)
+                .collect();
+            let id = store.blob_id(&raw);
+            writers[i as usize % 2]
+                .add(Sealed {
+                    id,
+                    raw_length: raw.len() as u32,
+                    data: raw,
+                    compressed: false,
+                })
+                .unwrap();
+            ids.push(id);
+        }
+        for w in &mut writers {
+            w.flush().unwrap();
+        }
+        assert_eq!(read_all(&store, &ids), 2, "one range per pack");
     }
 
     #[test]
