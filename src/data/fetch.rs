@@ -104,9 +104,8 @@ struct Planned {
 /// Plans the ranges, in the order the files come.
 pub struct Planner {
     index: Arc<Mutex<Index>>,
-    /// The ranges being planned, by their first file (oldest first), one per pack. They
-    /// go out in that order, never one before an older one: the budget may wait for
-    /// writers, and a writer may wait for the oldest.
+    /// The ranges being planned, by their first file (oldest first), one per pack; they
+    /// go out together (see `add`).
     open: Vec<Planned>,
     requests: Option<Sender<Range>>,
     in_flight: Arc<Mutex<HashMap<u64, Planned>>>,
@@ -203,27 +202,31 @@ impl Planner {
         }
     }
 
-    /// Adds a blob to its pack's open range when it is near enough; else that range
-    /// (and every older one) goes out and a new one is opened.
+    /// Adds a blob to its pack's open range when it is near enough; else every open
+    /// range goes out and a new one is opened. All of them go out together, and together
+    /// they never hold more than the budget: their blobs interleave, so one sent while
+    /// another waits for the budget could hold what the writers need after what is
+    /// still unsent, and nothing would free the budget.
     fn add(&mut self, w: Want) {
         let (off, end) = (
             w.loc.offset as u64,
             w.loc.offset as u64 + w.loc.length as u64,
         );
-        if let Some(i) = self.open.iter().position(|p| p.pack == w.loc.pack) {
-            let p = &mut self.open[i];
+        let open_bytes: u64 = self.open.iter().map(|p| p.end - p.start).sum();
+        if let Some(p) = self.open.iter_mut().find(|p| p.pack == w.loc.pack) {
             let start = p.start.min(off);
             let stop = p.end.max(end);
             let near = off <= p.end + GAP && end + GAP >= p.start;
-            if near && stop - start <= MAX_RANGE {
+            let grown = open_bytes - (p.end - p.start) + (stop - start);
+            if near && stop - start <= MAX_RANGE && grown <= self.budget.cap {
                 p.start = start;
                 p.end = stop;
                 p.wants.push(w);
                 return;
             }
-            self.send_through(i + 1);
-        } else if self.open.len() >= MAX_OPEN {
-            self.send_through(1);
+            self.flush();
+        } else if self.open.len() >= MAX_OPEN || open_bytes + (end - off) > self.budget.cap {
+            self.flush();
         }
         self.open.push(Planned {
             pack: w.loc.pack,
@@ -234,16 +237,11 @@ impl Planner {
         });
     }
 
-    /// Requests every open range (call it before waiting for anything: what is planned
-    /// must be on its way, or a writer could wait for it forever).
+    /// Requests every open range, oldest first (call it before waiting for anything:
+    /// what is planned must be on its way, or a writer could wait for it forever).
     pub fn flush(&mut self) {
-        self.send_through(self.open.len());
-    }
-
-    /// Requests the `n` oldest open ranges, oldest first.
-    fn send_through(&mut self, n: usize) {
-        let sent: Vec<Planned> = self.open.drain(..n).collect();
-        for p in sent {
+        let open = std::mem::take(&mut self.open);
+        for p in open {
             self.send(p);
         }
     }
@@ -612,6 +610,80 @@ mod tests {
             w.flush().unwrap();
         }
         assert_eq!(read_all(&store, &ids), 2, "one range per pack");
+    }
+
+    /// Regression (review): with ranges of five packs open at once, four went out full
+    /// while the fifth, holding an earlier chunk of the file, waited for a budget that
+    /// only the writer could free, and the writer waited for that chunk: a hang.
+    #[test]
+    fn interleaved_packs_never_outgrow_the_budget() {
+        let t = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let store = Store::open(t.path().join("s").to_str().unwrap(), &config, true, None).unwrap();
+        let index = Arc::new(Mutex::new(Index::default()));
+        let mut writers: Vec<PackWriter> = (0..5)
+            .map(|_| PackWriter::new(store.clone(), index.clone()))
+            .collect();
+        let mut ids = Vec::new();
+        let mut x = 11u64;
+        for i in 0..40usize {
+            let raw: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 56) as u8
+                })
+                .collect();
+            let id = store.blob_id(&raw);
+            writers[i % 5]
+                .add(Sealed {
+                    id,
+                    raw_length: raw.len() as u32,
+                    data: raw,
+                    compressed: false,
+                })
+                .unwrap();
+            ids.push(id);
+        }
+        for w in &mut writers {
+            w.flush().unwrap();
+        }
+        let (index, _) = Index::load(&store).unwrap();
+        let index = Arc::new(Mutex::new(index));
+        let (jtx, jrx) = sync_channel::<Vec<BlobId>>(1);
+        jtx.send(ids.clone()).unwrap();
+        drop(jtx);
+        let (out, handing) = Handoff::new(4);
+        {
+            let store = store.clone();
+            thread::spawn(move || {
+                plan_in_order(&store, index, 4 * MAX_RANGE, jrx, handing, |j| {
+                    Some(j.clone())
+                })
+            });
+        }
+        let (done_tx, done_rx) = channel();
+        thread::spawn(move || {
+            let (file, rx) = out.next().unwrap();
+            let mut chunks = InOrder::new(rx.unwrap());
+            for id in &file {
+                let (loc, stored) = chunks.next_chunk();
+                let raw = repo::decode(
+                    &store,
+                    stored.unwrap().bytes().to_vec(),
+                    &loc.unwrap(),
+                    id,
+                    repo::DATA,
+                );
+                assert_eq!(&store.blob_id(&raw.unwrap()), id);
+            }
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_ok(),
+            "the restore of a file across five packs hung"
+        );
     }
 
     #[test]
