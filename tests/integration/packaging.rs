@@ -90,6 +90,10 @@ fn units_pass_systemd_analyze_verify() {
         "systemd-analyze verify: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // regression (VM): a degraded restore failed the unit and systemd killed its cgroup,
+    // the ntfs-3g daemon of the NTFS data disk that restore had mounted with it
+    let restore = std::fs::read_to_string(top().join("systemd/carryover-restore.service")).unwrap();
+    assert!(restore.lines().any(|l| l.trim() == "KillMode=process"));
     // and it does catch a broken unit
     std::fs::write(
         sys.join("carryover-restore.service"),

@@ -500,7 +500,7 @@ pub fn activate_check(a: &Apply, l: &Loaded, done: &StepReport) -> (Health, Stri
 }
 
 /// What `systemctl show` is asked of each unit.
-const SHOW_PROPERTIES: &str = "Id,ActiveState,ConditionTimestampMonotonic";
+const SHOW_PROPERTIES: &str = "Id,LoadState,ActiveState,ConditionTimestampMonotonic";
 
 /// A unit's state as `systemctl show` tells it.
 #[derive(Debug, PartialEq, Eq)]
@@ -510,16 +510,21 @@ struct UnitState {
     /// When its start was last attempted (its conditions checked), in µs since boot; 0:
     /// never since boot.
     tried: u64,
+    /// Masked on the new OS: it cannot be started, and the step said so in a warning.
+    masked: bool,
 }
 
 impl UnitState {
     /// Started since boot: running, on its way, or tried (a oneshot that ran and exited,
-    /// a unit whose condition did not hold).
+    /// a unit whose condition did not hold) — or masked on the new OS (nothing can start
+    /// it; the step named it in a warning).
     fn started(&self) -> bool {
-        matches!(
-            self.active.as_str(),
-            "active" | "activating" | "reloading" | "deactivating" | "failed"
-        ) || self.tried > 0
+        self.masked
+            || matches!(
+                self.active.as_str(),
+                "active" | "activating" | "reloading" | "deactivating" | "failed"
+            )
+            || self.tried > 0
     }
 
     fn failed(&self) -> bool {
@@ -536,11 +541,13 @@ fn parse_unit_states(text: &str) -> Vec<UnitState> {
                 id: String::new(),
                 active: String::new(),
                 tried: 0,
+                masked: false,
             };
             for line in block.lines() {
                 match line.split_once('=') {
                     Some(("Id", v)) => st.id = v.to_string(),
                     Some(("ActiveState", v)) => st.active = v.to_string(),
+                    Some(("LoadState", v)) => st.masked = v == "masked",
                     Some(("ConditionTimestampMonotonic", v)) => st.tried = v.parse().unwrap_or(0),
                     _ => {}
                 }
@@ -559,16 +566,20 @@ mod tests {
         let out = "Id=app.service\nActiveState=active\nConditionTimestampMonotonic=5123456\n\n\
 Id=backup.service\nActiveState=inactive\nConditionTimestampMonotonic=6000000\n\n\
 Id=never.service\nActiveState=inactive\nConditionTimestampMonotonic=0\n\n\
-Id=broken.service\nActiveState=failed\nConditionTimestampMonotonic=7000000\n";
+Id=broken.service\nActiveState=failed\nConditionTimestampMonotonic=7000000\n\n\
+Id=apt-daily.timer\nLoadState=masked\nActiveState=inactive\nConditionTimestampMonotonic=0\n";
         let st = parse_unit_states(out);
         let get = |id: &str| st.iter().find(|s| s.id == id).unwrap();
-        assert_eq!(st.len(), 4);
+        assert_eq!(st.len(), 5);
         assert!(get("app.service").started() && !get("app.service").failed());
         // a oneshot that ran and exited: tried since boot
         assert!(get("backup.service").started());
         // what a journal claims was started but never was
         assert!(!get("never.service").started());
         assert!(get("broken.service").failed());
+        // regression (VM): an image that masks the apt timers the old OS had enabled; the
+        // step warns that it cannot start them, and the check must not call that undone
+        assert!(get("apt-daily.timer").started());
         assert!(parse_unit_states("").is_empty());
     }
 }
