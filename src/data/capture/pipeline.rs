@@ -104,7 +104,7 @@ pub(super) struct Pipeline {
     tasks: Option<Sender<Task>>,
     results: Receiver<(u64, FileRead)>,
     workers: Vec<thread::JoinHandle<()>>,
-    writer: Option<thread::JoinHandle<Result<PackWriter>>>,
+    writer: Option<thread::JoinHandle<Result<u64>>>,
     z: Compressor<'static>,
 }
 
@@ -149,13 +149,22 @@ impl Pipeline {
                 }
             }));
         }
-        let mut pw = PackWriter::new(store.clone(), index);
-        let writer = thread::spawn(move || -> Result<PackWriter> {
+        // Small blobs (whole small files, the tails of large ones, trees) fill packs of
+        // their own: a restore then finds the small files of a folder side by side and
+        // reads them in a few ranges, not one between every two chunks of a large file.
+        let mut small = PackWriter::new(store.clone(), index.clone());
+        let mut large = PackWriter::new(store.clone(), index);
+        let writer = thread::spawn(move || -> Result<u64> {
             for b in srx {
-                pw.add(b)?;
+                if (b.raw_length as usize) < super::read::MIN_CHUNK {
+                    small.add(b)?;
+                } else {
+                    large.add(b)?;
+                }
             }
-            pw.flush()?;
-            Ok(pw)
+            small.flush()?;
+            large.flush()?;
+            Ok(small.bytes_written + large.bytes_written)
         });
         Ok(Pipeline {
             sink,
@@ -202,8 +211,7 @@ impl Pipeline {
         match self.writer.take() {
             Some(w) => Ok(w
                 .join()
-                .map_err(|_| anyhow!("the pack writer panicked"))??
-                .bytes_written),
+                .map_err(|_| anyhow!("the pack writer panicked"))??),
             None => Ok(0),
         }
     }

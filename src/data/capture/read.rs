@@ -14,7 +14,7 @@ use crate::data::Progress;
 use crate::store::BlobId;
 use crate::sys;
 
-const MIN_CHUNK: usize = 256 << 10;
+pub(super) const MIN_CHUNK: usize = 256 << 10;
 const AVG_CHUNK: usize = 1 << 20;
 const MAX_CHUNK: usize = 4 << 20;
 /// How often a file that keeps changing while it is read is read again.
