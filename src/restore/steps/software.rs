@@ -42,21 +42,9 @@ fn new_family(a: &Apply) -> &'static str {
     }
 }
 
-/// Answers whether a repository's index exists: `Ok(false)` on 404/410, an error when the
-/// server cannot be reached (then nobody can tell).
-fn index_exists(url: &str) -> Result<bool> {
-    crate::sys::tls_provider();
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(20))
-        .build()?;
-    let r = client.get(url).send()?;
-    Ok(r.status().is_success())
-}
-
 /// Why a repository's index is not there (`None`: it is).
 fn index_missing(url: &str) -> Option<String> {
-    match index_exists(url) {
+    match super::reach::index_answers(url, &super::reach::system_resolve) {
         Ok(true) => None,
         Ok(false) => Some(format!("{url} does not exist")),
         Err(e) => Some(format!("{url} cannot be fetched: {e}")),
