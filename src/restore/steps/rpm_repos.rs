@@ -1,8 +1,10 @@
 //! The `.repo` half of the repositories step: a yum/dnf or zypper repository file brought
 //! to the new release — its `$releasever`, `$basearch`, `$arch` given the new OS's values,
-//! an old release number in a URL's path renamed (`/el/8/` → `/el/9/`) — and each of its
-//! sections kept only when the repository answers for the new release. The parts here are
-//! pure: the step gives them the two releases and a way to ask whether an index exists.
+//! an old release number in a URL's or key's path renamed (`/el/8/` → `/el/9/`) — and each
+//! of its sections kept only when the repository answers for the new release (or is off,
+//! or sits behind a proxy the agent does not use), never when it would switch dnf's or
+//! zypper's signature checks off. The parts here are pure: the step gives them the two
+//! releases and a way to ask whether an index exists.
 
 use crate::state::identity::OsRelease;
 use crate::state::repos::repo_list as list;
