@@ -163,4 +163,57 @@ mod tests {
         assert!(!forbidden("fec0::1".parse().unwrap()));
         assert!(!forbidden("10.0.0.1".parse().unwrap()));
     }
+
+    /// A loopback server answering each request line's path with `answer(path)` (status
+    /// line and headers); the paths it saw.
+    fn serve(answer: fn(&str) -> String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for mut s in l.incoming().flatten() {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = r.read_line(&mut line);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let head = answer(&path);
+                log.lock().unwrap().push(path);
+                let _ = write!(
+                    s,
+                    "{head}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        (port, seen)
+    }
+
+    #[test]
+    fn the_checked_addresses_are_the_ones_connected_to_and_redirects_stay_on_the_host() {
+        let (port, seen) = serve(|path| match path {
+            "/a" => "HTTP/1.1 302 Found\r\nLocation: /b".into(),
+            "/b" => "HTTP/1.1 200 OK".into(),
+            "/away" => "HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/x".into(),
+            "/locked" => "HTTP/1.1 403 Forbidden".into(),
+            _ => "HTTP/1.1 404 Not Found".into(),
+        });
+        // fine.invalid never resolves but through the table: the request reaches the
+        // address checked, not a second lookup
+        let url = |p: &str| format!("http://fine.invalid:{port}{p}");
+        assert!(index_answers(&url("/a"), &table).unwrap());
+        assert!(index_answers(&url("/away"), &table).unwrap());
+        assert!(index_answers(&url("/locked"), &table).unwrap());
+        assert!(!index_answers(&url("/gone"), &table).unwrap());
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["/a", "/b", "/away", "/locked", "/gone"]
+        );
+    }
 }
