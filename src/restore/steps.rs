@@ -9,6 +9,7 @@ mod disks;
 mod identity;
 mod logins;
 mod network;
+mod reach;
 mod reown;
 mod rpm_repos;
 mod services;

@@ -280,6 +280,14 @@ pub fn rename_suite(suite: &str, from: Option<&str>, to: Option<&str>) -> String
     suite.to_string()
 }
 
+/// The items of a `.repo` list option (`baseurl`, `gpgkey`): dnf and zypper split them
+/// on blanks and commas alike.
+pub fn repo_list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+}
+
 /// The sections of a `.repo` file: (id, every URL it names, gpgkey file paths); the
 /// distribution's own repositories are left out.
 pub fn parse_repo_file(text: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
@@ -292,11 +300,11 @@ pub fn parse_repo_file(text: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
             let urls: Vec<String> = ["baseurl", "mirrorlist", "metalink"]
                 .iter()
                 .flat_map(|k| of(k))
-                .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .flat_map(|v| repo_list(v).map(str::to_string).collect::<Vec<_>>())
                 .collect();
             let keys = of("gpgkey")
                 .into_iter()
-                .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .flat_map(|v| repo_list(v).map(str::to_string).collect::<Vec<_>>())
                 .filter_map(|k| k.strip_prefix("file://").map(str::to_string))
                 .collect();
             (id.to_string(), urls, keys)
@@ -515,5 +523,11 @@ mod tests {
         assert_eq!(s[0].2, vec!["/etc/pki/rpm-gpg/nginx.key"]);
         assert!(!is_distro_repo_file("nginx.repo", &s[0].1));
         assert!(is_distro_repo_file("Rocky-BaseOS.repo", &[]));
+        // dnf splits lists on commas too: each key and URL on its own
+        let s = parse_repo_file(
+            "[epel]\nbaseurl=http://a/,http://b/\ngpgkey=file:///etc/pki/rpm-gpg/A,file:///etc/pki/rpm-gpg/B\n",
+        );
+        assert_eq!(s[0].1, vec!["http://a/", "http://b/"]);
+        assert_eq!(s[0].2, vec!["/etc/pki/rpm-gpg/A", "/etc/pki/rpm-gpg/B"]);
     }
 }

@@ -1,13 +1,41 @@
 //! The `.repo` half of the repositories step: a yum/dnf or zypper repository file brought
 //! to the new release — its `$releasever`, `$basearch`, `$arch` given the new OS's values,
-//! an old release number in a URL's path renamed (`/el/8/` → `/el/9/`) — and each of its
-//! sections kept only when the repository answers for the new release. The parts here are
-//! pure: the step gives them the two releases and a way to ask whether an index exists.
+//! an old release number in a URL's or key's path renamed (`/el/8/` → `/el/9/`) — and each
+//! of its sections kept only when the repository answers for the new release (or is off,
+//! or sits behind a proxy the agent does not use), never when it would switch dnf's or
+//! zypper's signature checks off. The parts here are pure: the step gives them the two
+//! releases and a way to ask whether an index exists.
 
 use crate::state::identity::OsRelease;
+use crate::state::repos::repo_list as list;
 
 /// The keys of a section that name where its repository is.
 const URL_KEYS: &[&str] = &["baseurl", "mirrorlist", "metalink"];
+
+/// The keys that turn a signature or certificate check off when false (dnf's and
+/// zypper's): a section that sets one false is refused — the packages step installs with
+/// `-y`, so a hostile store must not be able to switch the checks off.
+const CHECK_KEYS: &[&str] = &["gpgcheck", "repo_gpgcheck", "pkg_gpgcheck", "sslverify"];
+
+/// The priority dnf and zypper give a repository that sets none — the distributions' own
+/// repositories among them. A lower number wins over them: refused, as apt pins of 1000
+/// and more are.
+const DEFAULT_PRIORITY: i64 = 99;
+
+/// The keys whose presence means the repository is reached through something the agent
+/// does not have (a proxy, a client certificate): such a section cannot be checked from
+/// here; it is written with a warning.
+const UNCHECKABLE_KEYS: &[&str] = &["proxy", "sslclientcert", "sslclientkey"];
+
+/// A dnf/zypper boolean: `Some(true)` for 1/yes/true/on, `Some(false)` for
+/// 0/no/false/off, `None` for anything else.
+fn boolean(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Some(true),
+        "0" | "no" | "false" | "off" => Some(false),
+        _ => None,
+    }
+}
 
 /// A distribution line whose releases share version numbers and the names URLs give
 /// them: `(tags, $releasever is the major version)`.
@@ -116,9 +144,11 @@ pub fn plain_value(v: &str) -> bool {
     !v.is_empty() && v.chars().all(|c| c.is_ascii_graphic() && c != '$')
 }
 
-/// Replaces `$name` and `${name}` by their values (`name` as long as it has letters,
-/// digits and `_`, as dnf and zypper read it); the name of the first variable `value`
-/// does not know is the error. A `$` not followed by a name stays.
+/// Replaces `$name`, `${name}` and, as dnf and zypper read them, `${name:-word}` (`word`
+/// when `name` is unset or empty) and `${name:+word}` (`word` when `name` is set, else
+/// nothing) by their values — `word` substituted in turn; `name` as long as it has letters,
+/// digits and `_`. The name of the first variable `value` does not know (and that has no
+/// `:-` default) is the error. A `$` not followed by a name stays.
 pub fn substitute(text: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut out = String::new();
@@ -126,28 +156,59 @@ pub fn substitute(text: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        let (name, used) = if let Some(inner) = after.strip_prefix('{') {
-            match inner.find('}') {
-                Some(end) => (&inner[..end], end + 2),
-                None => return Err(inner.to_string()),
-            }
+        let (name, alt, used) = if let Some(inner) = after.strip_prefix('{') {
+            let Some(end) = closing_brace(inner) else {
+                return Err(inner.to_string());
+            };
+            let body = &inner[..end];
+            let name_end = body.find(|c: char| !word(c)).unwrap_or(body.len());
+            let alt = match &body[name_end..] {
+                "" => None,
+                x => match (x.get(..2), x.get(2..)) {
+                    (Some(op @ (":-" | ":+")), Some(w)) => Some((op, w)),
+                    _ => return Err(body.to_string()),
+                },
+            };
+            (&body[..name_end], alt, end + 2)
         } else {
             let end = after.find(|c: char| !word(c)).unwrap_or(after.len());
-            (&after[..end], end)
+            (&after[..end], None, end)
         };
         if name.is_empty() {
+            if alt.is_some() || used > 0 {
+                return Err(after[..used].to_string());
+            }
             out.push('$');
             rest = after;
             continue;
         }
-        if !name.chars().all(word) {
-            return Err(name.to_string());
-        }
-        out.push_str(&value(name).ok_or_else(|| name.to_string())?);
+        let v = value(name).filter(|v| !v.is_empty());
+        out.push_str(&match (alt, v) {
+            (None, Some(v)) => v,
+            (None, None) => return Err(name.to_string()),
+            (Some((":-", _)), Some(v)) => v,
+            (Some((":+", _)), None) => String::new(),
+            (Some((_, w)), _) => substitute(w, value)?,
+        });
         rest = &after[used..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Where the `}` that closes a `${` stands in the text after the `{` (nested `${…}`
+/// counted).
+fn closing_brace(inner: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The pairs (old → new) of release numbers a URL may name: the whole version and its
@@ -300,9 +361,9 @@ fn items(text: &str) -> Vec<Item<'_>> {
     out
 }
 
-/// A value's words joined by one blank.
+/// A list option's items joined by one blank.
 fn words(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+    list(value).collect::<Vec<_>>().join(" ")
 }
 
 /// One section of a `.repo` file as read.
@@ -317,8 +378,17 @@ impl Section {
         self.keys
             .iter()
             .filter(|(k, _)| k == key)
-            .flat_map(|(_, v)| v.split_whitespace())
+            .flat_map(|(_, v)| list(v))
             .collect()
+    }
+
+    /// The last value given `key` (dnf reads the last of a key given twice).
+    fn last(&self, key: &str) -> Option<&str> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim())
     }
 
     fn first(&self, key: &str) -> Option<&str> {
@@ -362,6 +432,8 @@ pub struct Release<'a> {
     pub index: &'a dyn Fn(&str) -> Result<(), String>,
     /// Whether a `gpgkey=file://` path may be written: `Err` says why not.
     pub key_path: &'a dyn Fn(&str) -> Result<(), String>,
+    /// Whether a key file is on the new OS or in the snapshot.
+    pub key_there: &'a dyn Fn(&str) -> bool,
 }
 
 /// A `.repo` file brought to the new release.
@@ -376,6 +448,8 @@ pub struct Carried {
     pub refused: Vec<(String, String)>,
     /// The `gpgkey=file://` paths the kept sections name.
     pub keys: Vec<String>,
+    /// The sections kept without their repository checked: (its id, why).
+    pub unchecked: Vec<(String, String)>,
 }
 
 /// Where a section's repository answers: the index under each `baseurl` (`repodata/
@@ -393,7 +467,7 @@ fn index_urls(s: &Section, urls: &Urls) -> Vec<String> {
         .map(|p| p.trim_matches('/'))
         .filter(|p| !p.is_empty());
     let mut out = Vec::new();
-    for (key, list) in urls {
+    for (key, list) in urls.iter().filter(|(k, _)| URL_KEYS.contains(&k.as_str())) {
         for u in list {
             if key == "baseurl" {
                 let mut base = u.trim_end_matches('/').to_string();
@@ -409,31 +483,80 @@ fn index_urls(s: &Section, urls: &Urls) -> Vec<String> {
     out
 }
 
+/// One section as it will be written.
+struct Decision {
+    /// Its URL keys and `gpgkey` with their values on the new OS.
+    urls: Urls,
+    /// The `gpgkey=file://` paths it names.
+    keys: Vec<String>,
+    /// Why it was written without its repository being checked, when it was.
+    unchecked: Option<String>,
+}
+
+/// Why a section would turn a check off or outrank the distribution, if it would.
+fn weakens_checks(s: &Section) -> Option<String> {
+    for key in CHECK_KEYS {
+        if let Some(v) = s.last(key)
+            && boolean(v) != Some(true)
+        {
+            return Some(format!(
+                "{key}={} would turn a signature or certificate check off",
+                v.escape_debug()
+            ));
+        }
+    }
+    if let Some(v) = s.last("priority") {
+        match v.parse::<i64>() {
+            Ok(p) if p >= DEFAULT_PRIORITY => {}
+            _ => {
+                return Some(format!(
+                    "priority={} would outrank the distribution's own repositories (priority {DEFAULT_PRIORITY})",
+                    v.escape_debug()
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Decides one section: its URL keys as written on the new OS and its key files, or why
-/// it is not carried.
-fn decide(s: &Section, r: &Release) -> Result<(Urls, Vec<String>), String> {
+/// it is not carried. A section switched off (`enabled=0`) is written without being
+/// checked: nothing reads it until someone turns it on.
+fn decide(s: &Section, r: &Release) -> Result<Decision, String> {
+    if let Some(why) = weakens_checks(s) {
+        return Err(why);
+    }
+    let enabled = match s.last("enabled") {
+        None => true,
+        Some(v) => boolean(v)
+            .ok_or_else(|| format!("enabled={} is not a yes/no value", v.escape_debug()))?,
+    };
     let value = |name: &str| {
-        r.vars
-            .get(name)
-            .map(str::to_string)
-            .or_else(|| (r.own_var)(name).filter(|v| plain_value(v)))
+        (r.own_var)(name)
+            .filter(|v| plain_value(v))
+            .or_else(|| r.vars.get(name).map(str::to_string))
     };
     let mut urls = Vec::new();
-    for key in URL_KEYS {
-        let list = s.words(key);
-        if list.is_empty() {
+    for key in URL_KEYS.iter().chain(&["gpgkey"]) {
+        let items = s.words(key);
+        if items.is_empty() {
             continue;
         }
         let mut new = Vec::new();
-        for u in list {
-            let with = substitute(u, &value).map_err(|name| {
-                format!(
-                    "its URL {} uses ${}, which the new OS does not define",
-                    u.escape_debug(),
-                    name.escape_debug()
-                )
-            })?;
-            let with = rename_release(&with, r.old, r.new);
+        for u in items {
+            let with = match substitute(u, &value) {
+                Ok(with) => rename_release(&with, r.old, r.new),
+                // off: dnf gives the variable its value if it is ever turned on
+                Err(_) if !enabled => rename_release(u, r.old, r.new),
+                Err(name) => {
+                    return Err(format!(
+                        "its {} {} uses ${}, which the new OS does not define",
+                        if *key == "gpgkey" { "gpgkey" } else { "URL" },
+                        u.escape_debug(),
+                        name.escape_debug()
+                    ));
+                }
+            };
             if !with.chars().all(|c| c.is_ascii_graphic()) {
                 return Err(format!(
                     "its URL {} is outside the .repo grammar",
@@ -444,13 +567,23 @@ fn decide(s: &Section, r: &Release) -> Result<(Urls, Vec<String>), String> {
         }
         urls.push((key.to_string(), new));
     }
-    if urls.is_empty() {
+    if !urls.iter().any(|(k, _)| k != "gpgkey") {
         return Err("it names no baseurl, mirrorlist or metalink".into());
     }
     let mut keys = Vec::new();
-    for k in s.words("gpgkey") {
+    let written = s.words("gpgkey");
+    let gpgkeys = urls.iter().find(|(k, _)| k == "gpgkey").map(|x| &x.1[..]);
+    for (was, k) in written.iter().zip(gpgkeys.unwrap_or_default()) {
         if let Some(path) = k.strip_prefix("file://") {
             (r.key_path)(path)?;
+            // a key renamed for the new release (RPM-GPG-KEY-EPEL-8 → -9) must be there:
+            // the old one would make dnf refuse the new release's packages
+            if k != was && !(r.key_there)(path) {
+                return Err(format!(
+                    "its key for the new release, {}, is neither on the new OS nor in the snapshot",
+                    path.escape_debug()
+                ));
+            }
             keys.push(path.to_string());
         } else if !["http://", "https://", "ftp://"]
             .iter()
@@ -462,14 +595,31 @@ fn decide(s: &Section, r: &Release) -> Result<(Urls, Vec<String>), String> {
             ));
         }
     }
-    let missing: Vec<String> = index_urls(s, &urls)
-        .iter()
-        .filter_map(|u| (r.index)(u).err())
-        .collect();
-    if !missing.is_empty() {
-        return Err(missing.join("; "));
+    if !enabled {
+        return Ok(Decision {
+            urls,
+            keys,
+            unchecked: None,
+        });
     }
-    Ok((urls, keys))
+    let unchecked = UNCHECKABLE_KEYS
+        .iter()
+        .find(|&&k| s.last(k).is_some_and(|v| !v.is_empty() && v != "_none_"))
+        .map(|k| format!("its repository is reached through {k}=, which the agent's check does not use: written unchecked"));
+    if unchecked.is_none() {
+        let missing: Vec<String> = index_urls(s, &urls)
+            .iter()
+            .filter_map(|u| (r.index)(u).err())
+            .collect();
+        if !missing.is_empty() {
+            return Err(missing.join("; "));
+        }
+    }
+    Ok(Decision {
+        urls,
+        keys,
+        unchecked,
+    })
 }
 
 /// Brings one `.repo` file to the new release: each section's URLs substituted and
@@ -482,10 +632,13 @@ pub fn carry(text: &str, r: &Release) -> Carried {
     let mut decided: Vec<Option<Urls>> = Vec::new();
     for s in sections(&items) {
         match decide(&s, r) {
-            Ok((urls, keys)) => {
+            Ok(d) => {
+                if let Some(why) = d.unchecked {
+                    out.unchecked.push((s.id.clone(), why));
+                }
                 out.kept.push(s.id);
-                out.keys.extend(keys);
-                decided.push(Some(urls));
+                out.keys.extend(d.keys);
+                decided.push(Some(d.urls));
             }
             Err(why) => {
                 out.refused.push((s.id, why));
@@ -567,6 +720,15 @@ mod tests {
         assert_eq!(
             substitute("http://r/${releasever}-${arch}/", &get).unwrap(),
             "http://r/9-x86_64/"
+        );
+        // ${name:-default} and ${name:+word}, as dnf and zypper read them; no other form
+        assert_eq!(
+            substitute("${nope:+x}${nope:-${releasever}}${arch:+-$arch}", &get).unwrap(),
+            "9-x86_64"
+        );
+        assert_eq!(
+            substitute("${releasever:=x}", &get),
+            Err("releasever:=x".into())
         );
         // the longest name: $releasever_major is not $releasever followed by "_major"
         let leap = Vars::new(&os("opensuse-leap", "suse opensuse", "15.6"), "aarch64");
@@ -682,9 +844,19 @@ mod tests {
     const FILE: &str = "# the app's repositories\n[app]\nname=App $releasever\nbaseurl = http://h/app/el/$releasever/$basearch/\n        http://mirror/app/el/8/$basearch/\ngpgcheck=1\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-app\n\n[app-source]\nname=App sources\nbaseurl=http://h/app-source/$releasever/\n\n[plain]\nbaseurl=http://h/plain/\n";
 
     fn carry_with(text: &str, there: &[&str], key_ok: bool) -> Carried {
+        carry_with_own(text, there, key_ok, &|_| None)
+    }
+
+    /// Rocky 8.9 → 9.4 on x86_64: `there` the index URLs that answer, `key_ok` whether key
+    /// paths may be written, `own` the new OS's `/etc/dnf/vars`.
+    fn carry_with_own(
+        text: &str,
+        there: &[&str],
+        key_ok: bool,
+        own: &dyn Fn(&str) -> Option<String>,
+    ) -> Carried {
         let (old, new) = (rocky("8.9"), rocky("9.4"));
         let vars = Vars::new(&new, "x86_64");
-        let own = |_: &str| None;
         let index = |u: &str| {
             if there.contains(&u) {
                 Ok(())
@@ -707,9 +879,10 @@ mod tests {
                 old: &old,
                 new: &new,
                 vars: &vars,
-                own_var: &own,
+                own_var: own,
                 index: &index,
                 key_path: &key,
+                key_there: &|k: &str| k.ends_with("-9"),
             },
         )
     }
@@ -810,5 +983,156 @@ mod tests {
             c.text.as_deref(),
             Some("[m]\nmirrorlist=http://h/list?release=9\n")
         );
+    }
+
+    /// M3: dnf splits list options on commas as well as blanks — each URL is checked and
+    /// written, none slips through unchecked inside another's text.
+    #[test]
+    fn comma_separated_urls_are_each_checked() {
+        let text = "[c]\nbaseurl=http://a/$releasever/,http://b/$releasever/\ngpgkey=file:///etc/pki/rpm-gpg/K-a,file:///etc/pki/rpm-gpg/K-b\n";
+        let both = [
+            "http://a/9/repodata/repomd.xml",
+            "http://b/9/repodata/repomd.xml",
+        ];
+        let c = carry_with(text, &both, true);
+        assert_eq!(c.kept, vec!["c"], "{c:?}");
+        assert_eq!(
+            c.text.as_deref(),
+            // the changed list on one line; the unchanged one as it was written
+            Some(
+                "[c]\nbaseurl=http://a/9/ http://b/9/\ngpgkey=file:///etc/pki/rpm-gpg/K-a,file:///etc/pki/rpm-gpg/K-b\n"
+            )
+        );
+        assert_eq!(c.keys, vec!["/etc/pki/rpm-gpg/K-a", "/etc/pki/rpm-gpg/K-b"]);
+        // the second host does not answer: the section is not written
+        let c = carry_with(text, &both[..1], true);
+        assert_eq!(c.text, None, "{c:?}");
+        assert!(
+            c.refused[0].1.contains("http://b/9/repodata/repomd.xml"),
+            "{c:?}"
+        );
+        // an unchecked URL hidden after a comma of an unchanged value
+        let c = carry_with(
+            "[u]\nbaseurl=http://a/9/,http://unchecked/\n",
+            &both[..1],
+            true,
+        );
+        assert_eq!(c.text, None, "{c:?}");
+    }
+
+    /// M4: what is off, needs credentials or a proxy, or uses `${var:-default}` is not
+    /// a reason to end the restore `degraded`.
+    #[test]
+    fn disabled_proxied_and_defaulted_sections_are_written() {
+        // off: written without a check (renamed), even with a variable the new OS lacks
+        let c = carry_with(
+            "[debuginfo]\nbaseurl=http://h/el/8/debug/$contentdir/\nenabled=0\n",
+            &[],
+            true,
+        );
+        assert_eq!(c.kept, vec!["debuginfo"], "{c:?}");
+        assert_eq!(
+            c.text.as_deref(),
+            Some("[debuginfo]\nbaseurl=http://h/el/9/debug/$contentdir/\nenabled=0\n")
+        );
+        assert!(c.unchecked.is_empty());
+        // behind a proxy or a client certificate: written unchecked, said so
+        for key in [
+            "proxy=http://proxy.example:3128",
+            "sslclientcert=/etc/pki/entitlement/1.pem",
+        ] {
+            let c = carry_with(&format!("[p]\nbaseurl=http://h/p/\n{key}\n"), &[], true);
+            assert_eq!(c.kept, vec!["p"], "{c:?}");
+            assert!(c.unchecked[0].1.contains("written unchecked"), "{c:?}");
+        }
+        // proxy=_none_ is no proxy: checked
+        let c = carry_with("[p]\nbaseurl=http://h/p/\nproxy=_none_\n", &[], true);
+        assert_eq!(c.kept, Vec::<String>::new(), "{c:?}");
+        // ${var:-default} and ${var:+word}, as dnf reads them
+        let c = carry_with(
+            "[d]\nbaseurl=http://h/${contentdir:-pub}/${releasever}${arch:+-$arch}/\n",
+            &["http://h/pub/9-x86_64/repodata/repomd.xml"],
+            true,
+        );
+        assert_eq!(c.kept, vec!["d"], "{c:?}");
+        assert_eq!(
+            c.text.as_deref(),
+            Some("[d]\nbaseurl=http://h/pub/9-x86_64/\n")
+        );
+    }
+
+    /// M5: a section that would switch a signature or certificate check off, or outrank
+    /// the distribution, is refused and named.
+    #[test]
+    fn sections_that_weaken_checks_are_refused() {
+        let there = ["http://h/x/repodata/repomd.xml"];
+        for (line, named) in [
+            ("gpgcheck=0", "gpgcheck=0"),
+            ("gpgcheck = no", "gpgcheck=no"),
+            ("repo_gpgcheck=False", "repo_gpgcheck=False"),
+            ("sslverify=off", "sslverify=off"),
+            ("pkg_gpgcheck=0", "pkg_gpgcheck=0"),
+            ("gpgcheck=maybe", "gpgcheck=maybe"),
+            ("priority=1", "priority=1"),
+            ("priority=98", "priority=98"),
+            ("priority=high", "priority=high"),
+        ] {
+            for enabled in ["", "enabled=0\n"] {
+                let c = carry_with(
+                    &format!("[x]\nbaseurl=http://h/x/\n{enabled}{line}\n"),
+                    &there,
+                    true,
+                );
+                assert_eq!(c.text, None, "{line}: {c:?}");
+                assert!(c.refused[0].1.contains(named), "{line}: {c:?}");
+            }
+        }
+        // the last of a key given twice is the one dnf reads
+        let c = carry_with(
+            "[x]\nbaseurl=http://h/x/\ngpgcheck=1\ngpgcheck=0\n",
+            &there,
+            true,
+        );
+        assert_eq!(c.text, None, "{c:?}");
+        for fine in [
+            "gpgcheck=1\nrepo_gpgcheck=1\nsslverify=yes",
+            "priority=99",
+            "priority=120",
+        ] {
+            let c = carry_with(&format!("[x]\nbaseurl=http://h/x/\n{fine}\n"), &there, true);
+            assert_eq!(c.kept, vec!["x"], "{fine}: {c:?}");
+        }
+    }
+
+    /// L10: a key named for the old release follows the release like the URLs, and is
+    /// there; the new OS's own releasever wins over os-release's.
+    #[test]
+    fn keys_follow_the_release_and_the_new_os_s_releasever_wins() {
+        let there = ["http://h/epel/9/x86_64/repodata/repomd.xml"];
+        let text = "[epel]\nbaseurl=http://h/epel/$releasever/$basearch/\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-8 https://h/RPM-GPG-KEY-EPEL-8\n";
+        let c = carry_with(text, &there, true);
+        assert_eq!(c.kept, vec!["epel"], "{c:?}");
+        assert_eq!(c.keys, vec!["/etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-9"]);
+        assert_eq!(
+            c.text.as_deref(),
+            Some(
+                "[epel]\nbaseurl=http://h/epel/9/x86_64/\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-9 https://h/RPM-GPG-KEY-EPEL-9\n"
+            )
+        );
+        // the renamed key is nowhere: refused rather than written with the old one
+        let c = carry_with(
+            "[app]\nbaseurl=http://h/epel/9/x86_64/\ngpgkey=file:///etc/pki/rpm-gpg/KEY-el-8-app\n",
+            &there,
+            true,
+        );
+        assert!(c.refused[0].1.contains("KEY-el-9-app"), "{c:?}");
+        // /etc/dnf/vars/releasever (a minor lock) wins over os-release's major
+        let c = carry_with_own(
+            "[r]\nbaseurl=http://h/rhel/$releasever/\n",
+            &["http://h/rhel/9.2/repodata/repomd.xml"],
+            true,
+            &|n| (n == "releasever").then(|| "9.2".to_string()),
+        );
+        assert_eq!(c.kept, vec!["r"], "{c:?}");
     }
 }

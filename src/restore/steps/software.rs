@@ -42,21 +42,9 @@ fn new_family(a: &Apply) -> &'static str {
     }
 }
 
-/// Answers whether a repository's index exists: `Ok(false)` on 404/410, an error when the
-/// server cannot be reached (then nobody can tell).
-fn index_exists(url: &str) -> Result<bool> {
-    crate::sys::tls_provider();
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(20))
-        .build()?;
-    let r = client.get(url).send()?;
-    Ok(r.status().is_success())
-}
-
 /// Why a repository's index is not there (`None`: it is).
 fn index_missing(url: &str) -> Option<String> {
-    match index_exists(url) {
+    match super::reach::index_answers(url, &super::reach::system_resolve) {
         Ok(true) => None,
         Ok(false) => Some(format!("{url} does not exist")),
         Err(e) => Some(format!("{url} cannot be fetched: {e}")),
@@ -415,17 +403,42 @@ fn rpm_repo_files(a: &Apply, l: &Loaded, family: &str, t: &mut Tally) -> Result<
                 )
             })
         };
+        let key_there = |k: &str| {
+            a.is_file(k)
+                || l.state
+                    .repos
+                    .keys
+                    .iter()
+                    .any(|x| x.path == k && x.link.is_none())
+        };
+        // the new OS's own releasever (a RHEL minor lock) names its release in URLs too,
+        // when it is of the same major
+        let mut renamed_to = new_os.clone();
+        if let (Some(v), Some(id)) = (own_var("releasever"), new_os.version_id.as_deref())
+            && rpm_repos::plain_value(&v)
+            && v.split('.').next() == id.split('.').next()
+        {
+            renamed_to.version_id = Some(v);
+        }
         let c = rpm_repos::carry(
             &String::from_utf8_lossy(&f.file.bytes()),
             &rpm_repos::Release {
                 old: &l.state.identity.os,
-                new: &new_os,
+                new: &renamed_to,
                 vars: &vars,
                 own_var: &own_var,
                 index: &index,
                 key_path: &key_path,
+                key_there: &key_there,
             },
         );
+        for (id, why) in &c.unchecked {
+            t.warnings.push(format!(
+                "the repository [{}] of {}: {why}",
+                id.escape_debug(),
+                f.file.path
+            ));
+        }
         for (id, why) in &c.refused {
             t.attention.push(format!(
                 "the repository [{}] of {} is not carried: {why}",
