@@ -393,6 +393,24 @@ fn crash_after_step() -> Option<usize> {
     None
 }
 
+/// Test hook (`test-hooks` builds only): `CARRYOVER_TEST_AFTER_STEP=<step>:<command>`
+/// runs the command with `sh -c` right after that step, as a service started by the
+/// step would change the system (a database recycling its WAL).
+#[cfg(feature = "test-hooks")]
+fn run_after_step(name: &str) {
+    if let Some((step, cmd)) = std::env::var("CARRYOVER_TEST_AFTER_STEP")
+        .ok()
+        .as_deref()
+        .and_then(|v| v.split_once(':'))
+        && step == name
+    {
+        let _ = std::process::Command::new("sh").args(["-c", cmd]).status();
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn run_after_step(_: &str) {}
+
 /// One run of the plan: which snapshot onto which system, and how.
 pub struct Plan<'a> {
     pub store: &'a Store,
@@ -459,14 +477,24 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
     journal.steps.retain(|s| s.status != Status::Failed);
     let writer = background::DocWriter::new(store.clone(), key.clone());
     let mut reports = Vec::new();
+    // the checks made right after their step (see `Verify::Check`), by step name
+    let checker =
+        (!dry_run).then(|| Apply::new(root, &manifest.id, true).with_options(options.clone()));
+    let mut checked: BTreeMap<&str, (Health, String)> = BTreeMap::new();
+    let mut check_now = |step: &steps::StepDef, report: &StepReport| {
+        if let (Some(c), Some(check)) = (&checker, step.verify.check()) {
+            checked.insert(step.name, verify_step(c, &loaded, step, check, report));
+        }
+    };
     for (i, step) in steps::plan().iter().enumerate() {
         if let Some(prev) = done_before.get(step.name) {
-            if !matches!(step.verify, steps::Verify::Itself) {
+            if step.verify.from_journal() {
                 tracing::info!(step = step.name, "done before the restart; not run again");
+                check_now(step, prev);
                 reports.push(prev.clone());
                 continue;
             }
-            // a check of the live system: what the journal says of it is never taken
+            // on the live system: what the journal says of it is never taken
             journal.steps.retain(|s| s.name != step.name);
         }
         let started = std::time::Instant::now();
@@ -487,6 +515,8 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
             attention: outcome.attention,
             changes: outcome.changes,
         };
+        check_now(step, &report);
+        run_after_step(step.name);
         reports.push(report.clone());
         if !dry_run {
             journal.steps.push(report);
@@ -502,11 +532,9 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
             }
         }
     }
-    let health = if dry_run {
-        Vec::new()
-    } else {
-        let a = Apply::new(root, &manifest.id, true).with_options(options.clone());
-        health_checks(&a, &loaded, &reports)
+    let health = match &checker {
+        None => Vec::new(),
+        Some(c) => health_checks(c, &loaded, checked),
     };
     let failed = reports.iter().any(|r| r.status == Status::Failed);
     // a file that could not be restored needs a person as much as a failed step
@@ -564,12 +592,34 @@ fn damaged<'l>(loaded: &'l Loaded, step: &steps::StepDef) -> Option<&'l String> 
         .find_map(|n| loaded.broken.get(n.name()).or(loaded.broken.get("*")))
 }
 
-/// After the steps, each step's work is checked on the system as it is now (`a` is a
-/// dry run): a verifiable step, run again, must find nothing to change (a first-boot tool
-/// or a failed write would show up here); the others have checks of their own, which
-/// see through a journal that says a step was done when it was not (the data in place,
-/// the packages installed, the units started).
-fn health_checks(a: &Apply, loaded: &Loaded, reports: &[StepReport]) -> Vec<HealthCheck> {
+/// A step's own check, unless the snapshot part it reads is damaged.
+fn verify_step(
+    a: &Apply,
+    loaded: &Loaded,
+    step: &steps::StepDef,
+    check: steps::CheckFn,
+    report: &StepReport,
+) -> (Health, String) {
+    match damaged(loaded, step) {
+        Some(why) => (
+            Health::RecheckFailed,
+            format!("the snapshot is damaged: {why}"),
+        ),
+        None => check(a, loaded, report),
+    }
+}
+
+/// After the steps, each step's work is checked (`a` is a dry run): a verifiable step,
+/// run again now, must find nothing to change (a first-boot tool or a failed write would
+/// show up here); the others have checks of their own, which see through a journal that
+/// says a step was done when it was not (the data in place, the packages installed, the
+/// units started) — made right after their step, before later steps' services changed
+/// what they look at, and handed in as `checked`.
+fn health_checks(
+    a: &Apply,
+    loaded: &Loaded,
+    mut checked: BTreeMap<&str, (Health, String)>,
+) -> Vec<HealthCheck> {
     steps::plan()
         .iter()
         .filter_map(|s| {
@@ -586,16 +636,7 @@ fn health_checks(a: &Apply, loaded: &Loaded, reports: &[StepReport]) -> Vec<Heal
                         ),
                     }
                 }
-                steps::Verify::Check(check) => {
-                    let report = reports.iter().find(|r| r.name == s.name)?;
-                    match damaged(loaded, s) {
-                        Some(why) => (
-                            Health::RecheckFailed,
-                            format!("the snapshot is damaged: {why}"),
-                        ),
-                        None => check(a, loaded, report),
-                    }
-                }
+                steps::Verify::Check(_) | steps::Verify::Live(_) => checked.remove(s.name)?,
             };
             Some(HealthCheck {
                 name: s.name.to_string(),

@@ -214,8 +214,6 @@ impl Walker<'_> {
     /// The node of an entry from its metadata alone (owners by id and by name).
     fn node(&self, rel: Vec<u8>, fm: &sys::FileMeta) -> Node {
         Node {
-            path: rel,
-            kind: Kind::File,
             mode: fm.mode,
             uid: fm.uid,
             gid: fm.gid,
@@ -223,15 +221,10 @@ impl Walker<'_> {
             group: self.names.groups.name(fm.gid).map(str::to_string),
             mtime: fm.mtime,
             mtime_ns: fm.mtime_ns,
-            size: 0,
-            chunks: Vec::new(),
-            extents: None,
-            target: Vec::new(),
-            rdev: 0,
-            xattrs: Vec::new(),
             ctime: fm.ctime,
             ctime_ns: fm.ctime_ns,
             ino: fm.ino,
+            ..Node::bare(rel, Kind::File)
         }
     }
 }

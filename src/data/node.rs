@@ -69,6 +69,31 @@ pub struct Xattr {
 }
 
 impl Node {
+    /// An entry of this kind at `path` with nothing else recorded (mode 0, owner 0:0,
+    /// time 0): what the capture and tests start from.
+    pub fn bare(path: Vec<u8>, kind: Kind) -> Node {
+        Node {
+            path,
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: 0,
+            mtime_ns: 0,
+            size: 0,
+            chunks: Vec::new(),
+            extents: None,
+            target: Vec::new(),
+            rdev: 0,
+            xattrs: Vec::new(),
+            ctime: 0,
+            ctime_ns: 0,
+            ino: 0,
+        }
+    }
+
     /// The chunk ids.
     pub fn chunk_ids(&self) -> impl Iterator<Item = BlobId> + '_ {
         self.chunks.iter().copied()

@@ -490,7 +490,10 @@ fn restore_root(
         }
     }
     for (host, name, node, created) in deferred_dirs.iter().rev() {
-        match apply_meta(host, node, owners, false) {
+        let applied = sys::Entry::open(host)
+            .map_err(anyhow::Error::from)
+            .and_then(|e| apply_meta(&e, node, owners));
+        match applied {
             Ok(changed) => out.count(*created || changed),
             Err(e) => out.failed.push(Problem::new(name, format!("{e:#}"))),
         }
@@ -603,14 +606,17 @@ fn write_file(
     // taken as the same when size and mtime are. Only what differs is set; a file with
     // other names (hard links) is never changed in place, but written anew when its
     // metadata differs.
+    // The entry is opened once, without following a link, and its metadata is set on
+    // what was opened: a name swapped for a link meanwhile changes nothing outside.
     if job.fresh {
-    } else if let Ok(m) = std::fs::symlink_metadata(&job.host)
+    } else if let Ok(e) = sys::Entry::open(&job.host)
+        && let Ok(m) = e.metadata()
         && same_content(&m, n)
     {
         if sys::file_meta(&m).nlink == 1 {
-            return Ok((0, apply_meta(&job.host, n, owners, false)?));
+            return Ok((0, apply_meta(&e, n, owners)?));
         }
-        if !meta_differs(&job.host, n, owners, false)? {
+        if !meta_differs(&e, n, owners)? {
             return Ok((0, false));
         }
     }
@@ -624,8 +630,8 @@ fn write_file(
         if written >= WRITEBACK_FROM {
             sys::start_writeback(&f);
         }
-        drop(f);
-        apply_meta(&tmp, n, owners, false)?;
+        // on the open file: the temporary name is in a folder others may write to
+        apply_meta(&sys::Entry::of_file(f, &tmp), n, owners)?;
         Ok(written)
     })();
     match result {
@@ -700,7 +706,6 @@ fn write_content(
 /// Symlinks, FIFOs and device nodes; one already in place (the same target, the same
 /// kind of node and device) only gets the metadata that differs. True when it changed.
 fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<bool> {
-    let symlink = n.kind == Kind::Symlink;
     if let Ok(m) = std::fs::symlink_metadata(host) {
         let same = match n.kind {
             Kind::Symlink => {
@@ -720,7 +725,7 @@ fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<bool> {
             _ => false,
         };
         if same {
-            return apply_meta(host, n, owners, symlink);
+            return apply_meta(&sys::Entry::open(host)?, n, owners);
         }
     }
     let tmp = temp_of(host);
@@ -732,7 +737,10 @@ fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<bool> {
         Kind::Block => sys::make_special(&tmp, "block", n.mode, n.rdev)?,
         _ => bail!("not a special file"),
     }
-    if let Err(e) = apply_meta(&tmp, n, owners, symlink) {
+    if let Err(e) = sys::Entry::open(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|e| apply_meta(&e, n, owners))
+    {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
@@ -774,40 +782,62 @@ fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<bool> {
 /// Owner (by name), mode, extended attributes, then times — in that order, since chown
 /// clears setuid bits and every change moves ctime — each compared first and set only
 /// where it differs, so an entry already as in the snapshot is not touched. True when
-/// something was set.
-fn apply_meta(path: &Path, n: &Node, owners: &Owners, symlink: bool) -> Result<bool> {
-    sync_meta(path, n, owners, symlink, true)
+/// something was set. All of it on the opened entry (`sys::Entry`), never by name again;
+/// one of another kind than the node (a link swapped in) is refused.
+fn apply_meta(e: &sys::Entry, n: &Node, owners: &Owners) -> Result<bool> {
+    sync_meta(e, n, owners, true)
 }
 
-/// True when some of the node's metadata differs from the entry at `path`.
-fn meta_differs(path: &Path, n: &Node, owners: &Owners, symlink: bool) -> Result<bool> {
-    sync_meta(path, n, owners, symlink, false)
+/// True when some of the node's metadata differs from the entry's.
+fn meta_differs(e: &sys::Entry, n: &Node, owners: &Owners) -> Result<bool> {
+    sync_meta(e, n, owners, false)
 }
 
-fn sync_meta(path: &Path, n: &Node, owners: &Owners, symlink: bool, set: bool) -> Result<bool> {
-    let m = std::fs::symlink_metadata(path).map_err(|e| anyhow!("reading its metadata: {e}"))?;
+/// True when the entry is of the node's kind.
+fn kind_matches(m: &std::fs::Metadata, kind: Kind) -> bool {
+    let ft = m.file_type();
+    match kind {
+        Kind::Dir => ft.is_dir(),
+        Kind::File | Kind::Hardlink => ft.is_file(),
+        Kind::Symlink => ft.is_symlink(),
+        Kind::Fifo => sys::special_kind(&ft) == Some("fifo"),
+        Kind::Char => sys::special_kind(&ft) == Some("char"),
+        Kind::Block => sys::special_kind(&ft) == Some("block"),
+    }
+}
+
+fn sync_meta(e: &sys::Entry, n: &Node, owners: &Owners, set: bool) -> Result<bool> {
+    let m = e
+        .metadata()
+        .map_err(|e| anyhow!("reading its metadata: {e}"))?;
+    if !kind_matches(&m, n.kind) {
+        bail!("it was replaced by something else while being restored; refused");
+    }
+    let symlink = n.kind == Kind::Symlink;
     let fm = sys::file_meta(&m);
     let (uid, gid) = owners.ids(n);
     let mut differs = false;
     if !sys::owner_matches(&m, uid, gid) {
         differs = true;
         if set {
-            sys::lchown(path, uid, gid).map_err(|e| anyhow!("setting the owner: {e}"))?;
+            e.set_owner(uid, gid)
+                .map_err(|e| anyhow!("setting the owner: {e}"))?;
         }
     }
     // after a chown the mode is set again: it may have cleared setuid/setgid
     if !symlink && (differs || !sys::mode_matches(&m, n.mode)) {
         differs = true;
         if set {
-            sys::set_mode(path, n.mode & 0o7777).map_err(|e| anyhow!("setting the mode: {e}"))?;
+            e.set_mode(n.mode & 0o7777)
+                .map_err(|e| anyhow!("setting the mode: {e}"))?;
         }
     }
     for x in &n.xattrs {
-        if sys::xattr_is(path, &x.name, &x.value) {
+        if e.xattr_is(&x.name, &x.value) {
             continue;
         }
         differs = true;
-        if set && let Err(e) = sys::set_xattr(path, &x.name, &x.value) {
+        if set && let Err(e) = e.set_xattr(&x.name, &x.value) {
             bail!(
                 "setting the extended attribute {}: {e}",
                 String::from_utf8_lossy(&x.name)
@@ -817,9 +847,103 @@ fn sync_meta(path: &Path, n: &Node, owners: &Owners, symlink: bool, set: bool) -
     if (fm.mtime, fm.mtime_ns) != (n.mtime, n.mtime_ns) {
         differs = true;
         if set {
-            sys::set_times_nofollow(path, n.mtime, n.mtime_ns)
+            e.set_times(n.mtime, n.mtime_ns)
                 .map_err(|e| anyhow!("setting the times: {e}"))?;
         }
     }
     Ok(differs)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn node(kind: Kind, mode: u32) -> Node {
+        Node {
+            mode,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            mtime: 1_000_000,
+            ..Node::bare(b"f".to_vec(), kind)
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Review #25 (A): a user who owns a folder of a data path swaps an entry for a link
+    /// to a file of the system between the restore's look at it and its chmod; the
+    /// captured mode (setuid, world-writable) must never reach the link's target.
+    #[test]
+    fn metadata_never_reaches_the_target_of_a_link_swapped_in() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let owners = Owners::of(&root);
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "root's").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let vdir = t.path().join("victim-dir");
+        std::fs::create_dir(&vdir).unwrap();
+        std::fs::set_permissions(&vdir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let tree = t.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+
+        // a name that is a link already: refused, the target untouched
+        let f = tree.join("f");
+        std::os::unix::fs::symlink(&victim, &f).unwrap();
+        let e = sys::Entry::open(&f).unwrap();
+        assert!(apply_meta(&e, &node(Kind::File, 0o4777), &owners).is_err());
+        assert_eq!(mode(&victim), 0o600);
+
+        // the file seen in place, then swapped for a link before its metadata is set
+        std::fs::remove_file(&f).unwrap();
+        std::fs::write(&f, "").unwrap();
+        let e = sys::Entry::open(&f).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink(&victim, &f).unwrap();
+        assert!(apply_meta(&e, &node(Kind::File, 0o4777), &owners).unwrap());
+        assert_eq!(mode(&victim), 0o600);
+        assert_ne!(
+            sys::file_meta(&std::fs::metadata(&victim).unwrap()).mtime,
+            1_000_000
+        );
+
+        // the temporary file, held open while its metadata is set
+        let tmp = temp_of(&tree.join("g"));
+        let file = create_temp(&tmp).unwrap();
+        std::fs::remove_file(&tmp).unwrap();
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        apply_meta(
+            &sys::Entry::of_file(file, &tmp),
+            &node(Kind::File, 0o4777),
+            &owners,
+        )
+        .unwrap();
+        assert_eq!(mode(&victim), 0o600);
+
+        // a directory, swapped for a link to a directory of the system
+        let d = tree.join("d");
+        std::fs::create_dir(&d).unwrap();
+        let e = sys::Entry::open(&d).unwrap();
+        std::fs::remove_dir(&d).unwrap();
+        std::os::unix::fs::symlink(&vdir, &d).unwrap();
+        apply_meta(&e, &node(Kind::Dir, 0o777), &owners).unwrap();
+        assert_eq!(mode(&vdir), 0o700);
+
+        // a FIFO (never opened, reached through its descriptor) gets its mode
+        let p = tree.join("p");
+        sys::make_special(&p, "fifo", 0o600, 0).unwrap();
+        let e = sys::Entry::open(&p).unwrap();
+        assert!(apply_meta(&e, &node(Kind::Fifo, 0o640), &owners).unwrap());
+        assert_eq!(
+            std::fs::symlink_metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        assert_eq!(
+            sys::file_meta(&std::fs::symlink_metadata(&p).unwrap()).mtime,
+            1_000_000
+        );
+    }
 }

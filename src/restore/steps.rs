@@ -89,6 +89,9 @@ pub struct StepDef {
     pub verify: Verify,
 }
 
+/// A step's own check of what it did (or says it did, in `StepReport`).
+pub type CheckFn = fn(&Apply, &Loaded, &StepReport) -> (Health, String);
+
 /// How the health check after the plan checks a step — never by taking the journal's
 /// word for it: a journal in the store may be forged (#16.4).
 #[derive(Clone, Copy)]
@@ -97,11 +100,33 @@ pub enum Verify {
     DryRun,
     /// A dry run cannot tell (it installs or starts things on the live system): a check
     /// of its own says whether what the step did, or says it did (its report, perhaps
-    /// from the journal), holds now.
-    Check(fn(&Apply, &Loaded, &StepReport) -> (Health, String)),
+    /// from the journal), holds. It runs right after the step (or after the step was
+    /// taken from the journal), before later steps start services that change what it
+    /// looks at (a database recycles its WAL, a pid file goes): that result is the
+    /// health report's.
+    Check(CheckFn),
+    /// As `Check`, for a step on the live system whose effect does not outlast the boot's
+    /// services (units try-restarted): never taken from the journal, run on every run
+    /// (its commands are idempotent), then checked. A forged journal cannot skip it.
+    Live(CheckFn),
     /// The step is itself a check of the live system (readiness): it runs on every run,
     /// also on a resumed one, and is never taken from the journal.
     Itself,
+}
+
+impl Verify {
+    /// A step whose journaled report a resumed run may take (else it runs again).
+    pub fn from_journal(self) -> bool {
+        matches!(self, Verify::DryRun | Verify::Check(_))
+    }
+
+    /// The check that runs right after the step, if it has one.
+    pub fn check(self) -> Option<CheckFn> {
+        match self {
+            Verify::Check(c) | Verify::Live(c) => Some(c),
+            Verify::DryRun | Verify::Itself => None,
+        }
+    }
 }
 
 /// The steps every target has.
@@ -285,7 +310,7 @@ pub const STEPS: &[StepDef] = &[
         about: "on the live system: reload systemd, apply sysctl, mount, start enabled units",
         needs: &[Section::Services],
         run: system::activate,
-        verify: Verify::Check(system::activate_check),
+        verify: Verify::Live(system::activate_check),
     },
     StepDef {
         name: "readiness",

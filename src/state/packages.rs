@@ -76,6 +76,8 @@ pub struct DpkgPackage {
     pub priority: String,
     /// `(path, md5)` of each configuration file the package ships, obsolete ones left out.
     pub conffiles: Vec<(String, String)>,
+    /// The other names it stands for (`Provides:`, versions left out): virtual packages.
+    pub provides: Vec<String>,
 }
 
 /// Parses dpkg's status file, every stanza.
@@ -105,6 +107,13 @@ pub fn parse_dpkg(text: &str) -> Vec<DpkgPackage> {
                 "Essential" => p.essential = v == "yes",
                 "Priority" => p.priority = v.to_string(),
                 "Conffiles" => in_conffiles = true,
+                "Provides" => {
+                    p.provides = v
+                        .split(',')
+                        .filter_map(|n| n.split_whitespace().next())
+                        .map(str::to_string)
+                        .collect()
+                }
                 _ => {}
             }
         }
@@ -260,6 +269,36 @@ pub fn parse_apk_installed(text: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("P:").map(|s| s.trim().to_string()))
         .collect();
     set.into_iter().collect()
+}
+
+/// The names the installed packages provide besides their own — dpkg's `Provides:`
+/// (virtual packages), rpm's provides (EL8's php-json is provided by EL9's php-common):
+/// a chosen name one of these has is installed, as its manager would say.
+/// The virtual names dpkg's installed packages provide.
+pub fn dpkg_provided(status: &str) -> BTreeSet<String> {
+    parse_dpkg(status)
+        .into_iter()
+        .filter(|p| p.installed)
+        .flat_map(|p| p.provides)
+        .collect()
+}
+
+pub fn provided(g: &Gather) -> BTreeSet<String> {
+    if let Some(t) = g.read("/var/lib/dpkg/status") {
+        return dpkg_provided(&t);
+    }
+    if rpm_db(g).is_some() {
+        return rpm(g, &["-qa", "--qf", "[%{PROVIDENAME}\\n]"], false)
+            .map(|out| {
+                out.lines()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    BTreeSet::new()
 }
 
 pub fn gather(g: &Gather) -> Packages {
@@ -477,6 +516,18 @@ pub fn dpkg_owned(g: &Gather, prefixes: &[&str]) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review #25 (D): a chosen name the new OS has as a virtual package.
+    #[test]
+    fn dpkg_provides_of_installed_packages_are_names_it_has() {
+        let t = "Package: php8.2-common\nStatus: install ok installed\nProvides: php-json (= 8.2), php8.2-json, php-ctype\nVersion: 8.2.1\n\n\
+Package: exim4-daemon-light\nStatus: deinstall ok config-files\nProvides: mail-transport-agent\n";
+        let p = dpkg_provided(t);
+        assert_eq!(
+            p.into_iter().collect::<Vec<_>>(),
+            vec!["php-ctype", "php-json", "php8.2-json"]
+        );
+    }
 
     #[test]
     fn dpkg_status_only_installed() {

@@ -258,6 +258,163 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// An entry whose metadata is read and set on what was opened, never by its name again:
+/// opened with `O_PATH | O_NOFOLLOW`, so a symlink in its place is the symlink itself, and
+/// a name swapped for a link afterwards (by a user who owns the folder) changes nothing
+/// outside. Regular files and directories are reopened for real through the descriptor
+/// (fchown, fchmod, fsetxattr, futimens); FIFOs and device nodes are never opened, only
+/// reached through `/proc/self/fd`, which names the opened inode, as glibc's `lchmod`
+/// does. A symlink's owner is set on its descriptor; its xattrs and times by name with the
+/// calls that do not follow it (Linux has no descriptor calls for them), and its mode never.
+pub struct Entry {
+    fd: File,
+    how: Handle,
+    name: std::path::PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handle {
+    /// A descriptor open for reading or writing: every f* call works on it.
+    Open,
+    /// An `O_PATH` descriptor of a FIFO or device node.
+    Special,
+    /// An `O_PATH` descriptor of the symlink itself.
+    Link,
+}
+
+impl Entry {
+    /// Opens the entry at `path` without following a symlink (nor opening a device).
+    pub fn open(path: &Path) -> io::Result<Entry> {
+        use nix::libc::{O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH};
+        use std::os::unix::fs::OpenOptionsExt;
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_PATH | O_NOFOLLOW | O_CLOEXEC)
+            .open(path)?;
+        let ft = fd.metadata()?.file_type();
+        let (fd, how) = if ft.is_file() || ft.is_dir() {
+            let real = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+                .open(proc_fd(&fd))?;
+            (real, Handle::Open)
+        } else if ft.is_symlink() {
+            (fd, Handle::Link)
+        } else {
+            (fd, Handle::Special)
+        };
+        Ok(Entry {
+            fd,
+            how,
+            name: path.to_path_buf(),
+        })
+    }
+
+    /// A file this process created and still holds open (a temporary file).
+    pub fn of_file(f: File, path: &Path) -> Entry {
+        Entry {
+            fd: f,
+            how: Handle::Open,
+            name: path.to_path_buf(),
+        }
+    }
+
+    /// The metadata of what was opened (a symlink's own).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.fd.metadata()
+    }
+
+    pub fn set_owner(&self, uid: u32, gid: u32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if self.how == Handle::Open {
+            return std::os::unix::fs::fchown(&self.fd, Some(uid), Some(gid));
+        }
+        // SAFETY: a valid descriptor and a NUL-terminated empty path; AT_EMPTY_PATH makes
+        // the call act on the descriptor's inode (the symlink itself for a link).
+        let r = unsafe {
+            nix::libc::fchownat(
+                self.fd.as_raw_fd(),
+                c"".as_ptr(),
+                uid,
+                gid,
+                nix::libc::AT_EMPTY_PATH | nix::libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Sets the permission bits (a symlink has none to set: refused).
+    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+        let perm = std::fs::Permissions::from_mode(mode);
+        match self.how {
+            Handle::Open => self.fd.set_permissions(perm),
+            Handle::Special => std::fs::set_permissions(proc_fd(&self.fd), perm),
+            Handle::Link => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        }
+    }
+
+    /// True when the entry already has the extended attribute with this value, or when it
+    /// is not one this platform sets (as `xattr_is`).
+    pub fn xattr_is(&self, name: &[u8], value: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        use xattr::FileExt as _;
+        let n = std::ffi::OsStr::from_bytes(name);
+        if name.starts_with(crate::data::winmeta::PREFIX) {
+            return true;
+        }
+        let got = match self.how {
+            Handle::Open => self.fd.get_xattr(n),
+            Handle::Special => xattr::get_deref(proc_fd(&self.fd), n),
+            Handle::Link => xattr::get(&self.name, n),
+        };
+        got.is_ok_and(|v| v.as_deref() == Some(value))
+    }
+
+    /// Sets one extended attribute (as `set_xattr`).
+    pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use xattr::FileExt as _;
+        let n = std::ffi::OsStr::from_bytes(name);
+        if name.starts_with(crate::data::winmeta::PREFIX) {
+            return Ok(());
+        }
+        match self.how {
+            Handle::Open => self.fd.set_xattr(n, value),
+            Handle::Special => xattr::set_deref(proc_fd(&self.fd), n, value),
+            Handle::Link => xattr::set(&self.name, n, value),
+        }
+    }
+
+    /// Sets access and modification time.
+    pub fn set_times(&self, secs: i64, nsecs: u32) -> io::Result<()> {
+        use nix::sys::stat::{UtimensatFlags, futimens, utimensat};
+        let ts = nix::sys::time::TimeSpec::new(secs, nsecs as i64);
+        match self.how {
+            Handle::Open => futimens(&self.fd, &ts, &ts).map_err(io::Error::from),
+            Handle::Special => utimensat(
+                nix::fcntl::AT_FDCWD,
+                &proc_fd(&self.fd),
+                &ts,
+                &ts,
+                UtimensatFlags::FollowSymlink,
+            )
+            .map_err(io::Error::from),
+            Handle::Link => set_times_nofollow(&self.name, secs, nsecs),
+        }
+    }
+}
+
+/// The `/proc` name of a descriptor: it resolves to the opened inode, whatever is at the
+/// entry's name now.
+fn proc_fd(f: &File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
+}
+
 /// True when `meta` belongs to uid:gid (nothing for `lchown` to do).
 pub fn owner_matches(meta: &std::fs::Metadata, uid: u32, gid: u32) -> bool {
     owner_of(meta) == (uid, gid)
@@ -487,6 +644,43 @@ mod create_tests {
             std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
             0o755
         );
+    }
+
+    #[test]
+    fn an_entry_sets_metadata_on_what_was_opened_never_through_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "x").unwrap();
+        set_mode(&victim, 0o600).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        // the link itself: no mode to set, times and owner on the link, not its target
+        let e = Entry::open(&link).unwrap();
+        assert!(e.metadata().unwrap().file_type().is_symlink());
+        assert!(e.set_mode(0o4755).is_err());
+        e.set_owner(
+            owner_of(&e.metadata().unwrap()).0,
+            owner_of(&e.metadata().unwrap()).1,
+        )
+        .unwrap();
+        e.set_times(1_000_000, 0).unwrap();
+        assert_ne!(
+            file_meta(&std::fs::metadata(&victim).unwrap()).mtime,
+            1_000_000
+        );
+        assert_eq!(mode(&victim), 0o600);
+        // a file opened, then its name swapped for a link: the opened file changes
+        let f = t.path().join("f");
+        std::fs::write(&f, "").unwrap();
+        let e = Entry::open(&f).unwrap();
+        std::fs::rename(&f, t.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&victim, &f).unwrap();
+        e.set_mode(0o4755).unwrap();
+        e.set_times(1_000_000, 0).unwrap();
+        assert_eq!(mode(&victim), 0o600);
+        assert_eq!(mode(&t.path().join("moved")), 0o4755);
+        assert_eq!(e.metadata().unwrap().permissions().mode() & 0o7777, 0o4755);
     }
 
     #[test]

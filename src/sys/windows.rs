@@ -284,6 +284,53 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// An entry whose metadata is set (the Unix side sets it through a descriptor; here by
+/// name with the calls above, which do not follow a reparse point, as before).
+pub struct Entry {
+    name: std::path::PathBuf,
+}
+
+impl Entry {
+    pub fn open(path: &Path) -> io::Result<Entry> {
+        std::fs::symlink_metadata(path)?;
+        Ok(Entry {
+            name: path.to_path_buf(),
+        })
+    }
+
+    /// A file this process created: closed first, so the calls by name can open it.
+    pub fn of_file(f: File, path: &Path) -> Entry {
+        drop(f);
+        Entry {
+            name: path.to_path_buf(),
+        }
+    }
+
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        std::fs::symlink_metadata(&self.name)
+    }
+
+    pub fn set_owner(&self, uid: u32, gid: u32) -> io::Result<()> {
+        lchown(&self.name, uid, gid)
+    }
+
+    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+        set_mode(&self.name, mode)
+    }
+
+    pub fn xattr_is(&self, name: &[u8], value: &[u8]) -> bool {
+        xattr_is(&self.name, name, value)
+    }
+
+    pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        set_xattr(&self.name, name, value)
+    }
+
+    pub fn set_times(&self, secs: i64, nsecs: u32) -> io::Result<()> {
+        set_times_nofollow(&self.name, secs, nsecs)
+    }
+}
+
 /// POSIX owners do not exist on Windows: nothing for `lchown` to do.
 pub fn owner_matches(_meta: &std::fs::Metadata, _uid: u32, _gid: u32) -> bool {
     true

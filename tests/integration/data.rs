@@ -812,3 +812,40 @@ fn an_encrypted_store_hides_content_and_needs_its_key() {
         "the key is never printed"
     );
 }
+
+/// Review #25 (B): the services `activate` starts change their data (PostgreSQL recycles a
+/// WAL segment, a log grows): the data check is made right after the data step, so what
+/// they do afterwards does not read as files missing (degraded).
+#[test]
+fn services_changing_their_data_after_the_restore_do_not_read_as_missing() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    old.file("/srv/pg/pg_wal/000000010000000000000001", "wal segment\n")
+        .file("/srv/pg/log/postgresql.log", "started\n");
+    let store = t.path().join("store");
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/srv/pg"])
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    let new = new_ubuntu(&t.path().join("new"));
+    let wal = new.p("/srv/pg/pg_wal/000000010000000000000001");
+    let log = new.p("/srv/pg/log/postgresql.log");
+    let service = format!(
+        "activate:rm {} && echo more >> {}",
+        wal.display(),
+        log.display()
+    );
+    let v = json(&restore(
+        &new.dir,
+        &store,
+        &[],
+        &[("CARRYOVER_TEST_AFTER_STEP", service.as_str())],
+    ));
+    assert!(!wal.exists(), "the stand-in service did not run");
+    let data = health(&v, "data");
+    assert_eq!(data["ok"], true, "{data}");
+    assert_eq!(v["state"], "ready", "{v}");
+}

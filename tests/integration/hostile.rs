@@ -17,24 +17,9 @@ use super::fixtures::*;
 
 fn node(path: &[u8], kind: Kind) -> Node {
     Node {
-        path: path.to_vec(),
-        kind,
         mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
-        uid: 0,
-        gid: 0,
-        user: None,
-        group: None,
         mtime: 1_600_000_000,
-        mtime_ns: 0,
-        size: 0,
-        chunks: Vec::new(),
-        extents: None,
-        target: Vec::new(),
-        rdev: 0,
-        xattrs: Vec::new(),
-        ctime: 0,
-        ctime_ns: 0,
-        ino: 0,
+        ..Node::bare(path.to_vec(), kind)
     }
 }
 

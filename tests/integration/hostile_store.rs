@@ -304,9 +304,9 @@ fn a_forged_journal_does_not_make_a_restore_ready() {
 
 /// #16.4: the steps a dry run cannot re-check — `packages`, `activate`, `readiness` — are
 /// not taken on a journal's word: a journal forged (from a real one of this snapshot and
-/// target) to say one of them was done leaves the restore `degraded` with that step's
-/// health check failed (the chosen packages are not installed; activate cannot have run
-/// on a tree), and `readiness` is run again whatever the journal says.
+/// target) to say `packages` was done leaves the restore `degraded` with its health check
+/// failed (the chosen packages are not installed), and `activate` and `readiness` are run
+/// again whatever the journal says (review #25 C).
 #[test]
 fn a_forged_journal_cannot_claim_packages_activate_or_readiness() {
     let t = tempfile::tempdir().unwrap();
@@ -338,10 +338,13 @@ fn a_forged_journal_cannot_claim_packages_activate_or_readiness() {
     let h = health(&v, "packages");
     assert_eq!(h["ok"], false, "{h}");
     assert!(h["detail"].as_str().unwrap().contains("nginx"), "{h}");
-    // activate runs only on the live system: a journal saying it ran here is not believed
+    // activate is never taken from the journal (review #25 C): run again (here skipped,
+    // as on any tree), so services the image already ran get their try-restart
     let v = forge("activate");
-    assert_eq!(v["state"], "degraded", "{v}");
-    assert_eq!(health(&v, "activate")["ok"], false, "{v}");
+    assert_eq!(step(&v, "activate")["status"], "skipped", "{v}");
+    assert_ne!(step(&v, "activate")["detail"], "forged", "{v}");
+    assert_eq!(v["state"], "ready", "{v}");
+    assert_eq!(health(&v, "activate")["ok"], true, "{v}");
     // readiness is run again (here: skipped, as on any tree), never read from the journal
     let v = forge("readiness");
     assert_eq!(step(&v, "readiness")["status"], "skipped", "{v}");

@@ -429,19 +429,25 @@ fn app_files_and_databases_on_the_system_disk_are_found() {
 }
 
 /// Installs empty rpm packages of these names into the tree's rpm database (made with
-/// the real rpmbuild and rpm, as the .rpm packaging does).
-fn rpm_db(t: &Tree, names: &[&str]) {
+/// the real rpmbuild and rpm, as the .rpm packaging does); `name>other` also provides
+/// `other`.
+fn rpm_db(t: &Tree, given: &[&str]) {
     let work = t.p("/tmp/rpmbuild");
     std::fs::create_dir_all(&work).unwrap();
     let spec = work.join("p.spec");
     std::fs::write(
         &spec,
-        "Name: %{pkg}\nVersion: 1.0\nRelease: 1.el9\nSummary: t\nLicense: MIT\nBuildArch: noarch\n%description\nt\n%files\n",
+        "Name: %{pkg}\nVersion: 1.0\nRelease: 1.el9\nSummary: t\nLicense: MIT\nBuildArch: noarch\n%{?prov:Provides: %{prov}}\n%description\nt\n%files\n",
     )
     .unwrap();
     let top = work.join("top");
-    for n in names {
-        let o = std::process::Command::new("rpmbuild")
+    let names: Vec<&str> = given.iter().map(|n| n.split('>').next().unwrap()).collect();
+    for (n, full) in names.iter().zip(given) {
+        let mut build = std::process::Command::new("rpmbuild");
+        if let Some((_, prov)) = full.split_once('>') {
+            build.args(["--define", &format!("prov {prov}")]);
+        }
+        let o = build
             .args(["-bb", "--quiet", "--define"])
             .arg(format!("_topdir {}", top.display()))
             .args(["--define", &format!("pkg {n}")])
@@ -1483,4 +1489,34 @@ fn status_names_a_restore_that_failed_before_its_plan() {
             .contains("not-mounted"),
         "{v}"
     );
+}
+
+/// Review #25 (D): EL8's php-json is provided by EL9's php-common: the new OS has it (its
+/// provides name it, as `rpm -q --whatprovides php-json` would), so it is neither
+/// installed again nor read as "not installed" (NOT DONE) by the health check.
+#[test]
+fn a_name_the_new_os_provides_under_another_package_is_installed() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_rocky(&t.path().join("old"));
+    old.file(
+        "/etc/os-release",
+        "NAME=\"Rocky Linux\"\nVERSION_ID=\"8.9\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n",
+    );
+    rpm_db(&old, &["php-json", "httpd"]);
+    old.file(
+        "/usr/lib/sysimage/libdnf5/packages.toml",
+        "version = \"1.0\"\n[packages]\n\"php-json-1.0-1.el9.noarch\" = { reason = \"User\" }\n\"httpd-1.0-1.el9.noarch\" = { reason = \"User\" }\n",
+    );
+    let store = t.path().join("store");
+    capture_rocky(&old, &store);
+    let new = new_rocky(&t.path().join("new"));
+    rpm_db(&new, &["php-common>php-json"]);
+    let v = json(&restore(&new.dir, &store, &["--dry-run"], &[]));
+    let p = step(&v, "packages");
+    let changes = p["changes"].to_string();
+    assert!(changes.contains("install httpd"), "{p}");
+    assert!(!changes.contains("php-json"), "{p}");
+    let v = json(&restore(&new.dir, &store, &[], &[]));
+    let h = health(&v, "packages");
+    assert!(!h["detail"].as_str().unwrap().contains("php-json"), "{h}");
 }

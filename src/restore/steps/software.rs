@@ -512,11 +512,15 @@ fn package_name(name: &str, family: &str) -> bool {
     first_ok && rest_ok && name.len() >= 2 && !name.ends_with('-')
 }
 
-/// The installed packages of the new OS (in a dry run too: what is on disk).
+/// The installed packages of the new OS and the names they provide (in a dry run too:
+/// what is on disk).
 fn installed_now(a: &Apply) -> BTreeSet<String> {
     let cfg = crate::config::Config::default();
     let g = crate::state::Gather::new(a.root, &cfg);
-    packages::gather(&g).names.into_iter().collect()
+    let mut names: BTreeSet<String> = packages::gather(&g).names.into_iter().collect();
+    // a provided or virtual name is installed when an installed package provides it
+    names.extend(packages::provided(&g));
+    names
 }
 
 /// What the packages step decides for one old package.
