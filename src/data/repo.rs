@@ -241,7 +241,7 @@ pub fn decode(
         .unseal_as(kinds, stored)
         .with_context(|| format!("blob {id}"))?;
     let raw = if loc.compressed {
-        zstd::bulk::decompress(&stored, loc.raw_length as usize)
+        decompress(&stored, loc.raw_length as usize)
             .with_context(|| format!("blob {id} cannot be decompressed"))?
     } else {
         stored
@@ -250,6 +250,22 @@ pub fn decode(
         bail!("blob {id} is damaged (checksum mismatch)");
     }
     Ok(raw)
+}
+
+/// Decompresses with this thread's own zstd context: making one per blob (a few hundred
+/// KiB allocated and cleared) was 8 % of a restore of 100,000 small files.
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Decompressor::new()?);
+        }
+        c.as_mut().expect("made above").decompress(data, capacity)
+    })
 }
 
 /// A blob on its way into a pack.
