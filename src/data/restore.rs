@@ -508,9 +508,10 @@ fn restore_root(
 }
 
 /// Makes `host` a real directory (a file or symlink in the way is removed, never
-/// followed); true when it made a new, empty one.
+/// followed); true when it made a new, empty one — 0700 (whatever the umask) until its
+/// own metadata is set once everything in it is written.
 fn ensure_dir(host: &Path) -> std::io::Result<bool> {
-    match std::fs::create_dir(host) {
+    match sys::mkdir_mode(host, 0o700) {
         Ok(()) => return Ok(true),
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
         Err(_) => {}
@@ -519,7 +520,7 @@ fn ensure_dir(host: &Path) -> std::io::Result<bool> {
         return Ok(false);
     }
     std::fs::remove_file(host)?;
-    std::fs::create_dir(host)?;
+    sys::mkdir_mode(host, 0o700)?;
     Ok(true)
 }
 
@@ -620,9 +621,24 @@ fn write_file(
             return Ok((0, false));
         }
     }
-    let tmp = temp_of(&job.host);
+    // In a folder this restore made (0700 until its own metadata is set at the end) the
+    // file is written under its own name: nothing can be in the way, and a crash leaves
+    // it with a size or mtime (set last) that the next run does not take as in place.
+    // Elsewhere a temporary name, renamed over what is there once complete.
+    let direct = job
+        .fresh
+        .then(|| sys::create_new_nofollow(&job.host).ok())
+        .flatten();
+    let tmp = if direct.is_some() {
+        job.host.clone()
+    } else {
+        temp_of(&job.host)
+    };
     let result = (|| -> Result<u64> {
-        let f = create_temp(&tmp)?;
+        let f = match direct {
+            Some(f) => f,
+            None => create_temp(&tmp)?,
+        };
         let written = write_content(store, index, &f, n, chunks)?;
         if n.extents.is_some() || written != n.size {
             f.set_len(n.size)?;
@@ -636,12 +652,7 @@ fn write_file(
     })();
     match result {
         Ok(w) => {
-            if job.fresh {
-                std::fs::rename(&tmp, &job.host).map_err(|e| {
-                    let _ = std::fs::remove_file(&tmp);
-                    anyhow!("renaming into place: {e}")
-                })?;
-            } else {
+            if tmp != job.host {
                 put_in_place(&tmp, &job.host)?;
             }
             Ok((w, true))

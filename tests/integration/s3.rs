@@ -465,6 +465,10 @@ fn s3_transfers_survive_the_connection_dropping_mid_transfer() {
     let server = start(&t.path().join("s3"));
     let mut relay = Relay::new(server.port, 8 << 20);
     let old = old_tree(&t.path().join("old"), relay.port);
+    // 4 connections at the relay's 8 MiB/s each: 48 MiB take long enough to be cut twice
+    let cfg = old.p("/etc/carryover/config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replacen("[data]", "connections = 4\n[data]", 1)).unwrap();
     let big: Vec<Vec<u8>> = (0..4).map(|i| noise(100 + i, 12 << 20)).collect();
     for (i, b) in big.iter().enumerate() {
         std::fs::write(old.p(&format!("/srv/app/blob{i}.bin")), b).unwrap();
