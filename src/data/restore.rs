@@ -559,9 +559,10 @@ fn put_in_place(tmp: &Path, host: &Path) -> Result<()> {
     })
 }
 
-/// How many bytes are read ahead of the writers: enough ranges for every connection.
+/// How many bytes are read ahead of the writers: enough ranges for every connection, at
+/// most 64 MiB (16 ranges: past that, memory grows and the time does not shrink).
 fn read_ahead(connections: usize) -> u64 {
-    (connections + 2).max(4) as u64 * fetch::MAX_RANGE
+    (connections + 2).clamp(4, 16) as u64 * fetch::MAX_RANGE
 }
 
 /// True when the file at `m` is taken as the node's content: a file of the same size and
