@@ -36,7 +36,9 @@ struct Conn {
     client: Client,
     /// One permit per connection: ranged reads and whole-object reads.
     reads: Arc<Semaphore>,
-    /// Chains of `put_in_order` in flight (each may send a few parts at once).
+    /// Chains of `put_in_order` in flight (each may send a few parts at once):
+    /// `connections / 3`, each a pack held in memory (~16 MiB) — with `/ 2` a capture's
+    /// peak RSS reached restic's for little time gained (measured in docs/benchmark.md).
     chains: Arc<Semaphore>,
 }
 
@@ -132,7 +134,7 @@ impl S3Backend {
                 client,
                 reads: Arc::new(Semaphore::new(connections)),
                 // a chain sends up to two parts of a 16 MiB pack at once
-                chains: Arc::new(Semaphore::new(connections.div_ceil(2))),
+                chains: Arc::new(Semaphore::new(connections.div_ceil(3))),
             }),
             rt: Arc::new(rt),
             url: url.to_string(),
@@ -315,23 +317,29 @@ impl Conn {
             if r.status().as_u16() == 416 {
                 return Err(short());
             }
-            let r = ok(&what, r).await?;
-            let full = r.status().as_u16() == 200;
-            let body = r.bytes().await.map_err(|e| net(&what, e))?;
-            // A server that ignores Range sends the whole object.
-            let part = if full {
+            let mut r = ok(&what, r).await?;
+            if r.status().as_u16() == 200 {
+                // A server that ignores Range sends the whole object.
+                let body = r.bytes().await.map_err(|e| net(&what, e))?;
                 let end = offset.checked_add(len).filter(|e| *e <= body.len() as u64);
-                match end {
-                    Some(end) => body.slice(offset as usize..end as usize),
-                    None => return Err(short()),
+                return match end {
+                    Some(end) => Ok(body[offset as usize..end as usize].to_vec()),
+                    None => Err(short()),
+                };
+            }
+            // Straight into a buffer of the range's size: collecting the body first and
+            // copying it out held each range twice (16 connections: up to 64 MiB more).
+            let mut part = Vec::with_capacity(len as usize);
+            while let Some(chunk) = r.chunk().await.map_err(|e| net(&what, e))? {
+                if (part.len() + chunk.len()) as u64 > len {
+                    return Err(short());
                 }
-            } else {
-                body
-            };
+                part.extend_from_slice(&chunk);
+            }
             if part.len() as u64 != len {
                 return Err(short());
             }
-            Ok(Vec::from(part))
+            Ok(part)
         })
         .await
     }
