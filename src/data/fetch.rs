@@ -513,10 +513,25 @@ mod tests {
     /// A local store with one pack of `blobs` (each `len` bytes that do not compress)
     /// with `pad` bytes of another blob between them that no file wants.
     fn store_with(blobs: usize, len: usize, pad: usize) -> (tempfile::TempDir, Store, Vec<BlobId>) {
+        packed(1, blobs, len, pad)
+    }
+
+    /// A local store with `blobs` blobs of `len` bytes that do not compress, the i-th
+    /// (and `pad` bytes after it that no file wants) in pack `i % packs`: the packs are
+    /// filled at once, as a capture fills several.
+    fn packed(
+        packs: usize,
+        blobs: usize,
+        len: usize,
+        pad: usize,
+    ) -> (tempfile::TempDir, Store, Vec<BlobId>) {
         let t = tempfile::tempdir().unwrap();
         let config = crate::config::Config::default();
         let store = Store::open(t.path().join("s").to_str().unwrap(), &config, true, None).unwrap();
-        let mut pw = PackWriter::new(store.clone(), Arc::new(Mutex::new(Index::default())));
+        let index = Arc::new(Mutex::new(Index::default()));
+        let mut writers: Vec<PackWriter> = (0..packs)
+            .map(|_| PackWriter::new(store.clone(), index.clone()))
+            .collect();
         let mut ids = Vec::new();
         let mut x = 7u64;
         let mut noise = |n: usize| -> Vec<u8> {
@@ -527,26 +542,45 @@ mod tests {
                 })
                 .collect()
         };
-        for _ in 0..blobs {
+        for i in 0..blobs {
             for (raw, keep) in [(noise(len), true), (noise(pad), false)] {
                 if raw.is_empty() {
                     continue;
                 }
                 let id = store.blob_id(&raw);
-                pw.add(Sealed {
-                    id,
-                    raw_length: raw.len() as u32,
-                    data: raw,
-                    compressed: false,
-                })
-                .unwrap();
+                writers[i % packs]
+                    .add(Sealed {
+                        id,
+                        raw_length: raw.len() as u32,
+                        data: raw,
+                        compressed: false,
+                    })
+                    .unwrap();
                 if keep {
                     ids.push(id);
                 }
             }
         }
-        pw.flush().unwrap();
+        for w in &mut writers {
+            w.flush().unwrap();
+        }
         (t, store, ids)
+    }
+
+    /// Takes a file's chunks in order and checks each against its id.
+    fn read_file(store: &Store, rx: Receiver<Chunk>, ids: &[BlobId]) {
+        let mut chunks = InOrder::new(rx);
+        for id in ids {
+            let (loc, stored) = chunks.next_chunk();
+            let raw = repo::decode(
+                store,
+                stored.unwrap().bytes().to_vec(),
+                &loc.unwrap(),
+                id,
+                repo::DATA,
+            );
+            assert_eq!(&store.blob_id(&raw.unwrap()), id);
+        }
     }
 
     /// Reads every blob through the planner, one file per blob; returns the ranges read.
@@ -564,15 +598,7 @@ mod tests {
             .collect();
         let ranges = planner.finish();
         for (rx, id) in files.into_iter().zip(ids) {
-            let (loc, stored) = InOrder::new(rx).next_chunk();
-            let raw = repo::decode(
-                store,
-                stored.unwrap().bytes().to_vec(),
-                &loc.unwrap(),
-                id,
-                repo::DATA,
-            );
-            assert_eq!(&store.blob_id(&raw.unwrap()), id);
+            read_file(store, rx, &[*id]);
         }
         ranges
     }
@@ -582,33 +608,7 @@ mod tests {
     /// open range.
     #[test]
     fn blobs_alternating_between_packs_share_a_range_per_pack() {
-        let t = tempfile::tempdir().unwrap();
-        let config = crate::config::Config::default();
-        let store = Store::open(t.path().join("s").to_str().unwrap(), &config, true, None).unwrap();
-        let index = Arc::new(Mutex::new(Index::default()));
-        let mut writers = [
-            PackWriter::new(store.clone(), index.clone()),
-            PackWriter::new(store.clone(), index.clone()),
-        ];
-        let mut ids = Vec::new();
-        for i in 0..200u32 {
-            let raw: Vec<u8> = (0..10_000u32)
-                .map(|j| (j.wrapping_mul(2_654_435_761) ^ i.wrapping_mul(97)) as u8)
-                .collect();
-            let id = store.blob_id(&raw);
-            writers[i as usize % 2]
-                .add(Sealed {
-                    id,
-                    raw_length: raw.len() as u32,
-                    data: raw,
-                    compressed: false,
-                })
-                .unwrap();
-            ids.push(id);
-        }
-        for w in &mut writers {
-            w.flush().unwrap();
-        }
+        let (_t, store, ids) = packed(2, 200, 10_000, 0);
         assert_eq!(read_all(&store, &ids), 2, "one range per pack");
     }
 
@@ -617,36 +617,7 @@ mod tests {
     /// only the writer could free, and the writer waited for that chunk: a hang.
     #[test]
     fn interleaved_packs_never_outgrow_the_budget() {
-        let t = tempfile::tempdir().unwrap();
-        let config = crate::config::Config::default();
-        let store = Store::open(t.path().join("s").to_str().unwrap(), &config, true, None).unwrap();
-        let index = Arc::new(Mutex::new(Index::default()));
-        let mut writers: Vec<PackWriter> = (0..5)
-            .map(|_| PackWriter::new(store.clone(), index.clone()))
-            .collect();
-        let mut ids = Vec::new();
-        let mut x = 11u64;
-        for i in 0..40usize {
-            let raw: Vec<u8> = (0..1 << 20)
-                .map(|_| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (x >> 56) as u8
-                })
-                .collect();
-            let id = store.blob_id(&raw);
-            writers[i % 5]
-                .add(Sealed {
-                    id,
-                    raw_length: raw.len() as u32,
-                    data: raw,
-                    compressed: false,
-                })
-                .unwrap();
-            ids.push(id);
-        }
-        for w in &mut writers {
-            w.flush().unwrap();
-        }
+        let (_t, store, ids) = packed(5, 40, 1 << 20, 0);
         let (index, _) = Index::load(&store).unwrap();
         let index = Arc::new(Mutex::new(index));
         let (jtx, jrx) = sync_channel::<Vec<BlobId>>(1);
@@ -664,18 +635,7 @@ mod tests {
         let (done_tx, done_rx) = channel();
         thread::spawn(move || {
             let (file, rx) = out.next().unwrap();
-            let mut chunks = InOrder::new(rx.unwrap());
-            for id in &file {
-                let (loc, stored) = chunks.next_chunk();
-                let raw = repo::decode(
-                    &store,
-                    stored.unwrap().bytes().to_vec(),
-                    &loc.unwrap(),
-                    id,
-                    repo::DATA,
-                );
-                assert_eq!(&store.blob_id(&raw.unwrap()), id);
-            }
+            read_file(&store, rx.unwrap(), &file);
             let _ = done_tx.send(());
         });
         assert!(
@@ -714,18 +674,7 @@ mod tests {
         jtx.send(ids.clone()).unwrap();
         drop(jtx);
         let (file, rx) = out.next().unwrap();
-        let mut chunks = InOrder::new(rx.unwrap());
-        for id in &file {
-            let (loc, stored) = chunks.next_chunk();
-            let raw = repo::decode(
-                &store,
-                stored.unwrap().bytes().to_vec(),
-                &loc.unwrap(),
-                id,
-                repo::DATA,
-            );
-            assert_eq!(&store.blob_id(&raw.unwrap()), id);
-        }
+        read_file(&store, rx.unwrap(), &file);
         assert!(
             planner.join().unwrap() >= 3,
             "12 MiB in ranges of at most 4 MiB"
@@ -757,15 +706,7 @@ mod tests {
         let mut files = 0;
         while let Some((file, rx)) = out.next() {
             std::thread::sleep(std::time::Duration::from_millis(1));
-            let (loc, stored) = InOrder::new(rx.unwrap()).next_chunk();
-            let raw = repo::decode(
-                &store,
-                stored.unwrap().bytes().to_vec(),
-                &loc.unwrap(),
-                &file[0],
-                repo::DATA,
-            );
-            assert_eq!(store.blob_id(&raw.unwrap()), file[0]);
+            read_file(&store, rx.unwrap(), &file);
             files += 1;
         }
         assert_eq!(files, 200);

@@ -329,10 +329,14 @@ impl Conn {
             }
             // Straight into a buffer of the range's size: collecting the body first and
             // copying it out held each range twice (16 connections: up to 64 MiB more).
-            let mut part = Vec::with_capacity(len as usize);
+            // (never more reserved up front than a part: `len` is the caller's, and it
+            // may come from an index read back from the store)
+            let mut part = Vec::with_capacity(len.min(PART_SIZE as u64) as usize);
             while let Some(chunk) = r.chunk().await.map_err(|e| net(&what, e))? {
                 if (part.len() + chunk.len()) as u64 > len {
-                    return Err(short());
+                    return Err(Fail::Stop(anyhow!(
+                        "{key} answered with more than the range asked for"
+                    )));
                 }
                 part.extend_from_slice(&chunk);
             }
