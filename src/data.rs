@@ -70,6 +70,13 @@ impl FileDone {
             b.inc(size);
         }
     }
+
+    /// Content written of a file not done yet (a piece of a large one): the bar moves.
+    pub fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
 }
 
 /// The estimate of the bar's end: the fraction done is the mean of the bytes' and the

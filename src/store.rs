@@ -11,6 +11,8 @@ pub mod key;
 pub mod s3;
 pub mod seen;
 
+use std::borrow::Cow;
+
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -318,17 +320,25 @@ impl Store {
 
     /// `unseal` for an object that may be any of `kinds` (a blob checked by `verify`).
     pub fn unseal_as(&self, kinds: &[Object<'_>], data: Vec<u8>) -> Result<Vec<u8>> {
-        let Some(c) = &self.crypto else {
+        if self.crypto.is_none() {
             return Ok(data);
+        }
+        self.unseal_ref(kinds, &data).map(Cow::into_owned)
+    }
+
+    /// `unseal_as` of borrowed bytes: in a store that is not encrypted, the same bytes.
+    pub fn unseal_ref<'a>(&self, kinds: &[Object<'_>], data: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+        let Some(c) = &self.crypto else {
+            return Ok(Cow::Borrowed(data));
         };
         if let Some(plain) = kinds
             .iter()
-            .find_map(|k| c.open(&data, &k.associated_data(self.id())))
+            .find_map(|k| c.open(data, &k.associated_data(self.id())))
         {
-            return Ok(plain);
+            return Ok(Cow::Owned(plain));
         }
         let wanted = kinds.first().map(Object::describe).unwrap_or_default();
-        match self.identify(c, &data, kinds) {
+        match self.identify(c, data, kinds) {
             Some(other) => bail!(
                 "{wanted}: authentication failed: it is {other}, moved or copied to this name; refused"
             ),

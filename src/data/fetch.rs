@@ -54,15 +54,17 @@ impl Budget {
 }
 
 /// A range read from a pack; its bytes count against the budget until the last blob in it
-/// is written.
+/// is written, and its buffer then goes back to the backend for another range.
 struct Buf {
     data: Vec<u8>,
     charged: u64,
     budget: Arc<Budget>,
+    store: Store,
 }
 
 impl Drop for Buf {
     fn drop(&mut self) {
+        self.store.backend().recycle(std::mem::take(&mut self.data));
         self.budget.give(self.charged);
     }
 }
@@ -141,11 +143,12 @@ impl Planner {
         let deliver = {
             let in_flight = in_flight.clone();
             let budget = budget.clone();
+            let store = store.clone();
             thread::spawn(move || {
                 for (range, got) in drx {
                     let planned = in_flight.lock().expect("in flight").remove(&range.tag);
                     if let Some(p) = planned {
-                        deliver(p, &range, got, &budget);
+                        deliver(p, &range, got, &budget, &store);
                     }
                 }
             })
@@ -292,7 +295,7 @@ impl Planner {
 }
 
 /// Hands the blobs of a range that was read to the files waiting for them.
-fn deliver(p: Planned, range: &Range, got: Result<Vec<u8>>, budget: &Arc<Budget>) {
+fn deliver(p: Planned, range: &Range, got: Result<Vec<u8>>, budget: &Arc<Budget>, store: &Store) {
     let data = match got {
         Ok(data) => data,
         Err(e) => {
@@ -308,6 +311,7 @@ fn deliver(p: Planned, range: &Range, got: Result<Vec<u8>>, budget: &Arc<Budget>
         data,
         charged: range.len,
         budget: budget.clone(),
+        store: store.clone(),
     });
     for w in p.wants {
         let stored = Stored {

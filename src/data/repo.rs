@@ -3,6 +3,7 @@
 //! on S3), and one index object per pack written after the pack, so a pack is usable
 //! only once it is whole.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -230,6 +231,23 @@ pub fn decode(
     id: &BlobId,
     kinds: &[Object<'_>],
 ) -> Result<Vec<u8>> {
+    let made = match decode_ref(store, &stored, loc, id, kinds)? {
+        Cow::Owned(raw) => Some(raw),
+        Cow::Borrowed(_) => None,
+    };
+    // a blob neither sealed nor compressed is its own content: no copy
+    Ok(made.unwrap_or(stored))
+}
+
+/// `decode` of bytes read into a larger buffer (a range of a pack): a blob that is neither
+/// sealed nor compressed comes back as the same slice, anything else is made anew.
+pub fn decode_ref<'a>(
+    store: &Store,
+    stored: &'a [u8],
+    loc: &BlobLoc,
+    id: &BlobId,
+    kinds: &[Object<'_>],
+) -> Result<Cow<'a, [u8]>> {
     if loc.raw_length > MAX_BLOB || stored.len() as u64 > MAX_BLOB as u64 + 4096 {
         bail!(
             "blob {id} claims {} bytes ({} stored): more than the format ever makes ({MAX_BLOB}); refused",
@@ -238,11 +256,13 @@ pub fn decode(
         );
     }
     let stored = store
-        .unseal_as(kinds, stored)
+        .unseal_ref(kinds, stored)
         .with_context(|| format!("blob {id}"))?;
     let raw = if loc.compressed {
-        decompress(&stored, loc.raw_length as usize)
-            .with_context(|| format!("blob {id} cannot be decompressed"))?
+        Cow::Owned(
+            decompress(&stored, loc.raw_length as usize)
+                .with_context(|| format!("blob {id} cannot be decompressed"))?,
+        )
     } else {
         stored
     };

@@ -15,7 +15,7 @@ use std::thread;
 use anyhow::{Result, anyhow, bail};
 
 use super::fetch::{self, InOrder};
-use super::node::{Kind, Node, check_path, path_cmp};
+use super::node::{BlobId, Kind, Node, check_path, path_cmp};
 use super::repo::{self, Index};
 use super::tree::TreeReader;
 use super::{DataManifest, Progress};
@@ -31,6 +31,10 @@ const WORKERS: usize = 4;
 const WRITEBACK_FROM: u64 = 1 << 20;
 /// Files planned and waiting for a writer (a job is a few hundred bytes).
 const HANDOFF: usize = 4096;
+/// A file with more content than this is written by several workers at once, in pieces
+/// of about this size (a whole chunk each): one worker decompressing, checking and writing
+/// a file of gigabytes alone left the other cores idle.
+const PIECE: u64 = 8 << 20;
 
 /// What a data restore did.
 #[derive(Debug, Default)]
@@ -307,6 +311,109 @@ struct Job {
     fresh: bool,
 }
 
+/// What a writer is handed: a whole file, or a piece of a large one.
+enum Work {
+    File(Box<Job>),
+    Piece(Arc<Split>, Piece),
+}
+
+impl Work {
+    fn job(&self) -> &Job {
+        match self {
+            Work::File(job) => job,
+            Work::Piece(split, _) => &split.job,
+        }
+    }
+
+    /// The chunks this work writes (`None`: its file is in place, nothing is read).
+    fn chunks(&self) -> Option<Vec<BlobId>> {
+        if !needs_content(self.job()) {
+            return None;
+        }
+        Some(match self {
+            Work::File(job) => job.node.chunk_ids().collect(),
+            Work::Piece(split, p) => split.job.node.chunks[p.first..p.first + p.count].to_vec(),
+        })
+    }
+}
+
+/// A large file written in pieces by several workers: made (or found in place) by the
+/// first piece to come, finished — size, metadata, name — by the last one to be done.
+struct Split {
+    job: Job,
+    /// Pieces not done yet.
+    left: std::sync::atomic::AtomicUsize,
+    state: Mutex<SplitState>,
+}
+
+#[derive(Default)]
+struct SplitState {
+    opened: Option<Opened>,
+    written: u64,
+    /// The first piece that failed: the file is not put in place.
+    error: Option<anyhow::Error>,
+}
+
+enum Opened {
+    /// Already in place (true: its metadata was set).
+    Done(bool),
+    /// Being written, under `tmp` (its own name when written directly).
+    Writing(Arc<File>, PathBuf),
+    Failed(String),
+}
+
+/// Chunks `first..first + count` of a file: `len` content bytes from `start` on.
+struct Piece {
+    first: usize,
+    count: usize,
+    start: u64,
+    len: u64,
+}
+
+/// The work of one regular file: in pieces when it holds more than a `PIECE` and the index
+/// knows the length of every chunk (their sum must be the file's content: else it goes
+/// whole, and the writer names what is wrong).
+fn split(job: Job, index: &Mutex<Index>) -> Vec<Work> {
+    let n = &job.node;
+    if n.data_len() <= PIECE || n.chunks.len() < 2 || n.size > MAX_FILE_SIZE {
+        return vec![Work::File(Box::new(job))];
+    }
+    let lengths: Option<Vec<u64>> = {
+        let index = index.lock().expect("index");
+        n.chunk_ids()
+            .map(|id| index.blobs.get(&id).map(|l| l.raw_length as u64))
+            .collect()
+    };
+    let Some(lengths) = lengths.filter(|l| l.iter().sum::<u64>() == n.data_len()) else {
+        return vec![Work::File(Box::new(job))];
+    };
+    let mut pieces = Vec::new();
+    let (mut first, mut start, mut len) = (0, 0, 0);
+    for (i, l) in lengths.iter().enumerate() {
+        len += l;
+        if len >= PIECE || i + 1 == lengths.len() {
+            pieces.push(Piece {
+                first,
+                count: i + 1 - first,
+                start,
+                len,
+            });
+            first = i + 1;
+            start += len;
+            len = 0;
+        }
+    }
+    let split = Arc::new(Split {
+        job,
+        left: pieces.len().into(),
+        state: Mutex::new(SplitState::default()),
+    });
+    pieces
+        .into_iter()
+        .map(|p| Work::Piece(split.clone(), p))
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn restore_root(
     store: &Store,
@@ -321,18 +428,16 @@ fn restore_root(
 ) -> Result<()> {
     // walker → planner (pack-level reads, fetched ahead) → workers, all in tree order,
     // through blocking channels (a waiting thread sleeps; it neither spins nor yields)
-    let (tx, jobs) = sync_channel::<Job>(1024);
+    let (tx, jobs) = sync_channel::<Work>(1024);
     // thousands of small files are a few ranges: the queue holds enough of them for the
     // reads to be requested a round trip ahead of the writers
-    let (handoff, handing) = fetch::Handoff::<Job>::new(HANDOFF);
+    let (handoff, handing) = fetch::Handoff::<Work>::new(HANDOFF);
     let planner = {
         let store = store.clone();
         let index = index.clone();
         let budget = read_ahead(store.backend().connections());
         thread::spawn(move || {
-            fetch::plan_in_order(&store, index, budget, jobs, handing, |job: &Job| {
-                needs_content(job).then(|| job.node.chunk_ids().collect())
-            })
+            fetch::plan_in_order(&store, index, budget, jobs, handing, Work::chunks)
         })
     };
     let results = Arc::new(Mutex::new(DataRestore::default()));
@@ -345,10 +450,26 @@ fn restore_root(
             let results = results.clone();
             let done = progress.done();
             thread::spawn(move || {
-                while let Some((job, chunks)) = handoff.next() {
+                while let Some((work, chunks)) = handoff.next() {
                     let chunks = chunks.map(InOrder::new);
-                    let r = write_file(&store, &index, &owners, &job, chunks);
-                    done.file(job.node.size);
+                    let r = match &work {
+                        Work::File(job) => {
+                            done.file(job.node.size);
+                            write_file(&store, &index, &owners, job, chunks)
+                        }
+                        Work::Piece(split, piece) => {
+                            let last = write_piece(&store, &index, &owners, split, piece, chunks);
+                            done.bytes(piece.len);
+                            match last {
+                                None => continue,
+                                Some(r) => {
+                                    done.file(split.job.node.size - split.job.node.data_len());
+                                    r
+                                }
+                            }
+                        }
+                    };
+                    let job = work.job();
                     let mut res = results.lock().expect("results");
                     match r {
                         Ok((n, changed)) => {
@@ -441,17 +562,16 @@ fn restore_root(
                         .push(Problem::new(&name, "a data path must be a directory"));
                     continue;
                 }
-                let fresh = fresh_dirs.contains(&parent);
-                if tx
-                    .send(Job {
-                        host,
-                        shown: name,
-                        node,
-                        fresh,
-                    })
-                    .is_err()
-                {
-                    bail!("the restore workers stopped");
+                let job = Job {
+                    host,
+                    shown: name,
+                    node,
+                    fresh: fresh_dirs.contains(&parent),
+                };
+                for work in split(job, index) {
+                    if tx.send(work).is_err() {
+                        bail!("the restore workers stopped");
+                    }
                 }
             }
             Kind::Hardlink => links.push((host, name, node)),
@@ -537,7 +657,7 @@ fn temp_of(host: &Path) -> PathBuf {
 /// Creates a new file exclusively, never through a symlink; a stale temporary file of
 /// an interrupted run is removed first.
 fn create_temp(tmp: &Path) -> std::io::Result<File> {
-    let open = || sys::create_new_nofollow(tmp);
+    let open = || sys::create_new_nofollow(tmp, 0o600);
     match open() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             std::fs::remove_file(tmp)?;
@@ -577,16 +697,8 @@ fn needs_content(job: &Job) -> bool {
     job.fresh || !std::fs::symlink_metadata(&job.host).is_ok_and(|m| same_content(&m, &job.node))
 }
 
-/// Writes one regular file (its chunks from `chunks` when they were planned); returns the
-/// bytes written and whether anything changed.
-fn write_file(
-    store: &Store,
-    index: &Mutex<Index>,
-    owners: &Owners,
-    job: &Job,
-    chunks: Option<InOrder>,
-) -> Result<(u64, bool)> {
-    let n = &job.node;
+/// Refuses a node whose size or data regions are not plausible.
+fn check_sizes(n: &Node) -> Result<()> {
     if n.size > MAX_FILE_SIZE {
         bail!("size {} is not plausible; refused", n.size);
     }
@@ -604,6 +716,21 @@ fn write_file(
     if !extents_ok {
         bail!("its data regions do not fit its size; refused");
     }
+    Ok(())
+}
+
+/// A file about to be written: where, or why not.
+enum Prepared {
+    /// Already in place: nothing to write (true: its metadata was set).
+    Done(bool),
+    /// To be written into `file`, which is at `tmp` (the file's own name when direct).
+    Write(File, PathBuf),
+}
+
+/// Looks at what is in place and opens the file to write when it is not.
+fn prepare(owners: &Owners, job: &Job) -> Result<Prepared> {
+    let n = &job.node;
+    check_sizes(n)?;
     // Already there from an earlier run or on a surviving data disk: the content is
     // taken as the same when size and mtime are. Only what differs is set; a file with
     // other names (hard links) is never changed in place, but written anew when its
@@ -616,31 +743,32 @@ fn write_file(
         && same_content(&m, n)
     {
         if sys::file_meta(&m).nlink == 1 {
-            return Ok((0, apply_meta(&e, n, owners)?));
+            return Ok(Prepared::Done(apply_meta(&e, n, owners)?));
         }
         if !meta_differs(&e, n, owners)? {
-            return Ok((0, false));
+            return Ok(Prepared::Done(false));
         }
     }
     // In a folder this restore made (0700 until its own metadata is set at the end) the
     // file is written under its own name: nothing can be in the way, and a crash leaves
     // it with a size or mtime (set last) that the next run does not take as in place.
-    // Elsewhere a temporary name, renamed over what is there once complete.
-    let direct = job
-        .fresh
-        .then(|| sys::create_new_nofollow(&job.host).ok())
-        .flatten();
-    let tmp = if direct.is_some() {
-        job.host.clone()
-    } else {
-        temp_of(&job.host)
-    };
-    let result = (|| -> Result<u64> {
-        let f = match direct {
-            Some(f) => f,
-            None => create_temp(&tmp)?,
-        };
-        let written = write_content(store, index, &f, n, chunks)?;
+    // Elsewhere a temporary name (0600), renamed over what is there once complete. In
+    // the folder nobody else can enter the file starts with its own permission bits
+    // (less the umask's): most then need no chmod.
+    if job.fresh
+        && let Ok(f) = sys::create_new_nofollow(&job.host, n.mode)
+    {
+        return Ok(Prepared::Write(f, job.host.clone()));
+    }
+    let tmp = temp_of(&job.host);
+    Ok(Prepared::Write(create_temp(&tmp)?, tmp))
+}
+
+/// Completes a written file: its size, its metadata (times last), its name. On an error
+/// the temporary file is removed.
+fn finish(owners: &Owners, job: &Job, f: File, tmp: &Path, written: u64) -> Result<()> {
+    let n = &job.node;
+    let r = (|| -> Result<()> {
         if n.extents.is_some() || written != n.size {
             f.set_len(n.size)?;
         }
@@ -648,49 +776,143 @@ fn write_file(
             sys::start_writeback(&f);
         }
         // on the open file: the temporary name is in a folder others may write to
-        apply_meta(&sys::Entry::of_file(f, &tmp), n, owners)?;
-        Ok(written)
+        apply_meta(&sys::Entry::of_file(f, tmp), n, owners)?;
+        Ok(())
     })();
-    match result {
-        Ok(w) => {
-            if tmp != job.host {
-                put_in_place(&tmp, &job.host)?;
-            }
-            Ok((w, true))
-        }
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    if tmp != job.host {
+        put_in_place(tmp, &job.host)?;
+    }
+    Ok(())
+}
+
+/// Writes one regular file (its chunks from `chunks` when they were planned); returns the
+/// bytes written and whether anything changed.
+fn write_file(
+    store: &Store,
+    index: &Mutex<Index>,
+    owners: &Owners,
+    job: &Job,
+    chunks: Option<InOrder>,
+) -> Result<(u64, bool)> {
+    let n = &job.node;
+    let (f, tmp) = match prepare(owners, job)? {
+        Prepared::Done(changed) => return Ok((0, changed)),
+        Prepared::Write(f, tmp) => (f, tmp),
+    };
+    let written = match write_content(store, index, &f, n, chunks, n.chunk_ids(), 0, n.data_len()) {
+        Ok(w) => w,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(e)
+            return Err(e);
+        }
+    };
+    finish(owners, job, f, &tmp, written)?;
+    Ok((written, true))
+}
+
+/// Writes one piece of a split file; the first piece to come makes the file (or finds it
+/// in place), the last one to be done finishes it and returns what a whole file returns.
+fn write_piece(
+    store: &Store,
+    index: &Mutex<Index>,
+    owners: &Owners,
+    split: &Split,
+    piece: &Piece,
+    chunks: Option<InOrder>,
+) -> Option<Result<(u64, bool)>> {
+    let lock = || split.state.lock().unwrap_or_else(|e| e.into_inner());
+    let file = {
+        let mut st = lock();
+        let failed = st.error.is_some();
+        let opened = st
+            .opened
+            .get_or_insert_with(|| match prepare(owners, &split.job) {
+                Ok(Prepared::Done(changed)) => Opened::Done(changed),
+                Ok(Prepared::Write(f, tmp)) => Opened::Writing(Arc::new(f), tmp),
+                Err(e) => Opened::Failed(format!("{e:#}")),
+            });
+        match opened {
+            Opened::Writing(f, _) if !failed => Some(f.clone()),
+            _ => None,
+        }
+    };
+    if let Some(f) = file {
+        let n = &split.job.node;
+        let ids = n.chunks[piece.first..piece.first + piece.count]
+            .iter()
+            .copied();
+        let r = write_content(store, index, &f, n, chunks, ids, piece.start, piece.len);
+        // every other piece's handle is gone before the last one finishes the file
+        drop(f);
+        let mut st = lock();
+        match r {
+            Ok(w) => st.written += w,
+            Err(e) => {
+                st.error.get_or_insert(e);
+            }
         }
     }
+    if split.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) != 1 {
+        return None;
+    }
+    let mut st = lock();
+    let (error, written) = (st.error.take(), st.written);
+    Some(match st.opened.take() {
+        Some(Opened::Done(changed)) => Ok((0, changed)),
+        Some(Opened::Failed(e)) => Err(anyhow!(e)),
+        Some(Opened::Writing(f, tmp)) => match (error, Arc::try_unwrap(f)) {
+            (None, Ok(f)) => finish(owners, &split.job, f, &tmp, written).map(|()| (written, true)),
+            (error, _) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(error.unwrap_or_else(|| anyhow!("a piece of the file is still held")))
+            }
+        },
+        None => Err(anyhow!("the file was never opened")),
+    })
 }
 
 /// Writes the chunks into the file, at the data regions of a sparse file. A planned chunk
 /// is decoded and checked here; one that did not come or is bad is read again from every
 /// copy the index has.
+#[allow(clippy::too_many_arguments)]
 fn write_content(
     store: &Store,
     index: &Mutex<Index>,
     f: &File,
     n: &Node,
     mut chunks: Option<InOrder>,
+    ids: impl Iterator<Item = BlobId>,
+    start: u64,
+    expected: u64,
 ) -> Result<u64> {
-    let expected = n.data_len();
     let regions = n.extents.clone().unwrap_or_else(|| vec![(0, n.size)]);
+    // the region holding content byte `start`, and how far into it
     let mut region = 0usize;
-    let mut in_region = 0u64;
+    let mut in_region = start;
+    while let Some(&(_, len)) = regions.get(region)
+        && in_region > len
+    {
+        in_region -= len;
+        region += 1;
+    }
     let mut written = 0u64;
-    for id in n.chunk_ids() {
-        let planned = chunks.as_mut().map(InOrder::next_chunk);
-        let data = match planned {
-            Some((Some(loc), Ok(stored))) => {
-                repo::decode(store, stored.bytes().to_vec(), &loc, &id, repo::DATA)
-            }
-            _ => Err(anyhow!("not read ahead")),
+    for id in ids {
+        // a planned chunk is decoded in the range it was read with (no copy when it is
+        // stored as is); one that did not come or is bad is read again from every copy
+        let planned = match chunks.as_mut().map(InOrder::next_chunk) {
+            Some((Some(loc), Ok(stored))) => Some((loc, stored)),
+            _ => None,
         };
-        let data = match data {
-            Ok(d) => d,
-            Err(_) => repo::read_blob(store, index, &id, repo::DATA)?,
+        let decoded = planned.as_ref().and_then(|(loc, stored)| {
+            repo::decode_ref(store, stored.bytes(), loc, &id, repo::DATA).ok()
+        });
+        let data = match decoded {
+            Some(d) => d,
+            None => std::borrow::Cow::Owned(repo::read_blob(store, index, &id, repo::DATA)?),
         };
         let mut rest = &data[..];
         while !rest.is_empty() {
@@ -883,6 +1105,90 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn split_of(
+        lengths: &[u32],
+        extents: Option<Vec<(u64, u64)>>,
+        size: u64,
+    ) -> Vec<(usize, usize, u64, u64)> {
+        let mut index = Index::default();
+        let mut n = node(Kind::File, 0o644);
+        for (i, l) in lengths.iter().enumerate() {
+            let id = BlobId::from_array([i as u8 + 1; 32]);
+            n.chunks.push(id);
+            index.blobs.insert(
+                id,
+                repo::BlobLoc {
+                    pack: 0,
+                    offset: 0,
+                    length: *l,
+                    raw_length: *l,
+                    compressed: false,
+                },
+            );
+        }
+        n.size = size;
+        n.extents = extents;
+        let job = Job {
+            host: PathBuf::from("/nowhere"),
+            shown: "f".into(),
+            node: n,
+            fresh: true,
+        };
+        split(job, &Mutex::new(index))
+            .into_iter()
+            .map(|w| match w {
+                Work::File(j) => (0, j.node.chunks.len(), 0, j.node.data_len()),
+                Work::Piece(_, p) => (p.first, p.count, p.start, p.len),
+            })
+            .collect()
+    }
+
+    /// A large file goes to the writers in pieces of whole chunks, each knowing where its
+    /// content starts; anything the index cannot vouch for goes whole.
+    #[test]
+    fn a_large_file_is_split_into_pieces_where_its_chunks_start() {
+        const M: u32 = 1 << 20;
+        // 20 chunks of 1 MiB: pieces of 8, 8 and 4 chunks
+        let even = split_of(&[M; 20], None, 20 << 20);
+        assert_eq!(
+            even,
+            vec![
+                (0, 8, 0, 8 << 20),
+                (8, 8, 8 << 20, 8 << 20),
+                (16, 4, 16 << 20, 4 << 20)
+            ]
+        );
+        // a sparse file: pieces count content bytes (the regions place them)
+        let sparse = split_of(
+            &[5 * M, 5 * M, 5 * M],
+            Some(vec![(0, 10 << 20), (100 << 20, 5 << 20)]),
+            200 << 20,
+        );
+        assert_eq!(sparse, vec![(0, 2, 0, 10 << 20), (2, 1, 10 << 20, 5 << 20)]);
+        // small, or a length the index does not know, or lengths that do not add up to
+        // the content: whole
+        assert_eq!(split_of(&[M; 8], None, 8 << 20), vec![(0, 8, 0, 8 << 20)]);
+        assert_eq!(
+            split_of(&[M; 20], None, (20 << 20) + 1),
+            vec![(0, 20, 0, (20 << 20) + 1)]
+        );
+        let mut index = Index::default();
+        let mut n = node(Kind::File, 0o644);
+        n.chunks = vec![BlobId::from_array([7; 32]); 20];
+        n.size = 20 << 20;
+        let job = Job {
+            host: PathBuf::from("/nowhere"),
+            shown: "f".into(),
+            node: n,
+            fresh: true,
+        };
+        index.blobs.clear();
+        assert!(matches!(
+            split(job, &Mutex::new(index)).as_slice(),
+            [Work::File(_)]
+        ));
     }
 
     /// Review #25 (A): a user who owns a folder of a data path swaps an entry for a link

@@ -172,7 +172,7 @@ pub fn check_copy(
     let Some(stored) = pack.get(loc.offset as usize..end) else {
         return Err(format!("{key} is truncated"));
     };
-    repo::decode(store, stored.to_vec(), loc, id, repo::ANY_BLOB)
+    repo::decode_ref(store, stored, loc, id, repo::ANY_BLOB)
         .map(|_| ())
         .map_err(|e| format!("{key}: {e:#}"))
 }

@@ -59,6 +59,10 @@ pub trait Backend: Send + Sync {
             }
         }
     }
+    /// Takes back a buffer a read returned, for a later read to fill (a restore reads
+    /// gigabytes in ranges of megabytes: fresh memory for each is cleared by the kernel
+    /// and faulted in page by page).
+    fn recycle(&self, _buf: Vec<u8>) {}
     /// Several listings (as `list`), concurrently where the backend can.
     fn list_many(&self, prefixes: &[&str]) -> Vec<Result<Vec<String>>> {
         prefixes.iter().map(|p| self.list(p)).collect()
@@ -132,9 +136,13 @@ pub struct LocalBackend {
     dir: PathBuf,
     /// Recently read objects kept open: restore reads many small blobs from one pack.
     open: std::sync::Mutex<Vec<(String, std::sync::Arc<std::fs::File>)>>,
+    /// Buffers of ranges already written out, for the next ranges (`recycle`).
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 const OPEN_FILES: usize = 8;
+/// Spare buffers kept: as many as ranges are read ahead (`recycle`).
+const SPARE: usize = 16;
 
 impl LocalBackend {
     pub fn open(dir: &Path, create: bool) -> Result<LocalBackend> {
@@ -151,6 +159,7 @@ impl LocalBackend {
         Ok(LocalBackend {
             dir: dir.to_path_buf(),
             open: std::sync::Mutex::new(Vec::new()),
+            spare: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -249,13 +258,20 @@ impl Backend for LocalBackend {
                 f
             }
         };
-        let mut buf = vec![0u8; len as usize];
-        match crate::sys::read_at(&f, &mut buf, offset) {
+        let mut buf = self.spare.lock().expect("spare").pop().unwrap_or_default();
+        match crate::sys::read_at_into(&f, &mut buf, len as usize, offset) {
             Ok(()) => Ok(buf),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 bail!("{key} is shorter than the index says")
             }
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn recycle(&self, buf: Vec<u8>) {
+        let mut spare = self.spare.lock().expect("spare");
+        if spare.len() < SPARE && buf.capacity() >= 1 << 20 {
+            spare.push(buf);
         }
     }
 

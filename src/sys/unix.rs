@@ -522,13 +522,15 @@ pub fn mkdir_mode(path: &Path, mode: u32) -> io::Result<()> {
     set_dir_mode(path, mode)
 }
 
-/// Creates a new file exclusively (0600), never through a symlink.
-pub fn create_new_nofollow(path: &Path) -> io::Result<File> {
+/// Creates a new file exclusively, never through a symlink, with the permission bits of
+/// `mode` less the umask's (the caller checks the mode it needs and sets it when it
+/// differs).
+pub fn create_new_nofollow(path: &Path, mode: u32) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode & 0o777)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
 }
@@ -596,6 +598,41 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     f.read_exact_at(buf, offset)
+}
+
+/// Reads exactly `len` bytes at `offset` into `buf` (its content replaced), straight into
+/// its spare capacity: a buffer of megabytes is not cleared first only to be overwritten.
+pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    buf.clear();
+    buf.reserve(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let want = len - done;
+        // SAFETY: the destination is the vector's spare capacity (at least `want` bytes,
+        // reserved above); pread writes at most `want` bytes there, and only the bytes it
+        // reports written are added to the vector's length.
+        let n = unsafe {
+            nix::libc::pread(
+                f.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast(),
+                want,
+                (offset + done as u64) as nix::libc::off_t,
+            )
+        };
+        match n {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            // SAFETY: pread initialised these `n` bytes (n ≤ want)
+            n => unsafe { buf.set_len(done + n as usize) },
+        }
+    }
+    Ok(())
 }
 
 /// Writes all of `buf` at `offset`.

@@ -417,7 +417,8 @@ pub fn os_from_bytes(b: &[u8]) -> std::ffi::OsString {
 }
 
 /// Creates a new file exclusively; an existing link is never followed (create_new fails).
-pub fn create_new_nofollow(path: &Path) -> io::Result<File> {
+/// Windows has no mode bits to give it.
+pub fn create_new_nofollow(path: &Path, _mode: u32) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -489,6 +490,13 @@ pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads exactly `len` bytes at `offset` into `buf` (its content replaced).
+pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+    buf.clear();
+    buf.resize(len, 0);
+    read_at(f, buf, offset)
 }
 
 /// Writes all of `buf` at `offset`.

@@ -495,20 +495,25 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
 /// stored raw); returns the pack's path.
 fn damage_random_bin(old: &Tree, store: &Path) -> PathBuf {
     let needle = std::fs::read(old.p("/srv/app/random.bin")).unwrap();
-    let needle = &needle[1 << 20..(1 << 20) + 64];
+    damage_in_packs(store, &needle[1 << 20..(1 << 20) + 64])
+        .expect("random.bin is not stored raw in any pack")
+}
+
+/// Flips a bit of the first pack that holds `needle`; returns the pack's path.
+fn damage_in_packs(store: &Path, needle: &[u8]) -> Option<PathBuf> {
     for e in walkdir::WalkDir::new(store.join("packs"))
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
     {
         let mut bytes = std::fs::read(e.path()).unwrap();
-        if let Some(at) = bytes.windows(64).position(|w| w == needle) {
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
             bytes[at] ^= 0x01;
             std::fs::write(e.path(), bytes).unwrap();
-            return e.path().to_path_buf();
+            return Some(e.path().to_path_buf());
         }
     }
-    panic!("random.bin is not stored raw in any pack");
+    None
 }
 
 /// The snapshot id of a capture that must have succeeded.
@@ -848,4 +853,80 @@ fn services_changing_their_data_after_the_restore_do_not_read_as_missing() {
     let data = health(&v, "data");
     assert_eq!(data["ok"], true, "{data}");
     assert_eq!(v["state"], "ready", "{v}");
+}
+
+/// Files of more than a piece (8 MiB) are written by several workers at once: a large
+/// file, and a sparse one whose data regions straddle the pieces, come back byte for
+/// byte into a new folder and over older copies (written under a temporary name there); a
+/// damaged chunk in the middle fails only its file, and nothing of it is left behind.
+#[test]
+fn large_files_written_in_pieces_come_back_exactly() {
+    use std::io::{Seek, SeekFrom, Write};
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let big = random_bytes(7, 40 << 20);
+    std::fs::create_dir_all(old.p("/srv/big")).unwrap();
+    std::fs::write(old.p("/srv/big/random.bin"), &big).unwrap();
+    let mut sparse = std::fs::File::create(old.p("/srv/big/sparse.img")).unwrap();
+    sparse.set_len(100 << 20).unwrap();
+    for (i, at) in [0u64, 30 << 20, 60 << 20].into_iter().enumerate() {
+        sparse.seek(SeekFrom::Start(at)).unwrap();
+        sparse
+            .write_all(&random_bytes(100 + i as u64, 6 << 20))
+            .unwrap();
+    }
+    drop(sparse);
+    let store = t.path().join("store");
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
+
+    // into folders the restore makes
+    let new = new_root(&t.path().join("new"));
+    restores_identically(&old, &new, &store, &[]);
+    assert!(
+        std::fs::metadata(new.p("/srv/big/sparse.img"))
+            .unwrap()
+            .blocks()
+            * 512
+            < 40 << 20,
+        "the holes stay holes"
+    );
+    // over older copies that differ (same size, another mtime and content; shorter)
+    let over = new_root(&t.path().join("over"));
+    std::fs::create_dir_all(over.p("/srv/big")).unwrap();
+    let mut older = big.clone();
+    older[25 << 20..(25 << 20) + 7].copy_from_slice(b"changed");
+    std::fs::write(over.p("/srv/big/random.bin"), older).unwrap();
+    std::fs::write(over.p("/srv/big/sparse.img"), b"short").unwrap();
+    restores_identically(&old, &over, &store, &[]);
+    let leftovers: Vec<_> = std::fs::read_dir(over.p("/srv/big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("carryover-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // a chunk in the middle of the large file damaged
+    assert!(
+        damage_in_packs(&store, &big[(20 << 20)..(20 << 20) + 64]).is_some(),
+        "the large file is stored raw in a pack"
+    );
+    let third = new_root(&t.path().join("third"));
+    let o = restore(&third.dir, &store, &[], &[]);
+    assert_exit!(o, Some(4));
+    let failed = json(&o)["failed_files"].to_string();
+    assert!(failed.contains("/srv/big/random.bin"), "{failed}");
+    assert!(!failed.contains("sparse.img"), "{failed}");
+    let names: Vec<_> = std::fs::read_dir(third.p("/srv/big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["sparse.img".to_string()],
+        "nothing of the damaged file is left"
+    );
+    assert_eq!(
+        std::fs::read(third.p("/srv/big/sparse.img")).unwrap(),
+        std::fs::read(old.p("/srv/big/sparse.img")).unwrap()
+    );
 }

@@ -541,3 +541,17 @@ macro_rules! assert_exit {
         );
     }};
 }
+
+/// Pseudo-random bytes (incompressible: stored as they are, so a test can find them in
+/// a pack).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

@@ -10,18 +10,6 @@ use super::data::{
 };
 use super::fixtures::*;
 
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// The bytes of the store's packs and indexes.
 fn pack_bytes(store: &Path) -> u64 {
     ["packs", "index"]

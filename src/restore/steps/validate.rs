@@ -59,7 +59,7 @@ pub fn check(
         let mut paths = Vec::new();
         for (name, content) in files(&dir) {
             let p = dir.join(name);
-            let mut f = crate::sys::create_new_nofollow(&p)?;
+            let mut f = crate::sys::create_new_nofollow(&p, 0o600)?;
             std::io::Write::write_all(&mut f, content.as_bytes())?;
             crate::sys::set_mode(&p, 0o440)?;
             paths.push(p);
