@@ -100,9 +100,11 @@ impl Node {
     }
 
     /// The number of content bytes the chunks hold.
+    /// (Saturating: a hostile tree's regions may add up past `u64`; the writer refuses
+    /// regions that do not fit the size.)
     pub fn data_len(&self) -> u64 {
         match &self.extents {
-            Some(ex) => ex.iter().map(|(_, l)| l).sum(),
+            Some(ex) => ex.iter().fold(0u64, |sum, (_, l)| sum.saturating_add(*l)),
             None => self.size,
         }
     }

@@ -346,6 +346,17 @@ struct Split {
     state: Mutex<SplitState>,
 }
 
+impl Drop for Split {
+    /// Pieces that never came to an end (the restore stopped, a worker panicked): the file
+    /// they were writing is removed, not left half written.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(Opened::Writing(_, tmp)) = st.opened.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
 #[derive(Default)]
 struct SplitState {
     opened: Option<Opened>,
@@ -375,7 +386,8 @@ struct Piece {
 /// whole, and the writer names what is wrong).
 fn split(job: Job, index: &Mutex<Index>) -> Vec<Work> {
     let n = &job.node;
-    if n.data_len() <= PIECE || n.chunks.len() < 2 || n.size > MAX_FILE_SIZE {
+    // implausible sizes and regions go whole: the writer refuses them and names them
+    if check_sizes(n).is_err() || n.data_len() <= PIECE || n.chunks.len() < 2 {
         return vec![Work::File(Box::new(job))];
     }
     let lengths: Option<Vec<u64>> = {
@@ -463,7 +475,8 @@ fn restore_root(
                             match last {
                                 None => continue,
                                 Some(r) => {
-                                    done.file(split.job.node.size - split.job.node.data_len());
+                                    let n = &split.job.node;
+                                    done.file(n.size.saturating_sub(n.data_len()));
                                     r
                                 }
                             }
@@ -591,6 +604,7 @@ fn restore_root(
     for w in workers {
         w.join().map_err(|_| anyhow!("a restore worker panicked"))?;
     }
+    store.backend().drop_spare();
     {
         let mut r = results.lock().expect("results");
         out.files += r.files;
@@ -752,16 +766,23 @@ fn prepare(owners: &Owners, job: &Job) -> Result<Prepared> {
     // In a folder this restore made (0700 until its own metadata is set at the end) the
     // file is written under its own name: nothing can be in the way, and a crash leaves
     // it with a size or mtime (set last) that the next run does not take as in place.
-    // Elsewhere a temporary name (0600), renamed over what is there once complete. In
-    // the folder nobody else can enter the file starts with its own permission bits
-    // (less the umask's): most then need no chmod.
+    // Elsewhere a temporary name (0600), renamed over what is there once complete.
     if job.fresh
-        && let Ok(f) = sys::create_new_nofollow(&job.host, n.mode)
+        && let Ok(f) = sys::create_new_nofollow(&job.host, first_mode(n.mode))
     {
         return Ok(Prepared::Write(f, job.host.clone()));
     }
     let tmp = temp_of(&job.host);
     Ok(Prepared::Write(create_temp(&tmp)?, tmp))
+}
+
+/// The permission bits a file starts with, before its owner and mode are set: nobody but
+/// root gets more than it will have at the end (group and others each get only what both
+/// get: the group a file is made with may not be its own). The common modes (0644, 0755)
+/// come out whole and need no chmod; setuid, setgid and sticky bits only come with it.
+fn first_mode(mode: u32) -> u32 {
+    let shared = (mode >> 3) & mode & 0o7;
+    (mode & 0o700) | (shared << 3) | shared
 }
 
 /// Completes a written file: its size, its metadata (times last), its name. On an error
@@ -1189,6 +1210,54 @@ mod tests {
             split(job, &Mutex::new(index)).as_slice(),
             [Work::File(_)]
         ));
+        // regions that overlap (or add up past u64) are not split: the writer refuses them
+        assert_eq!(
+            split_of(
+                &[10 * M, 10 * M],
+                Some(vec![(0, 10 << 20), (0, 10 << 20)]),
+                10 << 20
+            ),
+            vec![(0, 2, 0, 20 << 20)]
+        );
+        let huge = split_of(&[M, M], Some(vec![(0, u64::MAX), (0, 2)]), 1 << 30);
+        assert_eq!(huge, vec![(0, 2, 0, u64::MAX)]);
+    }
+
+    /// A split file whose pieces never all came to an end is removed, not left half
+    /// written under its name or a temporary one.
+    #[test]
+    fn a_split_file_left_unfinished_is_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("big");
+        let f = File::create(&path).unwrap();
+        let split = Split {
+            job: Job {
+                host: path.clone(),
+                shown: "big".into(),
+                node: node(Kind::File, 0o644),
+                fresh: true,
+            },
+            left: 3.into(),
+            state: Mutex::new(SplitState {
+                opened: Some(Opened::Writing(Arc::new(f), path.clone())),
+                ..SplitState::default()
+            }),
+        };
+        drop(split);
+        assert!(!path.exists());
+    }
+
+    /// Nobody but the owner gets more at creation than the file will give them at the end.
+    #[test]
+    fn a_new_file_starts_with_no_more_than_its_mode_gives_everyone() {
+        assert_eq!(first_mode(0o644), 0o644);
+        assert_eq!(first_mode(0o755), 0o755);
+        assert_eq!(first_mode(0o600), 0o600);
+        assert_eq!(first_mode(0o640), 0o600);
+        assert_eq!(first_mode(0o664), 0o644);
+        assert_eq!(first_mode(0o604), 0o600);
+        assert_eq!(first_mode(0o4755), 0o755);
+        assert_eq!(first_mode(0o2777), 0o777);
     }
 
     /// Review #25 (A): a user who owns a folder of a data path swaps an entry for a link

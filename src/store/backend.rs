@@ -63,6 +63,8 @@ pub trait Backend: Send + Sync {
     /// gigabytes in ranges of megabytes: fresh memory for each is cleared by the kernel
     /// and faulted in page by page).
     fn recycle(&self, _buf: Vec<u8>) {}
+    /// Lets go of the buffers `recycle` kept (a restore is done).
+    fn drop_spare(&self) {}
     /// Several listings (as `list`), concurrently where the backend can.
     fn list_many(&self, prefixes: &[&str]) -> Vec<Result<Vec<String>>> {
         prefixes.iter().map(|p| self.list(p)).collect()
@@ -258,7 +260,13 @@ impl Backend for LocalBackend {
                 f
             }
         };
-        let mut buf = self.spare.lock().expect("spare").pop().unwrap_or_default();
+        // a recycled buffer for a range of a mebibyte or more (a small read, a tree blob,
+        // gets a buffer of its size: it may be kept as the blob itself)
+        let mut buf = if len >= 1 << 20 {
+            self.spare.lock().expect("spare").pop().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         match crate::sys::read_at_into(&f, &mut buf, len as usize, offset) {
             Ok(()) => Ok(buf),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -273,6 +281,10 @@ impl Backend for LocalBackend {
         if spare.len() < SPARE && buf.capacity() >= 1 << 20 {
             spare.push(buf);
         }
+    }
+
+    fn drop_spare(&self) {
+        self.spare.lock().expect("spare").clear();
     }
 
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
