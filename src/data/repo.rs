@@ -16,6 +16,11 @@ use crate::store::{Dir, Key, Object, PackId, Store};
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET: usize = 16 << 20;
+/// A pack built in memory for a concurrent store (S3) never grows past this: one PUT of
+/// one part (a 16 MiB pack was a multipart upload of two, four requests), and half the
+/// memory for each pack on its way up — so more of them go up at once for the same peak
+/// RSS (measured in docs/benchmark.md).
+pub const MEMORY_PACK: usize = crate::store::s3::PART_SIZE;
 const ZSTD_LEVEL: i32 = 3;
 
 /// Where a blob is.
@@ -333,10 +338,16 @@ impl PackWriter {
     }
 
     pub fn add(&mut self, b: Sealed) -> Result<()> {
+        // a pack in memory is sealed before a blob would take it past MEMORY_PACK
+        if matches!(self.current, Some((_, Open::Memory(_))))
+            && self.size + b.data.len() > MEMORY_PACK
+        {
+            self.seal()?;
+        }
         if self.current.is_none() {
             let id = PackId::random();
             let open = if self.store.backend().connections() > 1 {
-                Open::Memory(Vec::with_capacity(PACK_TARGET + (1 << 20)))
+                Open::Memory(Vec::with_capacity(MEMORY_PACK))
             } else {
                 Open::Stream(
                     self.store
@@ -360,7 +371,11 @@ impl PackWriter {
             compressed: b.compressed,
         });
         self.size += b.data.len();
-        if self.size >= PACK_TARGET {
+        let target = match open {
+            Open::Memory(_) => MEMORY_PACK,
+            Open::Stream(_) => PACK_TARGET,
+        };
+        if self.size >= target {
             self.seal()?;
         }
         Ok(())

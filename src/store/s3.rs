@@ -36,9 +36,10 @@ struct Conn {
     client: Client,
     /// One permit per connection: ranged reads and whole-object reads.
     reads: Arc<Semaphore>,
-    /// Chains of `put_in_order` in flight (each may send a few parts at once):
-    /// `connections / 3`, each a pack held in memory (~16 MiB) — with `/ 2` a capture's
-    /// peak RSS reached restic's for little time gained (measured in docs/benchmark.md).
+    /// Chains of `put_in_order` in flight: `connections × 5 / 8` (10 of 16), each a pack
+    /// held in memory (at most `repo::MEMORY_PACK`, 8 MiB) — through the bench's relay
+    /// 3.1–3.7 s and a peak RSS of 150–175 MiB, where 6 chains of 16 MiB packs took
+    /// 3.4–3.7 s and 177–187 MiB (measured in docs/benchmark.md).
     chains: Arc<Semaphore>,
 }
 
@@ -134,7 +135,7 @@ impl S3Backend {
                 client,
                 reads: Arc::new(Semaphore::new(connections)),
                 // a chain sends up to two parts of a 16 MiB pack at once
-                chains: Arc::new(Semaphore::new(connections.div_ceil(3))),
+                chains: Arc::new(Semaphore::new((connections * 5).div_ceil(8))),
             }),
             rt: Arc::new(rt),
             url: url.to_string(),

@@ -141,12 +141,14 @@ impl S3Server {
     }
 }
 
+/// 20 MiB that does not compress goes up in packs of at most one part (8 MiB), a PUT
+/// each; the agent, many parts long, goes up as a multipart upload and is whole in the
+/// bucket; the restore reads it all back.
 #[test]
-fn s3_round_trip_with_multipart_packs() {
+fn s3_round_trip_with_one_part_packs_and_a_multipart_agent() {
     let t = tempfile::tempdir().unwrap();
     let server = start(&t.path().join("s3"));
     let old = old_tree(&t.path().join("old"), server.port);
-    // 20 MiB that does not compress: packs of 16 MiB go up as multipart uploads
     let big = noise(42, 20 << 20);
     std::fs::write(old.p("/srv/app/blob.bin"), &big).unwrap();
     let o = Cmd::new("capture")
@@ -160,9 +162,22 @@ fn s3_round_trip_with_multipart_packs() {
         !packs.is_empty(),
         "the packs are in the bucket under the prefix"
     );
+    assert!(packs.len() >= 3, "20 MiB in packs of 8: {}", packs.len());
     assert!(
-        packs.iter().any(|p| p.metadata().unwrap().len() > 8 << 20),
-        "a pack larger than one part"
+        packs.iter().all(|p| p.metadata().unwrap().len() <= 8 << 20),
+        "every pack is one part"
+    );
+    let agent = std::fs::read(
+        server
+            .dir
+            .join("carryover/fleet/web01")
+            .join(own_agent_key()),
+    )
+    .unwrap();
+    assert!(agent.len() > 8 << 20, "the agent is more than one part");
+    assert!(
+        agent == std::fs::read(agent_bin()).unwrap(),
+        "the agent's parts are put together in order"
     );
 
     let cfg = old.p("/etc/carryover/config.toml");
