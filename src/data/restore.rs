@@ -185,6 +185,7 @@ pub fn missing(
     let (index, _) = Index::load(store)?;
     let index = Arc::new(Mutex::new(index));
     let mut out = Vec::new();
+    let mut stat = sys::FolderStat::default();
     for r in &data.roots {
         if !r.path.starts_with('/') || crate::paths::is_system_location(&r.path) {
             continue;
@@ -196,11 +197,11 @@ pub fn missing(
                 continue;
             }
             let host = dest.join(sys::os_from_bytes(&n.path));
-            let why = match std::fs::symlink_metadata(&host) {
+            let why = match stat.file_size(&host) {
                 Err(_) => "absent",
-                Ok(m) if !m.is_file() => "not a regular file",
-                Ok(m) if m.len() != n.size => "of another size",
-                Ok(_) => continue,
+                Ok(None) => "not a regular file",
+                Ok(Some(size)) if size != n.size => "of another size",
+                Ok(Some(_)) => continue,
             };
             out.push(crate::error::Problem::new(
                 format!(

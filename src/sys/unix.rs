@@ -600,6 +600,42 @@ pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     f.read_exact_at(buf, offset)
 }
 
+/// Looks at the entries of a tree one folder after another: each folder is opened once
+/// (a tree's entries come grouped by folder) and its entries are looked at relative to
+/// it, not by walking their whole path again. The last component is not followed (as
+/// `symlink_metadata`).
+#[derive(Default)]
+pub struct FolderStat {
+    dir: Option<(std::path::PathBuf, File)>,
+}
+
+impl FolderStat {
+    /// The size of the regular file at `path` (`None`: something else is there).
+    pub fn file_size(&mut self, path: &Path) -> io::Result<Option<u64>> {
+        use nix::sys::stat::{SFlag, fstatat};
+        use std::os::unix::fs::OpenOptionsExt;
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            let m = std::fs::symlink_metadata(path)?;
+            return Ok(m.is_file().then_some(m.len()));
+        };
+        if self.dir.as_ref().is_none_or(|(p, _)| p != parent) {
+            self.dir = None;
+            let d = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_PATH | nix::libc::O_CLOEXEC)
+                .open(parent)?;
+            self.dir = Some((parent.to_path_buf(), d));
+        }
+        let Some((_, d)) = &self.dir else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        let st = fstatat(d, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let regular =
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+        Ok(regular.then_some(st.st_size as u64))
+    }
+}
+
 /// Reads exactly `len` bytes at `offset` into `buf` (its content replaced), straight into
 /// its spare capacity: a buffer of megabytes is not cleared first only to be overwritten.
 pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
@@ -658,6 +694,27 @@ pub fn kill_group(pid: u32) {
 #[cfg(test)]
 mod create_tests {
     use super::*;
+
+    /// What a health check sees, folder by folder: a file's size; a link (never followed),
+    /// a folder, nothing — each for what it is.
+    #[test]
+    fn folder_stat_sees_each_entry_as_symlink_metadata_does() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::create_dir_all(a.join("sub")).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(a.join("f"), "12345").unwrap();
+        std::fs::write(b.join("f"), "1").unwrap();
+        std::os::unix::fs::symlink(a.join("f"), b.join("link")).unwrap();
+        let mut s = FolderStat::default();
+        assert_eq!(s.file_size(&a.join("f")).unwrap(), Some(5));
+        assert_eq!(s.file_size(&a.join("sub")).unwrap(), None);
+        assert!(s.file_size(&a.join("gone")).is_err());
+        assert_eq!(s.file_size(&b.join("f")).unwrap(), Some(1));
+        assert_eq!(s.file_size(&b.join("link")).unwrap(), None);
+        assert_eq!(s.file_size(&a.join("f")).unwrap(), Some(5));
+        assert!(s.file_size(&t.path().join("none/f")).is_err());
+    }
 
     #[test]
     fn an_exclusive_create_never_follows_a_planted_link() {

@@ -492,6 +492,18 @@ pub fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Looks at the entries of a tree one after another (by name here: `symlink_metadata`).
+#[derive(Default)]
+pub struct FolderStat;
+
+impl FolderStat {
+    /// The size of the regular file at `path` (`None`: something else is there).
+    pub fn file_size(&mut self, path: &Path) -> io::Result<Option<u64>> {
+        let m = std::fs::symlink_metadata(path)?;
+        Ok(m.is_file().then_some(m.len()))
+    }
+}
+
 /// Reads exactly `len` bytes at `offset` into `buf` (its content replaced).
 pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
     buf.clear();
