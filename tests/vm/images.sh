@@ -79,7 +79,10 @@ After=network-online.target local-fs.target
 
 [Service]
 Type=simple
-ExecStartPre=/bin/sh -c 'mkdir -p /mnt/host && (mountpoint -q /mnt/host || mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 hostshare /mnt/host)'
+# the 9p transport may come up after this starts (a TCG boot once ran the mount before
+# the virtio channel was there: "no channels available", the guest idle until the host's
+# timeout): tried for a minute ($$ is a literal $ to systemd)
+ExecStartPre=/bin/sh -c 'mkdir -p /mnt/host; modprobe -q 9pnet_virtio; i=0; until mountpoint -q /mnt/host || mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 hostshare /mnt/host; do i=$$((i + 1)); [ $$i -lt 60 ] || exit 1; sleep 1; done'
 ExecStart=/bin/sh /mnt/host/guest.sh
 StandardOutput=journal+console
 
