@@ -576,13 +576,8 @@ mod tests {
         let mut chunks = InOrder::new(rx);
         for id in ids {
             let (loc, stored) = chunks.next_chunk();
-            let raw = repo::decode(
-                store,
-                stored.unwrap().bytes().to_vec(),
-                &loc.unwrap(),
-                id,
-                repo::DATA,
-            );
+            let stored = stored.unwrap();
+            let raw = repo::decode_ref(store, stored.bytes(), &loc.unwrap(), id, repo::DATA);
             assert_eq!(&store.blob_id(&raw.unwrap()), id);
         }
     }

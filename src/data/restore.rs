@@ -333,7 +333,7 @@ impl Work {
         }
         Some(match self {
             Work::File(job) => job.node.chunk_ids().collect(),
-            Work::Piece(split, p) => split.job.node.chunks[p.first..p.first + p.count].to_vec(),
+            Work::Piece(split, p) => p.ids(&split.job.node).to_vec(),
         })
     }
 }
@@ -380,6 +380,13 @@ struct Piece {
     count: usize,
     start: u64,
     len: u64,
+}
+
+impl Piece {
+    /// The piece's chunks, of its file's node.
+    fn ids<'a>(&self, n: &'a Node) -> &'a [BlobId] {
+        &n.chunks[self.first..self.first + self.count]
+    }
 }
 
 /// The work of one regular file: in pieces when it holds more than a `PIECE` and the index
@@ -864,9 +871,7 @@ fn write_piece(
     };
     if let Some(f) = file {
         let n = &split.job.node;
-        let ids = n.chunks[piece.first..piece.first + piece.count]
-            .iter()
-            .copied();
+        let ids = piece.ids(n).iter().copied();
         let r = write_content(store, index, &f, n, chunks, ids, piece.start, piece.len);
         // every other piece's handle is gone before the last one finishes the file
         drop(f);
@@ -1129,6 +1134,16 @@ mod tests {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
     }
 
+    /// A file's job in a folder the restore made.
+    fn fresh_job(node: Node, host: PathBuf) -> Job {
+        Job {
+            host,
+            shown: "f".into(),
+            node,
+            fresh: true,
+        }
+    }
+
     fn split_of(
         lengths: &[u32],
         extents: Option<Vec<(u64, u64)>>,
@@ -1152,12 +1167,7 @@ mod tests {
         }
         n.size = size;
         n.extents = extents;
-        let job = Job {
-            host: PathBuf::from("/nowhere"),
-            shown: "f".into(),
-            node: n,
-            fresh: true,
-        };
+        let job = fresh_job(n, PathBuf::from("/nowhere"));
         split(job, &Mutex::new(index))
             .into_iter()
             .map(|w| match w {
@@ -1200,12 +1210,7 @@ mod tests {
         let mut n = node(Kind::File, 0o644);
         n.chunks = vec![BlobId::from_array([7; 32]); 20];
         n.size = 20 << 20;
-        let job = Job {
-            host: PathBuf::from("/nowhere"),
-            shown: "f".into(),
-            node: n,
-            fresh: true,
-        };
+        let job = fresh_job(n, PathBuf::from("/nowhere"));
         index.blobs.clear();
         assert!(matches!(
             split(job, &Mutex::new(index)).as_slice(),
@@ -1232,12 +1237,7 @@ mod tests {
         let path = t.path().join("big");
         let f = File::create(&path).unwrap();
         let split = Split {
-            job: Job {
-                host: path.clone(),
-                shown: "big".into(),
-                node: node(Kind::File, 0o644),
-                fresh: true,
-            },
+            job: fresh_job(node(Kind::File, 0o644), path.clone()),
             left: 3.into(),
             state: Mutex::new(SplitState {
                 opened: Some(Opened::Writing(Arc::new(f), path.clone())),

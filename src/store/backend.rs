@@ -145,6 +145,9 @@ pub struct LocalBackend {
 const OPEN_FILES: usize = 8;
 /// Spare buffers kept: as many as ranges are read ahead (`recycle`).
 const SPARE: usize = 16;
+/// Reads of at least this take a spare buffer, and buffers of at least this are kept (a
+/// small read, a tree blob, gets a buffer of its size: it may be kept as the blob itself).
+const SPARE_FROM: usize = 1 << 20;
 
 impl LocalBackend {
     pub fn open(dir: &Path, create: bool) -> Result<LocalBackend> {
@@ -260,9 +263,7 @@ impl Backend for LocalBackend {
                 f
             }
         };
-        // a recycled buffer for a range of a mebibyte or more (a small read, a tree blob,
-        // gets a buffer of its size: it may be kept as the blob itself)
-        let mut buf = if len >= 1 << 20 {
+        let mut buf = if len as usize >= SPARE_FROM {
             self.spare.lock().expect("spare").pop().unwrap_or_default()
         } else {
             Vec::new()
@@ -278,7 +279,7 @@ impl Backend for LocalBackend {
 
     fn recycle(&self, buf: Vec<u8>) {
         let mut spare = self.spare.lock().expect("spare");
-        if spare.len() < SPARE && buf.capacity() >= 1 << 20 {
+        if spare.len() < SPARE && buf.capacity() >= SPARE_FROM {
             spare.push(buf);
         }
     }

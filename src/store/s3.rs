@@ -134,7 +134,6 @@ impl S3Backend {
                 prefix: prefix.to_string(),
                 client,
                 reads: Arc::new(Semaphore::new(connections)),
-                // a chain sends up to two parts of a 16 MiB pack at once
                 chains: Arc::new(Semaphore::new((connections * 5).div_ceil(8))),
             }),
             rt: Arc::new(rt),

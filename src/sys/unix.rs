@@ -618,16 +618,16 @@ impl FolderStat {
             let m = std::fs::symlink_metadata(path)?;
             return Ok(m.is_file().then_some(m.len()));
         };
-        if self.dir.as_ref().is_none_or(|(p, _)| p != parent) {
-            self.dir = None;
-            let d = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_PATH | nix::libc::O_CLOEXEC)
-                .open(parent)?;
-            self.dir = Some((parent.to_path_buf(), d));
-        }
-        let Some((_, d)) = &self.dir else {
-            return Err(io::ErrorKind::NotFound.into());
+        let d = match &mut self.dir {
+            Some((p, d)) if p == parent => d,
+            dir => {
+                *dir = None;
+                let d = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_PATH | nix::libc::O_CLOEXEC)
+                    .open(parent)?;
+                &dir.insert((parent.to_path_buf(), d)).1
+            }
         };
         let st = fstatat(d, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let regular =
