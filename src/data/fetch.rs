@@ -18,7 +18,7 @@ use anyhow::{Result, anyhow};
 use super::node::BlobId;
 use super::repo::{BlobLoc, Index, MAX_BLOB};
 use crate::store::Store;
-use crate::store::backend::{Fetched, Range};
+use crate::store::backend::{Fetched, Range, RangeRead};
 
 /// A gap between two blobs of one pack smaller than this is read through.
 pub const GAP: u64 = 1 << 20;
@@ -295,9 +295,13 @@ impl Planner {
 }
 
 /// Hands the blobs of a range that was read to the files waiting for them.
-fn deliver(p: Planned, range: &Range, got: Result<Vec<u8>>, budget: &Arc<Budget>, store: &Store) {
-    let data = match got {
-        Ok(data) => data,
+fn deliver(p: Planned, range: &Range, got: Result<RangeRead>, budget: &Arc<Budget>, store: &Store) {
+    let got = got.and_then(|r| {
+        r.bytes(range.len)?;
+        Ok(r)
+    });
+    let RangeRead { data, start } = match got {
+        Ok(read) => read,
         Err(e) => {
             budget.give(range.len);
             let e = format!("{e:#}");
@@ -316,7 +320,7 @@ fn deliver(p: Planned, range: &Range, got: Result<Vec<u8>>, budget: &Arc<Budget>
     for w in p.wants {
         let stored = Stored {
             buf: buf.clone(),
-            start: (w.loc.offset as u64 - range.offset) as usize,
+            start: start + (w.loc.offset as u64 - range.offset) as usize,
             len: w.loc.length as usize,
         };
         let _ = w.to.send((w.pos, w.loc, Ok(stored)));

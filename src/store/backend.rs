@@ -22,6 +22,10 @@ pub trait Backend: Send + Sync {
             None => bail!("{key} is shorter than the index says"),
         }
     }
+    /// As `get_range`, into a buffer where the bytes may start further in (`RangeRead`).
+    fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<RangeRead> {
+        self.get_range(key, offset, len).map(RangeRead::whole)
+    }
     /// Put-if-absent: false when the key exists already (the store's lock).
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool>;
     /// Writes a large object piece by piece; it appears only at `commit`.
@@ -53,7 +57,7 @@ pub trait Backend: Send + Sync {
     /// read is delivered.
     fn get_ranges(&self, requests: Receiver<Range>, deliver: &Sender<Fetched>) {
         for r in requests {
-            let got = self.get_range(&r.key, r.offset, r.len);
+            let got = self.read_range(&r.key, r.offset, r.len);
             if deliver.send((r, got)).is_err() {
                 return;
             }
@@ -85,7 +89,32 @@ pub struct Range {
 }
 
 /// A range and what reading it gave.
-pub type Fetched = (Range, Result<Vec<u8>>);
+pub type Fetched = (Range, Result<RangeRead>);
+
+/// The bytes of a range that was read: `data[start..]` (a read around the page cache
+/// fills an aligned place of its buffer from the block where the range begins).
+pub struct RangeRead {
+    pub data: Vec<u8>,
+    pub start: usize,
+}
+
+impl RangeRead {
+    pub fn whole(data: Vec<u8>) -> RangeRead {
+        RangeRead { data, start: 0 }
+    }
+
+    /// The range's bytes (an error when fewer were read: never trusted to be there).
+    pub fn bytes(&self, len: u64) -> Result<&[u8]> {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| self.start.checked_add(l))
+            .filter(|e| *e <= self.data.len());
+        match end {
+            Some(end) => Ok(&self.data[self.start..end]),
+            None => bail!("the read range is shorter than asked for"),
+        }
+    }
+}
 
 /// A transfer started by `put_in_order`.
 pub trait Transfer: Send {
@@ -138,11 +167,17 @@ pub struct LocalBackend {
     dir: PathBuf,
     /// Recently read objects kept open: restore reads many small blobs from one pack.
     open: std::sync::Mutex<Vec<(String, std::sync::Arc<std::fs::File>)>>,
+    /// The same, opened to read around the page cache (large reads, `read_range`).
+    direct: std::sync::Mutex<Vec<(String, std::sync::Arc<std::fs::File>)>>,
+    /// False once the store's filesystem refused such a read: all go through the cache.
+    direct_ok: std::sync::atomic::AtomicBool,
     /// Buffers of ranges already written out, for the next ranges (`recycle`).
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 const OPEN_FILES: usize = 8;
+/// Ranges read at once (`get_ranges`).
+const READERS: usize = 2;
 /// Spare buffers kept: as many as ranges are read ahead (`recycle`).
 const SPARE: usize = 16;
 /// Reads of at least this take a spare buffer, and buffers of at least this are kept (a
@@ -164,6 +199,8 @@ impl LocalBackend {
         Ok(LocalBackend {
             dir: dir.to_path_buf(),
             open: std::sync::Mutex::new(Vec::new()),
+            direct: std::sync::Mutex::new(Vec::new()),
+            direct_ok: true.into(),
             spare: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -184,6 +221,40 @@ impl LocalBackend {
             }
         }
         Ok(self.dir.join(key))
+    }
+}
+
+impl LocalBackend {
+    /// The open file of `key` from `cache` (the last `OPEN_FILES` kept), else `open`'s.
+    fn opened(
+        cache: &std::sync::Mutex<Vec<(String, std::sync::Arc<std::fs::File>)>>,
+        key: &str,
+        open: impl FnOnce() -> std::io::Result<std::fs::File>,
+    ) -> std::io::Result<std::sync::Arc<std::fs::File>> {
+        if let Some((_, f)) = cache
+            .lock()
+            .expect("open files")
+            .iter()
+            .find(|(k, _)| k == key)
+        {
+            return Ok(f.clone());
+        }
+        let f = std::sync::Arc::new(open()?);
+        let mut cache = cache.lock().expect("open files");
+        if cache.len() >= OPEN_FILES {
+            cache.remove(0);
+        }
+        cache.push((key.to_string(), f.clone()));
+        Ok(f)
+    }
+
+    /// A buffer for a read of `len` bytes: a spare one for a large read.
+    fn spare_for(&self, len: u64) -> Vec<u8> {
+        if len as usize >= SPARE_FROM {
+            self.spare.lock().expect("spare").pop().unwrap_or_default()
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -244,30 +315,9 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = self.path(key)?;
-        let cached = {
-            let open = self.open.lock().expect("open files");
-            open.iter().find(|(k, _)| k == key).map(|(_, f)| f.clone())
-        };
-        let f = match cached {
-            Some(f) => f,
-            None => {
-                let f = std::sync::Arc::new(
-                    std::fs::File::open(&path)
-                        .with_context(|| format!("opening {}", path.display()))?,
-                );
-                let mut open = self.open.lock().expect("open files");
-                if open.len() >= OPEN_FILES {
-                    open.remove(0);
-                }
-                open.push((key.to_string(), f.clone()));
-                f
-            }
-        };
-        let mut buf = if len as usize >= SPARE_FROM {
-            self.spare.lock().expect("spare").pop().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let f = Self::opened(&self.open, key, || std::fs::File::open(&path))
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut buf = self.spare_for(len);
         match crate::sys::read_at_into(&f, &mut buf, len as usize, offset) {
             Ok(()) => Ok(buf),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -275,6 +325,54 @@ impl Backend for LocalBackend {
             }
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+
+    /// A large range is read around the page cache where the filesystem can (a restore
+    /// reads each byte of the store once: through the cache it costs a copy and memory);
+    /// a small one, or where it cannot, through the cache (`get_range`).
+    fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<RangeRead> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if (len as usize) < SPARE_FROM || !self.direct_ok.load(Relaxed) {
+            return self.get_range(key, offset, len).map(RangeRead::whole);
+        }
+        let path = self.path(key)?;
+        let Ok(f) = Self::opened(&self.direct, key, || crate::sys::open_direct(&path)) else {
+            self.direct_ok.store(false, Relaxed);
+            return self.get_range(key, offset, len).map(RangeRead::whole);
+        };
+        let mut buf = self.spare_for(len);
+        match crate::sys::read_direct_into(&f, &mut buf, len as usize, offset) {
+            Ok(start) => Ok(RangeRead { data: buf, start }),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                bail!("{key} is shorter than the index says")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                self.direct_ok.store(false, Relaxed);
+                self.recycle(buf);
+                self.get_range(key, offset, len).map(RangeRead::whole)
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Several readers at once: a read around the page cache has no read-ahead of the
+    /// kernel's, so the disk gets more than one request at a time this way.
+    fn get_ranges(&self, requests: Receiver<Range>, deliver: &Sender<Fetched>) {
+        let requests = std::sync::Mutex::new(requests);
+        std::thread::scope(|s| {
+            for _ in 0..READERS {
+                s.spawn(|| {
+                    loop {
+                        let next = requests.lock().expect("requests").recv();
+                        let Ok(r) = next else { return };
+                        let got = self.read_range(&r.key, r.offset, r.len);
+                        if deliver.send((r, got)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
     }
 
     fn recycle(&self, buf: Vec<u8>) {
@@ -386,6 +484,65 @@ impl Drop for LocalWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Large ranges are read around the page cache where the filesystem can: into an
+    /// aligned place of the buffer, from the block where the range begins. Whatever the
+    /// offset and length (unaligned, up to the end of the object, into a recycled buffer
+    /// holding other bytes), the bytes are exactly the object's; past its end, an error.
+    #[test]
+    fn large_ranges_are_exactly_the_bytes_asked_for() {
+        let t = tempfile::tempdir().unwrap();
+        let b = LocalBackend::open(&t.path().join("s"), true).unwrap();
+        // no two blocks alike and a period prime to every alignment: a range read from
+        // the wrong place cannot match
+        let data: Vec<u8> = (0..(3usize << 20) + 12345)
+            .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+            .collect();
+        b.put("packs/p", &data).unwrap();
+        let direct = crate::sys::open_direct(&t.path().join("s/packs/p")).is_ok();
+        let n = data.len() as u64;
+        let m = SPARE_FROM as u64;
+        for (off, len) in [
+            (0, m),
+            (1, m),
+            (4095, m + 1),
+            (4096, 2 * m),
+            (n - m, m),
+            (n - m - 7, m + 7),
+            (12345, n - 12345),
+            (0, n),
+            (5, 100),
+        ] {
+            let r = b.read_range("packs/p", off, len).unwrap();
+            let got = r.bytes(len).unwrap();
+            assert_eq!(
+                got,
+                &data[off as usize..(off + len) as usize],
+                "{off} {len}"
+            );
+            if direct && len >= m {
+                // read around the cache: the range sits where it does on disk, in an
+                // aligned buffer
+                let at = r.data.as_ptr() as usize + r.start;
+                assert_eq!(at % 4096, off as usize % 4096, "{off} {len}");
+            }
+            b.recycle(r.data);
+        }
+        assert!(b.direct_ok.load(std::sync::atomic::Ordering::Relaxed) == direct);
+        for (off, len) in [(n - m + 1, m), (n, m), (4096 * 1000, m)] {
+            let e = b.read_range("packs/p", off, len).err().unwrap();
+            assert!(format!("{e:#}").contains("shorter"), "{off} {len}: {e:#}");
+        }
+        // a range that came back shorter than asked for is never taken
+        assert!(RangeRead::whole(vec![1, 2, 3]).bytes(4).is_err());
+        let r = RangeRead {
+            data: vec![0, 1, 2, 3],
+            start: 1,
+        };
+        assert_eq!(r.bytes(3).unwrap(), &[1, 2, 3]);
+        assert!(r.bytes(4).is_err());
+        assert!(r.bytes(u64::MAX).is_err());
+    }
 
     #[test]
     fn keys_cannot_escape() {

@@ -19,7 +19,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
-use super::backend::{Backend, Fetched, ObjectWriter, Range, Transfer, check_name};
+use super::backend::{Backend, Fetched, ObjectWriter, Range, RangeRead, Transfer, check_name};
 use crate::config::Config;
 use crate::error::Error;
 
@@ -643,6 +643,7 @@ impl Backend for S3Backend {
             tasks.spawn_on(
                 async move {
                     let got = conn.get_range(&r.key, r.offset, r.len).await;
+                    let got = got.map(RangeRead::whole);
                     drop(permit);
                     let _ = deliver.send((r, got));
                 },

@@ -671,6 +671,75 @@ pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io:
     Ok(())
 }
 
+/// The alignment of a read that bypasses the page cache (offset, length and memory): a
+/// page, a multiple of every device's logical block size in use.
+const DIRECT_ALIGN: usize = 4096;
+
+/// Opens a file to read around the page cache (`O_DIRECT`), not following a symlink;
+/// an error where the filesystem cannot (tmpfs, some network filesystems).
+pub fn open_direct(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECT | nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Reads `len` bytes at `offset` from a file opened with `open_direct` into `buf` (its
+/// content replaced) and returns where they start in it: the read covers whole aligned
+/// blocks, into an aligned place of the buffer. The disk's data comes into the buffer
+/// without a copy through the page cache (a restore reads each byte of the store once:
+/// caching it only costs memory and a copy). `InvalidInput` when the file cannot be read
+/// that way after all (the caller reads it through the cache).
+pub fn read_direct_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let from = offset & !(DIRECT_ALIGN as u64 - 1);
+    let shift = (offset - from) as usize;
+    let need = shift + len;
+    let total = need.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    buf.clear();
+    buf.reserve(total + DIRECT_ALIGN);
+    let pad = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    if pad > DIRECT_ALIGN {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mut done = 0usize;
+    while done < need {
+        // SAFETY: the destination is inside the vector's spare capacity (`pad + total`
+        // bytes are reserved, `done < total`); pread writes at most `total - done` bytes
+        // there, and only bytes it reported written are ever added to the length.
+        let n = unsafe {
+            nix::libc::pread(
+                f.as_raw_fd(),
+                buf.as_mut_ptr().add(pad + done).cast(),
+                total - done,
+                (from + done as u64) as nix::libc::off_t,
+            )
+        };
+        match n {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(nix::libc::EINTR) => continue,
+                    Some(nix::libc::EINVAL) => return Err(io::ErrorKind::InvalidInput.into()),
+                    _ => return Err(e),
+                }
+            }
+            n => {
+                done += n as usize;
+                // a short read ends at the end of the file (unaligned: no read can follow)
+                if !done.is_multiple_of(DIRECT_ALIGN) && done < need {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+    }
+    // SAFETY: pread initialised `done` bytes from `pad` on (pad + done ≤ the capacity)
+    unsafe { buf.set_len(pad + done) };
+    Ok(pad + shift)
+}
+
 /// Writes all of `buf` at `offset`.
 pub fn write_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;

@@ -511,6 +511,21 @@ pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io:
     read_at(f, buf, offset)
 }
 
+/// Reads around the cache: not done here (every read goes through `read_at_into`).
+pub fn open_direct(_path: &Path) -> io::Result<File> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Never called: `open_direct` opens nothing here.
+pub fn read_direct_into(
+    _f: &File,
+    _buf: &mut Vec<u8>,
+    _len: usize,
+    _offset: u64,
+) -> io::Result<usize> {
+    Err(io::ErrorKind::InvalidInput.into())
+}
+
 /// Writes all of `buf` at `offset`.
 pub fn write_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     let mut done = 0;
