@@ -35,6 +35,12 @@ const HANDOFF: usize = 4096;
 /// of about this size (a whole chunk each): one worker decompressing, checking and writing
 /// a file of gigabytes alone left the other cores idle.
 const PIECE: u64 = 8 << 20;
+/// What handing out one small file is worth in bytes of a large one (`Mixer`): about
+/// what making a file costs in time, as the time to read and write this much data
+/// (measured on the cold bench: 10–40 KiB did about as well; none, 1 s worse of 7).
+const FILE_COST: u64 = 20 << 10;
+/// Pieces held back at most (`Mixer`): past this many, they go in tree order.
+const HELD: usize = 1 << 16;
 
 /// What a data restore did.
 #[derive(Debug, Default)]
@@ -270,6 +276,47 @@ pub fn restore(
     Ok(out)
 }
 
+/// Flushes the filesystem of a data path every `FLUSH_EVERY` while the workers write
+/// (syncfs, from a thread of its own): the kernel writes the files back one at a time in
+/// one thread of its own, and left to the final flush, tens of thousands of small files
+/// made it wait a second or two after the last write; along the way, that work overlaps
+/// the restore's. Durability still comes from the final flush (`Filesystems::sync`).
+struct Flusher {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: thread::JoinHandle<Option<std::io::Error>>,
+}
+
+/// How often `Flusher` flushes (measured on the cold bench: every 0.5 s or 1 s, the final
+/// flush took 0.6–0.9 s instead of 1.7–2.2 s and the restore 0.4 s less of 7).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Flusher {
+    fn start(dir: &Path) -> Flusher {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let dir = dir.to_path_buf();
+        let thread = thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(FLUSH_EVERY)
+            {
+                if let Err(e) = sys::sync_filesystem(&dir) {
+                    return Some(e);
+                }
+            }
+            None
+        });
+        Flusher { stop, thread }
+    }
+
+    /// Stops flushing; the error of a flush that failed (whatever it failed to write is
+    /// not on disk: the restore must not be taken as done).
+    fn stop(self) -> Option<std::io::Error> {
+        drop(self.stop);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Some(std::io::Error::other("the flushing thread panicked")))
+    }
+}
+
 /// The filesystems a restore wrote to (by device), each with a directory on it.
 ///
 /// Durability: the workers write, chmod and rename without flushing anything; when every
@@ -434,6 +481,55 @@ fn split(job: Job, index: &Mutex<Index>) -> Vec<Work> {
         .collect()
 }
 
+/// Mixes the pieces of large files into the stream of small ones. A large file is read
+/// and written at the disk's pace with cores to spare; thousands of small ones keep the
+/// cores busy making files while the disk idles. In tree order they come one after the
+/// other (`/data/large` before `/data/small`), so the pieces are held back here and go
+/// out along the small files that follow them: one piece each time the files handed out
+/// since the last one are worth a piece (`FILE_COST` each, plus their size). What is
+/// still held when the walk ends goes out then, in order.
+#[derive(Default)]
+struct Mixer {
+    held: std::collections::VecDeque<Work>,
+    credit: u64,
+}
+
+impl Mixer {
+    /// The work to hand out now, in order (`work` itself, or nothing when it is held).
+    fn next(&mut self, work: Work) -> Vec<Work> {
+        match work {
+            Work::Piece(..) if self.held.len() < HELD => {
+                self.held.push_back(work);
+                Vec::new()
+            }
+            Work::Piece(..) => vec![work],
+            Work::File(ref job) => {
+                if self.held.is_empty() {
+                    return vec![work];
+                }
+                self.credit = self.credit.saturating_add(FILE_COST + job.node.size);
+                let mut out = vec![work];
+                while let Some(Work::Piece(_, p)) = self.held.front()
+                    && p.len <= self.credit
+                {
+                    self.credit -= p.len;
+                    out.extend(self.held.pop_front());
+                }
+                if self.held.is_empty() {
+                    self.credit = 0;
+                }
+                out
+            }
+        }
+    }
+
+    /// What is still held, once the walk is over.
+    fn rest(&mut self) -> impl Iterator<Item = Work> + '_ {
+        self.credit = 0;
+        self.held.drain(..)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn restore_root(
     store: &Store,
@@ -461,6 +557,7 @@ fn restore_root(
         })
     };
     let results = Arc::new(Mutex::new(DataRestore::default()));
+    let flusher = Flusher::start(dest);
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let handoff = handoff.clone();
@@ -523,6 +620,7 @@ fn restore_root(
         }
     };
     let mut tree_error = None;
+    let mut mixer = Mixer::default();
     loop {
         let node = match reader.next_node() {
             Ok(Some(n)) => n,
@@ -589,7 +687,7 @@ fn restore_root(
                     node,
                     fresh: fresh_dirs.contains(&parent),
                 };
-                for work in split(job, index) {
+                for work in split(job, index).into_iter().flat_map(|w| mixer.next(w)) {
                     if tx.send(work).is_err() {
                         bail!("the restore workers stopped");
                     }
@@ -604,6 +702,11 @@ fn restore_root(
             }
         }
     }
+    for work in mixer.rest() {
+        if tx.send(work).is_err() {
+            bail!("the restore workers stopped");
+        }
+    }
     drop(tx);
     let ranges = planner
         .join()
@@ -611,6 +714,12 @@ fn restore_root(
     tracing::debug!("{shown_root}: file contents read in {ranges} ranges");
     for w in workers {
         w.join().map_err(|_| anyhow!("a restore worker panicked"))?;
+    }
+    if let Some(e) = flusher.stop() {
+        out.failed.push(Problem::new(
+            shown_root,
+            format!("flushing the restored files to disk: {e}"),
+        ));
     }
     store.backend().drop_spare();
     {
@@ -1227,6 +1336,80 @@ mod tests {
         );
         let huge = split_of(&[M, M], Some(vec![(0, u64::MAX), (0, 2)]), 1 << 30);
         assert_eq!(huge, vec![(0, 2, 0, u64::MAX)]);
+    }
+
+    /// The pieces of a large file wait for the small files after it and go out among
+    /// them, a piece each time the files handed out since are worth one; credit is never
+    /// saved up while nothing waits; what still waits goes out at the end, in order.
+    #[test]
+    fn pieces_of_large_files_go_out_among_the_small_files_after_them() {
+        const M: u32 = 1 << 20;
+        let mut index = Index::default();
+        let mut big = node(Kind::File, 0o644);
+        for i in 0..20u8 {
+            let id = BlobId::from_array([i + 1; 32]);
+            big.chunks.push(id);
+            let loc = repo::BlobLoc {
+                pack: 0,
+                offset: 0,
+                length: M,
+                raw_length: M,
+                compressed: false,
+            };
+            index.blobs.insert(id, loc);
+        }
+        big.size = 20 << 20;
+        let pieces = split(fresh_job(big, PathBuf::from("/big")), &Mutex::new(index));
+        assert_eq!(pieces.len(), 3);
+        let small = |i: usize| {
+            let mut n = node(Kind::File, 0o644);
+            n.size = 4096;
+            Work::File(Box::new(fresh_job(n, PathBuf::from(format!("/s{i}")))))
+        };
+        // what goes out, as "s" (a small file) or the piece's first chunk
+        let name = |w: &Work| match w {
+            Work::File(_) => "s".to_string(),
+            Work::Piece(_, p) => format!("p{}", p.first),
+        };
+        let mut m = Mixer::default();
+        let mut out = Vec::new();
+        // small files with nothing held pass straight through and bank no credit
+        for i in 0..1000 {
+            out.extend(m.next(small(i)).iter().map(name));
+        }
+        assert_eq!(out, vec!["s"; 1000]);
+        for p in pieces {
+            assert!(m.next(p).is_empty(), "a piece is held");
+        }
+        out.clear();
+        for i in 0..400 {
+            out.extend(m.next(small(i)).iter().map(name));
+        }
+        // a small file is worth FILE_COST + 4096 bytes: the first 8 MiB piece goes out
+        // after the 342nd file following it; 400 files release no second one
+        let per_piece = (8u64 << 20).div_ceil(FILE_COST + 4096) as usize;
+        assert_eq!(out.iter().position(|n| n == "p0"), Some(per_piece));
+        assert_eq!(out.iter().filter(|n| n.starts_with('p')).count(), 1);
+        let rest: Vec<String> = m.rest().map(|w| name(&w)).collect();
+        assert_eq!(rest, vec!["p8", "p16"]);
+        // nothing held: no credit left over to release a later piece at once
+        assert_eq!(m.credit, 0);
+        assert!(m.next(small(0)).len() == 1);
+    }
+
+    /// The flushes along the way stop when told; one that fails is what `stop` returns
+    /// (the restore is then not taken as done).
+    #[test]
+    fn a_flush_along_the_way_that_fails_is_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let ok = Flusher::start(t.path());
+        std::thread::sleep(FLUSH_EVERY * 2);
+        assert!(ok.stop().is_none());
+        let gone = Flusher::start(&t.path().join("gone"));
+        std::thread::sleep(FLUSH_EVERY * 2);
+        assert!(gone.stop().is_some());
+        // stopped before the first flush: nothing done, nothing failed
+        assert!(Flusher::start(&t.path().join("gone")).stop().is_none());
     }
 
     /// A split file whose pieces never all came to an end is removed, not left half
