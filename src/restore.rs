@@ -499,14 +499,7 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         }
         let started = std::time::Instant::now();
         let outcome = run_step(&a, &loaded, step);
-        tracing::info!(
-            step = step.name,
-            status = outcome.status.as_str(),
-            secs = format!("{:.1}", started.elapsed().as_secs_f64()),
-            "{}",
-            outcome.detail
-        );
-        let report = StepReport {
+        let mut report = StepReport {
             name: step.name.to_string(),
             status: outcome.status,
             detail: outcome.detail,
@@ -516,6 +509,20 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
             changes: outcome.changes,
         };
         check_now(step, &report);
+        // what the step left running (the data step's final flush, during its check) ends
+        // before the step is taken as done
+        let late = a.finish_pending();
+        if !late.is_empty() {
+            report.status = Status::Failed;
+            report.failed_files.extend(late);
+        }
+        tracing::info!(
+            step = step.name,
+            status = report.status.as_str(),
+            secs = format!("{:.1}", started.elapsed().as_secs_f64()),
+            "{}",
+            report.detail
+        );
         run_after_step(step.name);
         reports.push(report.clone());
         if !dry_run {

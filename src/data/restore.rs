@@ -60,6 +60,9 @@ pub struct DataRestore {
     /// Entries left out: below the home of an old user whose name is another account of
     /// the new OS.
     pub not_written: u64,
+    /// The filesystems written to, still to be flushed: nothing is restored until
+    /// `Filesystems::sync` has returned without a problem.
+    pub unflushed: Filesystems,
 }
 
 impl DataRestore {
@@ -271,9 +274,24 @@ pub fn restore(
             &mut filesystems,
         )?;
     }
-    filesystems.sync(&mut out);
+    out.unflushed = filesystems;
     out.unknown_owners = owners.unknown();
     Ok(out)
+}
+
+/// Test hook (builds with the `test-hooks` feature only): `CARRYOVER_TEST_FLUSH_FAILS`
+/// makes the final flush of every filesystem fail, as a disk that lost the writes would.
+#[cfg(feature = "test-hooks")]
+fn flush_fails() -> std::io::Result<()> {
+    match std::env::var_os("CARRYOVER_TEST_FLUSH_FAILS") {
+        Some(_) => Err(std::io::Error::other("Input/output error (test hook)")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn flush_fails() -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Flushes the filesystem of a data path every `FLUSH_EVERY` while the workers write
@@ -319,14 +337,16 @@ impl Flusher {
 
 /// The filesystems a restore wrote to (by device), each with a directory on it.
 ///
-/// Durability: the workers write, chmod and rename without flushing anything; when every
-/// data path is done, `sync` flushes each of these filesystems once (syncfs: file
-/// contents, inodes and directory entries alike), and only then does the caller journal
-/// the data step as done. A crash before that leaves the step undone: the next run writes
-/// again whatever is not in place (size and mtime, which are set last). Other filesystems'
-/// dirty pages are not waited for, as a global `sync()` did.
-#[derive(Default)]
-struct Filesystems(BTreeMap<u64, PathBuf>);
+/// Durability: the workers write, chmod and rename without waiting for the disk (a
+/// `Flusher` flushes along the way); when every data path is done, `sync` flushes each of
+/// these filesystems once (syncfs: file contents, inodes and directory entries alike) —
+/// the data step starts it and its check runs meanwhile — and only once it returned
+/// without a problem is the data step journaled as done. A crash before that leaves the
+/// step undone: the next run writes again whatever is not in place (size and mtime, which
+/// are set last). Other filesystems' dirty pages are not waited for, as a global `sync()`
+/// did.
+#[derive(Debug, Default)]
+pub struct Filesystems(BTreeMap<u64, PathBuf>);
 
 impl Filesystems {
     /// Notes the filesystem of an existing directory (a data path, or a directory the
@@ -339,15 +359,18 @@ impl Filesystems {
         }
     }
 
-    fn sync(&self, out: &mut DataRestore) {
+    /// Flushes every filesystem; what could not be flushed.
+    pub fn sync(&self) -> Vec<Problem> {
+        let mut failed = Vec::new();
         for dir in self.0.values() {
-            if let Err(e) = sys::sync_filesystem(dir) {
-                out.failed.push(Problem::new(
+            if let Err(e) = sys::sync_filesystem(dir).and_then(|()| flush_fails()) {
+                failed.push(Problem::new(
                     dir.display().to_string(),
                     format!("flushing the restored files to disk: {e}"),
                 ));
             }
         }
+        failed
     }
 }
 

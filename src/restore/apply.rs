@@ -97,7 +97,13 @@ pub struct Apply<'a> {
     planned: std::cell::RefCell<std::collections::HashMap<String, Planned>>,
     /// The current step's changes, old → new, for the report.
     changes: std::cell::RefCell<Vec<String>>,
+    /// What the current step left running, to be waited for before it is taken as done
+    /// (`finish_later`).
+    pending: std::cell::RefCell<Vec<Pending>>,
 }
+
+/// Work a step left running; what could not be done.
+type Pending = Box<dyn FnOnce() -> Vec<Problem>>;
 
 /// What a dry run would have put at a path.
 #[derive(Debug, Clone)]
@@ -125,7 +131,21 @@ impl<'a> Apply<'a> {
             changed: std::cell::Cell::new(false),
             planned: Default::default(),
             changes: Default::default(),
+            pending: Default::default(),
         }
+    }
+
+    /// Leaves `wait` to the runner: it is called after the step's check and before the
+    /// step is logged or journaled; what it returns fails the step. (The data step's final
+    /// flush runs while its check looks at every file.)
+    pub fn finish_later(&self, wait: impl FnOnce() -> Vec<Problem> + 'static) {
+        self.pending.borrow_mut().push(Box::new(wait));
+    }
+
+    /// Waits for what the step left running (`finish_later`); what could not be done.
+    pub fn finish_pending(&self) -> Vec<Problem> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        pending.into_iter().flat_map(|wait| wait()).collect()
     }
 
     /// The same target with the operator's `[restore]` settings.

@@ -855,6 +855,44 @@ fn services_changing_their_data_after_the_restore_do_not_read_as_missing() {
     assert_eq!(v["state"], "ready", "{v}");
 }
 
+/// The final flush of the restored files runs while the data step's check looks at them
+/// and is waited for before the step is taken as done: when it fails (a disk that lost the
+/// writes), the data step fails, named, the restore does not end ready, and the journal
+/// does not have the step as done — the next run restores and flushes again.
+#[test]
+fn a_final_flush_that_fails_fails_the_data_step() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
+    let new = new_root(&t.path().join("new"));
+    let o = restore(
+        &new.dir,
+        &store,
+        &[],
+        &[("CARRYOVER_TEST_FLUSH_FAILS", "1")],
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    let v = json(&o);
+    let data = step(&v, "data");
+    assert_eq!(data["status"], "failed", "{data}");
+    assert!(
+        data.to_string()
+            .contains("flushing the restored files to disk"),
+        "{data}"
+    );
+    assert_ne!(v["state"], "ready", "{v}");
+    // the check ran all the same, while the flush did
+    assert_eq!(health(&v, "data")["ok"], true, "{v}");
+    // not journaled as done: the next run does the step again, and this time it holds
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(0));
+    let v = json(&o);
+    assert_ne!(step(&v, "data")["status"], "failed", "{v}");
+    assert_eq!(v["state"], "ready", "{v}");
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+}
+
 /// Files of more than a piece (8 MiB) are written by several workers at once: a large
 /// file, and a sparse one whose data regions straddle the pieces, come back byte for
 /// byte into a new folder and over older copies (written under a temporary name there); a

@@ -134,7 +134,19 @@ pub fn data(a: &Apply, l: &Loaded) -> Result<Outcome> {
         store, index, a.root, manifest, &progress, &conflicts, &not_into,
     );
     progress.finish();
-    let r = r?;
+    let mut r = r?;
+    // the final flush runs while the step's check looks at every file; the step is taken
+    // as done only once it has returned (`Apply::finish_later`)
+    let unflushed = std::mem::take(&mut r.unflushed);
+    let flush = std::thread::spawn(move || unflushed.sync());
+    a.finish_later(move || {
+        flush.join().unwrap_or_else(|_| {
+            vec![crate::error::Problem::new(
+                "data",
+                "the thread flushing the restored files to disk panicked",
+            )]
+        })
+    });
     let (warnings, mut attention) = owner_accounts(a, &r.unknown_owners, warnings)?;
     attention.extend(home_attention);
     if r.not_written > 0 {
