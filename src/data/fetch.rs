@@ -163,7 +163,7 @@ impl Planner {
             threads: vec![fetch, deliver],
             ranges: 0,
             file: 0,
-            connections: store.backend().connections(),
+            connections: store.backend().reads_at_once(),
         }
     }
 

@@ -546,12 +546,22 @@ pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 /// filesystem's dirty pages as a global `sync()` would. `dir` is opened without following
 /// a symlink.
 pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    sync_opened(&open_filesystem(dir)?)
+}
+
+/// A directory opened to flush its filesystem (`sync_opened`), without following a
+/// symlink.
+pub fn open_filesystem(dir: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let d = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
-        .open(dir)?;
-    nix::unistd::syncfs(&d).map_err(io::Error::from)
+        .open(dir)
+}
+
+/// Flushes the filesystem of a directory opened with `open_filesystem` (syncfs(2)).
+pub fn sync_opened(d: &File) -> io::Result<()> {
+    nix::unistd::syncfs(d).map_err(io::Error::from)
 }
 
 /// Starts writing a file's dirty pages to disk without waiting for them, so the
@@ -674,18 +684,38 @@ pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io:
 /// The alignment of a read that bypasses the page cache (offset, length and memory): a
 /// page, a multiple of every device's logical block size in use.
 const DIRECT_ALIGN: usize = 4096;
+/// The largest read around the page cache (a store's ranges are a few MiB).
+const MAX_DIRECT: usize = 1 << 30;
 
-/// Opens a file to read around the page cache (`O_DIRECT`), not following a symlink;
-/// an error where the filesystem cannot (tmpfs, some network filesystems).
-pub fn open_direct(path: &Path) -> io::Result<File> {
+/// Opens a regular file of the store to read, never through a symlink and never waiting
+/// (a FIFO planted in its place would block an open until a writer came): anything but a
+/// regular file is refused. `direct`: around the page cache (`O_DIRECT`; `Unsupported`
+/// where the filesystem cannot: tmpfs, some network filesystems).
+pub fn open_store_file(path: &Path, direct: bool) -> io::Result<File> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_DIRECT | nix::libc::O_NOFOLLOW)
-        .open(path)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file (planted in the store?)",
+        ));
+    }
+    // a regular file: reads block as usual (and go around the cache where asked)
+    let flags = if direct { OFlag::O_DIRECT } else { OFlag::empty() };
+    match fcntl(&f, FcntlArg::F_SETFL(flags)) {
+        Ok(_) => Ok(f),
+        Err(e) if direct && e == nix::errno::Errno::EINVAL => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, e))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// Reads `len` bytes at `offset` from a file opened with `open_direct` into `buf` (its
+/// Reads `len` bytes at `offset` from a file opened with `open_store_file(.., true)` into `buf` (its
 /// content replaced) and returns where they start in it: the read covers whole aligned
 /// blocks, into an aligned place of the buffer. The disk's data comes into the buffer
 /// without a copy through the page cache (a restore reads each byte of the store once:
@@ -695,14 +725,26 @@ pub fn read_direct_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) ->
     use std::os::fd::AsRawFd;
     let from = offset & !(DIRECT_ALIGN as u64 - 1);
     let shift = (offset - from) as usize;
-    let need = shift + len;
-    let total = need.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    // a length no store has (a range is megabytes): refused, never a wrapped size
+    let (need, total) = match shift.checked_add(len).filter(|n| *n <= MAX_DIRECT) {
+        Some(need) => (need, need.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a read too large",
+            ));
+        }
+    };
     buf.clear();
     buf.reserve(total + DIRECT_ALIGN);
     let pad = buf.as_ptr().align_offset(DIRECT_ALIGN);
     if pad > DIRECT_ALIGN {
         return Err(io::ErrorKind::InvalidInput.into());
     }
+    // the bytes before the aligned place are in the vector's length too: cleared, never
+    // left as they were (uninitialised, or another range's)
+    // SAFETY: `pad` ≤ DIRECT_ALIGN bytes, within the capacity reserved above
+    unsafe { std::ptr::write_bytes(buf.as_mut_ptr(), 0, pad) };
     let mut done = 0usize;
     while done < need {
         // SAFETY: the destination is inside the vector's spare capacity (`pad + total`

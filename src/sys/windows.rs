@@ -436,6 +436,16 @@ pub fn sync_filesystem(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Nothing to flush along the way on Windows (see `sync_filesystem`).
+pub fn open_filesystem(_dir: &Path) -> io::Result<File> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Never called: `open_filesystem` opens nothing here.
+pub fn sync_opened(_d: &File) -> io::Result<()> {
+    Ok(())
+}
+
 /// Nothing to start on Windows (see `sync_filesystem`).
 pub fn start_writeback(_f: &std::fs::File) {}
 
@@ -511,12 +521,24 @@ pub fn read_at_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) -> io:
     read_at(f, buf, offset)
 }
 
-/// Reads around the cache: not done here (every read goes through `read_at_into`).
-pub fn open_direct(_path: &Path) -> io::Result<File> {
-    Err(io::ErrorKind::Unsupported.into())
+/// Opens a regular file of the store to read (anything else is refused); reads around
+/// the cache are not done here (`direct`: `Unsupported`; every read goes through
+/// `read_at_into`).
+pub fn open_store_file(path: &Path, direct: bool) -> io::Result<File> {
+    if direct {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+    let f = File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file (planted in the store?)",
+        ));
+    }
+    Ok(f)
 }
 
-/// Never called: `open_direct` opens nothing here.
+/// Never called: `open_store_file` opens nothing to read around the cache here.
 pub fn read_direct_into(
     _f: &File,
     _buf: &mut Vec<u8>,
