@@ -705,7 +705,11 @@ pub fn open_store_file(path: &Path, direct: bool) -> io::Result<File> {
         ));
     }
     // a regular file: reads block as usual (and go around the cache where asked)
-    let flags = if direct { OFlag::O_DIRECT } else { OFlag::empty() };
+    let flags = if direct {
+        OFlag::O_DIRECT
+    } else {
+        OFlag::empty()
+    };
     match fcntl(&f, FcntlArg::F_SETFL(flags)) {
         Ok(_) => Ok(f),
         Err(e) if direct && e == nix::errno::Errno::EINVAL => {
