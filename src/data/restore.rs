@@ -12,7 +12,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::fetch::{self, InOrder};
 use super::node::{BlobId, Kind, Node, check_path, path_cmp};
@@ -1157,18 +1157,6 @@ fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<bool> {
         bail!("hard link to an invalid path; refused");
     }
     let first = dest.join(sys::os_from_bytes(&n.target));
-    // Every directory on the way must be real: no path through a symlink.
-    let mut p = dest.to_path_buf();
-    for c in n.target.split(|c| *c == b'/') {
-        p.push(sys::os_from_bytes(c));
-        let m = std::fs::symlink_metadata(&p)?;
-        if m.file_type().is_symlink() {
-            bail!("hard link through a symlink; refused");
-        }
-    }
-    if !std::fs::symlink_metadata(&first)?.is_file() {
-        bail!("hard link to something that is not a file; refused");
-    }
     if std::fs::symlink_metadata(host)
         .is_ok_and(|m| std::fs::symlink_metadata(&first).is_ok_and(|f| sys::same_file(&f, &m)))
     {
@@ -1176,7 +1164,9 @@ fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<bool> {
     }
     let tmp = temp_of(host);
     let _ = std::fs::remove_file(&tmp);
-    std::fs::hard_link(&first, &tmp)?;
+    // every folder on the way real, the file regular: no path through a symlink, even
+    // one swapped in while this runs
+    sys::hard_link_beneath(dest, &n.target, &tmp).context("hard link")?;
     put_in_place(&tmp, host)?;
     Ok(true)
 }

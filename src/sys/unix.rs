@@ -410,6 +410,49 @@ impl Entry {
 
 /// The `/proc` name of a descriptor: it resolves to the opened inode, whatever is at the
 /// entry's name now.
+/// Makes `new` a second name of the regular file at `rel` (`a/b/c`) below `dir`, the
+/// path resolved one component at a time from a descriptor of `dir`, never following a
+/// symlink (each folder opened `O_NOFOLLOW|O_DIRECTORY`, the file `O_PATH|O_NOFOLLOW`),
+/// then linked through its descriptor: a folder on the way swapped for a link after
+/// any check made before makes it fail — it never links a file from elsewhere.
+pub fn hard_link_beneath(dir: &Path, rel: &[u8], new: &Path) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
+    use nix::sys::stat::Mode;
+    use std::os::unix::ffi::OsStrExt;
+    let base = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut cur = openat(AT_FDCWD, dir, base | OFlag::O_DIRECTORY, Mode::empty())?;
+    let parts: Vec<&[u8]> = rel.split(|c| *c == b'/').collect();
+    for (i, c) in parts.iter().enumerate() {
+        let folder = i + 1 < parts.len();
+        let flags = if folder {
+            base | OFlag::O_DIRECTORY
+        } else {
+            base
+        };
+        cur =
+            openat(&cur, std::ffi::OsStr::from_bytes(c), flags, Mode::empty()).map_err(
+                |e| match e {
+                    nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => io::Error::other(
+                        "a folder on its way is a symlink or not a folder; refused",
+                    ),
+                    e => io::Error::from(e),
+                },
+            )?;
+    }
+    let f = File::from(cur);
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file; refused"));
+    }
+    nix::unistd::linkat(
+        AT_FDCWD,
+        proc_fd(&f).as_path(),
+        AT_FDCWD,
+        new,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    )?;
+    Ok(())
+}
+
 fn proc_fd(f: &File) -> std::path::PathBuf {
     use std::os::fd::AsRawFd;
     std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
@@ -809,6 +852,32 @@ pub fn kill_group(pid: u32) {
 #[cfg(test)]
 mod create_tests {
     use super::*;
+
+    /// A hard link is made only to a regular file reached through real folders: a folder
+    /// on the way that is a symlink, or a symlink at the file's name, is refused.
+    #[test]
+    fn a_hard_link_never_reaches_through_a_symlink() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let (tree, outside) = (t.path().join("tree"), t.path().join("outside"));
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(tree.join("a/b/f"), "mine").unwrap();
+        std::fs::write(outside.join("f"), "secret").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/swapped")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), tree.join("a/link")).unwrap();
+        hard_link_beneath(&tree, b"a/b/f", &tree.join("second")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.join("second")).unwrap(),
+            "mine"
+        );
+        for rel in [&b"a/swapped/f"[..], b"a/link", b"a/b", b"a/missing"] {
+            let new = tree.join("bad");
+            assert!(hard_link_beneath(&tree, rel, &new).is_err(), "{rel:?}");
+            assert!(std::fs::symlink_metadata(&new).is_err(), "{rel:?}");
+        }
+        assert_eq!(std::fs::metadata(outside.join("f")).unwrap().nlink(), 1);
+    }
 
     /// What a health check sees, folder by folder: a file's size; a link (never followed),
     /// a folder, nothing — each for what it is.

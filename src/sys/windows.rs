@@ -426,6 +426,24 @@ pub fn create_new_nofollow(path: &Path, _mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Makes `new` a second name of the regular file at `rel` (`a/b/c`) below `dir`: every
+/// folder on the way checked not to be a link (a reparse point) first.
+pub fn hard_link_beneath(dir: &Path, rel: &[u8], new: &Path) -> io::Result<()> {
+    let mut p = dir.to_path_buf();
+    for c in rel.split(|c| *c == b'/') {
+        p.push(os_from_bytes(c));
+        if std::fs::symlink_metadata(&p)?.file_type().is_symlink() {
+            return Err(io::Error::other(
+                "a folder on its way is a symlink or not a folder; refused",
+            ));
+        }
+    }
+    if !std::fs::symlink_metadata(&p)?.is_file() {
+        return Err(io::Error::other("not a regular file; refused"));
+    }
+    std::fs::hard_link(&p, new)
+}
+
 /// File identity is not available from stable std on Windows: never assumed equal.
 pub fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
     false
