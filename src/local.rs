@@ -121,24 +121,98 @@ impl LocalState {
 }
 
 /// Marks a restore running on this machine (`/var/lib/carryover/restore.running` with
-/// its pid) for `status --wait`; removed when dropped. A marker whose process is gone
-/// is stale (a crash): `restore_running` ignores it.
-pub struct RunMarker(PathBuf);
+/// its pid) for `status --wait`, and holds the machine's restore lock
+/// (`restore.lock`, an OS file lock the kernel releases when the process ends, crash or
+/// not) so that a second restore — the boot unit's and one started by hand — cannot
+/// run at the same time; both removed or released when dropped. A marker whose process
+/// is gone is stale (a crash): `restore_running` ignores it.
+pub struct RunMarker {
+    marker: Option<PathBuf>,
+    _lock: Option<std::fs::File>,
+}
 
 const RUNNING: &str = "restore.running";
+const LOCK: &str = "restore.lock";
+
+/// Another restore holds the lock (its pid, when its marker names a live one).
+#[derive(Debug)]
+pub struct Busy(pub Option<u32>);
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(pid) => write!(
+                f,
+                "a restore is running on this system already (process {pid})"
+            ),
+            None => write!(f, "a restore is running on this system already"),
+        }?;
+        write!(f, "; `carryover status --wait` waits for it to end")
+    }
+}
+
+impl std::error::Error for Busy {}
 
 impl RunMarker {
-    pub fn start(root: &Root) -> Result<RunMarker> {
-        let dir = private_dir(root, STATE_DIR)?;
+    /// Takes the lock and writes the marker. Another restore holding the lock is `Busy`
+    /// — or, with `wait`, waited for. A lock that cannot be taken at all (a state
+    /// directory that cannot be written, or one that leads out of the root: the rest of
+    /// the restore warns about it too, and its record is not kept) is warned about and
+    /// the restore goes on unlocked: two restores at once then need that broken state
+    /// directory and two starts together. The marker is only for `status`.
+    pub fn start(root: &Root, wait: bool) -> Result<RunMarker> {
+        let unlocked = |e: anyhow::Error| {
+            tracing::warn!("the restore lock cannot be taken: {e:#}; going on without it");
+            Ok(RunMarker {
+                marker: None,
+                _lock: None,
+            })
+        };
+        let dir = match private_dir(root, STATE_DIR) {
+            Ok(d) => d,
+            Err(e) => return unlocked(e),
+        };
+        let path = dir.join(LOCK);
+        let lock = match crate::sys::open_lock(&path, 0o600) {
+            Ok(f) => f,
+            Err(e) => return unlocked(anyhow::anyhow!("{}: {e}", path.display())),
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) if wait => {
+                tracing::warn!("{}: waiting for it to end", Busy(restore_running(root)));
+                if let Err(e) = lock.lock() {
+                    return unlocked(anyhow::anyhow!("{}: {e}", path.display()));
+                }
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Busy(restore_running(root)).into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return unlocked(anyhow::anyhow!("{}: {e}", path.display()));
+            }
+        }
         let p = dir.join(RUNNING);
-        crate::sys::write_atomic(&p, std::process::id().to_string().as_bytes(), 0o600)?;
-        Ok(RunMarker(p))
+        let marker =
+            match crate::sys::write_atomic(&p, std::process::id().to_string().as_bytes(), 0o600) {
+                Ok(()) => Some(p),
+                Err(e) => {
+                    tracing::warn!("marking the restore as running: {e}");
+                    None
+                }
+            };
+        Ok(RunMarker {
+            marker,
+            _lock: Some(lock),
+        })
     }
 }
 
 impl Drop for RunMarker {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Some(p) = &self.marker {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 

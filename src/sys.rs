@@ -76,6 +76,27 @@ pub fn open_append(path: &Path, mode: u32) -> io::Result<std::fs::File> {
     o.open(path)
 }
 
+/// Opens (or creates, with `mode`) a file to hold a lock on, never through a symlink and
+/// never waiting (a FIFO at its name); anything but a regular file is refused. Its
+/// content is left as it is.
+pub fn open_lock(path: &Path, mode: u32) -> io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let f = o.open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 /// Reads a file, `Ok(None)` when it does not exist.
 pub fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {

@@ -678,6 +678,16 @@ fn restore_root(
             continue;
         }
         prev = Some(node.path.clone());
+        // the names the restore writes under before renaming: an entry of the snapshot
+        // with one would share it with the file it belongs to (a decoy planted in a shared
+        // folder before the capture, or a leftover of a crashed restore there)
+        if node.path.ends_with(TEMP_TAIL.as_bytes()) {
+            out.failed.push(Problem::new(
+                &name,
+                "a name carryover keeps for its own temporary files; refused",
+            ));
+            continue;
+        }
         let parent = match node.path.iter().rposition(|c| *c == b'/') {
             Some(i) => node.path[..i].to_vec(),
             None => Vec::new(),
@@ -807,15 +817,27 @@ fn ensure_dir(host: &Path) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// The temporary name a file is written under before it replaces what is in place:
+/// the same in every run (no pid, no random part), so the run after a crash finds the
+/// one the crashed run left and removes it before writing the file again — a restore
+/// leaves nothing of its own in a folder it did not make. Two restores never write at
+/// once (`local::RunMarker`: the machine's restore lock).
+/// A name too long to carry both (a name has at most 255 bytes) is replaced by its hash.
 fn temp_of(host: &Path) -> PathBuf {
-    static PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let pid = PID.get_or_init(|| format!(".carryover-tmp-{}", std::process::id()));
     let name = host.file_name().unwrap_or_default();
     let mut t = std::ffi::OsString::from(sys::TEMP_LEAD);
-    t.push(name);
-    t.push(pid);
+    if sys::TEMP_LEAD.len() + name.len() + TEMP_TAIL.len() <= 255 {
+        t.push(name);
+    } else {
+        let h = blake3::hash(&sys::os_bytes(name));
+        t.push(&h.to_hex()[..32]);
+    }
+    t.push(TEMP_TAIL);
     host.with_file_name(t)
 }
+
+/// What ends a restore's temporary name (after `TEMP_LEAD` and the file's own name).
+const TEMP_TAIL: &str = ".carryover-tmp-restore";
 
 /// Creates a new file exclusively, never through a symlink; a stale temporary file of
 /// an interrupted run is removed first.
@@ -954,10 +976,26 @@ fn finish(owners: &Owners, job: &Job, f: File, tmp: &Path, written: u64) -> Resu
         return Err(e);
     }
     if tmp != job.host {
+        crash_before_rename(&job.host);
         put_in_place(tmp, &job.host)?;
     }
     Ok(())
 }
+
+/// Test hook (`test-hooks` builds only): `CARRYOVER_TEST_CRASH_BEFORE_RENAME=<name>`
+/// kills the restore (SIGKILL: nothing runs after it) when the file of that name is
+/// written in full under its temporary name, before it is put in place.
+#[cfg(feature = "test-hooks")]
+fn crash_before_rename(host: &Path) {
+    if std::env::var_os("CARRYOVER_TEST_CRASH_BEFORE_RENAME").as_deref() == host.file_name() {
+        #[cfg(unix)]
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        std::process::exit(137);
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn crash_before_rename(_: &Path) {}
 
 /// Writes one regular file (its chunks from `chunks` when they were planned); returns the
 /// bytes written and whether anything changed.
@@ -1306,6 +1344,33 @@ mod tests {
                 Work::Piece(_, p) => (p.first, p.count, p.start, p.len),
             })
             .collect()
+    }
+
+    /// The temporary name is the same in every run (the run after a crash finds the one
+    /// left) and fits in a name's 255 bytes, however long the file's own name; every one
+    /// ends in the tail the walker refuses in a snapshot (no entry can share one).
+    #[test]
+    fn temporary_names_are_stable_and_fit() {
+        let short = temp_of(Path::new("/d/log.txt"));
+        assert_eq!(short, PathBuf::from("/d/.log.txt.carryover-tmp-restore"));
+        assert_eq!(short, temp_of(Path::new("/d/log.txt")));
+        for len in [200, 232, 233, 255] {
+            let name = "n".repeat(len);
+            let t = temp_of(&Path::new("/d").join(&name));
+            let tn = t.file_name().unwrap().len();
+            assert!(tn <= 255, "{len}: {}", t.display());
+            assert_eq!(t.parent(), Some(Path::new("/d")));
+            assert_eq!(t, temp_of(&Path::new("/d").join(&name)));
+            assert!(crate::sys::is_temp_name(
+                &t.file_name().unwrap().to_string_lossy()
+            ));
+        }
+        let a = temp_of(&Path::new("/d").join("a".repeat(250)));
+        let b = temp_of(&Path::new("/d").join(format!("{}b", "a".repeat(249))));
+        assert_ne!(a, b, "long names stay apart");
+        for t in [short, a, b] {
+            assert!(t.to_string_lossy().ends_with(TEMP_TAIL));
+        }
     }
 
     /// A large file goes to the writers in pieces of whole chunks, each knowing where its

@@ -58,12 +58,9 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
     // a later one by hand included) nothing is due again — only an interrupted one, which
     // has no record yet, resumes.
     if req.if_due
-        && let Some(r) = &local.last_restore
+        && let Some(done) = ran_already(&local)
     {
-        return Ok(not_due(format!(
-            "a restore ran here already (snapshot {} at {}, {}); run `carryover restore` to restore again",
-            r.snapshot_id, r.at, r.state
-        )));
+        return Ok(done);
     }
     // The old OS (it took snapshots) never tells the orchestrator about a restore; a new
     // OS reports a failure wherever a restore was expected (the user-data says so).
@@ -75,10 +72,19 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
         instance: instance.as_deref(),
         reporter: &reporter,
     };
-    let result = job.run();
+    // the machine's restore lock, once `job` takes it: held until the outcome is
+    // reported and recorded below, so a restore that starts next never sees this one's
+    // failure arrive after its own start
+    let mut running = None;
+    let result = job.run(&mut running);
+    // another restore running is not this one failing: the running one reports
+    let busy = result
+        .as_ref()
+        .is_err_and(|e| e.downcast_ref::<crate::local::Busy>().is_some());
     if let Err(e) = &result
         && speaks
         && expected
+        && !busy
     {
         reporter.failed(EventPhase::Restore, req.snapshot.as_deref(), e);
         // and `status` says so instead of waiting for it
@@ -97,6 +103,7 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
     if let Err(e) = &result
         && speaks
         && req.config.restore_expected
+        && !busy
     {
         let report =
             super::RestoreReport::stopped(req.snapshot.as_deref().unwrap_or(""), format!("{e:#}"));
@@ -109,6 +116,15 @@ fn not_due(reason: String) -> RestoreOutcome {
     RestoreOutcome::NotDue { reason }
 }
 
+/// Not due for the boot unit: a restore finished here already.
+fn ran_already(local: &LocalState) -> Option<RestoreOutcome> {
+    let r = local.last_restore.as_ref()?;
+    Some(not_due(format!(
+        "a restore ran here already (snapshot {} at {}, {}); run `carryover restore` to restore again",
+        r.snapshot_id, r.at, r.state
+    )))
+}
+
 /// One restore run: what `run` decided before the store was opened.
 struct Job<'a> {
     req: &'a Request<'a>,
@@ -118,7 +134,7 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn run(&self) -> Result<RestoreOutcome> {
+    fn run(&self, running: &mut Option<crate::local::RunMarker>) -> Result<RestoreOutcome> {
         let req = self.req;
         // Nothing due, quietly: only where no restore was expected (a plain install).
         let quiet = req.if_due && !req.config.restore_expected;
@@ -181,6 +197,22 @@ impl Job<'_> {
         if let Some(note) = origin::same_root_filesystem(manifest.origin.as_ref(), &here) {
             tracing::warn!("{note}");
         }
+        // One restore at a time on a system, taken once this one is known to be due and
+        // before it says anything: one started by hand while another runs is refused
+        // (`local::Busy`); the boot unit's waits for the running one to end — when that
+        // one finished, the record it left makes this one not due; when it was killed,
+        // this one does the work.
+        if !req.dry_run {
+            *running = Some(crate::local::RunMarker::start(req.root, req.if_due)?);
+        }
+        if req.if_due
+            && let Some(done) = LocalState::load(req.root)
+                .ok()
+                .as_ref()
+                .and_then(ran_already)
+        {
+            return Ok(done);
+        }
         if !req.dry_run {
             self.reporter.send(
                 EventPhase::Restore,
@@ -203,15 +235,10 @@ impl Job<'_> {
         floor: Option<(String, &'static str)>,
     ) -> Result<RestoreReport> {
         let req = self.req;
-        // a restore runs: `status --wait` waits while it does, and it logs to its file
-        let _running = if req.dry_run {
-            None
-        } else {
+        // a restore runs (`run` holds the lock and the marker): it logs to its file
+        if !req.dry_run {
             super::document::start_log();
-            crate::local::RunMarker::start(req.root)
-                .inspect_err(|e| tracing::warn!("{e:#}"))
-                .ok()
-        };
+        }
         let target = format!(
             "{}@{}",
             self.instance.unwrap_or("unknown"),

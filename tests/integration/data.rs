@@ -488,7 +488,53 @@ fn kill_9_at_any_moment_leaves_the_store_consistent() {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".carryover-tmp-"))
         .collect();
-    assert!(leftovers.is_empty() || rsync_diff(&old.p("/srv"), &new.p("/srv")).is_empty());
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The names of the restore's temporary files anywhere under `dir`.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("carryover-tmp"))
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// A file in a folder that was there before is written under a temporary name and then
+/// put in place: a restore killed between the two leaves that temporary file, and the
+/// run after it removes it — nothing of carryover's own stays among the user's files.
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the crash hook: cargo test --features test-hooks"
+)]
+fn a_restore_killed_before_putting_a_file_in_place_leaves_nothing_behind() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
+    let new = new_root(&t.path().join("new"));
+    assert_exit!(restore_into(&new.dir, &store), Some(0));
+    // the files changed since: the next restore writes them again, over what is there
+    std::fs::write(new.p("/srv/app/log.txt"), "changed\n").unwrap();
+    std::fs::write(new.p("/srv/small/d3/f10.txt"), "changed too\n").unwrap();
+    let o = restore(
+        &new.dir,
+        &store,
+        &[],
+        &[("CARRYOVER_TEST_CRASH_BEFORE_RENAME", "log.txt")],
+    );
+    assert_eq!(o.status.code(), None, "killed: {}", stderr(&o));
+    let left = temporaries(&new.p("/srv"));
+    assert!(
+        left.iter().any(|p| p.parent() == Some(&new.p("/srv/app"))),
+        "the crash left log.txt's temporary file: {left:?}"
+    );
+    let o = restore_into(&new.dir, &store);
+    assert_exit!(o, Some(0));
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+    assert_eq!(temporaries(&new.p("/srv")), Vec::<PathBuf>::new());
 }
 
 /// Flips a byte in the middle of random.bin's content in its pack (incompressible, so
@@ -822,6 +868,10 @@ fn an_encrypted_store_hides_content_and_needs_its_key() {
 /// WAL segment, a log grows): the data check is made right after the data step, so what
 /// they do afterwards does not read as files missing (degraded).
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the after-step hook: cargo test --features test-hooks"
+)]
 fn services_changing_their_data_after_the_restore_do_not_read_as_missing() {
     let t = tempfile::tempdir().unwrap();
     let old = old_debian(&t.path().join("old"));
@@ -860,6 +910,10 @@ fn services_changing_their_data_after_the_restore_do_not_read_as_missing() {
 /// writes), the data step fails, named, the restore does not end ready, and the journal
 /// does not have the step as done — the next run restores and flushes again.
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the flush hook: cargo test --features test-hooks"
+)]
 fn a_final_flush_that_fails_fails_the_data_step() {
     let t = tempfile::tempdir().unwrap();
     let old = data_tree(&t.path().join("old"));
@@ -967,4 +1021,35 @@ fn large_files_written_in_pieces_come_back_exactly() {
         std::fs::read(third.p("/srv/big/sparse.img")).unwrap(),
         std::fs::read(old.p("/srv/big/sparse.img")).unwrap()
     );
+}
+
+/// An entry of the snapshot named like the restore's temporary files (a decoy planted in
+/// a shared folder before the capture) would share its name with the temporary file of
+/// the entry it names: it is refused, named, and that entry comes back intact.
+#[test]
+fn an_entry_named_like_a_restore_temporary_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    old.file("/srv/app/.log.txt.carryover-tmp-restore", "decoy\n");
+    let store = t.path().join("store");
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
+    // over a changed copy, so that log.txt is written under its temporary name
+    let new = new_root(&t.path().join("new"));
+    std::fs::create_dir_all(new.p("/srv/app")).unwrap();
+    std::fs::write(new.p("/srv/app/log.txt"), "older\n").unwrap();
+    let o = restore_into(&new.dir, &store);
+    assert_exit!(o, Some(4));
+    let failed = json(&o)["failed_files"].to_string();
+    assert!(
+        failed.contains(".log.txt.carryover-tmp-restore") && failed.contains("temporary"),
+        "{failed}"
+    );
+    // everything else as captured (the folder's mtime kept without the decoy)
+    let (app, r) = (old.p("/srv/app"), t.path().join("ref"));
+    let (a, r) = (app.display(), r.display());
+    sh(&format!(
+        "touch -r {a} {r} && rm {a}/.log.txt.carryover-tmp-restore && touch -r {r} {a}"
+    ));
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+    assert_eq!(temporaries(&new.p("/srv")), Vec::<PathBuf>::new());
 }

@@ -463,3 +463,78 @@ fn a_degraded_restore_tells_the_orchestrator_why() {
         "{ev}"
     );
 }
+
+/// One restore at a time on a system: while the boot unit's restore runs (here: right
+/// after its `hostname` step), a restore started by hand is refused with a clear error,
+/// and a second boot-unit run waits for it and then, finding it finished, ends as not
+/// due — neither reports anything, nor changes the running one's outcome; after it, a
+/// restore by hand runs again.
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the after-step hook: cargo test --features test-hooks"
+)]
+fn a_second_restore_is_refused_or_waits_while_one_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, vec![]);
+    let old = old_debian(&t.path().join("old"));
+    configure(&old, port);
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let before = events(&seen).len();
+    let new = new_os_expecting_restore(&t.path().join("new"), port, &store);
+    let out = t.path().join("second");
+    let argv: Vec<String> = runner_argv(&agent_bin())
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let agent = argv.join(" ");
+    let root = new.dir.display();
+    let o = out.display();
+    // the boot unit's second run in the background (it waits), holding none of the
+    // first run's pipes
+    let during = format!(
+        "hostname:{agent} restore --root {root} --format json > {o}.json 2> {o}.err; echo $? > {o}.code; \
+         ( {agent} restore --if-due --root {root}; echo $? > {o}.due-code.tmp; mv {o}.due-code.tmp {o}.due-code ) \
+         > {o}.due 2>&1 < /dev/null &"
+    );
+    let first = Cmd::new("restore --if-due")
+        .root(&new.dir)
+        .json()
+        .env("CARRYOVER_TEST_AFTER_STEP", &during)
+        .run();
+    assert_exit!(first, Some(0));
+    assert_eq!(json(&first)["state"], "ready", "{}", stdout(&first));
+    let read = |ext: &str| std::fs::read_to_string(format!("{o}.{ext}")).unwrap();
+    assert_eq!(read("code").trim(), "1", "{}{}", read("json"), read("err"));
+    let err: serde_json::Value = serde_json::from_str(&read("json")).unwrap();
+    let msg = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("a restore is running on this system already (process ")
+            && msg.contains("carryover status --wait"),
+        "{err}"
+    );
+    let due_code = out.with_extension("due-code");
+    for _ in 0..600 {
+        if due_code.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read("due-code").trim(), "0", "{}", read("due"));
+    let due = read("due");
+    assert!(
+        due.contains("waiting for it to end") && due.contains("a restore ran here already"),
+        "{due}"
+    );
+    // the orchestrator heard of one restore: started, then succeeded (ready)
+    assert_eq!(
+        events(&seen)[before..].to_vec(),
+        vec![pair("restore", "started"), pair("restore", "succeeded")]
+    );
+    // the lock went with the restore that held it
+    let again = Cmd::new("restore").root(&new.dir).json().run();
+    assert_exit!(again, Some(0));
+}
