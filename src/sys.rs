@@ -76,6 +76,10 @@ pub fn open_append(path: &Path, mode: u32) -> io::Result<std::fs::File> {
     o.open(path)
 }
 
+/// What `chown_beneath` asks of each entry: from its path, uid and gid, the owner to give
+/// it (`None`: left as it is).
+pub type OwnerVisit<'a> = dyn FnMut(&Path, u32, u32) -> Option<(u32, u32)> + 'a;
+
 /// Opens (or creates, with `mode`) a file to hold a lock on, never through a symlink and
 /// never waiting (a FIFO at its name); anything but a regular file is refused. Its
 /// content is left as it is.

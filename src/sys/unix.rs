@@ -416,12 +416,23 @@ impl Entry {
 /// then linked through its descriptor: a folder on the way swapped for a link after
 /// any check made before makes it fail — it never links a file from elsewhere.
 pub fn hard_link_beneath(dir: &Path, rel: &[u8], new: &Path) -> io::Result<()> {
-    use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
+    link_opened(&open_file_beneath(dir, rel)?, new)
+}
+
+/// The regular file at `rel` below `dir`, opened `O_PATH` one component at a time
+/// without following a link (`""`, `.` and `..` refused).
+fn open_file_beneath(dir: &Path, rel: &[u8]) -> io::Result<File> {
+    use nix::fcntl::{AT_FDCWD, OFlag, openat};
     use nix::sys::stat::Mode;
     use std::os::unix::ffi::OsStrExt;
     let base = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut cur = openat(AT_FDCWD, dir, base | OFlag::O_DIRECTORY, Mode::empty())?;
     let parts: Vec<&[u8]> = rel.split(|c| *c == b'/').collect();
+    if parts.iter().any(|c| matches!(*c, b"" | b"." | b"..")) {
+        return Err(io::Error::other(
+            "not a plain path below the folder; refused",
+        ));
+    }
+    let mut cur = openat(AT_FDCWD, dir, base | OFlag::O_DIRECTORY, Mode::empty())?;
     for (i, c) in parts.iter().enumerate() {
         let folder = i + 1 < parts.len();
         let flags = if folder {
@@ -443,14 +454,118 @@ pub fn hard_link_beneath(dir: &Path, rel: &[u8], new: &Path) -> io::Result<()> {
     if !f.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file; refused"));
     }
+    Ok(f)
+}
+
+/// Gives the file opened as `f` the new name `new` (through `/proc/self/fd`).
+fn link_opened(f: &File, new: &Path) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, AtFlags};
     nix::unistd::linkat(
         AT_FDCWD,
-        proc_fd(&f).as_path(),
+        proc_fd(f).as_path(),
         AT_FDCWD,
         new,
         AtFlags::AT_SYMLINK_FOLLOW,
     )?;
     Ok(())
+}
+
+/// How many folders deep `chown_beneath` goes (one descriptor held per level): a deeper
+/// subtree is named once and left as it is.
+const CHOWN_DEPTH: usize = 256;
+
+/// Visits every entry below `dir` (`dir` itself included) on `dir`'s filesystem and
+/// gives it the owner `visit(path, uid, gid)` returns, never by a name: each entry is
+/// opened `O_PATH|O_NOFOLLOW` from its folder's descriptor, `visit` sees what that
+/// descriptor's `fstat` says, and the owner is set on that same descriptor (`fchownat`
+/// `AT_EMPTY_PATH`, a symlink's own owner); a folder is entered through it. An entry
+/// swapped meanwhile (a folder for a symlink to `/etc`, a file for another) is at worst
+/// left as it is — no owner ever lands outside the tree or on something `visit` did not
+/// see. `failed` gets what could not be read or set.
+pub fn chown_beneath(
+    dir: &Path,
+    visit: &mut super::OwnerVisit<'_>,
+    failed: &mut dyn FnMut(&Path, io::Error),
+) {
+    use nix::fcntl::{AT_FDCWD, OFlag, openat};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(AT_FDCWD, dir, flags | OFlag::O_DIRECTORY, Mode::empty()) {
+        Ok(fd) => {
+            let fd = File::from(fd);
+            match fd.metadata() {
+                Ok(m) => {
+                    use std::os::unix::fs::MetadataExt;
+                    chown_entry(&fd, dir, m.dev(), 0, visit, failed);
+                }
+                Err(e) => failed(dir, e),
+            }
+        }
+        Err(e) => failed(dir, e.into()),
+    }
+}
+
+/// One entry of `chown_beneath`, opened as `fd` (`O_PATH`), then what is in it.
+fn chown_entry(
+    fd: &File,
+    path: &Path,
+    dev: u64,
+    depth: usize,
+    visit: &mut super::OwnerVisit<'_>,
+    failed: &mut dyn FnMut(&Path, io::Error),
+) {
+    use nix::fcntl::{AtFlags, OFlag, openat};
+    use nix::sys::stat::Mode;
+    use std::os::unix::fs::MetadataExt;
+    let m = match fd.metadata() {
+        Ok(m) => m,
+        Err(e) => return failed(path, e),
+    };
+    if let Some((uid, gid)) = visit(path, m.uid(), m.gid())
+        && let Err(e) = nix::unistd::fchownat(
+            fd,
+            "",
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+    {
+        failed(path, e.into());
+    }
+    if !m.is_dir() || m.dev() != dev {
+        return;
+    }
+    if depth >= CHOWN_DEPTH {
+        return failed(
+            path,
+            io::Error::other(format!(
+                "more than {CHOWN_DEPTH} folders deep: what is below not walked"
+            )),
+        );
+    }
+    // the names first, the listing closed: one descriptor held per level below
+    let mut names = Vec::new();
+    match std::fs::read_dir(proc_fd(fd)) {
+        Ok(rd) => {
+            for entry in rd {
+                match entry {
+                    Ok(e) => names.push(e.file_name()),
+                    Err(e) => failed(path, e),
+                }
+            }
+        }
+        Err(e) => return failed(path, e),
+    }
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    for name in names {
+        let child = path.join(&name);
+        match openat(fd, name.as_os_str(), flags, Mode::empty()) {
+            Ok(c) => chown_entry(&File::from(c), &child, dev, depth + 1, visit, failed),
+            // gone meanwhile: nothing to re-own
+            Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => failed(&child, e.into()),
+        }
+    }
 }
 
 fn proc_fd(f: &File) -> std::path::PathBuf {
@@ -853,6 +968,89 @@ pub fn kill_group(pid: u32) {
 mod create_tests {
     use super::*;
 
+    /// Owners move by descriptor: a folder swapped for a symlink to a folder outside
+    /// right after it was looked at (done here from inside `visit`, the worst moment) is
+    /// walked as what was opened; nothing outside changes owner; a symlink's own owner
+    /// moves, never its target's.
+    #[test]
+    fn owners_move_only_on_what_was_opened() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            return; // owners to move: root's
+        }
+        let t = tempfile::tempdir().unwrap();
+        let (tree, outside) = (t.path().join("tree"), t.path().join("outside"));
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        for f in [tree.join("a"), tree.join("sub/b"), outside.join("b")] {
+            std::fs::write(&f, "x").unwrap();
+            std::os::unix::fs::lchown(&f, Some(1000), Some(1000)).unwrap();
+        }
+        std::os::unix::fs::lchown(tree.join("sub"), Some(1000), Some(1000)).unwrap();
+        std::os::unix::fs::symlink(outside.join("b"), tree.join("link")).unwrap();
+        std::os::unix::fs::lchown(tree.join("link"), Some(1000), Some(1000)).unwrap();
+        std::fs::write(outside.join("c"), "only outside").unwrap();
+        let mut seen = Vec::new();
+        let mut visit = |p: &Path, uid: u32, gid: u32| {
+            seen.push(p.to_path_buf());
+            if p == tree.join("sub") {
+                std::fs::rename(tree.join("sub"), tree.join("moved")).unwrap();
+                std::os::unix::fs::symlink(&outside, tree.join("sub")).unwrap();
+            }
+            (uid == 1000).then_some((2000, gid + 1))
+        };
+        let mut errors = Vec::new();
+        chown_beneath(&tree, &mut visit, &mut |p, e| {
+            errors.push(format!("{}: {e}", p.display()))
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        let owner = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner(&tree.join("a")), (2000, 1001));
+        assert_eq!(owner(&tree.join("moved")), (2000, 1001));
+        assert_eq!(
+            owner(&tree.join("moved/b")),
+            (2000, 1001),
+            "walked as opened"
+        );
+        assert_eq!(owner(&tree.join("link")), (2000, 1001), "the link itself");
+        assert_eq!(owner(&outside.join("b")), (1000, 1000), "nothing outside");
+        assert!(seen.contains(&tree.join("sub/b")), "{seen:?}");
+        assert!(
+            !seen.contains(&tree.join("sub/c")),
+            "never listed by name: {seen:?}"
+        );
+    }
+
+    /// A tree deeper than the walk goes is named once, not walked below, and the rest
+    /// is done.
+    #[test]
+    fn a_tree_too_deep_is_named_once() {
+        let t = tempfile::tempdir().unwrap();
+        let mut deep = t.path().join("tree");
+        for _ in 0..CHOWN_DEPTH + 5 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(t.path().join("tree/top"), "x").unwrap();
+        let mut seen = 0usize;
+        let mut errors = Vec::new();
+        chown_beneath(
+            &t.path().join("tree"),
+            &mut |_, _, _| {
+                seen += 1;
+                None
+            },
+            &mut |p, e| errors.push((p.to_path_buf(), e.to_string())),
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].1.contains("folders deep"), "{errors:?}");
+        // the top folder, `top`, and CHOWN_DEPTH folders below it
+        assert_eq!(seen, CHOWN_DEPTH + 2);
+    }
+
     /// A hard link is made only to a regular file reached through real folders: a folder
     /// on the way that is a symlink, or a symlink at the file's name, is refused.
     #[test]
@@ -871,7 +1069,22 @@ mod create_tests {
             std::fs::read_to_string(tree.join("second")).unwrap(),
             "mine"
         );
-        for rel in [&b"a/swapped/f"[..], b"a/link", b"a/b", b"a/missing"] {
+        // the folder swapped for a link between the walk and the link: what was opened
+        let opened = open_file_beneath(&tree, b"a/b/f").unwrap();
+        std::fs::rename(tree.join("a/b"), tree.join("a/b-moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/b")).unwrap();
+        link_opened(&opened, &tree.join("third")).unwrap();
+        assert_eq!(std::fs::read_to_string(tree.join("third")).unwrap(), "mine");
+        for rel in [
+            &b"a/swapped/f"[..],
+            b"a/link",
+            b"a/b/f",
+            b"a/b-moved",
+            b"a/missing",
+            b"a/../a/b-moved/f",
+            b"a//b-moved/f",
+            b"",
+        ] {
             let new = tree.join("bad");
             assert!(hard_link_beneath(&tree, rel, &new).is_err(), "{rel:?}");
             assert!(std::fs::symlink_metadata(&new).is_err(), "{rel:?}");

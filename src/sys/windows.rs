@@ -168,6 +168,14 @@ pub fn lchown(_path: &Path, _uid: u32, _gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// POSIX owners do not exist on Windows: no entry has one to move.
+pub fn chown_beneath(
+    _dir: &Path,
+    _visit: &mut super::OwnerVisit<'_>,
+    _failed: &mut dyn FnMut(&Path, io::Error),
+) {
+}
+
 pub fn owner_of(_meta: &std::fs::Metadata) -> (u32, u32) {
     (0, 0)
 }

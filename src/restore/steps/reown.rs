@@ -90,43 +90,27 @@ pub fn reown(a: &Apply, l: &Loaded) -> Result<Outcome> {
         if !host.is_dir() {
             continue;
         }
-        for entry in walkdir::WalkDir::new(&host)
-            .follow_links(false)
-            .same_file_system(true)
-        {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    failed.push(Problem::new(dir.as_str(), e));
-                    continue;
-                }
-            };
-            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-                continue;
-            };
-            let (uid, gid) = crate::sys::owner_of(&meta);
+        // by descriptors, never by a name a user could swap for a link meanwhile
+        // (the files' owners may be logged in while this runs)
+        let mut visit = |_: &std::path::Path, uid: u32, gid: u32| {
             let new = (
                 moves.uids.get(&uid).copied().unwrap_or(uid),
                 moves.gids.get(&gid).copied().unwrap_or(gid),
             );
             if new == (uid, gid) {
-                continue;
+                return None;
             }
             counts.0 += 1;
             if new.0 != uid {
                 counts.1 += 1;
             }
             a.mark_changed();
-            if a.dry_run {
-                continue;
-            }
-            if let Err(e) = crate::sys::lchown(entry.path(), new.0, new.1) {
-                failed.push(Problem::new(
-                    a.root.inner(entry.path()).display().to_string(),
-                    e,
-                ));
-            }
-        }
+            (!a.dry_run).then_some(new)
+        };
+        let mut fail = |p: &std::path::Path, e: std::io::Error| {
+            failed.push(Problem::new(a.root.inner(p).display().to_string(), e));
+        };
+        crate::sys::chown_beneath(&host, &mut visit, &mut fail);
     }
     let what: Vec<String> = moves
         .uids
