@@ -408,8 +408,6 @@ impl Entry {
     }
 }
 
-/// The `/proc` name of a descriptor: it resolves to the opened inode, whatever is at the
-/// entry's name now.
 /// Makes `new` a second name of the regular file at `rel` (`a/b/c`) below `dir`, the
 /// path resolved one component at a time from a descriptor of `dir`, never following a
 /// symlink (each folder opened `O_NOFOLLOW|O_DIRECTORY`, the file `O_PATH|O_NOFOLLOW`),
@@ -491,25 +489,17 @@ pub fn chown_beneath(
     use nix::sys::stat::Mode;
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     match openat(AT_FDCWD, dir, flags | OFlag::O_DIRECTORY, Mode::empty()) {
-        Ok(fd) => {
-            let fd = File::from(fd);
-            match fd.metadata() {
-                Ok(m) => {
-                    use std::os::unix::fs::MetadataExt;
-                    chown_entry(&fd, dir, m.dev(), 0, visit, failed);
-                }
-                Err(e) => failed(dir, e),
-            }
-        }
+        Ok(fd) => chown_entry(&File::from(fd), dir, None, 0, visit, failed),
         Err(e) => failed(dir, e.into()),
     }
 }
 
-/// One entry of `chown_beneath`, opened as `fd` (`O_PATH`), then what is in it.
+/// One entry of `chown_beneath`, opened as `fd` (`O_PATH`), then what is in it; `dev`:
+/// the walk's filesystem (`None` at its start: this entry's).
 fn chown_entry(
     fd: &File,
     path: &Path,
-    dev: u64,
+    dev: Option<u64>,
     depth: usize,
     visit: &mut super::OwnerVisit<'_>,
     failed: &mut dyn FnMut(&Path, io::Error),
@@ -532,6 +522,7 @@ fn chown_entry(
     {
         failed(path, e.into());
     }
+    let dev = dev.unwrap_or(m.dev());
     if !m.is_dir() || m.dev() != dev {
         return;
     }
@@ -560,7 +551,7 @@ fn chown_entry(
     for name in names {
         let child = path.join(&name);
         match openat(fd, name.as_os_str(), flags, Mode::empty()) {
-            Ok(c) => chown_entry(&File::from(c), &child, dev, depth + 1, visit, failed),
+            Ok(c) => chown_entry(&File::from(c), &child, Some(dev), depth + 1, visit, failed),
             // gone meanwhile: nothing to re-own
             Err(nix::errno::Errno::ENOENT) => {}
             Err(e) => failed(&child, e.into()),
@@ -568,6 +559,8 @@ fn chown_entry(
     }
 }
 
+/// The `/proc` name of a descriptor: it resolves to the opened inode, whatever is at the
+/// entry's name now.
 fn proc_fd(f: &File) -> std::path::PathBuf {
     use std::os::fd::AsRawFd;
     std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
