@@ -6,6 +6,7 @@
 //! outside the target; a damaged chunk fails only its file, which is named.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
@@ -260,6 +261,13 @@ pub fn restore(
             out.failed.push(Problem::new(&r.path, e));
             continue;
         }
+        let top = match sys::Dir::open(&dest) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                out.failed.push(Problem::new(&r.path, e));
+                continue;
+            }
+        };
         filesystems.add(&dest);
         let ids = r.tree.clone();
         let reader = TreeReader::new(store.clone(), index.clone(), ids);
@@ -268,7 +276,7 @@ pub fn restore(
             &index,
             &owners,
             &r.path,
-            &dest,
+            &top,
             reader,
             progress,
             &mut out,
@@ -427,8 +435,8 @@ impl Drop for Split {
     /// they were writing is removed, not left half written.
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(Opened::Writing(_, tmp)) = st.opened.take() {
-            let _ = std::fs::remove_file(tmp);
+        if let Some(Opened::Writing(_, dir, tmp)) = st.opened.take() {
+            let _ = dir.remove_file(&tmp);
         }
     }
 }
@@ -444,8 +452,8 @@ struct SplitState {
 enum Opened {
     /// Already in place (true: its metadata was set).
     Done(bool),
-    /// Being written, under `tmp` (its own name when written directly).
-    Writing(Arc<File>, PathBuf),
+    /// Being written in its folder, under `tmp` (its own name when written directly).
+    Writing(Arc<File>, Arc<sys::Dir>, OsString),
     Failed(String),
 }
 
@@ -568,7 +576,7 @@ fn restore_root(
     index: &Arc<Mutex<Index>>,
     owners: &Arc<Owners>,
     shown_root: &str,
-    dest: &Path,
+    top: &Arc<sys::Dir>,
     mut reader: TreeReader,
     progress: &Progress,
     out: &mut DataRestore,
@@ -589,6 +597,7 @@ fn restore_root(
         })
     };
     let results = Arc::new(Mutex::new(DataRestore::default()));
+    let dest = top.path();
     let flusher = Flusher::start(dest);
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -598,16 +607,25 @@ fn restore_root(
             let owners = owners.clone();
             let results = results.clone();
             let done = progress.done();
+            let mut folders = Folders::new(top.clone());
             thread::spawn(move || {
                 while let Some((work, chunks)) = handoff.next() {
                     let chunks = chunks.map(InOrder::new);
                     let r = match &work {
                         Work::File(job) => {
                             done.file(job.node.size);
-                            write_file(&store, &index, &owners, job, chunks)
+                            write_file(&store, &index, &owners, &mut folders, job, chunks)
                         }
                         Work::Piece(split, piece) => {
-                            let last = write_piece(&store, &index, &owners, split, piece, chunks);
+                            let last = write_piece(
+                                &store,
+                                &index,
+                                &owners,
+                                &mut folders,
+                                split,
+                                piece,
+                                chunks,
+                            );
                             done.bytes(piece.len);
                             match last {
                                 None => continue,
@@ -653,6 +671,7 @@ fn restore_root(
     };
     let mut tree_error = None;
     let mut mixer = Mixer::default();
+    let mut folders = Folders::new(top.clone());
     loop {
         let node = match reader.next_node() {
             Ok(Some(n)) => n,
@@ -705,18 +724,28 @@ fn restore_root(
             dest.join(sys::os_from_bytes(&node.path))
         };
         match node.kind {
-            Kind::Dir => match ensure_dir(&host) {
-                Ok(created) => {
-                    if created {
-                        fresh_dirs.insert(node.path.clone());
-                    } else {
-                        filesystems.add(&host);
+            Kind::Dir => {
+                let made = match node.path.is_empty() {
+                    true => Ok((top.clone(), false)),
+                    false => folders
+                        .get(&parent)
+                        .and_then(|p| ensure_dir(&p, &base_name(&node.path)))
+                        .map(|(d, created)| (Arc::new(d), created)),
+                };
+                match made {
+                    Ok((dir, created)) => {
+                        if created {
+                            fresh_dirs.insert(node.path.clone());
+                        } else {
+                            filesystems.add(&host);
+                        }
+                        folders.keep(node.path.clone(), dir);
+                        dirs.insert(node.path.clone());
+                        deferred_dirs.push((host, name, node, created));
                     }
-                    dirs.insert(node.path.clone());
-                    deferred_dirs.push((host, name, node, created));
+                    Err(e) => out.failed.push(Problem::new(&name, e)),
                 }
-                Err(e) => out.failed.push(Problem::new(&name, e)),
-            },
+            }
             Kind::File => {
                 if node.path.is_empty() {
                     out.failed
@@ -737,7 +766,11 @@ fn restore_root(
             }
             Kind::Hardlink => links.push((host, name, node)),
             Kind::Symlink | Kind::Fifo | Kind::Char | Kind::Block => {
-                match make_other(&host, &node, owners) {
+                let made = folders
+                    .get(&parent)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|dir| make_other(&dir, &node, owners));
+                match made {
                     Ok(changed) => out.count(changed),
                     Err(e) => out.failed.push(Problem::new(name, format!("{e:#}"))),
                 }
@@ -774,7 +807,7 @@ fn restore_root(
         out.failed.append(&mut r.failed);
     }
     for (host, name, node) in links {
-        match make_hardlink(dest, &host, &node) {
+        match make_hardlink(top, &mut folders, &host, &node) {
             Ok(changed) => {
                 out.files += 1;
                 out.count(changed);
@@ -783,7 +816,13 @@ fn restore_root(
         }
     }
     for (host, name, node, created) in deferred_dirs.iter().rev() {
-        let applied = sys::Entry::open(host)
+        let entry = match node.path.is_empty() {
+            true => sys::Entry::open(host),
+            false => folders
+                .get(parent_of(&node.path))
+                .and_then(|d| d.entry(&base_name(&node.path))),
+        };
+        let applied = entry
             .map_err(anyhow::Error::from)
             .and_then(|e| apply_meta(&e, node, owners));
         match applied {
@@ -800,21 +839,95 @@ fn restore_root(
     Ok(())
 }
 
-/// Makes `host` a real directory (a file or symlink in the way is removed, never
-/// followed); true when it made a new, empty one — 0700 (whatever the umask) until its
-/// own metadata is set once everything in it is written.
-fn ensure_dir(host: &Path) -> std::io::Result<bool> {
-    match sys::mkdir_mode(host, 0o700) {
-        Ok(()) => return Ok(true),
+/// Folders of one data path, opened below its top one component at a time, never
+/// through a symlink (`sys::Dir::open_beneath`), the last few kept (consecutive entries
+/// mostly share one). Whatever a restore makes, renames or removes in a folder goes
+/// through the folder's descriptor: a folder renamed and replaced by a symlink while the
+/// restore runs — as a user owning the folder above can do — sends nothing outside.
+struct Folders {
+    top: Arc<sys::Dir>,
+    /// (path below the top, folder), the most recently used last.
+    kept: Vec<(Vec<u8>, Arc<sys::Dir>)>,
+}
+
+/// Folders a `Folders` keeps open.
+const KEPT: usize = 8;
+
+impl Folders {
+    fn new(top: Arc<sys::Dir>) -> Folders {
+        Folders {
+            top,
+            kept: Vec::new(),
+        }
+    }
+
+    /// The folder at `rel` below the top (`""`: the top), opened from the nearest kept
+    /// folder above it; its parent is kept too (the next folder is mostly a sibling: one
+    /// step from there).
+    fn get(&mut self, rel: &[u8]) -> std::io::Result<Arc<sys::Dir>> {
+        if rel.is_empty() {
+            return Ok(self.top.clone());
+        }
+        if let Some(i) = self.kept.iter().rposition(|(r, _)| r == rel) {
+            let kept = self.kept.remove(i);
+            let dir = kept.1.clone();
+            self.kept.push(kept);
+            return Ok(dir);
+        }
+        let (mut at, mut from) = (0, self.top.clone());
+        for (r, d) in &self.kept {
+            if r.len() > at && rel.starts_with(r) && rel.get(r.len()) == Some(&b'/') {
+                (at, from) = (r.len() + 1, d.clone());
+            }
+        }
+        let parent = parent_of(rel);
+        if parent.len() > at {
+            from = Arc::new(from.open_beneath(&parent[at..])?);
+            self.keep(parent.to_vec(), from.clone());
+            at = parent.len() + 1;
+        }
+        let dir = Arc::new(from.open_beneath(&rel[at..])?);
+        self.keep(rel.to_vec(), dir.clone());
+        Ok(dir)
+    }
+
+    /// Keeps a folder this thread opened or made.
+    fn keep(&mut self, rel: Vec<u8>, dir: Arc<sys::Dir>) {
+        if self.kept.len() >= KEPT {
+            self.kept.remove(0);
+        }
+        self.kept.push((rel, dir));
+    }
+}
+
+/// The folder part of a path below a data path (`""` at the top).
+fn parent_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|c| *c == b'/') {
+        Some(i) => &path[..i],
+        None => b"",
+    }
+}
+
+/// The last component of a path below a data path.
+fn base_name(path: &[u8]) -> std::ffi::OsString {
+    let start = path.iter().rposition(|c| *c == b'/').map_or(0, |i| i + 1);
+    sys::os_from_bytes(&path[start..])
+}
+
+/// Makes `name` in `parent` a real directory (a file or symlink in the way is removed,
+/// never followed) and opens it; true when it made a new, empty one — 0700 (whatever the
+/// umask) until its own metadata is set once everything in it is written.
+fn ensure_dir(parent: &sys::Dir, name: &OsStr) -> std::io::Result<(sys::Dir, bool)> {
+    match parent.mkdir(name, 0o700) {
+        Ok(d) => return Ok((d, true)),
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
         Err(_) => {}
     }
-    if std::fs::symlink_metadata(host)?.is_dir() {
-        return Ok(false);
+    if parent.is_dir(name) {
+        return Ok((parent.open_beneath(&sys::os_bytes(name))?, false));
     }
-    std::fs::remove_file(host)?;
-    sys::mkdir_mode(host, 0o700)?;
-    Ok(true)
+    parent.remove_file(name)?;
+    Ok((parent.mkdir(name, 0o700)?, true))
 }
 
 /// The temporary name a file is written under before it replaces what is in place:
@@ -823,9 +936,8 @@ fn ensure_dir(host: &Path) -> std::io::Result<bool> {
 /// leaves nothing of its own in a folder it did not make. Two restores never write at
 /// once (`local::RunMarker`: the machine's restore lock).
 /// A name too long to carry both (a name has at most 255 bytes) is replaced by its hash.
-fn temp_of(host: &Path) -> PathBuf {
-    let name = host.file_name().unwrap_or_default();
-    let mut t = std::ffi::OsString::from(sys::TEMP_LEAD);
+fn temp_name(name: &OsStr) -> OsString {
+    let mut t = OsString::from(sys::TEMP_LEAD);
     if sys::TEMP_LEAD.len() + name.len() + TEMP_TAIL.len() <= 255 {
         t.push(name);
     } else {
@@ -833,19 +945,19 @@ fn temp_of(host: &Path) -> PathBuf {
         t.push(&h.to_hex()[..32]);
     }
     t.push(TEMP_TAIL);
-    host.with_file_name(t)
+    t
 }
 
 /// What ends a restore's temporary name (after `TEMP_LEAD` and the file's own name).
 const TEMP_TAIL: &str = ".carryover-tmp-restore";
 
-/// Creates a new file exclusively, never through a symlink; a stale temporary file of
-/// an interrupted run is removed first.
-fn create_temp(tmp: &Path) -> std::io::Result<File> {
-    let open = || sys::create_new_nofollow(tmp, 0o600);
+/// Creates a new file exclusively in `dir`, never through a symlink; a stale temporary
+/// file of an interrupted run is removed first.
+fn create_temp(dir: &sys::Dir, tmp: &OsStr) -> std::io::Result<File> {
+    let open = || dir.create_new(tmp, 0o600);
     match open() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(tmp)?;
+            dir.remove_file(tmp)?;
             open()
         }
         r => r,
@@ -853,13 +965,13 @@ fn create_temp(tmp: &Path) -> std::io::Result<File> {
 }
 
 /// Puts the temporary file in place; a directory in the way is not removed.
-fn put_in_place(tmp: &Path, host: &Path) -> Result<()> {
-    if std::fs::symlink_metadata(host).is_ok_and(|m| m.is_dir()) {
-        let _ = std::fs::remove_file(tmp);
+fn put_in_place(dir: &sys::Dir, tmp: &OsStr, name: &OsStr) -> Result<()> {
+    if dir.is_dir(name) {
+        let _ = dir.remove_file(tmp);
         bail!("a directory is in the way");
     }
-    std::fs::rename(tmp, host).map_err(|e| {
-        let _ = std::fs::remove_file(tmp);
+    dir.rename(tmp, name).map_err(|e| {
+        let _ = dir.remove_file(tmp);
         anyhow!("renaming into place: {e}")
     })
 }
@@ -877,7 +989,9 @@ fn same_content(m: &std::fs::Metadata, n: &Node) -> bool {
     m.is_file() && fm.size == n.size && (fm.mtime, fm.mtime_ns) == (n.mtime, n.mtime_ns)
 }
 
-/// Whether a file's content must be read from the store (not when it is in place).
+/// Whether a file's content must be read from the store (not when it is in place). A
+/// look by name only, to plan the reads: what the file's writer does is decided again on
+/// its folder's descriptor (`prepare`); a wrong guess costs a read, never a write.
 fn needs_content(job: &Job) -> bool {
     job.fresh || !std::fs::symlink_metadata(&job.host).is_ok_and(|m| same_content(&m, &job.node))
 }
@@ -908,14 +1022,19 @@ fn check_sizes(n: &Node) -> Result<()> {
 enum Prepared {
     /// Already in place: nothing to write (true: its metadata was set).
     Done(bool),
-    /// To be written into `file`, which is at `tmp` (the file's own name when direct).
-    Write(File, PathBuf),
+    /// To be written into `file`, which is `tmp` in its folder (the file's own name when
+    /// direct).
+    Write(File, Arc<sys::Dir>, OsString),
 }
 
-/// Looks at what is in place and opens the file to write when it is not.
-fn prepare(owners: &Owners, job: &Job) -> Result<Prepared> {
+/// Looks at what is in place and opens the file to write when it is not (in its folder
+/// opened from the top of the data path, never through a symlink).
+fn prepare(owners: &Owners, folders: &mut Folders, job: &Job) -> Result<Prepared> {
     let n = &job.node;
     check_sizes(n)?;
+    before_file(&job.host);
+    let dir = folders.get(parent_of(&n.path))?;
+    let name = base_name(&n.path);
     // Already there from an earlier run or on a surviving data disk: the content is
     // taken as the same when size and mtime are. Only what differs is set; a file with
     // other names (hard links) is never changed in place, but written anew when its
@@ -923,7 +1042,7 @@ fn prepare(owners: &Owners, job: &Job) -> Result<Prepared> {
     // The entry is opened once, without following a link, and its metadata is set on
     // what was opened: a name swapped for a link meanwhile changes nothing outside.
     if job.fresh {
-    } else if let Ok(e) = sys::Entry::open(&job.host)
+    } else if let Ok(e) = dir.entry(&name)
         && let Ok(m) = e.metadata()
         && same_content(&m, n)
     {
@@ -939,12 +1058,12 @@ fn prepare(owners: &Owners, job: &Job) -> Result<Prepared> {
     // it with a size or mtime (set last) that the next run does not take as in place.
     // Elsewhere a temporary name (0600), renamed over what is there once complete.
     if job.fresh
-        && let Ok(f) = sys::create_new_nofollow(&job.host, first_mode(n.mode))
+        && let Ok(f) = dir.create_new(&name, first_mode(n.mode))
     {
-        return Ok(Prepared::Write(f, job.host.clone()));
+        return Ok(Prepared::Write(f, dir, name));
     }
-    let tmp = temp_of(&job.host);
-    Ok(Prepared::Write(create_temp(&tmp)?, tmp))
+    let tmp = temp_name(&name);
+    Ok(Prepared::Write(create_temp(&dir, &tmp)?, dir, tmp))
 }
 
 /// The permission bits a file starts with, before its owner and mode are set: nobody but
@@ -958,8 +1077,15 @@ fn first_mode(mode: u32) -> u32 {
 
 /// Completes a written file: its size, its metadata (times last), its name. On an error
 /// the temporary file is removed.
-fn finish(owners: &Owners, job: &Job, f: File, tmp: &Path, written: u64) -> Result<()> {
+fn finish(
+    owners: &Owners,
+    job: &Job,
+    f: File,
+    (dir, tmp): (&sys::Dir, &OsStr),
+    written: u64,
+) -> Result<()> {
     let n = &job.node;
+    let name = base_name(&n.path);
     let r = (|| -> Result<()> {
         if n.extents.is_some() || written != n.size {
             f.set_len(n.size)?;
@@ -968,16 +1094,16 @@ fn finish(owners: &Owners, job: &Job, f: File, tmp: &Path, written: u64) -> Resu
             sys::start_writeback(&f);
         }
         // on the open file: the temporary name is in a folder others may write to
-        apply_meta(&sys::Entry::of_file(f, tmp), n, owners)?;
+        apply_meta(&sys::Entry::of_file(f, &dir.path().join(tmp)), n, owners)?;
         Ok(())
     })();
     if let Err(e) = r {
-        let _ = std::fs::remove_file(tmp);
+        let _ = dir.remove_file(tmp);
         return Err(e);
     }
-    if tmp != job.host {
+    if tmp != name {
         crash_before_rename(&job.host);
-        put_in_place(tmp, &job.host)?;
+        put_in_place(dir, tmp, &name)?;
     }
     Ok(())
 }
@@ -997,37 +1123,58 @@ fn crash_before_rename(host: &Path) {
 #[cfg(not(feature = "test-hooks"))]
 fn crash_before_rename(_: &Path) {}
 
+/// Test hook (`test-hooks` builds only): `CARRYOVER_TEST_BEFORE_FILE=<name>:<command>` runs
+/// the command with `sh -c` right before a worker opens the folder of the file of that
+/// name to write it — the moment another user's swap of that folder would do most harm.
+#[cfg(feature = "test-hooks")]
+fn before_file(host: &Path) {
+    if let Some((name, cmd)) = std::env::var("CARRYOVER_TEST_BEFORE_FILE")
+        .ok()
+        .as_deref()
+        .and_then(|v| v.split_once(':'))
+        && host.file_name() == Some(OsStr::new(name))
+    {
+        let _ = std::process::Command::new("sh").args(["-c", cmd]).status();
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn before_file(_: &Path) {}
+
 /// Writes one regular file (its chunks from `chunks` when they were planned); returns the
 /// bytes written and whether anything changed.
 fn write_file(
     store: &Store,
     index: &Mutex<Index>,
     owners: &Owners,
+    folders: &mut Folders,
     job: &Job,
     chunks: Option<InOrder>,
 ) -> Result<(u64, bool)> {
     let n = &job.node;
-    let (f, tmp) = match prepare(owners, job)? {
+    let (f, dir, tmp) = match prepare(owners, folders, job)? {
         Prepared::Done(changed) => return Ok((0, changed)),
-        Prepared::Write(f, tmp) => (f, tmp),
+        Prepared::Write(f, dir, tmp) => (f, dir, tmp),
     };
     let written = match write_content(store, index, &f, n, chunks, n.chunk_ids(), 0, n.data_len()) {
         Ok(w) => w,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = dir.remove_file(&tmp);
             return Err(e);
         }
     };
-    finish(owners, job, f, &tmp, written)?;
+    finish(owners, job, f, (&dir, &tmp), written)?;
     Ok((written, true))
 }
 
 /// Writes one piece of a split file; the first piece to come makes the file (or finds it
 /// in place), the last one to be done finishes it and returns what a whole file returns.
+#[allow(clippy::too_many_arguments)]
 fn write_piece(
     store: &Store,
     index: &Mutex<Index>,
     owners: &Owners,
+    folders: &mut Folders,
     split: &Split,
     piece: &Piece,
     chunks: Option<InOrder>,
@@ -1038,13 +1185,13 @@ fn write_piece(
         let failed = st.error.is_some();
         let opened = st
             .opened
-            .get_or_insert_with(|| match prepare(owners, &split.job) {
+            .get_or_insert_with(|| match prepare(owners, folders, &split.job) {
                 Ok(Prepared::Done(changed)) => Opened::Done(changed),
-                Ok(Prepared::Write(f, tmp)) => Opened::Writing(Arc::new(f), tmp),
+                Ok(Prepared::Write(f, dir, tmp)) => Opened::Writing(Arc::new(f), dir, tmp),
                 Err(e) => Opened::Failed(format!("{e:#}")),
             });
         match opened {
-            Opened::Writing(f, _) if !failed => Some(f.clone()),
+            Opened::Writing(f, ..) if !failed => Some(f.clone()),
             _ => None,
         }
     };
@@ -1070,10 +1217,12 @@ fn write_piece(
     Some(match st.opened.take() {
         Some(Opened::Done(changed)) => Ok((0, changed)),
         Some(Opened::Failed(e)) => Err(anyhow!(e)),
-        Some(Opened::Writing(f, tmp)) => match (error, Arc::try_unwrap(f)) {
-            (None, Ok(f)) => finish(owners, &split.job, f, &tmp, written).map(|()| (written, true)),
+        Some(Opened::Writing(f, dir, tmp)) => match (error, Arc::try_unwrap(f)) {
+            (None, Ok(f)) => {
+                finish(owners, &split.job, f, (&dir, &tmp), written).map(|()| (written, true))
+            }
             (error, _) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = dir.remove_file(&tmp);
                 Err(error.unwrap_or_else(|| anyhow!("a piece of the file is still held")))
             }
         },
@@ -1143,15 +1292,20 @@ fn write_content(
     Ok(written)
 }
 
-/// Symlinks, FIFOs and device nodes; one already in place (the same target, the same
-/// kind of node and device) only gets the metadata that differs. True when it changed.
-fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<bool> {
-    if let Ok(m) = std::fs::symlink_metadata(host) {
+/// Symlinks, FIFOs and device nodes, made in their folder `dir`; one already in place
+/// (the same target, the same kind of node and device) only gets the metadata that
+/// differs. True when it changed.
+fn make_other(dir: &sys::Dir, n: &Node, owners: &Owners) -> Result<bool> {
+    let name = base_name(&n.path);
+    if let Ok(e) = dir.entry(&name)
+        && let Ok(m) = e.metadata()
+    {
         let same = match n.kind {
             Kind::Symlink => {
                 m.file_type().is_symlink()
-                    && std::fs::read_link(host)
-                        .is_ok_and(|t| t.as_os_str() == sys::os_from_bytes(&n.target))
+                    && dir
+                        .read_link(&name)
+                        .is_ok_and(|t| t == sys::os_from_bytes(&n.target))
             }
             Kind::Fifo => sys::special_kind(&m.file_type()) == Some("fifo"),
             Kind::Char | Kind::Block => {
@@ -1165,47 +1319,53 @@ fn make_other(host: &Path, n: &Node, owners: &Owners) -> Result<bool> {
             _ => false,
         };
         if same {
-            return apply_meta(&sys::Entry::open(host)?, n, owners);
+            return apply_meta(&e, n, owners);
         }
     }
-    let tmp = temp_of(host);
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = temp_name(&name);
+    let _ = dir.remove_file(&tmp);
     match n.kind {
-        Kind::Symlink => sys::symlink(Path::new(&sys::os_from_bytes(&n.target)), &tmp)?,
-        Kind::Fifo => sys::make_special(&tmp, "fifo", n.mode, 0)?,
-        Kind::Char => sys::make_special(&tmp, "char", n.mode, n.rdev)?,
-        Kind::Block => sys::make_special(&tmp, "block", n.mode, n.rdev)?,
+        Kind::Symlink => dir.symlink(&sys::os_from_bytes(&n.target), &tmp)?,
+        Kind::Fifo => dir.make_special(&tmp, "fifo", n.mode, 0)?,
+        Kind::Char => dir.make_special(&tmp, "char", n.mode, n.rdev)?,
+        Kind::Block => dir.make_special(&tmp, "block", n.mode, n.rdev)?,
         _ => bail!("not a special file"),
     }
-    if let Err(e) = sys::Entry::open(&tmp)
+    if let Err(e) = dir
+        .entry(&tmp)
         .map_err(anyhow::Error::from)
         .and_then(|e| apply_meta(&e, n, owners))
     {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = dir.remove_file(&tmp);
         return Err(e);
     }
-    put_in_place(&tmp, host)?;
+    put_in_place(dir, &tmp, &name)?;
     Ok(true)
 }
 
-/// A second name of a file restored before; only ever to a regular file of this tree.
-/// True when the link was made (false: it was there).
-fn make_hardlink(dest: &Path, host: &Path, n: &Node) -> Result<bool> {
+/// A second name of a file restored before; only ever to a regular file of this tree,
+/// reached from the top one real folder at a time. True when the link was made (false:
+/// it was there).
+fn make_hardlink(top: &sys::Dir, folders: &mut Folders, host: &Path, n: &Node) -> Result<bool> {
     if n.target.is_empty() || !check_path(&n.target) {
         bail!("hard link to an invalid path; refused");
     }
-    let first = dest.join(sys::os_from_bytes(&n.target));
+    let first = top.path().join(sys::os_from_bytes(&n.target));
+    // a look only: a link found in place is left as it is
     if std::fs::symlink_metadata(host)
         .is_ok_and(|m| std::fs::symlink_metadata(&first).is_ok_and(|f| sys::same_file(&f, &m)))
     {
         return Ok(false);
     }
-    let tmp = temp_of(host);
-    let _ = std::fs::remove_file(&tmp);
+    let dir = folders.get(parent_of(&n.path))?;
+    let name = base_name(&n.path);
+    let tmp = temp_name(&name);
+    let _ = dir.remove_file(&tmp);
     // every folder on the way real, the file regular: no path through a symlink, even
     // one swapped in while this runs
-    sys::hard_link_beneath(dest, &n.target, &tmp).context("hard link")?;
-    put_in_place(&tmp, host)?;
+    top.link_beneath(&n.target, &dir, &tmp)
+        .context("hard link")?;
+    put_in_place(&dir, &tmp, &name)?;
     Ok(true)
 }
 
@@ -1351,22 +1511,19 @@ mod tests {
     /// ends in the tail the walker refuses in a snapshot (no entry can share one).
     #[test]
     fn temporary_names_are_stable_and_fit() {
-        let short = temp_of(Path::new("/d/log.txt"));
-        assert_eq!(short, PathBuf::from("/d/.log.txt.carryover-tmp-restore"));
-        assert_eq!(short, temp_of(Path::new("/d/log.txt")));
+        let short = temp_name(OsStr::new("log.txt"));
+        assert_eq!(short, ".log.txt.carryover-tmp-restore");
+        assert_eq!(short, temp_name(OsStr::new("log.txt")));
         for len in [200, 232, 233, 255] {
             let name = "n".repeat(len);
-            let t = temp_of(&Path::new("/d").join(&name));
-            let tn = t.file_name().unwrap().len();
-            assert!(tn <= 255, "{len}: {}", t.display());
-            assert_eq!(t.parent(), Some(Path::new("/d")));
-            assert_eq!(t, temp_of(&Path::new("/d").join(&name)));
-            assert!(crate::sys::is_temp_name(
-                &t.file_name().unwrap().to_string_lossy()
-            ));
+            let t = temp_name(OsStr::new(&name));
+            assert!(t.len() <= 255, "{len}: {t:?}");
+            assert!(!t.to_string_lossy().contains('/'));
+            assert_eq!(t, temp_name(OsStr::new(&name)));
+            assert!(crate::sys::is_temp_name(&t.to_string_lossy()));
         }
-        let a = temp_of(&Path::new("/d").join("a".repeat(250)));
-        let b = temp_of(&Path::new("/d").join(format!("{}b", "a".repeat(249))));
+        let a = temp_name(OsStr::new(&"a".repeat(250)));
+        let b = temp_name(OsStr::new(&format!("{}b", "a".repeat(249))));
         assert_ne!(a, b, "long names stay apart");
         for t in [short, a, b] {
             assert!(t.to_string_lossy().ends_with(TEMP_TAIL));
@@ -1562,7 +1719,11 @@ mod tests {
             job: fresh_job(node(Kind::File, 0o644), path.clone()),
             left: 3.into(),
             state: Mutex::new(SplitState {
-                opened: Some(Opened::Writing(Arc::new(f), path.clone())),
+                opened: Some(Opened::Writing(
+                    Arc::new(f),
+                    Arc::new(sys::Dir::open(t.path()).unwrap()),
+                    "big".into(),
+                )),
                 ..SplitState::default()
             }),
         };
@@ -1621,8 +1782,8 @@ mod tests {
         );
 
         // the temporary file, held open while its metadata is set
-        let tmp = temp_of(&tree.join("g"));
-        let file = create_temp(&tmp).unwrap();
+        let tmp = tree.join(temp_name(OsStr::new("g")));
+        let file = create_temp(&sys::Dir::open(&tree).unwrap(), tmp.file_name().unwrap()).unwrap();
         std::fs::remove_file(&tmp).unwrap();
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
         apply_meta(

@@ -7,6 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+mod dir;
+pub use dir::Dir;
+
 /// The raw SMBIOS table: Linux has it as files under /sys (read under the root).
 pub fn smbios_table() -> Option<Vec<u8>> {
     None
@@ -269,7 +272,11 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 pub struct Entry {
     fd: File,
     how: Handle,
+    /// What a symlink's times and attributes are set through (its own name; through the
+    /// opened folder's descriptor when opened in one: `Dir::entry`).
     name: std::path::PathBuf,
+    /// That folder's descriptor, held while `name` goes through it.
+    _at: Option<File>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -285,12 +292,19 @@ enum Handle {
 impl Entry {
     /// Opens the entry at `path` without following a symlink (nor opening a device).
     pub fn open(path: &Path) -> io::Result<Entry> {
-        use nix::libc::{O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH};
         use std::os::unix::fs::OpenOptionsExt;
         let fd = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(O_PATH | O_NOFOLLOW | O_CLOEXEC)
+            .custom_flags(nix::libc::O_PATH | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(path)?;
+        Entry::of_path_fd(fd, path.to_path_buf(), None)
+    }
+
+    /// The entry opened `O_PATH|O_NOFOLLOW` as `fd`: a regular file or directory is
+    /// opened again for real through it; `at`: the folder it was opened in (by `name`).
+    fn of_path_fd(fd: File, path: std::path::PathBuf, at: Option<&Dir>) -> io::Result<Entry> {
+        use nix::libc::{O_CLOEXEC, O_NOCTTY, O_NONBLOCK};
+        use std::os::unix::fs::OpenOptionsExt;
         let ft = fd.metadata()?.file_type();
         let (fd, how) = if ft.is_file() || ft.is_dir() {
             let real = std::fs::OpenOptions::new()
@@ -303,10 +317,19 @@ impl Entry {
         } else {
             (fd, Handle::Special)
         };
+        let (name, at) = match (how, at) {
+            (Handle::Link, Some(d)) => {
+                let held = d.dup()?;
+                let name = proc_fd(&held).join(path.file_name().unwrap_or_default());
+                (name, Some(held))
+            }
+            _ => (path, None),
+        };
         Ok(Entry {
             fd,
             how,
-            name: path.to_path_buf(),
+            name,
+            _at: at,
         })
     }
 
@@ -316,6 +339,7 @@ impl Entry {
             fd: f,
             how: Handle::Open,
             name: path.to_path_buf(),
+            _at: None,
         }
     }
 
@@ -406,66 +430,6 @@ impl Entry {
             Handle::Link => set_times_nofollow(&self.name, secs, nsecs),
         }
     }
-}
-
-/// Makes `new` a second name of the regular file at `rel` (`a/b/c`) below `dir`, the
-/// path resolved one component at a time from a descriptor of `dir`, never following a
-/// symlink (each folder opened `O_NOFOLLOW|O_DIRECTORY`, the file `O_PATH|O_NOFOLLOW`),
-/// then linked through its descriptor: a folder on the way swapped for a link after
-/// any check made before makes it fail — it never links a file from elsewhere.
-pub fn hard_link_beneath(dir: &Path, rel: &[u8], new: &Path) -> io::Result<()> {
-    link_opened(&open_file_beneath(dir, rel)?, new)
-}
-
-/// The regular file at `rel` below `dir`, opened `O_PATH` one component at a time
-/// without following a link (`""`, `.` and `..` refused).
-fn open_file_beneath(dir: &Path, rel: &[u8]) -> io::Result<File> {
-    use nix::fcntl::{AT_FDCWD, OFlag, openat};
-    use nix::sys::stat::Mode;
-    use std::os::unix::ffi::OsStrExt;
-    let base = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let parts: Vec<&[u8]> = rel.split(|c| *c == b'/').collect();
-    if parts.iter().any(|c| matches!(*c, b"" | b"." | b"..")) {
-        return Err(io::Error::other(
-            "not a plain path below the folder; refused",
-        ));
-    }
-    let mut cur = openat(AT_FDCWD, dir, base | OFlag::O_DIRECTORY, Mode::empty())?;
-    for (i, c) in parts.iter().enumerate() {
-        let folder = i + 1 < parts.len();
-        let flags = if folder {
-            base | OFlag::O_DIRECTORY
-        } else {
-            base
-        };
-        cur =
-            openat(&cur, std::ffi::OsStr::from_bytes(c), flags, Mode::empty()).map_err(
-                |e| match e {
-                    nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => io::Error::other(
-                        "a folder on its way is a symlink or not a folder; refused",
-                    ),
-                    e => io::Error::from(e),
-                },
-            )?;
-    }
-    let f = File::from(cur);
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file; refused"));
-    }
-    Ok(f)
-}
-
-/// Gives the file opened as `f` the new name `new` (through `/proc/self/fd`).
-fn link_opened(f: &File, new: &Path) -> io::Result<()> {
-    use nix::fcntl::{AT_FDCWD, AtFlags};
-    nix::unistd::linkat(
-        AT_FDCWD,
-        proc_fd(f).as_path(),
-        AT_FDCWD,
-        new,
-        AtFlags::AT_SYMLINK_FOLLOW,
-    )?;
-    Ok(())
 }
 
 /// How many folders deep `chown_beneath` goes (one descriptor held per level): a deeper
@@ -1042,47 +1006,6 @@ mod create_tests {
         assert!(errors[0].1.contains("folders deep"), "{errors:?}");
         // the top folder, `top`, and CHOWN_DEPTH folders below it
         assert_eq!(seen, CHOWN_DEPTH + 2);
-    }
-
-    /// A hard link is made only to a regular file reached through real folders: a folder
-    /// on the way that is a symlink, or a symlink at the file's name, is refused.
-    #[test]
-    fn a_hard_link_never_reaches_through_a_symlink() {
-        use std::os::unix::fs::MetadataExt;
-        let t = tempfile::tempdir().unwrap();
-        let (tree, outside) = (t.path().join("tree"), t.path().join("outside"));
-        std::fs::create_dir_all(tree.join("a/b")).unwrap();
-        std::fs::create_dir(&outside).unwrap();
-        std::fs::write(tree.join("a/b/f"), "mine").unwrap();
-        std::fs::write(outside.join("f"), "secret").unwrap();
-        std::os::unix::fs::symlink(&outside, tree.join("a/swapped")).unwrap();
-        std::os::unix::fs::symlink(outside.join("f"), tree.join("a/link")).unwrap();
-        hard_link_beneath(&tree, b"a/b/f", &tree.join("second")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(tree.join("second")).unwrap(),
-            "mine"
-        );
-        // the folder swapped for a link between the walk and the link: what was opened
-        let opened = open_file_beneath(&tree, b"a/b/f").unwrap();
-        std::fs::rename(tree.join("a/b"), tree.join("a/b-moved")).unwrap();
-        std::os::unix::fs::symlink(&outside, tree.join("a/b")).unwrap();
-        link_opened(&opened, &tree.join("third")).unwrap();
-        assert_eq!(std::fs::read_to_string(tree.join("third")).unwrap(), "mine");
-        for rel in [
-            &b"a/swapped/f"[..],
-            b"a/link",
-            b"a/b/f",
-            b"a/b-moved",
-            b"a/missing",
-            b"a/../a/b-moved/f",
-            b"a//b-moved/f",
-            b"",
-        ] {
-            let new = tree.join("bad");
-            assert!(hard_link_beneath(&tree, rel, &new).is_err(), "{rel:?}");
-            assert!(std::fs::symlink_metadata(&new).is_err(), "{rel:?}");
-        }
-        assert_eq!(std::fs::metadata(outside.join("f")).unwrap().nlink(), 1);
     }
 
     /// What a health check sees, folder by folder: a file's size; a link (never followed),

@@ -10,6 +10,9 @@ use std::os::windows::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::Command;
 
+mod dir;
+pub use dir::Dir;
+
 use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, GetDiskFreeSpaceExW,
@@ -432,24 +435,6 @@ pub fn create_new_nofollow(path: &Path, _mode: u32) -> io::Result<File> {
         .create_new(true)
         .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
         .open(path)
-}
-
-/// Makes `new` a second name of the regular file at `rel` (`a/b/c`) below `dir`: every
-/// folder on the way checked not to be a link (a reparse point) first.
-pub fn hard_link_beneath(dir: &Path, rel: &[u8], new: &Path) -> io::Result<()> {
-    let mut p = dir.to_path_buf();
-    for c in rel.split(|c| *c == b'/') {
-        p.push(os_from_bytes(c));
-        if std::fs::symlink_metadata(&p)?.file_type().is_symlink() {
-            return Err(io::Error::other(
-                "a folder on its way is a symlink or not a folder; refused",
-            ));
-        }
-    }
-    if !std::fs::symlink_metadata(&p)?.is_file() {
-        return Err(io::Error::other("not a regular file; refused"));
-    }
-    std::fs::hard_link(&p, new)
 }
 
 /// File identity is not available from stable std on Windows: never assumed equal.

@@ -537,6 +537,71 @@ fn a_restore_killed_before_putting_a_file_in_place_leaves_nothing_behind() {
     assert_eq!(temporaries(&new.p("/srv")), Vec::<PathBuf>::new());
 }
 
+/// A folder swapped for a symlink to a folder outside (as a user owning the folder
+/// above could, while the restore runs) at the worst moment — right before a worker
+/// writes a file into it — gets nothing written outside: each folder is opened from the
+/// data path's top one real folder at a time, and the file is made, renamed and removed
+/// through that descriptor. Both ways a file is written are tried: under its own name in
+/// a folder the restore made, and under a temporary name over a file in place. Once the
+/// swap is undone, the next run restores everything.
+#[test]
+#[cfg(unix)]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the hook: cargo test --features test-hooks"
+)]
+fn a_folder_swapped_for_a_symlink_mid_restore_gets_nothing_written_outside() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let store = t.path().join("store");
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
+    let outside = t.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("keep.txt"), "not yours\n").unwrap();
+    let new = new_root(&t.path().join("new"));
+    let d3 = new.p("/srv/small/d3");
+    let swap = format!(
+        "f10.txt:mv {d} {d}.moved && ln -s {o} {d}",
+        d = d3.display(),
+        o = outside.display()
+    );
+    let untouched = || {
+        let names: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["keep.txt"], "written outside");
+        let m = std::fs::metadata(outside.join("keep.txt")).unwrap();
+        assert_eq!(
+            std::fs::read(outside.join("keep.txt")).unwrap(),
+            b"not yours\n"
+        );
+        assert_eq!(m.mode() & 0o7777, 0o644);
+    };
+    // first into folders the restore makes (files under their own names), then over
+    // files in place (a changed one goes under a temporary name, then is renamed)
+    for changed in [false, true] {
+        if changed {
+            std::fs::write(d3.join("f10.txt"), "changed\n").unwrap();
+        }
+        let o = restore(
+            &new.dir,
+            &store,
+            &[],
+            &[("CARRYOVER_TEST_BEFORE_FILE", &swap)],
+        );
+        let swapped = std::fs::symlink_metadata(&d3).unwrap().is_symlink();
+        assert!(swapped, "{}", stderr(&o));
+        untouched();
+        std::fs::remove_file(&d3).unwrap();
+        std::fs::remove_dir_all(d3.with_file_name("d3.moved")).unwrap();
+        assert_exit!(restore_into(&new.dir, &store), Some(0));
+        assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+        assert_eq!(temporaries(&new.p("/srv")), Vec::<PathBuf>::new());
+    }
+}
+
 /// Flips a byte in the middle of random.bin's content in its pack (incompressible, so
 /// stored raw); returns the pack's path.
 fn damage_random_bin(old: &Tree, store: &Path) -> PathBuf {

@@ -172,7 +172,8 @@ fn clean_env(c: &mut Command, env: &[(&str, &str)]) {
         .env_remove("CARRYOVER_TEST_CRASH_IN_PRUNE")
         .env_remove("CARRYOVER_TEST_AFTER_STEP")
         .env_remove("CARRYOVER_TEST_FLUSH_FAILS")
-        .env_remove("CARRYOVER_TEST_CRASH_BEFORE_RENAME");
+        .env_remove("CARRYOVER_TEST_CRASH_BEFORE_RENAME")
+        .env_remove("CARRYOVER_TEST_BEFORE_FILE");
     for v in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

@@ -1,0 +1,361 @@
+//! Folders opened once and worked in by descriptor: what a restore makes, renames, links
+//! or removes inside a data path is named relative to a folder it opened without following
+//! a symlink, so a folder swapped for a link meanwhile (by a user who owns the folder
+//! above it) never sends a file, a link or a removal outside the tree.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
+use nix::sys::stat::Mode;
+
+use super::{Entry, proc_fd};
+
+/// A folder opened `O_PATH|O_DIRECTORY`, never through a symlink at its last step; `path`
+/// is what it was opened as, for messages only (nothing is reached through it again).
+pub struct Dir {
+    fd: File,
+    path: PathBuf,
+}
+
+/// How every step of a walk opens: the entry itself, never a link's target.
+fn step() -> OFlag {
+    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+/// The error of a step that met a symlink or a file where a folder belongs.
+fn not_a_folder(e: nix::errno::Errno) -> io::Error {
+    match e {
+        nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => {
+            io::Error::other("a folder on its way is a symlink or not a folder; refused")
+        }
+        e => io::Error::from(e),
+    }
+}
+
+/// The components of a plain relative path (`a/b/c`); `""`, `.` and `..` are refused.
+fn components(rel: &[u8]) -> io::Result<Vec<&OsStr>> {
+    let parts: Vec<&[u8]> = rel.split(|c| *c == b'/').collect();
+    if parts.iter().any(|c| matches!(*c, b"" | b"." | b"..")) {
+        return Err(io::Error::other(
+            "not a plain path below the folder; refused",
+        ));
+    }
+    Ok(parts.into_iter().map(OsStr::from_bytes).collect())
+}
+
+/// A name inside one folder: one plain component.
+fn plain(name: &OsStr) -> io::Result<&OsStr> {
+    match name.as_bytes() {
+        b"" | b"." | b".." => Err(io::Error::other("not a plain name; refused")),
+        b if b.contains(&b'/') => Err(io::Error::other("not a plain name; refused")),
+        _ => Ok(name),
+    }
+}
+
+impl Dir {
+    /// Opens the folder at `path` (its last component not followed; the folders above it
+    /// are the system's own: a data path's parents, made by root).
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let fd = openat(AT_FDCWD, path, step() | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(not_a_folder)?;
+        Ok(Dir {
+            fd: File::from(fd),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// What the folder was opened as.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The folder at `rel` (`a/b`; `""`: this one again) below this one, opened one
+    /// component at a time from this descriptor, never following a link.
+    pub fn open_beneath(&self, rel: &[u8]) -> io::Result<Dir> {
+        let mut path = self.path.clone();
+        if rel.is_empty() {
+            return Ok(Dir {
+                fd: self.fd.try_clone()?,
+                path,
+            });
+        }
+        let mut cur: Option<File> = None;
+        for c in components(rel)? {
+            let from = cur.as_ref().unwrap_or(&self.fd);
+            let fd = openat(from, c, step() | OFlag::O_DIRECTORY, Mode::empty())
+                .map_err(not_a_folder)?;
+            cur = Some(File::from(fd));
+            path.push(c);
+        }
+        Ok(Dir {
+            fd: cur.expect("at least one component"),
+            path,
+        })
+    }
+
+    /// The regular file at `rel` below this folder, opened `O_PATH` one component at a
+    /// time without following a link.
+    fn open_file_beneath(&self, rel: &[u8]) -> io::Result<File> {
+        let parts = components(rel)?;
+        let (name, folders) = parts.split_last().expect("at least one component");
+        let dir = match folders.is_empty() {
+            true => None,
+            false => Some(self.open_beneath(&rel[..rel.len() - name.len() - 1])?),
+        };
+        let from = dir.as_ref().map_or(&self.fd, |d| &d.fd);
+        let f = File::from(openat(from, *name, step(), Mode::empty()).map_err(not_a_folder)?);
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file; refused"));
+        }
+        Ok(f)
+    }
+
+    /// The entry `name` of this folder, opened without following a link (as
+    /// `Entry::open`).
+    pub fn entry(&self, name: &OsStr) -> io::Result<Entry> {
+        let fd = openat(&self.fd, plain(name)?, step(), Mode::empty())?;
+        Entry::of_path_fd(File::from(fd), self.path.join(name), Some(self))
+    }
+
+    /// True when `name` in this folder is a directory (a link to one is not).
+    pub fn is_dir(&self, name: &OsStr) -> bool {
+        plain(name)
+            .ok()
+            .and_then(|n| nix::sys::stat::fstatat(&self.fd, n, AtFlags::AT_SYMLINK_NOFOLLOW).ok())
+            .is_some_and(|s| s.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR)
+    }
+
+    /// Where the symlink `name` points.
+    pub fn read_link(&self, name: &OsStr) -> io::Result<std::ffi::OsString> {
+        Ok(nix::fcntl::readlinkat(&self.fd, plain(name)?)?)
+    }
+
+    /// Makes the folder `name` with `mode` (set on the new folder opened without following
+    /// a link, never left to the umask) and opens it.
+    pub fn mkdir(&self, name: &OsStr, mode: u32) -> io::Result<Dir> {
+        let name = plain(name)?;
+        nix::sys::stat::mkdirat(&self.fd, name, Mode::from_bits_truncate(0o700))?;
+        let fd = openat(&self.fd, name, step() | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(not_a_folder)?;
+        let fd = File::from(fd);
+        std::fs::set_permissions(
+            proc_fd(&fd),
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
+        )?;
+        Ok(Dir {
+            fd,
+            path: self.path.join(name),
+        })
+    }
+
+    /// Creates the file `name` exclusively (`O_EXCL|O_NOFOLLOW`), with the permission
+    /// bits of `mode` less the umask's (the caller sets the mode it needs when it differs).
+    pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(
+            &self.fd,
+            plain(name)?,
+            flags,
+            Mode::from_bits_truncate(mode & 0o777),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Removes the entry `name` of this folder (not a folder).
+    pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
+        nix::unistd::unlinkat(
+            &self.fd,
+            plain(name)?,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )?;
+        Ok(())
+    }
+
+    /// Renames `from` to `to`, both in this folder (`to` replaced if there).
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        nix::fcntl::renameat(&self.fd, plain(from)?, &self.fd, plain(to)?)?;
+        Ok(())
+    }
+
+    /// Makes the symlink `name` pointing to `target`.
+    pub fn symlink(&self, target: &OsStr, name: &OsStr) -> io::Result<()> {
+        nix::unistd::symlinkat(target, &self.fd, plain(name)?)?;
+        Ok(())
+    }
+
+    /// Makes a FIFO or a device node (`kind` as `make_special`) called `name`.
+    pub fn make_special(&self, name: &OsStr, kind: &str, mode: u32, rdev: u64) -> io::Result<()> {
+        use nix::sys::stat::SFlag;
+        let kind = match kind {
+            "fifo" => SFlag::S_IFIFO,
+            "char" => SFlag::S_IFCHR,
+            "block" => SFlag::S_IFBLK,
+            other => return Err(io::Error::other(format!("cannot create a {other}"))),
+        };
+        let perm = Mode::from_bits_truncate(mode & 0o7777);
+        nix::sys::stat::mknodat(&self.fd, plain(name)?, kind, perm, rdev as nix::libc::dev_t)?;
+        Ok(())
+    }
+
+    /// Makes `name` in `into` a second name of the regular file at `rel` below this
+    /// folder: the file is reached one component at a time (`open_file_beneath`) and
+    /// linked through its descriptor (`/proc/self/fd`), so a folder on the way swapped for
+    /// a link makes it fail — it never links a file from elsewhere.
+    pub fn link_beneath(&self, rel: &[u8], into: &Dir, name: &OsStr) -> io::Result<()> {
+        into.link_opened(&self.open_file_beneath(rel)?, name)
+    }
+
+    /// Gives the file opened as `f` the name `name` in this folder.
+    fn link_opened(&self, f: &File, name: &OsStr) -> io::Result<()> {
+        nix::unistd::linkat(
+            AT_FDCWD,
+            proc_fd(f).as_path(),
+            &self.fd,
+            plain(name)?,
+            AtFlags::AT_SYMLINK_FOLLOW,
+        )?;
+        Ok(())
+    }
+
+    /// A duplicate of the folder's descriptor, for an entry that acts on a name in it.
+    pub(super) fn dup(&self) -> io::Result<File> {
+        self.fd.try_clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A tree with a folder `a/b` holding `f`, and next to it a folder `outside` with a
+    /// secret; `a/swapped` is a symlink to `outside`, `a/link` one to its file.
+    fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let (tree, outside) = (t.path().join("tree"), t.path().join("outside"));
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(tree.join("a/b/f"), "mine").unwrap();
+        std::fs::write(outside.join("f"), "secret").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/swapped")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), tree.join("a/link")).unwrap();
+        (t, tree, outside)
+    }
+
+    /// A hard link is made only to a regular file reached through real folders: a folder
+    /// on the way that is a symlink, or a symlink at the file's name, is refused.
+    #[test]
+    fn a_hard_link_never_reaches_through_a_symlink() {
+        let (_t, tree, outside) = tree();
+        let top = Dir::open(&tree).unwrap();
+        top.link_beneath(b"a/b/f", &top, OsStr::new("second"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.join("second")).unwrap(),
+            "mine"
+        );
+        // the folder swapped for a link between the walk and the link: what was opened
+        let opened = top.open_file_beneath(b"a/b/f").unwrap();
+        std::fs::rename(tree.join("a/b"), tree.join("a/b-moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/b")).unwrap();
+        top.link_opened(&opened, OsStr::new("third")).unwrap();
+        assert_eq!(std::fs::read_to_string(tree.join("third")).unwrap(), "mine");
+        for rel in [
+            &b"a/swapped/f"[..],
+            b"a/link",
+            b"a/b/f",
+            b"a/b-moved",
+            b"a/missing",
+            b"a/../a/b-moved/f",
+            b"a//b-moved/f",
+            b"",
+        ] {
+            let r = top.link_beneath(rel, &top, OsStr::new("bad"));
+            assert!(r.is_err(), "{rel:?}");
+            assert!(
+                std::fs::symlink_metadata(tree.join("bad")).is_err(),
+                "{rel:?}"
+            );
+        }
+        assert_eq!(std::fs::metadata(outside.join("f")).unwrap().nlink(), 1);
+    }
+
+    /// Everything made in an opened folder stays in it: the folder swapped for a symlink
+    /// to another one right after it was opened (the worst moment) gets nothing — the
+    /// file, the folder, the link, the node, the rename and the removal all happen in
+    /// the folder that was opened, wherever it now is.
+    #[test]
+    fn what_is_made_in_an_opened_folder_never_lands_elsewhere() {
+        let (_t, tree, outside) = tree();
+        let top = Dir::open(&tree).unwrap();
+        let b = top.open_beneath(b"a/b").unwrap();
+        std::fs::rename(tree.join("a/b"), tree.join("a/b-moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/b")).unwrap();
+        let name = |n: &str| OsStr::new(n).to_os_string();
+        use std::io::Write;
+        b.create_new(&name("new"), 0o600)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        b.mkdir(&name("sub"), 0o750).unwrap();
+        b.symlink(OsStr::new("/etc/passwd"), &name("l")).unwrap();
+        b.make_special(&name("p"), "fifo", 0o600, 0).unwrap();
+        b.rename(&name("new"), &name("renamed")).unwrap();
+        b.remove_file(&name("f")).unwrap();
+        let moved = tree.join("a/b-moved");
+        assert_eq!(std::fs::read(moved.join("renamed")).unwrap(), b"x");
+        let sub = std::fs::symlink_metadata(moved.join("sub")).unwrap();
+        assert!(sub.is_dir());
+        assert_eq!(sub.mode() & 0o7777, 0o750);
+        assert!(
+            std::fs::symlink_metadata(moved.join("l"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert!(std::fs::symlink_metadata(moved.join("p")).is_ok());
+        assert!(std::fs::symlink_metadata(moved.join("f")).is_err());
+        let mut left: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["f"]);
+        assert_eq!(
+            std::fs::read_to_string(outside.join("f")).unwrap(),
+            "secret"
+        );
+        // opened again now, the way is refused at the link
+        let e = top.open_beneath(b"a/b").err().unwrap();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(top.open_beneath(b"a/swapped").is_err());
+        for bad in [&b"a/../a"[..], b"/a", b"a/", b"."] {
+            assert!(top.open_beneath(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["..", ".", "", "x/y"] {
+            assert!(b.create_new(OsStr::new(bad), 0o600).is_err(), "{bad:?}");
+            assert!(b.entry(OsStr::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A symlink's entry opened in a folder sets its times on the link in that folder
+    /// (through the folder's descriptor), not on a link of that name elsewhere.
+    #[test]
+    fn a_link_entry_sets_its_times_in_the_folder_it_was_opened_in() {
+        let (_t, tree, outside) = tree();
+        let b = Dir::open(&tree).unwrap().open_beneath(b"a").unwrap();
+        let e = b.entry(OsStr::new("link")).unwrap();
+        std::fs::rename(tree.join("a"), tree.join("a-moved")).unwrap();
+        std::fs::create_dir(tree.join("a")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), tree.join("a/link")).unwrap();
+        e.set_times(1_000_000, 0).unwrap();
+        let mtime = |p: &Path| std::fs::symlink_metadata(p).unwrap().mtime();
+        assert_eq!(mtime(&tree.join("a-moved/link")), 1_000_000);
+        assert_ne!(mtime(&tree.join("a/link")), 1_000_000);
+        assert!(!b.is_dir(OsStr::new("link")) && !b.is_dir(OsStr::new("..")));
+    }
+}
