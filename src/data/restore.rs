@@ -393,6 +393,8 @@ struct Job {
     node: Node,
     /// Its directory was made by this restore: nothing can be in the way.
     fresh: bool,
+    /// The owner (uid, gid) the file gets on this system.
+    owner: (u32, u32),
 }
 
 /// What a writer is handed: a whole file, or a piece of a large one.
@@ -755,6 +757,7 @@ fn restore_root(
                 let job = Job {
                     host,
                     shown: name,
+                    owner: owners.ids(&node),
                     node,
                     fresh: fresh_dirs.contains(&parent),
                 };
@@ -983,17 +986,26 @@ fn read_ahead(connections: usize) -> u64 {
 }
 
 /// True when the file at `m` is taken as the node's content: a file of the same size and
-/// mtime (from an earlier run, or on a surviving data disk).
-fn same_content(m: &std::fs::Metadata, n: &Node) -> bool {
+/// mtime (from an earlier run, or on a surviving data disk) that already has the owner it
+/// is to get. Only its owner (or root) can give a file an mtime of its choosing: without
+/// the owner check, a user who can write to the folder could plant a file of that size
+/// and mtime in place of root's setuid program and have the restore make it root's and
+/// setuid (or another group's, setgid). One of another owner is written again.
+fn same_content(m: &std::fs::Metadata, n: &Node, (uid, gid): (u32, u32)) -> bool {
     let fm = sys::file_meta(m);
-    m.is_file() && fm.size == n.size && (fm.mtime, fm.mtime_ns) == (n.mtime, n.mtime_ns)
+    m.is_file()
+        && fm.size == n.size
+        && (fm.mtime, fm.mtime_ns) == (n.mtime, n.mtime_ns)
+        && sys::owner_matches(m, uid, gid)
 }
 
 /// Whether a file's content must be read from the store (not when it is in place). A
 /// look by name only, to plan the reads: what the file's writer does is decided again on
 /// its folder's descriptor (`prepare`); a wrong guess costs a read, never a write.
 fn needs_content(job: &Job) -> bool {
-    job.fresh || !std::fs::symlink_metadata(&job.host).is_ok_and(|m| same_content(&m, &job.node))
+    job.fresh
+        || !std::fs::symlink_metadata(&job.host)
+            .is_ok_and(|m| same_content(&m, &job.node, job.owner))
 }
 
 /// Refuses a node whose size or data regions are not plausible.
@@ -1044,7 +1056,7 @@ fn prepare(owners: &Owners, folders: &mut Folders, job: &Job) -> Result<Prepared
     if job.fresh {
     } else if let Ok(e) = dir.entry(&name)
         && let Ok(m) = e.metadata()
-        && same_content(&m, n)
+        && same_content(&m, n, job.owner)
     {
         if sys::file_meta(&m).nlink == 1 {
             return Ok(Prepared::Done(apply_meta(&e, n, owners)?));
@@ -1468,6 +1480,7 @@ mod tests {
         Job {
             host,
             shown: "f".into(),
+            owner: (node.uid, node.gid),
             node,
             fresh: true,
         }

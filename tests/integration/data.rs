@@ -602,6 +602,46 @@ fn a_folder_swapped_for_a_symlink_mid_restore_gets_nothing_written_outside() {
     }
 }
 
+/// A file in place is taken as the snapshot's only when it has the size, the mtime and the
+/// owner it is to get: a user who can write to the folder can plant a payload of the size
+/// and mtime of root's setuid program (only a file's owner can choose its mtime, so the
+/// payload is hers), and it is written again from the store — never made root's and
+/// setuid.
+#[test]
+#[cfg(unix)]
+fn a_planted_file_with_the_size_and_mtime_of_a_setuid_program_is_not_adopted() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = tempfile::tempdir().unwrap();
+    let old = data_tree(&t.path().join("old"));
+    let tool = "/srv/app/tool";
+    std::fs::write(old.p(tool), "#!/bin/sh\necho real\n").unwrap();
+    std::fs::set_permissions(old.p(tool), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let store = t.path().join("store");
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
+    let new = new_root(&t.path().join("new"));
+    assert_exit!(restore_into(&new.dir, &store), Some(0));
+    let placed = std::fs::metadata(new.p(tool)).unwrap();
+    assert_eq!((placed.uid(), placed.mode() & 0o7777), (0, 0o4755));
+    // alice (1000) swaps in her own payload: same size, same mtime, hers
+    std::fs::remove_file(new.p(tool)).unwrap();
+    std::fs::write(new.p(tool), "#!/bin/sh\necho evil\n").unwrap();
+    std::os::unix::fs::chown(new.p(tool), Some(1000), Some(1000)).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(new.p(tool))
+        .unwrap();
+    f.set_modified(placed.modified().unwrap()).unwrap();
+    drop(f);
+    assert_exit!(restore_into(&new.dir, &store), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(new.p(tool)).unwrap(),
+        "#!/bin/sh\necho real\n"
+    );
+    let m = std::fs::metadata(new.p(tool)).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0o4755));
+    assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+}
+
 /// Flips a byte in the middle of random.bin's content in its pack (incompressible, so
 /// stored raw); returns the pack's path.
 fn damage_random_bin(old: &Tree, store: &Path) -> PathBuf {
