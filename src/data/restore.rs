@@ -5,7 +5,7 @@
 //! absurd sizes, entries out of order) is refused entry by entry; nothing is written
 //! outside the target; a damaged chunk fails only its file, which is named.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -256,18 +256,14 @@ pub fn restore(
             ));
             continue;
         }
-        let dest = root.path(&r.path);
-        if let Err(e) = sys::create_dirs(&dest, 0o755) {
-            out.failed.push(Problem::new(&r.path, e));
-            continue;
-        }
-        let top = match sys::Dir::open(&dest) {
+        let top = match open_data_path(root, &r.path) {
             Ok(d) => Arc::new(d),
             Err(e) => {
                 out.failed.push(Problem::new(&r.path, e));
                 continue;
             }
         };
+        let dest = top.path().to_path_buf();
         filesystems.add(&dest);
         let ids = r.tree.clone();
         let reader = TreeReader::new(store.clone(), index.clone(), ids);
@@ -395,6 +391,8 @@ struct Job {
     fresh: bool,
     /// The owner (uid, gid) the file gets on this system.
     owner: (u32, u32),
+    /// What identifies its folder (`FolderId`).
+    folder: Option<FolderId>,
 }
 
 /// What a writer is handed: a whole file, or a piece of a large one.
@@ -655,10 +653,11 @@ fn restore_root(
         .collect();
     drop(handoff);
 
-    let mut dirs: HashSet<Vec<u8>> = HashSet::new();
+    // every folder of the tree (path below the top) and what identifies it
+    let mut dirs: HashMap<Vec<u8>, Option<FolderId>> = HashMap::new();
     let mut fresh_dirs: HashSet<Vec<u8>> = HashSet::new();
-    let mut deferred_dirs: Vec<(PathBuf, String, Node, bool)> = Vec::new();
-    let mut links: Vec<(PathBuf, String, Node)> = Vec::new();
+    let mut deferred_dirs: Vec<(String, Node, bool, Option<FolderId>)> = Vec::new();
+    let mut links: Vec<(PathBuf, String, Node, Option<FolderId>)> = Vec::new();
     let mut prev: Option<Vec<u8>> = None;
     let shown = |p: &[u8]| {
         if p.is_empty() {
@@ -713,7 +712,8 @@ fn restore_root(
             Some(i) => node.path[..i].to_vec(),
             None => Vec::new(),
         };
-        if !node.path.is_empty() && !dirs.contains(&parent) {
+        let in_folder = dirs.get(&parent).copied();
+        if !node.path.is_empty() && in_folder.is_none() {
             out.failed.push(Problem::new(
                 &name,
                 "its parent is not a directory of the snapshot; refused",
@@ -730,7 +730,7 @@ fn restore_root(
                 let made = match node.path.is_empty() {
                     true => Ok((top.clone(), false)),
                     false => folders
-                        .get(&parent)
+                        .get(&parent, in_folder.flatten())
                         .and_then(|p| ensure_dir(&p, &base_name(&node.path)))
                         .map(|(d, created)| (Arc::new(d), created)),
                 };
@@ -741,9 +741,9 @@ fn restore_root(
                         } else {
                             filesystems.add(&host);
                         }
-                        folders.keep(node.path.clone(), dir);
-                        dirs.insert(node.path.clone());
-                        deferred_dirs.push((host, name, node, created));
+                        let id = folders.keep(node.path.clone(), dir);
+                        dirs.insert(node.path.clone(), id);
+                        deferred_dirs.push((name, node, created, id));
                     }
                     Err(e) => out.failed.push(Problem::new(&name, e)),
                 }
@@ -758,6 +758,7 @@ fn restore_root(
                     host,
                     shown: name,
                     owner: owners.ids(&node),
+                    folder: in_folder.flatten(),
                     node,
                     fresh: fresh_dirs.contains(&parent),
                 };
@@ -767,10 +768,10 @@ fn restore_root(
                     }
                 }
             }
-            Kind::Hardlink => links.push((host, name, node)),
+            Kind::Hardlink => links.push((host, name, node, in_folder.flatten())),
             Kind::Symlink | Kind::Fifo | Kind::Char | Kind::Block => {
                 let made = folders
-                    .get(&parent)
+                    .get(&parent, in_folder.flatten())
                     .map_err(anyhow::Error::from)
                     .and_then(|dir| make_other(&dir, &node, owners));
                 match made {
@@ -809,8 +810,8 @@ fn restore_root(
         progress.tally(r.bytes);
         out.failed.append(&mut r.failed);
     }
-    for (host, name, node) in links {
-        match make_hardlink(top, &mut folders, &host, &node) {
+    for (host, name, node, folder) in links {
+        match make_hardlink(top, &mut folders, (&host, folder), &node) {
             Ok(changed) => {
                 out.files += 1;
                 out.count(changed);
@@ -818,12 +819,20 @@ fn restore_root(
             Err(e) => out.failed.push(Problem::new(name, format!("{e:#}"))),
         }
     }
-    for (host, name, node, created) in deferred_dirs.iter().rev() {
+    for (name, node, created, id) in deferred_dirs.iter().rev() {
+        let parent = parent_of(&node.path);
         let entry = match node.path.is_empty() {
-            true => sys::Entry::open(host),
+            true => top.entry_self(),
             false => folders
-                .get(parent_of(&node.path))
-                .and_then(|d| d.entry(&base_name(&node.path))),
+                .get(parent, dirs.get(parent).copied().flatten())
+                .and_then(|d| d.entry(&base_name(&node.path)))
+                .and_then(|e| {
+                    let m = sys::file_meta(&e.metadata()?);
+                    match id {
+                        Some(id) if *id != (m.dev, m.ino) => Err(replaced()),
+                        _ => Ok(e),
+                    }
+                }),
         };
         let applied = entry
             .map_err(anyhow::Error::from)
@@ -842,6 +851,22 @@ fn restore_root(
     Ok(())
 }
 
+/// The folder of a data path, made if missing: resolved inside the root without following
+/// a symlink a user could have planted (`Root::path_strict`: a link a user owns, or one in
+/// a folder a user can write), then opened from the root one folder at a time, never
+/// through a symlink (one swapped in after the resolution is refused).
+fn open_data_path(root: &Root, path: &str) -> std::io::Result<sys::Dir> {
+    let dest = root.path_strict(path)?;
+    let rel = dest
+        .strip_prefix(root.dir())
+        .map_err(|_| std::io::Error::other("not below the root; refused"))?;
+    let rel: Vec<Vec<u8>> = rel
+        .components()
+        .map(|c| sys::os_bytes(c.as_os_str()))
+        .collect();
+    sys::Dir::open(root.dir())?.open_or_make(&rel.join(&b'/'), 0o755)
+}
+
 /// Folders of one data path, opened below its top one component at a time, never
 /// through a symlink (`sys::Dir::open_beneath`), the last few kept (consecutive entries
 /// mostly share one). Whatever a restore makes, renames or removes in a folder goes
@@ -849,12 +874,22 @@ fn restore_root(
 /// restore runs — as a user owning the folder above can do — sends nothing outside.
 struct Folders {
     top: Arc<sys::Dir>,
-    /// (path below the top, folder), the most recently used last.
-    kept: Vec<(Vec<u8>, Arc<sys::Dir>)>,
+    /// (path below the top, folder, what identifies it), the most recently used last.
+    kept: Vec<(Vec<u8>, Arc<sys::Dir>, Option<FolderId>)>,
 }
+
+/// What identifies a folder (device, inode; `None` where the platform does not say): one
+/// found again by name is the one the walker made or found only when this matches — not
+/// another real folder a user with write access above moved into its place.
+type FolderId = (u64, u64);
 
 /// Folders a `Folders` keeps open.
 const KEPT: usize = 8;
+
+/// The error of a folder found by name that is not the one the restore made or found.
+fn replaced() -> std::io::Error {
+    std::io::Error::other("the folder was replaced while the restore ran; refused")
+}
 
 impl Folders {
     fn new(top: Arc<sys::Dir>) -> Folders {
@@ -866,19 +901,27 @@ impl Folders {
 
     /// The folder at `rel` below the top (`""`: the top), opened from the nearest kept
     /// folder above it; its parent is kept too (the next folder is mostly a sibling: one
-    /// step from there).
-    fn get(&mut self, rel: &[u8]) -> std::io::Result<Arc<sys::Dir>> {
-        if rel.is_empty() {
-            return Ok(self.top.clone());
+    /// step from there). `want`: what must identify it (the walker's record).
+    fn get(&mut self, rel: &[u8], want: Option<FolderId>) -> std::io::Result<Arc<sys::Dir>> {
+        let (dir, id) = self.find(rel)?;
+        match want {
+            Some(w) if id != Some(w) => Err(replaced()),
+            _ => Ok(dir),
         }
-        if let Some(i) = self.kept.iter().rposition(|(r, _)| r == rel) {
+    }
+
+    fn find(&mut self, rel: &[u8]) -> std::io::Result<(Arc<sys::Dir>, Option<FolderId>)> {
+        if rel.is_empty() {
+            return Ok((self.top.clone(), self.top.id()));
+        }
+        if let Some(i) = self.kept.iter().rposition(|(r, ..)| r == rel) {
             let kept = self.kept.remove(i);
-            let dir = kept.1.clone();
+            let found = (kept.1.clone(), kept.2);
             self.kept.push(kept);
-            return Ok(dir);
+            return Ok(found);
         }
         let (mut at, mut from) = (0, self.top.clone());
-        for (r, d) in &self.kept {
+        for (r, d, _) in &self.kept {
             if r.len() > at && rel.starts_with(r) && rel.get(r.len()) == Some(&b'/') {
                 (at, from) = (r.len() + 1, d.clone());
             }
@@ -890,16 +933,18 @@ impl Folders {
             at = parent.len() + 1;
         }
         let dir = Arc::new(from.open_beneath(&rel[at..])?);
-        self.keep(rel.to_vec(), dir.clone());
-        Ok(dir)
+        let id = self.keep(rel.to_vec(), dir.clone());
+        Ok((dir, id))
     }
 
-    /// Keeps a folder this thread opened or made.
-    fn keep(&mut self, rel: Vec<u8>, dir: Arc<sys::Dir>) {
+    /// Keeps a folder this thread opened or made; what identifies it.
+    fn keep(&mut self, rel: Vec<u8>, dir: Arc<sys::Dir>) -> Option<FolderId> {
         if self.kept.len() >= KEPT {
             self.kept.remove(0);
         }
-        self.kept.push((rel, dir));
+        let id = dir.id();
+        self.kept.push((rel, dir, id));
+        id
     }
 }
 
@@ -1045,7 +1090,7 @@ fn prepare(owners: &Owners, folders: &mut Folders, job: &Job) -> Result<Prepared
     let n = &job.node;
     check_sizes(n)?;
     before_file(&job.host);
-    let dir = folders.get(parent_of(&n.path))?;
+    let dir = folders.get(parent_of(&n.path), job.folder)?;
     let name = base_name(&n.path);
     // Already there from an earlier run or on a surviving data disk: the content is
     // taken as the same when size and mtime are. Only what differs is set; a file with
@@ -1358,7 +1403,12 @@ fn make_other(dir: &sys::Dir, n: &Node, owners: &Owners) -> Result<bool> {
 /// A second name of a file restored before; only ever to a regular file of this tree,
 /// reached from the top one real folder at a time. True when the link was made (false:
 /// it was there).
-fn make_hardlink(top: &sys::Dir, folders: &mut Folders, host: &Path, n: &Node) -> Result<bool> {
+fn make_hardlink(
+    top: &sys::Dir,
+    folders: &mut Folders,
+    (host, folder): (&Path, Option<FolderId>),
+    n: &Node,
+) -> Result<bool> {
     if n.target.is_empty() || !check_path(&n.target) {
         bail!("hard link to an invalid path; refused");
     }
@@ -1369,7 +1419,7 @@ fn make_hardlink(top: &sys::Dir, folders: &mut Folders, host: &Path, n: &Node) -
     {
         return Ok(false);
     }
-    let dir = folders.get(parent_of(&n.path))?;
+    let dir = folders.get(parent_of(&n.path), folder)?;
     let name = base_name(&n.path);
     let tmp = temp_name(&name);
     let _ = dir.remove_file(&tmp);
@@ -1481,6 +1531,7 @@ mod tests {
             host,
             shown: "f".into(),
             owner: (node.uid, node.gid),
+            folder: None,
             node,
             fresh: true,
         }

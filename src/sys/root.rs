@@ -52,12 +52,29 @@ impl Root {
         let mut parts = normal_parts(abs.as_ref());
         let last = parts.pop();
         let mut dir = self
-            .resolve_parts(parts, 0)
+            .resolve(parts, 0, false)
             .unwrap_or_else(|_| self.dir.clone());
         if let Some(last) = last {
             dir.push(last);
         }
         dir
+    }
+
+    /// As `path`, but a symlink on the way that a user planted, or that sits in a folder a
+    /// user can write, is not followed: an error (`sys::may_follow`). For the places a
+    /// restore writes below as root (data paths), opened from there one folder at a time
+    /// without following anything (`sys::Dir`).
+    pub fn path_strict(&self, abs: impl AsRef<Path>) -> io::Result<PathBuf> {
+        if let Some(drive) = self.other_drive(abs.as_ref()) {
+            return drive.path_strict(abs);
+        }
+        let mut parts = normal_parts(abs.as_ref());
+        let last = parts.pop();
+        let mut dir = self.resolve(parts, 0, true)?;
+        if let Some(last) = last {
+            dir.push(last);
+        }
+        Ok(dir)
     }
 
     /// The host path of `abs` with every component resolved, symlinks followed inside the
@@ -67,7 +84,7 @@ impl Root {
             return drive.follow(abs);
         }
         let parts = normal_parts(abs.as_ref());
-        match self.resolve_parts(parts, 0) {
+        match self.resolve(parts, 0, false) {
             Ok(p) => p,
             Err(_) => self.path(abs),
         }
@@ -95,7 +112,9 @@ impl Root {
         }
     }
 
-    fn resolve_parts(&self, parts: Vec<OsString>, mut hops: usize) -> io::Result<PathBuf> {
+    /// The host path of the in-root components `parts`, symlinks followed inside the root;
+    /// `strict`: a symlink `may_follow` refuses is an error.
+    fn resolve(&self, parts: Vec<OsString>, mut hops: usize, strict: bool) -> io::Result<PathBuf> {
         // `stack` holds the in-root components resolved so far.
         let mut stack: Vec<OsString> = Vec::new();
         let mut todo: Vec<OsString> = parts.into_iter().rev().collect();
@@ -112,6 +131,13 @@ impl Root {
             candidate.push(&part);
             match std::fs::symlink_metadata(&candidate) {
                 Ok(m) if m.file_type().is_symlink() => {
+                    if strict && !super::may_follow(&candidate) {
+                        return Err(io::Error::other(format!(
+                            "{} is a symlink that a user owns or that is in a folder others can \
+                             write; not followed",
+                            self.inner(&candidate).display()
+                        )));
+                    }
                     hops += 1;
                     if hops > MAX_LINKS {
                         return Err(io::Error::other("too many levels of symbolic links"));
@@ -165,6 +191,44 @@ fn normal_parts_keep_dots(p: &Path) -> Vec<OsString> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// The strict resolution follows a link root made in a folder only root (or a sticky
+    /// folder's owner) can change, and refuses one a user owns or one in a folder others
+    /// can write.
+    #[test]
+    fn a_strict_path_follows_only_links_nobody_else_controls() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let dir = |p: &str, mode: u32| {
+            std::fs::create_dir_all(t.path().join(p)).unwrap();
+            std::fs::set_permissions(t.path().join(p), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        };
+        dir("data/real", 0o755);
+        dir("mine", 0o755);
+        dir("open", 0o777);
+        dir("sticky", 0o1777);
+        for d in ["mine", "open", "sticky"] {
+            symlink("/data/real", t.path().join(d).join("l")).unwrap();
+        }
+        let link = t.path().join("mine/users");
+        symlink("/data/real", &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(4242), Some(4242)).unwrap();
+        let real = t.path().join("data/real/x");
+        assert_eq!(root.path_strict("/mine/l/x").unwrap(), real);
+        assert_eq!(root.path_strict("/sticky/l/x").unwrap(), real);
+        for refused in ["/open/l/x", "/mine/users/x"] {
+            let e = root.path_strict(refused).unwrap_err().to_string();
+            assert!(e.contains("not followed"), "{refused}: {e}");
+            assert_eq!(root.path(refused), real, "{refused}");
+        }
+        // the last component is not followed, as `path`
+        assert_eq!(
+            root.path_strict("/open/l").unwrap(),
+            t.path().join("open/l")
+        );
+    }
 
     #[test]
     fn absolute_symlinks_stay_inside_the_root() {

@@ -523,6 +523,23 @@ fn chown_entry(
     }
 }
 
+/// True when the symlink at `link`, met on the way to a data path, may be followed: it and
+/// the folder holding it belong to root (or to whoever runs carryover), and nobody else
+/// can write to that folder — or it is sticky, so nobody else can rename what is there. A
+/// link a user planted, or one in a folder a user can write, is never followed.
+pub fn may_follow(link: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let trusted = |uid: u32| uid == 0 || uid == me;
+    let (Ok(l), Some(Ok(p))) = (
+        std::fs::symlink_metadata(link),
+        link.parent().map(std::fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    trusted(l.uid()) && trusted(p.uid()) && (p.mode() & 0o022 == 0 || p.mode() & 0o1000 != 0)
+}
+
 /// The `/proc` name of a descriptor: it resolves to the opened inode, whatever is at the
 /// entry's name now.
 fn proc_fd(f: &File) -> std::path::PathBuf {

@@ -437,6 +437,11 @@ pub fn create_new_nofollow(path: &Path, _mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Links on the way to a data path are followed on Windows (no POSIX owners to check).
+pub fn may_follow(_link: &Path) -> bool {
+    true
+}
+
 /// File identity is not available from stable std on Windows: never assumed equal.
 pub fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
     false

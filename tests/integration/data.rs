@@ -537,20 +537,22 @@ fn a_restore_killed_before_putting_a_file_in_place_leaves_nothing_behind() {
     assert_eq!(temporaries(&new.p("/srv")), Vec::<PathBuf>::new());
 }
 
-/// A folder swapped for a symlink to a folder outside (as a user owning the folder
-/// above could, while the restore runs) at the worst moment — right before a worker
-/// writes a file into it — gets nothing written outside: each folder is opened from the
-/// data path's top one real folder at a time, and the file is made, renamed and removed
-/// through that descriptor. Both ways a file is written are tried: under its own name in
-/// a folder the restore made, and under a temporary name over a file in place. Once the
-/// swap is undone, the next run restores everything.
+/// A folder swapped at the worst moment — right before a worker writes a file into it —
+/// as a user owning the folder above could while the restore runs, for a symlink to a
+/// folder outside, or for a real folder of that user's: nothing is written through the
+/// link, nothing into the impostor, and the impostor's owner and mode are not touched.
+/// Each folder is opened from the data path's top one real folder at a time, checked to
+/// be the one the walker made (device and inode), and the file is made, renamed and
+/// removed through its descriptor. Both ways a file is written are tried: under its own
+/// name in a folder the restore made, and under a temporary name over a file in place.
+/// Once the swap is undone, the next run restores everything.
 #[test]
 #[cfg(unix)]
 #[cfg_attr(
     not(feature = "test-hooks"),
     ignore = "needs the hook: cargo test --features test-hooks"
 )]
-fn a_folder_swapped_for_a_symlink_mid_restore_gets_nothing_written_outside() {
+fn a_folder_swapped_mid_restore_gets_nothing_written_through_it() {
     use std::os::unix::fs::MetadataExt;
     let t = tempfile::tempdir().unwrap();
     let old = data_tree(&t.path().join("old"));
@@ -561,11 +563,9 @@ fn a_folder_swapped_for_a_symlink_mid_restore_gets_nothing_written_outside() {
     std::fs::write(outside.join("keep.txt"), "not yours\n").unwrap();
     let new = new_root(&t.path().join("new"));
     let d3 = new.p("/srv/small/d3");
-    let swap = format!(
-        "f10.txt:mv {d} {d}.moved && ln -s {o} {d}",
-        d = d3.display(),
-        o = outside.display()
-    );
+    let (d, o) = (d3.display(), outside.display());
+    let to_link = format!("f10.txt:mv {d} {d}.moved && ln -s {o} {d}");
+    let to_impostor = format!("f10.txt:mv {d} {d}.moved && mkdir -m 0777 {d} && chown 4242 {d}");
     let untouched = || {
         let names: Vec<_> = std::fs::read_dir(&outside)
             .unwrap()
@@ -578,28 +578,90 @@ fn a_folder_swapped_for_a_symlink_mid_restore_gets_nothing_written_outside() {
             b"not yours\n"
         );
         assert_eq!(m.mode() & 0o7777, 0o644);
+        let m = std::fs::symlink_metadata(&d3).unwrap();
+        if m.is_dir() {
+            assert_eq!(
+                std::fs::read_dir(&d3).unwrap().count(),
+                0,
+                "written into it"
+            );
+            assert_eq!((m.uid(), m.mode() & 0o7777), (4242, 0o777));
+        } else {
+            assert!(m.is_symlink());
+        }
     };
     // first into folders the restore makes (files under their own names), then over
     // files in place (a changed one goes under a temporary name, then is renamed)
-    for changed in [false, true] {
-        if changed {
-            std::fs::write(d3.join("f10.txt"), "changed\n").unwrap();
+    for swap in [&to_link, &to_impostor] {
+        for changed in [false, true] {
+            if changed {
+                std::fs::write(d3.join("f10.txt"), "changed\n").unwrap();
+            }
+            let o = restore(
+                &new.dir,
+                &store,
+                &[],
+                &[("CARRYOVER_TEST_BEFORE_FILE", swap)],
+            );
+            assert!(d3.with_file_name("d3.moved").exists(), "{}", stderr(&o));
+            untouched();
+            match std::fs::symlink_metadata(&d3).unwrap().is_dir() {
+                true => std::fs::remove_dir(&d3).unwrap(),
+                false => std::fs::remove_file(&d3).unwrap(),
+            }
+            std::fs::remove_dir_all(d3.with_file_name("d3.moved")).unwrap();
+            assert_exit!(restore_into(&new.dir, &store), Some(0));
+            assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
+            assert_eq!(temporaries(&new.p("/srv")), Vec::<PathBuf>::new());
         }
-        let o = restore(
-            &new.dir,
-            &store,
-            &[],
-            &[("CARRYOVER_TEST_BEFORE_FILE", &swap)],
-        );
-        let swapped = std::fs::symlink_metadata(&d3).unwrap().is_symlink();
-        assert!(swapped, "{}", stderr(&o));
-        untouched();
-        std::fs::remove_file(&d3).unwrap();
-        std::fs::remove_dir_all(d3.with_file_name("d3.moved")).unwrap();
-        assert_exit!(restore_into(&new.dir, &store), Some(0));
-        assert_eq!(rsync_diff(&old.p("/srv"), &new.p("/srv")), "");
-        assert_eq!(temporaries(&new.p("/srv")), Vec::<PathBuf>::new());
     }
+}
+
+/// The folders above a data path are followed only through symlinks root put in folders
+/// only root can write (a layout such as `/srv/u -> /data/u`): one a user planted in a
+/// folder of theirs (`/srv/u/w -> /etc`) is not followed — the data path is refused and
+/// named, and nothing is made or owned in `/etc`.
+#[test]
+#[cfg(unix)]
+fn a_symlink_a_user_planted_above_a_data_path_is_not_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let old = Tree::new(&t.path().join("old"));
+    old.file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n")
+        .file("/etc/group", "root:x:0:\n")
+        .file("/sys/class/dmi/id/product_uuid", &format!("{INSTANCE}\n"))
+        .file("/srv/u/w/proj/notes.txt", "mine\n");
+    let store = t.path().join("store");
+    let o = Cmd::new("capture")
+        .root(&old.dir)
+        .store(&store)
+        .args(&["--path", "/srv/u/w/proj"])
+        .json()
+        .run();
+    assert_exit!(o, Some(0));
+    // root's own layout: /srv/u is root's link to /data/u, in root's /srv
+    let legit = new_root(&t.path().join("legit"));
+    std::fs::create_dir_all(legit.p("/data/u")).unwrap();
+    std::fs::create_dir_all(legit.p("/srv")).unwrap();
+    std::os::unix::fs::symlink("/data/u", legit.p("/srv/u")).unwrap();
+    assert_exit!(restore_into(&legit.dir, &store), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(legit.p("/data/u/w/proj/notes.txt")).unwrap(),
+        "mine\n"
+    );
+    // a user's folder above the data path, with their link to /etc in it
+    let new = new_root(&t.path().join("new"));
+    std::fs::create_dir_all(new.p("/srv/u")).unwrap();
+    std::os::unix::fs::chown(new.p("/srv/u"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::symlink("/etc", new.p("/srv/u/w")).unwrap();
+    std::os::unix::fs::lchown(new.p("/srv/u/w"), Some(1000), Some(1000)).unwrap();
+    let o = restore_into(&new.dir, &store);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!new.p("/etc/proj").exists(), "made in /etc");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("/srv/u/w/proj") && out.contains("not followed"),
+        "{out}"
+    );
 }
 
 /// A file in place is taken as the snapshot's only when it has the size, the mtime and the

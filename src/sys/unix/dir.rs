@@ -97,6 +97,41 @@ impl Dir {
         })
     }
 
+    /// The folder at `rel` below this one (as `open_beneath`), each missing folder on the
+    /// way made with `mode` (`mkdir`).
+    pub fn open_or_make(&self, rel: &[u8], mode: u32) -> io::Result<Dir> {
+        if rel.is_empty() {
+            return self.open_beneath(b"");
+        }
+        let mut cur: Option<Dir> = None;
+        for c in components(rel)? {
+            let from = cur.as_ref().unwrap_or(self);
+            let next = match from.open_beneath(c.as_bytes()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match from.mkdir(c, mode) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        from.open_beneath(c.as_bytes())
+                    }
+                    r => r,
+                },
+                r => r,
+            }?;
+            cur = Some(next);
+        }
+        Ok(cur.expect("at least one component"))
+    }
+
+    /// What identifies the folder opened (device, inode): a folder found again by name is
+    /// the same one only when this matches.
+    pub fn id(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.fd.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// The folder itself as an entry, to set its metadata on what was opened.
+    pub fn entry_self(&self) -> io::Result<Entry> {
+        Entry::of_path_fd(self.fd.try_clone()?, self.path.clone(), None)
+    }
+
     /// The regular file at `rel` below this folder, opened `O_PATH` one component at a
     /// time without following a link.
     fn open_file_beneath(&self, rel: &[u8]) -> io::Result<File> {

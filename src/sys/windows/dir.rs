@@ -62,6 +62,31 @@ impl Dir {
         Ok(Dir { path: p })
     }
 
+    /// The folder at `rel` below this one, each missing folder on the way made.
+    pub fn open_or_make(&self, rel: &[u8], mode: u32) -> io::Result<Dir> {
+        let mut cur = Dir {
+            path: self.path.clone(),
+        };
+        for c in rel.split(|c| *c == b'/').filter(|c| !c.is_empty()) {
+            let name = super::os_from_bytes(c);
+            cur = match cur.open_beneath(c) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => cur.mkdir(&name, mode)?,
+                r => r?,
+            };
+        }
+        Ok(cur)
+    }
+
+    /// Windows file ids are not read here: a folder found again by name is not compared.
+    pub fn id(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// The folder itself as an entry.
+    pub fn entry_self(&self) -> io::Result<Entry> {
+        Entry::open(&self.path)
+    }
+
     /// The entry `name` of this folder (as `Entry::open`).
     pub fn entry(&self, name: &OsStr) -> io::Result<Entry> {
         Entry::open(&self.path.join(plain(name)?))
