@@ -856,15 +856,7 @@ fn restore_root(
 /// a folder a user can write), then opened from the root one folder at a time, never
 /// through a symlink (one swapped in after the resolution is refused).
 fn open_data_path(root: &Root, path: &str) -> std::io::Result<sys::Dir> {
-    let dest = root.path_strict(path)?;
-    let rel = dest
-        .strip_prefix(root.dir())
-        .map_err(|_| std::io::Error::other("not below the root; refused"))?;
-    let rel: Vec<Vec<u8>> = rel
-        .components()
-        .map(|c| sys::os_bytes(c.as_os_str()))
-        .collect();
-    sys::Dir::open(root.dir())?.open_or_make(&rel.join(&b'/'), 0o755)
+    root.open_dir_strict(path, Some(0o755))
 }
 
 /// Folders of one data path, opened below its top one component at a time, never

@@ -515,6 +515,84 @@ impl<'a> Apply<'a> {
         Ok(true)
     }
 
+    /// `ensure_dir` for a folder below one a user owns (`~/.ssh` in a home), reached and
+    /// set on descriptors (`Root::open_dir_strict`, `sys::Dir`), never through a link a
+    /// user could swap in meanwhile; the folder, opened. Not for a dry run (`ensure_dir`).
+    pub fn ensure_dir_at(
+        &self,
+        abs: &str,
+        mode: u32,
+        owner: (u32, u32),
+    ) -> io::Result<crate::sys::Dir> {
+        let (parent, name) = abs
+            .rsplit_once('/')
+            .filter(|(_, n)| !n.is_empty())
+            .ok_or_else(|| io::Error::other(format!("{abs}: not a folder's path")))?;
+        let parent = self
+            .root
+            .open_dir_strict(if parent.is_empty() { "/" } else { parent }, None)?;
+        let name = std::ffi::OsStr::new(name);
+        let (dir, created) = match parent.open_beneath(name.as_encoded_bytes()) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (parent.mkdir(name, mode)?, true),
+            r => (
+                r.map_err(|e| io::Error::new(e.kind(), format!("{abs}: {e}")))?,
+                false,
+            ),
+        };
+        if created {
+            self.changed.set(true);
+            self.note_change(format!("{abs}/ created"));
+        }
+        let e = dir.entry_self()?;
+        let meta = e.metadata()?;
+        let (was_mode, was_owner) = (crate::sys::mode_of(&meta), crate::sys::owner_of(&meta));
+        if (was_mode, was_owner) != (mode, owner) {
+            if !created {
+                self.changed.set(true);
+                self.note_change(format!(
+                    "{abs}/: mode {was_mode:04o} → {mode:04o}, owner {}:{} → {}:{}",
+                    was_owner.0, was_owner.1, owner.0, owner.1
+                ));
+            }
+            e.set_owner(owner.0, owner.1)?;
+            e.set_mode(mode)?;
+        }
+        Ok(dir)
+    }
+
+    /// `install` for the file `abs` in the folder `dir` opened by `ensure_dir_at`: what is
+    /// there (`old`, read with `Dir::read_plain`) is kept as the backup, the new content
+    /// written and renamed through the folder's descriptor.
+    pub fn install_at(
+        &self,
+        dir: &crate::sys::Dir,
+        abs: &str,
+        old: Option<&[u8]>,
+        content: &[u8],
+        mode: u32,
+        owner: (u32, u32),
+    ) -> io::Result<bool> {
+        let name = std::ffi::OsStr::new(abs.rsplit('/').next().unwrap_or(abs));
+        if old == Some(content)
+            && let Ok(e) = dir.entry(name)
+            && let Ok(m) = e.metadata()
+            && crate::sys::mode_of(&m) == mode
+            && crate::sys::owner_of(&m) == owner
+        {
+            return Ok(false);
+        }
+        self.changed.set(true);
+        self.note_file_change(abs, old, content, mode);
+        if let Some(old) = old {
+            let dest = self.backup_path(abs);
+            if std::fs::symlink_metadata(&dest).is_err() {
+                crate::sys::write_atomic(&dest, old, 0o600)?;
+            }
+        }
+        dir.write_atomic(name, content, mode, Some(owner))?;
+        Ok(true)
+    }
+
     /// Makes `abs` a directory with exactly this mode and owner: created when absent,
     /// corrected when it differs (`~/.ssh` must be 0700 and its user's for sshd). Anything
     /// else there — a symlink, a file — is refused, never followed.
@@ -586,6 +664,54 @@ impl<'a> Apply<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A user's `~/.ssh` is reached and written through descriptors: swapped for a link to
+    /// /etc between the check and the write (the user logged in meanwhile), the keys land
+    /// in the folder that was checked, wherever it now is — never in /etc; a link there
+    /// from the start, or a hard link at the file, is refused.
+    #[test]
+    #[cfg(unix)]
+    fn a_users_folder_swapped_for_a_link_gets_nothing_written_through_it() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let (home, etc) = (t.path().join("home/alice"), t.path().join("etc"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        std::os::unix::fs::chown(&home, Some(1000), Some(1000)).unwrap();
+        let a = Apply::new(&root, "snap1", false);
+        let ssh = a
+            .ensure_dir_at("/home/alice/.ssh", 0o700, (1000, 1000))
+            .unwrap();
+        std::fs::rename(home.join(".ssh"), home.join(".ssh-moved")).unwrap();
+        std::os::unix::fs::symlink(&etc, home.join(".ssh")).unwrap();
+        let key = b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB k\n";
+        let file = "/home/alice/.ssh/authorized_keys";
+        assert!(
+            a.install_at(&ssh, file, None, key, 0o600, (1000, 1000))
+                .unwrap()
+        );
+        assert!(!etc.join("authorized_keys").exists());
+        let placed = home.join(".ssh-moved/authorized_keys");
+        assert_eq!(std::fs::read(&placed).unwrap(), key);
+        let m = std::fs::metadata(&placed).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 1000, 0o600));
+        let d = std::fs::metadata(home.join(".ssh-moved")).unwrap();
+        assert_eq!((d.uid(), d.mode() & 0o7777), (1000, 0o700));
+        let e = a
+            .ensure_dir_at("/home/alice/.ssh", 0o700, (1000, 1000))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        // a hard link to a file of the system at the keys' name is never read
+        std::fs::write(etc.join("shadow"), "root:secret\n").unwrap();
+        std::fs::hard_link(etc.join("shadow"), home.join(".ssh-moved/other")).unwrap();
+        let moved = root
+            .open_dir_strict("/home/alice/.ssh-moved", None)
+            .unwrap();
+        let e = moved.read_plain(std::ffi::OsStr::new("other")).unwrap_err();
+        assert!(e.to_string().contains("not a plain file"), "{e}");
+    }
 
     #[test]
     fn install_is_idempotent_and_keeps_a_backup() {

@@ -77,6 +77,29 @@ impl Root {
         Ok(dir)
     }
 
+    /// The folder `abs`, resolved as `path_strict` and then opened from the root one folder
+    /// at a time without following a link (`sys::Dir`); missing folders are made with
+    /// `make`'s mode, or are an error without it.
+    pub fn open_dir_strict(
+        &self,
+        abs: impl AsRef<Path>,
+        make: Option<u32>,
+    ) -> io::Result<super::Dir> {
+        let host = self.path_strict(abs)?;
+        let rel = host
+            .strip_prefix(&self.dir)
+            .map_err(|_| io::Error::other("not below the root; refused"))?;
+        let rel: Vec<Vec<u8>> = rel
+            .components()
+            .map(|c| super::os_bytes(c.as_os_str()))
+            .collect();
+        let top = super::Dir::open(&self.dir)?;
+        match make {
+            Some(mode) => top.open_or_make(&rel.join(&b'/'), mode),
+            None => top.open_beneath(&rel.join(&b'/')),
+        }
+    }
+
     /// The host path of `abs` with every component resolved, symlinks followed inside the
     /// root: the place to read from.
     pub fn follow(&self, abs: impl AsRef<Path>) -> PathBuf {

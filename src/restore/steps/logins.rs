@@ -140,14 +140,35 @@ fn install_keys(a: &Apply, p: &PasswdLine, keys: &[&str]) -> Result<usize> {
         );
     }
     let dir = format!("{}/.ssh", home.trim_end_matches('/'));
-    a.ensure_dir(&dir, 0o700, owner)?;
     let file = format!("{dir}/authorized_keys");
-    if let Ok(m) = std::fs::symlink_metadata(a.root.path(&file))
-        && (!m.is_file() || crate::sys::link_count(&m) > 1)
-    {
-        bail!("{file} is a link or not a plain file");
-    }
-    let current = a.read(&file);
+    // the home is its user's: every step from it on goes through descriptors (the user
+    // may be logged in and swap `~/.ssh` for a link to /etc between a check and a write)
+    let ssh = match a.dry_run {
+        true => {
+            a.ensure_dir(&dir, 0o700, owner)?;
+            None
+        }
+        false => Some(a.ensure_dir_at(&dir, 0o700, owner)?),
+    };
+    let raw = match &ssh {
+        Some(d) => d
+            .read_plain(std::ffi::OsStr::new("authorized_keys"))
+            .map_err(|e| anyhow::anyhow!("{dir}: {e}"))?,
+        None => None,
+    };
+    let current = match &ssh {
+        Some(_) => raw
+            .as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+        None => {
+            if let Ok(m) = std::fs::symlink_metadata(a.root.path(&file))
+                && (!m.is_file() || crate::sys::link_count(&m) > 1)
+            {
+                bail!("{file} is a link or not a plain file");
+            }
+            a.read(&file)
+        }
+    };
     let have: Vec<String> = current
         .as_deref()
         .map(|c| {
@@ -162,7 +183,10 @@ fn install_keys(a: &Apply, p: &PasswdLine, keys: &[&str]) -> Result<usize> {
         .filter(|k| !have.contains(&k.key()))
         .count();
     let merged = merge::authorized_keys(current.as_deref(), keys);
-    a.install(&file, merged.as_bytes(), 0o600, Some(owner))?;
+    match &ssh {
+        Some(d) => a.install_at(d, &file, raw.as_deref(), merged.as_bytes(), 0o600, owner)?,
+        None => a.install(&file, merged.as_bytes(), 0o600, Some(owner))?,
+    };
     Ok(added)
 }
 

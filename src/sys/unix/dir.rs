@@ -47,6 +47,14 @@ fn components(rel: &[u8]) -> io::Result<Vec<&OsStr>> {
     Ok(parts.into_iter().map(OsStr::from_bytes).collect())
 }
 
+/// The error of a name that is not a plain file.
+fn not_plain(name: &OsStr) -> io::Error {
+    io::Error::other(format!(
+        "{} is a link or not a plain file; refused",
+        name.to_string_lossy()
+    ))
+}
+
 /// A name inside one folder: one plain component.
 fn plain(name: &OsStr) -> io::Result<&OsStr> {
     match name.as_bytes() {
@@ -162,6 +170,63 @@ impl Dir {
             .ok()
             .and_then(|n| nix::sys::stat::fstatat(&self.fd, n, AtFlags::AT_SYMLINK_NOFOLLOW).ok())
             .is_some_and(|s| s.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR)
+    }
+
+    /// The content of the plain file `name` (`None`: there is none): a symlink, anything
+    /// but a regular file, or a file with other names (a hard link to `/etc/shadow`) is
+    /// refused, never read through.
+    pub fn read_plain(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let f = match openat(&self.fd, plain(name)?, flags, Mode::empty()) {
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(nix::errno::Errno::ELOOP) => return Err(not_plain(name)),
+            r => File::from(r?),
+        };
+        let m = f.metadata()?;
+        if !m.is_file() || m.nlink() > 1 {
+            return Err(not_plain(name));
+        }
+        let mut out = Vec::new();
+        (&f).read_to_end(&mut out)?;
+        Ok(Some(out))
+    }
+
+    /// Replaces `name` with `content` (mode and owner set on the new file's descriptor
+    /// before it takes the name; flushed, then renamed in this folder).
+    pub fn write_atomic(
+        &self,
+        name: &OsStr,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        use std::io::Write;
+        let tmp = super::super::temp_name(plain(name)?);
+        let r = (|| {
+            let mut f = match self.create_new(&tmp, 0o600) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    self.remove_file(&tmp)?;
+                    self.create_new(&tmp, 0o600)?
+                }
+                r => r?,
+            };
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            }
+            f.set_permissions(
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
+            )?;
+            f.write_all(content)?;
+            f.sync_all()?;
+            self.rename(&tmp, name)?;
+            File::open(proc_fd(&self.fd))?.sync_all()
+        })();
+        if r.is_err() {
+            let _ = self.remove_file(&tmp);
+        }
+        r
     }
 
     /// Where the symlink `name` points.

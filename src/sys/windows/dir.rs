@@ -100,6 +100,31 @@ impl Dir {
         })
     }
 
+    /// The content of the plain file `name` (`None`: there is none); a link is refused.
+    pub fn read_plain(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        let p = self.path.join(plain(name)?);
+        match std::fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+            Ok(m) if !m.is_file() || m.file_type().is_symlink() => Err(io::Error::other(format!(
+                "{} is a link or not a plain file; refused",
+                name.to_string_lossy()
+            ))),
+            Ok(_) => std::fs::read(p).map(Some),
+        }
+    }
+
+    /// Replaces `name` with `content` (no POSIX owner on Windows).
+    pub fn write_atomic(
+        &self,
+        name: &OsStr,
+        content: &[u8],
+        mode: u32,
+        _owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        super::super::write_atomic(&self.path.join(plain(name)?), content, mode)
+    }
+
     /// Where the symlink `name` points.
     pub fn read_link(&self, name: &OsStr) -> io::Result<std::ffi::OsString> {
         Ok(std::fs::read_link(self.path.join(plain(name)?))?.into_os_string())
