@@ -169,6 +169,14 @@ pub fn create_dirs(path: &Path, mode: u32) -> io::Result<()> {
     }
 }
 
+/// The error of a hard link's target that is not the file the restore wrote
+/// (`Dir::link_beneath`).
+pub fn not_the_file_restored() -> io::Error {
+    io::Error::other(
+        "the file to link to is not the one restored (another owner, size or time); refused",
+    )
+}
+
 /// Creates a directory and its parents (0700: the store's and the agent's own), then
 /// fsyncs the parent so the entry is durable.
 pub fn create_dir_durable(path: &Path) -> io::Result<()> {

@@ -201,7 +201,10 @@ pub fn missing(
         if !r.path.starts_with('/') || crate::paths::is_system_location(&r.path) {
             continue;
         }
-        let dest = root.path(&r.path);
+        // where the restore wrote it (a data path that is root's link: its target)
+        let dest = root
+            .path_strict(&r.path)
+            .unwrap_or_else(|_| root.path(&r.path));
         let mut reader = TreeReader::new(store.clone(), index.clone(), r.tree.clone());
         while let Some(n) = reader.next_node()? {
             if n.kind != Kind::File || !check_path(&n.path) {
@@ -811,7 +814,7 @@ fn restore_root(
         out.failed.append(&mut r.failed);
     }
     for (host, name, node, folder) in links {
-        match make_hardlink(top, &mut folders, (&host, folder), &node) {
+        match make_hardlink(top, owners, &mut folders, (&host, folder), &node) {
             Ok(changed) => {
                 out.files += 1;
                 out.count(changed);
@@ -829,7 +832,7 @@ fn restore_root(
                 .and_then(|e| {
                     let m = sys::file_meta(&e.metadata()?);
                     match id {
-                        Some(id) if *id != (m.dev, m.ino) => Err(replaced()),
+                        Some(id) if *id != (m.dev, m.ino, m.uid) => Err(replaced()),
                         _ => Ok(e),
                     }
                 }),
@@ -870,10 +873,11 @@ struct Folders {
     kept: Vec<(Vec<u8>, Arc<sys::Dir>, Option<FolderId>)>,
 }
 
-/// What identifies a folder (device, inode; `None` where the platform does not say): one
-/// found again by name is the one the walker made or found only when this matches — not
-/// another real folder a user with write access above moved into its place.
-type FolderId = (u64, u64);
+/// What identifies a folder (device, inode, owner; `None` where the platform does not
+/// say): one found again by name is the one the walker made or found only when this
+/// matches — not another real folder a user with write access above moved into its place,
+/// nor one she made after removing the restore's (its inode number reused: her owner).
+type FolderId = (u64, u64, u32);
 
 /// Folders a `Folders` keeps open.
 const KEPT: usize = 8;
@@ -1397,6 +1401,7 @@ fn make_other(dir: &sys::Dir, n: &Node, owners: &Owners) -> Result<bool> {
 /// it was there).
 fn make_hardlink(
     top: &sys::Dir,
+    owners: &Owners,
     folders: &mut Folders,
     (host, folder): (&Path, Option<FolderId>),
     n: &Node,
@@ -1417,7 +1422,10 @@ fn make_hardlink(
     let _ = dir.remove_file(&tmp);
     // every folder on the way real, the file regular: no path through a symlink, even
     // one swapped in while this runs
-    top.link_beneath(&n.target, &dir, &tmp)
+    // the file the restore wrote there: the link's node has its inode's owner, size and
+    // mtime (not a file of a user's own that she swapped in on the way)
+    let owner = owners.ids(n);
+    top.link_beneath(&n.target, &dir, &tmp, &|m| same_content(m, n, owner))
         .context("hard link")?;
     put_in_place(&dir, &tmp, &name)?;
     Ok(true)

@@ -709,8 +709,26 @@ mod tests {
         let moved = root
             .open_dir_strict("/home/alice/.ssh-moved", None)
             .unwrap();
-        let e = moved.read_plain(std::ffi::OsStr::new("other")).unwrap_err();
+        let e = moved
+            .read_plain(std::ffi::OsStr::new("other"), 1 << 20)
+            .unwrap_err();
         assert!(e.to_string().contains("not a plain file"), "{e}");
+        // a home that is root's link to a folder elsewhere (`/home/bob -> /data/bob`)
+        std::fs::create_dir_all(t.path().join("data/bob")).unwrap();
+        std::os::unix::fs::chown(t.path().join("data/bob"), Some(1001), Some(1001)).unwrap();
+        std::os::unix::fs::symlink("/data/bob", t.path().join("home/bob")).unwrap();
+        let ssh = a
+            .ensure_dir_at("/home/bob/.ssh", 0o700, (1001, 1001))
+            .unwrap();
+        let file = "/home/bob/.ssh/authorized_keys";
+        assert!(
+            a.install_at(&ssh, file, None, key, 0o600, (1001, 1001))
+                .unwrap()
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("data/bob/.ssh/authorized_keys")).unwrap(),
+            key
+        );
     }
 
     #[test]

@@ -60,21 +60,16 @@ impl Root {
         dir
     }
 
-    /// As `path`, but a symlink on the way that a user planted, or that sits in a folder a
-    /// user can write, is not followed: an error (`sys::may_follow`). For the places a
-    /// restore writes below as root (data paths), opened from there one folder at a time
-    /// without following anything (`sys::Dir`).
+    /// `abs` resolved as `follow` (every symlink followed inside the root, the last one
+    /// too), but a symlink that a user planted, or that sits in a folder a user can write,
+    /// is not followed: an error (`sys::may_follow`). For the folders a restore writes
+    /// below as root (data paths, homes), opened from there one folder at a time without
+    /// following anything (`open_dir_strict`).
     pub fn path_strict(&self, abs: impl AsRef<Path>) -> io::Result<PathBuf> {
         if let Some(drive) = self.other_drive(abs.as_ref()) {
             return drive.path_strict(abs);
         }
-        let mut parts = normal_parts(abs.as_ref());
-        let last = parts.pop();
-        let mut dir = self.resolve(parts, 0, true)?;
-        if let Some(last) = last {
-            dir.push(last);
-        }
-        Ok(dir)
+        self.resolve(normal_parts(abs.as_ref()), 0, true)
     }
 
     /// The folder `abs`, resolved as `path_strict` and then opened from the root one folder
@@ -246,11 +241,12 @@ mod tests {
             assert!(e.contains("not followed"), "{refused}: {e}");
             assert_eq!(root.path(refused), real, "{refused}");
         }
-        // the last component is not followed, as `path`
+        // the last component too: root's link is followed, one in an open folder is not
         assert_eq!(
-            root.path_strict("/open/l").unwrap(),
-            t.path().join("open/l")
+            root.path_strict("/mine/l").unwrap(),
+            t.path().join("data/real")
         );
+        assert!(root.path_strict("/open/l").is_err());
     }
 
     #[test]

@@ -648,6 +648,21 @@ fn a_symlink_a_user_planted_above_a_data_path_is_not_followed() {
         std::fs::read_to_string(legit.p("/data/u/w/proj/notes.txt")).unwrap(),
         "mine\n"
     );
+    // the data path itself root's link to a folder elsewhere (`/srv/u/w/proj -> /data/proj`)
+    let linked = new_root(&t.path().join("linked"));
+    std::fs::create_dir_all(linked.p("/data/proj")).unwrap();
+    std::fs::create_dir_all(linked.p("/srv/u/w")).unwrap();
+    std::os::unix::fs::symlink("/data/proj", linked.p("/srv/u/w/proj")).unwrap();
+    assert_exit!(restore_into(&linked.dir, &store), Some(0));
+    assert!(
+        std::fs::symlink_metadata(linked.p("/srv/u/w/proj"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(linked.p("/data/proj/notes.txt")).unwrap(),
+        "mine\n"
+    );
     // a user's folder above the data path, with their link to /etc in it
     let new = new_root(&t.path().join("new"));
     std::fs::create_dir_all(new.p("/srv/u")).unwrap();

@@ -123,6 +123,22 @@ fn map_groups(a: &Apply, mut x: Setting, attention: &mut Vec<String>) -> Setting
     x
 }
 
+/// The largest `authorized_keys` read (a file of millions of keys is not one).
+const KEYS_LIMIT: u64 = 16 << 20;
+
+/// True when an account (uid, gid) may read a file by its owner and mode bits.
+fn readable_by(m: &std::fs::Metadata, (uid, gid): (u32, u32)) -> bool {
+    let mode = crate::sys::mode_of(m);
+    let (fu, fg) = crate::sys::owner_of(m);
+    if fu == uid {
+        mode & 0o400 != 0
+    } else if fg == gid {
+        mode & 0o040 != 0
+    } else {
+        mode & 0o004 != 0
+    }
+}
+
 /// Puts `keys` into the account's `~/.ssh/authorized_keys` (0700/0600, its own), keeping
 /// every line the file has; returns how many keys it lacked.
 fn install_keys(a: &Apply, p: &PasswdLine, keys: &[&str]) -> Result<usize> {
@@ -151,9 +167,17 @@ fn install_keys(a: &Apply, p: &PasswdLine, keys: &[&str]) -> Result<usize> {
         false => Some(a.ensure_dir_at(&dir, 0o700, owner)?),
     };
     let raw = match &ssh {
-        Some(d) => d
-            .read_plain(std::ffi::OsStr::new("authorized_keys"))
-            .map_err(|e| anyhow::anyhow!("{dir}: {e}"))?,
+        Some(d) => match d
+            .read_plain(std::ffi::OsStr::new("authorized_keys"), KEYS_LIMIT)
+            .map_err(|e| anyhow::anyhow!("{dir}: {e}"))?
+        {
+            // a file the account could not read (root's, another user's, moved in by a
+            // user who can write that folder) never becomes the account's own
+            Some((_, m)) if !readable_by(&m, owner) => {
+                bail!("{file} is not readable by its account (moved in from elsewhere?); refused")
+            }
+            r => r.map(|(b, _)| b),
+        },
         None => None,
     };
     let current = match &ssh {
@@ -403,4 +427,35 @@ fn reload(keys: &[&str]) -> Vec<String> {
         }
     }
     warnings
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// Whether an account could read a file, by owner, group and mode as the kernel
+    /// decides (root's 0600 file is not readable by a user; root's 0644 is).
+    #[test]
+    fn readable_by_follows_owner_group_and_other_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, "k").unwrap();
+        let me = crate::sys::owner_of(&std::fs::metadata(&f).unwrap());
+        let other = (me.0 + 4242, me.1 + 4242);
+        let group = (me.0 + 4242, me.1);
+        for (mode, mine, in_group, others) in [
+            (0o600, true, false, false),
+            (0o640, true, true, false),
+            (0o644, true, true, true),
+            (0o004, false, false, true),
+            (0o040, false, true, false),
+        ] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let m = std::fs::metadata(&f).unwrap();
+            assert_eq!(readable_by(&m, me), mine, "{mode:o}");
+            assert_eq!(readable_by(&m, group), in_group, "{mode:o}");
+            assert_eq!(readable_by(&m, other), others, "{mode:o}");
+        }
+    }
 }

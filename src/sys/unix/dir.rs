@@ -128,11 +128,12 @@ impl Dir {
         Ok(cur.expect("at least one component"))
     }
 
-    /// What identifies the folder opened (device, inode): a folder found again by name is
-    /// the same one only when this matches.
-    pub fn id(&self) -> Option<(u64, u64)> {
+    /// What identifies the folder opened (device, inode, owner): a folder found again by
+    /// name is the same one only when this matches (the owner too: an inode number freed
+    /// and given to a folder someone else made is not taken for the old one).
+    pub fn id(&self) -> Option<(u64, u64, u32)> {
         use std::os::unix::fs::MetadataExt;
-        self.fd.metadata().ok().map(|m| (m.dev(), m.ino()))
+        self.fd.metadata().ok().map(|m| (m.dev(), m.ino(), m.uid()))
     }
 
     /// The folder itself as an entry, to set its metadata on what was opened.
@@ -175,7 +176,11 @@ impl Dir {
     /// The content of the plain file `name` (`None`: there is none): a symlink, anything
     /// but a regular file, or a file with other names (a hard link to `/etc/shadow`) is
     /// refused, never read through.
-    pub fn read_plain(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_plain(
+        &self,
+        name: &OsStr,
+        limit: u64,
+    ) -> io::Result<Option<(Vec<u8>, std::fs::Metadata)>> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
@@ -188,9 +193,15 @@ impl Dir {
         if !m.is_file() || m.nlink() > 1 {
             return Err(not_plain(name));
         }
+        if m.len() > limit {
+            return Err(io::Error::other(format!(
+                "{} is larger than {limit} bytes; refused",
+                name.to_string_lossy()
+            )));
+        }
         let mut out = Vec::new();
-        (&f).read_to_end(&mut out)?;
-        Ok(Some(out))
+        (&f).take(limit).read_to_end(&mut out)?;
+        Ok(Some((out, m)))
     }
 
     /// Replaces `name` with `content` (mode and owner set on the new file's descriptor
@@ -242,6 +253,12 @@ impl Dir {
         let fd = openat(&self.fd, name, step() | OFlag::O_DIRECTORY, Mode::empty())
             .map_err(not_a_folder)?;
         let fd = File::from(fd);
+        // the folder made, not one a user put at its name between the two calls
+        if std::os::unix::fs::MetadataExt::uid(&fd.metadata()?) != nix::unistd::geteuid().as_raw() {
+            return Err(io::Error::other(
+                "the new folder was replaced by someone else's; refused",
+            ));
+        }
         std::fs::set_permissions(
             proc_fd(&fd),
             <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
@@ -306,8 +323,20 @@ impl Dir {
     /// folder: the file is reached one component at a time (`open_file_beneath`) and
     /// linked through its descriptor (`/proc/self/fd`), so a folder on the way swapped for
     /// a link makes it fail — it never links a file from elsewhere.
-    pub fn link_beneath(&self, rel: &[u8], into: &Dir, name: &OsStr) -> io::Result<()> {
-        into.link_opened(&self.open_file_beneath(rel)?, name)
+    /// `expect` must accept the file's metadata (the one the restore wrote, not another a
+    /// user swapped in on the way).
+    pub fn link_beneath(
+        &self,
+        rel: &[u8],
+        into: &Dir,
+        name: &OsStr,
+        expect: &dyn Fn(&std::fs::Metadata) -> bool,
+    ) -> io::Result<()> {
+        let f = self.open_file_beneath(rel)?;
+        if !expect(&f.metadata()?) {
+            return Err(super::super::not_the_file_restored());
+        }
+        into.link_opened(&f, name)
     }
 
     /// Gives the file opened as `f` the name `name` in this folder.
@@ -353,7 +382,7 @@ mod tests {
     fn a_hard_link_never_reaches_through_a_symlink() {
         let (_t, tree, outside) = tree();
         let top = Dir::open(&tree).unwrap();
-        top.link_beneath(b"a/b/f", &top, OsStr::new("second"))
+        top.link_beneath(b"a/b/f", &top, OsStr::new("second"), &|_| true)
             .unwrap();
         assert_eq!(
             std::fs::read_to_string(tree.join("second")).unwrap(),
@@ -375,7 +404,7 @@ mod tests {
             b"a//b-moved/f",
             b"",
         ] {
-            let r = top.link_beneath(rel, &top, OsStr::new("bad"));
+            let r = top.link_beneath(rel, &top, OsStr::new("bad"), &|_| true);
             assert!(r.is_err(), "{rel:?}");
             assert!(
                 std::fs::symlink_metadata(tree.join("bad")).is_err(),
@@ -383,6 +412,9 @@ mod tests {
             );
         }
         assert_eq!(std::fs::metadata(outside.join("f")).unwrap().nlink(), 1);
+        // a file that is not the one expected (here: none is) is not linked
+        let r = top.link_beneath(b"a/b-moved/f", &top, OsStr::new("bad"), &|_| false);
+        assert!(r.unwrap_err().to_string().contains("not the one restored"));
     }
 
     /// Everything made in an opened folder stays in it: the folder swapped for a symlink

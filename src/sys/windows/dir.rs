@@ -78,7 +78,7 @@ impl Dir {
     }
 
     /// Windows file ids are not read here: a folder found again by name is not compared.
-    pub fn id(&self) -> Option<(u64, u64)> {
+    pub fn id(&self) -> Option<(u64, u64, u32)> {
         None
     }
 
@@ -101,7 +101,11 @@ impl Dir {
     }
 
     /// The content of the plain file `name` (`None`: there is none); a link is refused.
-    pub fn read_plain(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_plain(
+        &self,
+        name: &OsStr,
+        limit: u64,
+    ) -> io::Result<Option<(Vec<u8>, std::fs::Metadata)>> {
         let p = self.path.join(plain(name)?);
         match std::fs::symlink_metadata(&p) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -110,7 +114,11 @@ impl Dir {
                 "{} is a link or not a plain file; refused",
                 name.to_string_lossy()
             ))),
-            Ok(_) => std::fs::read(p).map(Some),
+            Ok(m) if m.len() > limit => Err(io::Error::other(format!(
+                "{} is larger than {limit} bytes; refused",
+                name.to_string_lossy()
+            ))),
+            Ok(m) => Ok(Some((std::fs::read(p)?, m))),
         }
     }
 
@@ -164,7 +172,13 @@ impl Dir {
 
     /// Makes `name` in `into` a second name of the regular file at `rel` below this folder
     /// (every folder on the way a real one, the file a regular file).
-    pub fn link_beneath(&self, rel: &[u8], into: &Dir, name: &OsStr) -> io::Result<()> {
+    pub fn link_beneath(
+        &self,
+        rel: &[u8],
+        into: &Dir,
+        name: &OsStr,
+        expect: &dyn Fn(&std::fs::Metadata) -> bool,
+    ) -> io::Result<()> {
         let (folders, file) = match rel.iter().rposition(|c| *c == b'/') {
             Some(i) => (&rel[..i], &rel[i + 1..]),
             None => (&b""[..], rel),
@@ -178,8 +192,12 @@ impl Dir {
             .open_beneath(folders)?
             .path
             .join(super::os_from_bytes(file));
-        if !std::fs::symlink_metadata(&p)?.is_file() {
+        let m = std::fs::symlink_metadata(&p)?;
+        if !m.is_file() {
             return Err(io::Error::other("not a regular file; refused"));
+        }
+        if !expect(&m) {
+            return Err(super::super::not_the_file_restored());
         }
         std::fs::hard_link(&p, into.path.join(plain(name)?))
     }
