@@ -169,6 +169,20 @@ pub fn create_dirs(path: &Path, mode: u32) -> io::Result<()> {
     }
 }
 
+impl Dir {
+    /// `create_new`, but a file left at `name` (a temporary one of a run that stopped, or
+    /// anything planted there: removed, never followed) is removed first.
+    pub fn create_replacing(&self, name: &std::ffi::OsStr, mode: u32) -> io::Result<std::fs::File> {
+        match self.create_new(name, mode) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.remove_file(name)?;
+                self.create_new(name, mode)
+            }
+            r => r,
+        }
+    }
+}
+
 /// The error of a hard link's target that is not the file the restore wrote
 /// (`Dir::link_beneath`).
 pub fn not_the_file_restored() -> io::Error {

@@ -259,7 +259,10 @@ pub fn restore(
             ));
             continue;
         }
-        let top = match open_data_path(root, &r.path) {
+        // resolved without following a link a user could have planted (one a user owns,
+        // or one in a folder a user can write), then opened from the root one folder at a
+        // time, never through a symlink (one swapped in after the resolution is refused)
+        let top = match root.open_dir_strict(&r.path, Some(0o755)) {
             Ok(d) => Arc::new(d),
             Err(e) => {
                 out.failed.push(Problem::new(&r.path, e));
@@ -659,7 +662,7 @@ fn restore_root(
     // every folder of the tree (path below the top) and what identifies it
     let mut dirs: HashMap<Vec<u8>, Option<FolderId>> = HashMap::new();
     let mut fresh_dirs: HashSet<Vec<u8>> = HashSet::new();
-    let mut deferred_dirs: Vec<(String, Node, bool, Option<FolderId>)> = Vec::new();
+    let mut deferred_dirs: Vec<(String, Node, bool)> = Vec::new();
     let mut links: Vec<(PathBuf, String, Node, Option<FolderId>)> = Vec::new();
     let mut prev: Option<Vec<u8>> = None;
     let shown = |p: &[u8]| {
@@ -711,10 +714,7 @@ fn restore_root(
             ));
             continue;
         }
-        let parent = match node.path.iter().rposition(|c| *c == b'/') {
-            Some(i) => node.path[..i].to_vec(),
-            None => Vec::new(),
-        };
+        let parent = parent_of(&node.path).to_vec();
         let in_folder = dirs.get(&parent).copied();
         if !node.path.is_empty() && in_folder.is_none() {
             out.failed.push(Problem::new(
@@ -746,7 +746,7 @@ fn restore_root(
                         }
                         let id = folders.keep(node.path.clone(), dir);
                         dirs.insert(node.path.clone(), id);
-                        deferred_dirs.push((name, node, created, id));
+                        deferred_dirs.push((name, node, created));
                     }
                     Err(e) => out.failed.push(Problem::new(&name, e)),
                 }
@@ -822,8 +822,9 @@ fn restore_root(
             Err(e) => out.failed.push(Problem::new(name, format!("{e:#}"))),
         }
     }
-    for (name, node, created, id) in deferred_dirs.iter().rev() {
+    for (name, node, created) in deferred_dirs.iter().rev() {
         let parent = parent_of(&node.path);
+        let id = dirs.get(&node.path).copied().flatten();
         let entry = match node.path.is_empty() {
             true => top.entry_self(),
             false => folders
@@ -832,7 +833,7 @@ fn restore_root(
                 .and_then(|e| {
                     let m = sys::file_meta(&e.metadata()?);
                     match id {
-                        Some(id) if *id != (m.dev, m.ino, m.uid) => Err(replaced()),
+                        Some(id) if id != (m.dev, m.ino, m.uid) => Err(replaced()),
                         _ => Ok(e),
                     }
                 }),
@@ -852,14 +853,6 @@ fn restore_root(
         ));
     }
     Ok(())
-}
-
-/// The folder of a data path, made if missing: resolved inside the root without following
-/// a symlink a user could have planted (`Root::path_strict`: a link a user owns, or one in
-/// a folder a user can write), then opened from the root one folder at a time, never
-/// through a symlink (one swapped in after the resolution is refused).
-fn open_data_path(root: &Root, path: &str) -> std::io::Result<sys::Dir> {
-    root.open_dir_strict(path, Some(0o755))
 }
 
 /// Folders of one data path, opened below its top one component at a time, never
@@ -995,19 +988,6 @@ fn temp_name(name: &OsStr) -> OsString {
 /// What ends a restore's temporary name (after `TEMP_LEAD` and the file's own name).
 const TEMP_TAIL: &str = ".carryover-tmp-restore";
 
-/// Creates a new file exclusively in `dir`, never through a symlink; a stale temporary
-/// file of an interrupted run is removed first.
-fn create_temp(dir: &sys::Dir, tmp: &OsStr) -> std::io::Result<File> {
-    let open = || dir.create_new(tmp, 0o600);
-    match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            dir.remove_file(tmp)?;
-            open()
-        }
-        r => r,
-    }
-}
-
 /// Puts the temporary file in place; a directory in the way is not removed.
 fn put_in_place(dir: &sys::Dir, tmp: &OsStr, name: &OsStr) -> Result<()> {
     if dir.is_dir(name) {
@@ -1116,7 +1096,11 @@ fn prepare(owners: &Owners, folders: &mut Folders, job: &Job) -> Result<Prepared
         return Ok(Prepared::Write(f, dir, name));
     }
     let tmp = temp_name(&name);
-    Ok(Prepared::Write(create_temp(&dir, &tmp)?, dir, tmp))
+    Ok(Prepared::Write(
+        dir.create_replacing(&tmp, 0o600)?,
+        dir,
+        tmp,
+    ))
 }
 
 /// The permission bits a file starts with, before its owner and mode are set: nobody but
@@ -1847,7 +1831,10 @@ mod tests {
 
         // the temporary file, held open while its metadata is set
         let tmp = tree.join(temp_name(OsStr::new("g")));
-        let file = create_temp(&sys::Dir::open(&tree).unwrap(), tmp.file_name().unwrap()).unwrap();
+        let file = sys::Dir::open(&tree)
+            .unwrap()
+            .create_replacing(tmp.file_name().unwrap(), 0o600)
+            .unwrap();
         std::fs::remove_file(&tmp).unwrap();
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
         apply_meta(

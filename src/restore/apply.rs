@@ -561,26 +561,26 @@ impl<'a> Apply<'a> {
     }
 
     /// `install` for the file `abs` in the folder `dir` opened by `ensure_dir_at`: what is
-    /// there (`old`, read with `Dir::read_plain`) is kept as the backup, the new content
-    /// written and renamed through the folder's descriptor.
+    /// there (`old`: its content and metadata as `Dir::read_plain` gave them) is kept as
+    /// the backup, the new content written and renamed through the folder's descriptor.
     pub fn install_at(
         &self,
         dir: &crate::sys::Dir,
         abs: &str,
-        old: Option<&[u8]>,
+        old: Option<&(Vec<u8>, std::fs::Metadata)>,
         content: &[u8],
         mode: u32,
         owner: (u32, u32),
     ) -> io::Result<bool> {
         let name = std::ffi::OsStr::new(abs.rsplit('/').next().unwrap_or(abs));
-        if old == Some(content)
-            && let Ok(e) = dir.entry(name)
-            && let Ok(m) = e.metadata()
-            && crate::sys::mode_of(&m) == mode
-            && crate::sys::owner_of(&m) == owner
+        if let Some((b, m)) = old
+            && b == content
+            && crate::sys::mode_of(m) == mode
+            && crate::sys::owner_of(m) == owner
         {
             return Ok(false);
         }
+        let old = old.map(|(b, _)| b.as_slice());
         self.changed.set(true);
         self.note_file_change(abs, old, content, mode);
         if let Some(old) = old {

@@ -166,31 +166,32 @@ fn install_keys(a: &Apply, p: &PasswdLine, keys: &[&str]) -> Result<usize> {
         }
         false => Some(a.ensure_dir_at(&dir, 0o700, owner)?),
     };
-    let raw = match &ssh {
-        Some(d) => match d
-            .read_plain(std::ffi::OsStr::new("authorized_keys"), KEYS_LIMIT)
-            .map_err(|e| anyhow::anyhow!("{dir}: {e}"))?
-        {
+    // what is there now: read on `.ssh`'s descriptor (with its metadata), or by name in a
+    // dry run, which writes nothing
+    let (old, current) = match &ssh {
+        Some(d) => {
+            let old = d
+                .read_plain(std::ffi::OsStr::new("authorized_keys"), KEYS_LIMIT)
+                .map_err(|e| anyhow::anyhow!("{dir}: {e}"))?;
             // a file the account could not read (root's, another user's, moved in by a
             // user who can write that folder) never becomes the account's own
-            Some((_, m)) if !readable_by(&m, owner) => {
+            if let Some((_, m)) = &old
+                && !readable_by(m, owner)
+            {
                 bail!("{file} is not readable by its account (moved in from elsewhere?); refused")
             }
-            r => r.map(|(b, _)| b),
-        },
-        None => None,
-    };
-    let current = match &ssh {
-        Some(_) => raw
-            .as_deref()
-            .map(|b| String::from_utf8_lossy(b).into_owned()),
+            let current = old
+                .as_ref()
+                .map(|(b, _)| String::from_utf8_lossy(b).into_owned());
+            (old, current)
+        }
         None => {
             if let Ok(m) = std::fs::symlink_metadata(a.root.path(&file))
                 && (!m.is_file() || crate::sys::link_count(&m) > 1)
             {
                 bail!("{file} is a link or not a plain file");
             }
-            a.read(&file)
+            (None, a.read(&file))
         }
     };
     let have: Vec<String> = current
@@ -208,7 +209,7 @@ fn install_keys(a: &Apply, p: &PasswdLine, keys: &[&str]) -> Result<usize> {
         .count();
     let merged = merge::authorized_keys(current.as_deref(), keys);
     match &ssh {
-        Some(d) => a.install_at(d, &file, raw.as_deref(), merged.as_bytes(), 0o600, owner)?,
+        Some(d) => a.install_at(d, &file, old.as_ref(), merged.as_bytes(), 0o600, owner)?,
         None => a.install(&file, merged.as_bytes(), 0o600, Some(owner))?,
     };
     Ok(added)

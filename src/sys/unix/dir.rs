@@ -216,13 +216,7 @@ impl Dir {
         use std::io::Write;
         let tmp = super::super::temp_name(plain(name)?);
         let r = (|| {
-            let mut f = match self.create_new(&tmp, 0o600) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    self.remove_file(&tmp)?;
-                    self.create_new(&tmp, 0o600)?
-                }
-                r => r?,
-            };
+            let mut f = self.create_replacing(&tmp, 0o600)?;
             if let Some((uid, gid)) = owner {
                 std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
             }
