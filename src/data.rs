@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod codec;
 pub mod damaged;
+pub mod direct;
 pub mod fetch;
 pub mod lock;
 pub mod node;

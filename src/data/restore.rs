@@ -15,6 +15,7 @@ use std::thread;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::direct::{self, Stage};
 use super::fetch::{self, InOrder};
 use super::node::{BlobId, Kind, Node, check_path, path_cmp};
 use super::repo::{self, Index};
@@ -459,7 +460,7 @@ enum Opened {
     /// Already in place (true: its metadata was set).
     Done(bool),
     /// Being written in its folder, under `tmp` (its own name when written directly).
-    Writing(Arc<File>, Arc<sys::Dir>, OsString),
+    Writing(Arc<Target>, Arc<sys::Dir>, OsString),
     Failed(String),
 }
 
@@ -614,13 +615,15 @@ fn restore_root(
             let results = results.clone();
             let done = progress.done();
             let mut folders = Folders::new(top.clone());
+            let mut stage = None;
             thread::spawn(move || {
                 while let Some((work, chunks)) = handoff.next() {
                     let chunks = chunks.map(InOrder::new);
                     let r = match &work {
                         Work::File(job) => {
                             done.file(job.node.size);
-                            write_file(&store, &index, &owners, &mut folders, job, chunks)
+                            let f = &mut folders;
+                            write_file(&store, &index, &owners, f, &mut stage, job, chunks)
                         }
                         Work::Piece(split, piece) => {
                             let last = write_piece(
@@ -628,6 +631,7 @@ fn restore_root(
                                 &index,
                                 &owners,
                                 &mut folders,
+                                &mut stage,
                                 split,
                                 piece,
                                 chunks,
@@ -1057,7 +1061,33 @@ enum Prepared {
     Done(bool),
     /// To be written into `file`, which is `tmp` in its folder (the file's own name when
     /// direct).
-    Write(File, Arc<sys::Dir>, OsString),
+    Write(Target, Arc<sys::Dir>, OsString),
+}
+
+/// A file being written: its descriptor, and for large content a second one that writes
+/// past the page cache (`direct`).
+struct Target {
+    file: File,
+    direct: Option<File>,
+}
+
+impl Target {
+    /// The file `f`, just made as `name` in `dir`, to be written with the content of `n`:
+    /// large content gets its blocks reserved and a direct descriptor.
+    fn new(f: File, dir: &sys::Dir, name: &OsStr, n: &Node) -> Target {
+        if n.data_len() < direct::DIRECT_FROM {
+            return Target {
+                file: f,
+                direct: None,
+            };
+        }
+        match &n.extents {
+            None => sys::preallocate(&f, 0, n.size),
+            Some(ex) => ex.iter().for_each(|(o, l)| sys::preallocate(&f, *o, *l)),
+        }
+        let direct = dir.reopen_direct(name, &f);
+        Target { file: f, direct }
+    }
 }
 
 /// Looks at what is in place and opens the file to write when it is not (in its folder
@@ -1093,14 +1123,11 @@ fn prepare(owners: &Owners, folders: &mut Folders, job: &Job) -> Result<Prepared
     if job.fresh
         && let Ok(f) = dir.create_new(&name, first_mode(n.mode))
     {
-        return Ok(Prepared::Write(f, dir, name));
+        return Ok(Prepared::Write(Target::new(f, &dir, &name, n), dir, name));
     }
     let tmp = temp_name(&name);
-    Ok(Prepared::Write(
-        dir.create_replacing(&tmp, 0o600)?,
-        dir,
-        tmp,
-    ))
+    let f = dir.create_replacing(&tmp, 0o600)?;
+    Ok(Prepared::Write(Target::new(f, &dir, &tmp, n), dir, tmp))
 }
 
 /// The permission bits a file starts with, before its owner and mode are set: nobody but
@@ -1185,22 +1212,25 @@ fn write_file(
     index: &Mutex<Index>,
     owners: &Owners,
     folders: &mut Folders,
+    stage: &mut Option<Stage>,
     job: &Job,
     chunks: Option<InOrder>,
 ) -> Result<(u64, bool)> {
     let n = &job.node;
-    let (f, dir, tmp) = match prepare(owners, folders, job)? {
+    let (t, dir, tmp) = match prepare(owners, folders, job)? {
         Prepared::Done(changed) => return Ok((0, changed)),
-        Prepared::Write(f, dir, tmp) => (f, dir, tmp),
+        Prepared::Write(t, dir, tmp) => (t, dir, tmp),
     };
-    let written = match write_content(store, index, &f, n, chunks, n.chunk_ids(), 0, n.data_len()) {
+    let ids = n.chunk_ids();
+    let written = match write_content(store, index, &t, stage, n, chunks, ids, 0, n.data_len()) {
         Ok(w) => w,
         Err(e) => {
             let _ = dir.remove_file(&tmp);
             return Err(e);
         }
     };
-    finish(owners, job, f, (&dir, &tmp), written)?;
+    drop(t.direct);
+    finish(owners, job, t.file, (&dir, &tmp), written)?;
     Ok((written, true))
 }
 
@@ -1212,6 +1242,7 @@ fn write_piece(
     index: &Mutex<Index>,
     owners: &Owners,
     folders: &mut Folders,
+    stage: &mut Option<Stage>,
     split: &Split,
     piece: &Piece,
     chunks: Option<InOrder>,
@@ -1224,7 +1255,7 @@ fn write_piece(
             .opened
             .get_or_insert_with(|| match prepare(owners, folders, &split.job) {
                 Ok(Prepared::Done(changed)) => Opened::Done(changed),
-                Ok(Prepared::Write(f, dir, tmp)) => Opened::Writing(Arc::new(f), dir, tmp),
+                Ok(Prepared::Write(t, dir, tmp)) => Opened::Writing(Arc::new(t), dir, tmp),
                 Err(e) => Opened::Failed(format!("{e:#}")),
             });
         match opened {
@@ -1235,7 +1266,17 @@ fn write_piece(
     if let Some(f) = file {
         let n = &split.job.node;
         let ids = piece.ids(n).iter().copied();
-        let r = write_content(store, index, &f, n, chunks, ids, piece.start, piece.len);
+        let r = write_content(
+            store,
+            index,
+            &f,
+            stage,
+            n,
+            chunks,
+            ids,
+            piece.start,
+            piece.len,
+        );
         // every other piece's handle is gone before the last one finishes the file
         drop(f);
         let mut st = lock();
@@ -1255,8 +1296,9 @@ fn write_piece(
         Some(Opened::Done(changed)) => Ok((0, changed)),
         Some(Opened::Failed(e)) => Err(anyhow!(e)),
         Some(Opened::Writing(f, dir, tmp)) => match (error, Arc::try_unwrap(f)) {
-            (None, Ok(f)) => {
-                finish(owners, &split.job, f, (&dir, &tmp), written).map(|()| (written, true))
+            (None, Ok(t)) => {
+                drop(t.direct);
+                finish(owners, &split.job, t.file, (&dir, &tmp), written).map(|()| (written, true))
             }
             (error, _) => {
                 let _ = dir.remove_file(&tmp);
@@ -1274,7 +1316,8 @@ fn write_piece(
 fn write_content(
     store: &Store,
     index: &Mutex<Index>,
-    f: &File,
+    t: &Target,
+    stage: &mut Option<Stage>,
     n: &Node,
     mut chunks: Option<InOrder>,
     ids: impl Iterator<Item = BlobId>,
@@ -1291,6 +1334,11 @@ fn write_content(
         in_region -= len;
         region += 1;
     }
+    let direct = t
+        .direct
+        .as_ref()
+        .map(|d| (d, stage.get_or_insert_with(Stage::new)));
+    let mut out = direct::Writer::new(&t.file, direct);
     let mut written = 0u64;
     for id in ids {
         // a planned chunk is decoded in the range it was read with (no copy when it is
@@ -1317,12 +1365,13 @@ fn write_content(
                 continue;
             }
             let take = ((len - in_region) as usize).min(rest.len());
-            sys::write_at(f, &rest[..take], off + in_region)?;
+            out.write(&rest[..take], off + in_region)?;
             in_region += take as u64;
             rest = &rest[take..];
         }
         written += data.len() as u64;
     }
+    out.finish()?;
     if written != expected {
         bail!("the content ({written} bytes) does not match its size ({expected}); refused");
     }
@@ -1768,7 +1817,10 @@ mod tests {
             left: 3.into(),
             state: Mutex::new(SplitState {
                 opened: Some(Opened::Writing(
-                    Arc::new(f),
+                    Arc::new(Target {
+                        file: f,
+                        direct: None,
+                    }),
                     Arc::new(sys::Dir::open(t.path()).unwrap()),
                     "big".into(),
                 )),

@@ -918,6 +918,22 @@ pub fn read_direct_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) ->
     Ok(pad + shift)
 }
 
+/// Reserves the blocks of `len` bytes at `offset` of a file being restored (Linux
+/// `fallocate`; the size grows to cover them): the large content written there directly
+/// then overwrites blocks the file has (several writers of one file at once, without
+/// each taking the inode's lock to allocate). Best effort: where the filesystem cannot,
+/// the writes allocate as they go.
+pub fn preallocate(f: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    if let (Ok(o), Ok(l)) = (i64::try_from(offset), i64::try_from(len))
+        && l > 0
+    {
+        let _ = nix::fcntl::fallocate(f, nix::fcntl::FallocateFlags::empty(), o, l);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (f, offset, len);
+}
+
 /// Writes all of `buf` at `offset`.
 pub fn write_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;

@@ -564,6 +564,9 @@ pub fn read_direct_into(
     Err(io::ErrorKind::InvalidInput.into())
 }
 
+/// Blocks are not reserved ahead on Windows (the writes allocate as they go).
+pub fn preallocate(_f: &File, _offset: u64, _len: u64) {}
+
 /// Writes all of `buf` at `offset`.
 pub fn write_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     let mut done = 0;
