@@ -459,7 +459,8 @@ struct SplitState {
 enum Opened {
     /// Already in place (true: its metadata was set).
     Done(bool),
-    /// Being written in its folder, under `tmp` (its own name when written directly).
+    /// Being written in its folder, under `tmp` (its own name in a folder the restore
+    /// made).
     Writing(Arc<Target>, Arc<sys::Dir>, OsString),
     Failed(String),
 }
@@ -1059,8 +1060,8 @@ fn check_sizes(n: &Node) -> Result<()> {
 enum Prepared {
     /// Already in place: nothing to write (true: its metadata was set).
     Done(bool),
-    /// To be written into `file`, which is `tmp` in its folder (the file's own name when
-    /// direct).
+    /// To be written into `file`, which is `tmp` in its folder (the file's own name in a
+    /// folder the restore made).
     Write(Target, Arc<sys::Dir>, OsString),
 }
 
@@ -1072,20 +1073,19 @@ struct Target {
 }
 
 impl Target {
-    /// The file `f`, just made as `name` in `dir`, to be written with the content of `n`:
-    /// large content gets its blocks reserved and a direct descriptor.
-    fn new(f: File, dir: &sys::Dir, name: &OsStr, n: &Node) -> Target {
-        if n.data_len() < direct::DIRECT_FROM {
-            return Target {
-                file: f,
-                direct: None,
-            };
+    /// The file `f`, just made, to be written with the content of `n`: large content
+    /// gets a direct descriptor where the filesystem has direct I/O, and then its blocks
+    /// reserved.
+    fn new(f: File, n: &Node) -> Target {
+        let direct = (n.data_len() >= direct::DIRECT_FROM)
+            .then(|| sys::reopen_direct(&f))
+            .flatten();
+        if direct.is_some() {
+            match &n.extents {
+                None => sys::preallocate(&f, 0, n.size),
+                Some(ex) => ex.iter().for_each(|(o, l)| sys::preallocate(&f, *o, *l)),
+            }
         }
-        match &n.extents {
-            None => sys::preallocate(&f, 0, n.size),
-            Some(ex) => ex.iter().for_each(|(o, l)| sys::preallocate(&f, *o, *l)),
-        }
-        let direct = dir.reopen_direct(name, &f);
         Target { file: f, direct }
     }
 }
@@ -1118,16 +1118,17 @@ fn prepare(owners: &Owners, folders: &mut Folders, job: &Job) -> Result<Prepared
     }
     // In a folder this restore made (0700 until its own metadata is set at the end) the
     // file is written under its own name: nothing can be in the way, and a crash leaves
-    // it with a size or mtime (set last) that the next run does not take as in place.
+    // it with a size or mtime (set last, once its content is on disk: `finish`) that the
+    // next run does not take as in place.
     // Elsewhere a temporary name (0600), renamed over what is there once complete.
     if job.fresh
         && let Ok(f) = dir.create_new(&name, first_mode(n.mode))
     {
-        return Ok(Prepared::Write(Target::new(f, &dir, &name, n), dir, name));
+        return Ok(Prepared::Write(Target::new(f, n), dir, name));
     }
     let tmp = temp_name(&name);
     let f = dir.create_replacing(&tmp, 0o600)?;
-    Ok(Prepared::Write(Target::new(f, &dir, &tmp, n), dir, tmp))
+    Ok(Prepared::Write(Target::new(f, n), dir, tmp))
 }
 
 /// The permission bits a file starts with, before its owner and mode are set: nobody but
@@ -1144,17 +1145,26 @@ fn first_mode(mode: u32) -> u32 {
 fn finish(
     owners: &Owners,
     job: &Job,
-    f: File,
+    t: Target,
     (dir, tmp): (&sys::Dir, &OsStr),
     written: u64,
 ) -> Result<()> {
     let n = &job.node;
     let name = base_name(&n.path);
+    let Target { file: f, direct } = t;
     let r = (|| -> Result<()> {
         if n.extents.is_some() || written != n.size {
             f.set_len(n.size)?;
         }
-        if written >= WRITEBACK_FROM {
+        if direct.is_some() {
+            // its blocks were reserved up front, so its size is on disk already: the few
+            // blocks written through the cache go to disk before the mtime is set, or a
+            // power cut could leave a file of the right size, mtime and owner with zeros
+            // where they belong, which the next run would take as in place (the direct
+            // writes are done; the mtime commits after the blocks' allocation is logged)
+            drop(direct);
+            sys::write_back_and_wait(&f)?;
+        } else if written >= WRITEBACK_FROM {
             sys::start_writeback(&f);
         }
         // on the open file: the temporary name is in a folder others may write to
@@ -1229,8 +1239,7 @@ fn write_file(
             return Err(e);
         }
     };
-    drop(t.direct);
-    finish(owners, job, t.file, (&dir, &tmp), written)?;
+    finish(owners, job, t, (&dir, &tmp), written)?;
     Ok((written, true))
 }
 
@@ -1297,8 +1306,7 @@ fn write_piece(
         Some(Opened::Failed(e)) => Err(anyhow!(e)),
         Some(Opened::Writing(f, dir, tmp)) => match (error, Arc::try_unwrap(f)) {
             (None, Ok(t)) => {
-                drop(t.direct);
-                finish(owners, &split.job, t.file, (&dir, &tmp), written).map(|()| (written, true))
+                finish(owners, &split.job, t, (&dir, &tmp), written).map(|()| (written, true))
             }
             (error, _) => {
                 let _ = dir.remove_file(&tmp);

@@ -918,6 +918,51 @@ pub fn read_direct_into(f: &File, buf: &mut Vec<u8>, len: usize, offset: u64) ->
     Ok(pad + shift)
 }
 
+/// A second descriptor of the open file `f` that writes past the page cache (`O_DIRECT`),
+/// for the large contents of a restore: reopened through `/proc/self/fd` (the kernel's
+/// own link to that open file, never a name in a folder someone else could swap), checked
+/// to be the same inode; `None` where the filesystem has no direct I/O or `/proc` is not
+/// mounted (the content then goes through the cache).
+pub fn reopen_direct(f: &File) -> Option<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let d = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_DIRECT | nix::libc::O_NOCTTY)
+            .open(proc_fd(f))
+            .ok()?;
+        let (a, b) = (d.metadata().ok()?, f.metadata().ok()?);
+        (a.is_file() && (a.dev(), a.ino()) == (b.dev(), b.ino())).then_some(d)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = f;
+        None
+    }
+}
+
+/// Writes a file's dirty pages to disk and waits for them (not its metadata): what was
+/// written through the cache is on disk, and its blocks' allocation logged, before the
+/// restore sets the file's mtime — the mark by which a rerun takes a file as in place.
+pub fn write_back_and_wait(f: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let how = nix::libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | nix::libc::SYNC_FILE_RANGE_WRITE
+            | nix::libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: the descriptor is open for as long as `f` is borrowed; no memory is
+        // passed.
+        if unsafe { nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, how) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    f.sync_data()
+}
+
 /// Reserves the blocks of `len` bytes at `offset` of a file being restored (Linux
 /// `fallocate`; the size grows to cover them): the large content written there directly
 /// then overwrites blocks the file has (several writers of one file at once, without

@@ -277,36 +277,6 @@ impl Dir {
         Ok(File::from(fd))
     }
 
-    /// A second descriptor of the file `like` (at `name` in this folder) that writes past
-    /// the page cache (`O_DIRECT`), for the large contents of a restore; `None` where the
-    /// filesystem has no direct I/O, or `name` is no longer that file (opened without
-    /// following a link, without blocking on a FIFO, and checked to be the same inode).
-    pub fn reopen_direct(&self, name: &OsStr, like: &File) -> Option<File> {
-        #[cfg(target_os = "linux")]
-        {
-            use nix::fcntl::{FcntlArg, fcntl};
-            use std::os::unix::fs::MetadataExt;
-            let flags = OFlag::O_WRONLY
-                | OFlag::O_DIRECT
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_NONBLOCK
-                | OFlag::O_CLOEXEC;
-            let f = File::from(openat(&self.fd, plain(name).ok()?, flags, Mode::empty()).ok()?);
-            let (a, b) = (f.metadata().ok()?, like.metadata().ok()?);
-            if !a.is_file() || (a.dev(), a.ino()) != (b.dev(), b.ino()) {
-                return None;
-            }
-            // blocking again (the flags F_SETFL sets: O_DIRECT stays, O_NONBLOCK goes)
-            fcntl(&f, FcntlArg::F_SETFL(OFlag::O_DIRECT)).ok()?;
-            Some(f)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (name, like);
-            None
-        }
-    }
-
     /// Removes the entry `name` of this folder (not a folder).
     pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
         nix::unistd::unlinkat(

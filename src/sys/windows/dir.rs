@@ -150,12 +150,6 @@ impl Dir {
         super::create_new_nofollow(&self.path.join(plain(name)?), mode)
     }
 
-    /// Direct (unbuffered) writes are not used on Windows: the restore writes through the
-    /// cache.
-    pub fn reopen_direct(&self, _name: &OsStr, _like: &File) -> Option<File> {
-        None
-    }
-
     /// Removes the file `name`.
     pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
         std::fs::remove_file(self.path.join(plain(name)?))
