@@ -701,16 +701,35 @@ pub fn sync_opened(d: &File) -> io::Result<()> {
 /// comes from that flush (`sync_filesystem`), never from this.
 pub fn start_writeback(f: &std::fs::File) {
     #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is open for as long as `f` is borrowed; the call only
-        // queues writeback (no memory is passed).
-        unsafe {
-            nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, nix::libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
+    let _ = sync_range(f, nix::libc::SYNC_FILE_RANGE_WRITE);
     #[cfg(not(target_os = "linux"))]
     let _ = f;
+}
+
+/// Writes a file's dirty pages to disk and waits for them (not its metadata): what was
+/// written through the cache is on disk, and its blocks' allocation logged, before the
+/// restore sets the file's mtime — the mark by which a rerun takes a file as in place.
+pub fn write_back_and_wait(f: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    return sync_range(
+        f,
+        nix::libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | nix::libc::SYNC_FILE_RANGE_WRITE
+            | nix::libc::SYNC_FILE_RANGE_WAIT_AFTER,
+    );
+    #[cfg(not(target_os = "linux"))]
+    f.sync_data()
+}
+
+/// `sync_file_range` over the whole file.
+#[cfg(target_os = "linux")]
+fn sync_range(f: &File, how: std::ffi::c_uint) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for as long as `f` is borrowed; no memory is passed.
+    match unsafe { nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, how) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 /// Free bytes for an unprivileged writer on the filesystem holding `path`.
@@ -940,27 +959,6 @@ pub fn reopen_direct(f: &File) -> Option<File> {
         let _ = f;
         None
     }
-}
-
-/// Writes a file's dirty pages to disk and waits for them (not its metadata): what was
-/// written through the cache is on disk, and its blocks' allocation logged, before the
-/// restore sets the file's mtime — the mark by which a rerun takes a file as in place.
-pub fn write_back_and_wait(f: &File) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let how = nix::libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | nix::libc::SYNC_FILE_RANGE_WRITE
-            | nix::libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        // SAFETY: the descriptor is open for as long as `f` is borrowed; no memory is
-        // passed.
-        if unsafe { nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, how) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    #[cfg(not(target_os = "linux"))]
-    f.sync_data()
 }
 
 /// Reserves the blocks of `len` bytes at `offset` of a file being restored (Linux
