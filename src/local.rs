@@ -216,9 +216,110 @@ impl Drop for RunMarker {
     }
 }
 
-/// The pid of a restore running on this machine, if one is.
+/// The pid of a restore running on this machine, if one is: the marker (a regular file,
+/// not followed if a link, a pid and nothing else) names a live process that was already
+/// running when the marker was written. A marker left by a crash or a power cut can name
+/// a pid the system has since handed to another process — after a reboot, one of the
+/// daemons that start at the same point of every boot — which would have `status` report
+/// a restore running and `status --wait` wait for it forever; that process started after
+/// the marker was written, so it is not taken for the restore. Where a process's start
+/// cannot be read, a live pid is enough.
 pub fn restore_running(root: &Root) -> Option<u32> {
+    use std::io::Read;
     let p = root.path(format!("{STATE_DIR}/{RUNNING}"));
-    let pid: u32 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
-    crate::sys::process_alive(pid).then_some(pid)
+    let f = crate::sys::open_store_file(&p, false).ok()?;
+    let written = f.metadata().ok()?.modified().ok()?;
+    let mut text = String::new();
+    f.take(16).read_to_string(&mut text).ok()?;
+    let pid = marker_pid(&text)?;
+    let started = crate::sys::process_started(pid);
+    (crate::sys::process_alive(pid) && !started_after(started, written)).then_some(pid)
+}
+
+/// The pid a marker holds (decimal digits, a newline at most after them).
+fn marker_pid(text: &str) -> Option<u32> {
+    let digits = text.strip_suffix('\n').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// Whether a process that started at `started` (as the system tells it: whole seconds,
+/// computed from the boot time) began after a marker written at `written` — with two
+/// seconds' slack for that rounding, so the restore that wrote the marker is never
+/// mistaken for a newer process.
+fn started_after(started: Option<std::time::SystemTime>, written: std::time::SystemTime) -> bool {
+    started.is_some_and(|s| s > written + std::time::Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_marker_holds_a_pid_and_nothing_else() {
+        assert_eq!(marker_pid("812"), Some(812));
+        assert_eq!(marker_pid("812\n"), Some(812));
+        for bad in [
+            "",
+            "\n",
+            "0",
+            "-1",
+            "+5",
+            " 812",
+            "812 ",
+            "812\n\n",
+            "8x",
+            "99999999999",
+        ] {
+            assert_eq!(marker_pid(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_process_started_after_its_marker_is_not_the_restore() {
+        let written = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // the restore itself: started before its marker, or within the rounding of it
+        assert!(!started_after(
+            Some(written - Duration::from_secs(30)),
+            written
+        ));
+        assert!(!started_after(
+            Some(written + Duration::from_secs(2)),
+            written
+        ));
+        // a pid handed out again after a crash or a reboot
+        assert!(started_after(
+            Some(written + Duration::from_secs(3)),
+            written
+        ));
+        assert!(started_after(
+            Some(written + Duration::from_secs(86_400)),
+            written
+        ));
+        // unknown: the live pid decides
+        assert!(!started_after(None, written));
+    }
+
+    #[test]
+    fn the_running_restore_is_recognised_by_its_marker() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        assert_eq!(restore_running(&root), None);
+        let marker = RunMarker::start(&root, false).unwrap();
+        assert_eq!(restore_running(&root), Some(std::process::id()));
+        // the same marker, dated before this process started: a reused pid
+        let p = root.path(format!("{STATE_DIR}/{RUNNING}"));
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(365 * 86_400))
+            .unwrap();
+        assert_eq!(restore_running(&root), None);
+        drop(marker);
+        assert!(!p.exists());
+    }
 }

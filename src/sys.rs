@@ -101,6 +101,16 @@ pub fn open_lock(path: &Path, mode: u32) -> io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// When the process `pid` started (`None`: no such process, or the system does not say),
+/// from sysinfo on every platform: in whole seconds.
+pub fn process_started(pid: u32) -> Option<std::time::SystemTime> {
+    let mut sys = sysinfo::System::new().ok()?;
+    let pid = sysinfo::Pid::from_u32(pid);
+    sys.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), false);
+    let secs = sys.process(pid)?.start_time();
+    (secs > 0).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// Reads a file, `Ok(None)` when it does not exist.
 pub fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {

@@ -1032,7 +1032,8 @@ fn the_restore_report_is_on_disk_and_renders_in_a_browser() {
 
 /// #19.2: `status --long` names why a restore is not ready and prints its report;
 /// `status --wait` waits while a restore runs (a live process holds the marker) and exits
-/// with the restore's result; a store named on the command line must exist.
+/// with the restore's result, but not for a pid that started after the marker was written
+/// (a crashed restore's pid reused); a store named on the command line must exist.
 #[test]
 fn status_waits_for_the_restore_and_says_why_it_is_not_ready() {
     let port = repo_server(&["trixie-pgdg"]);
@@ -1086,6 +1087,27 @@ fn status_waits_for_the_restore_and_says_why_it_is_not_ready() {
     assert_exit!(o, Some(1));
     // a wait that gave up is told apart from a failed restore
     assert_eq!(json(&o)["error"]["kind"], "timeout", "{}", stdout(&o));
+    // a marker left by a crash whose pid now belongs to another process (started after
+    // the marker was written, as after a reboot): no restore runs, --wait does not wait
+    let marker = new.dir.join("var/lib/carryover/restore.running");
+    std::fs::File::options()
+        .write(true)
+        .open(&marker)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let o = Cmd::new("status")
+        .root(&new.dir)
+        .args(&["--wait", "--timeout", "4"])
+        .json()
+        .run();
+    assert_exit!(o, Some(4));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "--wait waited for a pid the crashed restore no longer owns"
+    );
+    assert_eq!(json(&o)["restore"], "none", "{}", stdout(&o));
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let o = Cmd::new("status")
