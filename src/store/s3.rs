@@ -183,12 +183,26 @@ enum Fail {
     Stop(anyhow::Error),
 }
 
-/// A transport error: retried, except a request that cannot be built.
+/// A transport error: retried, except a request that cannot be built. Its URL is left
+/// out: a presigned one carries the access key id, the signature and the session token
+/// of temporary credentials, and the message goes to the log, the report and the event.
 fn net(what: &str, e: reqwest::Error) -> Fail {
+    // the server's origin (scheme, host, port) names where; nothing after it is shown
+    let at = e.url().map(|u| u.origin().ascii_serialization());
+    let e = e.without_url();
+    let mut why = match at {
+        Some(at) => format!("{e} to {at}"),
+        None => e.to_string(),
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        why = format!("{why}: {s}");
+        source = s.source();
+    }
     if e.is_builder() {
-        Fail::Stop(anyhow!("{what}: {e}"))
+        Fail::Stop(anyhow!("{what}: {why}"))
     } else {
-        Fail::Retry(anyhow!("{what}: {e}"))
+        Fail::Retry(anyhow!("{what}: {why}"))
     }
 }
 

@@ -230,6 +230,51 @@ fn wrong_s3_credentials_are_a_clear_error() {
     assert!(stderr(&o).contains("AWS_ACCESS_KEY_ID"), "{}", stderr(&o));
 }
 
+/// A store that cannot be reached: the error names the endpoint's failure, never the
+/// presigned URL (its access key id, signature and session token) — not on stderr, not in
+/// the restore's report or record.
+#[test]
+fn an_unreachable_s3_store_never_shows_the_signed_url() {
+    let t = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut e = env(SECRET);
+    e.push(("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")));
+    e.push(("AWS_SESSION_TOKEN", "session-token-SECRET-42".into()));
+    let new = Tree::new(&t.path().join("new"));
+    new.file("/etc/hostname", "ubuntu\n");
+    for cmd in ["capture", "restore"] {
+        let o = Cmd::new(cmd)
+            .root(&new.dir)
+            .store("s3://carryover/x")
+            .envs(&e)
+            .run();
+        assert_exit!(o, Some(1));
+        let err = stderr(&o);
+        assert!(err.contains("127.0.0.1"), "{err}");
+        for secret in [
+            "session-token-SECRET-42",
+            KEY,
+            SECRET,
+            "X-Amz-",
+            "Signature",
+        ] {
+            assert!(!err.contains(secret), "{cmd}: {secret} shown: {err}");
+        }
+    }
+    for f in walkdir::WalkDir::new(&new.dir).into_iter().flatten() {
+        if f.file_type().is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()).into_owned();
+            for secret in ["session-token-SECRET-42", KEY, "X-Amz-"] {
+                assert!(!text.contains(secret), "{}: {secret}", f.path().display());
+            }
+        }
+    }
+}
+
 /// A metadata service on loopback that hands out the S3 server's key as the instance's
 /// temporary credentials (Huawei Cloud's `securitykey` document).
 fn credentials_server() -> u16 {
