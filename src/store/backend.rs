@@ -6,6 +6,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use std::sync::mpsc::{Receiver, Sender};
 
+/// The most a whole-object read takes (`get`): more than any object the store writes
+/// (packs of at most 16 MiB, documents, state and agent objects), so an object past it was
+/// planted or damaged — refused before it fills the memory.
+pub const MAX_GET: u64 = 1 << 30;
+
+/// Refuses an object longer than `MAX_GET`.
+pub fn too_large(key: &str, len: u64) -> Result<()> {
+    if len > MAX_GET {
+        bail!(
+            "{key} is {len} bytes or more: larger than any object the store writes ({MAX_GET}); refused (planted or damaged)"
+        );
+    }
+    Ok(())
+}
+
 /// Where the store keeps its objects. `put` must be atomic: a reader sees the whole
 /// object or none of it.
 pub trait Backend: Send + Sync {
@@ -283,9 +298,31 @@ impl Backend for LocalBackend {
             .with_context(|| format!("writing {key} to the store"))
     }
 
+    /// Never through a link, never a FIFO or a device (a FIFO planted at the store's
+    /// marker would hang every restore before it could report), never more than
+    /// `MAX_GET` bytes.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
         let path = self.path(key)?;
-        crate::sys::read_opt(&path).with_context(|| format!("reading {}", path.display()))
+        let f = match crate::sys::open_store_file(&path, false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(20) => return Ok(None), // ENOTDIR
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", path.display()));
+            }
+        };
+        let len = f
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        too_large(key, len)?;
+        let mut data = Vec::with_capacity(len as usize);
+        f.take(MAX_GET + 1)
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading {}", path.display()))?;
+        too_large(key, data.len() as u64)?;
+        Ok(Some(data))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {

@@ -305,9 +305,15 @@ impl Conn {
             if r.status().as_u16() == 404 {
                 return Ok(None);
             }
-            let r = ok(&what, r).await?;
-            let body = r.bytes().await.map_err(|e| net(&what, e))?;
-            Ok(Some(Vec::from(body)))
+            let mut r = ok(&what, r).await?;
+            let big = |len| super::backend::too_large(k, len).map_err(Fail::Stop);
+            big(r.content_length().unwrap_or(0))?;
+            let mut body = Vec::new();
+            while let Some(chunk) = r.chunk().await.map_err(|e| net(&what, e))? {
+                big((body.len() + chunk.len()) as u64)?;
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Some(body))
         })
         .await
     }

@@ -715,3 +715,45 @@ fn srv_mount(v: &serde_json::Value, edit: impl Fn(&mut serde_json::Value)) -> se
     edit(&mut m);
     m
 }
+
+/// A FIFO, a link or a file of gigabytes planted at the store's marker: every restore
+/// refuses it at once, with a clear error that reaches its report. A FIFO used to hang
+/// the restore before it could report (every boot, `TimeoutStartSec=infinity`); a link
+/// was followed; a sparse file of gigabytes would have been read whole into memory.
+#[test]
+fn a_fifo_a_link_or_a_huge_file_at_a_store_object_is_refused_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let marker = store.join("carryover-store.json");
+    let elsewhere = t.path().join("elsewhere.json");
+    std::fs::copy(&marker, &elsewhere).unwrap();
+    for planted in ["fifo", "link", "huge"] {
+        std::fs::remove_file(&marker).unwrap();
+        match planted {
+            "fifo" => nix::unistd::mkfifo(&marker, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+            "link" => symlink(&elsewhere, &marker).unwrap(),
+            _ => std::fs::File::create(&marker)
+                .unwrap()
+                .set_len(3 << 30)
+                .unwrap(),
+        }
+        let new = new_ubuntu(&t.path().join(format!("new-{planted}")));
+        let o = Cmd::new("restore")
+            .under(&["timeout", "-s", "KILL", "60"])
+            .root(&new.dir)
+            .store(&store)
+            .run();
+        assert_exit!(o, Some(1));
+        let err = stderr(&o);
+        let why = match planted {
+            "fifo" => "not a regular file",
+            "link" => "symbolic link",
+            _ => "larger than any object the store writes",
+        };
+        assert!(err.contains(why), "{planted}: {err}");
+        assert!(err.contains("carryover-store.json"), "{planted}: {err}");
+        assert_eq!(new.read("/etc/hostname"), "ubuntu\n", "{planted}");
+    }
+}
