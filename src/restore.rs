@@ -166,6 +166,18 @@ pub struct Journal {
     pub restored_on: Option<String>,
 }
 
+/// Marks the journal of `snapshot` finished — the last thing a restore does, after the
+/// post-restore hooks, this system's record and the outcome queued for the orchestrator:
+/// the boot unit takes a finished journal naming this system for a restore done (when
+/// the system's own record is lost) and never runs it again, so marked any earlier, a
+/// crash in between left a restore whose outcome was never recorded nor reported.
+pub fn finish_journal(store: &Store, snapshot: &str) -> Result<()> {
+    let mut j = journal(store, snapshot)
+        .with_context(|| format!("the journal of snapshot {snapshot} cannot be read"))?;
+    j.finished_at = Some(crate::store::now_rfc3339());
+    store.put_doc(&journal_key(snapshot), &serde_json::to_vec_pretty(&j)?)
+}
+
 /// The journal of `snapshot` in the store, when there is a readable one.
 pub fn journal(store: &Store, snapshot: &str) -> Option<Journal> {
     store
@@ -438,9 +450,15 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
     let loaded = load(store, manifest);
     let a = Apply::new(root, &manifest.id, dry_run).with_options(options.clone());
     let key = journal_key(&manifest.id);
-    let previous: Option<Journal> = store
-        .get_doc(&key)?
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    // a journal that cannot be read (damaged, not this store's seal, not a file) is not
+    // this restore's: it starts over, as for one of another snapshot
+    let previous: Option<Journal> = match store.get_doc(&key) {
+        Ok(doc) => doc.and_then(|b| serde_json::from_slice(&b).ok()),
+        Err(e) => {
+            tracing::warn!("the journal in the store cannot be read ({e:#}): starting over");
+            None
+        }
+    };
     // The journal is read back from the store: it is resumed only when it is this
     // snapshot's, for this target, and names only steps of the plan (a forged or copied
     // journal claiming `data` done is ignored, and the health check sees the data anyway).
@@ -475,6 +493,14 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
         .map(|s| (s.name.clone(), s.clone()))
         .collect();
     journal.steps.retain(|s| s.status != Status::Failed);
+    // written once before any step: a store where the journal cannot be written (a
+    // folder planted at its name, a full or read-only disk) fails the restore before it
+    // changes anything, not after its first step
+    if !dry_run {
+        store
+            .put_doc(&key, &serde_json::to_vec_pretty(&journal)?)
+            .with_context(|| format!("writing the journal {key}"))?;
+    }
     let writer = background::DocWriter::new(store.clone(), key.clone());
     let mut reports = Vec::new();
     // the checks made right after their step (see `Verify::Check`), by step name
@@ -560,8 +586,9 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
     } else {
         RestoreState::Ready
     };
+    // the journal is marked finished by `finish_journal` once the outcome is recorded
+    // and queued for the orchestrator: a crash before then resumes the restore
     if !dry_run {
-        journal.finished_at = Some(crate::store::now_rfc3339());
         journal.steps = reports.clone();
         writer.save(serde_json::to_vec_pretty(&journal)?)?;
     }

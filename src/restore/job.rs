@@ -300,6 +300,9 @@ impl Job<'_> {
             );
             // the report an operator reads after the change, and the login banner
             super::document::publish(req.root, &report, manifest.hostname.clone());
+            if let Err(e) = super::finish_journal(store, &manifest.id) {
+                tracing::warn!("could not mark the restore finished in the store: {e:#}");
+            }
         }
         Ok(report)
     }

@@ -189,3 +189,41 @@ fn writable_hooks_and_configs_are_refused_and_hooks_get_a_clean_environment() {
         stderr(&o)
     );
 }
+
+/// A restore killed in its post-restore hook — after its steps, before its record and
+/// its outcome (a power cut, the OOM killer, an operator rebooting while a long load
+/// runs): the next boot's restore resumes and finishes it, records it, writes its report
+/// and reports it, instead of taking the store's journal for a restore done; the boot
+/// after that has nothing due.
+#[test]
+fn a_restore_killed_in_its_post_restore_hook_is_finished_by_the_next_boot() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    // a system the store's journal can name (its origin marker)
+    new.file("/etc/machine-id", "fedcba9876543210fedcba9876543210\n");
+    let flag = t.path().join("killed-once");
+    let f = flag.display();
+    hook(
+        &new,
+        "post-restore",
+        "10-crash",
+        &format!("[ -e {f} ] || {{ touch {f}; kill -9 $PPID; sleep 5; }}"),
+    );
+    let o = restore(&new.dir, &store, &["--if-due"], &[]);
+    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
+    assert!(flag.exists());
+    assert!(!new.p("/var/log/carryover/restore-report.json").exists());
+    let o = restore(&new.dir, &store, &["--if-due"], &[]);
+    assert_exit!(o, Some(0));
+    let v = json(&o);
+    assert_eq!(v["state"], "ready", "{}", stdout(&o));
+    assert_eq!(v["snapshot_id"], id.as_str());
+    assert!(new.p("/var/log/carryover/restore-report.json").exists());
+    let o = restore(&new.dir, &store, &["--if-due"], &[]);
+    assert_exit!(o, Some(0));
+    assert_eq!(json(&o)["state"], "not-due", "{}", stdout(&o));
+}

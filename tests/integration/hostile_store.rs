@@ -757,3 +757,54 @@ fn a_fifo_a_link_or_a_huge_file_at_a_store_object_is_refused_at_once() {
         assert_eq!(new.read("/etc/hostname"), "ubuntu\n", "{planted}");
     }
 }
+
+/// A journal that cannot be read — a flipped byte in an encrypted store's (its seal
+/// fails) — is not this restore's: the restore starts over and finishes, instead of
+/// failing at every attempt with nothing restored. A folder in its place is read past but
+/// cannot be written over: a clear failure before any step.
+#[test]
+fn a_journal_that_cannot_be_read_is_started_over() {
+    let t = tempfile::tempdir().unwrap();
+    let (old, store) = encrypted_old(t.path());
+    let id = capture_app(&old, &store);
+    let journal = store.join(format!("journal/{id}.json"));
+    for damage in ["flipped", "folder"] {
+        let new = new_ubuntu(&t.path().join(format!("new-{damage}")));
+        with_store_key(&new, "");
+        let o = restore(&new.dir, &store, &[], &[]);
+        assert_exit!(o, Some(0));
+        let _ = std::fs::remove_dir_all(&journal);
+        match damage {
+            "flipped" => {
+                let mut b = std::fs::read(&journal).unwrap();
+                let mid = b.len() / 2;
+                b[mid] ^= 0x40;
+                std::fs::write(&journal, b).unwrap();
+            }
+            _ => {
+                std::fs::remove_file(&journal).unwrap();
+                std::fs::create_dir(&journal).unwrap();
+            }
+        }
+        let again = new_ubuntu(&t.path().join(format!("again-{damage}")));
+        with_store_key(&again, "");
+        let o = restore(&again.dir, &store, &[], &[]);
+        if damage == "folder" {
+            // read past, but no journal can be written in its place: a clear failure
+            // before any step, the system untouched
+            assert_exit!(o, Some(1));
+            assert!(stdout(&o).contains("Is a directory"), "{}", stdout(&o));
+            assert_eq!(again.read("/etc/hostname"), "ubuntu\n");
+            continue;
+        }
+        assert_exit!(o, Some(0));
+        assert_eq!(json(&o)["state"], "ready", "{damage}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains("cannot be read"),
+            "{damage}: {}",
+            stderr(&o)
+        );
+        assert_eq!(again.read("/srv/app/db.sqlite"), "rows\n", "{damage}");
+        assert_eq!(again.read("/etc/hostname"), "web01\n", "{damage}");
+    }
+}
