@@ -54,16 +54,22 @@ impl StoreLock {
                 .and_then(|b| serde_json::from_slice(&b).ok());
             let stale = match &held {
                 None => true, // unreadable: a writer died while creating it
-                Some(h) if h.host == me.host => !pid_alive(h.pid),
+                // this host: stale when its process is gone, or its pid now belongs to
+                // a process started after the lock was taken (a crash, then a reboot)
+                Some(h) if h.host == me.host => !crate::local::still_running(
+                    h.pid,
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.since.max(0) as u64),
+                ),
                 Some(h) => now() - h.since > STALE_SECONDS,
             };
             if !stale {
                 let h = held.expect("not stale means readable");
                 bail!(
-                    "the store is in use by process {} on {} since {} (another capture, forget or prune); try again when it has finished",
+                    "the store is in use by process {} on {} since {} (another capture, forget or prune); try again when it has finished (its lock: {} in the store)",
                     h.pid,
                     h.host,
-                    crate::store::rfc3339(h.since)
+                    crate::store::rfc3339(h.since),
+                    KEY
                 );
             }
             tracing::warn!("removing a stale store lock ({held:?})");
@@ -82,8 +88,4 @@ impl Drop for StoreLock {
             tracing::warn!("could not release the store lock: {e:#}");
         }
     }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    crate::sys::process_alive(pid)
 }

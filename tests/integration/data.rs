@@ -939,13 +939,18 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
     assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
-    let lock = format!(
-        "{{\"host\":\"{}\",\"pid\":{},\"since\":{}}}",
-        host.trim(),
-        sleeper.id(),
-        1_700_000_000
-    );
-    std::fs::write(store.join("locks/writer.json"), &lock).unwrap();
+    let lock = |since: u64| {
+        format!(
+            "{{\"host\":\"{}\",\"pid\":{},\"since\":{since}}}",
+            host.trim(),
+            sleeper.id(),
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(store.join("locks/writer.json"), lock(now)).unwrap();
     let o = capture_paths(&old.dir, &store, &[]);
     assert_exit!(o, Some(1));
     assert!(
@@ -953,6 +958,13 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
         "{}",
         stderr(&o)
     );
+    assert!(stderr(&o).contains("locks/writer.json"), "{}", stderr(&o));
+    // the same pid in a lock taken long before that process started (a crashed capture's
+    // pid handed out again after a reboot): stale
+    std::fs::write(store.join("locks/writer.json"), lock(1_700_000_000)).unwrap();
+    assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
+    assert!(!store.join("locks/writer.json").exists(), "released");
+    std::fs::write(store.join("locks/writer.json"), lock(now)).unwrap();
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let o = capture_paths(&old.dir, &store, &[]);
