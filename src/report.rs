@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -378,9 +378,18 @@ impl Sender {
         let Some(url) = &config.report_url else {
             return Ok(None);
         };
-        let token = crate::sys::read_opt(&root.follow(&config.token_file))
-            .with_context(|| format!("reading the token file {}", config.token_file.display()))?
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        // a token file that cannot be read is warned about and the event goes without
+        // one (the orchestrator may refuse it, and says so): never no event at all
+        let token = match crate::sys::read_opt(&root.follow(&config.token_file)) {
+            Ok(t) => t.map(|b| String::from_utf8_lossy(&b).trim().to_string()),
+            Err(e) => {
+                tracing::warn!(
+                    "reading the token file {}: {e}; sending without a token",
+                    config.token_file.display()
+                );
+                None
+            }
+        };
         if token.is_some() && plain_http_off_host(url) {
             tracing::warn!(
                 "the orchestrator's token goes to {url} over plain http: anyone on the way can read it; use https"
@@ -574,9 +583,26 @@ pub fn queue_and_send(root: &Root, config: &Config, event: Event, seconds: u64) 
     let Some(sender) = Sender::from_config(root, config)? else {
         return Ok(0);
     };
-    let outbox = Outbox::open(root)?;
-    outbox.push(&event)?;
-    let left = outbox.flush(&sender, Instant::now() + Duration::from_secs(seconds))?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    // an outbox that cannot take the event (a damaged state folder, a full or read-only
+    // system disk): it is sent from memory, never dropped unsent
+    let queued = Outbox::open(root).and_then(|o| o.push(&event).map(|()| o));
+    let outbox = match queued {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!("the outbox cannot keep the event ({e:#}): sending it without it");
+            return match sender.deliver(&event, deadline) {
+                Delivery::Accepted => Ok(0),
+                Delivery::Refused(why) | Delivery::Later(why) => {
+                    bail!(
+                        "the {} event was not delivered and cannot wait in the outbox: {why}",
+                        event.phase.as_str()
+                    )
+                }
+            };
+        }
+    };
+    let left = outbox.flush(&sender, deadline)?;
     if left > 0 {
         tracing::warn!("{left} events wait in the outbox: `carryover report` sends them");
     }

@@ -392,6 +392,31 @@ fn a_restore_that_fails_before_its_plan_still_reaches_the_orchestrator() {
     assert_eq!(events(&seen).len(), n, "nothing sent");
 }
 
+/// An outbox that cannot keep events (a file planted at its folder's name; a full or
+/// read-only system disk does the same): every event of the restore still reaches the
+/// orchestrator, sent from memory.
+#[test]
+fn events_reach_the_orchestrator_when_the_outbox_cannot_keep_them() {
+    let t = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = orchestrator(listener, vec![]);
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    capture(&old.dir, &store);
+    let new = new_os_expecting_restore(&t.path().join("new"), port, &store);
+    new.file("/var/lib/carryover/outbox", "not a folder\n");
+    let o = Cmd::new("restore --if-due").root(&new.dir).run();
+    assert_exit!(o, Some(0));
+    assert!(
+        stderr(&o).contains("sending it without it"),
+        "{}",
+        stderr(&o)
+    );
+    let got = events(&seen);
+    assert_eq!(got.last(), Some(&pair("restore", "succeeded")), "{got:?}");
+}
+
 #[test]
 fn a_capture_that_fails_reaches_the_orchestrator() {
     let t = tempfile::tempdir().unwrap();
