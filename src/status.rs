@@ -92,8 +92,13 @@ pub fn restore_phase(root: &Root, config: &Config, local: &LocalState) -> Restor
     if crate::local::restore_running(root).is_some() {
         RestorePhase::Running
     } else if config.restore_expected && local.last_restore.is_none() {
-        // one that failed before its plan is not coming by itself
-        if local.last_failure.is_some() {
+        // one that failed before its plan is not coming by itself — in this boot: one
+        // that failed in an earlier boot is tried again by this boot's restore unit
+        if local
+            .last_failure
+            .as_ref()
+            .is_some_and(|f| !failed_before_this_boot(f))
+        {
             RestorePhase::Failed
         } else {
             RestorePhase::Due
@@ -101,6 +106,16 @@ pub fn restore_phase(root: &Root, config: &Config, local: &LocalState) -> Restor
     } else {
         RestorePhase::None
     }
+}
+
+/// Whether a failure was recorded before the system last booted (its time read as
+/// RFC 3339; one that cannot be read is taken as this boot's: final).
+fn failed_before_this_boot(f: &crate::local::FailureRecord) -> bool {
+    let Ok(at) = time::OffsetDateTime::parse(&f.at, &time::format_description::well_known::Rfc3339)
+    else {
+        return false;
+    };
+    crate::sys::boot_time().is_some_and(|boot| at.unix_timestamp() < boot)
 }
 
 /// Reads where this machine stands (after waiting, when asked). `long` keeps the last

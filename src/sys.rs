@@ -101,6 +101,12 @@ pub fn open_lock(path: &Path, mode: u32) -> io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// When the system booted (seconds since the epoch; `None` where it cannot be read).
+pub fn boot_time() -> Option<i64> {
+    let secs = sysinfo::System::boot_time().ok()?;
+    (secs > 0).then_some(secs as i64)
+}
+
 /// When the process `pid` started (`None`: no such process, or the system does not say),
 /// from sysinfo on every platform: in whole seconds.
 pub fn process_started(pid: u32) -> Option<std::time::SystemTime> {

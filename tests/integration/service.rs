@@ -1511,6 +1511,23 @@ fn status_names_a_restore_that_failed_before_its_plan() {
             .contains("not-mounted"),
         "{v}"
     );
+    // the same failure recorded in an earlier boot: this boot's restore unit tries again,
+    // so the restore is due, not failed (--wait waits for it)
+    let state = new.p("/var/lib/carryover/state.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    record["last_failure"]["at"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&state, serde_json::to_vec(&record).unwrap()).unwrap();
+    let o = Cmd::new("status").root(&new.dir).json().run();
+    assert_exit!(o, Some(0));
+    assert_eq!(json(&o)["restore"], "due", "{}", stdout(&o));
+    let o = Cmd::new("status")
+        .root(&new.dir)
+        .args(&["--wait", "--timeout", "1"])
+        .json()
+        .run();
+    assert_exit!(o, Some(1));
+    assert_eq!(json(&o)["error"]["kind"], "timeout", "{}", stdout(&o));
 }
 
 /// Review #25 (D): EL8's php-json is provided by EL9's php-common: the new OS has it (its
