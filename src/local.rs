@@ -33,6 +33,10 @@ pub struct LocalState {
 pub struct FailureRecord {
     pub at: String,
     pub error: String,
+    /// The boot it happened in (`sys::boot_id`): one of an earlier boot is tried again by
+    /// this boot's restore unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 /// How many snapshot ids `taken` keeps.
@@ -238,7 +242,7 @@ pub fn restore_running(root: &Root) -> Option<u32> {
 /// Whether the process that was `pid` at `since` still runs: `pid` is alive and did not
 /// start after `since` (a pid handed to another process after a crash or a reboot is not
 /// it; where a process's start cannot be read, a live pid is enough).
-pub fn still_running(pid: u32, since: std::time::SystemTime) -> bool {
+fn still_running(pid: u32, since: std::time::SystemTime) -> bool {
     crate::sys::process_alive(pid) && !started_after(crate::sys::process_started(pid), since)
 }
 

@@ -577,6 +577,17 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// Sends an event the outbox could not keep, from memory.
+fn deliver_unqueued(sender: &Sender, event: &Event, deadline: Instant) -> Result<usize> {
+    match sender.deliver(event, deadline) {
+        Delivery::Accepted => Ok(0),
+        Delivery::Refused(why) | Delivery::Later(why) => bail!(
+            "the {} event was not delivered and cannot wait in the outbox: {why}",
+            event.phase.as_str()
+        ),
+    }
+}
+
 /// Queues an event and tries to deliver the outbox for `seconds`; never fails the caller's
 /// job: problems are warnings, and what is left waits for `carryover report`.
 pub fn queue_and_send(root: &Root, config: &Config, event: Event, seconds: u64) -> Result<usize> {
@@ -586,22 +597,24 @@ pub fn queue_and_send(root: &Root, config: &Config, event: Event, seconds: u64) 
     let deadline = Instant::now() + Duration::from_secs(seconds);
     // an outbox that cannot take the event (a damaged state folder, a full or read-only
     // system disk): it is sent from memory, never dropped unsent
-    let queued = Outbox::open(root).and_then(|o| o.push(&event).map(|()| o));
-    let outbox = match queued {
-        Ok(o) => o,
+    let (outbox, refused) = match Outbox::open(root) {
+        Ok(o) => match o.push(&event) {
+            Ok(()) => (o, None),
+            Err(e) => (o, Some(e)),
+        },
         Err(e) => {
             tracing::warn!("the outbox cannot keep the event ({e:#}): sending it without it");
-            return match sender.deliver(&event, deadline) {
-                Delivery::Accepted => Ok(0),
-                Delivery::Refused(why) | Delivery::Later(why) => {
-                    bail!(
-                        "the {} event was not delivered and cannot wait in the outbox: {why}",
-                        event.phase.as_str()
-                    )
-                }
-            };
+            return deliver_unqueued(&sender, &event, deadline);
         }
     };
+    if let Some(e) = refused {
+        tracing::warn!("the outbox cannot keep the event ({e:#}): sending it without it");
+        // the events queued before it go first, as far as they can (in order)
+        if let Err(e) = outbox.flush(&sender, deadline) {
+            tracing::warn!("delivering the outbox: {e:#}");
+        }
+        return deliver_unqueued(&sender, &event, deadline);
+    }
     let left = outbox.flush(&sender, deadline)?;
     if left > 0 {
         tracing::warn!("{left} events wait in the outbox: `carryover report` sends them");

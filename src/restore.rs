@@ -171,9 +171,19 @@ pub struct Journal {
 /// the boot unit takes a finished journal naming this system for a restore done (when
 /// the system's own record is lost) and never runs it again, so marked any earlier, a
 /// crash in between left a restore whose outcome was never recorded nor reported.
-pub fn finish_journal(store: &Store, snapshot: &str) -> Result<()> {
+///
+/// One journal per snapshot: another system restoring the same snapshot meanwhile may
+/// have written its own over this one's — that one is left alone (its restore resumes
+/// on its next boot), never marked finished by this restore.
+pub fn finish_journal(store: &Store, snapshot: &str, target: &str) -> Result<()> {
     let mut j = journal(store, snapshot)
         .with_context(|| format!("the journal of snapshot {snapshot} cannot be read"))?;
+    if j.snapshot_id != snapshot || j.target != target {
+        anyhow::bail!(
+            "the journal of snapshot {snapshot} is another restore's now (target {}): left as it is",
+            j.target
+        );
+    }
     j.finished_at = Some(crate::store::now_rfc3339());
     store.put_doc(&journal_key(snapshot), &serde_json::to_vec_pretty(&j)?)
 }
@@ -452,12 +462,17 @@ pub fn execute(plan: &Plan) -> Result<RestoreReport> {
     let key = journal_key(&manifest.id);
     // a journal that cannot be read (damaged, not this store's seal, not a file) is not
     // this restore's: it starts over, as for one of another snapshot
-    let previous: Option<Journal> = match store.get_doc(&key) {
-        Ok(doc) => doc.and_then(|b| serde_json::from_slice(&b).ok()),
-        Err(e) => {
-            tracing::warn!("the journal in the store cannot be read ({e:#}): starting over");
-            None
-        }
+    // (a store that cannot be read at all — a transport error — fails the restore: it
+    // must not start over on top of a journal it could not see)
+    let previous: Option<Journal> = match store.backend().get(&key)? {
+        None => None,
+        Some(b) => match store.unseal(crate::store::Object::Doc(&key), b) {
+            Ok(doc) => serde_json::from_slice(&doc).ok(),
+            Err(e) => {
+                tracing::warn!("the journal in the store cannot be read ({e:#}): starting over");
+                None
+            }
+        },
     };
     // The journal is read back from the store: it is resumed only when it is this
     // snapshot's, for this target, and names only steps of the plan (a forged or copied
@@ -684,6 +699,34 @@ fn health_checks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two systems restoring one snapshot share its journal: the one that ends first
+    /// never marks the other's finished (that one resumes on its next boot).
+    #[test]
+    fn only_this_restores_journal_is_marked_finished() {
+        let t = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let store = Store::open(t.path().join("s").to_str().unwrap(), &config, true, None).unwrap();
+        let snap = "20261203T000000000Z-0000abcd";
+        let of = |target: &str| Journal {
+            snapshot_id: snap.into(),
+            target: target.into(),
+            started_at: "2026-12-03T00:00:00Z".into(),
+            finished_at: None,
+            steps: Vec::new(),
+            restored_on: Some(format!("marker-of-{target}")),
+        };
+        let key = journal_key(snap);
+        store
+            .put_doc(&key, &serde_json::to_vec(&of("c@/")).unwrap())
+            .unwrap();
+        let e = finish_journal(&store, snap, "b@/").unwrap_err();
+        assert!(format!("{e:#}").contains("another restore's"), "{e:#}");
+        let j = journal(&store, snap).unwrap();
+        assert_eq!((j.target.as_str(), j.finished_at), ("c@/", None));
+        finish_journal(&store, snap, "c@/").unwrap();
+        assert!(journal(&store, snap).unwrap().finished_at.is_some());
+    }
 
     #[test]
     fn restore_states_serialize_as_the_words_of_the_protocol() {

@@ -108,14 +108,12 @@ pub fn restore_phase(root: &Root, config: &Config, local: &LocalState) -> Restor
     }
 }
 
-/// Whether a failure was recorded before the system last booted (its time read as
-/// RFC 3339; one that cannot be read is taken as this boot's: final).
+/// Whether a failure was recorded in an earlier boot: by the boot's id, never by the
+/// wall clock (which can step); one without a boot id is taken as this boot's (final).
 fn failed_before_this_boot(f: &crate::local::FailureRecord) -> bool {
-    let Ok(at) = time::OffsetDateTime::parse(&f.at, &time::format_description::well_known::Rfc3339)
-    else {
-        return false;
-    };
-    crate::sys::boot_time().is_some_and(|boot| at.unix_timestamp() < boot)
+    f.boot
+        .as_ref()
+        .is_some_and(|b| crate::sys::boot_id().is_some_and(|now| &now != b))
 }
 
 /// Reads where this machine stands (after waiting, when asked). `long` keeps the last

@@ -101,10 +101,19 @@ pub fn open_lock(path: &Path, mode: u32) -> io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// When the system booted (seconds since the epoch; `None` where it cannot be read).
-pub fn boot_time() -> Option<i64> {
-    let secs = sysinfo::System::boot_time().ok()?;
-    (secs > 0).then_some(secs as i64)
+/// This boot's id (Linux: `/proc/sys/kernel/random/boot_id`, a UUID new at every boot;
+/// `None` elsewhere or when it cannot be read). Tells "before this boot" without the
+/// wall clock, which can step.
+pub fn boot_id() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = text.trim();
+        (id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+            .then(|| id.to_string())
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 /// When the process `pid` started (`None`: no such process, or the system does not say),

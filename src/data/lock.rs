@@ -16,6 +16,9 @@ struct Holder {
     host: String,
     pid: u32,
     since: i64,
+    /// The boot its process ran in (`sys::boot_id`; absent from older agents' locks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot: Option<String>,
 }
 
 /// Held until dropped.
@@ -40,6 +43,7 @@ impl StoreLock {
             host: host(),
             pid: std::process::id(),
             since: now(),
+            boot: crate::sys::boot_id(),
         };
         let body = serde_json::to_vec(&me)?;
         for _ in 0..3 {
@@ -54,12 +58,13 @@ impl StoreLock {
                 .and_then(|b| serde_json::from_slice(&b).ok());
             let stale = match &held {
                 None => true, // unreadable: a writer died while creating it
-                // this host: stale when its process is gone, or its pid now belongs to
-                // a process started after the lock was taken (a crash, then a reboot)
-                Some(h) if h.host == me.host => !crate::local::still_running(
-                    h.pid,
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.since.max(0) as u64),
-                ),
+                // this host: stale when its process is gone, or when it was taken in an
+                // earlier boot (its pid may belong to another process now) — by the
+                // boot's id, never by the wall clock, which can step under a live capture
+                Some(h) if h.host == me.host => {
+                    !crate::sys::process_alive(h.pid)
+                        || (h.boot.is_some() && me.boot.is_some() && h.boot != me.boot)
+                }
                 Some(h) => now() - h.since > STALE_SECONDS,
             };
             if !stale {

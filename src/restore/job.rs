@@ -92,6 +92,7 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
         record.last_failure = Some(crate::local::FailureRecord {
             at: crate::store::now_rfc3339(),
             error: format!("{e:#}"),
+            boot: crate::sys::boot_id(),
         });
         if let Err(e) = record.save(req.root) {
             tracing::warn!("could not record the failed restore: {e:#}");
@@ -300,7 +301,7 @@ impl Job<'_> {
             );
             // the report an operator reads after the change, and the login banner
             super::document::publish(req.root, &report, manifest.hostname.clone());
-            if let Err(e) = super::finish_journal(store, &manifest.id) {
+            if let Err(e) = super::finish_journal(store, &manifest.id, &target) {
                 tracing::warn!("could not mark the restore finished in the store: {e:#}");
             }
         }

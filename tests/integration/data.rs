@@ -939,18 +939,21 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
     assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
-    let lock = |since: u64| {
+    let lock = |since: u64, boot: &str| {
         format!(
-            "{{\"host\":\"{}\",\"pid\":{},\"since\":{since}}}",
+            "{{\"host\":\"{}\",\"pid\":{},\"since\":{since},\"boot\":\"{boot}\"}}",
             host.trim(),
             sleeper.id(),
         )
     };
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let boot = boot.trim();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    std::fs::write(store.join("locks/writer.json"), lock(now)).unwrap();
+    // taken long ago in this boot (a capture of hours, or a clock stepped since): held
+    std::fs::write(store.join("locks/writer.json"), lock(1_700_000_000, boot)).unwrap();
     let o = capture_paths(&old.dir, &store, &[]);
     assert_exit!(o, Some(1));
     assert!(
@@ -959,12 +962,13 @@ fn a_live_lock_blocks_a_second_capture_and_a_dead_one_does_not() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("locks/writer.json"), "{}", stderr(&o));
-    // the same pid in a lock taken long before that process started (a crashed capture's
-    // pid handed out again after a reboot): stale
-    std::fs::write(store.join("locks/writer.json"), lock(1_700_000_000)).unwrap();
+    // the same live pid in a lock taken in an earlier boot (a crashed capture's pid
+    // handed out again after a reboot): stale
+    let earlier = "00000000-0000-0000-0000-000000000000";
+    std::fs::write(store.join("locks/writer.json"), lock(now, earlier)).unwrap();
     assert_exit!(capture_paths(&old.dir, &store, &[]), Some(0));
     assert!(!store.join("locks/writer.json").exists(), "released");
-    std::fs::write(store.join("locks/writer.json"), lock(now)).unwrap();
+    std::fs::write(store.join("locks/writer.json"), lock(now, boot)).unwrap();
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let o = capture_paths(&old.dir, &store, &[]);

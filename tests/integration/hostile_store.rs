@@ -760,8 +760,8 @@ fn a_fifo_a_link_or_a_huge_file_at_a_store_object_is_refused_at_once() {
 
 /// A journal that cannot be read — a flipped byte in an encrypted store's (its seal
 /// fails) — is not this restore's: the restore starts over and finishes, instead of
-/// failing at every attempt with nothing restored. A folder in its place is read past but
-/// cannot be written over: a clear failure before any step.
+/// failing at every attempt with nothing restored. A folder in its place is refused: a
+/// clear failure before any step.
 #[test]
 fn a_journal_that_cannot_be_read_is_started_over() {
     let t = tempfile::tempdir().unwrap();
@@ -790,10 +790,9 @@ fn a_journal_that_cannot_be_read_is_started_over() {
         with_store_key(&again, "");
         let o = restore(&again.dir, &store, &[], &[]);
         if damage == "folder" {
-            // read past, but no journal can be written in its place: a clear failure
-            // before any step, the system untouched
+            // planted, not damaged: a clear failure before any step, the system untouched
             assert_exit!(o, Some(1));
-            assert!(stdout(&o).contains("Is a directory"), "{}", stdout(&o));
+            assert!(stdout(&o).contains("not a regular file"), "{}", stdout(&o));
             assert_eq!(again.read("/etc/hostname"), "ubuntu\n");
             continue;
         }

@@ -1516,7 +1516,9 @@ fn status_names_a_restore_that_failed_before_its_plan() {
     let state = new.p("/var/lib/carryover/state.json");
     let mut record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    record["last_failure"]["at"] = "2020-01-01T00:00:00Z".into();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(record["last_failure"]["boot"], boot.trim(), "{record}");
+    record["last_failure"]["boot"] = "00000000-0000-0000-0000-000000000000".into();
     std::fs::write(&state, serde_json::to_vec(&record).unwrap()).unwrap();
     let o = Cmd::new("status").root(&new.dir).json().run();
     assert_exit!(o, Some(0));
