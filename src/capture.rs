@@ -311,7 +311,7 @@ fn capture(
     other_agents?;
     // "This system took snapshot X" is durable before the snapshot exists: a capture killed
     // right after the commit must not leave an old OS that the restore unit would roll back.
-    let mut local = LocalState::load(root).unwrap_or_default();
+    let mut local = LocalState::load_for_update(root);
     local.record_taken(&id);
     local.see(state.identity.instance_id.as_deref(), &id);
     local

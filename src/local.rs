@@ -117,6 +117,27 @@ impl LocalState {
         }
     }
 
+    /// The record to update: `load`, or — when it is damaged — an empty one, the damaged
+    /// file moved aside first (`state.json.damaged-<time>`, warned about) so that the
+    /// save that follows never destroys what an operator may still recover from it.
+    pub fn load_for_update(root: &Root) -> LocalState {
+        match LocalState::load(root) {
+            Ok(l) => l,
+            Err(e) => {
+                let path = root.follow(FILE);
+                let aside = path.with_file_name(format!(
+                    "state.json.damaged-{}",
+                    crate::store::now_rfc3339().replace(':', "")
+                ));
+                match std::fs::rename(&path, &aside) {
+                    Ok(()) => tracing::warn!("{e:#}; moved aside to {}", aside.display()),
+                    Err(r) => tracing::warn!("{e:#}; taken as empty (moving it aside: {r})"),
+                }
+                LocalState::default()
+            }
+        }
+    }
+
     pub fn save(&self, root: &Root) -> Result<()> {
         private_dir(root, STATE_DIR)?;
         crate::sys::write_atomic(&root.path(FILE), &serde_json::to_vec_pretty(self)?, 0o600)?;

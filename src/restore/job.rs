@@ -47,10 +47,7 @@ pub enum RestoreOutcome {
 /// Runs a restore request. A failure is reported to the orchestrator where a new OS was
 /// expected to restore.
 pub fn run(req: &Request) -> Result<RestoreOutcome> {
-    let local = LocalState::load(req.root).unwrap_or_else(|e| {
-        tracing::warn!("{e:#}; taken as empty");
-        LocalState::default()
-    });
+    let local = LocalState::load_for_update(req.root);
     let g = Gather::new(req.root, req.config);
     let (instance, _, _) = identity::instance(&g);
     let reporter = Reporter::new(req.root, req.config, instance.as_deref());
@@ -88,7 +85,7 @@ pub fn run(req: &Request) -> Result<RestoreOutcome> {
     {
         reporter.failed(EventPhase::Restore, req.snapshot.as_deref(), e);
         // and `status` says so instead of waiting for it
-        let mut record = LocalState::load(req.root).unwrap_or_default();
+        let mut record = LocalState::load_for_update(req.root);
         record.last_failure = Some(crate::local::FailureRecord {
             at: crate::store::now_rfc3339(),
             error: format!("{e:#}"),
@@ -319,7 +316,7 @@ impl Job<'_> {
         floor: Option<(String, &'static str)>,
     ) {
         let root = self.req.root;
-        let mut local = LocalState::load(root).unwrap_or_default();
+        let mut local = LocalState::load_for_update(root);
         local.last_restore = Some(RestoreRecord {
             snapshot_id: manifest.id.clone(),
             store: url.to_string(),

@@ -1561,3 +1561,39 @@ fn a_name_the_new_os_provides_under_another_package_is_installed() {
     let h = health(&v, "packages");
     assert!(!h["detail"].as_str().unwrap().contains("php-json"), "{h}");
 }
+
+/// A damaged record of the agent (`state.json`) is moved aside, never overwritten: the
+/// restore runs and records itself, the damaged file stays for an operator to read.
+#[test]
+fn a_damaged_record_is_moved_aside_not_overwritten() {
+    let t = tempfile::tempdir().unwrap();
+    let old = old_debian(&t.path().join("old"));
+    let store = t.path().join("store");
+    let id = capture(&old.dir, &store);
+    let new = new_ubuntu(&t.path().join("new"));
+    let damaged = "{\"last_restore\": {\"snapshot_id\": \"2026";
+    new.file("/var/lib/carryover/state.json", damaged);
+    let o = restore(&new.dir, &store, &[], &[]);
+    assert_exit!(o, Some(0));
+    assert!(stderr(&o).contains("moved aside"), "{}", stderr(&o));
+    let aside: Vec<std::path::PathBuf> = std::fs::read_dir(new.p("/var/lib/carryover"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.damaged-")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), damaged);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(new.p("/var/lib/carryover/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["last_restore"]["snapshot_id"],
+        id.as_str(),
+        "{record}"
+    );
+}
