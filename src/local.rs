@@ -257,14 +257,8 @@ pub fn restore_running(root: &Root) -> Option<u32> {
     let mut text = String::new();
     f.take(16).read_to_string(&mut text).ok()?;
     let pid = marker_pid(&text)?;
-    still_running(pid, written).then_some(pid)
-}
-
-/// Whether the process that was `pid` at `since` still runs: `pid` is alive and did not
-/// start after `since` (a pid handed to another process after a crash or a reboot is not
-/// it; where a process's start cannot be read, a live pid is enough).
-fn still_running(pid: u32, since: std::time::SystemTime) -> bool {
-    crate::sys::process_alive(pid) && !started_after(crate::sys::process_started(pid), since)
+    let alive = crate::sys::process_alive(pid);
+    (alive && !started_after(crate::sys::process_started(pid), written)).then_some(pid)
 }
 
 /// The pid a marker holds (decimal digits, a newline at most after them).

@@ -577,8 +577,14 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Sends an event the outbox could not keep, from memory.
-fn deliver_unqueued(sender: &Sender, event: &Event, deadline: Instant) -> Result<usize> {
+/// Sends an event the outbox could not keep (`why`), from memory.
+fn deliver_unqueued(
+    sender: &Sender,
+    event: &Event,
+    deadline: Instant,
+    why: &anyhow::Error,
+) -> Result<usize> {
+    tracing::warn!("the outbox cannot keep the event ({why:#}): sending it without it");
     match sender.deliver(event, deadline) {
         Delivery::Accepted => Ok(0),
         Delivery::Refused(why) | Delivery::Later(why) => bail!(
@@ -597,23 +603,16 @@ pub fn queue_and_send(root: &Root, config: &Config, event: Event, seconds: u64) 
     let deadline = Instant::now() + Duration::from_secs(seconds);
     // an outbox that cannot take the event (a damaged state folder, a full or read-only
     // system disk): it is sent from memory, never dropped unsent
-    let (outbox, refused) = match Outbox::open(root) {
-        Ok(o) => match o.push(&event) {
-            Ok(()) => (o, None),
-            Err(e) => (o, Some(e)),
-        },
-        Err(e) => {
-            tracing::warn!("the outbox cannot keep the event ({e:#}): sending it without it");
-            return deliver_unqueued(&sender, &event, deadline);
-        }
+    let outbox = match Outbox::open(root) {
+        Ok(o) => o,
+        Err(e) => return deliver_unqueued(&sender, &event, deadline, &e),
     };
-    if let Some(e) = refused {
-        tracing::warn!("the outbox cannot keep the event ({e:#}): sending it without it");
+    if let Err(e) = outbox.push(&event) {
         // the events queued before it go first, as far as they can (in order)
-        if let Err(e) = outbox.flush(&sender, deadline) {
-            tracing::warn!("delivering the outbox: {e:#}");
+        if let Err(f) = outbox.flush(&sender, deadline) {
+            tracing::warn!("delivering the outbox: {f:#}");
         }
-        return deliver_unqueued(&sender, &event, deadline);
+        return deliver_unqueued(&sender, &event, deadline, &e);
     }
     let left = outbox.flush(&sender, deadline)?;
     if left > 0 {

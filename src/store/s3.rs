@@ -188,21 +188,17 @@ enum Fail {
 /// of temporary credentials, and the message goes to the log, the report and the event.
 fn net(what: &str, e: reqwest::Error) -> Fail {
     // the server's origin (scheme, host, port) names where; nothing after it is shown
-    let at = e.url().map(|u| u.origin().ascii_serialization());
-    let e = e.without_url();
-    let mut why = match at {
-        Some(at) => format!("{e} to {at}"),
-        None => e.to_string(),
-    };
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        why = format!("{why}: {s}");
-        source = s.source();
-    }
-    if e.is_builder() {
-        Fail::Stop(anyhow!("{what}: {why}"))
+    let at = e
+        .url()
+        .map(|u| format!(" at {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    let builder = e.is_builder();
+    // `{:#}`: the error with its causes (the connection's own error among them)
+    let err = anyhow!("{what}{at}: {:#}", anyhow::Error::new(e.without_url()));
+    if builder {
+        Fail::Stop(err)
     } else {
-        Fail::Retry(anyhow!("{what}: {why}"))
+        Fail::Retry(err)
     }
 }
 
